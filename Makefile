@@ -1,0 +1,82 @@
+# iapo build. Sources are found by wildcard, so adding a file needs no edit here.
+#   make            library, CLI (build/iapo) and tests
+#   make test       build and run the whole test suite (oracles included)
+#   make asan       the same suite under AddressSanitizer + UBSan (build-asan/)
+#   make demo       install missing Debian packages, build, run the embedded default
+#   make bench      benchmarks (bench/), JSON lines on stdout
+# Options: MPI=0|1 (default: autodetect; not used yet), ARCH=-march=... (default native)
+
+CC      ?= cc
+ARCH    ?= -march=native
+PKGS    := libcjson libpcre2-8 libutf8proc openblas
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE $(WARN) -fopenmp $(ARCH) -Iinclude -Isrc $(PKG_CFLAGS)
+LDLIBS  := $(PKG_LIBS) -fopenmp -lm -lpthread
+
+MODE   ?= release
+ifeq ($(MODE),asan)
+  BUILD  := build-asan
+  CFLAGS := $(CFLAGS_BASE) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  LDFLAGS := -fsanitize=address,undefined
+else
+  BUILD  := build
+  CFLAGS := $(CFLAGS_BASE) -O3 -g
+  LDFLAGS :=
+endif
+
+LIB_SRC  := $(sort $(wildcard src/*/*.c))
+TOOL_SRC := $(sort $(wildcard tools/*.c))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+LIB      := $(BUILD)/libiapo.a
+BIN      := $(BUILD)/iapo
+
+.PHONY: all test asan test-asan demo bench clean deps
+all: $(LIB) $(BIN) $(TESTS) $(BENCHES)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(TOOL_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) $(TOOL_OBJ) $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+
+deps:
+	@scripts/install-deps.sh
+
+test: all
+	@tests/run.sh $(BUILD)
+
+asan:
+	@$(MAKE) --no-print-directory MODE=asan all
+	@IAPO_SANITIZED=1 tests/run.sh build-asan
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/demo.sh $(BUILD)
+
+bench: all
+	@bench/run.sh $(BUILD)
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find build build-asan -name '*.d' 2>/dev/null)

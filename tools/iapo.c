@@ -1,0 +1,46 @@
+/*
+ * iapo.c — the command-line entry point: dispatches to one function per
+ * command (tools/cmd_*.c).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+	const char *name;
+	int (*fn)(int, char **);
+	const char *summary;
+} commands[] = {
+	{NULL, NULL, NULL},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: iapo <command> [options]\n\ncommands:\n");
+	for (size_t i = 0; commands[i].name; i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\n'iapo <command> --help' describes a command's options.\n"
+		   "'iapo --version' prints the version and how this binary was built.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (cli_is_help(argv[1])) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("%s\n", iapo_build_info());
+		return 0;
+	}
+	for (size_t i = 0; commands[i].name; i++)
+		if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "iapo: unknown command '%s'\n\n", argv[1]);
+	usage(stderr);
+	return 2;
+}
