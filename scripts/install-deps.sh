@@ -8,7 +8,7 @@ set -eu
 pkgs="build-essential pkg-config libopenblas0-openmp libopenblas-openmp-dev \
 libcjson-dev libpcre2-dev libutf8proc-dev"
 if [ "${1:-}" = "--test" ]; then
-	pkgs="$pkgs python3-torch python3-numpy nodejs npm clang libclang-rt-14-dev libjemalloc2"
+	pkgs="$pkgs python3-torch python3-numpy nodejs npm"
 fi
 
 missing=""
