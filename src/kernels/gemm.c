@@ -1,0 +1,587 @@
+/*
+ * gemm.c — iapo_sgemm (gemm.h): single-precision C = alpha*op(A)*op(B) + beta*C,
+ * row-major, written for AVX-512 CPUs (tuned on AMD Zen 5: 2 x 512-bit FMA
+ * pipes, 48 KiB L1d, 1 MiB L2 per core) with a plain C fallback chosen at run
+ * time for any other x86-64.
+ *
+ * The packed path follows BLIS (Van Zee & van de Geijn): C is cut into blocks
+ * of NC columns; the depth K into slices of KC; for each slice a block of MC
+ * rows of op(A) is copied ("packed") into micro-panels of MR rows laid out
+ * k-major, and op(B) into micro-panels of NR columns, so that the micro-kernel
+ * reads both operands contiguously whatever the transposes were. The
+ * micro-kernel keeps an MR x NR tile of C in registers (MR rows of NR/16 zmm)
+ * and for every k loads NR floats of B and broadcasts MR floats of A into
+ * MR*NR/16 independent FMAs; MR*NR/16 is well above the 8 FMAs in flight that
+ * two pipes of latency 4 need. The A block stays in L2 and each B micro-panel
+ * in L1 while the MR-row micro-panels of A stream past it. B is packed lazily:
+ * each micro-panel just before its first use, so that it is still in L1 when
+ * the first row block reads it (and, when there is only one row block, into a
+ * single L1-sized slot). Packing transposes with 16x16 in-register transposes,
+ * so the forward's x W^T costs no more to pack than W's own layout.
+ *
+ * Threads get independent rectangles of C, each packing its own operands:
+ * no barriers inside a product (barriers cost tens of microseconds under
+ * OMP_WAIT_POLICY=PASSIVE). The grid is chosen to duplicate the smaller
+ * operand's packing (the activations, usually) rather than the weights.
+ *
+ * The direct path serves small M (decoding): with B transposed (x W^T) it
+ * computes dot products along K of a few rows of A against a few rows of W,
+ * reading W once, in place; otherwise it runs the micro-kernel on unpacked
+ * rows of B. Packing would cost as much as the product there.
+ *
+ * Left out: bf16 and other precisions, column-major, GPUs, and runtime
+ * detection of cache sizes (the constants below fit AMD Zen 4/5 and Intel
+ * server cores, whose L1/L2 are at least 32 KiB / 1 MiB).
+ */
+#include "kernels/gemm.h"
+
+#include <immintrin.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/mem.h"
+#include "iapo.h"
+
+/* Micro-tile: MR rows of C by NV zmm vectors (NR = 16*NV columns). */
+#define MR 14
+#define NV 2
+#define NR (16 * NV)
+
+/* Default blocking. KC*NR*4 bytes (the B micro-panel) must sit in L1 next
+ * to the streaming A micro-panel; MC*KC*4 (the A block) in L2. NC bounds the
+ * packed B panel reused across row blocks (it lives in L2/L3). */
+#define KC_DEF 256
+#define MC_DEF 280
+#define NC_DEF 2048
+
+/* Up to this many rows of C the direct path (no packing) is used. */
+#define DIRECT_M 8
+/* Direct dot kernel: rows of A by rows of B per step (20 accumulators). */
+#define DOT_MB 4
+#define DOT_NB 5
+/* Fewer multiply-adds than this per thread are not worth a fork/join. */
+#define MIN_FMA_PER_THREAD (1L << 21)
+
+static int force_path;
+static int blk_mc, blk_kc, blk_nc;
+static long min_fma_per_thread = MIN_FMA_PER_THREAD;
+static _Thread_local int last_path;
+
+int iapo_sgemm_force_path(int path)
+{
+	int old = force_path;
+	force_path = path;
+	return old;
+}
+
+void iapo_sgemm_set_blocking(int mc, int kc, int nc)
+{
+	blk_mc = mc > 0 ? mc : 0;
+	blk_kc = kc > 0 ? kc : 0;
+	blk_nc = nc > 0 ? nc : 0;
+	min_fma_per_thread = blk_mc || blk_kc || blk_nc ? 1 : MIN_FMA_PER_THREAD;
+}
+
+int iapo_sgemm_last_path(void) { return last_path; }
+
+static int has_avx512(void)
+{
+	static int cached = -1;
+	if (cached < 0) {
+		__builtin_cpu_init();
+		cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+			 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+	}
+	return cached;
+}
+
+static long ceil_div(long a, long b) { return (a + b - 1) / b; }
+static long round_up(long a, long b) { return ceil_div(a, b) * b; }
+static long min_l(long a, long b) { return a < b ? a : b; }
+
+/* ---- per-thread workspace ------------------------------------------------- */
+
+/* One growable aligned block per calling thread, released when the thread
+ * exits; OpenMP workers of a call carve their slices out of the caller's. */
+struct workspace {
+	float *buf;
+	size_t cap; /* floats */
+};
+
+static pthread_key_t ws_key;
+static pthread_once_t ws_once = PTHREAD_ONCE_INIT;
+
+static void ws_destroy(void *p)
+{
+	struct workspace *ws = p;
+	if (!ws) return;
+	iapo_free_aligned(ws->buf);
+	iapo_free(ws);
+}
+
+static void ws_init(void) { (void)pthread_key_create(&ws_key, ws_destroy); }
+
+/* A buffer of at least n floats for this thread, or NULL when out of memory. */
+static float *ws_get(size_t n)
+{
+	pthread_once(&ws_once, ws_init);
+	struct workspace *ws = pthread_getspecific(ws_key);
+	if (!ws) {
+		ws = iapo_malloc(sizeof *ws);
+		if (!ws) return NULL;
+		ws->buf = NULL;
+		ws->cap = 0;
+		if (pthread_setspecific(ws_key, ws) != 0) {
+			iapo_free(ws);
+			return NULL;
+		}
+	}
+	if (ws->cap < n) {
+		float *nb = iapo_alloc_aligned(n * sizeof(float));
+		if (!nb) return NULL;
+		iapo_free_aligned(ws->buf);
+		ws->buf = nb;
+		ws->cap = n;
+	}
+	return ws->buf;
+}
+
+/* ---- shared helpers ------------------------------------------------------- */
+
+/* C(M,N) *= beta, with beta == 0 writing zeros without reading C. */
+static void scale_c(int M, int N, float beta, float *C, int ldc)
+{
+	for (int i = 0; i < M; i++) {
+		float *c = C + (size_t)i * ldc;
+		if (beta == 0.0f)
+			memset(c, 0, sizeof(float) * (size_t)N);
+		else if (beta != 1.0f)
+			for (int j = 0; j < N; j++) c[j] *= beta;
+	}
+}
+
+/* Splits [0, total) into parts units-aligned pieces; piece p is [*lo, *hi). */
+static void split_range(long total, long unit, int parts, int p, long *lo, long *hi)
+{
+	long units = ceil_div(total, unit);
+	*lo = min_l(total, units * p / parts * unit);
+	*hi = min_l(total, units * (p + 1) / parts * unit);
+}
+
+/* Threads worth using for n_fma multiply-adds, at most nmax. */
+static int threads_for(double n_fma, int nmax)
+{
+	double t = n_fma / (double)min_fma_per_thread;
+	if (t < 1) return 1;
+	return t < nmax ? (int)t : nmax;
+}
+
+/* ---- portable path -------------------------------------------------------- */
+
+static void sgemm_portable(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+			   const float *B, int ldb, float beta, float *C, int ldc, int nth)
+{
+#pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
+	for (int i = 0; i < M; i++) {
+		float *c = C + (size_t)i * ldc;
+		scale_c(1, N, beta, c, ldc);
+		for (int p = 0; p < K; p++) {
+			float a = alpha * (transA ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p]);
+			if (!transB) {
+				const float *b = B + (size_t)p * ldb;
+				for (int j = 0; j < N; j++) c[j] += a * b[j];
+			} else {
+				for (int j = 0; j < N; j++) c[j] += a * B[(size_t)j * ldb + p];
+			}
+		}
+	}
+}
+
+/* ---- AVX-512 path --------------------------------------------------------- */
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+#define INLINE static inline __attribute__((always_inline))
+
+/* Mask of the first n lanes (n clamped to [0,16]). */
+static inline __mmask16 lanes(long n) { return n <= 0 ? 0 : n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1); }
+
+/* In-register transpose of 16 rows of 16 floats. */
+INLINE AVX512 void transpose16(__m512 r[16])
+{
+	__m512 t[16], u[16];
+	for (int i = 0; i < 8; i++) {
+		t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+		t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+	}
+	/* t[4q..4q+3] hold rows 4q..4q+3 interleaved; pairs of 64-bit lanes
+	 * gather 4 rows of one column per 128-bit lane. */
+	for (int q = 0; q < 4; q++) {
+		__m512d a = _mm512_castps_pd(t[4 * q]), b = _mm512_castps_pd(t[4 * q + 1]);
+		__m512d c = _mm512_castps_pd(t[4 * q + 2]), d = _mm512_castps_pd(t[4 * q + 3]);
+		u[4 * q + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c)); /* cols 0,4,8,12 */
+		u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c)); /* cols 1,5,9,13 */
+		u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d)); /* cols 2,6,10,14 */
+		u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d)); /* cols 3,7,11,15 */
+	}
+	/* u[4q+j] lane l = rows 4q..4q+3 of column j + 4l; gather 128-bit lanes. */
+	for (int j = 0; j < 4; j++) {
+		__m512 v0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);      /* r0-3 c j, j+8 | r4-7 c j, j+8 */
+		__m512 v1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xdd);      /* ... c j+4, j+12 */
+		__m512 v2 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88); /* r8-15 c j, j+8 */
+		__m512 v3 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xdd);
+		r[j] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+		r[j + 8] = _mm512_shuffle_f32x4(v0, v2, 0xdd);
+		r[j + 4] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+		r[j + 12] = _mm512_shuffle_f32x4(v1, v3, 0xdd);
+	}
+}
+
+/* dst[k*W + c] = src[k*ld + c] for c < cols, 0 for cols <= c < W; k < kc.
+ * Packs a panel whose rows are already contiguous (B as stored, or A^T). */
+static AVX512 void pack_rows(float *dst, const float *src, long ld, int kc, int cols, int W)
+{
+	for (int k = 0; k < kc; k++) {
+		const float *s = src + (size_t)k * ld;
+		float *d = dst + (size_t)k * W;
+		for (int v = 0; v < W; v += 16)
+			_mm512_mask_storeu_ps(d + v, lanes(W - v), _mm512_maskz_loadu_ps(lanes(cols - v), s + v));
+	}
+}
+
+/* dst[k*W + r] = src[r*ld + k] for r < rows, 0 for rows <= r < W; k < kc.
+ * Packs a panel that must be transposed (A as stored, or B^T = W). */
+static AVX512 void pack_cols(float *dst, const float *src, long ld, int rows, int kc, int W)
+{
+	for (int r0 = 0; r0 < W; r0 += 16) {
+		int rg = rows - r0 < 0 ? 0 : rows - r0 > 16 ? 16 : rows - r0;
+		__mmask16 sm = lanes(W - r0);
+		if (rg == 0) {
+			for (int k = 0; k < kc; k++) _mm512_mask_storeu_ps(dst + (size_t)k * W + r0, sm, _mm512_setzero_ps());
+			continue;
+		}
+		for (int k = 0; k < kc; k += 16) {
+			int kk = kc - k < 16 ? kc - k : 16;
+			__mmask16 lm = lanes(kk);
+			__m512 r[16];
+			for (int i = 0; i < 16; i++)
+				r[i] = i < rg ? _mm512_maskz_loadu_ps(lm, src + (size_t)(r0 + i) * ld + k) : _mm512_setzero_ps();
+			transpose16(r);
+			for (int j = 0; j < kk; j++) _mm512_mask_storeu_ps(dst + (size_t)(k + j) * W + r0, sm, r[j]);
+		}
+	}
+}
+
+/* c = alpha*acc + beta*c over the lanes in m (beta == 0: c not read). */
+INLINE AVX512 void store_row(float *c, __m512 acc, __mmask16 m, float alpha, float beta)
+{
+	__m512 r = alpha == 1.0f ? acc : _mm512_mul_ps(acc, _mm512_set1_ps(alpha));
+	if (beta == 1.0f)
+		r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, c));
+	else if (beta != 0.0f)
+		r = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, c), _mm512_set1_ps(beta), r);
+	_mm512_mask_storeu_ps(c, m, r);
+}
+
+/* The micro-kernel: C(mr, NR) = alpha * sum_k a(i,k) b(k,:) + beta*C, with
+ * a(i,k) = a[i*ars + k*acs] and b(k,:) = b[k*brs ...]; columns beyond the
+ * masks are neither read nor written. mr is a constant in every caller, so
+ * the accumulators become registers. */
+INLINE AVX512 void tile(const int mr, int kc, const float *a, long ars, long acs, const float *b, long brs,
+			float *c, long ldc, float alpha, float beta, const __mmask16 *m)
+{
+	__m512 acc[MR][NV];
+#pragma GCC unroll 16
+	for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
+		for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+	for (int i = 0; i < mr; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+	for (int k = 0; k < kc; k++) {
+		__m512 bv[NV];
+#pragma GCC unroll 4
+		for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(b + (size_t)k * brs + 16 * v);
+#pragma GCC unroll 16
+		for (int i = 0; i < mr; i++) {
+			__m512 ai = _mm512_set1_ps(a[i * ars + (size_t)k * acs]);
+#pragma GCC unroll 4
+			for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+		}
+	}
+#pragma GCC unroll 16
+	for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
+		for (int v = 0; v < NV; v++) store_row(c + i * ldc + 16 * v, acc[i][v], m[v], alpha, beta);
+}
+
+typedef void (*tile_fn)(int kc, const float *a, long ars, long acs, const float *b, long brs, float *c, long ldc,
+			float alpha, float beta, const __mmask16 *m);
+
+/* Packed operands: A micro-panel k-major with stride MR, B with stride NR. */
+#define PACKED_TILE(R) \
+	static AVX512 void tile_p##R(int kc, const float *a, long ars, long acs, const float *b, long brs, float *c, \
+				     long ldc, float alpha, float beta, const __mmask16 *m) \
+	{ \
+		(void)ars; (void)acs; (void)brs; \
+		tile(R, kc, a, 1, MR, b, NR, c, ldc, alpha, beta, m); \
+	} \
+	static AVX512 void tile_d##R(int kc, const float *a, long ars, long acs, const float *b, long brs, float *c, \
+				     long ldc, float alpha, float beta, const __mmask16 *m) \
+	{ \
+		tile(R, kc, a, ars, acs, b, brs, c, ldc, alpha, beta, m); \
+	}
+PACKED_TILE(1) PACKED_TILE(2) PACKED_TILE(3) PACKED_TILE(4) PACKED_TILE(5) PACKED_TILE(6) PACKED_TILE(7)
+PACKED_TILE(8) PACKED_TILE(9) PACKED_TILE(10) PACKED_TILE(11) PACKED_TILE(12) PACKED_TILE(13) PACKED_TILE(14)
+
+static const tile_fn tiles_packed[MR + 1] = {NULL, tile_p1, tile_p2, tile_p3, tile_p4, tile_p5, tile_p6, tile_p7,
+					     tile_p8, tile_p9, tile_p10, tile_p11, tile_p12, tile_p13, tile_p14};
+static const tile_fn tiles_direct[MR + 1] = {NULL, tile_d1, tile_d2, tile_d3, tile_d4, tile_d5, tile_d6, tile_d7,
+					     tile_d8, tile_d9, tile_d10, tile_d11, tile_d12, tile_d13, tile_d14};
+
+/* One product's arguments, shared by the threads working on it. */
+struct job {
+	int transA, transB, M, N, K;
+	float alpha, beta;
+	const float *A, *B;
+	float *C;
+	long lda, ldb, ldc;
+	/* blocking */
+	long mc, kc, nc;
+	int nth, tm, tn;
+	size_t a_floats, b_floats; /* per-thread packing buffers */
+	float *ws;
+};
+
+/* Rows [m0,m1) x columns [n0,n1) of C with the thread's own buffers. */
+static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, long m0, long m1, long n0, long n1)
+{
+	long m = m1 - m0, n = n1 - n0, K = J->K;
+	if (m <= 0 || n <= 0) return;
+	long kc_step = ceil_div(K, ceil_div(K, J->kc));
+	long mc_step = round_up(ceil_div(m, ceil_div(m, J->mc)), MR);
+	long nc_step = round_up(ceil_div(n, ceil_div(n, J->nc)), NR);
+	int one_row_block = m <= mc_step;
+	for (long jc = 0; jc < n; jc += nc_step) {
+		long nc = min_l(nc_step, n - jc);
+		for (long pc = 0; pc < K; pc += kc_step) {
+			long kc = min_l(kc_step, K - pc);
+			float beta = pc == 0 ? J->beta : 1.0f;
+			for (long ic = 0; ic < m; ic += mc_step) {
+				long mc = min_l(mc_step, m - ic);
+				for (long ir = 0; ir < mc; ir += MR) {
+					long i0 = m0 + ic + ir;
+					int mr = (int)min_l(MR, mc - ir);
+					float *dst = abuf + ir * kc;
+					if (J->transA)
+						pack_rows(dst, J->A + pc * J->lda + i0, J->lda, (int)kc, mr, MR);
+					else
+						pack_cols(dst, J->A + i0 * J->lda + pc, J->lda, mr, (int)kc, MR);
+				}
+				for (long jr = 0; jr < nc; jr += NR) {
+					long j0 = n0 + jc + jr;
+					int nr = (int)min_l(NR, nc - jr);
+					float *bp = one_row_block ? bbuf : bbuf + jr * kc;
+					if (ic == 0) {
+						if (J->transB)
+							pack_cols(bp, J->B + j0 * J->ldb + pc, J->ldb, nr, (int)kc, NR);
+						else
+							pack_rows(bp, J->B + pc * J->ldb + j0, J->ldb, (int)kc, nr, NR);
+					}
+					__mmask16 msk[NV];
+					for (int v = 0; v < NV; v++) msk[v] = lanes(nr - 16 * v);
+					for (long ir = 0; ir < mc; ir += MR) {
+						int mr = (int)min_l(MR, mc - ir);
+						float *c = J->C + (m0 + ic + ir) * J->ldc + j0;
+						tiles_packed[mr]((int)kc, abuf + ir * kc, 0, 0, bp, 0, c, J->ldc, J->alpha, beta,
+								 msk);
+					}
+				}
+			}
+		}
+	}
+}
+
+static void packed_thread(const struct job *J, int t)
+{
+	float *abuf = J->ws + (size_t)t * (J->a_floats + J->b_floats);
+	float *bbuf = abuf + J->a_floats;
+	long m0, m1, n0, n1;
+	split_range(J->M, MR, J->tm, t / J->tn, &m0, &m1);
+	split_range(J->N, NR, J->tn, t % J->tn, &n0, &n1);
+	packed_rect(J, abuf, bbuf, m0, m1, n0, n1);
+}
+
+/* Sets the thread grid and buffer sizes; returns 0 when the workspace could
+ * not be had. */
+static int packed_plan(struct job *J, int nth)
+{
+	J->mc = blk_mc ? round_up(blk_mc, MR) : MC_DEF;
+	J->kc = blk_kc ? blk_kc : KC_DEF;
+	J->nc = blk_nc ? round_up(blk_nc, NR) : NC_DEF;
+	long mt = ceil_div(J->M, MR), nt = ceil_div(J->N, NR);
+	/* Of the grids tm x tn = nth that give every thread a tile, take the one
+	 * that packs the least: A is packed tn times, B tm times. */
+	int best_tm = 0;
+	double best = 0;
+	for (int tm = 1; tm <= nth; tm++) {
+		if (nth % tm) continue;
+		int tn = nth / tm;
+		if (tm > mt || tn > nt) continue;
+		double cost = (double)J->M * tn + (double)J->N * tm;
+		if (!best_tm || cost < best) best_tm = tm, best = cost;
+	}
+	if (!best_tm) {
+		nth = 1;
+		best_tm = 1;
+	}
+	J->nth = nth;
+	J->tm = best_tm;
+	J->tn = nth / best_tm;
+	/* Upper bounds of packed_rect's block sizes over the threads. */
+	long m_max = ceil_div(mt, J->tm) * MR, n_max = ceil_div(nt, J->tn) * NR;
+	long kc_step = ceil_div(J->K, ceil_div(J->K, J->kc));
+	long mc_max = min_l(m_max, J->mc);
+	long nc_max = min_l(n_max, J->nc);
+	J->a_floats = (size_t)round_up(mc_max * kc_step, 16);
+	J->b_floats = (size_t)round_up((m_max <= J->mc ? NR : nc_max) * kc_step, 16);
+	J->ws = ws_get((J->a_floats + J->b_floats) * (size_t)nth);
+	return J->ws != NULL;
+}
+
+/* Dot products of mb rows of A with nb rows of B (B transposed), K long. */
+INLINE AVX512 void dot_block(const int mb, const int nb, int K, const float *a, long lda, const float *b, long ldb,
+			     float *c, long ldc, float alpha, float beta)
+{
+	__m512 acc[DOT_MB][DOT_NB];
+#pragma GCC unroll 8
+	for (int i = 0; i < mb; i++)
+#pragma GCC unroll 8
+		for (int j = 0; j < nb; j++) acc[i][j] = _mm512_setzero_ps();
+	int k = 0;
+	for (; k + 16 <= K; k += 16) {
+		__m512 bv[DOT_NB];
+#pragma GCC unroll 8
+		for (int j = 0; j < nb; j++) bv[j] = _mm512_loadu_ps(b + j * ldb + k);
+#pragma GCC unroll 8
+		for (int i = 0; i < mb; i++) {
+			__m512 av = _mm512_loadu_ps(a + i * lda + k);
+#pragma GCC unroll 8
+			for (int j = 0; j < nb; j++) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+		}
+	}
+	if (k < K) {
+		__mmask16 lm = lanes(K - k);
+		__m512 bv[DOT_NB];
+#pragma GCC unroll 8
+		for (int j = 0; j < nb; j++) bv[j] = _mm512_maskz_loadu_ps(lm, b + j * ldb + k);
+#pragma GCC unroll 8
+		for (int i = 0; i < mb; i++) {
+			__m512 av = _mm512_maskz_loadu_ps(lm, a + i * lda + k);
+#pragma GCC unroll 8
+			for (int j = 0; j < nb; j++) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+		}
+	}
+#pragma GCC unroll 8
+	for (int i = 0; i < mb; i++)
+#pragma GCC unroll 8
+		for (int j = 0; j < nb; j++) {
+			float s = alpha * _mm512_reduce_add_ps(acc[i][j]);
+			float *cc = c + i * ldc + j;
+			*cc = beta == 0.0f ? s : s + beta * *cc;
+		}
+}
+
+typedef void (*dot_fn)(int K, const float *a, long lda, const float *b, long ldb, float *c, long ldc, float alpha,
+		       float beta);
+#define DOT(MB, NB) \
+	static AVX512 void dot_##MB##_##NB(int K, const float *a, long lda, const float *b, long ldb, float *c, long ldc, \
+					   float alpha, float beta) \
+	{ \
+		dot_block(MB, NB, K, a, lda, b, ldb, c, ldc, alpha, beta); \
+	}
+#define DOT_ROW(MB) DOT(MB, 1) DOT(MB, 2) DOT(MB, 3) DOT(MB, 4) DOT(MB, 5)
+DOT_ROW(1) DOT_ROW(2) DOT_ROW(3) DOT_ROW(4)
+#define DOT_PTRS(MB) {NULL, dot_##MB##_1, dot_##MB##_2, dot_##MB##_3, dot_##MB##_4, dot_##MB##_5}
+static const dot_fn dots[DOT_MB + 1][DOT_NB + 1] = {{NULL}, DOT_PTRS(1), DOT_PTRS(2), DOT_PTRS(3), DOT_PTRS(4)};
+
+/* Direct path, columns [n0,n1): C = alpha*op(A)*op(B) + beta*C for M <= DIRECT_M. */
+static AVX512 void direct_cols(const struct job *J, long n0, long n1)
+{
+	if (J->transB) {
+		/* x W^T: every row of W is read once, against all rows of A. */
+		for (long j = n0; j < n1; j += DOT_NB) {
+			int nb = (int)min_l(DOT_NB, n1 - j);
+			for (int i = 0; i < J->M; i += DOT_MB) {
+				int mb = J->M - i < DOT_MB ? J->M - i : DOT_MB;
+				dots[mb][nb](J->K, J->A + i * J->lda, J->lda, J->B + j * J->ldb, J->ldb,
+					     J->C + i * J->ldc + j, J->ldc, J->alpha, J->beta);
+			}
+		}
+	} else {
+		long ars = J->transA ? 1 : J->lda, acs = J->transA ? J->lda : 1;
+		for (long j = n0; j < n1; j += NR) {
+			__mmask16 msk[NV];
+			for (int v = 0; v < NV; v++) msk[v] = lanes(n1 - j - 16 * v);
+			tiles_direct[J->M](J->K, J->A, ars, acs, J->B + j, J->ldb, J->C + j, J->ldc, J->alpha, J->beta,
+					   msk);
+		}
+	}
+}
+
+/* ---- entry point ---------------------------------------------------------- */
+
+void iapo_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+		const float *B, int ldb, float beta, float *C, int ldc)
+{
+	last_path = 0;
+	if (M <= 0 || N <= 0) return;
+	if (K <= 0 || alpha == 0.0f) {
+		scale_c(M, N, beta, C, ldc);
+		return;
+	}
+	int nmax = omp_in_parallel() ? 1 : iapo_get_threads();
+	if (nmax < 1) nmax = 1;
+	int nth = threads_for((double)M * N * K, nmax);
+	int path = force_path;
+	if (!has_avx512()) path = IAPO_SGEMM_PORTABLE;
+	if (path == IAPO_SGEMM_AUTO) path = M <= DIRECT_M ? IAPO_SGEMM_DIRECT : IAPO_SGEMM_PACKED;
+	if (path == IAPO_SGEMM_DIRECT && (M > MR || (transA && transB))) path = IAPO_SGEMM_PACKED;
+
+	struct job J = {.transA = transA, .transB = transB, .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
+			.A = A, .B = B, .C = C, .lda = lda, .ldb = ldb, .ldc = ldc};
+	if (path == IAPO_SGEMM_PACKED && !packed_plan(&J, nth)) {
+		/* No workspace: finish the product without one. */
+		path = transA && transB ? IAPO_SGEMM_PORTABLE : IAPO_SGEMM_DIRECT;
+	}
+	if (path == IAPO_SGEMM_DIRECT && M > MR) path = IAPO_SGEMM_PORTABLE;
+	last_path = path;
+
+	switch (path) {
+	case IAPO_SGEMM_PACKED:
+		if (J.nth == 1) {
+			packed_thread(&J, 0);
+		} else {
+#pragma omp parallel num_threads(J.nth)
+			packed_thread(&J, omp_get_thread_num());
+		}
+		break;
+	case IAPO_SGEMM_DIRECT: {
+		long unit = transB ? DOT_NB : NR;
+		if (nth == 1) {
+			direct_cols(&J, 0, N);
+		} else {
+#pragma omp parallel num_threads(nth)
+			{
+				long n0, n1;
+				split_range(N, unit, omp_get_num_threads(), omp_get_thread_num(), &n0, &n1);
+				direct_cols(&J, n0, n1);
+			}
+		}
+		break;
+	}
+	default:
+		sgemm_portable(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nth);
+		break;
+	}
+}

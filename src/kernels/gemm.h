@@ -1,0 +1,52 @@
+/*
+ * gemm.h — iapo's own single-precision matrix product (BLIS style: packing,
+ * cache blocking, an AVX-512 micro-kernel, OpenMP over independent blocks of
+ * C), so that the transformer's products run near the machine's FMA peak
+ * whatever BLAS the environment provides or however it is configured.
+ *
+ * One entry point, iapo_sgemm, with BLAS's meaning restricted to row-major.
+ * It picks a path per call: a packed, blocked product for anything with more
+ * than a handful of rows, a direct path that streams B once without packing
+ * for small M (decoding), and a portable C loop on CPUs without AVX-512F.
+ * The test hooks below force a path or shrink the blocking so that tests can
+ * reach every branch with small matrices.
+ *
+ * Left out: complex and double precision, column-major, bf16 (a separate
+ * kernel), and GPUs.
+ */
+#ifndef IAPO_KERNELS_GEMM_H
+#define IAPO_KERNELS_GEMM_H
+
+/* C(M,N) = alpha * op(A) * op(B) + beta * C, row-major, op = transpose when
+ * transX != 0. A is (M,K) (or (K,M) when transA), B is (K,N) (or (N,K) when
+ * transB), with leading dimensions lda, ldb, ldc (>= the row width).
+ * beta == 0 means C is not read (it may hold NaN). M, N <= 0 does nothing;
+ * K <= 0 or alpha == 0 scales C by beta. C must not overlap A or B.
+ * Uses up to iapo_get_threads() OpenMP threads (one when called inside a
+ * parallel region). Thread-safe: each calling thread owns a packing
+ * workspace, allocated on first use and grown only when a larger shape
+ * arrives, so steady-state calls allocate nothing; if that allocation fails
+ * the product still completes through a path that needs no workspace. */
+void iapo_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+		const float *B, int ldb, float beta, float *C, int ldc);
+
+/* ---- test hooks (not thread-safe; set them before calling, from one thread) ---- */
+
+enum {
+	IAPO_SGEMM_AUTO = 0,     /* choose per call (the default) */
+	IAPO_SGEMM_PORTABLE = 1, /* plain C loops, any CPU */
+	IAPO_SGEMM_PACKED = 2,   /* packed + blocked AVX-512 (portable without AVX-512F) */
+	IAPO_SGEMM_DIRECT = 3,   /* unpacked small-M AVX-512 path (packed where it has no variant) */
+};
+/* Forces a path for later calls; returns the previous setting. */
+int iapo_sgemm_force_path(int path);
+/* Overrides the cache blocking (rows of A per block, depth per block, columns
+ * of B per block; each rounded up to the micro-tile) for later calls; zeros
+ * restore the tuned defaults. Lets tests cross every block edge cheaply; while
+ * an override is set, even tiny products use every thread. */
+void iapo_sgemm_set_blocking(int mc, int kc, int nc);
+/* Which path the last call on this thread took (an IAPO_SGEMM_* value; 0 if
+ * it had nothing to multiply). */
+int iapo_sgemm_last_path(void);
+
+#endif

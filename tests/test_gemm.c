@@ -1,0 +1,301 @@
+/*
+ * test_gemm.c — iapo_sgemm (src/kernels/gemm.h) against a plain triple loop in
+ * double precision: all four transpose combinations, every path (packed,
+ * direct, portable, automatic), odd sizes that leave partial micro-tiles and
+ * blocks, padded leading dimensions (the padding holds NaN in A and B and a
+ * sentinel in C, so reading or writing outside the matrices shows), alpha and
+ * beta variants (beta 0 over a NaN-filled C), degenerate sizes, 1 and 2
+ * threads, no allocation in steady state, and the fallback when the
+ * workspace cannot be allocated. No timing here: bench/gemm.c measures speed.
+ */
+#include <math.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "core/mem.h"
+#include "iapo.h"
+#include "kernels/gemm.h"
+#include "test.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static float urand(void)
+{
+	rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+	return (float)((rng_state >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+
+/* A rows x cols matrix with leading dimension ld; the gap holds fill. */
+static float *make_mat(int rows, int cols, int ld, float fill)
+{
+	float *m = malloc(sizeof(float) * ((size_t)rows * ld + 1));
+	for (int i = 0; i < rows; i++)
+		for (int j = 0; j < ld; j++) m[(size_t)i * ld + j] = j < cols ? urand() : fill;
+	return m;
+}
+
+struct spec {
+	int ta, tb, M, N, K, pad;
+	float alpha, beta;
+	int path, threads;
+};
+
+/* Runs one product and compares it with the double-precision loop; returns
+ * 1 when it matches. Error bound per element: 1e-5*sqrt(K) relative to
+ * |alpha| sum |a||b| + |beta c| (fp32 rounding of a K-long dot product). */
+static int check_one(struct spec s)
+{
+	int ar = s.ta ? s.K : s.M, ac = s.ta ? s.M : s.K;
+	int br = s.tb ? s.N : s.K, bc = s.tb ? s.K : s.N;
+	int lda = ac + s.pad, ldb = bc + 2 * s.pad, ldc = s.N + 3 * s.pad;
+	float *A = make_mat(ar, ac, lda, NAN);
+	float *B = make_mat(br, bc, ldb, NAN);
+	float *C = make_mat(s.M, s.N, ldc, -777.0f);
+	float *C0 = malloc(sizeof(float) * ((size_t)s.M * ldc + 1));
+	if (s.beta == 0.0f)
+		for (int i = 0; i < s.M; i++)
+			for (int j = 0; j < s.N; j++) C[(size_t)i * ldc + j] = NAN;
+	memcpy(C0, C, sizeof(float) * (size_t)s.M * ldc);
+
+	iapo_set_threads(s.threads);
+	iapo_sgemm_force_path(s.path);
+	iapo_sgemm(s.ta, s.tb, s.M, s.N, s.K, s.alpha, A, lda, B, ldb, s.beta, C, ldc);
+	iapo_sgemm_force_path(IAPO_SGEMM_AUTO);
+
+	int ok = 1;
+	double tol = 1e-5 * sqrt((double)(s.K > 1 ? s.K : 1));
+	for (int i = 0; i < s.M && ok; i++) {
+		for (int j = 0; j < ldc && ok; j++) {
+			float got = C[(size_t)i * ldc + j];
+			if (j >= s.N) {
+				if (got != -777.0f) {
+					fprintf(stderr, "  wrote outside C at (%d,%d)\n", i, j);
+					ok = 0;
+				}
+				continue;
+			}
+			double ref = 0, mag = 0;
+			for (int p = 0; p < s.K; p++) {
+				double a = s.ta ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p];
+				double b = s.tb ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j];
+				ref += a * b;
+				mag += fabs(a * b);
+			}
+			ref *= s.alpha;
+			mag *= fabs(s.alpha);
+			if (s.beta != 0.0f) {
+				ref += (double)s.beta * C0[(size_t)i * ldc + j];
+				mag += fabs((double)s.beta * C0[(size_t)i * ldc + j]);
+			}
+			if (!(fabs(got - ref) <= tol * mag + 1e-30)) {
+				fprintf(stderr, "  C(%d,%d) = %.9g, expected %.9g (bound %.3g)\n", i, j, got, ref, tol * mag);
+				ok = 0;
+			}
+		}
+	}
+	if (!ok)
+		fprintf(stderr, "  in ta=%d tb=%d M=%d N=%d K=%d pad=%d alpha=%g beta=%g path=%d threads=%d (took %d)\n",
+			s.ta, s.tb, s.M, s.N, s.K, s.pad, s.alpha, s.beta, s.path, s.threads, iapo_sgemm_last_path());
+	free(A);
+	free(B);
+	free(C);
+	free(C0);
+	return ok;
+}
+
+static const int sizes[] = {1, 3, 7, 15, 17, 31, 33, 63, 65, 127, 129, 257};
+#define NSIZES ((int)(sizeof sizes / sizeof sizes[0]))
+
+static int pick(void)
+{
+	urand();
+	return sizes[(rng_state >> 33) % NSIZES];
+}
+
+/* Random shapes from the odd sizes through every path and transpose. */
+static void test_paths_and_transposes(void)
+{
+	static const int paths[] = {IAPO_SGEMM_AUTO, IAPO_SGEMM_PACKED, IAPO_SGEMM_DIRECT, IAPO_SGEMM_PORTABLE};
+	for (int pi = 0; pi < 4; pi++)
+		for (int t = 0; t < 4; t++)
+			for (int r = 0; r < 10; r++) {
+				int M = pick(), N = pick(), K = pick();
+				/* the direct path only serves small M; give it some */
+				if (paths[pi] == IAPO_SGEMM_DIRECT && r % 2 == 0) M = 1 + r % 14;
+				struct spec s = {t & 1, t >> 1, M, N, K, r % 3 ? 0 : 5, 1.0f, 0.0f, paths[pi], 1 + r % 2};
+				CHECK(check_one(s), "path %d transposes %d", paths[pi], t);
+			}
+}
+
+/* Every size on the diagonal and with each dimension alone at 1. */
+static void test_sizes(void)
+{
+	for (int t = 0; t < 4; t++)
+		for (int i = 0; i < NSIZES; i++) {
+			int n = sizes[i];
+			struct spec s = {t & 1, t >> 1, n, n, n, 1, 1.0f, 0.0f, IAPO_SGEMM_AUTO, 2};
+			CHECK(check_one(s), "n=%d", n);
+			struct spec s1 = {t & 1, t >> 1, 1, n, 2 * n + 1, 0, 1.0f, 1.0f, IAPO_SGEMM_AUTO, 2};
+			CHECK(check_one(s1), "M=1 n=%d", n);
+			struct spec s2 = {t & 1, t >> 1, n + 20, 1, n, 2, 1.0f, 1.0f, IAPO_SGEMM_AUTO, 2};
+			CHECK(check_one(s2), "N=1 n=%d", n);
+			struct spec s3 = {t & 1, t >> 1, n + 9, n, 1, 0, 1.0f, 0.0f, IAPO_SGEMM_AUTO, 2};
+			CHECK(check_one(s3), "K=1 n=%d", n);
+		}
+}
+
+static void test_alpha_beta(void)
+{
+	static const float ab[][2] = {{1, 0}, {1, 1}, {0.5f, -2}, {-1.5f, 0}, {2, 0.25f}};
+	static const int paths[] = {IAPO_SGEMM_PACKED, IAPO_SGEMM_DIRECT, IAPO_SGEMM_PORTABLE};
+	for (int v = 0; v < 5; v++)
+		for (int pi = 0; pi < 3; pi++)
+			for (int t = 0; t < 4; t++) {
+				struct spec s = {t & 1, t >> 1, pi == 1 ? 9 : 37, 45, 70, 3, ab[v][0], ab[v][1], paths[pi], 2};
+				CHECK(check_one(s), "alpha %g beta %g", ab[v][0], ab[v][1]);
+			}
+}
+
+/* alpha == 0 or K == 0: C = beta*C, with beta == 0 overwriting NaN. */
+static void test_degenerate(void)
+{
+	float C[6] = {NAN, NAN, NAN, 1, 2, 3}, A[1] = {NAN}, B[1] = {NAN};
+	iapo_sgemm(0, 0, 1, 3, 0, 1.0f, A, 1, B, 3, 0.0f, C, 3);
+	CHECK(C[0] == 0 && C[1] == 0 && C[2] == 0, "K=0 beta=0 should zero C: %g %g %g", C[0], C[1], C[2]);
+	iapo_sgemm(0, 0, 1, 3, 0, 1.0f, A, 1, B, 3, 2.0f, C + 3, 3);
+	CHECK(C[3] == 2 && C[4] == 4 && C[5] == 6, "K=0 beta=2: %g %g %g", C[3], C[4], C[5]);
+	float A2[4] = {1, 2, 3, 4}, B2[4] = {1, 1, 1, 1}, C2[4] = {1, 1, 1, 1};
+	iapo_sgemm(0, 0, 2, 2, 2, 0.0f, A2, 2, B2, 2, 3.0f, C2, 2);
+	CHECK(C2[0] == 3 && C2[3] == 3, "alpha=0 beta=3: %g %g", C2[0], C2[3]);
+	iapo_sgemm(0, 0, 0, 2, 2, 1.0f, A2, 2, B2, 2, 0.0f, C2, 2);
+	iapo_sgemm(0, 0, 2, 0, 2, 1.0f, A2, 2, B2, 2, 0.0f, C2, 2);
+	CHECK(C2[0] == 3, "M=0/N=0 must not touch C");
+}
+
+/* Tiny blocks: several row, depth and column blocks, partial at each edge,
+ * and thread grids split both ways. */
+static void test_small_blocking(void)
+{
+	iapo_sgemm_set_blocking(28, 20, 64);
+	for (int t = 0; t < 4; t++) {
+		struct spec a = {t & 1, t >> 1, 129, 65, 77, 2, 1.0f, 0.5f, IAPO_SGEMM_PACKED, 2};
+		CHECK(check_one(a), "blocked, more rows");
+		struct spec b = {t & 1, t >> 1, 31, 257, 65, 0, -1.0f, 0.0f, IAPO_SGEMM_PACKED, 2};
+		CHECK(check_one(b), "blocked, more columns");
+		struct spec c = {t & 1, t >> 1, 57, 100, 41, 1, 1.0f, 1.0f, IAPO_SGEMM_PACKED, 1};
+		CHECK(check_one(c), "blocked, one thread");
+		struct spec d = {t & 1, t >> 1, 5, 100, 300, 1, 1.0f, 1.0f, IAPO_SGEMM_DIRECT, 2};
+		CHECK(check_one(d), "direct, two threads");
+		struct spec e = {t & 1, t >> 1, 20, 40, 33, 1, 1.0f, 0.0f, IAPO_SGEMM_PORTABLE, 2};
+		CHECK(check_one(e), "portable, two threads");
+	}
+	iapo_sgemm_set_blocking(0, 0, 0);
+}
+
+/* The paths the dispatcher promises: direct for small M, packed otherwise. */
+static void test_dispatch(void)
+{
+	float *A = make_mat(300, 300, 300, 0), *B = make_mat(300, 300, 300, 0), *C = make_mat(300, 300, 300, 0);
+	iapo_sgemm(0, 1, 4, 300, 300, 1.0f, A, 300, B, 300, 0.0f, C, 300);
+	int p_small = iapo_sgemm_last_path();
+	iapo_sgemm(0, 1, 300, 300, 300, 1.0f, A, 300, B, 300, 0.0f, C, 300);
+	int p_big = iapo_sgemm_last_path();
+	if (__builtin_cpu_supports("avx512f")) {
+		CHECK(p_small == IAPO_SGEMM_DIRECT, "M=4 took path %d", p_small);
+		CHECK(p_big == IAPO_SGEMM_PACKED, "M=300 took path %d", p_big);
+	} else {
+		CHECK(p_small == IAPO_SGEMM_PORTABLE && p_big == IAPO_SGEMM_PORTABLE, "paths %d %d", p_small, p_big);
+	}
+	free(A);
+	free(B);
+	free(C);
+}
+
+/* After one call of a shape, further calls of it (and smaller ones) allocate nothing. */
+static void test_no_steady_allocation(void)
+{
+	int M = 200, N = 300, K = 260;
+	float *A = make_mat(M, K, K, 0), *B = make_mat(N, K, K, 0), *C = make_mat(M, N, N, 0);
+	iapo_set_threads(2);
+	iapo_sgemm(0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
+	unsigned long before = iapo_mem_alloc_count();
+	for (int r = 0; r < 3; r++) {
+		iapo_sgemm(0, 1, M, N, K, 1.0f, A, K, B, K, 1.0f, C, N);
+		iapo_sgemm(0, 1, M / 2, N / 3, K / 2, 1.0f, A, K, B, K, 0.0f, C, N);
+		iapo_sgemm(1, 0, M / 2, N / 3, K / 2, 1.0f, A, M, B, N, 0.0f, C, N);
+		iapo_sgemm(0, 1, 3, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
+	}
+	CHECK(iapo_mem_alloc_count() == before, "%lu allocations in steady state", iapo_mem_alloc_count() - before);
+	free(A);
+	free(B);
+	free(C);
+}
+
+/* A fresh thread has no workspace: failing its allocations must still give
+ * the right product. The thread's exit releases the workspace (LeakSanitizer
+ * checks that under make asan). */
+static void *fail_thread(void *arg)
+{
+	int *ok = arg;
+	for (int nth = 1; nth <= 3; nth++) {
+		iapo_mem_fail_after((unsigned long)nth);
+		for (int t = 0; t < 4; t++) {
+			struct spec s = {t & 1, t >> 1, 40, 50, 60, 1, 1.0f, 0.5f, IAPO_SGEMM_PACKED, 1};
+			if (!check_one(s)) *ok = 0;
+		}
+		iapo_mem_fail_after(0);
+	}
+	return NULL;
+}
+
+static void test_allocation_failure(void)
+{
+	pthread_t th;
+	int ok = 1;
+	CHECK(pthread_create(&th, NULL, fail_thread, &ok) == 0, "pthread_create");
+	pthread_join(th, NULL);
+	CHECK(ok, "a product was wrong after a failed workspace allocation");
+}
+
+/* Products issued from several threads at once (each inside its own
+ * parallel region) must not share packing buffers. */
+static void test_concurrent_callers(void)
+{
+	int bad = 0;
+	iapo_set_threads(2);
+#pragma omp parallel num_threads(2) reduction(+ : bad)
+	for (int r = 0; r < 3; r++) {
+		int tid = omp_get_thread_num();
+		int M = 33 + 10 * tid, N = 70 + 3 * r, K = 45 + 7 * tid;
+		float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N), *C = malloc(sizeof(float) * M * N);
+		for (int i = 0; i < M * K; i++) A[i] = (float)((i * 7 + tid) % 13) - 6;
+		for (int i = 0; i < K * N; i++) B[i] = (float)((i * 5 + r) % 11) - 5;
+		iapo_sgemm(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+		/* small integers: the product is exact in fp32 */
+		for (int i = 0; i < M; i++)
+			for (int j = 0; j < N; j++) {
+				double ref = 0;
+				for (int p = 0; p < K; p++) ref += (double)A[i * K + p] * B[p * N + j];
+				if (C[i * N + j] != (float)ref) bad++;
+			}
+		free(A);
+		free(B);
+		free(C);
+	}
+	CHECK(bad == 0, "%d wrong elements with concurrent callers", bad);
+}
+
+int main(void)
+{
+	RUN(test_degenerate);
+	RUN(test_paths_and_transposes);
+	RUN(test_sizes);
+	RUN(test_alpha_beta);
+	RUN(test_small_blocking);
+	RUN(test_dispatch);
+	RUN(test_no_steady_allocation);
+	RUN(test_allocation_failure);
+	RUN(test_concurrent_callers);
+	TEST_END();
+}
