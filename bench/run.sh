@@ -4,8 +4,9 @@
 # human commentary goes to stderr). Extra arguments go to every program, e.g.
 #   bench/run.sh build --quick        bench/run.sh build --threads 1
 # Order: the machine's limits first (bench/peak), then the models
-# (bench/model, every shape), so a reader sees the ceilings before the
-# numbers measured against them.
+# (bench/model, every shape), then any other bench/*.c program in name order,
+# so a reader sees the ceilings before the numbers measured against them.
+# Every program takes the same options (--threads N, --quick, --shape S).
 set -u
 BUILD=${1:-build}
 [ $# -gt 0 ] && shift
@@ -15,19 +16,21 @@ OUT="$BUILD/bench/results.jsonl"
 mkdir -p "$BUILD/bench"
 : >"$OUT"
 status=0
-for prog in peak model; do
+others=""
+for src in bench/*.c; do
+	name=$(basename "$src" .c)
+	case "$name" in peak | model) ;; *) others="$others $name" ;; esac
+done
+for prog in peak model $others; do
 	bin="$BUILD/bench/$prog"
 	if [ ! -x "$bin" ]; then
 		echo "bench: $bin not built (run make first)" >&2
 		status=1
 		continue
 	fi
-	args=""
-	[ "$prog" = model ] && args="--shape all"
 	# a plain pipe would hide the program's exit status in POSIX sh
 	rcfile="$OUT.$prog.rc"
-	# shellcheck disable=SC2086
-	{ "$bin" $args "$@"; echo $? >"$rcfile"; } | tee -a "$OUT"
+	{ "$bin" "$@"; echo $? >"$rcfile"; } | tee -a "$OUT"
 	rc=$(cat "$rcfile" 2>/dev/null || echo 1)
 	rm -f "$rcfile"
 	if [ $rc -ne 0 ]; then
