@@ -1,0 +1,200 @@
+/*
+ * json.c — cJSON wrappers with messages that name the file and field.
+ */
+#include "io/json.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/mem.h"
+#include "core/status.h"
+#include "io/fs.h"
+
+static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
+
+static void install_hooks(void)
+{
+	cJSON_Hooks h = {iapo_malloc, iapo_free};
+	cJSON_InitHooks(&h);
+}
+
+void iapo_json_init(void) { pthread_once(&hooks_once, install_hooks); }
+
+const char *iapo_json_type_name(const cJSON *v)
+{
+	if (!v) return "nothing";
+	if (cJSON_IsNull(v)) return "null";
+	if (cJSON_IsBool(v)) return "a boolean";
+	if (cJSON_IsNumber(v)) return "a number";
+	if (cJSON_IsString(v)) return "a string";
+	if (cJSON_IsArray(v)) return "an array";
+	if (cJSON_IsObject(v)) return "an object";
+	return "an invalid value";
+}
+
+iapo_status iapo_json_parse(const char *text, size_t len, const char *file, cJSON **root)
+{
+	iapo_json_init();
+	*root = NULL;
+	const char *end = NULL;
+	int trailing = 0;
+	cJSON *r = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+	if (r) {
+		/* cJSON stops after the first value; anything but whitespace after
+		 * it means the file is not one JSON document. */
+		size_t pos = (size_t)(end - text);
+		while (pos < len && (text[pos] == ' ' || text[pos] == '\n' || text[pos] == '\r' || text[pos] == '\t'))
+			pos++;
+		if (pos >= len || text[pos] == '\0') {
+			*root = r;
+			return IAPO_OK;
+		}
+		cJSON_Delete(r);
+		end = text + pos;
+		trailing = 1;
+	}
+	/* cJSON reports no position when it ran out of memory. */
+	if (!end || end < text || end > text + len) {
+		if (len == 0) return iapo_fail(IAPO_ERR_FORMAT, "%s: expected JSON, found an empty file", file);
+		return iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory (or invalid JSON) while parsing", file);
+	}
+	size_t line = 1, col = 1;
+	for (const char *p = text; p < end; p++) {
+		if (*p == '\n') {
+			line++;
+			col = 1;
+		} else {
+			col++;
+		}
+	}
+	char near[24] = "";
+	size_t k = 0;
+	for (const char *p = end; p < text + len && k < 16 && *p; p++) near[k++] = (*p >= 32 && *p < 127) ? *p : '?';
+	near[k] = '\0';
+	if (!k) return iapo_fail(IAPO_ERR_FORMAT, "%s: line %zu, column %zu: expected valid JSON, found the end of the file",
+				 file, line, col);
+	return iapo_fail(IAPO_ERR_FORMAT, "%s: line %zu, column %zu: expected %s, found '%s'", file, line, col,
+			 trailing ? "the end of the JSON text" : "valid JSON", near);
+}
+
+iapo_status iapo_json_load(const char *path, size_t max_bytes, cJSON **root)
+{
+	char *text;
+	size_t len;
+	*root = NULL;
+	IAPO_TRY(iapo_fs_read_file(path, max_bytes, &text, &len));
+	iapo_status s = iapo_json_parse(text, len, path, root);
+	iapo_free(text);
+	return s;
+}
+
+static const cJSON *field(const cJSON *obj, const char *key) { return cJSON_GetObjectItemCaseSensitive(obj, key); }
+
+iapo_status iapo_json_as_int(const cJSON *v, const char *file, const char *what, long lo, long hi, long *out)
+{
+	if (!cJSON_IsNumber(v))
+		return iapo_fail(IAPO_ERR_FORMAT, "%s: %s: expected an integer, found %s", file, what, iapo_json_type_name(v));
+	double d = v->valuedouble;
+	if (!(d == floor(d)) || d < (double)lo || d > (double)hi)
+		return iapo_fail(IAPO_ERR_FORMAT, "%s: %s: expected an integer in [%ld, %ld], found %.17g", file, what, lo, hi,
+				 d);
+	*out = (long)d;
+	return IAPO_OK;
+}
+
+iapo_status iapo_json_req_int(const cJSON *obj, const char *key, const char *file, long lo, long hi, long *out)
+{
+	const cJSON *v = field(obj, key);
+	if (!v) return iapo_fail(IAPO_ERR_FORMAT, "%s: %s: expected an integer, found the field missing", file, key);
+	return iapo_json_as_int(v, file, key, lo, hi, out);
+}
+
+iapo_status iapo_json_opt_int(const cJSON *obj, const char *key, const char *file, long lo, long hi, long dflt,
+			      long *out)
+{
+	const cJSON *v = field(obj, key);
+	if (!v || cJSON_IsNull(v)) {
+		*out = dflt;
+		return IAPO_OK;
+	}
+	return iapo_json_as_int(v, file, key, lo, hi, out);
+}
+
+static iapo_status as_num(const cJSON *v, const char *file, const char *key, double *out)
+{
+	if (!cJSON_IsNumber(v))
+		return iapo_fail(IAPO_ERR_FORMAT, "%s: %s: expected a number, found %s", file, key, iapo_json_type_name(v));
+	if (!isfinite(v->valuedouble))
+		return iapo_fail(IAPO_ERR_FORMAT, "%s: %s: expected a finite number, found %g", file, key, v->valuedouble);
+	*out = v->valuedouble;
+	return IAPO_OK;
+}
+
+iapo_status iapo_json_req_num(const cJSON *obj, const char *key, const char *file, double *out)
+{
+	const cJSON *v = field(obj, key);
+	if (!v) return iapo_fail(IAPO_ERR_FORMAT, "%s: %s: expected a number, found the field missing", file, key);
+	return as_num(v, file, key, out);
+}
+
+iapo_status iapo_json_opt_num(const cJSON *obj, const char *key, const char *file, double dflt, double *out)
+{
+	const cJSON *v = field(obj, key);
+	if (!v || cJSON_IsNull(v)) {
+		*out = dflt;
+		return IAPO_OK;
+	}
+	return as_num(v, file, key, out);
+}
+
+iapo_status iapo_json_opt_bool(const cJSON *obj, const char *key, const char *file, int dflt, int *out)
+{
+	const cJSON *v = field(obj, key);
+	if (!v || cJSON_IsNull(v)) {
+		*out = dflt;
+		return IAPO_OK;
+	}
+	if (!cJSON_IsBool(v))
+		return iapo_fail(IAPO_ERR_FORMAT, "%s: %s: expected true or false, found %s", file, key,
+				 iapo_json_type_name(v));
+	*out = cJSON_IsTrue(v);
+	return IAPO_OK;
+}
+
+iapo_status iapo_json_req_str(const cJSON *obj, const char *key, const char *file, const char **out)
+{
+	const cJSON *v = field(obj, key);
+	if (!v) return iapo_fail(IAPO_ERR_FORMAT, "%s: %s: expected a string, found the field missing", file, key);
+	if (!cJSON_IsString(v))
+		return iapo_fail(IAPO_ERR_FORMAT, "%s: %s: expected a string, found %s", file, key, iapo_json_type_name(v));
+	*out = v->valuestring;
+	return IAPO_OK;
+}
+
+iapo_status iapo_json_opt_str(const cJSON *obj, const char *key, const char *file, const char **out)
+{
+	const cJSON *v = field(obj, key);
+	*out = NULL;
+	if (!v || cJSON_IsNull(v)) return IAPO_OK;
+	return iapo_json_req_str(obj, key, file, out);
+}
+
+cJSON *iapo_json_float(float v)
+{
+	char buf[48];
+	if (!isfinite(v)) return cJSON_CreateNull(); /* JSON has no inf/nan */
+	if (v == floorf(v) && fabsf(v) < 1e15f) {
+		snprintf(buf, sizeof buf, "%.1f", (double)v);
+	} else {
+		for (int prec = 1; prec <= 9; prec++) {
+			snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
+			if (strtof(buf, NULL) == v) break;
+		}
+	}
+	if (!strpbrk(buf, ".eEn")) strcat(buf, ".0");
+	iapo_json_init();
+	return cJSON_CreateRaw(buf);
+}
