@@ -353,6 +353,52 @@ struct job {
 	float *ws;
 };
 
+/* A region of rows x bytes (stride ld bytes) whose cache lines are fetched a
+ * few at a time between micro-kernel calls. */
+struct prefetch {
+	const char *base;
+	long ld, row_bytes, lines; /* lines: total to fetch */
+	long r, off;
+	int rows;
+};
+
+static void prefetch_region(struct prefetch *p, const float *base, long ld, int rows, long cols)
+{
+	uintptr_t a = (uintptr_t)base & ~(uintptr_t)63;
+	p->base = (const char *)a;
+	p->ld = ld * (long)sizeof(float);
+	p->row_bytes = (long)((uintptr_t)(base + cols) - a);
+	p->rows = rows;
+	p->r = p->off = 0;
+	p->lines = rows * ceil_div(p->row_bytes, 64);
+}
+
+static inline void prefetch_step(struct prefetch *p, int n)
+{
+	for (; n > 0 && p->r < p->rows; n--) {
+		_mm_prefetch(p->base + p->r * p->ld + p->off, _MM_HINT_T1);
+		p->off += 64;
+		if (p->off >= p->row_bytes) p->off = 0, p->r++;
+	}
+}
+
+/* The source of B's micro-panel at depth [pc, pc+kc), columns [j0, j0+nr). */
+static void prefetch_b(struct prefetch *p, const struct job *J, long pc, long kc, long j0, long nr)
+{
+	if (J->transB)
+		prefetch_region(p, J->B + j0 * J->ldb + pc, J->ldb, (int)nr, kc);
+	else
+		prefetch_region(p, J->B + pc * J->ldb + j0, J->ldb, (int)kc, nr);
+}
+
+static AVX512 void pack_b(const struct job *J, float *dst, long pc, long kc, long j0, int nr)
+{
+	if (J->transB)
+		pack_cols(dst, J->B + j0 * J->ldb + pc, J->ldb, nr, (int)kc, NR);
+	else
+		pack_rows(dst, J->B + pc * J->ldb + j0, J->ldb, (int)kc, nr, NR);
+}
+
 /* Rows [m0,m1) x columns [n0,n1) of C with the thread's own buffers. */
 static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, long m0, long m1, long n0, long n1)
 {
@@ -382,17 +428,26 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 					long j0 = n0 + jc + jr;
 					int nr = (int)min_l(NR, nc - jr);
 					float *bp = one_row_block ? bbuf : bbuf + jr * kc;
+					struct prefetch pf = {0};
 					if (ic == 0) {
-						if (J->transB)
-							pack_cols(bp, J->B + j0 * J->ldb + pc, J->ldb, nr, (int)kc, NR);
-						else
-							pack_rows(bp, J->B + pc * J->ldb + j0, J->ldb, (int)kc, nr, NR);
+						pack_b(J, bp, pc, kc, j0, nr);
+						/* While this panel is multiplied, pull the source of
+						 * the next one (in this depth slice or the next)
+						 * towards L2, so that packing it does not wait on
+						 * memory. */
+						if (jr + NR < nc)
+							prefetch_b(&pf, J, pc, kc, j0 + NR, min_l(NR, nc - jr - NR));
+						else if (pc + kc < K)
+							prefetch_b(&pf, J, pc + kc, min_l(kc_step, K - pc - kc), n0 + jc,
+								   min_l(NR, nc));
 					}
+					int pf_per_tile = (int)ceil_div(pf.lines, ceil_div(mc, MR));
 					__mmask16 msk[NV];
 					for (int v = 0; v < NV; v++) msk[v] = lanes(nr - 16 * v);
 					for (long ir = 0; ir < mc; ir += MR) {
 						int mr = (int)min_l(MR, mc - ir);
 						float *c = J->C + (m0 + ic + ir) * J->ldc + j0;
+						prefetch_step(&pf, pf_per_tile);
 						tiles_packed[mr]((int)kc, abuf + ir * kc, 0, 0, bp, 0, c, J->ldc, J->alpha, beta,
 								 msk);
 					}
