@@ -404,6 +404,16 @@ static void test_long_inputs(void)
 	memset(t, '9', 1000);
 	t[1000] = '\0';
 	CHECK(!iapo_answer_equal(s, t), "long integers differing in the last digit");
+	/* Texts full of the markers the extractor looks for: every scan must
+	 * stay linear (a quadratic one takes minutes on 1 MiB here). */
+	static const char *rep[] = {"\\boxedx", "\\boxed{", "\\fbox", "<answer>", "</answer>", "####", "\\boxed ",
+				    "<think>", "\\"};
+	for (size_t k = 0; k < sizeof rep / sizeof *rep; k++) {
+		size_t m2 = strlen(rep[k]), w = 0;
+		while (w + m2 <= n) memcpy(s + w, rep[k], m2), w += m2;
+		s[w] = '\0';
+		run_all(s);
+	}
 	free(s);
 	/* Tiny buffers. */
 	char one[1];

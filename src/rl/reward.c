@@ -97,40 +97,53 @@ static size_t brace_group(const char *s, size_t n, size_t k, span *out)
 	return 0;
 }
 
-/* The last \boxed{…}, \boxed X or \fbox{…} in s. Returns 0 if there is none;
- * 1 with the content otherwise, empty when the braces never close (the
- * reference's last_boxed returns "" then, and the answer counts as wrong). */
+/* Whether the control word of `name` bytes at q opens a box: "\boxed{…}",
+ * "\boxed {…}", "\boxed X" or "\fbox{…}" (not "\boxedfoo", not a bare
+ * "\fbox"). With out, also sets the content: empty when the braces never
+ * close (the reference's last_boxed returns "" then, and the answer counts as
+ * wrong); "\boxed X" runs to a space or '$'. Only the chosen box is measured,
+ * so deciding costs O(1) beyond the spaces skipped. */
+static int box_form(const char *q, const char *end, size_t name, span *out)
+{
+	const char *k = q + name, *j = k;
+	while (j < end && *j == ' ') j++;
+	if (j < end && *j == '{') {
+		if (out && !brace_group(j, (size_t)(end - j), 0, out)) {
+			out->p = j;
+			out->n = 0;
+		}
+		return 1;
+	}
+	if (name != 6 || j == k || j == end || *j == '$' || is_space((unsigned char)*j)) return 0;
+	if (out) {
+		const char *e = j;
+		while (e < end && !is_space((unsigned char)*e) && *e != '$') e++;
+		out->p = j;
+		out->n = (size_t)(e - j);
+	}
+	return 1;
+}
+
+/* The last box in s (see box_form): 1 with its content, or 0 if none.
+ * One forward pass, so a text full of "\boxedx" stays linear. */
 static int boxed_last(span s, span *out)
 {
-	size_t lim = s.n;
-	for (;;) {
-		const char *b = find_last(s.p, lim, "\\boxed");
-		const char *f = find_last(s.p, lim, "\\fbox");
-		const char *c = b && (!f || b > f) ? b : f;
-		if (!c) return 0;
-		size_t name = c == b ? 6 : 5;
-		size_t k = (size_t)(c - s.p) + name, n = s.n;
-		size_t j = k;
-		while (j < n && s.p[j] == ' ') j++;
-		if (j < n && s.p[j] == '{') {
-			if (!brace_group(s.p, n, j, out)) {
-				out->p = s.p + j;
-				out->n = 0;
-			}
-			return 1;
+	const char *end = s.p + s.n, *best = NULL;
+	size_t best_name = 0;
+	for (const char *q = s.p; q < end && (q = memchr(q, '\\', (size_t)(end - q))); q++) {
+		size_t name = 0;
+		if (end - q >= 6 && memcmp(q, "\\boxed", 6) == 0)
+			name = 6;
+		else if (end - q >= 5 && memcmp(q, "\\fbox", 5) == 0)
+			name = 5;
+		if (name && box_form(q, end, name, NULL)) {
+			best = q;
+			best_name = name;
 		}
-		if (c == b && j > k && j < n) { /* "\boxed 5": up to a space or '$' */
-			size_t e = j;
-			while (e < n && !is_space((unsigned char)s.p[e]) && s.p[e] != '$') e++;
-			if (e > j) {
-				out->p = s.p + j;
-				out->n = e - j;
-				return 1;
-			}
-		}
-		/* Not a box ("\boxedfoo", a bare "\fbox"): look further left. */
-		lim = (size_t)(c - s.p) + name - 1;
 	}
+	if (!best) return 0;
+	box_form(best, end, best_name, out);
+	return 1;
 }
 
 /* A final "x = 5" keeps "5". */
