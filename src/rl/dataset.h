@@ -4,6 +4,8 @@
  *
  * Row layouts (one JSON object per line; blank lines are skipped):
  *   GSM8K    {"question": str, "answer": "...#### N"}     label N, commas removed
+ *            (after the last "####"; the reference takes the first: every
+ *            real row has exactly one)
  *   MATH     {"problem": str, "answer": str}               or a "solution" with
  *            \boxed{…} (the label is the last box's content)
  *   DAPO     {"prompt": [{"role": "user", "content": str}], "reward_model":
