@@ -62,6 +62,10 @@
 /* Direct dot kernel: rows of A by rows of B per step (20 accumulators). */
 #define DOT_MB 4
 #define DOT_NB 5
+/* How far ahead (rows of B) the dot kernel prefetches. */
+#ifndef DOT_PF_ROWS
+#define DOT_PF_ROWS 10
+#endif
 /* Fewer multiply-adds than this per thread are not worth a fork/join. */
 #define MIN_FMA_PER_THREAD (1L << 21)
 
@@ -506,7 +510,7 @@ static int packed_plan(struct job *J, int nth)
 
 /* Dot products of mb rows of A with nb rows of B (B transposed), K long. */
 INLINE AVX512 void dot_block(const int mb, const int nb, int K, const float *a, long lda, const float *b, long ldb,
-			     float *c, long ldc, float alpha, float beta)
+			     float *c, long ldc, float alpha, float beta, const float *pf)
 {
 	__m512 acc[DOT_MB][DOT_NB];
 #pragma GCC unroll 8
@@ -518,6 +522,8 @@ INLINE AVX512 void dot_block(const int mb, const int nb, int K, const float *a, 
 		__m512 bv[DOT_NB];
 #pragma GCC unroll 8
 		for (int j = 0; j < nb; j++) bv[j] = _mm512_loadu_ps(b + j * ldb + k);
+#pragma GCC unroll 8
+		for (int j = 0; j < nb; j++) _mm_prefetch((const char *)(pf + j * ldb + k), _MM_HINT_T0);
 #pragma GCC unroll 8
 		for (int i = 0; i < mb; i++) {
 			__m512 av = _mm512_loadu_ps(a + i * lda + k);
@@ -548,12 +554,12 @@ INLINE AVX512 void dot_block(const int mb, const int nb, int K, const float *a, 
 }
 
 typedef void (*dot_fn)(int K, const float *a, long lda, const float *b, long ldb, float *c, long ldc, float alpha,
-		       float beta);
+		       float beta, const float *pf);
 #define DOT(MB, NB) \
 	static AVX512 void dot_##MB##_##NB(int K, const float *a, long lda, const float *b, long ldb, float *c, long ldc, \
-					   float alpha, float beta) \
+					   float alpha, float beta, const float *pf) \
 	{ \
-		dot_block(MB, NB, K, a, lda, b, ldb, c, ldc, alpha, beta); \
+		dot_block(MB, NB, K, a, lda, b, ldb, c, ldc, alpha, beta, pf); \
 	}
 #define DOT_ROW(MB) DOT(MB, 1) DOT(MB, 2) DOT(MB, 3) DOT(MB, 4) DOT(MB, 5)
 DOT_ROW(1) DOT_ROW(2) DOT_ROW(3) DOT_ROW(4)
@@ -567,10 +573,15 @@ static AVX512 void direct_cols(const struct job *J, long n0, long n1)
 		/* x W^T: every row of W is read once, against all rows of A. */
 		for (long j = n0; j < n1; j += DOT_NB) {
 			int nb = (int)min_l(DOT_NB, n1 - j);
+			/* Rows of W a few blocks ahead are fetched during the first
+			 * pass over this block: streams of a few KiB are too short
+			 * for the hardware prefetcher to ramp up. */
+			const float *pf = J->B + (j + DOT_PF_ROWS + nb <= J->N ? j + DOT_PF_ROWS : j) * J->ldb;
 			for (int i = 0; i < J->M; i += DOT_MB) {
 				int mb = J->M - i < DOT_MB ? J->M - i : DOT_MB;
 				dots[mb][nb](J->K, J->A + i * J->lda, J->lda, J->B + j * J->ldb, J->ldb,
-					     J->C + i * J->ldc + j, J->ldc, J->alpha, J->beta);
+					     J->C + i * J->ldc + j, J->ldc, J->alpha, J->beta, pf);
+				pf = J->B + j * J->ldb;
 			}
 		}
 	} else {
