@@ -50,6 +50,12 @@ int iapo_fs_exists(const char *path)
 	return lstat(path, &st) == 0;
 }
 
+int iapo_fs_exists_at(int dirfd, const char *name)
+{
+	struct stat st;
+	return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
 int iapo_fs_is_dir(const char *path)
 {
 	struct stat st;
@@ -58,9 +64,15 @@ int iapo_fs_is_dir(const char *path)
 
 iapo_status iapo_fs_read_file(const char *path, size_t max_bytes, char **data, size_t *len)
 {
+	return iapo_fs_read_file_at(AT_FDCWD, path, path, max_bytes, data, len);
+}
+
+iapo_status iapo_fs_read_file_at(int dirfd, const char *name, const char *path, size_t max_bytes, char **data,
+				 size_t *len)
+{
 	*data = NULL;
 	if (len) *len = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) return os_fail(path, "cannot open");
 	struct stat st;
 	if (fstat(fd, &st) != 0) {

@@ -16,6 +16,11 @@
 /* Reads all of path into a NUL-terminated buffer (owned by the caller,
  * iapo_free). Files larger than max_bytes are a FORMAT error. */
 iapo_status iapo_fs_read_file(const char *path, size_t max_bytes, char **data, size_t *len);
+/* The same for name relative to the open directory dirfd (or AT_FDCWD);
+ * `shown` is the path used in messages. Reading every file of a directory
+ * through one descriptor sees one directory even if it is replaced meanwhile. */
+iapo_status iapo_fs_read_file_at(int dirfd, const char *name, const char *shown, size_t max_bytes, char **data,
+				 size_t *len);
 /* Writes data to path.tmp-XXXXXX, fsyncs it, renames it over path and fsyncs
  * the directory: readers see the old file or the complete new one. */
 iapo_status iapo_fs_write_file_atomic(const char *path, const void *data, size_t len);
@@ -37,6 +42,7 @@ iapo_status iapo_fs_sync_dir(const char *path);
 iapo_status iapo_fs_remove_all(const char *path);
 /* 1 if path exists (any type), 0 if not. */
 int iapo_fs_exists(const char *path);
+int iapo_fs_exists_at(int dirfd, const char *name);
 /* 1 if path is a directory. */
 int iapo_fs_is_dir(const char *path);
 /* Creates a fresh empty directory beside target ("<target>.tmp-XXXXXX"),

@@ -3,6 +3,7 @@
  */
 #include "io/json.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -14,10 +15,20 @@
 #include "io/fs.h"
 
 static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
+/* Set when an allocation by cJSON failed on this thread: cJSON reports that
+ * as a parse error at some position, which would blame the file. */
+static _Thread_local int json_oom;
+
+static void *json_malloc(size_t n)
+{
+	void *p = iapo_malloc(n);
+	if (!p) json_oom = 1;
+	return p;
+}
 
 static void install_hooks(void)
 {
-	cJSON_Hooks h = {iapo_malloc, iapo_free};
+	cJSON_Hooks h = {json_malloc, iapo_free};
 	cJSON_InitHooks(&h);
 }
 
@@ -41,7 +52,12 @@ iapo_status iapo_json_parse(const char *text, size_t len, const char *file, cJSO
 	*root = NULL;
 	const char *end = NULL;
 	int trailing = 0;
+	json_oom = 0;
 	cJSON *r = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+	if (json_oom) {
+		cJSON_Delete(r);
+		return iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory while parsing JSON (%zu bytes)", file, len);
+	}
 	if (r) {
 		/* cJSON stops after the first value; anything but whitespace after
 		 * it means the file is not one JSON document. */
@@ -56,11 +72,8 @@ iapo_status iapo_json_parse(const char *text, size_t len, const char *file, cJSO
 		end = text + pos;
 		trailing = 1;
 	}
-	/* cJSON reports no position when it ran out of memory. */
-	if (!end || end < text || end > text + len) {
-		if (len == 0) return iapo_fail(IAPO_ERR_FORMAT, "%s: expected JSON, found an empty file", file);
-		return iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory (or invalid JSON) while parsing", file);
-	}
+	if (len == 0) return iapo_fail(IAPO_ERR_FORMAT, "%s: expected JSON, found an empty file", file);
+	if (!end || end < text || end > text + len) end = text;
 	size_t line = 1, col = 1;
 	for (const char *p = text; p < end; p++) {
 		if (*p == '\n') {
@@ -72,7 +85,7 @@ iapo_status iapo_json_parse(const char *text, size_t len, const char *file, cJSO
 	}
 	char near[24] = "";
 	size_t k = 0;
-	for (const char *p = end; p < text + len && k < 16 && *p; p++) near[k++] = (*p >= 32 && *p < 127) ? *p : '?';
+	for (const char *p = end; p < text + len && k < 16 && *p; p++) near[k++] = (*p >= 32 && *p < 127) ? *p : ' ';
 	near[k] = '\0';
 	if (!k) return iapo_fail(IAPO_ERR_FORMAT, "%s: line %zu, column %zu: expected valid JSON, found the end of the file",
 				 file, line, col);
@@ -82,12 +95,42 @@ iapo_status iapo_json_parse(const char *text, size_t len, const char *file, cJSO
 
 iapo_status iapo_json_load(const char *path, size_t max_bytes, cJSON **root)
 {
+	return iapo_json_load_at(AT_FDCWD, path, path, max_bytes, root);
+}
+
+iapo_status iapo_json_load_at(int dirfd, const char *name, const char *shown, size_t max_bytes, cJSON **root)
+{
 	char *text;
 	size_t len;
 	*root = NULL;
-	IAPO_TRY(iapo_fs_read_file(path, max_bytes, &text, &len));
-	iapo_status s = iapo_json_parse(text, len, path, root);
+	IAPO_TRY(iapo_fs_read_file_at(dirfd, name, shown, max_bytes, &text, &len));
+	iapo_status s = iapo_json_parse(text, len, shown, root);
 	iapo_free(text);
+	return s;
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+	return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+iapo_status iapo_json_unique_keys(const cJSON *obj, const char *file)
+{
+	int n = 0;
+	for (const cJSON *c = obj ? obj->child : NULL; c; c = c->next) n++;
+	if (!cJSON_IsObject(obj) || n == 0) return IAPO_OK;
+	const cJSON **keys = iapo_malloc(sizeof *keys * (size_t)n);
+	if (!keys) return iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory", file);
+	int i = 0;
+	for (const cJSON *c = obj->child; c; c = c->next) keys[i++] = c;
+	qsort(keys, (size_t)n, sizeof *keys, cmp_key);
+	iapo_status s = IAPO_OK;
+	for (i = 1; i < n && s == IAPO_OK; i++)
+		if (!strcmp(keys[i]->string, keys[i - 1]->string))
+			s = iapo_fail(IAPO_ERR_FORMAT, "%s: %.200s: expected one value, found the key twice", file, keys[i]->string);
+	iapo_free(keys);
+	for (const cJSON *c = obj->child; c && s == IAPO_OK; c = c->next)
+		if (cJSON_IsObject(c)) s = iapo_json_unique_keys(c, file);
 	return s;
 }
 

@@ -22,6 +22,8 @@ void iapo_json_init(void);
 iapo_status iapo_json_parse(const char *text, size_t len, const char *file, cJSON **root);
 /* Reads and parses a file of at most max_bytes. */
 iapo_status iapo_json_load(const char *path, size_t max_bytes, cJSON **root);
+/* The same for name relative to dirfd (see iapo_fs_read_file_at). */
+iapo_status iapo_json_load_at(int dirfd, const char *name, const char *shown, size_t max_bytes, cJSON **root);
 
 /* Short name of a value's JSON type, e.g. "string", "number", "null". */
 const char *iapo_json_type_name(const cJSON *v);
@@ -39,6 +41,9 @@ iapo_status iapo_json_opt_bool(const cJSON *obj, const char *key, const char *fi
 /* *out points into obj (NULL when absent and not required). */
 iapo_status iapo_json_req_str(const cJSON *obj, const char *key, const char *file, const char **out);
 iapo_status iapo_json_opt_str(const cJSON *obj, const char *key, const char *file, const char **out);
+/* FORMAT error naming the key when an object has two members with the same
+ * key (checked at this level and in nested objects). */
+iapo_status iapo_json_unique_keys(const cJSON *obj, const char *file);
 /* Checks that a value is an integer in [lo, hi]; `what` names it. */
 iapo_status iapo_json_as_int(const cJSON *v, const char *file, const char *what, long lo, long hi, long *out);
 

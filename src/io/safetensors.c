@@ -261,9 +261,14 @@ fail:
 
 iapo_status iapo_safetensors_open(const char *path, iapo_safetensors *st)
 {
+	return iapo_safetensors_open_at(AT_FDCWD, path, path, st);
+}
+
+iapo_status iapo_safetensors_open_at(int dirfd, const char *name, const char *path, iapo_safetensors *st)
+{
 	memset(st, 0, sizeof *st);
 	iapo_status s;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) return iapo_fail(IAPO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
 	struct stat sb;
 	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {

@@ -75,6 +75,9 @@ typedef struct {
 /* Maps and validates path. On failure *st is empty (closing it is a no-op)
  * and the message names the file and the offending tensor or field. */
 iapo_status iapo_safetensors_open(const char *path, iapo_safetensors *st);
+/* The same for name relative to the open directory dirfd; `shown` is the
+ * path used in messages (and kept in st->path). */
+iapo_status iapo_safetensors_open_at(int dirfd, const char *name, const char *shown, iapo_safetensors *st);
 void iapo_safetensors_close(iapo_safetensors *st);
 /* The tensor called name, or NULL. */
 const iapo_st_tensor *iapo_safetensors_find(const iapo_safetensors *st, const char *name);
