@@ -166,6 +166,15 @@ fail:
 	return st;
 }
 
+iapo_status iapo_fwd_new(const iapo_weights *w, int B, int T, int with_backward, iapo_fwd **out)
+{
+	if (!w || !w->block) {
+		*out = NULL;
+		return iapo_fail(IAPO_ERR_ARG, "iapo_fwd_new: expected loaded weights, found none");
+	}
+	return iapo_fwd_new_params(&w->cfg, &w->p, B, T, with_backward, out);
+}
+
 /* Per-layer views: parameters of layer l and the activation slot it uses. */
 typedef struct {
 	const float *ln1, *wq, *bq, *wk, *bk, *wv, *bv, *qn, *kn, *wo, *ln2, *wg, *wu, *wd;

@@ -19,14 +19,17 @@
 #define IAPO_MODEL_TRANSFORMER_H
 
 #include "model/model.h"
+#include "model/weights.h"
 
 typedef struct iapo_fwd iapo_fwd;
 
 /* Activation arena for batches up to (B,T), allocated ONCE here (no allocation
  * later in forward/backward). with_backward=0 keeps only what inference needs.
- * cfg and the tensors params points at are borrowed: they must outlive the
- * iapo_fwd (their values may change between calls, as an optimiser does).
+ * The weights are borrowed: they must outlive the iapo_fwd (their values may
+ * change between calls, as an optimiser does; the block must not move).
  * Fails with IAPO_ERR_ARG on a bad shape or config, IAPO_ERR_NOMEM. */
+iapo_status iapo_fwd_new(const iapo_weights *w, int B, int T, int with_backward, iapo_fwd **out);
+/* The same from a config and parameter pointers (tests, or weights kept elsewhere). */
 iapo_status iapo_fwd_new_params(const iapo_config *cfg, const iapo_params *params, int B, int T, int with_backward,
 				iapo_fwd **out);
 void iapo_fwd_free(iapo_fwd *f);
