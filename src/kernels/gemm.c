@@ -53,12 +53,21 @@
 /* Default blocking. KC*NR*4 bytes (the B micro-panel) must sit in L1 next
  * to the streaming A micro-panel; MC*KC*4 (the A block) in L2. NC bounds the
  * packed B panel reused across row blocks (it lives in L2/L3). */
+#ifndef KC_DEF
 #define KC_DEF 256
+#endif
+#ifndef MC_DEF
 #define MC_DEF 280
+#endif
+#ifndef NC_DEF
 #define NC_DEF 2048
+#endif
 
-/* Up to this many rows of C the direct path (no packing) is used. */
-#define DIRECT_M 8
+/* Up to this many rows of C the direct path (no packing) is used: for
+ * x W^T (the dot kernel), and for the other products (the micro-kernel on
+ * unpacked B; at most MR). Measured crossovers on Zen 5 at N, K >= 896. */
+#define DIRECT_M_DOT 16
+#define DIRECT_M MR
 /* Direct dot kernel: rows of A by rows of B per step (20 accumulators). */
 #define DOT_MB 4
 #define DOT_NB 5
@@ -301,7 +310,9 @@ INLINE AVX512 void tile(const int mr, int kc, const float *a, long ars, long acs
 	for (int i = 0; i < mr; i++)
 #pragma GCC unroll 4
 		for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
-	for (int i = 0; i < mr; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+	/* C is needed only after the k loop: fetch every line of the tile now. */
+	for (int i = 0; i < mr; i++)
+		for (int v = 0; v <= NR; v += 16) _mm_prefetch((const char *)(c + i * ldc + (v < NR ? v : NR - 1)), _MM_HINT_T0);
 	for (int k = 0; k < kc; k++) {
 		__m512 bv[NV];
 #pragma GCC unroll 4
@@ -611,8 +622,10 @@ void iapo_sgemm(int transA, int transB, int M, int N, int K, float alpha, const 
 	int nth = threads_for((double)M * N * K, nmax);
 	int path = force_path;
 	if (!has_avx512()) path = IAPO_SGEMM_PORTABLE;
-	if (path == IAPO_SGEMM_AUTO) path = M <= DIRECT_M ? IAPO_SGEMM_DIRECT : IAPO_SGEMM_PACKED;
-	if (path == IAPO_SGEMM_DIRECT && (M > MR || (transA && transB))) path = IAPO_SGEMM_PACKED;
+	/* The dot kernel (x W^T) takes any M; the broadcast one at most MR rows. */
+	int dot = transB && !transA;
+	if (path == IAPO_SGEMM_AUTO) path = M <= (dot ? DIRECT_M_DOT : DIRECT_M) ? IAPO_SGEMM_DIRECT : IAPO_SGEMM_PACKED;
+	if (path == IAPO_SGEMM_DIRECT && !dot && (M > MR || transB)) path = IAPO_SGEMM_PACKED;
 
 	struct job J = {.transA = transA, .transB = transB, .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
 			.A = A, .B = B, .C = C, .lda = lda, .ldb = ldb, .ldc = ldc};
@@ -620,7 +633,7 @@ void iapo_sgemm(int transA, int transB, int M, int N, int K, float alpha, const 
 		/* No workspace: finish the product without one. */
 		path = transA && transB ? IAPO_SGEMM_PORTABLE : IAPO_SGEMM_DIRECT;
 	}
-	if (path == IAPO_SGEMM_DIRECT && M > MR) path = IAPO_SGEMM_PORTABLE;
+	if (path == IAPO_SGEMM_DIRECT && !dot && (M > MR || transB)) path = IAPO_SGEMM_PORTABLE;
 	last_path = path;
 
 	switch (path) {
