@@ -299,10 +299,11 @@ INLINE AVX512 void store_row(float *c, __m512 acc, __mmask16 m, float alpha, flo
 }
 
 /* The micro-kernel: C(mr, NR) = alpha * sum_k a(i,k) b(k,:) + beta*C, with
- * a(i,k) = a[i*ars + k*acs] and b(k,:) = b[k*brs ...]; columns beyond the
- * masks are neither read nor written. mr is a constant in every caller, so
- * the accumulators become registers. */
-INLINE AVX512 void tile(const int mr, int kc, const float *a, long ars, long acs, const float *b, long brs,
+ * a(i,k) = a[i*ars + k*acs] and b(k,:) = b[k*brs ...]. packed: b is a
+ * 64-byte aligned, zero-padded micro-panel; otherwise B's columns beyond the
+ * masks are not read. C's columns beyond the masks are never touched. mr and
+ * packed are constants in every caller, so the accumulators become registers. */
+INLINE AVX512 void tile(const int mr, const int packed, int kc, const float *a, long ars, long acs, const float *b, long brs,
 			float *c, long ldc, float alpha, float beta, const __mmask16 *m)
 {
 	__m512 acc[MR][NV];
@@ -316,7 +317,9 @@ INLINE AVX512 void tile(const int mr, int kc, const float *a, long ars, long acs
 	for (int k = 0; k < kc; k++) {
 		__m512 bv[NV];
 #pragma GCC unroll 4
-		for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(b + (size_t)k * brs + 16 * v);
+		for (int v = 0; v < NV; v++)
+			bv[v] = packed ? _mm512_load_ps(b + (size_t)k * brs + 16 * v)
+				       : _mm512_maskz_loadu_ps(m[v], b + (size_t)k * brs + 16 * v);
 #pragma GCC unroll 16
 		for (int i = 0; i < mr; i++) {
 			__m512 ai = _mm512_set1_ps(a[i * ars + (size_t)k * acs]);
@@ -339,12 +342,12 @@ typedef void (*tile_fn)(int kc, const float *a, long ars, long acs, const float 
 				     long ldc, float alpha, float beta, const __mmask16 *m) \
 	{ \
 		(void)ars; (void)acs; (void)brs; \
-		tile(R, kc, a, 1, MR, b, NR, c, ldc, alpha, beta, m); \
+		tile(R, 1, kc, a, 1, MR, b, NR, c, ldc, alpha, beta, m); \
 	} \
 	static AVX512 void tile_d##R(int kc, const float *a, long ars, long acs, const float *b, long brs, float *c, \
 				     long ldc, float alpha, float beta, const __mmask16 *m) \
 	{ \
-		tile(R, kc, a, ars, acs, b, brs, c, ldc, alpha, beta, m); \
+		tile(R, 0, kc, a, ars, acs, b, brs, c, ldc, alpha, beta, m); \
 	}
 PACKED_TILE(1) PACKED_TILE(2) PACKED_TILE(3) PACKED_TILE(4) PACKED_TILE(5) PACKED_TILE(6) PACKED_TILE(7)
 PACKED_TILE(8) PACKED_TILE(9) PACKED_TILE(10) PACKED_TILE(11) PACKED_TILE(12) PACKED_TILE(13) PACKED_TILE(14)
