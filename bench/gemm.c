@@ -1,0 +1,231 @@
+/*
+ * gemm.c — iapo_sgemm (src/kernels/gemm.h) against OpenBLAS's cblas_sgemm on
+ * the transformer's matrix shapes, next to the machine's fp32 FMA peak
+ * measured in the same run, as JSON lines on stdout:
+ *
+ *   gemm_machine   CPU caches (sysfs), OpenBLAS core in use and the
+ *                  OPENBLAS_CORETYPE the environment sets (reported, never
+ *                  changed: the product must be fast whatever it says)
+ *   fp32_fma_peak  vfmadd231ps zmm chains, one thread and all threads
+ *   gemm           one product shape at one thread count: GFLOP/s of ours and
+ *                  of OpenBLAS, ours as a fraction of the peak for that many
+ *                  threads, and for small M the weight bytes streamed per second
+ *
+ * Shapes: each linear layer of the tiny, small and qwen0.5b models at M = 256
+ * tokens, as the forward y = x W^T (nt), the input gradient dx = dy W (nn) and
+ * the weight gradient dW = dy^T x (tn); and the decoding forward at M = 1 and
+ * 8 for qwen0.5b. Left out: attention's products (bench/model.c times them
+ * in place) and bf16.
+ *
+ * Usage: gemm [--threads N] [--quick] [--shape tiny|small|qwen0.5b|decode|all]
+ */
+#include <cblas.h>
+
+#include "bench.h"
+#include "core/rng.h"
+#include "iapo.h"
+#include "kernels/gemm.h"
+
+typedef struct {
+	const char *name;
+	int V, C, Q, KV, F; /* vocab, hidden, q width, k/v width, MLP width */
+} model_shape;
+
+static const model_shape SHAPES[] = {
+	{"tiny", 512, 256, 256, 128, 768},
+	{"small", 8192, 512, 512, 256, 1536},
+	{"qwen0.5b", 151936, 896, 896, 128, 4864},
+};
+#define NSHAPES ((int)(sizeof SHAPES / sizeof SHAPES[0]))
+
+static void fill(float *p, size_t n, float scale, uint64_t seed)
+{
+	iapo_rng r;
+	iapo_rng_seed(&r, seed, n, 0, 0);
+	for (size_t i = 0; i < n; i++) p[i] = scale * (iapo_rng_float(&r) - 0.5f);
+}
+
+/* Operands big enough for every product of the run, allocated once. */
+static float *bufA, *bufB, *bufC;
+
+static void run(int lib, int ta, int tb, int M, int N, int K)
+{
+	int lda = ta ? M : K, ldb = tb ? K : N;
+	if (lib)
+		cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
+			    1.0f, bufA, lda, bufB, ldb, 0.0f, bufC, N);
+	else
+		iapo_sgemm(ta, tb, M, N, K, 1.0f, bufA, lda, bufB, ldb, 0.0f, bufC, N);
+}
+
+/* Median seconds of one product after a warm-up call. */
+static double time_one(int lib, int ta, int tb, int M, int N, int K, int quick)
+{
+	double t0 = bench_now();
+	run(lib, ta, tb, M, N, K);
+	double first = bench_now() - t0;
+	double budget = quick ? 0.05 : 0.3;
+	int reps = (int)(budget / (first > 1e-7 ? first : 1e-7));
+	if (reps < 3) reps = 3;
+	if (reps > 51) reps = 51;
+	double v[51];
+	for (int r = 0; r < reps; r++) {
+		t0 = bench_now();
+		run(lib, ta, tb, M, N, K);
+		v[r] = bench_now() - t0;
+	}
+	return bench_median(v, reps);
+}
+
+static double peak_gflops[3]; /* by thread count 1, 2 (index = threads) */
+
+static void bench_one(const char *shape, const char *layer, const char *op, int M, int N, int K, int threads,
+		      int quick)
+{
+	int ta = strcmp(op, "tn") == 0, tb = strcmp(op, "nt") == 0;
+	iapo_set_threads(threads);
+	double flop = 2.0 * M * N * K;
+	double t_ours = time_one(0, ta, tb, M, N, K, quick);
+	double t_blas = time_one(1, ta, tb, M, N, K, quick);
+	double g_ours = flop / t_ours * 1e-9, g_blas = flop / t_blas * 1e-9;
+	double peak = peak_gflops[threads < 3 ? threads : 2];
+	bench_rec_begin("gemm");
+	bench_rec_str("shape", shape);
+	bench_rec_str("layer", layer);
+	bench_rec_str("op", op);
+	bench_rec_int("M", M);
+	bench_rec_int("N", N);
+	bench_rec_int("K", K);
+	bench_rec_int("threads", threads);
+	bench_rec_num("iapo_gflops", g_ours);
+	bench_rec_num("openblas_gflops", g_blas);
+	bench_rec_num("iapo_pct_peak", peak > 0 ? 100.0 * g_ours / peak : NAN);
+	bench_rec_num("speedup_vs_openblas", t_blas / t_ours);
+	if (M <= 16) bench_rec_num("iapo_weight_gb_per_s", 4.0 * N * K / t_ours * 1e-9);
+	bench_rec_int("iapo_path", iapo_sgemm_last_path());
+	bench_rec_end();
+	bench_note("gemm %-8s %-8s %s M=%-4d N=%-6d K=%-5d t=%d  iapo %6.1f GFLOP/s (%3.0f%% of peak)  openblas %6.1f\n",
+		   shape, layer, op, M, N, K, threads, g_ours, peak > 0 ? 100.0 * g_ours / peak : 0.0, g_blas);
+}
+
+static void read_cache(char *buf, size_t n)
+{
+	size_t used = 0;
+	buf[0] = 0;
+	for (int i = 0; i < 4; i++) {
+		char path[128], level[16] = "", type[32] = "", size[32] = "";
+		FILE *f;
+		snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
+		if (!(f = fopen(path, "r"))) break;
+		if (!fgets(level, sizeof level, f)) level[0] = 0;
+		fclose(f);
+		snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", i);
+		if ((f = fopen(path, "r"))) {
+			if (!fgets(type, sizeof type, f)) type[0] = 0;
+			fclose(f);
+		}
+		snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+		if ((f = fopen(path, "r"))) {
+			if (!fgets(size, sizeof size, f)) size[0] = 0;
+			fclose(f);
+		}
+		level[strcspn(level, "\n")] = type[strcspn(type, "\n")] = size[strcspn(size, "\n")] = 0;
+		int w = snprintf(buf + used, n - used, "%sL%s %s %s", used ? ", " : "", level, type, size);
+		if (w < 0 || (size_t)w >= n - used) break;
+		used += (size_t)w;
+	}
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: gemm [--threads N] [--quick] [--shape tiny|small|qwen0.5b|decode|all]\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	int threads = omp_get_num_procs(), quick = 0;
+	const char *only = "all";
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+			if (!bench_parse_pos_int(argv[++i], &threads)) return usage();
+		} else if (strcmp(argv[i], "--quick") == 0) {
+			quick = 1;
+		} else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc) {
+			only = argv[++i];
+		} else {
+			return usage();
+		}
+	}
+	int found = strcmp(only, "all") == 0 || strcmp(only, "decode") == 0;
+	for (int s = 0; s < NSHAPES; s++) found |= strcmp(only, SHAPES[s].name) == 0;
+	if (!found) return usage();
+
+	char caches[256];
+	read_cache(caches, sizeof caches);
+	bench_rec_begin("gemm_machine");
+	bench_rec_int("procs", omp_get_num_procs());
+	bench_rec_str("caches", caches);
+	bench_rec_str("openblas_corename", openblas_get_corename());
+	bench_rec_str("env_openblas_coretype", bench_env_coretype());
+	bench_rec_end();
+	bench_note("gemm: caches %s; OpenBLAS core %s (OPENBLAS_CORETYPE=%s)\n", caches, openblas_get_corename(),
+		   bench_env_coretype());
+
+	int tl[2] = {1, threads}, ntl = threads > 1 ? 2 : 1;
+	for (int i = 0; i < ntl; i++) {
+		double g = bench_fp32_peak(tl[i], quick);
+		peak_gflops[tl[i] < 3 ? tl[i] : 2] = g;
+		bench_rec_begin("fp32_fma_peak");
+		bench_rec_int("threads", tl[i]);
+		bench_rec_num("gflops", g);
+		bench_rec_end();
+		bench_note("gemm: fp32 FMA peak, %d thread(s): %.1f GFLOP/s\n", tl[i], g);
+	}
+
+	/* Largest operands: qwen0.5b's lm head at 256 tokens. */
+	size_t big = (size_t)151936 * 896;
+	bufA = iapo_alloc_aligned(big * sizeof(float));
+	bufB = iapo_alloc_aligned(big * sizeof(float));
+	bufC = iapo_alloc_aligned(big * sizeof(float));
+	if (!bufA || !bufB || !bufC) {
+		bench_note("gemm: out of memory\n");
+		return 1;
+	}
+	fill(bufA, big, 1.0f, 1);
+	fill(bufB, big, 0.1f, 2);
+
+	for (int s = 0; s < NSHAPES; s++) {
+		const model_shape *m = &SHAPES[s];
+		if (strcmp(only, "all") && strcmp(only, m->name)) continue;
+		struct { const char *name; int out, in; } layers[] = {
+			{"q", m->Q, m->C}, {"kv", m->KV, m->C}, {"o", m->C, m->Q},
+			{"gate", m->F, m->C}, {"down", m->C, m->F}, {"lm_head", m->V, m->C},
+		};
+		const int T = 256;
+		for (size_t l = 0; l < sizeof layers / sizeof layers[0]; l++)
+			for (int i = 0; i < ntl; i++) {
+				int o = layers[l].out, in = layers[l].in;
+				bench_one(m->name, layers[l].name, "nt", T, o, in, tl[i], quick);
+				bench_one(m->name, layers[l].name, "nn", T, in, o, tl[i], quick);
+				bench_one(m->name, layers[l].name, "tn", o, in, T, tl[i], quick);
+			}
+	}
+	if (strcmp(only, "all") == 0 || strcmp(only, "decode") == 0) {
+		const model_shape *m = &SHAPES[2];
+		struct { const char *name; int out, in; } layers[] = {
+			{"q", m->Q, m->C}, {"kv", m->KV, m->C}, {"gate", m->F, m->C},
+			{"down", m->C, m->F}, {"lm_head", m->V, m->C},
+		};
+		static const int Ms[] = {1, 8, 16};
+		for (size_t l = 0; l < sizeof layers / sizeof layers[0]; l++)
+			for (int mi = 0; mi < 3; mi++)
+				for (int i = 0; i < ntl; i++)
+					bench_one("decode", layers[l].name, "nt", Ms[mi], layers[l].out, layers[l].in, tl[i],
+						  quick);
+	}
+	iapo_free_aligned(bufA);
+	iapo_free_aligned(bufB);
+	iapo_free_aligned(bufC);
+	return 0;
+}
