@@ -12,6 +12,7 @@ static const struct {
 	int (*fn)(int, char **);
 	const char *summary;
 } commands[] = {
+	{"init", cmd_init, "write a randomly initialised model directory from a config.json"},
 	{NULL, NULL, NULL},
 };
 

@@ -251,6 +251,12 @@ iapo_status iapo_fs_make_temp_dir(const char *target, char *buf, size_t n)
 	int k = snprintf(buf, n, "%s.tmp-XXXXXX", clean);
 	if (k < 0 || (size_t)k >= n) return iapo_fail(IAPO_ERR_ARG, "%s: path too long", target);
 	if (!mkdtemp(buf)) return os_fail(target, "cannot create temporary directory beside it");
+	/* mkdtemp makes it private; it becomes an ordinary model directory. */
+	if (chmod(buf, 0755) != 0) {
+		iapo_status s = os_fail(buf, "chmod failed");
+		rmdir(buf);
+		return s;
+	}
 	return IAPO_OK;
 }
 

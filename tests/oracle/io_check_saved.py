@@ -1,4 +1,4 @@
-"""io_check_saved.py DIR EXPECTED.bin DTYPE - an independent reader (struct +
+"""io_check_saved.py DIR EXPECTED.bin|- DTYPE - an independent reader (struct +
 json + numpy, no safetensors package) of a model directory iapo saved. Checks
 that it is what Hugging Face's from_pretrained expects: config.json with the
 fields that rebuild the model, generation_config.json, model.safetensors or
@@ -7,8 +7,9 @@ formed (8-byte length, JSON, __metadata__ format "pt", offsets contiguous),
 exactly the tensor names HF's Llama/Qwen2/Qwen3 modules have with their shapes,
 all in DTYPE (F32, BF16 or F16) matching config.json's torch_dtype, and values
 equal bit for bit to EXPECTED.bin (fp32, tensors in HF module order, already
-rounded to DTYPE). Prints "ok ..." and exits 0, or prints the problem and
-exits 1.
+rounded to DTYPE; with "-" instead, values are only checked to be finite and
+the norms' weights to be 1, as a fresh initialisation has them). Prints
+"ok ..." and exits 0, or prints the problem and exits 1.
 """
 import json
 import os
@@ -118,7 +119,7 @@ def main():
     if set(names) != set(tensors):
         fail("tensor names differ from HF's: missing %s, extra %s"
              % (sorted(set(names) - set(tensors))[:5], sorted(set(tensors) - set(names))[:5]))
-    expected = np.fromfile(expected_path, dtype="<f4")
+    expected = None if expected_path == "-" else np.fromfile(expected_path, dtype="<f4")
     off = 0
     for name, shape in need:
         info, raw = tensors[name]
@@ -127,11 +128,17 @@ def main():
         if tuple(info["shape"]) != tuple(shape):
             fail("%s: shape %s, expected %s" % (name, info["shape"], list(shape)))
         v = decode(raw, dtype)
+        if expected is None:
+            if not np.all(np.isfinite(v)):
+                fail("%s: non-finite values" % name)
+            if name.endswith("norm.weight") and not np.all(v == 1):
+                fail("%s: a fresh norm weight should be all ones" % name)
+            continue
         want = expected[off:off + v.size]
         off += v.size
         if want.size != v.size or not np.array_equal(v.view(np.uint32), want.view(np.uint32)):
             fail("%s: values differ from what iapo meant to save" % name)
-    if off != expected.size:
+    if expected is not None and off != expected.size:
         fail("expected.bin has %d floats, tensors %d" % (expected.size, off))
     print("ok %s: %d tensors, %s, %s" % (d, len(need), dtype, "sharded" if os.path.exists(index) else "single"))
 

@@ -1,0 +1,70 @@
+#!/bin/sh
+# iapo init: writes an HF model directory that loads (files, an independent
+# Python reader of its safetensors, and `iapo generate` on it when that command
+# exists), deterministic per seed; bad configs exit 1 naming the file, usage
+# errors exit 2.
+BIN=${IAPO_BIN:-build/iapo}
+T=${IAPO_TMP:-/tmp}/cli_init.$$
+mkdir -p "$T"
+trap 'rm -rf "$T"' EXIT
+pass=0; fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+
+cat >"$T/qwen2.json" <<'JSON'
+{"model_type": "qwen2", "vocab_size": 300, "hidden_size": 32, "intermediate_size": 64,
+ "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+ "max_position_embeddings": 256, "rope_theta": 10000.0, "rms_norm_eps": 1e-6,
+ "tie_word_embeddings": true, "initializer_range": 0.05}
+JSON
+cat >"$T/llama.json" <<'JSON'
+{"model_type": "llama", "vocab_size": 263, "hidden_size": 16, "intermediate_size": 32,
+ "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+ "tie_word_embeddings": false, "eos_token_id": 258, "bos_token_id": 257}
+JSON
+
+"$BIN" init --config "$T/qwen2.json" --out "$T/m1" --seed 7 2>"$T/err"
+check "init exits 0" '[ $? -eq 0 ]'
+check "init files" 'for f in config.json generation_config.json model.safetensors tokenizer.json tokenizer_config.json; do [ -s "$T/m1/$f" ] || exit 1; done'
+check "no temporary dirs left" '[ -z "$(ls -a "$T" | grep -e .tmp- -e .old-)" ]'
+check "python reader (F32)" '/usr/bin/python3 tests/oracle/io_check_saved.py "$T/m1" - F32 >"$T/py" 2>&1'
+check "eos filled from tokenizer" 'grep -q eos_token_id "$T/m1/config.json"'
+
+"$BIN" init --config "$T/qwen2.json" --out "$T/m2" --seed 7 2>/dev/null
+check "same seed, same weights" 'cmp -s "$T/m1/model.safetensors" "$T/m2/model.safetensors"'
+"$BIN" init --config "$T/qwen2.json" --out "$T/m2" --seed 8 2>/dev/null
+check "replaced, other seed differs" '[ $? -eq 0 ] && ! cmp -s "$T/m1/model.safetensors" "$T/m2/model.safetensors"'
+
+"$BIN" init --config "$T/llama.json" --out "$T/m3" --dtype BF16 --tokenizer "$T/m1" --std 0.1 2>/dev/null
+check "BF16 llama with copied tokenizer" '[ $? -eq 0 ] && cmp -s "$T/m1/tokenizer.json" "$T/m3/tokenizer.json"'
+check "python reader (BF16, untied)" '/usr/bin/python3 tests/oracle/io_check_saved.py "$T/m3" - BF16 >"$T/py" 2>&1'
+
+if "$BIN" --help | grep -q '^  generate '; then
+	"$BIN" generate --model "$T/m1" --prompt "hi" --max-tokens 3 --temperature 0 >"$T/gen" 2>"$T/generr"
+	check "iapo generate loads the directory" '[ $? -eq 0 ]'
+fi
+
+printf '{"model_type": "qwen2",\n "vocab_size": 300,,}' >"$T/broken.json"
+"$BIN" init --config "$T/broken.json" --out "$T/m4" 2>"$T/err"
+check "malformed config: exit 1 naming the file" '[ $? -eq 1 ] && grep -q "broken.json: line 2" "$T/err"'
+check "malformed config: nothing written" '[ ! -e "$T/m4" ] && [ -z "$(ls -a "$T" | grep -e .tmp-)" ]'
+sed 's/"qwen2"/"gpt_neox"/' "$T/qwen2.json" >"$T/neox.json"
+"$BIN" init --config "$T/neox.json" --out "$T/m4" 2>"$T/err"
+check "unknown model_type: exit 1" '[ $? -eq 1 ] && grep -q "neox.json: model_type" "$T/err"'
+sed 's/"vocab_size": 300/"vocab_size": 100/' "$T/qwen2.json" >"$T/small.json"
+"$BIN" init --config "$T/small.json" --out "$T/m4" 2>"$T/err"
+check "vocab smaller than the tokenizer: exit 1" '[ $? -eq 1 ] && grep -q "small.json: vocab_size: expected at least 263" "$T/err"'
+check "failed init leaves nothing" '[ ! -e "$T/m4" ] && [ -z "$(ls -a "$T" | grep -e .tmp-)" ]'
+
+"$BIN" init --config "$T/qwen2.json" 2>"$T/err"
+check "missing --out: exit 2" '[ $? -eq 2 ] && grep -q -- "--out" "$T/err"'
+"$BIN" init --out "$T/m5" 2>/dev/null
+check "missing --config: exit 2" '[ $? -eq 2 ]'
+"$BIN" init --config "$T/qwen2.json" --out "$T/m5" --dtype F64 2>/dev/null
+check "bad --dtype: exit 2" '[ $? -eq 2 ]'
+"$BIN" init --config "$T/qwen2.json" --out "$T/m5" --seed -3 2>/dev/null
+check "bad --seed: exit 2" '[ $? -eq 2 ]'
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
