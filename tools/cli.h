@@ -11,6 +11,7 @@
 /* Each command: argv[0] is the command name. Returns the process exit code. */
 /* one per command, defined in tools/cmd_<name>.c and listed in iapo.c */
 int cmd_init(int, char **);
+int cmd_tokenize(int, char **);
 
 /* Prints "iapo CMD: message" and a pointer to --help, exits 2. */
 _Noreturn void cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
