@@ -1,0 +1,417 @@
+/*
+ * kvcache.c — the cached inference forward (see kvcache.h for the contract).
+ *
+ * Layout: K and V caches are (L, S, NKV, Tmax, HD): for one layer, slot and
+ * kv head the keys are contiguous in position, so a query head walks them
+ * with unit stride. Scratch activations are sized for Rmax rows (one chunk)
+ * and the vocabulary projection for OUTG rows at a time; both are allocated
+ * in iapo_kv_new.
+ *
+ * A chunk of R rows runs the same layer wiring as the training forward
+ * (transformer.c): RMSNorm, q/k/v projections (+ bias), per-head q/k RMSNorm
+ * (Qwen3), RoPE at each row's position, K/V stored into their slots, cached
+ * attention, output projection added to the residual, RMSNorm, SwiGLU MLP
+ * added to the residual; then the final norm and lm_head for rows that want
+ * logits. Attention is an online softmax over tiles of keys, parallel over
+ * (row, query head); each (row, head) is summed in a fixed order, so results
+ * do not depend on the thread count or on which rows share a call.
+ */
+#include "model/kvcache.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/mem.h"
+#include "core/status.h"
+#include "kernels/kernels.h"
+
+#define HD_MAX 512   /* head dims in use are 64..256; HD_MAX <= HC_FLOATS */
+#define KTILE 64     /* keys scored per tile (on the stack) */
+#define RMAX_CAP 512 /* rows per chunk: enough for GEMM efficiency, bounded scratch */
+#define OUTG_CAP 64  /* rows per vocabulary GEMM */
+
+struct iapo_kv {
+	const iapo_weights *w;
+	int S, Tmax, Rmax, OUTG;
+	int *len;        /* (S) */
+	float *kc, *vc;  /* (L, S, NKV, Tmax, HD) each */
+	float *inv_freq; /* (HD/2) */
+	/* chunk scratch */
+	int *tok, *pos;  /* (Rmax) */
+	float *x;        /* (Rmax, C) residual stream */
+	float *h;        /* (Rmax, C) normed input of a sublayer */
+	float *q, *qn;   /* (Rmax, NH*HD) */
+	float *k, *kn;   /* (Rmax, NKV*HD) */
+	float *v;        /* (Rmax, NKV*HD) */
+	float *att;      /* (Rmax, NH*HD) */
+	float *gate, *up, *act; /* (Rmax, F) */
+	float *hout;     /* (OUTG, C) */
+	float *lbuf;     /* (OUTG, V) */
+	float **dst; /* (OUTG) where each projected row's logits go */
+	iapo_kv_row *rows; /* (Rmax) rows built by iapo_kv_forward */
+};
+
+int iapo_kv_len(const iapo_kv *kv, int b) { return b >= 0 && b < kv->S ? kv->len[b] : 0; }
+int iapo_kv_slots(const iapo_kv *kv) { return kv->S; }
+int iapo_kv_tmax(const iapo_kv *kv) { return kv->Tmax; }
+int iapo_kv_max_rows(const iapo_kv *kv) { return kv->Rmax; }
+
+void iapo_kv_reset(iapo_kv *kv, int b)
+{
+	if (b >= 0 && b < kv->S) kv->len[b] = 0;
+}
+
+void iapo_kv_free(iapo_kv *kv)
+{
+	if (!kv) return;
+	iapo_free(kv->len);
+	iapo_free_aligned(kv->kc);
+	iapo_free_aligned(kv->vc);
+	iapo_free(kv->inv_freq);
+	iapo_free(kv->tok);
+	iapo_free(kv->pos);
+	float **bufs[] = {&kv->x, &kv->h, &kv->q, &kv->qn, &kv->k, &kv->kn, &kv->v, &kv->att,
+			  &kv->gate, &kv->up, &kv->act, &kv->hout, &kv->lbuf};
+	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) iapo_free_aligned(*bufs[i]);
+	iapo_free(kv->dst);
+	iapo_free(kv->rows);
+	iapo_free(kv);
+}
+
+static iapo_status alloc_f(float **p, size_t n, const char *what)
+{
+	*p = iapo_alloc_aligned(n * sizeof(float));
+	if (!*p) return iapo_fail(IAPO_ERR_NOMEM, "kv cache: out of memory: %s (%zu bytes)", what, n * sizeof(float));
+	return IAPO_OK;
+}
+
+iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
+{
+	*out = NULL;
+	const iapo_config *c = &w->cfg;
+	if (B <= 0 || Tmax <= 0)
+		return iapo_fail(IAPO_ERR_ARG, "kv cache: sequences and length: expected > 0, found %d and %d", B, Tmax);
+	if (c->HD > HD_MAX || c->HD % 2)
+		return iapo_fail(IAPO_ERR_UNSUPPORTED, "kv cache: head_dim: expected an even number <= %d, found %d",
+				 HD_MAX, c->HD);
+	size_t L = (size_t)c->L, C = (size_t)c->C, Q = (size_t)c->NH * c->HD, KV = (size_t)c->NKV * c->HD;
+	size_t F = (size_t)c->F, V = (size_t)c->V;
+	iapo_kv *kv = iapo_calloc(1, sizeof *kv);
+	if (!kv) return iapo_fail(IAPO_ERR_NOMEM, "kv cache: out of memory");
+	kv->w = w;
+	kv->S = B;
+	kv->Tmax = Tmax;
+	long rows = (long)B * Tmax;
+	kv->Rmax = rows < RMAX_CAP ? (int)rows : RMAX_CAP;
+	kv->OUTG = kv->Rmax < OUTG_CAP ? kv->Rmax : OUTG_CAP;
+	size_t R = (size_t)kv->Rmax, G = (size_t)kv->OUTG;
+	size_t cache = L * (size_t)B * (size_t)Tmax * KV;
+	iapo_status st = IAPO_OK;
+	kv->len = iapo_calloc((size_t)B, sizeof(int));
+	kv->inv_freq = iapo_malloc(sizeof(float) * (size_t)(c->HD / 2));
+	kv->tok = iapo_malloc(sizeof(int) * R);
+	kv->pos = iapo_malloc(sizeof(int) * R);
+	kv->dst = iapo_malloc(sizeof(float *) * G);
+	kv->rows = iapo_malloc(sizeof(iapo_kv_row) * R);
+	if (!kv->len || !kv->inv_freq || !kv->tok || !kv->pos || !kv->dst || !kv->rows) {
+		st = iapo_fail(IAPO_ERR_NOMEM, "kv cache: out of memory");
+		goto fail;
+	}
+	IAPO_CHECK(st, alloc_f(&kv->kc, cache, "key cache"));
+	IAPO_CHECK(st, alloc_f(&kv->vc, cache, "value cache"));
+	IAPO_CHECK(st, alloc_f(&kv->x, R * C, "activations"));
+	IAPO_CHECK(st, alloc_f(&kv->h, R * C, "activations"));
+	IAPO_CHECK(st, alloc_f(&kv->q, R * Q, "activations"));
+	IAPO_CHECK(st, alloc_f(&kv->qn, R * Q, "activations"));
+	IAPO_CHECK(st, alloc_f(&kv->k, R * KV, "activations"));
+	IAPO_CHECK(st, alloc_f(&kv->kn, R * KV, "activations"));
+	IAPO_CHECK(st, alloc_f(&kv->v, R * KV, "activations"));
+	IAPO_CHECK(st, alloc_f(&kv->att, R * Q, "activations"));
+	IAPO_CHECK(st, alloc_f(&kv->gate, R * F, "activations"));
+	IAPO_CHECK(st, alloc_f(&kv->up, R * F, "activations"));
+	IAPO_CHECK(st, alloc_f(&kv->act, R * F, "activations"));
+	IAPO_CHECK(st, alloc_f(&kv->hout, G * C, "activations"));
+	IAPO_CHECK(st, alloc_f(&kv->lbuf, G * V, "logits"));
+	iapo_rope_inv_freq(c, kv->inv_freq);
+	*out = kv;
+	return IAPO_OK;
+fail:
+	iapo_kv_free(kv);
+	return st;
+}
+
+/* Base of the keys (or values) of one layer, slot and kv head: (Tmax, HD). */
+static inline float *cache_at(const iapo_kv *kv, float *cache, int l, int seq, int g)
+{
+	const iapo_config *c = &kv->w->cfg;
+	return cache + ((((size_t)l * kv->S + seq) * c->NKV + g) * kv->Tmax) * c->HD;
+}
+
+/* exp(x) for x <= 0 (scores minus their running max), Cephes' polynomial
+ * (about 2 ulp) written without branches so a tile's exponentials vectorise;
+ * libm's expf does not under our flags. Underflows to ~1e-38, not 0, which is
+ * negligible next to the tile's largest term (exp(0) = 1). */
+#pragma omp declare simd
+static inline float exp_nonpos(float x)
+{
+	x = x < -87.0f ? -87.0f : x;
+	float fx = floorf(x * 1.44269504088896341f + 0.5f);
+	float r = x - fx * 0.693359375f + fx * 2.12194440e-4f;
+	float y = 1.9875691500e-4f;
+	y = y * r + 1.3981999507e-3f;
+	y = y * r + 8.3334519073e-3f;
+	y = y * r + 4.1665795894e-2f;
+	y = y * r + 1.6666665459e-1f;
+	y = y * r + 5.0000001201e-1f;
+	y = y * r * r + r + 1.0f;
+	union {
+		int32_t i;
+		float f;
+	} p = {.i = ((int32_t)fx + 127) << 23};
+	return y * p.f;
+}
+
+/* Query heads attended together (they share each K/V row they read); at most
+ * HC_MAX and HC_FLOATS / HD of them, so scores and accumulators fit the stack. */
+#define HC_MAX 16
+#define HC_FLOATS 4096
+
+/* Online softmax of hc query heads q (hc, HD) that share one kv head, over n
+ * keys K, values Vv (n, HD); running max m (hc), sum l (hc), acc (hc, HD).
+ * Each head's arithmetic is the same whatever hc is, so grouping choices
+ * (which depend on the batch and thread count) never change a result. */
+static void attend_range(const float *q, int hc, const float *K, const float *Vv, int n, int HD, float scale,
+			 float *m, float *l, float *acc)
+{
+	float sc[HC_MAX * KTILE]; /* (hc, KTILE) */
+	for (int t0 = 0; t0 < n; t0 += KTILE) {
+		const int nt = n - t0 < KTILE ? n - t0 : KTILE;
+		for (int t = 0; t < nt; t++) {
+			const float *kr = K + (size_t)(t0 + t) * HD;
+			for (int h = 0; h < hc; h++) {
+				const float *qh = q + (size_t)h * HD;
+				float s = 0;
+#pragma omp simd reduction(+ : s)
+				for (int d = 0; d < HD; d++) s += qh[d] * kr[d];
+				sc[h * KTILE + t] = s * scale;
+			}
+		}
+		for (int h = 0; h < hc; h++) {
+			float *sh = sc + h * KTILE, *ah = acc + (size_t)h * HD, mx = m[h];
+			for (int t = 0; t < nt; t++) mx = sh[t] > mx ? sh[t] : mx;
+			if (mx > m[h]) {
+				float corr = expf(m[h] - mx); /* 0 on the first tile (m = -inf) */
+				l[h] *= corr;
+#pragma omp simd
+				for (int d = 0; d < HD; d++) ah[d] *= corr;
+				m[h] = mx;
+			}
+			float sum = 0;
+#pragma omp simd reduction(+ : sum)
+			for (int t = 0; t < nt; t++) {
+				sh[t] = exp_nonpos(sh[t] - mx);
+				sum += sh[t];
+			}
+			l[h] += sum;
+		}
+		for (int t = 0; t < nt; t++) {
+			const float *vr = Vv + (size_t)(t0 + t) * HD;
+			for (int h = 0; h < hc; h++) {
+				const float p = sc[h * KTILE + t];
+				float *ah = acc + (size_t)h * HD;
+#pragma omp simd
+				for (int d = 0; d < HD; d++) ah[d] += p * vr[d];
+			}
+		}
+	}
+}
+
+/* att (R, NH*HD) from q (R, NH*HD) and the layer-l cache, per row's keys.
+ * Tasks are (row, kv head, chunk of its query heads): whole groups when
+ * there are enough rows to keep every thread busy, single heads otherwise. */
+static void attend(iapo_kv *kv, int l, const iapo_kv_row *rows, int R, const float *q, float *att)
+{
+	const iapo_config *c = &kv->w->cfg;
+	const int NH = c->NH, NKV = c->NKV, HD = c->HD, grp = c->NH / c->NKV;
+	const float scale = 1.0f / sqrtf((float)HD);
+	int hc = grp < HC_MAX ? grp : HC_MAX;
+	if (hc > HC_FLOATS / HD) hc = HC_FLOATS / HD;
+	if ((long)R * NKV < 2L * omp_get_max_threads()) hc = 1;
+	const int nchunk = (grp + hc - 1) / hc;
+	const long ntask = (long)R * NKV * nchunk;
+#pragma omp parallel for schedule(dynamic, 1) if (ntask > 1)
+	for (long i = 0; i < ntask; i++) {
+		const int r = (int)(i / ((long)NKV * nchunk)), g = (int)(i / nchunk % NKV), ch = (int)(i % nchunk);
+		const int h0 = g * grp + ch * hc, nh = grp - ch * hc < hc ? grp - ch * hc : hc;
+		const iapo_kv_keys *ks = &rows[r].keys;
+		const float *qr = q + ((size_t)r * NH + h0) * HD;
+		float m[HC_MAX], lsum[HC_MAX], acc[HC_FLOATS];
+		for (int h = 0; h < nh; h++) {
+			m[h] = -INFINITY;
+			lsum[h] = 0;
+		}
+		memset(acc, 0, sizeof(float) * (size_t)nh * HD);
+		attend_range(qr, nh, cache_at(kv, kv->kc, l, ks->seq0, g), cache_at(kv, kv->vc, l, ks->seq0, g),
+			     ks->len0, HD, scale, m, lsum, acc);
+		if (ks->len1 > 0) {
+			size_t off = (size_t)ks->start1 * HD;
+			attend_range(qr, nh, cache_at(kv, kv->kc, l, ks->seq1, g) + off,
+				     cache_at(kv, kv->vc, l, ks->seq1, g) + off, ks->len1, HD, scale, m, lsum, acc);
+		}
+		float *o = att + ((size_t)r * NH + h0) * HD;
+		for (int h = 0; h < nh; h++) {
+			const float inv = 1.0f / lsum[h];
+			for (int d = 0; d < HD; d++) o[(size_t)h * HD + d] = acc[(size_t)h * HD + d] * inv;
+		}
+	}
+}
+
+/* Final norm and lm_head for the rows of a chunk that want logits, OUTG at a time. */
+static void project(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits)
+{
+	const iapo_config *c = &kv->w->cfg;
+	const int C = c->C, V = c->V;
+	const float *norm = kv->w->p.t[IAPO_P_NORM], *lm = kv->w->p.t[IAPO_P_LMHEAD];
+	int m = 0;
+	for (int r = 0; r <= R; r++) {
+		if (r < R && rows[r].out >= 0) {
+			iapo_rmsnorm_forward(kv->hout + (size_t)m * C, NULL, kv->x + (size_t)r * C, norm, 1, C,
+					     c->rms_eps);
+			kv->dst[m++] = logits + (size_t)rows[r].out * V;
+		}
+		if (m == kv->OUTG || (r == R && m > 0)) {
+			iapo_matmul_nt(kv->lbuf, kv->hout, lm, m, V, C, 0);
+#pragma omp parallel for if ((size_t)m * V > 65536)
+			for (int j = 0; j < m; j++)
+				memcpy(kv->dst[j], kv->lbuf + (size_t)j * V, sizeof(float) * (size_t)V);
+			m = 0;
+		}
+	}
+}
+
+/* One chunk of R <= Rmax validated rows. */
+static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits)
+{
+	const iapo_config *c = &kv->w->cfg;
+	const iapo_params *p = &kv->w->p;
+	const int C = c->C, NH = c->NH, NKV = c->NKV, HD = c->HD, F = c->F;
+	const int Q = NH * HD, KV = NKV * HD;
+	for (int r = 0; r < R; r++) {
+		kv->tok[r] = rows[r].token;
+		kv->pos[r] = rows[r].pos;
+	}
+	iapo_embedding_forward(kv->x, p->t[IAPO_P_EMBED], kv->tok, R, C); // (R,C)
+	for (int l = 0; l < c->L; l++) {
+#define LW(which) (p->t[which] + (size_t)l * iapo_param_layer_size(c, which))
+		iapo_rmsnorm_forward(kv->h, NULL, kv->x, LW(IAPO_P_LN1), R, C, c->rms_eps);
+		iapo_matmul_nt(kv->q, kv->h, LW(IAPO_P_WQ), R, Q, C, 0); // (R,NH*HD)
+		iapo_matmul_nt(kv->k, kv->h, LW(IAPO_P_WK), R, KV, C, 0); // (R,NKV*HD)
+		iapo_matmul_nt(kv->v, kv->h, LW(IAPO_P_WV), R, KV, C, 0);
+		if (c->qkv_bias) {
+			iapo_bias_forward(kv->q, LW(IAPO_P_BQ), R, Q);
+			iapo_bias_forward(kv->k, LW(IAPO_P_BK), R, KV);
+			iapo_bias_forward(kv->v, LW(IAPO_P_BV), R, KV);
+		}
+		float *q = kv->q, *k = kv->k;
+		if (c->qk_norm) {
+			iapo_rmsnorm_forward(kv->qn, NULL, kv->q, LW(IAPO_P_QNORM), R * NH, HD, c->rms_eps);
+			iapo_rmsnorm_forward(kv->kn, NULL, kv->k, LW(IAPO_P_KNORM), R * NKV, HD, c->rms_eps);
+			q = kv->qn;
+			k = kv->kn;
+		}
+		iapo_rope_apply(q, kv->pos, R, NH, HD, kv->inv_freq, 0);
+		iapo_rope_apply(k, kv->pos, R, NKV, HD, kv->inv_freq, 0);
+		for (int r = 0; r < R; r++)
+			for (int g = 0; g < NKV; g++) {
+				size_t off = (size_t)rows[r].slot * HD, src = (size_t)r * KV + (size_t)g * HD;
+				memcpy(cache_at(kv, kv->kc, l, rows[r].seq, g) + off, k + src, sizeof(float) * (size_t)HD);
+				memcpy(cache_at(kv, kv->vc, l, rows[r].seq, g) + off, kv->v + src,
+				       sizeof(float) * (size_t)HD);
+			}
+		attend(kv, l, rows, R, q, kv->att);
+		iapo_matmul_nt(kv->x, kv->att, LW(IAPO_P_WO), R, C, Q, 1); // x += (R,C)
+		iapo_rmsnorm_forward(kv->h, NULL, kv->x, LW(IAPO_P_LN2), R, C, c->rms_eps);
+		iapo_matmul_nt(kv->gate, kv->h, LW(IAPO_P_WGATE), R, F, C, 0); // (R,F)
+		iapo_matmul_nt(kv->up, kv->h, LW(IAPO_P_WUP), R, F, C, 0);
+		iapo_swiglu_forward(kv->act, kv->gate, kv->up, (size_t)R * F);
+		iapo_matmul_nt(kv->x, kv->act, LW(IAPO_P_WDOWN), R, C, F, 1); // x += (R,C)
+#undef LW
+	}
+	project(kv, rows, R, logits);
+}
+
+static iapo_status check_range(const iapo_kv *kv, int seq, int start, int len, int r, const char *what)
+{
+	if (seq < 0 || seq >= kv->S || start < 0 || len < 0 || start + len > kv->Tmax)
+		return iapo_fail(IAPO_ERR_ARG,
+				 "kv cache: row %d: %s: expected slot in [0, %d) and positions within [0, %d), "
+				 "found slot %d, positions [%d, %d)",
+				 r, what, kv->S, kv->Tmax, seq, start, start + len);
+	return IAPO_OK;
+}
+
+iapo_status iapo_kv_forward_rows(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits)
+{
+	const int V = kv->w->cfg.V;
+	if (R < 0) return iapo_fail(IAPO_ERR_ARG, "kv cache: rows: expected >= 0, found %d", R);
+	for (int r = 0; r < R; r++) {
+		const iapo_kv_row *x = &rows[r];
+		if (x->token < 0 || x->token >= V)
+			return iapo_fail(IAPO_ERR_ARG, "kv cache: row %d: token: expected an id in [0, %d), found %d", r,
+					 V, x->token);
+		if (x->pos < 0)
+			return iapo_fail(IAPO_ERR_ARG, "kv cache: row %d: position: expected >= 0, found %d", r, x->pos);
+		IAPO_TRY(check_range(kv, x->seq, x->slot, 1, r, "K/V slot"));
+		IAPO_TRY(check_range(kv, x->keys.seq0, 0, x->keys.len0, r, "keys"));
+		if (x->keys.len1 > 0) IAPO_TRY(check_range(kv, x->keys.seq1, x->keys.start1, x->keys.len1, r, "keys"));
+		if (x->keys.len0 + (x->keys.len1 > 0 ? x->keys.len1 : 0) <= 0)
+			return iapo_fail(IAPO_ERR_ARG, "kv cache: row %d: keys: expected at least one, found none", r);
+		if (x->out >= 0 && !logits)
+			return iapo_fail(IAPO_ERR_ARG, "kv cache: row %d: asks for logits but no buffer was given", r);
+	}
+	for (int r0 = 0; r0 < R; r0 += kv->Rmax) {
+		int n = R - r0 < kv->Rmax ? R - r0 : kv->Rmax;
+		run_chunk(kv, rows + r0, n, logits);
+	}
+	return IAPO_OK;
+}
+
+iapo_status iapo_kv_forward(iapo_kv *kv, const int *const *tokens, const int *n, float *logits)
+{
+	const int V = kv->w->cfg.V;
+	for (int b = 0; b < kv->S; b++) {
+		if (n[b] < 0) return iapo_fail(IAPO_ERR_ARG, "kv cache: sequence %d: tokens to append: expected >= 0, found %d", b, n[b]);
+		if (n[b] == 0) continue;
+		if (n[b] > kv->Tmax - kv->len[b])
+			return iapo_fail(IAPO_ERR_ARG,
+					 "kv cache: sequence %d: length: expected at most %d tokens (the cache's Tmax), "
+					 "found %d cached + %d appended",
+					 b, kv->Tmax, kv->len[b], n[b]);
+		if (!tokens[b]) return iapo_fail(IAPO_ERR_ARG, "kv cache: sequence %d: %d tokens but no token array", b, n[b]);
+		for (int j = 0; j < n[b]; j++)
+			if (tokens[b][j] < 0 || tokens[b][j] >= V)
+				return iapo_fail(IAPO_ERR_ARG, "kv cache: sequence %d, token %d: expected an id in [0, %d), found %d",
+						 b, j, V, tokens[b][j]);
+	}
+	int R = 0;
+	for (int b = 0; b < kv->S; b++)
+		for (int j = 0; j < n[b]; j++) {
+			iapo_kv_row *x = &kv->rows[R++];
+			int at = kv->len[b] + j;
+			x->token = tokens[b][j];
+			x->pos = at;
+			x->seq = b;
+			x->slot = at;
+			x->keys = (iapo_kv_keys){.seq0 = b, .len0 = at + 1};
+			x->out = j == n[b] - 1 ? b : -1;
+			if (R == kv->Rmax) {
+				run_chunk(kv, kv->rows, R, logits);
+				R = 0;
+			}
+		}
+	if (R > 0) run_chunk(kv, kv->rows, R, logits);
+	for (int b = 0; b < kv->S; b++) kv->len[b] += n[b];
+	return IAPO_OK;
+}

@@ -1,0 +1,79 @@
+/*
+ * kvcache.h — inference over a key/value cache: ragged prefill and batched
+ * incremental decoding of many sequences at once, for the rollout and for
+ * `iapo generate`.
+ *
+ * The cache holds S sequence slots of up to Tmax positions, allocated once.
+ * Two levels:
+ *  - iapo_kv_forward appends tokens to sequences (prefill: n[b] = prompt
+ *    length; decoding: n[b] = 1; n[b] = 0 leaves a sequence alone) and keeps
+ *    each slot's length;
+ *  - iapo_kv_forward_rows runs arbitrary rows, each saying where its own K/V
+ *    go and which cached keys it attends to (a prefix of one slot plus an
+ *    optional range of another). The IAPO information pass uses it to let
+ *    many postfix rows attend to different-length prefixes of one sequence
+ *    without copying the cache.
+ * Either way every row of a call goes through each weight matrix in one GEMM
+ * (in chunks of at most iapo_kv_max_rows rows), and only rows that ask for
+ * logits are projected to the vocabulary.
+ *
+ * Leaves out: training (src/model/transformer.c), sampling (sample.h), reduced
+ * precision caches, paging. The cache reads the weights it was made with on
+ * every call (it keeps the pointer, not a copy): they must outlive it, and
+ * after the weights change, cached K/V are stale until the slots are reset.
+ */
+#ifndef IAPO_MODEL_KVCACHE_H
+#define IAPO_MODEL_KVCACHE_H
+
+#include "iapo.h"
+#include "model/weights.h"
+
+typedef struct iapo_kv iapo_kv;
+
+/* Cache for B sequences of up to Tmax tokens each; all memory (cache and
+ * scratch) is allocated here, none per call. */
+iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out);
+void iapo_kv_free(iapo_kv *kv);
+/* Forget sequence b (its length becomes 0). */
+void iapo_kv_reset(iapo_kv *kv, int b);
+/* Number of positions cached for sequence b. */
+int iapo_kv_len(const iapo_kv *kv, int b);
+int iapo_kv_slots(const iapo_kv *kv);
+int iapo_kv_tmax(const iapo_kv *kv);
+/* Most rows one GEMM pass handles; larger calls are split into chunks. */
+int iapo_kv_max_rows(const iapo_kv *kv);
+
+/* Appends n[b] tokens (tokens[b][0..n[b]-1]) to each sequence b (n[b] = 0:
+ * untouched, tokens[b] may be NULL) in one batched pass; row j of sequence b
+ * sits at position len(b)+j and attends to the sequence's cache up to and
+ * including itself. Writes the logits of the last appended token of every
+ * sequence with n[b] > 0 into row b of logits (B,V); other rows are left as
+ * they were. Exceeding Tmax or a token outside [0, V) is IAPO_ERR_ARG and
+ * changes nothing. */
+iapo_status iapo_kv_forward(iapo_kv *kv, const int *const *tokens, const int *n, float *logits);
+
+/* What one query row attends to: keys [0, len0) of slot seq0 and, when
+ * len1 > 0, keys [start1, start1+len1) of slot seq1. */
+typedef struct {
+	int seq0, len0;
+	int seq1, start1, len1;
+} iapo_kv_keys;
+
+/* One row of iapo_kv_forward_rows. */
+typedef struct {
+	int token;         /* input token id */
+	int pos;           /* its position (RoPE angle) */
+	int seq, slot;     /* where its K/V are written: slot `slot` of sequence `seq` */
+	iapo_kv_keys keys; /* the keys it attends to; normally include (seq, slot) itself */
+	int out;           /* >= 0: write its logits to row `out` of logits; -1: none */
+} iapo_kv_row;
+
+/* Runs R rows through the model. Within a layer every row's K/V is stored
+ * before any row attends, and chunks run one after another, so a row may read
+ * keys written by itself, by earlier rows of the call, or by earlier calls —
+ * never by later rows. Slot lengths (iapo_kv_len) are not changed. logits:
+ * (max out + 1, V), may be NULL when no row asks for logits. Bad indices are
+ * IAPO_ERR_ARG before anything is computed. */
+iapo_status iapo_kv_forward_rows(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits);
+
+#endif

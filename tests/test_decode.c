@@ -1,0 +1,299 @@
+/*
+ * test_decode.c — batched incremental decoding through the KV cache against
+ * the training forward of each whole sequence, for tiny random Qwen2, Llama
+ * (GQA, untied, Llama 3 rope) and Qwen3 (q/k norm) models: ragged prefill,
+ * decode steps, sequences idling (n = 0) while others advance or joining late,
+ * multi-token appends mid-sequence, prefills larger than one chunk; the
+ * two-span rows of the IAPO information pass (a cached prefix plus a postfix
+ * stored in another slot); argument errors that must change nothing.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "model/kvcache.h"
+#include "test.h"
+#include "test_decode_models.h"
+
+#define TOL 1e-4
+
+typedef struct {
+	iapo_weights w;
+	iapo_fwd *f;
+	float *ref, *all;
+	int Tmax;
+} fixture;
+
+static int fixture_open(fixture *x, int kind, int Tmax)
+{
+	if (tiny_weights(kind, 1000 + kind, &x->w)) return -1;
+	x->Tmax = Tmax;
+	if (iapo_fwd_new_params(&x->w.cfg, &x->w.p, 1, Tmax, 0, &x->f) != IAPO_OK) return -1;
+	x->ref = malloc(sizeof(float) * x->w.cfg.V);
+	x->all = malloc(sizeof(float) * (size_t)Tmax * x->w.cfg.V);
+	return 0;
+}
+
+static void fixture_close(fixture *x)
+{
+	iapo_fwd_free(x->f);
+	iapo_free_aligned(x->w.block);
+	free(x->ref);
+	free(x->all);
+}
+
+/* One step: append n[b] tokens drawn from rng to each sequence, compare. */
+static double step(fixture *x, iapo_kv *kv, int **seq, int *len, const int *n, iapo_rng *r, float *logits,
+		   const char *what)
+{
+	const int B = iapo_kv_slots(kv), V = x->w.cfg.V;
+	const int *tok[8];
+	for (int b = 0; b < B; b++) {
+		for (int j = 0; j < n[b]; j++) seq[b][len[b] + j] = (int)iapo_rng_below(r, (uint64_t)V);
+		tok[b] = seq[b] + len[b];
+	}
+	for (size_t i = 0; i < (size_t)B * V; i++) logits[i] = 12345.0f; /* sentinel */
+	iapo_status st = iapo_kv_forward(kv, tok, n, logits);
+	CHECK(st == IAPO_OK, "%s: %s", what, iapo_errmsg());
+	double worst = 0;
+	for (int b = 0; b < B; b++) {
+		len[b] += n[b];
+		CHECK(iapo_kv_len(kv, b) == len[b], "%s: length of %d: %d vs %d", what, b, iapo_kv_len(kv, b), len[b]);
+		if (n[b] == 0) {
+			int kept = 1;
+			for (int v = 0; v < V; v++) kept &= logits[(size_t)b * V + v] == 12345.0f;
+			CHECK(kept, "%s: idle sequence %d's logits row was written", what, b);
+			continue;
+		}
+		if (tiny_full_logits(&x->w, x->f, seq[b], len[b], x->ref, x->all)) {
+			CHECK(0, "%s: full forward failed: %s", what, iapo_errmsg());
+			continue;
+		}
+		double e = test_max_rel_err(logits + (size_t)b * V, x->ref, (size_t)V);
+		if (e > worst) worst = e;
+		CHECK(e <= TOL, "%s: sequence %d at length %d: max rel err %.3g", what, b, len[b], e);
+	}
+	return worst;
+}
+
+static void ragged_for(int kind)
+{
+	fixture x;
+	const int B = 3, Tmax = 48;
+	if (fixture_open(&x, kind, Tmax)) {
+		CHECK(0, "%s: setup: %s", tiny_names[kind], iapo_errmsg());
+		return;
+	}
+	iapo_kv *kv = NULL;
+	CHECK(iapo_kv_new(&x.w, B, Tmax, &kv) == IAPO_OK, "kv_new: %s", iapo_errmsg());
+	if (!kv) {
+		fixture_close(&x);
+		return;
+	}
+	const int V = x.w.cfg.V;
+	float *logits = malloc(sizeof(float) * B * V);
+	int *seq[3], len[3] = {0};
+	for (int b = 0; b < B; b++) seq[b] = malloc(sizeof(int) * Tmax);
+	iapo_rng r;
+	iapo_rng_seed(&r, 5, (uint64_t)kind, 0, 0);
+	char what[64];
+	/* ragged prefill; sequence 1 waits */
+	int steps[][3] = {
+		{5, 0, 9},  /* prefill two */
+		{1, 0, 1},  /* decode while 1 idles */
+		{1, 7, 1},  /* 1 joins with its prompt while the others decode */
+		{1, 1, 1},
+		{0, 1, 1},  /* 0 idles */
+		{3, 1, 0},  /* several tokens appended mid-sequence */
+		{1, 1, 1},
+		{1, 1, 1},
+		{1, 0, 2},
+		{1, 1, 1},
+	};
+	double worst = 0;
+	for (size_t s = 0; s < sizeof steps / sizeof steps[0]; s++) {
+		snprintf(what, sizeof what, "%s step %zu", tiny_names[kind], s);
+		double e = step(&x, kv, seq, len, steps[s], &r, logits, what);
+		if (e > worst) worst = e;
+	}
+	/* reset one sequence and start it again: same logits as a fresh one */
+	iapo_kv_reset(kv, 2);
+	len[2] = 0;
+	CHECK(iapo_kv_len(kv, 2) == 0, "reset");
+	int again[3] = {1, 0, 4};
+	snprintf(what, sizeof what, "%s after reset", tiny_names[kind]);
+	double e = step(&x, kv, seq, len, again, &r, logits, what);
+	if (e > worst) worst = e;
+	fprintf(stderr, "  %s: max rel err %.2g\n", tiny_names[kind], worst);
+	for (int b = 0; b < B; b++) free(seq[b]);
+	free(logits);
+	iapo_kv_free(kv);
+	fixture_close(&x);
+}
+
+static void test_ragged_qwen2(void) { ragged_for(TINY_QWEN2); }
+static void test_ragged_llama(void) { ragged_for(TINY_LLAMA); }
+static void test_ragged_qwen3(void) { ragged_for(TINY_QWEN3); }
+
+/* Prefill of 3 x 300 rows runs in several chunks of at most 512 rows, and a
+ * single chunk boundary falls inside a sequence. */
+static void test_chunked_prefill(void)
+{
+	fixture x;
+	const int B = 3, Tmax = 320;
+	if (fixture_open(&x, TINY_QWEN2, Tmax)) {
+		CHECK(0, "setup: %s", iapo_errmsg());
+		return;
+	}
+	iapo_kv *kv = NULL;
+	CHECK(iapo_kv_new(&x.w, B, Tmax, &kv) == IAPO_OK, "kv_new: %s", iapo_errmsg());
+	if (!kv) {
+		fixture_close(&x);
+		return;
+	}
+	CHECK(iapo_kv_max_rows(kv) < 3 * 300, "the prefill must need several chunks (max rows %d)",
+	      iapo_kv_max_rows(kv));
+	const int V = x.w.cfg.V;
+	float *logits = malloc(sizeof(float) * B * V);
+	int *seq[3], len[3] = {0};
+	for (int b = 0; b < B; b++) seq[b] = malloc(sizeof(int) * Tmax);
+	iapo_rng r;
+	iapo_rng_seed(&r, 9, 0, 0, 0);
+	int pre[3] = {300, 290, 310}, dec[3] = {1, 1, 1};
+	step(&x, kv, seq, len, pre, &r, logits, "chunked prefill");
+	step(&x, kv, seq, len, dec, &r, logits, "decode after chunked prefill");
+	for (int b = 0; b < B; b++) free(seq[b]);
+	free(logits);
+	iapo_kv_free(kv);
+	fixture_close(&x);
+}
+
+/* The information-pass pattern: slot 0 holds prompt + completion; for
+ * several cut points t, K postfix tokens at positions t..t+K-1 attend to
+ * slot 0's first t keys plus their own postfix (stored in slot 1 at j*K..),
+ * all in one call; each last postfix row's logits equal a full forward of
+ * seq[0..t) + postfix. */
+static void test_two_span_rows(void)
+{
+	for (int kind = 0; kind < TINY_NUM; kind++) {
+		fixture x;
+		const int Tmax = 40, K = 3, P = 24;
+		if (fixture_open(&x, kind, Tmax)) {
+			CHECK(0, "setup: %s", iapo_errmsg());
+			return;
+		}
+		iapo_kv *kv = NULL;
+		CHECK(iapo_kv_new(&x.w, 2, Tmax, &kv) == IAPO_OK, "kv_new: %s", iapo_errmsg());
+		if (!kv) {
+			fixture_close(&x);
+			return;
+		}
+		const int V = x.w.cfg.V;
+		iapo_rng r;
+		iapo_rng_seed(&r, 31, (uint64_t)kind, 0, 0);
+		int seq[40], post[3];
+		for (int i = 0; i < P; i++) seq[i] = (int)iapo_rng_below(&r, (uint64_t)V);
+		for (int i = 0; i < K; i++) post[i] = (int)iapo_rng_below(&r, (uint64_t)V);
+		const int *tok[2] = {seq, NULL};
+		int n[2] = {P, 0};
+		float *lg = malloc(sizeof(float) * 2 * V);
+		CHECK(iapo_kv_forward(kv, tok, n, lg) == IAPO_OK, "fill: %s", iapo_errmsg());
+		int cuts[] = {1, 4, 11, 17, 24};
+		const int NC = 5;
+		iapo_kv_row rows[5 * 3];
+		for (int j = 0; j < NC; j++)
+			for (int i = 0; i < K; i++) {
+				iapo_kv_row *w = &rows[j * K + i];
+				w->token = post[i];
+				w->pos = cuts[j] + i;
+				w->seq = 1;
+				w->slot = j * K + i;
+				w->keys = (iapo_kv_keys){.seq0 = 0, .len0 = cuts[j], .seq1 = 1, .start1 = j * K, .len1 = i + 1};
+				w->out = i == K - 1 ? j : -1;
+			}
+		float *out = malloc(sizeof(float) * NC * V);
+		CHECK(iapo_kv_forward_rows(kv, rows, NC * K, out) == IAPO_OK, "rows: %s", iapo_errmsg());
+		CHECK(iapo_kv_len(kv, 0) == P && iapo_kv_len(kv, 1) == 0, "forward_rows must not change lengths");
+		for (int j = 0; j < NC; j++) {
+			int full[40];
+			memcpy(full, seq, sizeof(int) * cuts[j]);
+			memcpy(full + cuts[j], post, sizeof(int) * K);
+			if (tiny_full_logits(&x.w, x.f, full, cuts[j] + K, x.ref, x.all)) {
+				CHECK(0, "full forward: %s", iapo_errmsg());
+				continue;
+			}
+			double e = test_max_rel_err(out + (size_t)j * V, x.ref, (size_t)V);
+			CHECK(e <= TOL, "%s: cut %d: max rel err %.3g", tiny_names[kind], cuts[j], e);
+		}
+		free(out);
+		free(lg);
+		iapo_kv_free(kv);
+		fixture_close(&x);
+	}
+}
+
+static void test_errors(void)
+{
+	fixture x;
+	if (fixture_open(&x, TINY_QWEN2, 16)) {
+		CHECK(0, "setup: %s", iapo_errmsg());
+		return;
+	}
+	iapo_kv *kv = NULL;
+	CHECK(iapo_kv_new(&x.w, 2, 8, &kv) == IAPO_OK, "kv_new: %s", iapo_errmsg());
+	if (!kv) {
+		fixture_close(&x);
+		return;
+	}
+	const int V = x.w.cfg.V;
+	float *lg = malloc(sizeof(float) * 2 * V);
+	int a[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, bad[2] = {3, 97};
+	const int *tok[2] = {a, a};
+	int n[2] = {6, 2};
+	CHECK(iapo_kv_forward(kv, tok, n, lg) == IAPO_OK, "%s", iapo_errmsg());
+	int n2[2] = {1, 7};
+	CHECK(iapo_kv_forward(kv, tok, n2, lg) == IAPO_ERR_ARG, "past Tmax must fail");
+	CHECK(strstr(iapo_errmsg(), "Tmax") != NULL, "message names Tmax: %s", iapo_errmsg());
+	CHECK(iapo_kv_len(kv, 0) == 6 && iapo_kv_len(kv, 1) == 2, "a failed call changes nothing");
+	const int *tok2[2] = {a, bad};
+	int n3[2] = {1, 2};
+	CHECK(iapo_kv_forward(kv, tok2, n3, lg) == IAPO_ERR_ARG, "token out of range must fail");
+	CHECK(iapo_kv_len(kv, 0) == 6, "a failed call changes nothing");
+	iapo_kv_row row = {.token = 1, .pos = 0, .seq = 2, .slot = 0, .keys = {.seq0 = 0, .len0 = 1}, .out = -1};
+	CHECK(iapo_kv_forward_rows(kv, &row, 1, NULL) == IAPO_ERR_ARG, "slot sequence out of range");
+	row.seq = 0;
+	row.keys.len0 = 9;
+	CHECK(iapo_kv_forward_rows(kv, &row, 1, NULL) == IAPO_ERR_ARG, "keys beyond Tmax");
+	row.keys.len0 = 0;
+	CHECK(iapo_kv_forward_rows(kv, &row, 1, NULL) == IAPO_ERR_ARG, "no keys");
+	row.keys.len0 = 1;
+	row.out = 0;
+	CHECK(iapo_kv_forward_rows(kv, &row, 1, NULL) == IAPO_ERR_ARG, "logits wanted without a buffer");
+	iapo_kv *k2 = NULL;
+	CHECK(iapo_kv_new(&x.w, 0, 8, &k2) == IAPO_ERR_ARG && !k2, "B = 0");
+	/* allocation failures inside kv_new are reported and leak nothing */
+	for (unsigned long i = 1; i < 30; i++) {
+		iapo_mem_fail_after(i);
+		iapo_status st = iapo_kv_new(&x.w, 2, 8, &k2);
+		iapo_mem_fail_after(0);
+		if (st == IAPO_OK) {
+			iapo_kv_free(k2);
+			break;
+		}
+		CHECK(st == IAPO_ERR_NOMEM && !k2, "allocation %lu: status %d", i, st);
+	}
+	free(lg);
+	iapo_kv_free(kv);
+	fixture_close(&x);
+}
+
+int main(void)
+{
+	RUN(test_ragged_qwen2);
+	RUN(test_ragged_llama);
+	RUN(test_ragged_qwen3);
+	RUN(test_chunked_prefill);
+	RUN(test_two_span_rows);
+	RUN(test_errors);
+	TEST_END();
+}
