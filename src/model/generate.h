@@ -1,0 +1,82 @@
+/*
+ * generate.h — sampling completions for a batch of prompts: ragged prefill
+ * through the KV cache, then one batched decode step per token until every
+ * sequence has finished by an end-of-sequence token, a stop string or the
+ * token budget. Finished sequences drop out of the batch (they cost no more
+ * compute).
+ *
+ * Randomness: sequence i draws from its own stream keyed by (seed, key_i)
+ * (key_i = keys[i], or i when keys is NULL), one draw per sampled token, so a
+ * sequence's completion does not depend on which others share the batch or
+ * on the thread count. Replicating a prompt G times for a group is the
+ * caller's job (give each copy its own key).
+ *
+ * Leaves out: continuous batching (refilling freed slots), beam search,
+ * streaming output, log-prob outputs (the trainer recomputes those).
+ */
+#ifndef IAPO_MODEL_GENERATE_H
+#define IAPO_MODEL_GENERATE_H
+
+#include <stdint.h>
+
+#include "iapo.h"
+#include "model/kvcache.h"
+#include "model/sample.h"
+#include "model/weights.h"
+#include "tokenizer/tokenizer.h"
+
+typedef enum {
+	IAPO_FINISH_LENGTH = 0, /* max_new_tokens reached */
+	IAPO_FINISH_EOS = 1,    /* an end-of-sequence token was sampled */
+	IAPO_FINISH_STOP = 2,   /* the completion's text came to contain a stop string */
+} iapo_finish;
+
+/* "length", "eos", "stop". */
+const char *iapo_finish_str(iapo_finish f);
+
+typedef struct {
+	int max_new_tokens;      /* >= 0 */
+	iapo_sampler sampler;
+	uint64_t seed;
+	const uint64_t *keys;    /* (B) stream key per sequence; NULL: the index */
+	const int *eos_ids;      /* NULL: the model config's eos ids */
+	int n_eos;
+	const char *const *stop; /* stop strings (non-empty), may be NULL */
+	int n_stop;
+	/* Needed for text and stop strings; NULL: no text is produced (and
+	 * stop strings are an ARG error). */
+	const iapo_tokenizer *tok;
+} iapo_gen_opts;
+
+/* One completion; arrays owned by the result (iapo_gen_results_free). */
+typedef struct {
+	int *tokens;       /* every sampled token, the final eos or stop-completing one included */
+	int n_tokens;
+	/* The leading tokens that make up `text`: n_tokens minus a final eos; at
+	 * a stop string, only the tokens whose text ends at or before it. */
+	int n_text_tokens;
+	char *text;        /* decoded completion (special tokens skipped), cut before a stop string;
+			    * NUL-terminated; raw bytes (no U+FFFD replacement); NULL without a tokenizer */
+	size_t text_len;
+	iapo_finish finish;
+	int stop_index;    /* which stop string matched, -1 otherwise */
+} iapo_gen_result;
+
+typedef struct {
+	long prompt_tokens, generated_tokens;
+	double prefill_seconds, decode_seconds; /* wall clock */
+	int steps;                              /* batched decode steps */
+} iapo_gen_stats;
+
+/* Generates a completion for each of B prompts (prompts[i], prompt_lens[i] >=
+ * 1 tokens). kv: a cache with >= B slots and Tmax >= longest prompt +
+ * max_new_tokens, reused across calls to avoid reallocating it (its slots
+ * 0..B-1 are reset); NULL: one is made and freed here. results: (B), filled
+ * on success (free with iapo_gen_results_free); on failure they are left
+ * empty. stats may be NULL. Errors: ARG (bad options, empty prompt, a cache
+ * too small), NUMERIC (logits with NaN), NOMEM. */
+iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, const int *prompt_lens, int B,
+			  const iapo_gen_opts *o, iapo_kv *kv, iapo_gen_result *results, iapo_gen_stats *stats);
+void iapo_gen_results_free(iapo_gen_result *results, int B);
+
+#endif

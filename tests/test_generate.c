@@ -1,0 +1,327 @@
+/*
+ * test_generate.c — the generation loop on tiny random models: greedy output
+ * equals the argmax of full-forward logits step by step (all three
+ * families, ragged batch); eos ends a sequence with the eos token kept in the
+ * tokens and left out of the text; stop strings cut text and tokens (with a
+ * real byte-level tokenizer written by the tokenizer module); a seed gives the
+ * same completions and another seed others; a sequence sampled alone equals
+ * the same sequence in a batch of 4 with the same stream key, also when its
+ * batch mates finish early; argument errors.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "model/generate.h"
+#include "test.h"
+#include "test_decode_models.h"
+
+static const int never[1] = {-1}; /* an eos list nothing matches */
+
+static iapo_gen_opts opts_greedy(int max_new)
+{
+	iapo_gen_opts o;
+	memset(&o, 0, sizeof o);
+	o.max_new_tokens = max_new;
+	o.eos_ids = never;
+	o.n_eos = 1;
+	return o;
+}
+
+static void greedy_for(int kind)
+{
+	iapo_weights w;
+	iapo_fwd *f = NULL;
+	if (tiny_weights(kind, 50 + kind, &w) ||
+	    iapo_fwd_new_params(&w.cfg, &w.p, 1, 64, 0, &f) != IAPO_OK) {
+		CHECK(0, "setup: %s", iapo_errmsg());
+		return;
+	}
+	const int V = w.cfg.V, B = 3, max_new = 14;
+	int p0[] = {3, 14, 15, 9, 2, 6}, p1[] = {27}, p2[] = {1, 1, 2, 3, 5, 8, 13, 21, 34, 55};
+	const int *prompts[3] = {p0, p1, p2};
+	int lens[3] = {6, 1, 10};
+	iapo_gen_opts o = opts_greedy(max_new);
+	iapo_gen_result res[3];
+	iapo_gen_stats stats;
+	CHECK(iapo_generate(&w, prompts, lens, B, &o, NULL, res, &stats) == IAPO_OK, "%s", iapo_errmsg());
+	float *ref = malloc(sizeof(float) * V), *all = malloc(sizeof(float) * 64 * V);
+	for (int b = 0; b < B; b++) {
+		CHECK(res[b].n_tokens == max_new && res[b].finish == IAPO_FINISH_LENGTH, "%s seq %d: %d tokens, %s",
+		      tiny_names[kind], b, res[b].n_tokens, iapo_finish_str(res[b].finish));
+		CHECK(res[b].text == NULL, "no tokenizer, no text");
+		int seq[64];
+		memcpy(seq, prompts[b], sizeof(int) * lens[b]);
+		for (int k = 0; k < res[b].n_tokens; k++) {
+			tiny_full_logits(&w, f, seq, lens[b] + k, ref, all);
+			int want = iapo_sample_argmax(ref, V);
+			CHECK(res[b].tokens[k] == want, "%s seq %d token %d: %d, full-forward argmax %d", tiny_names[kind],
+			      b, k, res[b].tokens[k], want);
+			if (res[b].tokens[k] != want) break;
+			seq[lens[b] + k] = want;
+		}
+	}
+	CHECK(stats.prompt_tokens == 17 && stats.generated_tokens == 3 * max_new && stats.steps == max_new - 1,
+	      "stats: %ld prompt, %ld generated, %d steps", stats.prompt_tokens, stats.generated_tokens, stats.steps);
+	iapo_gen_results_free(res, B);
+	free(ref);
+	free(all);
+	iapo_fwd_free(f);
+	iapo_free_aligned(w.block);
+}
+
+static void test_greedy_qwen2(void) { greedy_for(TINY_QWEN2); }
+static void test_greedy_llama(void) { greedy_for(TINY_LLAMA); }
+static void test_greedy_qwen3(void) { greedy_for(TINY_QWEN3); }
+
+static void test_eos(void)
+{
+	iapo_weights w;
+	if (tiny_weights(TINY_QWEN2, 3, &w)) return;
+	int p[] = {5, 6, 7};
+	const int *prompts[1] = {p};
+	int lens[1] = {3};
+	iapo_gen_opts o = opts_greedy(20);
+	iapo_gen_result full[1], cut[1];
+	CHECK(iapo_generate(&w, prompts, lens, 1, &o, NULL, full, NULL) == IAPO_OK, "%s", iapo_errmsg());
+	/* make the 6th token (its first occurrence) the eos */
+	int e = full[0].tokens[5], k0 = 0;
+	while (full[0].tokens[k0] != e) k0++;
+	int eos[2] = {1000, e};
+	o.eos_ids = eos;
+	o.n_eos = 2;
+	CHECK(iapo_generate(&w, prompts, lens, 1, &o, NULL, cut, NULL) == IAPO_OK, "%s", iapo_errmsg());
+	CHECK(cut[0].finish == IAPO_FINISH_EOS, "finish %s", iapo_finish_str(cut[0].finish));
+	CHECK(cut[0].n_tokens == k0 + 1 && cut[0].n_text_tokens == k0, "%d tokens (%d text), expected %d",
+	      cut[0].n_tokens, cut[0].n_text_tokens, k0 + 1);
+	CHECK(!memcmp(cut[0].tokens, full[0].tokens, sizeof(int) * (size_t)(k0 + 1)), "same tokens up to the eos");
+	/* the config's eos ids apply when none are given */
+	o.eos_ids = NULL;
+	o.n_eos = 0;
+	w.cfg.eos_ids[0] = e;
+	iapo_gen_result dflt[1];
+	CHECK(iapo_generate(&w, prompts, lens, 1, &o, NULL, dflt, NULL) == IAPO_OK, "%s", iapo_errmsg());
+	CHECK(dflt[0].finish == IAPO_FINISH_EOS && dflt[0].n_tokens == k0 + 1, "config eos: %s after %d",
+	      iapo_finish_str(dflt[0].finish), dflt[0].n_tokens);
+	iapo_gen_results_free(full, 1);
+	iapo_gen_results_free(cut, 1);
+	iapo_gen_results_free(dflt, 1);
+	iapo_free_aligned(w.block);
+}
+
+/* A byte-level tokenizer (ids 0..255 bytes, 256.. added tokens) and a model of its size. */
+static iapo_tokenizer *byte_tokenizer(void)
+{
+	char dir[512];
+	snprintf(dir, sizeof dir, "%s/gen_tok", test_env("IAPO_TMP", "/tmp"));
+	iapo_tokenizer *t = NULL;
+	if (iapo_tokenizer_write_bytelevel(dir, NULL, 0) != IAPO_OK || iapo_tokenizer_load(dir, &t) != IAPO_OK) {
+		CHECK(0, "tokenizer: %s", iapo_errmsg());
+		return NULL;
+	}
+	return t;
+}
+
+static void test_stop_strings(void)
+{
+	iapo_tokenizer *t = byte_tokenizer();
+	if (!t) return;
+	const int V = iapo_tokenizer_vocab_size(t);
+	iapo_weights w;
+	if (tiny_weights_v(TINY_QWEN3, 11, V, &w)) return;
+	int p[] = {'H', 'i', ':', ' '};
+	const int *prompts[1] = {p};
+	int lens[1] = {4};
+	iapo_gen_opts o = opts_greedy(40);
+	o.tok = t;
+	iapo_gen_result full[1];
+	CHECK(iapo_generate(&w, prompts, lens, 1, &o, NULL, full, NULL) == IAPO_OK, "%s", iapo_errmsg());
+	/* the text is the decode of the tokens */
+	char *dec = NULL;
+	size_t dlen = 0, dcap = 0;
+	iapo_tokenizer_decode(t, full[0].tokens, (size_t)full[0].n_tokens, 1, &dec, &dlen, &dcap);
+	CHECK(full[0].text && dlen == full[0].text_len && !memcmp(dec, full[0].text, dlen), "text = decode(tokens)");
+	/* text length after each token */
+	size_t offs[41] = {0};
+	for (int k = 0; k < full[0].n_tokens; k++) {
+		iapo_tokenizer_decode(t, full[0].tokens, (size_t)k + 1, 1, &dec, &dlen, &dcap);
+		offs[k + 1] = dlen;
+	}
+	size_t T = full[0].text_len;
+	CHECK(T >= 12, "need a completion with text (got %zu bytes)", T);
+	if (T < 12) goto out;
+	/* stop string: 3 bytes from the middle; expected cut at its first occurrence */
+	char stop[4], other[3];
+	memcpy(stop, full[0].text + T / 2, 3);
+	stop[3] = 0;
+	memcpy(other, full[0].text + T - 2, 2); /* later in the text: must lose to the earlier one */
+	other[2] = 0;
+	/* Reference: the first token after which the text holds a stop string;
+	 * the earliest occurrence then is where the text is cut. */
+	const char *stops[2] = {stop, other};
+	int k_stop = 0, which = -1;
+	size_t at = 0;
+	while (which < 0 && k_stop < full[0].n_tokens) {
+		k_stop++;
+		for (int i = 0; i < 2; i++) {
+			const char *h = memmem(full[0].text, offs[k_stop], stops[i], strlen(stops[i]));
+			if (h && (which < 0 || (size_t)(h - full[0].text) < at)) {
+				at = (size_t)(h - full[0].text);
+				which = i;
+			}
+		}
+	}
+	int k_text = k_stop;
+	while (k_text > 0 && offs[k_text] > at) k_text--;
+	o.stop = stops;
+	o.n_stop = 2;
+	iapo_gen_result cut[1];
+	CHECK(iapo_generate(&w, prompts, lens, 1, &o, NULL, cut, NULL) == IAPO_OK, "%s", iapo_errmsg());
+	CHECK(cut[0].finish == IAPO_FINISH_STOP && cut[0].stop_index == which, "finish %s, stop %d (expected %d)",
+	      iapo_finish_str(cut[0].finish), cut[0].stop_index, which);
+	CHECK(cut[0].text_len == at && !memcmp(cut[0].text, full[0].text, at) && cut[0].text[at] == 0,
+	      "text cut before the stop string: %zu bytes, expected %zu", cut[0].text_len, at);
+	CHECK(cut[0].n_tokens == k_stop && cut[0].n_text_tokens == k_text, "tokens %d (text %d), expected %d (%d)",
+	      cut[0].n_tokens, cut[0].n_text_tokens, k_stop, k_text);
+	CHECK(!memcmp(cut[0].tokens, full[0].tokens, sizeof(int) * (size_t)k_stop), "same tokens up to the stop");
+	iapo_gen_results_free(cut, 1);
+	/* a stop string that never occurs changes nothing */
+	const char *none[1] = {"\x01\x02\x03zzz-not-there"};
+	o.stop = none;
+	o.n_stop = 1;
+	CHECK(iapo_generate(&w, prompts, lens, 1, &o, NULL, cut, NULL) == IAPO_OK, "%s", iapo_errmsg());
+	CHECK(cut[0].finish == IAPO_FINISH_LENGTH && cut[0].n_tokens == 40 && cut[0].text_len == T,
+	      "absent stop string: %s, %d tokens", iapo_finish_str(cut[0].finish), cut[0].n_tokens);
+	iapo_gen_results_free(cut, 1);
+out:
+	iapo_free(dec);
+	iapo_gen_results_free(full, 1);
+	iapo_tokenizer_free(t);
+	iapo_free_aligned(w.block);
+}
+
+static int same_result(const iapo_gen_result *a, const iapo_gen_result *b)
+{
+	return a->n_tokens == b->n_tokens && a->finish == b->finish &&
+	       !memcmp(a->tokens, b->tokens, sizeof(int) * (size_t)a->n_tokens);
+}
+
+static void test_seed_and_batch_independence(void)
+{
+	iapo_weights w;
+	if (tiny_weights(TINY_LLAMA, 21, &w)) return;
+	int a[] = {1, 2, 3}, b[] = {40, 41}, c[] = {7, 8, 9, 10, 11, 12, 13}, d[] = {99};
+	const int *prompts[4] = {a, b, c, d};
+	int lens[4] = {3, 2, 7, 1};
+	iapo_gen_opts o;
+	memset(&o, 0, sizeof o);
+	o.max_new_tokens = 24;
+	o.sampler = (iapo_sampler){1.0f, 30, 0.95f};
+	o.seed = 1234;
+	o.eos_ids = never;
+	o.n_eos = 1;
+	iapo_gen_result r1[4], r2[4], r3[4], solo[1];
+	CHECK(iapo_generate(&w, prompts, lens, 4, &o, NULL, r1, NULL) == IAPO_OK, "%s", iapo_errmsg());
+	CHECK(iapo_generate(&w, prompts, lens, 4, &o, NULL, r2, NULL) == IAPO_OK, "%s", iapo_errmsg());
+	int same = 1;
+	for (int i = 0; i < 4; i++) same &= same_result(&r1[i], &r2[i]);
+	CHECK(same, "same seed, different completions");
+	o.seed = 1235;
+	CHECK(iapo_generate(&w, prompts, lens, 4, &o, NULL, r3, NULL) == IAPO_OK, "%s", iapo_errmsg());
+	int differ = 0;
+	for (int i = 0; i < 4; i++) differ += !same_result(&r1[i], &r3[i]);
+	CHECK(differ >= 3, "another seed changed only %d of 4 completions", differ);
+	iapo_gen_results_free(r3, 4);
+	/* each sequence alone, with its batch index as key, equals its batch result */
+	o.seed = 1234;
+	for (int i = 0; i < 4; i++) {
+		uint64_t key = (uint64_t)i;
+		o.keys = &key;
+		CHECK(iapo_generate(&w, &prompts[i], &lens[i], 1, &o, NULL, solo, NULL) == IAPO_OK, "%s",
+		      iapo_errmsg());
+		CHECK(same_result(&solo[0], &r1[i]), "sequence %d alone differs from its batch result", i);
+		iapo_gen_results_free(solo, 1);
+	}
+	/* batch mates that finish early (eos) do not change a sequence's sample */
+	int eos[1] = {r1[0].tokens[2]};
+	o.eos_ids = eos;
+	o.keys = NULL;
+	CHECK(iapo_generate(&w, prompts, lens, 4, &o, NULL, r3, NULL) == IAPO_OK, "%s", iapo_errmsg());
+	CHECK(r3[0].finish == IAPO_FINISH_EOS && r3[0].n_tokens <= 3, "sequence 0 ends at its eos");
+	for (int i = 0; i < 4; i++) {
+		uint64_t key = (uint64_t)i;
+		o.keys = &key;
+		iapo_generate(&w, &prompts[i], &lens[i], 1, &o, NULL, solo, NULL);
+		CHECK(same_result(&solo[0], &r3[i]), "with eos: sequence %d alone differs from its batch result", i);
+		iapo_gen_results_free(solo, 1);
+	}
+	/* a caller's cache is reused and must be large enough */
+	iapo_kv *kv = NULL;
+	o.keys = NULL;
+	o.eos_ids = never;
+	CHECK(iapo_kv_new(&w, 4, 7 + 24 - 1, &kv) == IAPO_OK, "%s", iapo_errmsg());
+	iapo_gen_result r4[4];
+	for (int rep = 0; rep < 2; rep++) {
+		CHECK(iapo_generate(&w, prompts, lens, 4, &o, kv, r4, NULL) == IAPO_OK, "%s", iapo_errmsg());
+		for (int i = 0; i < 4; i++) CHECK(same_result(&r4[i], &r1[i]), "reused cache, rep %d, seq %d", rep, i);
+		iapo_gen_results_free(r4, 4);
+	}
+	o.max_new_tokens = 25;
+	CHECK(iapo_generate(&w, prompts, lens, 4, &o, kv, r4, NULL) == IAPO_ERR_ARG, "cache too short");
+	iapo_kv_free(kv);
+	iapo_gen_results_free(r1, 4);
+	iapo_gen_results_free(r2, 4);
+	iapo_gen_results_free(r3, 4);
+	iapo_free_aligned(w.block);
+}
+
+static void test_errors(void)
+{
+	iapo_weights w;
+	if (tiny_weights(TINY_QWEN2, 1, &w)) return;
+	int p[] = {1, 2}, badp[] = {1, 500};
+	const int *prompts[1] = {p};
+	int lens[1] = {0};
+	iapo_gen_opts o = opts_greedy(4);
+	iapo_gen_result r[1];
+	CHECK(iapo_generate(&w, prompts, lens, 1, &o, NULL, r, NULL) == IAPO_ERR_ARG, "empty prompt");
+	lens[0] = 2;
+	const char *stops[1] = {"x"};
+	o.stop = stops;
+	o.n_stop = 1;
+	CHECK(iapo_generate(&w, prompts, lens, 1, &o, NULL, r, NULL) == IAPO_ERR_ARG, "stop strings need a tokenizer");
+	o.n_stop = 0;
+	prompts[0] = badp;
+	CHECK(iapo_generate(&w, prompts, lens, 1, &o, NULL, r, NULL) == IAPO_ERR_ARG, "token out of range");
+	prompts[0] = p;
+	o.max_new_tokens = 0;
+	CHECK(iapo_generate(&w, prompts, lens, 1, &o, NULL, r, NULL) == IAPO_OK && r[0].n_tokens == 0 &&
+		      r[0].finish == IAPO_FINISH_LENGTH,
+	      "zero new tokens");
+	iapo_gen_results_free(r, 1);
+	/* allocation failures are reported and leak nothing */
+	o.max_new_tokens = 3;
+	for (unsigned long i = 1; i < 60; i++) {
+		iapo_mem_fail_after(i);
+		iapo_status st = iapo_generate(&w, prompts, lens, 1, &o, NULL, r, NULL);
+		iapo_mem_fail_after(0);
+		if (st == IAPO_OK) {
+			iapo_gen_results_free(r, 1);
+			break;
+		}
+		CHECK(st == IAPO_ERR_NOMEM && r[0].tokens == NULL, "allocation %lu: status %d", i, st);
+	}
+	iapo_free_aligned(w.block);
+}
+
+int main(void)
+{
+	RUN(test_greedy_qwen2);
+	RUN(test_greedy_llama);
+	RUN(test_greedy_qwen3);
+	RUN(test_eos);
+	RUN(test_stop_strings);
+	RUN(test_seed_and_batch_independence);
+	RUN(test_errors);
+	TEST_END();
+}
