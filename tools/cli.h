@@ -12,6 +12,7 @@
 /* one per command, defined in tools/cmd_<name>.c and listed in iapo.c */
 int cmd_init(int, char **);
 int cmd_tokenize(int, char **);
+int cmd_generate(int argc, char **argv);
 
 /* Prints "iapo CMD: message" and a pointer to --help, exits 2. */
 _Noreturn void cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

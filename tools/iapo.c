@@ -13,6 +13,7 @@ static const struct {
 	const char *summary;
 } commands[] = {
 	{"init", cmd_init, "write a randomly initialised model directory from a config.json"},
+	{"generate", cmd_generate, "sample completions of a prompt (chat template applied)"},
 	{"tokenize", cmd_tokenize, "text lines to token ids (or ids to text with --decode)"},
 	{NULL, NULL, NULL},
 };
