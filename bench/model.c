@@ -1,0 +1,439 @@
+/*
+ * model.c — speed of the whole model on three shapes (random Qwen2 weights),
+ * with the machine's limits measured in the same run beside each number, as
+ * JSON lines on stdout:
+ *
+ *   fwd       training forward (log-prob and entropy of every position) of
+ *             B=1 sequence of T=256 tokens: tokens/s, GFLOP/s, % fp32 peak
+ *   fwd_bwd   the same forward then its backward into a gradient block
+ *   decode    batched greedy decoding through the KV cache: 8 sequences,
+ *             64-token prompts, 128 new tokens each (EOS ignored, so every
+ *             run does the same work); prefill and decode tokens/s, and the
+ *             memory-bandwidth bound of a decode step (every weight read once
+ *             per step at the bandwidth measured here)
+ *
+ * FLOPs are counted analytically (useful work of the model, not of our
+ * implementation; formulas in bench/README.md). Every measurement warms up
+ * once, then repeats within a time budget and reports the median.
+ * Left out: B > 1 training batches, sampling other than greedy, the tokenizer,
+ * the optimiser step.
+ *
+ * Usage: model [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick]
+ */
+#include "bench.h"
+#include "core/mem.h"
+#include "core/status.h"
+#include "core/rng.h"
+#include "model/kvcache.h"
+#include "model/transformer.h"
+#include "model/weights.h"
+
+typedef struct {
+	const char *name;
+	int V, C, L, NH, NKV, F;
+} model_shape;
+
+static const model_shape SHAPES[] = {
+	{"tiny", 512, 256, 4, 4, 2, 768},
+	{"small", 8192, 512, 8, 8, 4, 1536},
+	{"qwen0.5b", 151936, 896, 24, 14, 2, 4864},
+};
+#define NSHAPES ((int)(sizeof SHAPES / sizeof SHAPES[0]))
+
+enum { TRAIN_B = 1, TRAIN_T = 256, DEC_B = 8, DEC_PROMPT = 64, DEC_NEW = 128 };
+
+/* Qwen2 as Qwen2.5-0.5B configures it: tied embeddings, q/k/v bias. */
+static void make_config(const model_shape *s, iapo_config *c)
+{
+	memset(c, 0, sizeof *c);
+	c->arch = IAPO_ARCH_QWEN2;
+	snprintf(c->model_type, sizeof c->model_type, "qwen2");
+	c->V = s->V;
+	c->C = s->C;
+	c->L = s->L;
+	c->NH = s->NH;
+	c->NKV = s->NKV;
+	c->HD = s->C / s->NH;
+	c->F = s->F;
+	c->max_pos = 32768;
+	c->rope_theta = 1e6f;
+	c->rms_eps = 1e-6f;
+	c->tie_embeddings = 1;
+	c->qkv_bias = 1;
+	c->qk_norm = 0;
+	c->rope_kind = IAPO_ROPE_DEFAULT;
+	c->bos_id = -1;
+	c->eos_ids[0] = s->V - 1;
+	c->n_eos = 1;
+	c->pad_id = -1;
+	snprintf(c->torch_dtype, sizeof c->torch_dtype, "float32");
+}
+
+/* ------------------------------------------------------------ FLOP counts */
+
+/* Weights that every token multiplies: the per-layer projections and the
+ * vocabulary projection (the embedding lookup is a copy, not a product). */
+static double matmul_params(const iapo_config *c)
+{
+	double q = (double)c->C * c->NH * c->HD, kv = 2.0 * c->C * c->NKV * c->HD;
+	double o = (double)c->NH * c->HD * c->C, mlp = 3.0 * c->C * c->F;
+	return c->L * (q + kv + o + mlp) + (double)c->V * c->C;
+}
+
+/* Attention products QK^T and PV of one causal sequence of T tokens: query t
+ * meets t+1 keys, 2*HD FLOP per product, per head and layer. */
+static double attn_flops(const iapo_config *c, double T)
+{
+	return 2.0 * 2.0 * c->HD * c->NH * c->L * (T * (T + 1) / 2);
+}
+
+/* Forward of one sequence of T tokens (norms, RoPE, softmax, SwiGLU, the
+ * log-softmax head's exp/log: O(T*(C+V)) and left out). */
+static double fwd_flops(const iapo_config *c, double T)
+{
+	return 2.0 * matmul_params(c) * T + attn_flops(c, T);
+}
+
+/* Bytes of weights a decode step reads: every matrix, bias and norm once;
+ * an untied embedding only for the B rows looked up (counted as 0). */
+static double weight_bytes(const iapo_config *c)
+{
+	double n = (double)iapo_param_count(c);
+	if (!c->tie_embeddings) n -= (double)c->V * c->C;
+	return 4.0 * n;
+}
+
+/* ---------------------------------------------------------------- timing */
+
+typedef iapo_status (*bench_fn)(void *ctx);
+
+typedef struct {
+	double median, first; /* seconds */
+	int reps;
+} timing;
+
+#define MAX_REPS 7
+
+/* One warm-up call, then repeats until `budget` seconds have gone by (at
+ * least min_reps, at most MAX_REPS); the median of the repeats. */
+static iapo_status time_it(bench_fn fn, void *ctx, double budget, int min_reps, timing *out)
+{
+	double t0 = bench_now();
+	IAPO_TRY(fn(ctx));
+	out->first = bench_now() - t0;
+	double v[MAX_REPS], spent = 0.0;
+	int r = 0;
+	while (r < MAX_REPS && (r < min_reps || spent + v[r - 1] <= budget)) {
+		t0 = bench_now();
+		IAPO_TRY(fn(ctx));
+		v[r] = bench_now() - t0;
+		spent += v[r++];
+	}
+	out->reps = r;
+	out->median = bench_median(v, r);
+	return IAPO_OK;
+}
+
+/* ------------------------------------------------------- training passes */
+
+typedef struct {
+	iapo_fwd *f;
+	int *tokens, *targets, lens[TRAIN_B];
+	float *logp, *entropy, *dlogp, *grad;
+} train_ctx;
+
+static iapo_status run_fwd(void *p)
+{
+	train_ctx *x = p;
+	return iapo_fwd_forward(x->f, x->tokens, x->lens, x->targets, TRAIN_B, TRAIN_T, x->logp, x->entropy,
+				NULL);
+}
+
+static iapo_status run_fwd_bwd(void *p)
+{
+	train_ctx *x = p;
+	IAPO_TRY(run_fwd(p));
+	return iapo_fwd_backward(x->f, x->dlogp, NULL, x->grad);
+}
+
+typedef struct {
+	const char *shape;
+	int threads;
+	double peak, bw; /* GFLOP/s, GB/s measured in this run */
+	double budget;
+	int min_reps;
+} run_env;
+
+static void emit_train(const char *bench, const run_env *e, const iapo_config *c, const timing *t,
+		       double flop)
+{
+	double tokens = (double)TRAIN_B * TRAIN_T, gflops = flop / t->median * 1e-9;
+	bench_rec_begin(bench);
+	bench_rec_str("shape", e->shape);
+	bench_rec_int("B", TRAIN_B);
+	bench_rec_int("T", TRAIN_T);
+	bench_rec_int("threads", e->threads);
+	bench_rec_int("params", (long long)iapo_param_count(c));
+	bench_rec_int("repeats", t->reps);
+	bench_rec_num("seconds", t->median);
+	bench_rec_num("tokens_per_s", tokens / t->median);
+	bench_rec_num("gflop", flop * 1e-9);
+	bench_rec_num("gflops", gflops);
+	bench_rec_num("fp32_peak_gflops", e->peak);
+	bench_rec_num("pct_fp32_peak", e->peak > 0 ? 100.0 * gflops / e->peak : NAN);
+	bench_rec_end();
+	bench_note("model: %-8s %-7s %8.1f tokens/s  %7.1f GFLOP/s  %5.1f%% of fp32 peak  (%d reps, median %.3f s)\n",
+		   e->shape, bench, tokens / t->median, gflops, e->peak > 0 ? 100.0 * gflops / e->peak : 0.0,
+		   t->reps, t->median);
+}
+
+static iapo_status bench_train(const iapo_weights *w, const run_env *e)
+{
+	const iapo_config *c = &w->cfg;
+	iapo_status st = IAPO_OK;
+	train_ctx x;
+	memset(&x, 0, sizeof x);
+	const size_t n = (size_t)TRAIN_B * TRAIN_T;
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.tokens, n * sizeof(int), "bench tokens"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.targets, n * sizeof(int), "bench targets"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.logp, n * sizeof(float), "bench logp"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.entropy, n * sizeof(float), "bench entropy"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.dlogp, n * sizeof(float), "bench dlogp"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.grad, iapo_param_count(c) * sizeof(float), "bench grads"));
+	iapo_rng r;
+	iapo_rng_seed(&r, 7, (uint64_t)c->V, 0, 0);
+	for (size_t i = 0; i < n; i++) x.tokens[i] = (int)iapo_rng_below(&r, (uint64_t)c->V);
+	for (int b = 0; b < TRAIN_B; b++) {
+		x.lens[b] = TRAIN_T;
+		for (int t = 0; t < TRAIN_T; t++) {
+			size_t i = (size_t)b * TRAIN_T + t;
+			x.targets[i] = t + 1 < TRAIN_T ? x.tokens[i + 1] : -1;
+			x.dlogp[i] = -1.0f / (float)(TRAIN_B * (TRAIN_T - 1)); /* mean NLL */
+		}
+	}
+	timing t;
+	const double flop = TRAIN_B * fwd_flops(c, TRAIN_T);
+
+	/* forward alone: the no-grad arena, as reference and old log-probs use */
+	IAPO_CHECK(st, iapo_fwd_new(w, TRAIN_B, TRAIN_T, 0, &x.f));
+	IAPO_CHECK(st, time_it(run_fwd, &x, e->budget, e->min_reps, &t));
+	emit_train("fwd", e, c, &t, flop);
+	iapo_fwd_free(x.f);
+	x.f = NULL;
+
+	/* forward + backward: 3x the forward's FLOPs (dx and dW per product) */
+	IAPO_CHECK(st, iapo_fwd_new(w, TRAIN_B, TRAIN_T, 1, &x.f));
+	IAPO_CHECK(st, time_it(run_fwd_bwd, &x, e->budget, e->min_reps, &t));
+	emit_train("fwd_bwd", e, c, &t, 3.0 * flop);
+fail:
+	iapo_fwd_free(x.f);
+	iapo_free_aligned(x.tokens);
+	iapo_free_aligned(x.targets);
+	iapo_free_aligned(x.logp);
+	iapo_free_aligned(x.entropy);
+	iapo_free_aligned(x.dlogp);
+	iapo_free_aligned(x.grad);
+	return st;
+}
+
+/* --------------------------------------------------------------- decoding */
+
+typedef struct {
+	iapo_kv *kv;
+	int V;
+	int *prompt;         /* (DEC_B, DEC_PROMPT) */
+	int *gen;            /* (DEC_B, DEC_NEW) */
+	float *logits;       /* (DEC_B, V) */
+	int prompt_len, new_tokens;
+	double prefill_s, decode_s;
+} dec_ctx;
+
+static int argmax(const float *x, int n)
+{
+	int best = 0;
+	for (int i = 1; i < n; i++)
+		if (x[i] > x[best]) best = i;
+	return best;
+}
+
+/* Prefill every prompt in one call, then new_tokens greedy tokens: the first
+ * from the prefill's logits, each next one after feeding the previous. */
+static iapo_status run_decode(void *p)
+{
+	dec_ctx *x = p;
+	const int *toks[DEC_B];
+	int n[DEC_B];
+	for (int b = 0; b < DEC_B; b++) {
+		iapo_kv_reset(x->kv, b);
+		toks[b] = x->prompt + (size_t)b * DEC_PROMPT;
+		n[b] = x->prompt_len;
+	}
+	double t0 = bench_now();
+	IAPO_TRY(iapo_kv_forward(x->kv, toks, n, x->logits));
+	double t1 = bench_now();
+	for (int i = 0; i < x->new_tokens; i++) {
+		for (int b = 0; b < DEC_B; b++) {
+			int *g = x->gen + (size_t)b * DEC_NEW + i;
+			*g = argmax(x->logits + (size_t)b * x->V, x->V);
+			toks[b] = g;
+			n[b] = 1;
+		}
+		if (i + 1 < x->new_tokens) IAPO_TRY(iapo_kv_forward(x->kv, toks, n, x->logits));
+	}
+	double t2 = bench_now();
+	x->prefill_s = t1 - t0;
+	x->decode_s = t2 - t1;
+	return IAPO_OK;
+}
+
+static iapo_status bench_decode(const iapo_weights *w, const run_env *e)
+{
+	const iapo_config *c = &w->cfg;
+	iapo_status st = IAPO_OK;
+	dec_ctx x;
+	memset(&x, 0, sizeof x);
+	x.V = c->V;
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.prompt, sizeof(int) * DEC_B * DEC_PROMPT, "bench prompts"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.gen, sizeof(int) * DEC_B * DEC_NEW, "bench generated"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.logits, sizeof(float) * DEC_B * (size_t)c->V, "bench logits"));
+	IAPO_CHECK(st, iapo_kv_new(w, DEC_B, DEC_PROMPT + DEC_NEW, &x.kv));
+	iapo_rng r;
+	iapo_rng_seed(&r, 11, (uint64_t)c->V, 0, 0);
+	for (int i = 0; i < DEC_B * DEC_PROMPT; i++) x.prompt[i] = (int)iapo_rng_below(&r, (uint64_t)c->V);
+
+	/* warm-up: a short run touches every weight and the whole code path */
+	x.prompt_len = 8;
+	x.new_tokens = 3;
+	IAPO_CHECK(st, run_decode(&x));
+
+	x.prompt_len = DEC_PROMPT;
+	x.new_tokens = DEC_NEW;
+	double pre[MAX_REPS], dec[MAX_REPS], spent = 0.0;
+	int reps = 0;
+	while (reps < MAX_REPS && (reps < 1 || spent + pre[reps - 1] + dec[reps - 1] <= e->budget)) {
+		IAPO_CHECK(st, run_decode(&x));
+		pre[reps] = x.prefill_s;
+		dec[reps] = x.decode_s;
+		spent += x.prefill_s + x.decode_s;
+		reps++;
+	}
+	double pre_s = bench_median(pre, reps), dec_s = bench_median(dec, reps);
+
+	/* decode: DEC_NEW-1 batched steps; step i feeds the token at position
+	 * DEC_PROMPT+i, which attends to DEC_PROMPT+i+1 keys */
+	const int steps = DEC_NEW - 1;
+	double dec_flop = 0.0, kv_bytes = 0.0;
+	for (int i = 0; i < steps; i++) {
+		double ctx = DEC_PROMPT + i + 1;
+		dec_flop += DEC_B * (2.0 * matmul_params(c) + 2.0 * 2.0 * c->HD * c->NH * c->L * ctx);
+		kv_bytes += DEC_B * 2.0 * c->L * c->NKV * c->HD * ctx * 4.0;
+	}
+	const double wbytes = weight_bytes(c);
+	const double dec_tps = DEC_B * steps / dec_s;
+	const double bound = e->bw > 0 ? DEC_B * e->bw * 1e9 / wbytes : NAN;
+	const double bound_kv = e->bw > 0 ? DEC_B * e->bw * 1e9 / (wbytes + kv_bytes / steps) : NAN;
+	const double pre_flop = DEC_B * fwd_flops(c, DEC_PROMPT);
+	const double gen_tps = (double)DEC_B * DEC_NEW / (pre_s + dec_s);
+
+	bench_rec_begin("decode");
+	bench_rec_str("shape", e->shape);
+	bench_rec_int("B", DEC_B);
+	bench_rec_int("prompt", DEC_PROMPT);
+	bench_rec_int("new_tokens", DEC_NEW);
+	bench_rec_int("threads", e->threads);
+	bench_rec_int("repeats", reps);
+	bench_rec_num("prefill_seconds", pre_s);
+	bench_rec_num("prefill_tokens_per_s", DEC_B * DEC_PROMPT / pre_s);
+	bench_rec_num("prefill_gflops", pre_flop / pre_s * 1e-9);
+	bench_rec_num("decode_seconds", dec_s);
+	bench_rec_int("decode_steps", steps);
+	bench_rec_num("decode_tokens_per_s", dec_tps);
+	bench_rec_num("decode_gflops", dec_flop / dec_s * 1e-9);
+	bench_rec_num("generate_tokens_per_s", gen_tps);
+	bench_rec_num("weight_bytes", wbytes);
+	bench_rec_num("kv_bytes_per_step_mean", kv_bytes / steps);
+	bench_rec_num("mem_bw_gb_per_s", e->bw);
+	bench_rec_num("bw_bound_tokens_per_s", bound);
+	bench_rec_num("bw_bound_with_kv_tokens_per_s", bound_kv);
+	bench_rec_num("pct_bw_bound", 100.0 * dec_tps / bound);
+	bench_rec_num("fp32_peak_gflops", e->peak);
+	bench_rec_num("pct_fp32_peak", e->peak > 0 ? 100.0 * (dec_flop / dec_s * 1e-9) / e->peak : NAN);
+	bench_rec_end();
+	bench_note("model: %-8s decode  prefill %8.1f tokens/s, decode %8.1f tokens/s "
+		   "(bandwidth bound %.1f, %.0f%%), %.1f generated tokens/s (%d reps)\n",
+		   e->shape, DEC_B * DEC_PROMPT / pre_s, dec_tps, bound, 100.0 * dec_tps / bound, gen_tps, reps);
+fail:
+	iapo_kv_free(x.kv);
+	iapo_free_aligned(x.prompt);
+	iapo_free_aligned(x.gen);
+	iapo_free_aligned(x.logits);
+	return st;
+}
+
+/* ------------------------------------------------------------------- main */
+
+static iapo_status bench_shape(const model_shape *s, run_env *e)
+{
+	iapo_config c;
+	make_config(s, &c);
+	IAPO_TRY(iapo_config_validate(&c, s->name));
+	iapo_weights w;
+	memset(&w, 0, sizeof w);
+	double t0 = bench_now();
+	IAPO_TRY(iapo_weights_init_random(&w, &c, 1234, 0.02f));
+	bench_note("model: %s: %zu parameters, random init %.1f s\n", s->name, iapo_param_count(&c),
+		   bench_now() - t0);
+	e->shape = s->name;
+	iapo_status st = bench_train(&w, e);
+	if (st == IAPO_OK) st = bench_decode(&w, e);
+	iapo_weights_free(&w);
+	return st;
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: model [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick]\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	int threads = omp_get_num_procs(), quick = 0;
+	const char *shape = "all";
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+			if (!bench_parse_pos_int(argv[++i], &threads)) return usage();
+		} else if (strcmp(argv[i], "--quick") == 0) {
+			quick = 1;
+		} else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc) {
+			shape = argv[++i];
+		} else {
+			return usage();
+		}
+	}
+	int found = strcmp(shape, "all") == 0;
+	for (int s = 0; s < NSHAPES; s++) found |= strcmp(shape, SHAPES[s].name) == 0;
+	if (!found) return usage();
+
+	iapo_set_threads(threads);
+	run_env e;
+	memset(&e, 0, sizeof e);
+	e.threads = threads;
+	e.budget = quick ? 1.0 : 8.0;
+	e.min_reps = quick ? 1 : 2;
+	e.peak = bench_fp32_peak(threads, quick);
+	bench_bw bw;
+	if (bench_mem_read_bw((size_t)1 << 30, threads, quick ? 2 : 4, &bw)) e.bw = bw.best_gbs;
+	bench_note("model: %d threads, fp32 peak %.1f GFLOP/s, memory read %.1f GB/s (measured now)\n", threads,
+		   e.peak, e.bw);
+
+	for (int s = 0; s < NSHAPES; s++) {
+		if (strcmp(shape, "all") && strcmp(shape, SHAPES[s].name)) continue;
+		iapo_status st = bench_shape(&SHAPES[s], &e);
+		if (st != IAPO_OK) {
+			bench_note("model: %s: %s\n", SHAPES[s].name, iapo_errmsg());
+			return 1;
+		}
+	}
+	return 0;
+}
