@@ -152,9 +152,14 @@ static iapo_status scan_ids(iapo_tokenizer *t, const cJSON *vocab, const cJSON *
 	int n = 0;
 	for (const cJSON *e = vocab->child; e; e = e->next, n++) {
 		long id;
-		char what[96];
-		snprintf(what, sizeof what, "model.vocab[\"%.40s\"]", e->string ? e->string : "");
-		IAPO_TRY(iapo_json_as_int(e, f, what, 0, 1L << 30, &id));
+		if (cJSON_IsNumber(e) && e->valuedouble >= 0 && e->valuedouble <= (double)(1L << 30) &&
+		    e->valuedouble == (double)(long)e->valuedouble) {
+			id = (long)e->valuedouble; /* the common case, without building a message */
+		} else {
+			char what[96];
+			snprintf(what, sizeof what, "model.vocab[\"%.40s\"]", e->string ? e->string : "");
+			IAPO_TRY(iapo_json_as_int(e, f, what, 0, 1L << 30, &id));
+		}
 		if (id > mx) mx = id;
 	}
 	if (added) {

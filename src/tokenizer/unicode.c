@@ -12,29 +12,24 @@
 #include "tokenizer/tok_internal.h"
 
 /* GPT-2 bytes_to_unicode: printable Latin-1 bytes stand for themselves, the
- * other 68 (controls, space, DEL, NBSP, soft hyphen) get 256, 257, ... in
- * byte order. */
+ * other 68 get 256, 257, ... in byte order: 0..32 -> 256..288,
+ * 127..160 -> 289..322, 173 (soft hyphen) -> 323. */
 static int printable_byte(int b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255); }
 
 int tok_byte_to_cp(int b)
 {
 	if (printable_byte(b)) return b;
-	int n = 0;
-	for (int i = 0; i < b; i++)
-		if (!printable_byte(i)) n++;
-	return 256 + n;
+	if (b <= 32) return 256 + b;
+	if (b <= 160) return 289 + (b - 127);
+	return 323;
 }
 
 int tok_cp_to_byte(uint32_t cp)
 {
-	static int table[324];
-	static int ready; /* benign race: every thread writes the same values */
-	if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
-		for (int i = 0; i < 324; i++) table[i] = -1;
-		for (int b = 0; b < 256; b++) table[tok_byte_to_cp(b)] = b;
-		__atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
-	}
-	return cp < 324 ? table[cp] : -1;
+	if (cp < 256) return printable_byte((int)cp) ? (int)cp : -1;
+	if (cp <= 288) return (int)cp - 256;
+	if (cp <= 322) return (int)cp - 289 + 127;
+	return cp == 323 ? 173 : -1;
 }
 
 int tok_utf8_char(const unsigned char *p, size_t n, uint32_t *cp)

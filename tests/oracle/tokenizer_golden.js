@@ -13,7 +13,7 @@
 // code path of our loader meets the oracle):
 //   qwen3-tokenizer   the file as shipped: NFC, Qwen2 Split regex, ByteLevel
 //   llama3-style      no normaliser, Llama 3's Split regex (\p{N}{1,3}),
-//                     ignore_merges true
+//                     ignore_merges true, merges as "a b" strings
 //   gpt2-style        Sequence[NFC], ByteLevel(add_prefix_space, use_regex)
 //   bytelevel-only    no normaliser, ByteLevel without regex: a whole
 //                     segment is one BPE word (lets tests see how the
@@ -282,7 +282,8 @@ const variants = [
 		json: Object.assign({}, base, {
 			normalizer: null,
 			pre_tokenizer: { type: "Sequence", pretokenizers: [{ type: "Split", pattern: { Regex: llama3Regex }, behavior: "Isolated", invert: false }, byteLevel] },
-			model: Object.assign({}, base.model, { ignore_merges: true }),
+			// ...and merges in the older "a b" string form
+			model: Object.assign({}, base.model, { ignore_merges: true, merges: base.model.merges.map((m) => m.join(" ")) }),
 		}),
 	},
 	{
