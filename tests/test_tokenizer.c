@@ -306,6 +306,47 @@ static void test_regex_semantics(void)
 	iapo_tokenizer_free(l);
 }
 
+/* Invalid UTF-8 through the real tokenizer (NFC normaliser, Qwen regex): no
+ * error, and bytes that are not UTF-8 come back exactly. The strings mix
+ * ASCII with bytes that can never start a UTF-8 character, so NFC has
+ * nothing to change. */
+static void test_invalid_utf8_qwen(void)
+{
+	iapo_tokenizer *t = NULL;
+	if (iapo_tokenizer_load(fixture_dir("qwen3-tokenizer"), &t) != IAPO_OK) {
+		CHECK(0, "load: %s", iapo_errmsg());
+		return;
+	}
+	iapo_rng r;
+	iapo_rng_seed(&r, 11, 0, 0, 0);
+	char buf[300], *out = NULL;
+	int *ids = NULL;
+	size_t n = 0, cap = 0, out_len = 0, out_cap = 0, bad = 0;
+	for (int i = 0; i < 2000; i++) {
+		size_t len = (size_t)iapo_rng_below(&r, 300);
+		for (size_t k = 0; k < len; k++) {
+			uint64_t v = iapo_rng_below(&r, 3);
+			buf[k] = v == 0 ? (char)(0x80 + iapo_rng_below(&r, 0x40))          /* stray continuation byte */
+				 : v == 1 ? (char)(0xf8 + iapo_rng_below(&r, 8))            /* never valid */
+					  : (char)(" \n\ta1<|>'"[iapo_rng_below(&r, 10)]); /* ASCII incl. regex-relevant */
+		}
+		if (iapo_tokenizer_encode(t, buf, len, &ids, &n, &cap) != IAPO_OK ||
+		    iapo_tokenizer_decode(t, ids, n, 0, &out, &out_len, &out_cap) != IAPO_OK || out_len != len ||
+		    memcmp(out, buf, len))
+			bad++;
+	}
+	CHECK(bad == 0, "%zu of 2000 strings with invalid UTF-8 do not round-trip", bad);
+	/* Valid characters next to invalid bytes are still normalised. */
+	const char mixed[] = "e\xcc\x81\xff";
+	CHECK(iapo_tokenizer_encode(t, mixed, 4, &ids, &n, &cap) == IAPO_OK &&
+		      iapo_tokenizer_decode(t, ids, n, 0, &out, &out_len, &out_cap) == IAPO_OK && out_len == 3 &&
+		      !memcmp(out, "\xc3\xa9\xff", 3),
+	      "NFC beside an invalid byte");
+	iapo_free(ids);
+	iapo_free(out);
+	iapo_tokenizer_free(t);
+}
+
 /* ---- 3. chat templates ---- */
 
 static void check_chat(const iapo_tokenizer *t, const char *sys, const char *user, int gen, const char *want)
@@ -816,6 +857,7 @@ int main(void)
 	RUN(test_golden_gpt2_style);
 	RUN(test_golden_bytelevel_only);
 	RUN(test_regex_semantics);
+	RUN(test_invalid_utf8_qwen);
 	RUN(test_chat_qwen3);
 	RUN(test_chat_templates);
 	RUN(test_bad_input);

@@ -40,7 +40,9 @@ iapo_status iapo_tokenizer_encode(const iapo_tokenizer *t, const char *text, siz
 /* Decodes ids to bytes (byte-level tokens mapped back to bytes; added tokens
  * rendered as their text, special ones skipped when skip_special). The bytes
  * are returned as they are: unlike HF we do not replace invalid UTF-8 (a
- * partial character at the end of a sample) with U+FFFD. *out is growable like
+ * partial character at the end of a sample) with U+FFFD, nor apply
+ * tokenizer_config's clean_up_tokenization_spaces (Llama 3 sets it; it would
+ * turn " ," into ","). *out is growable like
  * above and NUL-terminated; *len excludes the NUL. An id outside the
  * vocabulary is an ARG error naming it. */
 iapo_status iapo_tokenizer_decode(const iapo_tokenizer *t, const int *ids, size_t n, int skip_special, char **out,
