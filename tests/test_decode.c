@@ -5,7 +5,8 @@
  * decode steps, sequences idling (n = 0) while others advance or joining late,
  * multi-token appends mid-sequence, prefills larger than one chunk; the
  * two-span rows of the IAPO information pass (a cached prefix plus a postfix
- * stored in another slot); argument errors that must change nothing.
+ * stored in another slot); argument errors that must change nothing; no
+ * allocation inside a forward.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -53,8 +54,11 @@ static double step(fixture *x, iapo_kv *kv, int **seq, int *len, const int *n, i
 		tok[b] = seq[b] + len[b];
 	}
 	for (size_t i = 0; i < (size_t)B * V; i++) logits[i] = 12345.0f; /* sentinel */
+	unsigned long allocs = iapo_mem_alloc_count();
 	iapo_status st = iapo_kv_forward(kv, tok, n, logits);
 	CHECK(st == IAPO_OK, "%s: %s", what, iapo_errmsg());
+	CHECK(iapo_mem_alloc_count() == allocs, "%s: the forward allocated %lu times", what,
+	      iapo_mem_alloc_count() - allocs);
 	double worst = 0;
 	for (int b = 0; b < B; b++) {
 		len[b] += n[b];
