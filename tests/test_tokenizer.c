@@ -15,7 +15,9 @@
  *    expectations for Qwen2/Qwen2.5 defaults, Llama 3, Llama 3.1/3.2.
  * 4. Bad input: every unsupported or malformed field names file and field.
  * 5. iapo_tokenizer_write_bytelevel: load back, arbitrary (invalid UTF-8)
- *    bytes round-trip, allocation failures at every allocation of a load.
+ *    bytes round-trip, the written files encode the same in transformers.js
+ *    (tests/oracle/tokenizer_encode.js), allocation failures at every
+ *    allocation of a load and of an encode.
  * Timings (load, corpus encode) are printed for information only.
  */
 #include <omp.h>
@@ -815,6 +817,68 @@ static void test_write_bytelevel(void)
 	      "merge without a space: %s", iapo_errmsg());
 }
 
+/* The tokenizer we write is read by HF code (transformers.js) the way we
+ * read it: the first 2000 corpus strings, encoded by both. */
+static void test_written_vs_oracle(void)
+{
+	const char *merges[] = {"Ġ t", "h e", "Ġt he", "i n", "Ġ a", "e r", "Ġ in", "o n", "Ġ s", "ä ¸"};
+	const char *dir = tmp_dir("bytelevel-oracle");
+	CHECK(iapo_tokenizer_write_bytelevel(dir, merges, 10) == IAPO_OK, "write: %s", iapo_errmsg());
+	iapo_tokenizer *t = load_dir(dir);
+	char path[1200], in_path[1200], out_path[1200], cmd[4200];
+	snprintf(path, sizeof path, "%s/golden.tsv", fixture_dir("qwen3-tokenizer"));
+	size_t n_rows;
+	char *data;
+	golden_row *rows = read_golden(path, &n_rows, &data);
+	if (!t || !rows) {
+		iapo_tokenizer_free(t);
+		if (rows) free_golden(rows, n_rows, data);
+		return;
+	}
+	size_t n_all = n_rows;
+	if (n_rows > 2000) n_rows = 2000;
+	snprintf(in_path, sizeof in_path, "%s/in.hex", dir);
+	snprintf(out_path, sizeof out_path, "%s/out.ids", dir);
+	FILE *f = fopen(in_path, "w");
+	for (size_t i = 0; f && i < n_rows; i++) {
+		for (size_t k = 0; k < rows[i].text_len; k++) fprintf(f, "%02x", (unsigned char)rows[i].text[k]);
+		fputc('\n', f);
+	}
+	if (f) fclose(f);
+	/* Empty strings make empty hex lines, which the script skips: leave them out. */
+	snprintf(cmd, sizeof cmd, "grep -v '^$' '%s' | node tests/oracle/tokenizer_encode.js '%s/npm-tokenizer' '%s' > '%s'", in_path,
+		 test_fixtures(), dir, out_path);
+	int rc = system(cmd);
+	CHECK(rc == 0, "%s: exit %d", cmd, rc);
+	FILE *g = fopen(out_path, "r");
+	char *line = NULL;
+	size_t line_cap = 0, checked = 0, bad = 0, n = 0, cap = 0;
+	int *ids = NULL;
+	for (size_t i = 0; g && rc == 0 && i < n_rows; i++) {
+		if (!rows[i].text_len) continue;
+		if (getline(&line, &line_cap, g) < 0) break;
+		CHECK(iapo_tokenizer_encode(t, rows[i].text, rows[i].text_len, &ids, &n, &cap) == IAPO_OK, "encode");
+		size_t k = 0;
+		int same = 1;
+		for (char *p = line, *end;; p = end) {
+			long v = strtol(p, &end, 10);
+			if (end == p) break;
+			if (k >= n || ids[k] != v) same = 0;
+			k++;
+		}
+		if (!same || k != n) bad++;
+		checked++;
+	}
+	CHECK(checked + 1 >= n_rows && bad == 0, "written tokenizer: %zu of %zu strings encode differently in transformers.js", bad,
+	      checked);
+	fprintf(stderr, "  written byte-level tokenizer vs transformers.js: %zu strings, %zu mismatches\n", checked, bad);
+	if (g) fclose(g);
+	free(line);
+	iapo_free(ids);
+	iapo_tokenizer_free(t);
+	free_golden(rows, n_all, data);
+}
+
 /* Every allocation of a load and of an encode may fail: a clean NOMEM each
  * time, never a crash or a leak (LeakSanitizer checks under make asan). */
 static void test_alloc_failures(void)
@@ -863,6 +927,7 @@ int main(void)
 	RUN(test_bad_input);
 	RUN(test_added_token_flags);
 	RUN(test_write_bytelevel);
+	RUN(test_written_vs_oracle);
 	RUN(test_alloc_failures);
 	TEST_END();
 }

