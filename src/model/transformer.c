@@ -21,8 +21,10 @@
 #include "core/status.h"
 #include "kernels/kernels.h"
 
-/* Logit floats per vocabulary chunk: about 32 MB. */
-#define CHUNK_FLOATS (1u << 23)
+/* Logit floats per vocabulary chunk: about 128 MB. Small chunks make the
+ * head's weight gradient (V,C) += dlogits^T x stream the whole (V,C) matrix
+ * once per few rows, which is memory bound; ~256 rows at V=152k amortise it. */
+#define CHUNK_FLOATS (1u << 25)
 
 struct iapo_fwd {
 	iapo_config cfg;
