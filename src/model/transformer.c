@@ -131,6 +131,7 @@ static size_t carve(iapo_fwd *f, float *base)
 iapo_status iapo_fwd_new_params(const iapo_config *cfg, const iapo_params *params, int B, int T, int with_backward,
 				iapo_fwd **out)
 {
+	if (!out) return iapo_fail(IAPO_ERR_ARG, "iapo_fwd_new: expected an output pointer, found NULL");
 	*out = NULL;
 	if (!cfg || !params) return iapo_fail(IAPO_ERR_ARG, "iapo_fwd_new: expected a config and parameters, found NULL");
 	IAPO_TRY(iapo_config_validate(cfg, "iapo_fwd_new"));
@@ -170,6 +171,7 @@ fail:
 
 iapo_status iapo_fwd_new(const iapo_weights *w, int B, int T, int with_backward, iapo_fwd **out)
 {
+	if (!out) return iapo_fail(IAPO_ERR_ARG, "iapo_fwd_new: expected an output pointer, found NULL");
 	if (!w || !w->block) {
 		*out = NULL;
 		return iapo_fail(IAPO_ERR_ARG, "iapo_fwd_new: expected loaded weights, found none");
