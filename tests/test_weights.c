@@ -3,7 +3,8 @@
  * defaults per model type), random init, save -> load round trips (F32 exact,
  * BF16/F16 equal to the rounded values, sharded), loading directories written
  * by PyTorch (tests/oracle/io_fixtures.py), our saved directories read by an
- * independent Python reader (tests/oracle/io_check_saved.py), every kind of
+ * independent Python reader (tests/oracle/io_check_saved.py), logits of
+ * re-saved PyTorch directories under hf_model.py (io_logits_check.py), every kind of
  * bad input with its message, and the atomic-save guarantees (including
  * injected allocation failures and a concurrent reader).
  */
@@ -488,6 +489,31 @@ static void test_python_reads_ours(void)
 	python_reads("py_qwen3s", QWEN3_CFG, "BF16", 3000);
 }
 
+/* PyTorch-written directories, loaded and saved again by us (F32, and
+ * sharded), give the same logits as the originals under hf_model.py. */
+static void resave_logits(const char *fixture, size_t shard)
+{
+	char orig[1024], dir[1024], name[128], cmd[3000];
+	iapo_weights w;
+	snprintf(orig, sizeof orig, "%s/io/%s", test_fixtures(), fixture);
+	snprintf(name, sizeof name, "resave_%s_%zu", fixture, shard);
+	tpath(dir, sizeof dir, name);
+	CHECK(iapo_weights_load(orig, &w) == IAPO_OK, "%s", iapo_errmsg());
+	if (!w.block) return;
+	CHECK(iapo_weights_save(&w, dir, NULL, "F32", shard) == IAPO_OK, "%s", iapo_errmsg());
+	iapo_weights_free(&w);
+	snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/oracle/io_logits_check.py '%s' '%s' 1>&2", orig, dir);
+	int rc = system(cmd);
+	CHECK(rc == 0, "%s re-saved gives other logits than the original (exit %d)", fixture, rc);
+}
+
+static void test_resaved_logits(void)
+{
+	resave_logits("model_qwen2_bf16", 0);
+	resave_logits("model_llama_bf16_sharded", 0);
+	resave_logits("model_qwen3_f16_sharded", 2500);
+}
+
 /* --------------------------------------------------------- bad weights */
 
 /* A directory with QWEN3_CFG and one hand-made safetensors file holding the
@@ -827,6 +853,7 @@ int main(void)
 	RUN(test_torch_llama_bf16_sharded);
 	RUN(test_torch_qwen3_mixed_sharded);
 	RUN(test_python_reads_ours);
+	RUN(test_resaved_logits);
 	RUN(test_bad_missing_tensor);
 	RUN(test_bad_shape);
 	RUN(test_bad_dtype);
