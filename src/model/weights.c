@@ -191,26 +191,21 @@ fail:
 	return s;
 }
 
-/* Finds `name` for loading: the shard holding it and the tensor. */
-static iapo_status locate(loader *ld, const char *name, int required, const iapo_safetensors **st,
-			  const iapo_st_tensor **t)
+/* Finds `name`: the shard holding it and the tensor; an error naming the
+ * index or the file when it is not there. */
+static iapo_status locate(loader *ld, const char *name, const iapo_safetensors **st, const iapo_st_tensor **t)
 {
-	*st = NULL;
-	*t = NULL;
+	*st = &ld->shards[0];
 	if (ld->weight_map) {
 		const cJSON *e = cJSON_GetObjectItemCaseSensitive(ld->weight_map, name);
-		if (!e) {
-			if (!required) return IAPO_OK;
+		if (!e)
 			return iapo_fail(IAPO_ERR_FORMAT, "%s: weight_map: expected tensor '%s', found it missing", ld->index_path,
 					 name);
-		}
 		for (int i = 0; i < ld->n_shards; i++)
 			if (!strcmp(ld->shard_names[i], e->valuestring)) *st = &ld->shards[i];
-	} else {
-		*st = &ld->shards[0];
 	}
 	*t = iapo_safetensors_find(*st, name);
-	if (!*t && required)
+	if (!*t)
 		return iapo_fail(IAPO_ERR_FORMAT, "%s: tensor '%s': expected it present, found no such tensor", (*st)->path,
 				 name);
 	return IAPO_OK;
@@ -221,7 +216,7 @@ static iapo_status load_one(void *ctx, const char *name, int ndim, const int64_t
 	loader *ld = ctx;
 	const iapo_safetensors *st;
 	const iapo_st_tensor *t;
-	IAPO_TRY(locate(ld, name, 1, &st, &t));
+	IAPO_TRY(locate(ld, name, &st, &t));
 	int same = t->ndim == ndim;
 	for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
 	if (!same) {
