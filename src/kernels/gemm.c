@@ -72,6 +72,9 @@
 #define DOT_MB 4
 #define DOT_NB 5
 /* How far ahead (rows of B) the dot kernel prefetches. */
+#ifndef DOT_PF_HINT
+#define DOT_PF_HINT _MM_HINT_T0
+#endif
 #ifndef DOT_PF_ROWS
 #define DOT_PF_ROWS 10
 #endif
@@ -102,13 +105,9 @@ int iapo_sgemm_last_path(void) { return last_path; }
 
 static int has_avx512(void)
 {
-	static int cached = -1;
-	if (cached < 0) {
-		__builtin_cpu_init();
-		cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-			 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-	}
-	return cached;
+	__builtin_cpu_init(); /* idempotent; needed when called before constructors ran */
+	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+	       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 }
 
 static long ceil_div(long a, long b) { return (a + b - 1) / b; }
@@ -535,9 +534,15 @@ INLINE AVX512 void dot_block(const int mb, const int nb, int K, const float *a, 
 	for (; k + 16 <= K; k += 16) {
 		__m512 bv[DOT_NB];
 #pragma GCC unroll 8
-		for (int j = 0; j < nb; j++) bv[j] = _mm512_loadu_ps(b + j * ldb + k);
+		for (int j = 0; j < nb; j++) {
+			bv[j] = _mm512_loadu_ps(b + j * ldb + k);
+			/* Keep B in a register: folded into the FMAs as memory
+			 * operands (GCC's choice) it is loaded mb times, and the
+			 * load ports, not the FMA pipes, set the pace. */
+			__asm__("" : "+v"(bv[j]));
+		}
 #pragma GCC unroll 8
-		for (int j = 0; j < nb; j++) _mm_prefetch((const char *)(pf + j * ldb + k), _MM_HINT_T0);
+		for (int j = 0; j < nb; j++) _mm_prefetch((const char *)(pf + j * ldb + k), DOT_PF_HINT);
 #pragma GCC unroll 8
 		for (int i = 0; i < mb; i++) {
 			__m512 av = _mm512_loadu_ps(a + i * lda + k);
