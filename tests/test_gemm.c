@@ -124,7 +124,10 @@ static void test_paths_and_transposes(void)
 				/* the direct path only serves small M; give it some */
 				if (paths[pi] == IAPO_SGEMM_DIRECT && r % 2 == 0) M = 1 + r % 14;
 				struct spec s = {t & 1, t >> 1, M, N, K, r % 3 ? 0 : 5, 1.0f, 0.0f, paths[pi], 1 + r % 2};
+				/* odd blocks; also makes small products use both threads */
+				if (r % 4 == 3) iapo_sgemm_set_blocking(42, 33, 96);
 				CHECK(check_one(s), "path %d transposes %d", paths[pi], t);
+				iapo_sgemm_set_blocking(0, 0, 0);
 			}
 }
 
