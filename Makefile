@@ -1,7 +1,8 @@
 # iapo build. Sources are found by wildcard, so adding a file needs no edit here.
 #   make            library, CLI (build/iapo) and tests
-#   make test       build and run the whole test suite (oracles included)
-#   make asan       the same suite under AddressSanitizer + UBSan (build-asan/)
+#   make test       build and run the whole test suite (oracles included), optimised
+#                   and again under AddressSanitizer + UBSan + LeakSanitizer
+#   make asan       only the sanitizer half (build-asan/)
 #   make demo       install missing Debian packages, build, run the embedded default
 #   make bench      benchmarks (bench/), JSON lines on stdout
 # Options: MPI=0|1 (default: autodetect; not used yet), ARCH=-march=... (default native)
@@ -62,12 +63,14 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 deps:
 	@scripts/install-deps.sh
 
+# The suite runs twice: optimised, then under ASan+UBSan+LeakSanitizer.
 test: all
-	@tests/run.sh $(BUILD)
+	@$(MAKE) --no-print-directory MODE=asan all
+	@tests/run.sh build build-asan
 
 asan:
 	@$(MAKE) --no-print-directory MODE=asan all
-	@IAPO_SANITIZED=1 tests/run.sh build-asan
+	@tests/run.sh build-asan
 
 demo: deps
 	@$(MAKE) --no-print-directory all

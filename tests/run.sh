@@ -1,5 +1,6 @@
 #!/bin/sh
-# Runs the whole suite against one build directory (build/ or build-asan/):
+# Runs the whole suite against one or more build directories (build/, and
+# build-asan/ whose programs carry ASan+UBSan+LeakSanitizer):
 #  1. oracle fixtures: every tests/oracle/make_*.sh OUTDIR (idempotent; they use
 #     Debian's python3-torch and npm's real Qwen tokenizer, never our code);
 #  2. every compiled test program BUILD/tests/test_*;
@@ -7,19 +8,16 @@
 # Each program prints "N passed, N failed"; we add them up and print the total.
 # Exit status is non-zero if anything failed.
 set -u
-BUILD=${1:-build}
+[ $# -eq 0 ] && set -- build
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
 export IAPO_FIXTURES="$ROOT/build/fixtures"
-export IAPO_BIN="$ROOT/$BUILD/iapo"
 export IAPO_TMP="${TMPDIR:-/tmp}/iapo-test.$$"
 export OMP_WAIT_POLICY=PASSIVE
 mkdir -p "$IAPO_FIXTURES" "$IAPO_TMP"
 trap 'rm -rf "$IAPO_TMP"' EXIT
-if [ -n "${IAPO_SANITIZED:-}" ]; then
-	export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
-	export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-fi
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 
 passed=0
 failed=0
@@ -37,7 +35,7 @@ record() { # name status output-file
 	passed=$((passed + p))
 	failed=$((failed + f))
 	if [ "$f" -ne 0 ]; then failures="$failures $1"; fi
-	printf '%-34s %s\n' "$1" "${line:-exit $2}"
+	printf '%-44s %s\n' "$1" "${line:-exit $2}"
 }
 
 for s in tests/oracle/make_*.sh; do
@@ -48,27 +46,30 @@ for s in tests/oracle/make_*.sh; do
 	if [ $rc -ne 0 ]; then
 		cat "$out" >&2
 		failed=$((failed + 1)); failures="$failures $(basename "$s")"
-		printf '%-34s %s\n' "$(basename "$s")" "FAILED (exit $rc)"
+		printf '%-44s %s\n' "$(basename "$s")" "FAILED (exit $rc)"
 	fi
 done
 
-for t in "$BUILD"/tests/test_*; do
-	[ -x "$t" ] || continue
-	case "$t" in *.d|*.o) continue ;; esac
-	out="$IAPO_TMP/$(basename "$t").log"
-	"$t" >"$out" 2>&1
-	rc=$?
-	if [ $rc -ne 0 ]; then cat "$out" >&2; fi
-	record "$(basename "$t")" $rc "$out"
-done
+for BUILD in "$@"; do
+	export IAPO_BIN="$ROOT/$BUILD/iapo"
+	for t in "$BUILD"/tests/test_*; do
+		[ -x "$t" ] || continue
+		case "$t" in *.d|*.o) continue ;; esac
+		out="$IAPO_TMP/$BUILD-$(basename "$t").log"
+		"$t" >"$out" 2>&1
+		rc=$?
+		if [ $rc -ne 0 ]; then cat "$out" >&2; fi
+		record "$BUILD/$(basename "$t")" $rc "$out"
+	done
 
-for s in tests/cli_*.sh; do
-	[ -e "$s" ] || continue
-	out="$IAPO_TMP/$(basename "$s").log"
-	sh "$s" >"$out" 2>&1
-	rc=$?
-	if [ $rc -ne 0 ]; then cat "$out" >&2; fi
-	record "$(basename "$s")" $rc "$out"
+	for s in tests/cli_*.sh; do
+		[ -e "$s" ] || continue
+		out="$IAPO_TMP/$BUILD-$(basename "$s").log"
+		sh "$s" >"$out" 2>&1
+		rc=$?
+		if [ $rc -ne 0 ]; then cat "$out" >&2; fi
+		record "$BUILD/$(basename "$s")" $rc "$out"
+	done
 done
 
 [ -n "$failures" ] && echo "failed:$failures"
