@@ -200,6 +200,17 @@ static void sgemm_portable(int transA, int transB, int M, int N, int K, float al
 	for (int i = 0; i < M; i++) {
 		float *c = C + (size_t)i * ldc;
 		scale_c(1, N, beta, c, ldc);
+		if (transB && !transA) {
+			/* x W^T: rows of A and B are both contiguous along K */
+			const float *a = A + (size_t)i * lda;
+			for (int j = 0; j < N; j++) {
+				const float *b = B + (size_t)j * ldb;
+				float s = 0;
+				for (int p = 0; p < K; p++) s += a[p] * b[p];
+				c[j] += alpha * s;
+			}
+			continue;
+		}
 		for (int p = 0; p < K; p++) {
 			float a = alpha * (transA ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p]);
 			if (!transB) {
