@@ -152,6 +152,11 @@ static float *ws_get(size_t n)
 		}
 	}
 	if (ws->cap < n) {
+		/* Grow straight to what any product with the default blocking can
+		 * need on all threads, so a caller's first large product is its
+		 * only allocation, whatever shapes come later. */
+		size_t most = ((size_t)MC_DEF * KC_DEF + (size_t)NC_DEF * KC_DEF + 32) * (size_t)omp_get_max_threads();
+		if (n < most) n = most;
 		float *nb = iapo_alloc_aligned(n * sizeof(float));
 		if (!nb) return NULL;
 		iapo_free_aligned(ws->buf);

@@ -23,6 +23,8 @@
 /* ---- matmuls (cblas_sgemm) ---------------------------------------------- */
 
 /* y = x W^T: C(M,N) = A(M,K) * B(N,K)^T, += when accumulate. Row-major. */
+/* "iapo-avx512" or "openblas": which GEMM iapo_matmul_* use on this machine. */
+const char *iapo_matmul_backend(void);
 void iapo_matmul_nt(float *C, const float *A, const float *B, int M, int N, int K, int accumulate);
 /* C(M,N) = A(M,K) * B(K,N) (+=)  — dx = dy W */
 void iapo_matmul_nn(float *C, const float *A, const float *B, int M, int N, int K, int accumulate);
