@@ -7,7 +7,12 @@
  * '<|im_start|>system\n...<|im_end|>' Qwen2/2.5 insert when there is no
  * system message; Qwen3 has none) and Llama's fallback date string.
  *
- * Not here: tools, multi-turn histories, assistant messages, Qwen3's
+ * Conversations of system, user and assistant turns render as HF's
+ * apply_chat_template(messages, tokenize=False) would, including Qwen3's
+ * rewriting of <think> blocks in assistant turns (reasoning dropped before
+ * the last user query, re-spaced after it).
+ *
+ * Not here: tools and tool turns, a separate reasoning_content field, Qwen3's
  * enable_thinking=False variant. Any other template is UNSUPPORTED, with the
  * file named, so that a model is never prompted in a format it was not
  * trained on.
@@ -92,6 +97,13 @@ iapo_status tok_chat_setup(iapo_tokenizer *t)
 	if (!tpl) return IAPO_OK;
 	if (strstr(tpl, "<|im_start|>")) {
 		t->chat_kind = CHAT_CHATML;
+		/* Qwen3 keeps an assistant turn's reasoning only after the last
+		 * user query (its template tracks that index by this name). */
+		if (strstr(tpl, "last_query_index"))
+			t->chat_think = THINK_QWEN3;
+		else if (strstr(tpl, "</think>"))
+			t->chat_think = THINK_OTHER;
+		t->gen_think = strstr(tpl, "<|im_start|>assistant\\n<think>\\n") != NULL;
 		return chatml_default_system(t);
 	}
 	if (strstr(tpl, "<|start_header_id|>") && strstr(tpl, "<|eot_id|>")) {
@@ -152,11 +164,144 @@ static void put_trimmed(sbuf *b, const char *s)
 	put(b, s + i, e - i);
 }
 
-iapo_status iapo_tokenizer_chat(const iapo_tokenizer *t, const char *system, const char *user,
-				int add_generation_prompt, char **out)
+/* Python's str.lstrip/rstrip of one character set, on [*b, *e). */
+static void strip_chars(const char **b, const char **e, const char *set, int left, int right)
 {
-	*out = NULL;
-	if (!t || !user) return iapo_fail(IAPO_ERR_ARG, "iapo_tokenizer_chat: expected a tokenizer and a user message");
+	while (left && *b < *e && strchr(set, **b)) (*b)++;
+	while (right && *e > *b && strchr(set, (*e)[-1])) (*e)--;
+}
+
+/* Last occurrence of needle in [b, e), or NULL. */
+static const char *find_last(const char *b, const char *e, const char *needle)
+{
+	size_t n = strlen(needle);
+	if ((size_t)(e - b) < n) return NULL;
+	for (size_t i = (size_t)(e - b) - n + 1; i-- > 0;)
+		if (!memcmp(b + i, needle, n)) return b + i;
+	return NULL;
+}
+
+static const char *find_first(const char *b, const char *e, const char *needle)
+{
+	size_t n = strlen(needle);
+	for (size_t i = 0; i + n <= (size_t)(e - b); i++)
+		if (!memcmp(b + i, needle, n)) return b + i;
+	return NULL;
+}
+
+static int starts_with(const char *s, const char *pre) { return !strncmp(s, pre, strlen(pre)); }
+
+static int ends_with(const char *s, const char *suf)
+{
+	size_t n = strlen(s), k = strlen(suf);
+	return n >= k && !memcmp(s + n - k, suf, k);
+}
+
+/* Qwen3's assistant turn (its template's "elif message.role == 'assistant'"
+ * branch without tools): the text after the last </think> is the answer; the
+ * text before the first </think>, after its last <think>, is the reasoning.
+ * Reasoning is written out only for turns after the last user query. */
+static void qwen3_assistant(sbuf *b, const char *content, int after_last_query, int is_last)
+{
+	const char *cb = content, *ce = content + strlen(content);
+	const char *rb = ce, *re = ce; /* empty reasoning */
+	const char *close = find_first(cb, ce, "</think>");
+	if (close) {
+		const char *last = find_last(cb, ce, "</think>");
+		rb = content;
+		re = close;
+		strip_chars(&rb, &re, "\n", 0, 1);
+		const char *open = find_last(rb, re, "<think>");
+		if (open) rb = open + strlen("<think>");
+		strip_chars(&rb, &re, "\n", 1, 0);
+		cb = last + strlen("</think>");
+		strip_chars(&cb, &ce, "\n", 1, 0);
+	}
+	puts_(b, "<|im_start|>assistant\n");
+	if (after_last_query && (is_last || re > rb)) {
+		strip_chars(&rb, &re, "\n", 1, 1);
+		strip_chars(&cb, &ce, "\n", 1, 0);
+		puts_(b, "<think>\n");
+		put(b, rb, (size_t)(re - rb));
+		puts_(b, "\n</think>\n\n");
+	}
+	put(b, cb, (size_t)(ce - cb));
+	puts_(b, "<|im_end|>\n");
+}
+
+static iapo_status render_chatml(const iapo_tokenizer *t, const iapo_chat_msg *m, int n, int gen, sbuf *b)
+{
+	int first = 0;
+	if (!strcmp(m[0].role, "system")) {
+		puts_(b, "<|im_start|>system\n");
+		puts_(b, m[0].content);
+		puts_(b, "<|im_end|>\n");
+		first = 1;
+	} else if (t->default_system) {
+		puts_(b, "<|im_start|>system\n");
+		puts_(b, t->default_system);
+		puts_(b, "<|im_end|>\n");
+	}
+	/* Qwen3: the last user message that is not a tool response (the last
+	 * message when there is none). */
+	int last_query = n - 1;
+	for (int i = n - 1; i >= 0; i--)
+		if (!strcmp(m[i].role, "user") &&
+		    !(starts_with(m[i].content, "<tool_response>") && ends_with(m[i].content, "</tool_response>"))) {
+			last_query = i;
+			break;
+		}
+	for (int i = first; i < n; i++) {
+		if (!strcmp(m[i].role, "assistant") && t->chat_think == THINK_QWEN3) {
+			qwen3_assistant(b, m[i].content, i > last_query, i == n - 1);
+			continue;
+		}
+		puts_(b, "<|im_start|>");
+		puts_(b, m[i].role);
+		puts_(b, "\n");
+		puts_(b, m[i].content);
+		puts_(b, "<|im_end|>\n");
+	}
+	if (gen) puts_(b, t->gen_think ? "<|im_start|>assistant\n<think>\n" : "<|im_start|>assistant\n");
+	return IAPO_OK;
+}
+
+static void llama_turn(sbuf *b, const char *role, const char *content)
+{
+	puts_(b, "<|start_header_id|>");
+	puts_(b, role);
+	puts_(b, "<|end_header_id|>\n\n");
+	put_trimmed(b, content);
+	puts_(b, "<|eot_id|>");
+}
+
+static void render_llama(const iapo_tokenizer *t, const iapo_chat_msg *m, int n, int gen, sbuf *b)
+{
+	if (t->bos_token) puts_(b, t->bos_token);
+	int first = 0;
+	if (t->chat_kind == CHAT_LLAMA31) {
+		/* 3.1+ always opens with a system header holding the dates, then
+		 * the first message's content when that message is a system one. */
+		puts_(b, "<|start_header_id|>system<|end_header_id|>\n\n");
+		puts_(b, "Cutting Knowledge Date: December 2023\nToday Date: ");
+		puts_(b, t->llama_date);
+		puts_(b, "\n\n");
+		if (!strcmp(m[0].role, "system")) {
+			put_trimmed(b, m[0].content);
+			first = 1;
+		}
+		puts_(b, "<|eot_id|>");
+	}
+	for (int i = first; i < n; i++) llama_turn(b, m[i].role, m[i].content);
+	if (gen) puts_(b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+iapo_status iapo_tokenizer_chat_messages(const iapo_tokenizer *t, const iapo_chat_msg *msgs, int n,
+					 int add_generation_prompt, char **out)
+{
+	if (out) *out = NULL;
+	if (!t || !msgs || n < 1 || !out)
+		return iapo_fail(IAPO_ERR_ARG, "iapo_tokenizer_chat_messages: expected a tokenizer and at least one message");
 	const char *src = t->chat_template_src ? t->chat_template_src : t->cfg_path;
 	if (!t->chat_template)
 		return iapo_fail(IAPO_ERR_UNSUPPORTED, "%s: chat_template: expected a chat template, found none", src);
@@ -164,43 +309,40 @@ iapo_status iapo_tokenizer_chat(const iapo_tokenizer *t, const char *system, con
 		return iapo_fail(IAPO_ERR_UNSUPPORTED,
 				 "%s: chat_template: expected a ChatML (Qwen) or Llama 3 template, found another kind (\"%.60s...\")",
 				 src, t->chat_template);
-	sbuf b = {0};
-	if (t->chat_kind == CHAT_CHATML) {
-		const char *sys = system ? system : t->default_system;
-		if (sys) {
-			puts_(&b, "<|im_start|>system\n");
-			puts_(&b, sys);
-			puts_(&b, "<|im_end|>\n");
-		}
-		puts_(&b, "<|im_start|>user\n");
-		puts_(&b, user);
-		puts_(&b, "<|im_end|>\n");
-		if (add_generation_prompt) puts_(&b, "<|im_start|>assistant\n");
-	} else {
-		if (t->bos_token) puts_(&b, t->bos_token);
-		if (t->chat_kind == CHAT_LLAMA31) {
-			puts_(&b, "<|start_header_id|>system<|end_header_id|>\n\n");
-			puts_(&b, "Cutting Knowledge Date: December 2023\nToday Date: ");
-			puts_(&b, t->llama_date);
-			puts_(&b, "\n\n");
-			put_trimmed(&b, system ? system : "");
-			puts_(&b, "<|eot_id|>");
-		} else if (system) {
-			puts_(&b, "<|start_header_id|>system<|end_header_id|>\n\n");
-			put_trimmed(&b, system);
-			puts_(&b, "<|eot_id|>");
-		}
-		puts_(&b, "<|start_header_id|>user<|end_header_id|>\n\n");
-		put_trimmed(&b, user);
-		puts_(&b, "<|eot_id|>");
-		if (add_generation_prompt) puts_(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+	for (int i = 0; i < n; i++) {
+		const char *r = msgs[i].role;
+		if (!r || !msgs[i].content)
+			return iapo_fail(IAPO_ERR_ARG, "chat message %d: expected a role and a content, found NULL", i);
+		if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant"))
+			return iapo_fail(IAPO_ERR_ARG, "chat message %d: role: expected system, user or assistant, found '%.40s'",
+					 i, r);
+		if (!strcmp(r, "assistant") && t->chat_kind == CHAT_CHATML && t->chat_think == THINK_OTHER)
+			return iapo_fail(IAPO_ERR_UNSUPPORTED,
+					 "%s: chat_template: assistant turns of a template that rewrites <think> blocks other "
+					 "than Qwen3's are not rendered (message %d)",
+					 src, i);
 	}
+	sbuf b = {0};
+	if (t->chat_kind == CHAT_CHATML)
+		render_chatml(t, msgs, n, add_generation_prompt, &b);
+	else
+		render_llama(t, msgs, n, add_generation_prompt, &b);
 	if (b.failed || !b.p) {
 		iapo_free(b.p);
 		return iapo_fail(IAPO_ERR_NOMEM, "out of memory rendering a chat template");
 	}
 	*out = b.p;
 	return IAPO_OK;
+}
+
+iapo_status iapo_tokenizer_chat(const iapo_tokenizer *t, const char *system, const char *user,
+				int add_generation_prompt, char **out)
+{
+	if (out) *out = NULL;
+	if (!t || !user || !out) return iapo_fail(IAPO_ERR_ARG, "iapo_tokenizer_chat: expected a tokenizer and a user message");
+	iapo_chat_msg m[2] = {{"system", system}, {"user", user}};
+	return system ? iapo_tokenizer_chat_messages(t, m, 2, add_generation_prompt, out)
+		      : iapo_tokenizer_chat_messages(t, m + 1, 1, add_generation_prompt, out);
 }
 
 int iapo_tokenizer_eos_ids(const iapo_tokenizer *t, int *ids, int max)

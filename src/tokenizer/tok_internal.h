@@ -50,6 +50,10 @@ typedef struct {
 } tok_strtab;
 
 enum { CHAT_NONE, CHAT_CHATML, CHAT_LLAMA3, CHAT_LLAMA31 };
+/* How a ChatML template treats <think> in assistant turns: not at all
+ * (Qwen2/2.5), Qwen3's way (reasoning kept only after the last user query),
+ * or some other way we do not render (assistant turns are then UNSUPPORTED). */
+enum { THINK_NONE, THINK_QWEN3, THINK_OTHER };
 
 struct iapo_tokenizer {
 	char *dir;
@@ -95,6 +99,8 @@ struct iapo_tokenizer {
 	const char *chat_template_src; /* file it came from, for messages */
 	char *chat_src_buf;
 	int chat_kind;
+	int chat_think; /* THINK_* (ChatML only) */
+	int gen_think;  /* the generation prompt opens "<think>\n" itself (QwQ, Qwen3 thinking-2507) */
 	char *default_system; /* ChatML's system prompt when none is given; NULL = none */
 	char *llama_date;     /* Llama 3.1+ "Today Date" */
 	char *bos_token, *eos_token;

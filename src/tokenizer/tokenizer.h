@@ -52,13 +52,40 @@ iapo_status iapo_tokenizer_decode(const iapo_tokenizer *t, const int *ids, size_
 int iapo_tokenizer_token_id(const iapo_tokenizer *t, const char *token);
 /* 1 if id is an added token marked special, else 0. */
 int iapo_tokenizer_is_special(const iapo_tokenizer *t, int id);
+/* One turn of a conversation. role: "system", "user" or "assistant". */
+typedef struct {
+	const char *role;
+	const char *content;
+} iapo_chat_msg;
+
+/* Renders a conversation (n >= 1 messages) to text exactly as HF's
+ * apply_chat_template(msgs, tokenize=False, add_generation_prompt) does with
+ * the model's template (see iapo_tokenizer_chat for which ones):
+ *  - ChatML: a first system message becomes the system turn; without one,
+ *    Qwen2/2.5 insert their default system prompt and Qwen3 nothing. A system
+ *    message later on is an ordinary turn. Qwen3 rewrites assistant turns
+ *    that contain </think>: before the last user message only the text after
+ *    the last </think> is kept (left-stripped of newlines), so a one-shot
+ *    example loses its reasoning; after it (and for a final assistant turn)
+ *    the reasoning is re-spaced as "<think>\n…\n</think>\n\n" + answer.
+ *    Templates whose generation prompt opens a <think> (QwQ, Qwen3
+ *    thinking-2507) get it appended; other templates that rewrite <think> are
+ *    UNSUPPORTED when an assistant turn is present.
+ *  - Llama 3: each content trimmed (Python strip()), bos_token first; 3.1+
+ *    always open with the "Cutting Knowledge Date" system header holding the
+ *    first message's content when it is a system one.
+ * Any other role is an ARG error naming the message. Result is malloc'd
+ * (iapo_free). */
+iapo_status iapo_tokenizer_chat_messages(const iapo_tokenizer *t, const iapo_chat_msg *msgs, int n,
+					 int add_generation_prompt, char **out);
 /* Renders one system+user exchange with the template named by
  * tokenizer_config.json's chat_template (or chat_template.jinja): ChatML
  * (Qwen2/2.5/3) or Llama 3/3.1/3.2; anything else is UNSUPPORTED naming the
  * file. system may be NULL: then the template's own default applies (Qwen2.5
  * inserts its default system prompt, Qwen3 none, Llama 3.1 its date header).
  * Llama 3.2's "Today Date" uses the template's fixed fallback date, not the
- * current day, so that runs are reproducible. Result is malloc'd (iapo_free). */
+ * current day, so that runs are reproducible. Result is malloc'd (iapo_free).
+ * The same as iapo_tokenizer_chat_messages with those one or two messages. */
 iapo_status iapo_tokenizer_chat(const iapo_tokenizer *t, const char *system, const char *user,
 				int add_generation_prompt, char **out);
 /* The end-of-turn/EOS token ids: tokenizer_config.json's eos_token first, then
