@@ -158,6 +158,14 @@ static inline const char *bench_env_coretype(void)
 	return s ? s : "";
 }
 
+/* 1-minute load average before a run, or -1: on a shared machine a number
+ * measured while other processes ran is lower, and the record says so. */
+static inline double bench_loadavg(void)
+{
+	double l[1];
+	return getloadavg(l, 1) == 1 ? l[0] : -1.0;
+}
+
 /* ------------------------------------------------------- machine limits */
 
 static inline int bench_has_avx512f(void)
@@ -262,7 +270,8 @@ static inline double bench_kernel_time(int which, long iters, int threads)
 
 /* Best GFLOP/s over `reps` runs of about `seconds` each, `threads` threads.
  * The best, not the median: a peak is what the hardware can do, and the
- * slow runs are the ones another process or the hypervisor interrupted. */
+ * slow runs are the ones another process or the hypervisor interrupted;
+ * many short runs give a shared machine more chances to be quiet in one. */
 static inline double bench_kernel_gflops(int which, int threads, double seconds, int reps)
 {
 	const double flop_per_iter = BENCH_CHAINS * (which == BENCH_KERNEL_FMA ? 32.0 : 64.0);
@@ -290,14 +299,14 @@ static inline double bench_kernel_gflops(int which, int threads, double seconds,
 static inline double bench_fp32_peak(int threads, int quick)
 {
 	if (!bench_has_avx512f()) return 0.0;
-	return bench_kernel_gflops(BENCH_KERNEL_FMA, threads, quick ? 0.05 : 0.25, quick ? 2 : 4);
+	return bench_kernel_gflops(BENCH_KERNEL_FMA, threads, quick ? 0.05 : 0.1, quick ? 3 : 10);
 }
 
 /* bf16 dot-product peak in GFLOP/s (0 when AVX512_BF16 is missing). */
 static inline double bench_bf16_peak(int threads, int quick)
 {
 	if (!bench_has_avx512bf16() || !BENCH_HAVE_BF16_KERNEL) return 0.0;
-	return bench_kernel_gflops(BENCH_KERNEL_BF16, threads, quick ? 0.05 : 0.25, quick ? 2 : 4);
+	return bench_kernel_gflops(BENCH_KERNEL_BF16, threads, quick ? 0.05 : 0.1, quick ? 3 : 10);
 }
 
 /* Sum of n floats (n a multiple of 64), four independent vector sums so the

@@ -424,6 +424,13 @@ int main(int argc, char **argv)
 	e.peak = bench_fp32_peak(threads, quick);
 	bench_bw bw;
 	if (bench_mem_read_bw((size_t)1 << 30, threads, quick ? 2 : 4, &bw)) e.bw = bw.best_gbs;
+	/* the limits every record below is compared with, as a record of their own */
+	bench_rec_begin("model_limits");
+	bench_rec_int("threads", threads);
+	bench_rec_num("fp32_peak_gflops", e.peak);
+	bench_rec_num("mem_bw_gb_per_s", e.bw);
+	bench_rec_num("loadavg_1m", bench_loadavg());
+	bench_rec_end();
 	bench_note("model: %d threads, fp32 peak %.1f GFLOP/s, memory read %.1f GB/s (measured now)\n", threads,
 		   e.peak, e.bw);
 

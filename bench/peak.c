@@ -223,6 +223,7 @@ int main(int argc, char **argv)
 	bench_rec_str("openblas_corename", corename);
 	bench_rec_str("env_openblas_coretype", bench_env_coretype());
 	bench_rec_str("build", iapo_build_info());
+	bench_rec_num("loadavg_1m", bench_loadavg());
 	bench_rec_end();
 	bench_note("peak: %s, %d threads, OpenBLAS core %s (OPENBLAS_CORETYPE=%s)\n", cpu, threads,
 		   corename, bench_env_coretype());
