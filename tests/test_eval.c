@@ -292,7 +292,6 @@ static void test_greedy_labels(void)
 	/* the reference's full prompt (R1 system prompt, one-shot turn) works the same */
 	iapo_eval_opts_default(&o);
 	o.n_samples = 2;
-	o.ks = NULL;
 	o.temperature = 0;
 	o.max_new_tokens = 16;
 	o.limit = 2;
@@ -424,10 +423,11 @@ static void test_bad_options(void)
 	iapo_eval_opts_default(&o);
 	o.n_samples = 4;
 	iapo_eval_result r;
-	/* the default ks go up to 32 > 4 */
+	static const int big[] = {1, 8}, zero[] = {0};
+	o.ks = big;
+	o.n_ks = 2;
 	CHECK(iapo_evaluate(&m.w, m.tok, &ds, &o, &r) == IAPO_ERR_ARG && strstr(iapo_errmsg(), "k = 8") && !r.correct,
 	      "k > n: %s", iapo_errmsg());
-	static const int zero[] = {0};
 	o.ks = zero;
 	o.n_ks = 1;
 	CHECK(iapo_evaluate(&m.w, m.tok, &ds, &o, &r) == IAPO_ERR_ARG, "k = 0");

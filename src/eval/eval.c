@@ -42,11 +42,9 @@ double iapo_pass_at_k_first(const unsigned char *correct, int n, int k)
 
 void iapo_eval_opts_default(iapo_eval_opts *o)
 {
-	static const int ks[] = {1, 2, 4, 8, 16, 32};
 	memset(o, 0, sizeof *o);
 	o->n_samples = 32;
-	o->ks = ks;
-	o->n_ks = 6;
+	o->ks = NULL; /* 1, 2, 4, ..., 32 */
 	o->max_new_tokens = 1024;
 	o->temperature = 1.0f;
 	o->top_p = 1.0f;

@@ -68,9 +68,10 @@ typedef struct {
 	void *progress_ctx;
 } iapo_eval_opts;
 
-/* The reference's settings: n 32, ks 1..32 by powers of two, first-k pass@k
- * off (unbiased), 1024 new tokens, no max_model_len, temperature 1, top-p 1,
- * top-k off, seed 42, batch 32, one-shot on, format AUTO. */
+/* The reference's settings: n 32, ks NULL (1, 2, 4, ... up to n, so a smaller
+ * n_samples needs no other change), unbiased pass@k, 1024 new tokens, no
+ * max_model_len, temperature 1, top-p 1, top-k off, seed 42, batch 32,
+ * one-shot on, format AUTO, no progress callback. */
 void iapo_eval_opts_default(iapo_eval_opts *o);
 
 typedef struct {
