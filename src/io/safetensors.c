@@ -264,34 +264,21 @@ iapo_status iapo_safetensors_open(const char *path, iapo_safetensors *st)
 	return iapo_safetensors_open_at(AT_FDCWD, path, path, st);
 }
 
-iapo_status iapo_safetensors_open_at(int dirfd, const char *name, const char *path, iapo_safetensors *st)
+/* Validates the size bytes at p (st->map, if any, already set) and fills st;
+ * on failure st is closed. */
+static iapo_status open_bytes(const char *path, const unsigned char *p, size_t size, iapo_safetensors *st)
 {
-	memset(st, 0, sizeof *st);
 	iapo_status s;
-	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) return iapo_fail(IAPO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-	struct stat sb;
-	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-		close(fd);
-		return iapo_fail(IAPO_ERR_IO, "%s: expected a regular file", path);
-	}
-	size_t size = (size_t)sb.st_size;
-	if (size < 8) {
-		close(fd);
-		return iapo_fail(IAPO_ERR_FORMAT, "%s: truncated: expected at least 8 bytes (the header length), found %zu",
-				 path, size);
-	}
-	void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (map == MAP_FAILED) return iapo_fail(IAPO_ERR_IO, "%s: cannot mmap: %s", path, strerror(errno));
-	st->map = map;
-	st->map_len = size;
 	st->path = iapo_strdup(path);
 	if (!st->path) {
 		s = iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory", path);
 		goto fail;
 	}
-	const unsigned char *p = map;
+	if (size < 8) {
+		s = iapo_fail(IAPO_ERR_FORMAT, "%s: truncated: expected at least 8 bytes (the header length), found %zu",
+			      path, size);
+		goto fail;
+	}
 	uint64_t n = 0;
 	for (int i = 7; i >= 0; i--) n = n << 8 | p[i];
 	if (n > size - 8) {
@@ -310,12 +297,43 @@ iapo_status iapo_safetensors_open_at(int dirfd, const char *name, const char *pa
 	st->data_len = size - 8 - (size_t)n;
 	s = parse_header(path, (const char *)p + 8, (size_t)n, st);
 	if (s != IAPO_OK) goto fail;
-	/* Weights are read once, front to back. */
-	madvise(map, size, MADV_SEQUENTIAL);
 	return IAPO_OK;
 fail:
 	iapo_safetensors_close(st);
 	return s;
+}
+
+iapo_status iapo_safetensors_open_at(int dirfd, const char *name, const char *path, iapo_safetensors *st)
+{
+	memset(st, 0, sizeof *st);
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) return iapo_fail(IAPO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+	struct stat sb;
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		close(fd);
+		return iapo_fail(IAPO_ERR_IO, "%s: expected a regular file", path);
+	}
+	size_t size = (size_t)sb.st_size;
+	if (size < 8) {
+		close(fd);
+		return iapo_fail(IAPO_ERR_FORMAT, "%s: truncated: expected at least 8 bytes (the header length), found %zu",
+				 path, size);
+	}
+	void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (map == MAP_FAILED) return iapo_fail(IAPO_ERR_IO, "%s: cannot mmap: %s", path, strerror(errno));
+	st->map = map;
+	st->map_len = size;
+	IAPO_TRY(open_bytes(path, map, size, st));
+	/* Weights are read once, front to back. */
+	madvise(map, size, MADV_SEQUENTIAL);
+	return IAPO_OK;
+}
+
+iapo_status iapo_safetensors_open_mem(const void *data, size_t len, const char *shown, iapo_safetensors *st)
+{
+	memset(st, 0, sizeof *st);
+	return open_bytes(shown, data, len, st);
 }
 
 const iapo_st_tensor *iapo_safetensors_find(const iapo_safetensors *st, const char *name)

@@ -64,7 +64,7 @@ typedef struct {
 
 typedef struct {
 	char *path;
-	void *map;
+	void *map;                 /* NULL when opened from memory */
 	size_t map_len;
 	const unsigned char *data; /* the data area */
 	size_t data_len;
@@ -78,6 +78,9 @@ iapo_status iapo_safetensors_open(const char *path, iapo_safetensors *st);
 /* The same for name relative to the open directory dirfd; `shown` is the
  * path used in messages (and kept in st->path). */
 iapo_status iapo_safetensors_open_at(int dirfd, const char *name, const char *shown, iapo_safetensors *st);
+/* The same for len bytes already in memory (not copied: data must outlive st;
+ * closing st does not free it); `shown` names them in messages. */
+iapo_status iapo_safetensors_open_mem(const void *data, size_t len, const char *shown, iapo_safetensors *st);
 void iapo_safetensors_close(iapo_safetensors *st);
 /* The tensor called name, or NULL. */
 const iapo_st_tensor *iapo_safetensors_find(const iapo_safetensors *st, const char *name);
