@@ -299,14 +299,14 @@ static inline double bench_kernel_gflops(int which, int threads, double seconds,
 static inline double bench_fp32_peak(int threads, int quick)
 {
 	if (!bench_has_avx512f()) return 0.0;
-	return bench_kernel_gflops(BENCH_KERNEL_FMA, threads, quick ? 0.05 : 0.1, quick ? 3 : 10);
+	return bench_kernel_gflops(BENCH_KERNEL_FMA, threads, quick ? 0.04 : 0.1, quick ? 6 : 10);
 }
 
 /* bf16 dot-product peak in GFLOP/s (0 when AVX512_BF16 is missing). */
 static inline double bench_bf16_peak(int threads, int quick)
 {
 	if (!bench_has_avx512bf16() || !BENCH_HAVE_BF16_KERNEL) return 0.0;
-	return bench_kernel_gflops(BENCH_KERNEL_BF16, threads, quick ? 0.05 : 0.1, quick ? 3 : 10);
+	return bench_kernel_gflops(BENCH_KERNEL_BF16, threads, quick ? 0.04 : 0.1, quick ? 6 : 10);
 }
 
 /* Sum of n floats (n a multiple of 64), four independent vector sums so the

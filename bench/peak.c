@@ -60,7 +60,9 @@ static const char *cpu_model(char *buf, size_t n)
 	return buf;
 }
 
-static void emit_peak(const char *bench, int supported, int threads, double gflops,
+/* one: the one-thread result of the same kernel; an all-threads result under
+ * 3/4 of threads x one means another process held a core ("contended"). */
+static void emit_peak(const char *bench, int supported, int threads, double gflops, double one,
 		      const char *instr, int flop_per_instr)
 {
 	bench_rec_begin(bench);
@@ -71,6 +73,7 @@ static void emit_peak(const char *bench, int supported, int threads, double gflo
 	bench_rec_int("threads", threads);
 	if (supported) bench_rec_num("gflops", gflops);
 	else bench_rec_str("gflops", NULL);
+	if (supported && threads > 1) bench_rec_bool("contended", gflops < 0.75 * threads * one);
 	bench_rec_end();
 }
 
@@ -230,16 +233,19 @@ int main(int argc, char **argv)
 
 	int t_list[2] = {1, threads};
 	int nt = threads > 1 ? 2 : 1;
+	double one = 0.0;
 	for (int i = 0; i < nt; i++) {
 		int ok = bench_has_avx512f();
 		double g = bench_fp32_peak(t_list[i], quick);
-		emit_peak("fp32_fma_peak", ok, t_list[i], g, "vfmadd231ps zmm", 32);
+		if (i == 0) one = g;
+		emit_peak("fp32_fma_peak", ok, t_list[i], g, one, "vfmadd231ps zmm", 32);
 		bench_note("peak: fp32 FMA %d thread(s): %.1f GFLOP/s\n", t_list[i], g);
 	}
 	for (int i = 0; i < nt; i++) {
 		int ok = bench_has_avx512bf16() && BENCH_HAVE_BF16_KERNEL;
 		double g = bench_bf16_peak(t_list[i], quick);
-		emit_peak("bf16_dot_peak", ok, t_list[i], g, "vdpbf16ps zmm", 64);
+		if (i == 0) one = g;
+		emit_peak("bf16_dot_peak", ok, t_list[i], g, one, "vdpbf16ps zmm", 64);
 		bench_note("peak: bf16 dot %d thread(s): %.1f GFLOP/s\n", t_list[i], g);
 	}
 
