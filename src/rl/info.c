@@ -1,0 +1,473 @@
+/*
+ * info.c — the early-exit estimator of info.h: the chunked pass over the KV
+ * cache (iapo_info_compute) and the brute-force oracle (iapo_info_naive).
+ *
+ * Cache layout: slots 0..Bmax−1 hold the batch's sequences (prompt +
+ * completion at their true positions); slots Bmax.. are scratch. Position j
+ * of a chunk owns W = K + N − 1 consecutive scratch entries (its postfix
+ * rows, then its greedy answer rows) at slot Bmax + j / per_slot, offset
+ * (j % per_slot) · W. Rows of one position are issued in order, so each reads
+ * the K/V its predecessors stored (kvcache.h: a row sees keys written by
+ * earlier rows of the same call).
+ */
+#include "rl/info.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "core/mem.h"
+#include "core/status.h"
+#include "kernels/kernels.h"
+#include "model/kvcache.h"
+#include "model/sample.h"
+#include "model/transformer.h"
+
+#define ROWS_TARGET 512 /* rows per GEMM pass worth filling (kvcache's chunk) */
+#define PREFILL_ROWS 512
+#define DEFAULT_BUDGET ((size_t)256 << 20)
+#define NAIVE_BATCH 8 /* prefixes per training forward in the oracle */
+
+struct iapo_info {
+	const iapo_weights *w;
+	iapo_kv *kv;
+	int Bmax, Tmax, V;
+	iapo_predict predict;
+	float temp;
+	int K, N, W;    /* postfix length, answer tokens, scratch entries per position */
+	int *postfix;   /* (K) */
+	int chunk;      /* positions per pass */
+	int per_slot;   /* positions per scratch slot */
+	int nlog;       /* rows of logits */
+	int nrows;      /* rows buffer */
+	iapo_kv_row *rows; /* (nrows) */
+	float *logits;  /* (nlog, V) */
+	float *ent;     /* (nlog) */
+	int *ob, *ot;   /* (nlog) sequence and t of each logits row */
+	int *cur;       /* (chunk) greedy answer token */
+	size_t bytes;
+};
+
+const char *iapo_predict_str(iapo_predict p) { return p == IAPO_PREDICT_NEXT_TOKEN ? "next_token" : "answer"; }
+
+iapo_status iapo_predict_parse(const char *s, iapo_predict *p)
+{
+	if (s && (!strcmp(s, "answer") || !strcmp(s, "last_token"))) *p = IAPO_PREDICT_ANSWER;
+	else if (s && !strcmp(s, "next_token")) *p = IAPO_PREDICT_NEXT_TOKEN;
+	else return iapo_fail(IAPO_ERR_ARG, "predict: expected answer or next_token, found \"%.64s\"", s ? s : "");
+	return IAPO_OK;
+}
+
+iapo_info_opts iapo_info_defaults(void)
+{
+	iapo_info_opts o;
+	memset(&o, 0, sizeof o);
+	o.predict = IAPO_PREDICT_ANSWER;
+	o.answer_tokens = 1;
+	o.temperature = 1.0f;
+	return o;
+}
+
+static iapo_status check_opts(const iapo_weights *w, const iapo_info_opts *o)
+{
+	if (!w || !o) return iapo_fail(IAPO_ERR_ARG, "information estimator: expected weights and options, found NULL");
+	if (o->predict != IAPO_PREDICT_ANSWER && o->predict != IAPO_PREDICT_NEXT_TOKEN)
+		return iapo_fail(IAPO_ERR_ARG, "information estimator: predict: expected answer or next_token, found %d",
+				 (int)o->predict);
+	if (!(o->temperature > 0) || !isfinite(o->temperature))
+		return iapo_fail(IAPO_ERR_ARG, "information estimator: temperature: expected > 0, found %g",
+				 (double)o->temperature);
+	if (o->chunk < 0) return iapo_fail(IAPO_ERR_ARG, "information estimator: chunk: expected >= 0, found %d", o->chunk);
+	if (o->predict == IAPO_PREDICT_NEXT_TOKEN) return IAPO_OK;
+	if (o->n_postfix < 1 || !o->postfix)
+		return iapo_fail(IAPO_ERR_ARG, "information estimator: postfix: expected at least one token, found %d",
+				 o->n_postfix);
+	if (o->answer_tokens < 1)
+		return iapo_fail(IAPO_ERR_ARG, "information estimator: answer tokens: expected >= 1, found %d",
+				 o->answer_tokens);
+	for (int i = 0; i < o->n_postfix; i++)
+		if (o->postfix[i] < 0 || o->postfix[i] >= w->cfg.V)
+			return iapo_fail(IAPO_ERR_ARG,
+					 "information estimator: postfix token %d: expected an id in [0, %d), found %d", i,
+					 w->cfg.V, o->postfix[i]);
+	return IAPO_OK;
+}
+
+static iapo_status check_batch(const iapo_weights *w, const iapo_info_batch *b, int Bmax, int Tmax, int ld)
+{
+	if (!b || b->n < 0 || (b->n > 0 && (!b->prompts || !b->plen || !b->clen)))
+		return iapo_fail(IAPO_ERR_ARG, "information estimator: batch: expected n >= 0 and its arrays");
+	if (b->n > Bmax)
+		return iapo_fail(IAPO_ERR_ARG, "information estimator: batch: expected at most %d sequences, found %d", Bmax,
+				 b->n);
+	const int V = w->cfg.V;
+	for (int i = 0; i < b->n; i++) {
+		int P = b->plen[i], L = b->clen[i];
+		if (P < 1 || L < 0 || (L > 0 && (!b->comps || !b->comps[i])) || !b->prompts[i])
+			return iapo_fail(IAPO_ERR_ARG,
+					 "information estimator: sequence %d: expected a prompt of >= 1 tokens and a "
+					 "completion of >= 0, found %d and %d",
+					 i, P, L);
+		if ((long)P + L > Tmax)
+			return iapo_fail(IAPO_ERR_ARG,
+					 "information estimator: sequence %d: expected at most %d tokens, found %d + %d", i,
+					 Tmax, P, L);
+		if (L + 1 > ld)
+			return iapo_fail(IAPO_ERR_ARG,
+					 "information estimator: sequence %d: output row stride %d holds fewer than its %d "
+					 "positions",
+					 i, ld, L + 1);
+		for (int j = 0; j < P + L; j++) {
+			int tok = j < P ? b->prompts[i][j] : b->comps[i][j - P];
+			if (tok < 0 || tok >= V)
+				return iapo_fail(IAPO_ERR_ARG,
+						 "information estimator: sequence %d, %s token %d: expected an id in [0, %d), "
+						 "found %d",
+						 i, j < P ? "prompt" : "completion", j < P ? j : j - P, V, tok);
+		}
+	}
+	return IAPO_OK;
+}
+
+void iapo_info_free(iapo_info *e)
+{
+	if (!e) return;
+	iapo_kv_free(e->kv);
+	iapo_free(e->postfix);
+	iapo_free(e->rows);
+	iapo_free_aligned(e->logits);
+	iapo_free(e->ent);
+	iapo_free(e->ob);
+	iapo_free(e->ot);
+	iapo_free(e->cur);
+	iapo_free(e);
+}
+
+int iapo_info_chunk(const iapo_info *e) { return e->chunk; }
+size_t iapo_info_bytes(const iapo_info *e) { return e->bytes; }
+
+iapo_status iapo_info_new(const iapo_weights *w, int Bmax, int Tmax, const iapo_info_opts *o, iapo_info **out)
+{
+	*out = NULL;
+	IAPO_TRY(check_opts(w, o));
+	if (Bmax < 1 || Tmax < 1)
+		return iapo_fail(IAPO_ERR_ARG, "information estimator: sequences and length: expected >= 1, found %d and %d",
+				 Bmax, Tmax);
+	const iapo_config *c = &w->cfg;
+	iapo_info *e = iapo_calloc(1, sizeof *e);
+	if (!e) return iapo_fail(IAPO_ERR_NOMEM, "information estimator: out of memory");
+	iapo_status st = IAPO_OK;
+	e->w = w;
+	e->Bmax = Bmax;
+	e->Tmax = Tmax;
+	e->V = c->V;
+	e->predict = o->predict;
+	e->temp = o->temperature;
+	const int answer = o->predict == IAPO_PREDICT_ANSWER;
+	e->K = answer ? o->n_postfix : 0;
+	e->N = answer ? o->answer_tokens : 1;
+	e->W = answer ? e->K + e->N - 1 : 0;
+	const size_t budget = o->mem_budget ? o->mem_budget : DEFAULT_BUDGET;
+	const size_t kv_row = 2 * sizeof(float) * (size_t)c->L * (size_t)c->NKV * (size_t)c->HD;
+	const size_t V4 = sizeof(float) * (size_t)c->V;
+	const long positions = (long)Bmax * (Tmax + 1);
+	if (answer) {
+		long ch = o->chunk;
+		if (ch == 0) {
+			size_t per = (size_t)e->W * kv_row + V4 + (size_t)e->K * sizeof(iapo_kv_row) + 4 * sizeof(int);
+			ch = (long)(budget / per);
+			long cap = ROWS_TARGET / e->K > 1 ? ROWS_TARGET / e->K : 1;
+			if (ch > cap) ch = cap;
+			if (ch < 1) ch = 1;
+		}
+		if (ch > positions) ch = positions;
+		e->chunk = (int)ch;
+	}
+	const int Tkv = answer && e->W > Tmax ? e->W : Tmax;
+	e->per_slot = answer ? Tkv / e->W : 1;
+	const int nscratch = answer ? (e->chunk + e->per_slot - 1) / e->per_slot : 0;
+	long pre = (long)(budget / V4);
+	if (pre > PREFILL_ROWS) pre = PREFILL_ROWS;
+	if (pre < 1) pre = 1;
+	e->nlog = e->chunk > pre ? e->chunk : (int)pre;
+	e->nrows = (long)e->chunk * e->K > PREFILL_ROWS ? e->chunk * e->K : PREFILL_ROWS;
+	IAPO_CHECK(st, iapo_kv_new(w, Bmax + nscratch, Tkv, &e->kv));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&e->rows, sizeof(iapo_kv_row) * (size_t)e->nrows, "information rows"));
+	e->logits = iapo_alloc_aligned(V4 * (size_t)e->nlog);
+	if (!e->logits) {
+		st = iapo_fail(IAPO_ERR_NOMEM, "information estimator: out of memory: logits (%zu bytes)", V4 * e->nlog);
+		goto fail;
+	}
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&e->ent, sizeof(float) * (size_t)e->nlog, "entropies"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&e->ob, sizeof(int) * (size_t)e->nlog, "information rows"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&e->ot, sizeof(int) * (size_t)e->nlog, "information rows"));
+	if (answer) {
+		IAPO_CHECK(st, iapo_alloc_or_fail((void **)&e->cur, sizeof(int) * (size_t)e->chunk, "answer tokens"));
+		IAPO_CHECK(st, iapo_alloc_or_fail((void **)&e->postfix, sizeof(int) * (size_t)e->K, "postfix"));
+		memcpy(e->postfix, o->postfix, sizeof(int) * (size_t)e->K);
+	}
+	e->bytes = kv_row * (size_t)(Bmax + nscratch) * (size_t)Tkv + V4 * (size_t)e->nlog +
+		   sizeof(iapo_kv_row) * (size_t)e->nrows + sizeof(int) * (size_t)(3 * e->nlog + e->chunk);
+	*out = e;
+	return IAPO_OK;
+fail:
+	iapo_info_free(e);
+	return st;
+}
+
+/* Entropies of the first m logits rows into e->ent; NUMERIC on a non-finite one. */
+static iapo_status entropies(iapo_info *e, int m)
+{
+	iapo_logprob_entropy_forward(NULL, e->ent, e->logits, NULL, m, e->V, e->temp);
+	for (int k = 0; k < m; k++)
+		if (!isfinite(e->ent[k]))
+			return iapo_fail(IAPO_ERR_NUMERIC,
+					 "information estimator: sequence %d, position %d: the entropy is not finite (%g)",
+					 e->ob[k], e->ot[k], (double)e->ent[k]);
+	return IAPO_OK;
+}
+
+/* Runs nr prefill rows, m of which want logits; stores their entropies. */
+static iapo_status flush_prefill(iapo_info *e, int nr, int m, float *dst, int ld)
+{
+	IAPO_TRY(iapo_kv_forward_rows(e->kv, e->rows, nr, e->logits));
+	if (m == 0) return IAPO_OK;
+	IAPO_TRY(entropies(e, m));
+	for (int k = 0; k < m; k++) dst[(size_t)e->ob[k] * ld + e->ot[k]] = e->ent[k];
+	return IAPO_OK;
+}
+
+/* Fills the cache slots of the batch; dst (may be NULL) receives C_t, t = 0..L. */
+static iapo_status prefill(iapo_info *e, const iapo_info_batch *b, float *dst, int ld, long *rows)
+{
+	int nr = 0, m = 0;
+	for (int i = 0; i < b->n; i++) {
+		const int P = b->plen[i], L = b->clen[i];
+		for (int j = 0; j < P + L; j++) {
+			iapo_kv_row *r = &e->rows[nr++];
+			r->token = j < P ? b->prompts[i][j] : b->comps[i][j - P];
+			r->pos = j;
+			r->seq = i;
+			r->slot = j;
+			r->keys = (iapo_kv_keys){.seq0 = i, .len0 = j + 1};
+			r->out = -1;
+			if (dst && j >= P - 1) {
+				e->ob[m] = i;
+				e->ot[m] = j - (P - 1);
+				r->out = m++;
+			}
+			if (nr == PREFILL_ROWS || m == e->nlog) {
+				IAPO_TRY(flush_prefill(e, nr, m, dst, ld));
+				*rows += nr;
+				nr = m = 0;
+			}
+		}
+	}
+	if (nr > 0) IAPO_TRY(flush_prefill(e, nr, m, dst, ld));
+	*rows += nr;
+	return IAPO_OK;
+}
+
+/* One chunk of c positions (e->ob, e->ot): postfix rows, then N − 1 greedy
+ * answer steps; E of each position is the sum of its steps' entropies. */
+static iapo_status run_chunk(iapo_info *e, const iapo_info_batch *b, int c, float *E, int ld, long *rows)
+{
+	const int K = e->K, Wn = e->W, S0 = e->Bmax;
+	int R = 0;
+	for (int j = 0; j < c; j++) {
+		const int seq = S0 + j / e->per_slot, base = (j % e->per_slot) * Wn;
+		const int pre = b->plen[e->ob[j]] + e->ot[j]; /* the cached prefix: prompt + o_<t */
+		for (int i = 0; i < K; i++) {
+			iapo_kv_row *r = &e->rows[R++];
+			r->token = e->postfix[i];
+			r->pos = pre + i;
+			r->seq = seq;
+			r->slot = base + i;
+			r->keys = (iapo_kv_keys){.seq0 = e->ob[j], .len0 = pre, .seq1 = seq, .start1 = base, .len1 = i + 1};
+			r->out = i == K - 1 ? j : -1;
+		}
+	}
+	IAPO_TRY(iapo_kv_forward_rows(e->kv, e->rows, R, e->logits));
+	*rows += R;
+	IAPO_TRY(entropies(e, c));
+	for (int j = 0; j < c; j++) E[(size_t)e->ob[j] * ld + e->ot[j]] = e->ent[j];
+	for (int s = 1; s < e->N; s++) {
+		int bad = -1;
+#pragma omp parallel for if ((size_t)c * e->V > 65536) reduction(max : bad)
+		for (int j = 0; j < c; j++) {
+			e->cur[j] = iapo_sample_argmax(e->logits + (size_t)j * e->V, e->V);
+			if (e->cur[j] < 0) bad = j > bad ? j : bad;
+		}
+		if (bad >= 0)
+			return iapo_fail(IAPO_ERR_NUMERIC,
+					 "information estimator: sequence %d, position %d: no greedy answer token (NaN logits)",
+					 e->ob[bad], e->ot[bad]);
+		for (int j = 0; j < c; j++) {
+			const int seq = S0 + j / e->per_slot, base = (j % e->per_slot) * Wn;
+			const int pre = b->plen[e->ob[j]] + e->ot[j];
+			iapo_kv_row *r = &e->rows[j];
+			r->token = e->cur[j];
+			r->pos = pre + K + s - 1;
+			r->seq = seq;
+			r->slot = base + K + s - 1;
+			r->keys = (iapo_kv_keys){.seq0 = e->ob[j], .len0 = pre, .seq1 = seq, .start1 = base, .len1 = K + s};
+			r->out = j;
+		}
+		IAPO_TRY(iapo_kv_forward_rows(e->kv, e->rows, c, e->logits));
+		*rows += c;
+		IAPO_TRY(entropies(e, c));
+		for (int j = 0; j < c; j++) E[(size_t)e->ob[j] * ld + e->ot[j]] += e->ent[j];
+	}
+	return IAPO_OK;
+}
+
+iapo_status iapo_info_compute(iapo_info *e, const iapo_info_batch *b, float *E, float *C, int ld,
+			      iapo_info_stats *stats)
+{
+	IAPO_TRY(check_batch(e->w, b, e->Bmax, e->Tmax, ld));
+	if (!E) return iapo_fail(IAPO_ERR_ARG, "information estimator: E: expected an output array, found NULL");
+	iapo_info_stats s;
+	memset(&s, 0, sizeof s);
+	for (int i = 0; i < b->n; i++) s.positions += b->clen[i] + 1;
+	const int next = e->predict == IAPO_PREDICT_NEXT_TOKEN;
+	double t0 = omp_get_wtime();
+	iapo_status st = prefill(e, b, next ? E : C, ld, &s.rows_prefill);
+	if (st == IAPO_OK && next && C)
+		for (int i = 0; i < b->n; i++)
+			memcpy(C + (size_t)i * ld, E + (size_t)i * ld, sizeof(float) * (size_t)(b->clen[i] + 1));
+	double t1 = omp_get_wtime();
+	if (st == IAPO_OK && !next) {
+		int c = 0;
+		for (int i = 0; i < b->n && st == IAPO_OK; i++)
+			for (int t = 0; t <= b->clen[i] && st == IAPO_OK; t++) {
+				e->ob[c] = i;
+				e->ot[c] = t;
+				if (++c == e->chunk) {
+					st = run_chunk(e, b, c, E, ld, &s.rows_pass);
+					c = 0;
+				}
+			}
+		if (st == IAPO_OK && c > 0) st = run_chunk(e, b, c, E, ld, &s.rows_pass);
+	}
+	s.seconds_prefill = t1 - t0;
+	s.seconds_pass = omp_get_wtime() - t1;
+	if (stats) *stats = s;
+	return st;
+}
+
+/* ---------------------------------------------------------------- oracle */
+
+typedef struct {
+	iapo_fwd *f;
+	int B, T, V;
+	int *tok, *len, *tgt; /* (B,T), (B), (B,T) */
+	float *ent, *logits;  /* (B,T), (B,T,V) or NULL */
+} naive_ctx;
+
+static iapo_status naive_forward(naive_ctx *x, int rows)
+{
+	return iapo_fwd_forward(x->f, x->tok, x->len, x->tgt, rows, x->T, NULL, x->ent, x->logits);
+}
+
+/* E for up to B positions (ob, ot) at once: prefix + postfix, then N − 1
+ * greedy tokens, each step a full forward of every row. */
+static iapo_status naive_positions(naive_ctx *x, const iapo_info_opts *o, const iapo_info_batch *b, const int *ob,
+				   const int *ot, int rows, float *E, int ld)
+{
+	const int K = o->n_postfix;
+	for (int r = 0; r < rows; r++) {
+		int i = ob[r], t = ot[r], P = b->plen[i], *row = x->tok + (size_t)r * x->T;
+		memcpy(row, b->prompts[i], sizeof(int) * (size_t)P);
+		if (t > 0) memcpy(row + P, b->comps[i], sizeof(int) * (size_t)t);
+		memcpy(row + P + t, o->postfix, sizeof(int) * (size_t)K);
+		x->len[r] = P + t + K;
+		E[(size_t)i * ld + t] = 0;
+	}
+	for (int s = 0; s < o->answer_tokens; s++) {
+		IAPO_TRY(naive_forward(x, rows));
+		for (int r = 0; r < rows; r++) {
+			size_t last = (size_t)r * x->T + (size_t)x->len[r] - 1;
+			E[(size_t)ob[r] * ld + ot[r]] += x->ent[last];
+			if (s + 1 < o->answer_tokens) {
+				int a = iapo_sample_argmax(x->logits + last * x->V, x->V);
+				if (a < 0)
+					return iapo_fail(IAPO_ERR_NUMERIC, "information oracle: sequence %d, position %d: NaN logits",
+							 ob[r], ot[r]);
+				x->tok[last + 1] = a;
+				x->len[r]++;
+			}
+		}
+	}
+	return IAPO_OK;
+}
+
+iapo_status iapo_info_naive(const iapo_weights *w, const iapo_info_opts *o, const iapo_info_batch *b, float *E,
+			    float *C, int ld)
+{
+	IAPO_TRY(check_opts(w, o));
+	int Tfull = 1;
+	if (b)
+		for (int i = 0; i < b->n; i++)
+			if (b->plen[i] + b->clen[i] > Tfull) Tfull = b->plen[i] + b->clen[i];
+	IAPO_TRY(check_batch(w, b, b ? b->n : 0, Tfull, ld));
+	if (!E) return iapo_fail(IAPO_ERR_ARG, "information oracle: E: expected an output array, found NULL");
+	const int answer = o->predict == IAPO_PREDICT_ANSWER;
+	naive_ctx x;
+	memset(&x, 0, sizeof x);
+	x.B = NAIVE_BATCH;
+	x.T = Tfull + (answer ? o->n_postfix + o->answer_tokens - 1 : 0);
+	x.V = w->cfg.V;
+	const size_t BT = (size_t)x.B * x.T;
+	iapo_status st = IAPO_OK;
+	int ob[NAIVE_BATCH], ot[NAIVE_BATCH];
+	IAPO_CHECK(st, iapo_fwd_new(w, x.B, x.T, 0, &x.f));
+	iapo_fwd_set_temperature(x.f, o->temperature);
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.tok, sizeof(int) * BT, "oracle tokens"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.tgt, sizeof(int) * BT, "oracle targets"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.len, sizeof(int) * (size_t)x.B, "oracle lengths"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.ent, sizeof(float) * BT, "oracle entropies"));
+	if (answer && o->answer_tokens > 1)
+		IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.logits, sizeof(float) * BT * (size_t)x.V, "oracle logits"));
+	for (size_t k = 0; k < BT; k++) x.tgt[k] = -1;
+
+	/* C (and next_token's E): whole sequences, entropy of rows P−1 .. P+L−1 */
+	for (int i0 = 0; i0 < b->n; i0 += x.B) {
+		int rows = b->n - i0 < x.B ? b->n - i0 : x.B;
+		for (int r = 0; r < rows; r++) {
+			int i = i0 + r, P = b->plen[i], L = b->clen[i];
+			memcpy(x.tok + (size_t)r * x.T, b->prompts[i], sizeof(int) * (size_t)P);
+			if (L > 0) memcpy(x.tok + (size_t)r * x.T + P, b->comps[i], sizeof(int) * (size_t)L);
+			x.len[r] = P + L;
+		}
+		IAPO_CHECK(st, naive_forward(&x, rows));
+		for (int r = 0; r < rows; r++) {
+			int i = i0 + r, P = b->plen[i], L = b->clen[i];
+			for (int t = 0; t <= L; t++) {
+				float h = x.ent[(size_t)r * x.T + P - 1 + t];
+				if (C) C[(size_t)i * ld + t] = h;
+				if (!answer) E[(size_t)i * ld + t] = h;
+			}
+		}
+	}
+	if (answer) {
+		int rows = 0;
+		for (int i = 0; i < b->n; i++)
+			for (int t = 0; t <= b->clen[i]; t++) {
+				ob[rows] = i;
+				ot[rows] = t;
+				if (++rows == x.B) {
+					IAPO_CHECK(st, naive_positions(&x, o, b, ob, ot, rows, E, ld));
+					rows = 0;
+				}
+			}
+		if (rows > 0) IAPO_CHECK(st, naive_positions(&x, o, b, ob, ot, rows, E, ld));
+	}
+fail:
+	iapo_fwd_free(x.f);
+	iapo_free(x.tok);
+	iapo_free(x.tgt);
+	iapo_free(x.len);
+	iapo_free(x.ent);
+	iapo_free(x.logits);
+	return st;
+}

@@ -1,0 +1,124 @@
+/*
+ * info.h — IAPO's early-exit estimator (DESIGN §5, iapo-reference §4.2-4.4):
+ * for every completion position t = 0..L of a batch of prompt + completion
+ * sequences,
+ *   E_t = entropy (fp32, logits / temperature) of the policy's next-token
+ *         distribution after prompt + o_<t + postfix — the answer entropy
+ *         once the reasoning is cut before o_t (E_L: after the whole
+ *         completion). The postfix is a few token ids, normally the
+ *         tokenization of "</think><answer>" (IAPO_INFO_POSTFIX);
+ *   C_t = the ordinary next-token entropy at t, i.e. of the distribution o_t
+ *         was sampled from (C_L: after the whole completion).
+ * predict next_token (the paper's ablation): E_t := C_t, no postfix pass.
+ * answer_tokens N > 1 (our extension, DESIGN §5): E_t sums the entropies of
+ * the first N answer tokens, teacher-forced on the model's own greedy answer
+ * at that prefix (N − 1 greedy steps after the postfix).
+ *
+ * Fast path (iapo_info_compute): one pass through the KV cache fills each
+ * sequence's slot with prompt + completion (its logits give C); then the
+ * positions of the whole batch are taken in chunks: for each position t of a
+ * chunk, K postfix rows at the TRUE positions P+t .. P+t+K−1 attend to the
+ * cached prefix [0, P+t) of their own sequence (o_t excluded) plus their own
+ * earlier postfix rows, kept in scratch slots (kvcache.h's two-span rows: no
+ * copy of the cache). All rows of a chunk go through each weight matrix as one
+ * GEMM (up to the cache's row limit), and only the last postfix row of each
+ * position is projected to the vocabulary; entropies are taken per chunk, so
+ * no more than (chunk, V) logits ever exist.
+ * Differences from the authors' code, all deliberate (iapo-reference §9.5,
+ * §9.7): true positions instead of the code's shared padded position maxlen..
+ * (which puts a gap of up to chunk−1 positions before the postfix); no pad
+ * tokens (sequences are ragged, so nothing attends to left-pad or post-EOS
+ * tokens); fp32 entropies instead of bf16. A chunk here counts positions of
+ * the whole batch (a chunk may span sequences), not positions per sequence.
+ *
+ * Naive path (iapo_info_naive, the oracle): for each (sequence, t) a full
+ * training forward (transformer.h) of prompt + o_<t + postfix, reading the
+ * last row's entropy; nothing shared with the cache code above the kernels.
+ *
+ * Memory: iapo_info_new allocates everything (the cache for Bmax sequences
+ * of Tmax tokens, scratch slots for a chunk, (rows, V) logits); compute
+ * allocates nothing. The weights are borrowed and read on every call, so
+ * they may change between calls (an optimiser step), never during one.
+ * Threads: one iapo_info at a time per thread; the work inside is OpenMP.
+ * Left out: gradients (the estimator is no-grad), reuse of the rollout's own
+ * cache (the prefill is recomputed; bench/info.c measures its share), packing
+ * all postfixes into one tree-masked pass, estimating at a subset of
+ * positions.
+ */
+#ifndef IAPO_RL_INFO_H
+#define IAPO_RL_INFO_H
+
+#include <stddef.h>
+
+#include "iapo.h"
+#include "model/weights.h"
+
+/* The default postfix text: as in the authors' code, no newline between the
+ * tags (iapo-reference §4.3, §9.6). */
+#define IAPO_INFO_POSTFIX "</think><answer>"
+
+typedef enum { IAPO_PREDICT_ANSWER = 0, IAPO_PREDICT_NEXT_TOKEN = 1 } iapo_predict;
+/* "answer", "next_token"; parse also takes the code's name "last_token" for answer. */
+const char *iapo_predict_str(iapo_predict p);
+iapo_status iapo_predict_parse(const char *s, iapo_predict *p);
+
+typedef struct {
+	iapo_predict predict;
+	const int *postfix; /* (n_postfix) token ids, copied by iapo_info_new; answer mode needs >= 1 */
+	int n_postfix;
+	int answer_tokens;  /* N >= 1 (1 = the paper) */
+	float temperature;  /* > 0; logits are divided by it before the entropy */
+	int chunk;          /* positions per pass; 0 = automatic from mem_budget */
+	size_t mem_budget;  /* bytes for the chunk's scratch and logits when chunk == 0; 0 = 256 MiB */
+} iapo_info_opts;
+
+/* answer mode, no postfix (set one), N = 1, temperature 1, automatic chunk. */
+iapo_info_opts iapo_info_defaults(void);
+
+/* A batch of n sequences: prompt i = prompts[i][0..plen[i]) (plen >= 1),
+ * completion i = comps[i][0..clen[i]) (clen >= 0; comps[i] may be NULL when
+ * clen[i] == 0). */
+typedef struct {
+	int n;
+	const int *const *prompts;
+	const int *plen;
+	const int *const *comps;
+	const int *clen;
+} iapo_info_batch;
+
+/* What one call did (wall seconds, rows through the model). */
+typedef struct {
+	double seconds_prefill, seconds_pass;
+	long rows_prefill, rows_pass; /* rows_pass: postfix and greedy answer rows */
+	long positions;               /* Σ (clen + 1) */
+} iapo_info_stats;
+
+typedef struct iapo_info iapo_info;
+
+/* An estimator for up to Bmax sequences of up to Tmax = plen + clen tokens.
+ * Errors: ARG (bad shapes or options: no postfix in answer mode, N < 1,
+ * temperature <= 0, a postfix id outside the vocabulary), NOMEM,
+ * UNSUPPORTED (a head dim the cache cannot hold). */
+iapo_status iapo_info_new(const iapo_weights *w, int Bmax, int Tmax, const iapo_info_opts *o, iapo_info **out);
+void iapo_info_free(iapo_info *e);
+/* Positions per pass (the option, or what the memory budget gave). */
+int iapo_info_chunk(const iapo_info *e);
+/* Bytes held (cache, scratch, logits). */
+size_t iapo_info_bytes(const iapo_info *e);
+
+/* Fills E[i*ld + t] for t = 0..clen[i] and, when C != NULL, C[i*ld + t] for
+ * t = 0..clen[i] (C_L included); other entries are left alone, so ld >= the
+ * longest clen + 1. stats may be NULL. Allocates nothing. Errors (nothing
+ * computed): ARG (n > Bmax, plen < 1, plen + clen > Tmax, a token outside
+ * the vocabulary, ld too small); NUMERIC when the model gives a non-finite
+ * entropy or no greedy answer token (NaN logits), naming the sequence and t. */
+iapo_status iapo_info_compute(iapo_info *e, const iapo_info_batch *b, float *E, float *C, int ld,
+			      iapo_info_stats *stats);
+
+/* The same numbers by brute force: a full training forward per (sequence,
+ * t) (and per greedy answer token), several prefixes batched per forward.
+ * Allocates per call. For tests and benchmarks. */
+iapo_status iapo_info_naive(const iapo_weights *w, const iapo_info_opts *o, const iapo_info_batch *b, float *E,
+			    float *C, int ld);
+
+#endif
