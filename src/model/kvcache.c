@@ -153,6 +153,13 @@ static inline float *cache_at(const iapo_kv *kv, float *cache, int l, int seq, i
  * (about 2 ulp) written without branches so a tile's exponentials vectorise;
  * libm's expf does not under our flags. Underflows to ~1e-38, not 0, which is
  * negligible next to the tile's largest term (exp(0) = 1). */
+/* A named type: clang 14 rejects an anonymous union declared inside a
+ * "declare simd" function (the fuzz build compiles this file with clang). */
+typedef union {
+	int32_t i;
+	float f;
+} f32_bits;
+
 #pragma omp declare simd
 static inline float exp_nonpos(float x)
 {
@@ -166,10 +173,7 @@ static inline float exp_nonpos(float x)
 	y = y * r + 1.6666665459e-1f;
 	y = y * r + 5.0000001201e-1f;
 	y = y * r * r + r + 1.0f;
-	union {
-		int32_t i;
-		float f;
-	} p = {.i = ((int32_t)fx + 127) << 23};
+	f32_bits p = {.i = ((int32_t)fx + 127) << 23};
 	return y * p.f;
 }
 
