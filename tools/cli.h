@@ -13,6 +13,7 @@
 int cmd_init(int, char **);
 int cmd_tokenize(int, char **);
 int cmd_generate(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 
 /* Prints "iapo CMD: message" and a pointer to --help, exits 2. */

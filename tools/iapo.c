@@ -14,6 +14,7 @@ static const struct {
 } commands[] = {
 	{"init", cmd_init, "write a randomly initialised model directory from a config.json"},
 	{"generate", cmd_generate, "sample completions of a prompt (chat template applied)"},
+	{"train", cmd_train, "RL post-training (GRPO) of a model on a JSONL dataset, with checkpoints and resume"},
 	{"eval", cmd_eval, "pass@k, length@k and token efficiency of a model or of every checkpoint of a run"},
 	{"tokenize", cmd_tokenize, "text lines to token ids (or ids to text with --decode)"},
 	{NULL, NULL, NULL},

@@ -1,0 +1,107 @@
+/*
+ * train_internal.h — the trainer's state, shared by its files: trainer.c
+ * (setup and the step), train_state.c (run directory, metrics.jsonl,
+ * checkpoints and resume). Not part of the public API.
+ */
+#ifndef IAPO_RL_TRAIN_INTERNAL_H
+#define IAPO_RL_TRAIN_INTERNAL_H
+
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+
+#include "model/generate.h"
+#include "model/transformer.h"
+#include "rl/dataset.h"
+#include "rl/grpo.h"
+#include "rl/reward.h"
+#include "rl/schedule.h"
+#include "rl/trainer.h"
+
+#define TRAIN_PATH 4096
+#define TRAIN_MAX_EOS (IAPO_MAX_EOS + 16)
+
+struct iapo_trainer {
+	iapo_train_opts o;
+	iapo_data_format fmt;
+	iapo_loss_type loss_type;
+	iapo_lr_schedule sched;
+	int scale_rewards;
+	iapo_reward_weights rw;
+	char last_ckpt[TRAIN_PATH];
+
+	iapo_tokenizer *tok;
+	iapo_weights w;   /* the policy, trained in place */
+	iapo_weights ref; /* frozen initial weights (block NULL when beta = 0) */
+	size_t n_params;
+	float *grad, *m, *v; /* (n_params) each, the weights' layout */
+	long adam_t;         /* AdamW updates made */
+
+	iapo_dataset train, eval;
+	int have_eval;
+	int *pool;           /* every training prompt's tokens, back to back */
+	size_t *prompt_off;  /* (train.n) */
+	int *prompt_len;     /* (train.n) after left truncation */
+	int Tp;              /* longest prompt */
+	int eos[TRAIN_MAX_EOS], n_eos;
+
+	/* layout */
+	int P, G, N, mb, R, Tc, T, mu;
+	long per_epoch; /* rollouts per epoch */
+	long total;     /* optimizer steps of the run */
+
+	iapo_fwd *fwd, *ref_fwd;
+	iapo_kv *kv;
+
+	size_t *perm; /* data order of epoch perm_epoch */
+	long perm_epoch;
+
+	/* rollout buffer: N sequences in groups of G */
+	long buf_gen; /* rollout (generation step) it holds, -1: none */
+	int *row, *plen, *clen, *finish, *correct, *fmt_ok; /* (N) */
+	float *reward, *seq_adv;                             /* (N) */
+	int *ctok;                                           /* (N, Tc) */
+	float *adv, *old_logp, *ref_logp;                    /* (N, Tc) */
+	const int **pptr;                                    /* (N) prompt pointers */
+	const int **gen_ptr;                                 /* (R) */
+	int *gen_len;                                        /* (R) */
+	uint64_t *keys;                                      /* (R) */
+	iapo_gen_result *res;                                /* (R) */
+	double rollout_secs, scoring_secs, reference_secs;   /* of the buffer's rollout */
+
+	/* micro-batch scratch, (mb, T) */
+	int *mtok, *mlen, *mtgt;
+	float *mlogp, *ment, *mold, *mref, *madv, *mmask, *mdlogp;
+
+	/* progress */
+	long step; /* optimizer steps done */
+	int bad_streak;
+	int has_best;
+	double best_metric;
+	long best_step;
+	long best_ckpt_step; /* checkpoint saved at best_step, -1 none */
+	cJSON *log_history; /* array of metrics objects, as HF's trainer_state */
+	FILE *metrics;
+	long saved_step; /* step of the last checkpoint, -1 none */
+
+	iapo_advantage_fn adv_fn;
+	void *adv_ctx;
+};
+
+/* train_state.c */
+/* Prepares RUN_DIR for a new run (refuses one holding another run unless
+ * --overwrite) or, with --resume, finds the checkpoint to load: *ckpt_step
+ * = its step (-1 when starting fresh). */
+iapo_status train_run_dir_prepare(iapo_trainer *tr, long *ckpt_step);
+/* Loads optimizer.bin, trainer_state.json, rng_state.json (and rollout.bin)
+ * of checkpoint `step`, truncates metrics.jsonl to it. Weights are loaded by
+ * the caller. */
+iapo_status train_resume(iapo_trainer *tr, long step);
+/* Writes config.json and opens metrics.jsonl for appending. */
+iapo_status train_open_outputs(iapo_trainer *tr);
+/* Appends the step's line to metrics.jsonl and log_history. eval may be NULL. */
+iapo_status train_log_metrics(iapo_trainer *tr, const iapo_step_metrics *m, const cJSON *eval);
+/* The checkpoint of the current step. */
+iapo_status train_save(iapo_trainer *tr);
+
+#endif

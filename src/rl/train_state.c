@@ -1,0 +1,532 @@
+/*
+ * train_state.c — the trainer's run directory: config.json, metrics.jsonl,
+ * checkpoint-N/ (HF model dir + optimizer.bin + trainer_state.json +
+ * rng_state.json, and rollout.bin when a multi-pass rollout is half used),
+ * and resuming from the latest checkpoint.
+ *
+ * trainer_state.json follows HF's TrainerState where the fields mean the
+ * same (global_step, epoch, max_steps, num_train_epochs, train_batch_size,
+ * best_metric, best_global_step, best_model_checkpoint, log_history) and
+ * adds what a bit-identical resume needs (adam_step, bad_steps_in_a_row,
+ * rollout_step, data position). It is written last inside the temporary
+ * directory, so a checkpoint-N with trainer_state.json is complete; the
+ * directory itself appears by one rename.
+ *
+ * Not here: the step (trainer.c), the optimizer.bin format (checkpoint.c).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/mem.h"
+#include "core/status.h"
+#include "io/fs.h"
+#include "io/json.h"
+#include "rl/checkpoint.h"
+#include "rl/train_internal.h"
+
+#define STATE_FILE "trainer_state.json"
+#define RNG_FILE "rng_state.json"
+#define ROLLOUT_FILE "rollout.bin"
+#define METRICS_FILE "metrics.jsonl"
+#define ROLLOUT_MAGIC "IAPOROLL"
+#define ROLLOUT_VERSION 1u
+#define ROLLOUT_HEADER 64
+
+static cJSON *num(double v)
+{
+	char buf[40];
+	if (!isfinite(v)) return cJSON_CreateNull();
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(buf, sizeof buf, "%.*g", prec, v);
+		if (strtod(buf, NULL) == v) break;
+	}
+	if (!strpbrk(buf, ".eEn")) strcat(buf, ".0");
+	return cJSON_CreateRaw(buf);
+}
+
+/* Adds to obj; on allocation failure flags *oom (checked once at the end). */
+static void add(cJSON *obj, const char *key, cJSON *v, int *oom)
+{
+	if (!v || !cJSON_AddItemToObject(obj, key, v)) {
+		cJSON_Delete(v);
+		*oom = 1;
+	}
+}
+
+static iapo_status write_json(const char *dir, const char *name, const cJSON *root, int atomic)
+{
+	char path[TRAIN_PATH];
+	IAPO_TRY(iapo_fs_join(path, sizeof path, dir, name));
+	char *text = cJSON_Print(root);
+	if (!text) return iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory", path);
+	size_t n = strlen(text);
+	text[n] = '\n'; /* replace the NUL: files end with a newline */
+	iapo_status st = atomic ? iapo_fs_write_file_atomic(path, text, n + 1) : iapo_fs_write_file(path, text, n + 1);
+	iapo_free(text);
+	return st;
+}
+
+/* ---- run directory -------------------------------------------------------- */
+
+static int holds_run(const char *dir)
+{
+	char p[TRAIN_PATH];
+	if (iapo_fs_join(p, sizeof p, dir, METRICS_FILE) == IAPO_OK && iapo_fs_exists(p)) return 1;
+	long k = -1;
+	if (iapo_checkpoint_latest(dir, NULL, &k) != IAPO_OK) return 0;
+	return k >= 0;
+}
+
+iapo_status train_run_dir_prepare(iapo_trainer *tr, long *ckpt_step)
+{
+	const char *out = tr->o.out;
+	*ckpt_step = -1;
+	if (tr->o.resume) {
+		if (!iapo_fs_is_dir(out))
+			return iapo_fail(IAPO_ERR_IO, "%s: --resume: expected an existing run directory, found %s", out,
+					 iapo_fs_exists(out) ? "a file" : "nothing");
+		IAPO_TRY(iapo_checkpoint_clean(out));
+		IAPO_TRY(iapo_checkpoint_latest(out, STATE_FILE, ckpt_step));
+		if (*ckpt_step < 0)
+			return iapo_fail(IAPO_ERR_IO, "%s: --resume: expected a checkpoint-N/ directory holding %s, found none",
+					 out, STATE_FILE);
+		return IAPO_OK;
+	}
+	if (iapo_fs_exists(out) && !iapo_fs_is_dir(out))
+		return iapo_fail(IAPO_ERR_IO, "%s: --out: expected a directory, found a file", out);
+	if (iapo_fs_is_dir(out) && holds_run(out)) {
+		if (!tr->o.overwrite)
+			return iapo_fail(IAPO_ERR_ARG,
+					 "%s: holds an earlier run (metrics.jsonl or checkpoint-N/): add --resume to continue it "
+					 "or --overwrite to start again",
+					 out);
+		char p[TRAIN_PATH];
+		IAPO_TRY(iapo_fs_join(p, sizeof p, out, METRICS_FILE));
+		IAPO_TRY(iapo_fs_remove_all(p));
+		long k;
+		while (iapo_checkpoint_latest(out, NULL, &k) == IAPO_OK && k >= 0) {
+			IAPO_TRY(iapo_checkpoint_dir(out, k, p, sizeof p));
+			IAPO_TRY(iapo_fs_remove_all(p));
+		}
+	}
+	IAPO_TRY(iapo_fs_mkdir_p(out));
+	return iapo_checkpoint_clean(out);
+}
+
+iapo_status train_open_outputs(iapo_trainer *tr)
+{
+	cJSON *cfg = iapo_train_opts_to_json(&tr->o);
+	if (!cfg) return iapo_fail(IAPO_ERR_NOMEM, "config.json: out of memory");
+	iapo_status st = write_json(tr->o.out, "config.json", cfg, 1);
+	cJSON_Delete(cfg);
+	IAPO_TRY(st);
+	char p[TRAIN_PATH];
+	IAPO_TRY(iapo_fs_join(p, sizeof p, tr->o.out, METRICS_FILE));
+	tr->metrics = fopen(p, "a");
+	if (!tr->metrics) return iapo_fail(IAPO_ERR_IO, "%s: cannot open for appending", p);
+	return IAPO_OK;
+}
+
+/* ---- metrics -------------------------------------------------------------- */
+
+static cJSON *metrics_json(const iapo_step_metrics *m, const cJSON *eval)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (!o) return NULL;
+	int oom = 0;
+	add(o, "step", cJSON_CreateNumber((double)m->step), &oom);
+	add(o, "epoch", num(m->epoch), &oom);
+	add(o, "iteration", cJSON_CreateNumber(m->iteration), &oom);
+	add(o, "reward_mean", num(m->reward_mean), &oom);
+	add(o, "reward_std", num(m->reward_std), &oom);
+	add(o, "frac_reward_zero_std", num(m->frac_reward_zero_std), &oom);
+	add(o, "accuracy", num(m->accuracy), &oom);
+	add(o, "format_rate", num(m->format_rate), &oom);
+	add(o, "completion_length_mean", num(m->length_mean), &oom);
+	add(o, "completion_length_min", cJSON_CreateNumber(m->length_min), &oom);
+	add(o, "completion_length_max", cJSON_CreateNumber(m->length_max), &oom);
+	add(o, "clipped_ratio", num(m->clipped_ratio), &oom);
+	add(o, "kl", num(m->kl), &oom);
+	add(o, "entropy", num(m->entropy), &oom);
+	add(o, "loss", num(m->loss), &oom);
+	add(o, "grad_norm", num(m->grad_norm), &oom);
+	add(o, "learning_rate", num(m->lr), &oom);
+	add(o, "ratio_mean", num(m->ratio_mean), &oom);
+	add(o, "clip_ratio_low", num(m->clip_low), &oom);
+	add(o, "clip_ratio_high", num(m->clip_high), &oom);
+	add(o, "tokens", cJSON_CreateNumber(m->tokens), &oom);
+	add(o, "skipped", cJSON_CreateBool(m->skipped), &oom);
+	if (m->has_eval) {
+		add(o, "eval_accuracy", num(m->eval_accuracy), &oom);
+		add(o, "eval_format_rate", num(m->eval_format_rate), &oom);
+		add(o, "eval_length_mean", num(m->eval_length_mean), &oom);
+		add(o, "eval_truncated_rate", num(m->eval_truncated_rate), &oom);
+		add(o, "eval_pass@1", num(m->eval_pass_at_1), &oom);
+		add(o, "eval_problems", cJSON_CreateNumber((double)m->eval_problems), &oom);
+		add(o, "eval_samples", cJSON_CreateNumber((double)m->eval_samples), &oom);
+		const cJSON *pk = eval ? cJSON_GetObjectItemCaseSensitive(eval, "pass_at_k") : NULL;
+		const cJSON *lk = eval ? cJSON_GetObjectItemCaseSensitive(eval, "length_at_k") : NULL;
+		if (pk) add(o, "eval_pass_at_k", cJSON_Duplicate(pk, 1), &oom);
+		if (lk) add(o, "eval_length_at_k", cJSON_Duplicate(lk, 1), &oom);
+	}
+	add(o, "seconds_rollout", num(m->seconds_rollout), &oom);
+	add(o, "seconds_scoring", num(m->seconds_scoring), &oom);
+	add(o, "seconds_reference", num(m->seconds_reference), &oom);
+	add(o, "seconds_update", num(m->seconds_update), &oom);
+	if (m->has_eval) add(o, "seconds_eval", num(m->seconds_eval), &oom);
+	add(o, "seconds_total", num(m->seconds_total), &oom);
+	if (oom) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
+iapo_status train_log_metrics(iapo_trainer *tr, const iapo_step_metrics *m, const cJSON *eval)
+{
+	cJSON *o = metrics_json(m, eval);
+	char *line = o ? cJSON_PrintUnformatted(o) : NULL;
+	if (!line || !cJSON_AddItemToArray(tr->log_history, o)) {
+		iapo_free(line);
+		cJSON_Delete(o);
+		return iapo_fail(IAPO_ERR_NOMEM, "metrics: out of memory");
+	}
+	int bad = fputs(line, tr->metrics) < 0 || fputc('\n', tr->metrics) == EOF || fflush(tr->metrics) != 0;
+	iapo_free(line);
+	if (bad) return iapo_fail(IAPO_ERR_IO, "%s/" METRICS_FILE ": write failed", tr->o.out);
+	return IAPO_OK;
+}
+
+/* Keeps the lines of metrics.jsonl up to step `step` (a resumed run rewrites
+ * the rest); a torn last line is dropped. */
+static iapo_status truncate_metrics(const iapo_trainer *tr, long step)
+{
+	char p[TRAIN_PATH];
+	IAPO_TRY(iapo_fs_join(p, sizeof p, tr->o.out, METRICS_FILE));
+	if (!iapo_fs_exists(p)) return iapo_fs_write_file_atomic(p, "", 0);
+	char *data;
+	size_t len;
+	IAPO_TRY(iapo_fs_read_file(p, (size_t)4 << 30, &data, &len));
+	size_t keep = 0, pos = 0;
+	long line = 0;
+	iapo_status st = IAPO_OK;
+	while (pos < len) {
+		char *nl = memchr(data + pos, '\n', len - pos);
+		if (!nl) break; /* torn line */
+		line++;
+		size_t n = (size_t)(nl - (data + pos));
+		cJSON *o = cJSON_ParseWithLength(data + pos, n);
+		const cJSON *s = o ? cJSON_GetObjectItemCaseSensitive(o, "step") : NULL;
+		if (!cJSON_IsNumber(s)) {
+			st = iapo_fail(IAPO_ERR_FORMAT, "%s: line %ld: expected a JSON object with a \"step\", found %.40s", p,
+				       line, data + pos);
+			cJSON_Delete(o);
+			break;
+		}
+		double k = s->valuedouble;
+		cJSON_Delete(o);
+		if (k > (double)step) break;
+		pos += n + 1;
+		keep = pos;
+	}
+	if (st == IAPO_OK && keep != len) st = iapo_fs_write_file_atomic(p, data, keep);
+	iapo_free(data);
+	return st;
+}
+
+/* ---- rollout.bin: the rollout buffer between passes of --iterations ------- */
+
+typedef struct {
+	void *p;
+	size_t bytes;
+} span;
+
+static int rollout_spans(iapo_trainer *tr, span *s)
+{
+	const size_t N = (size_t)tr->N, NT = N * (size_t)tr->Tc;
+	int k = 0;
+	s[k++] = (span){tr->row, N * 4};
+	s[k++] = (span){tr->plen, N * 4};
+	s[k++] = (span){tr->clen, N * 4};
+	s[k++] = (span){tr->finish, N * 4};
+	s[k++] = (span){tr->correct, N * 4};
+	s[k++] = (span){tr->fmt_ok, N * 4};
+	s[k++] = (span){tr->reward, N * 4};
+	s[k++] = (span){tr->seq_adv, N * 4};
+	s[k++] = (span){tr->ctok, NT * 4};
+	s[k++] = (span){tr->adv, NT * 4};
+	s[k++] = (span){tr->old_logp, NT * 4};
+	s[k++] = (span){tr->ref_logp, NT * 4};
+	return k;
+}
+
+static iapo_status rollout_save(iapo_trainer *tr, const char *dir)
+{
+	span s[16];
+	int k = rollout_spans(tr, s);
+	size_t total = ROLLOUT_HEADER;
+	for (int i = 0; i < k; i++) total += s[i].bytes;
+	unsigned char *buf = iapo_calloc(1, total);
+	if (!buf) return iapo_fail(IAPO_ERR_NOMEM, "rollout.bin: out of memory (%zu bytes)", total);
+	size_t off = ROLLOUT_HEADER;
+	for (int i = 0; i < k; i++) {
+		memcpy(buf + off, s[i].p, s[i].bytes);
+		off += s[i].bytes;
+	}
+	uint32_t hdr[4] = {ROLLOUT_VERSION, (uint32_t)tr->N, (uint32_t)tr->Tc, (uint32_t)tr->G};
+	int64_t gen = tr->buf_gen;
+	uint64_t sum = iapo_checkpoint_checksum(buf + ROLLOUT_HEADER, total - ROLLOUT_HEADER);
+	memcpy(buf, ROLLOUT_MAGIC, 8);
+	memcpy(buf + 8, hdr, sizeof hdr);
+	memcpy(buf + 24, &gen, 8);
+	memcpy(buf + 32, &sum, 8);
+	char p[TRAIN_PATH];
+	iapo_status st = iapo_fs_join(p, sizeof p, dir, ROLLOUT_FILE);
+	if (st == IAPO_OK) st = iapo_fs_write_file(p, buf, total);
+	iapo_free(buf);
+	return st;
+}
+
+static iapo_status rollout_load(iapo_trainer *tr, const char *dir, long gen)
+{
+	char p[TRAIN_PATH];
+	IAPO_TRY(iapo_fs_join(p, sizeof p, dir, ROLLOUT_FILE));
+	span s[16];
+	int k = rollout_spans(tr, s);
+	size_t total = ROLLOUT_HEADER;
+	for (int i = 0; i < k; i++) total += s[i].bytes;
+	if (!iapo_fs_exists(p))
+		return iapo_fail(IAPO_ERR_FORMAT,
+				 "%s: expected the rollout buffer (the checkpoint stops between --iterations passes), found no file", p);
+	unsigned char *buf;
+	size_t len;
+	IAPO_TRY(iapo_fs_read_file(p, total + 1, (char **)&buf, &len));
+	iapo_status st = IAPO_OK;
+	uint32_t hdr[4];
+	int64_t g;
+	uint64_t sum;
+	if (len < ROLLOUT_HEADER || memcmp(buf, ROLLOUT_MAGIC, 8)) {
+		st = iapo_fail(IAPO_ERR_FORMAT, "%s: expected the magic \"" ROLLOUT_MAGIC "\", found other bytes", p);
+		goto done;
+	}
+	memcpy(hdr, buf + 8, sizeof hdr);
+	memcpy(&g, buf + 24, 8);
+	memcpy(&sum, buf + 32, 8);
+	if (hdr[0] != ROLLOUT_VERSION || hdr[1] != (uint32_t)tr->N || hdr[2] != (uint32_t)tr->Tc ||
+	    hdr[3] != (uint32_t)tr->G || g != gen) {
+		st = iapo_fail(IAPO_ERR_FORMAT,
+			       "%s: expected version %u, %d sequences, %d completion tokens, group %d, rollout %ld; found "
+			       "%u, %u, %u, %u, %lld",
+			       p, ROLLOUT_VERSION, tr->N, tr->Tc, tr->G, gen, hdr[0], hdr[1], hdr[2], hdr[3], (long long)g);
+		goto done;
+	}
+	if (len != total) {
+		st = iapo_fail(IAPO_ERR_FORMAT, "%s: size: expected %zu bytes, found %zu%s", p, total, len,
+			       len < total ? " (truncated)" : "");
+		goto done;
+	}
+	if (iapo_checkpoint_checksum(buf + ROLLOUT_HEADER, total - ROLLOUT_HEADER) != sum) {
+		st = iapo_fail(IAPO_ERR_FORMAT, "%s: checksum: expected the header's, found another: the file is corrupted", p);
+		goto done;
+	}
+	size_t off = ROLLOUT_HEADER;
+	for (int i = 0; i < k; i++) {
+		memcpy(s[i].p, buf + off, s[i].bytes);
+		off += s[i].bytes;
+	}
+	for (int i = 0; i < tr->N; i++) {
+		int r = tr->row[i];
+		if (r < 0 || (size_t)r >= tr->train.n || tr->plen[i] != tr->prompt_len[r] || tr->clen[i] < 0 ||
+		    tr->clen[i] > tr->Tc) {
+			st = iapo_fail(IAPO_ERR_FORMAT, "%s: sequence %d: expected a row of the training data and its prompt "
+				       "length, found row %d of length %d (was --data changed?)", p, i, r, tr->plen[i]);
+			goto done;
+		}
+		tr->pptr[i] = tr->pool + tr->prompt_off[r];
+	}
+	tr->buf_gen = gen;
+done:
+	iapo_free(buf);
+	return st;
+}
+
+/* ---- checkpoints ---------------------------------------------------------- */
+
+static cJSON *state_json(const iapo_trainer *tr, const char *ckpt_final)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (!o) return NULL;
+	int oom = 0;
+	long next_gen = tr->step / tr->mu;
+	add(o, "global_step", cJSON_CreateNumber((double)tr->step), &oom);
+	add(o, "epoch", num((double)tr->step / (double)(tr->per_epoch * tr->mu)), &oom);
+	add(o, "max_steps", cJSON_CreateNumber((double)tr->total), &oom);
+	add(o, "num_train_epochs", cJSON_CreateNumber((double)tr->o.epochs), &oom);
+	add(o, "steps_per_epoch", cJSON_CreateNumber((double)(tr->per_epoch * tr->mu)), &oom);
+	add(o, "train_batch_size", cJSON_CreateNumber(tr->N), &oom);
+	add(o, "prompts_per_step", cJSON_CreateNumber(tr->P), &oom);
+	add(o, "num_generations", cJSON_CreateNumber(tr->G), &oom);
+	add(o, "iterations", cJSON_CreateNumber(tr->mu), &oom);
+	add(o, "save_steps", cJSON_CreateNumber((double)tr->o.save_steps), &oom);
+	add(o, "eval_steps", cJSON_CreateNumber((double)tr->o.eval_steps), &oom);
+	add(o, "data_epoch", cJSON_CreateNumber((double)(next_gen / tr->per_epoch)), &oom);
+	add(o, "data_position", cJSON_CreateNumber((double)((next_gen % tr->per_epoch) * tr->P)), &oom);
+	add(o, "rollout_step", cJSON_CreateNumber((double)next_gen), &oom);
+	add(o, "adam_step", cJSON_CreateNumber((double)tr->adam_t), &oom);
+	add(o, "bad_steps_in_a_row", cJSON_CreateNumber(tr->bad_streak), &oom);
+	add(o, "seed", cJSON_CreateNumber((double)tr->o.seed), &oom);
+	add(o, "metric_for_best_model", cJSON_CreateString("eval_accuracy"), &oom);
+	add(o, "best_metric", tr->has_best ? num(tr->best_metric) : cJSON_CreateNull(), &oom);
+	add(o, "best_global_step", tr->has_best ? cJSON_CreateNumber((double)tr->best_step) : cJSON_CreateNull(), &oom);
+	char best[TRAIN_PATH];
+	const char *bp = NULL;
+	if (tr->has_best && tr->best_step == tr->step && ckpt_final)
+		bp = ckpt_final;
+	else if (tr->has_best && tr->best_ckpt_step == tr->best_step &&
+		 iapo_checkpoint_dir(tr->o.out, tr->best_step, best, sizeof best) == IAPO_OK)
+		bp = best;
+	add(o, "best_model_checkpoint", bp ? cJSON_CreateString(bp) : cJSON_CreateNull(), &oom);
+	add(o, "iapo_version", cJSON_CreateString(IAPO_VERSION), &oom);
+	add(o, "log_history", cJSON_Duplicate(tr->log_history, 1), &oom);
+	if (oom) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
+static cJSON *rng_json(const iapo_trainer *tr)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (!o) return NULL;
+	int oom = 0;
+	add(o, "generator", cJSON_CreateString("xoshiro256** seeded by splitmix64 of a key"), &oom);
+	add(o, "seed", cJSON_CreateNumber((double)tr->o.seed), &oom);
+	add(o, "data_order", cJSON_CreateString("epoch e: Fisher-Yates over the training rows from key (seed, \"data\", e)"), &oom);
+	add(o, "sampling", cJSON_CreateString("completion j of row k in rollout g: stream (seed, key(g, k, j))"), &oom);
+	add(o, "next_rollout", cJSON_CreateNumber((double)(tr->step / tr->mu)), &oom);
+	add(o, "rollout_in_buffer", cJSON_CreateNumber((double)tr->buf_gen), &oom);
+	if (oom) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
+iapo_status train_save(iapo_trainer *tr)
+{
+	char tmp[TRAIN_PATH], final[TRAIN_PATH], p[TRAIN_PATH];
+	IAPO_TRY(iapo_checkpoint_dir(tr->o.out, tr->step, final, sizeof final));
+	IAPO_TRY(iapo_checkpoint_begin(tr->o.out, tr->step, tmp, sizeof tmp));
+	iapo_status st;
+	cJSON *state = NULL, *rng = NULL;
+	IAPO_CHECK(st, iapo_weights_save(&tr->w, tmp, tr->o.model, "F32", 0));
+	IAPO_CHECK(st, iapo_fs_join(p, sizeof p, tmp, IAPO_OPTIMIZER_FILE));
+	IAPO_CHECK(st, iapo_optimizer_save(p, tr->m, tr->v, tr->n_params, tr->adam_t));
+	if (tr->step % tr->mu != 0 && tr->buf_gen == tr->step / tr->mu) IAPO_CHECK(st, rollout_save(tr, tmp));
+	if (!(rng = rng_json(tr)) || !(state = state_json(tr, final))) {
+		st = iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory", final);
+		goto fail;
+	}
+	IAPO_CHECK(st, write_json(tmp, RNG_FILE, rng, 0));
+	IAPO_CHECK(st, write_json(tmp, STATE_FILE, state, 0)); /* last: marks the checkpoint complete */
+	cJSON_Delete(rng);
+	cJSON_Delete(state);
+	IAPO_TRY(iapo_checkpoint_commit(tmp, tr->o.out, tr->step));
+	tr->saved_step = tr->step;
+	if (tr->has_best && tr->best_step == tr->step) tr->best_ckpt_step = tr->step;
+	snprintf(tr->last_ckpt, sizeof tr->last_ckpt, "%s", final);
+	return IAPO_OK;
+fail:
+	cJSON_Delete(rng);
+	cJSON_Delete(state);
+	iapo_checkpoint_abort(tmp);
+	return st;
+}
+
+static iapo_status get_long(const cJSON *o, const char *key, const char *file, long *out)
+{
+	return iapo_json_req_int(o, key, file, -1, (long)1 << 53, out);
+}
+
+iapo_status train_resume(iapo_trainer *tr, long step)
+{
+	char dir[TRAIN_PATH], p[TRAIN_PATH];
+	IAPO_TRY(iapo_checkpoint_dir(tr->o.out, step, dir, sizeof dir));
+	cJSON *state = NULL, *rng = NULL;
+	iapo_status st;
+	long v;
+	IAPO_CHECK(st, iapo_fs_join(p, sizeof p, dir, STATE_FILE));
+	IAPO_CHECK(st, iapo_json_load(p, (size_t)1 << 30, &state));
+	IAPO_CHECK(st, get_long(state, "global_step", p, &v));
+	if (v != step) {
+		st = iapo_fail(IAPO_ERR_FORMAT, "%s: global_step: expected %ld (the directory's name), found %ld", p, step, v);
+		goto fail;
+	}
+	IAPO_CHECK(st, get_long(state, "train_batch_size", p, &v));
+	if (v != tr->N) {
+		st = iapo_fail(IAPO_ERR_ARG, "%s: train_batch_size: the run used %ld completions per step, the options give %d",
+			       p, v, tr->N);
+		goto fail;
+	}
+	IAPO_CHECK(st, get_long(state, "iterations", p, &v));
+	if (v != tr->mu) {
+		st = iapo_fail(IAPO_ERR_ARG, "%s: iterations: the run used %ld, the options give %d", p, v, tr->mu);
+		goto fail;
+	}
+	IAPO_CHECK(st, get_long(state, "seed", p, &v));
+	if (v != tr->o.seed) {
+		st = iapo_fail(IAPO_ERR_ARG, "%s: seed: the run used %ld, the options give %ld", p, v, tr->o.seed);
+		goto fail;
+	}
+	long adam_t, bad;
+	IAPO_CHECK(st, get_long(state, "adam_step", p, &adam_t));
+	IAPO_CHECK(st, get_long(state, "bad_steps_in_a_row", p, &bad));
+	const cJSON *best = cJSON_GetObjectItemCaseSensitive(state, "best_metric");
+	if (cJSON_IsNumber(best)) {
+		tr->has_best = 1;
+		tr->best_metric = best->valuedouble;
+		IAPO_CHECK(st, get_long(state, "best_global_step", p, &tr->best_step));
+		const cJSON *bc = cJSON_GetObjectItemCaseSensitive(state, "best_model_checkpoint");
+		if (cJSON_IsString(bc)) tr->best_ckpt_step = tr->best_step;
+	}
+	cJSON *hist = cJSON_DetachItemFromObjectCaseSensitive(state, "log_history");
+	if (!cJSON_IsArray(hist)) {
+		cJSON_Delete(hist);
+		st = iapo_fail(IAPO_ERR_FORMAT, "%s: log_history: expected an array, found %s", p,
+			       hist ? iapo_json_type_name(hist) : "nothing");
+		goto fail;
+	}
+	tr->log_history = hist;
+
+	IAPO_CHECK(st, iapo_fs_join(p, sizeof p, dir, RNG_FILE));
+	IAPO_CHECK(st, iapo_json_load(p, (size_t)1 << 20, &rng));
+	IAPO_CHECK(st, get_long(rng, "seed", p, &v));
+	if (v != tr->o.seed) {
+		st = iapo_fail(IAPO_ERR_FORMAT, "%s: seed: expected %ld (trainer_state.json's), found %ld", p, tr->o.seed, v);
+		goto fail;
+	}
+
+	long t;
+	IAPO_CHECK(st, iapo_fs_join(p, sizeof p, dir, IAPO_OPTIMIZER_FILE));
+	IAPO_CHECK(st, iapo_optimizer_load(p, tr->m, tr->v, tr->n_params, &t));
+	if (t != adam_t) {
+		st = iapo_fail(IAPO_ERR_FORMAT, "%s: step: expected %ld (trainer_state.json's adam_step), found %ld", p,
+			       adam_t, t);
+		goto fail;
+	}
+	tr->adam_t = adam_t;
+	tr->bad_streak = (int)bad;
+	tr->step = step;
+	tr->saved_step = step;
+	if (step % tr->mu != 0) IAPO_CHECK(st, rollout_load(tr, dir, step / tr->mu));
+	IAPO_CHECK(st, truncate_metrics(tr, step));
+	cJSON_Delete(state);
+	cJSON_Delete(rng);
+	return IAPO_OK;
+fail:
+	cJSON_Delete(state);
+	cJSON_Delete(rng);
+	return st;
+}

@@ -1,0 +1,135 @@
+/*
+ * cmd_train.c — `iapo train`: RL post-training of a Hugging Face model on a
+ * JSONL dataset (src/rl/trainer.h does the work). This file parses the
+ * options (their table is src/rl/options.c), reports progress on stderr and
+ * turns SIGINT/SIGTERM into "finish the step, save a checkpoint, exit 0".
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "core/progress.h"
+#include "core/status.h"
+#include "rl/options.h"
+#include "rl/trainer.h"
+
+#define CMD "train"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	stop_requested = 1;
+	/* A second signal ends the process the ordinary way. */
+	signal(sig, SIG_DFL);
+}
+
+static void help(void)
+{
+	printf("usage: iapo train --model DIR --data FILE.jsonl --out RUN_DIR [--algo grpo] [options]\n"
+	       "\n"
+	       "RL post-training (GRPO) of a Hugging Face model directory. Each step samples\n"
+	       "--num-generations completions for each of --prompts-per-step prompts, scores\n"
+	       "them (answer correctness + format), turns rewards into group advantages and\n"
+	       "makes one AdamW update of the clipped token loss + beta x KL(k3) against the\n"
+	       "initial model. Defaults are the IAPO reference's (TRL 0.21 GRPO): lr 1e-6,\n"
+	       "beta 0.001, G 8, temperature 1, 2048 completion tokens, loss bnpo.\n"
+	       "\n"
+	       "Batch: prompts-per-step x num-generations = micro-batch x grad-accum\n"
+	       "completions per step; give any consistent subset and the rest is derived.\n"
+	       "\n"
+	       "Every option may also come from a JSON object (--config FILE) with the same\n"
+	       "names (\"learning-rate\" or \"learning_rate\"); the command line overrides it.\n"
+	       "RUN_DIR gets config.json (the resolved options), metrics.jsonl (a line per\n"
+	       "step) and checkpoint-N/ (a Hugging Face model directory + trainer_state.json,\n"
+	       "optimizer.bin, rng_state.json). --resume continues from the latest checkpoint\n"
+	       "exactly as if the run had not stopped (RUN_DIR/config.json gives the defaults).\n"
+	       "SIGINT/SIGTERM: the current step finishes, a checkpoint is saved, exit 0.\n"
+	       "\n"
+	       "options:\n"
+	       "  --config FILE                JSON object of options (applied before the command line)\n");
+	iapo_train_opts_help(stdout);
+	printf("\nexit status: 0 done (or interrupted and saved), 1 runtime error, 2 usage error.\n");
+}
+
+typedef struct {
+	iapo_progress bar;
+} run_ctx;
+
+static void on_step(void *vctx, const iapo_trainer *tr, const iapo_step_metrics *m)
+{
+	run_ctx *c = vctx;
+	char fields[256];
+	int k = snprintf(fields, sizeof fields, "reward %.3f acc %.3f len %.1f", m->reward_mean, m->accuracy,
+			 m->length_mean);
+	if (!c->bar.tty && k > 0 && (size_t)k < sizeof fields)
+		snprintf(fields + k, sizeof fields - (size_t)k, " kl %.4g loss %.4g gnorm %.3g lr %.3g%s", m->kl, m->loss,
+			 m->grad_norm, m->lr, m->skipped ? " SKIPPED (NaN/Inf)" : "");
+	if (m->has_eval)
+		iapo_progress_note(&c->bar, "step %ld eval: accuracy %.4f pass@1 %.4f format %.3f length %.1f (%.1fs)", m->step,
+				   m->eval_accuracy, m->eval_pass_at_1, m->eval_format_rate, m->eval_length_mean,
+				   m->seconds_eval);
+	iapo_progress_update(&c->bar, m->step, fields);
+	(void)tr;
+}
+
+int cmd_train(int argc, char **argv)
+{
+	iapo_train_opts o;
+	int want_help = 0;
+	iapo_status st = iapo_train_opts_default(&o);
+	if (st != IAPO_OK) cli_fail(CMD, st);
+	st = iapo_train_opts_from_args(&o, argc, argv, &want_help);
+	if (want_help) {
+		help();
+		iapo_train_opts_free(&o);
+		return 0;
+	}
+	if (st == IAPO_OK) st = iapo_train_opts_resolve(&o);
+	if (st == IAPO_ERR_ARG) cli_usage_error(CMD, "%s", iapo_errmsg());
+	if (st != IAPO_OK) cli_fail(CMD, st);
+	if (o.algo && strcmp(o.algo, "grpo")) cli_usage_error(CMD, "--algo: only grpo is implemented, found '%s'", o.algo);
+
+	iapo_trainer *tr = NULL;
+	st = iapo_trainer_new(&o, &tr);
+	if (st == IAPO_ERR_ARG) cli_usage_error(CMD, "%s", iapo_errmsg());
+	if (st != IAPO_OK) cli_fail(CMD, st);
+	const iapo_train_opts *r = iapo_trainer_opts(tr);
+	long done = iapo_trainer_steps_done(tr), total = iapo_trainer_total_steps(tr);
+	fprintf(stderr,
+		"iapo train: %s -> %s: %ld steps of %ld prompts x %ld completions (micro-batch %ld x grad-accum %ld), "
+		"loss %s, lr %g, beta %g\n",
+		r->model, r->out, total, r->prompts_per_step, r->num_generations, r->micro_batch, r->grad_accum,
+		r->loss_type, r->learning_rate, r->beta);
+	if (done) fprintf(stderr, "iapo train: resuming after step %ld from %s\n", done, iapo_trainer_last_checkpoint(tr));
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	run_ctx ctx;
+	iapo_progress_init(&ctx.bar, stderr, "train", done, total, -1);
+	st = iapo_trainer_run(tr, &stop_requested, on_step, &ctx);
+	iapo_progress_finish(&ctx.bar);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	if (st != IAPO_OK) {
+		iapo_trainer_free(tr);
+		iapo_train_opts_free(&o);
+		cli_fail(CMD, st);
+	}
+	done = iapo_trainer_steps_done(tr);
+	if (done < total)
+		fprintf(stderr, "iapo train: interrupted after step %ld of %ld; saved %s\n"
+				"continue with: iapo train --out %s --resume\n",
+			done, total, iapo_trainer_last_checkpoint(tr), r->out);
+	else
+		fprintf(stderr, "iapo train: done, %ld steps; final checkpoint %s\n", done, iapo_trainer_last_checkpoint(tr));
+	iapo_trainer_free(tr);
+	iapo_train_opts_free(&o);
+	return 0;
+}
