@@ -58,7 +58,7 @@ typedef struct {
 /* The system prompt the fixture's prompts use: empty, to keep sequences short. */
 #define FIX_SYSTEM ""
 
-static int fixture_write_data(const char *path, int rows, int offset)
+static inline int fixture_write_data(const char *path, int rows, int offset)
 {
 	FILE *f = fopen(path, "w");
 	if (!f) return -1;
@@ -69,7 +69,7 @@ static int fixture_write_data(const char *path, int rows, int offset)
 /* Prompt tokens of "d=X" as the trainer renders them (raw, or the generic
  * format's chat prompt with system FIX_SYSTEM and no one-shot) into ids;
  * returns the count, -1 on failure. */
-static int fixture_prompt(const iapo_tokenizer *tok, int chat, int digit, int *ids, int cap)
+static inline int fixture_prompt(const iapo_tokenizer *tok, int chat, int digit, int *ids, int cap)
 {
 	char problem[8];
 	snprintf(problem, sizeof problem, "d=%d", digit);
@@ -88,7 +88,7 @@ static int fixture_prompt(const iapo_tokenizer *tok, int chat, int digit, int *i
 
 /* Builds the fixture under IAPO_TMP/<name>: init (std 0.1) from seed, then
  * sft_steps SFT steps of 32 examples at lr 1e-2. */
-static int fixture_make(fixture *fx, const char *name, int chat, int sft_steps, uint64_t seed)
+static inline int fixture_make(fixture *fx, const char *name, int chat, int sft_steps, uint64_t seed)
 {
 	memset(fx, 0, sizeof *fx);
 	fx->chat = chat;
@@ -160,7 +160,7 @@ out_tok:
 }
 
 /* Options for a GRPO run of the fixture into RUN (a subdirectory of root). */
-static int fixture_opts(const fixture *fx, const char *run, iapo_train_opts *o)
+static inline int fixture_opts(const fixture *fx, const char *run, iapo_train_opts *o)
 {
 	char out[1200];
 	snprintf(out, sizeof out, "%s/%s", fx->root, run);
@@ -187,7 +187,7 @@ static int fixture_opts(const fixture *fx, const char *run, iapo_train_opts *o)
 }
 
 /* Reads a whole file (NULL on failure), for byte comparisons. */
-static char *fixture_read(const char *path, size_t *len)
+static inline char *fixture_read(const char *path, size_t *len)
 {
 	char *d = NULL;
 	if (iapo_fs_read_file(path, (size_t)1 << 30, &d, len) != IAPO_OK) return NULL;
@@ -198,7 +198,7 @@ static char *fixture_read(const char *path, size_t *len)
 
 /* metrics.jsonl of a run with the timing fields (seconds_*) removed, one
  * normalised line per step; *lines gets the count. NULL on failure. */
-static char *fixture_metrics(const char *run_dir, int *lines)
+static inline char *fixture_metrics(const char *run_dir, int *lines)
 {
 	char path[1300];
 	iapo_json_init();
@@ -242,7 +242,7 @@ static char *fixture_metrics(const char *run_dir, int *lines)
 }
 
 /* Number of a metrics line's field (NAN when absent). */
-static double fixture_field(const char *line, const char *key)
+static inline double fixture_field(const char *line, const char *key)
 {
 	iapo_json_init();
 	cJSON *o = cJSON_Parse(line);
@@ -253,7 +253,7 @@ static double fixture_field(const char *line, const char *key)
 }
 
 /* The n-th line (0-based) of text into a static buffer ("" past the end). */
-static const char *fixture_line(const char *text, int n)
+static inline const char *fixture_line(const char *text, int n)
 {
 	static char buf[8192];
 	const char *p = text;
@@ -270,7 +270,7 @@ static const char *fixture_line(const char *text, int n)
 }
 
 /* 1 if the two files have identical bytes. */
-static int fixture_same_file(const char *a, const char *b)
+static inline int fixture_same_file(const char *a, const char *b)
 {
 	size_t na, nb;
 	char *x = fixture_read(a, &na), *y = fixture_read(b, &nb);
