@@ -70,8 +70,11 @@ static iapo_status alloc_block(iapo_weights *w, const iapo_config *cfg)
 }
 
 /* Visits every tensor the config implies, in HF module order (embed, layer 0
- * ... L-1, norm, lm_head), giving its name, shape and destination. */
+ * ... L-1, norm, lm_head), giving its name, shape and destination (NULL when
+ * p is NULL: a pass that only checks). */
 typedef iapo_status (*tensor_fn)(void *ctx, const char *name, int ndim, const int64_t *shape, float *data);
+
+static float *dest(const iapo_params *p, int which, size_t offset) { return p ? p->t[which] + offset : NULL; }
 
 static iapo_status each_tensor(const iapo_config *c, const iapo_params *p, tensor_fn fn, void *ctx)
 {
@@ -84,7 +87,7 @@ static iapo_status each_tensor(const iapo_config *c, const iapo_params *p, tenso
 		int nd = iapo_param_shape(c, which, shape);
 		if (!nd) continue;
 		iapo_param_hf_name(c, which, 0, name, sizeof name);
-		IAPO_TRY(fn(ctx, name, nd, shape, p->t[which]));
+		IAPO_TRY(fn(ctx, name, nd, shape, dest(p, which, 0)));
 	}
 	for (int l = 0; l < c->L; l++)
 		for (int which = 0; which < IAPO_NUM_PARAMS; which++) {
@@ -92,14 +95,14 @@ static iapo_status each_tensor(const iapo_config *c, const iapo_params *p, tenso
 			int nd = iapo_param_shape(c, which, shape);
 			if (!nd) continue;
 			iapo_param_hf_name(c, which, l, name, sizeof name);
-			IAPO_TRY(fn(ctx, name, nd, shape, p->t[which] + (size_t)l * iapo_param_layer_size(c, which)));
+			IAPO_TRY(fn(ctx, name, nd, shape, dest(p, which, (size_t)l * iapo_param_layer_size(c, which))));
 		}
 	for (size_t i = 0; i < sizeof global_last / sizeof *global_last; i++) {
 		int which = global_last[i];
 		int nd = iapo_param_shape(c, which, shape);
 		if (!nd) continue;
 		iapo_param_hf_name(c, which, 0, name, sizeof name);
-		IAPO_TRY(fn(ctx, name, nd, shape, p->t[which]));
+		IAPO_TRY(fn(ctx, name, nd, shape, dest(p, which, 0)));
 	}
 	return IAPO_OK;
 }
@@ -226,7 +229,7 @@ static iapo_status load_one(void *ctx, const char *name, int ndim, const int64_t
 		return iapo_fail(IAPO_ERR_FORMAT, "%s: tensor '%s': expected shape %s (from config.json), found %s", st->path,
 				 name, want, got);
 	}
-	return iapo_safetensors_read_f32(st, t, data);
+	return data ? iapo_safetensors_read_f32(st, t, data) : IAPO_OK;
 }
 
 /* One attempt: everything read through the directory descriptor dirfd. */
@@ -254,6 +257,10 @@ static iapo_status load_at(int dirfd, const char *dir, iapo_weights *w)
 		}
 		IAPO_CHECK(s, open_shard(&ld, "model.safetensors"));
 	}
+	/* Every tensor present with its shape before the block is allocated: a
+	 * config.json claiming a huge model beside small files is refused as a
+	 * mismatch instead of costing (or failing) a huge allocation. */
+	IAPO_CHECK(s, each_tensor(&cfg, NULL, load_one, &ld));
 	IAPO_CHECK(s, alloc_block(w, &cfg));
 	IAPO_CHECK(s, each_tensor(&w->cfg, &w->p, load_one, &ld));
 	loader_free(&ld);

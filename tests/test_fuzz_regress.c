@@ -1,0 +1,118 @@
+/*
+ * test_fuzz_regress.c — one test per problem the fuzz targets (fuzz/) found,
+ * on the input that showed it (minimised), so that each stays fixed in the
+ * ordinary suite without clang; and the in-memory safetensors entry point
+ * the fuzzer uses, against the file reader on the same bytes.
+ * Not here: fuzzing itself (fuzz/, tests/cli_fuzz.sh).
+ */
+#include <stdint.h>
+#include <unistd.h>
+
+#include "core/mem.h"
+#include "core/status.h"
+#include "io/fs.h"
+#include "io/safetensors.h"
+#include "model/weights.h"
+#include "test.h"
+
+static char tmpdir[1024];
+
+static void tpath(char *buf, size_t n, const char *name)
+{
+	int k = snprintf(buf, n, "%s/%s", tmpdir, name);
+	if (k < 0 || (size_t)k >= n) buf[0] = '\0';
+}
+
+static int has(const char *msg, const char *part) { return strstr(msg, part) != NULL; }
+
+static int write_text(const char *path, const char *text)
+{
+	return iapo_fs_write_file(path, text, strlen(text)) == IAPO_OK;
+}
+
+static const char tiny_qwen3[] =
+	"{\"model_type\": \"qwen3\", \"vocab_size\": 40, \"hidden_size\": 8, \"intermediate_size\": 12,"
+	" \"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"num_key_value_heads\": 1, \"head_dim\": 4,"
+	" \"max_position_embeddings\": 64, \"rms_norm_eps\": 1e-06, \"rope_theta\": 10000.0,"
+	" \"tie_word_embeddings\": false, \"bos_token_id\": 30, \"eos_token_id\": 31}";
+
+/* ------------------------------------------------------- open_mem = open */
+
+static void test_open_mem_matches_file(void)
+{
+	char path[1024];
+	tpath(path, sizeof path, "m.safetensors");
+	float a[6] = {1, 2, 3, 4, 5, 6}, b[2] = {-1, 0.5f};
+	iapo_st_entry e[2] = {{"a", IAPO_DT_BF16, 2, {2, 3}, a}, {"b", IAPO_DT_F32, 1, {2}, b}};
+	CHECK(iapo_safetensors_write(path, e, 2) == IAPO_OK, "%s", iapo_errmsg());
+	char *bytes = NULL;
+	size_t n = 0;
+	CHECK(iapo_fs_read_file(path, 1 << 20, &bytes, &n) == IAPO_OK, "%s", iapo_errmsg());
+	if (!bytes) return;
+	iapo_safetensors f, m;
+	CHECK(iapo_safetensors_open(path, &f) == IAPO_OK, "%s", iapo_errmsg());
+	CHECK(iapo_safetensors_open_mem(bytes, n, "mem", &m) == IAPO_OK, "%s", iapo_errmsg());
+	CHECK(m.map == NULL && f.n == 2 && m.n == 2, "%d / %d tensors", f.n, m.n);
+	for (int i = 0; i < f.n && i < m.n; i++) {
+		float x[6], y[6];
+		CHECK(!strcmp(f.t[i].name, m.t[i].name) && f.t[i].begin == m.t[i].begin && f.t[i].end == m.t[i].end,
+		      "tensor %d differs", i);
+		CHECK(iapo_safetensors_read_f32(&f, &f.t[i], x) == IAPO_OK &&
+			      iapo_safetensors_read_f32(&m, &m.t[i], y) == IAPO_OK &&
+			      !memcmp(x, y, f.t[i].nelem * sizeof(float)),
+		      "values of %s", f.t[i].name);
+	}
+	iapo_safetensors_close(&f);
+	iapo_safetensors_close(&m);
+	/* Errors name what the caller called the bytes, as for a file. */
+	CHECK(iapo_safetensors_open_mem(bytes, 7, "mem-bytes", &m) == IAPO_ERR_FORMAT && has(iapo_errmsg(), "mem-bytes") &&
+		      has(iapo_errmsg(), "truncated"),
+	      "%s", iapo_errmsg());
+	CHECK(m.path == NULL && m.t == NULL, "failed open left state");
+	iapo_safetensors_close(&m);
+	iapo_free(bytes);
+}
+
+/* ------------------------------------------------------------ findings */
+
+/* fuzz_weights: a 2.5 KB model directory whose config.json claims vocab
+ * 4000000 x hidden 8000 made iapo_weights_load allocate (and zero) a 256 GB
+ * parameter block before looking at a single tensor; now the shapes are
+ * compared first and the directory is refused as a mismatch. */
+static void test_weights_huge_config_refused_before_allocating(void)
+{
+	char dir[1024], p[1200];
+	iapo_config cfg;
+	iapo_weights w;
+	tpath(dir, sizeof dir, "huge");
+	CHECK(iapo_fs_mkdir_p(dir) == IAPO_OK, "%s", iapo_errmsg());
+	snprintf(p, sizeof p, "%s/config.json", dir);
+	CHECK(write_text(p, tiny_qwen3), "%s", iapo_errmsg());
+	CHECK(iapo_config_load(p, &cfg) == IAPO_OK, "%s", iapo_errmsg());
+	CHECK(iapo_weights_init_random(&w, &cfg, 1, 0.02f) == IAPO_OK, "%s", iapo_errmsg());
+	CHECK(iapo_weights_save(&w, dir, NULL, "F32", 0) == IAPO_OK, "%s", iapo_errmsg());
+	iapo_weights_free(&w);
+	char text[1024];
+	snprintf(text, sizeof text,
+		 "{\"model_type\": \"qwen3\", \"vocab_size\": 4000000, \"hidden_size\": 8000, \"intermediate_size\": 12,"
+		 " \"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"num_key_value_heads\": 1, \"head_dim\": 4}");
+	CHECK(write_text(p, text), "%s", iapo_errmsg());
+	iapo_status s = iapo_weights_load(dir, &w);
+	CHECK(s == IAPO_ERR_FORMAT && has(iapo_errmsg(), "model.embed_tokens.weight") && has(iapo_errmsg(), "expected shape"),
+	      "status %d: %s", s, iapo_errmsg());
+	CHECK(w.block == NULL, "block kept");
+}
+
+int main(void)
+{
+	snprintf(tmpdir, sizeof tmpdir, "%s/test_fuzz_regress", test_env("IAPO_TMP", "/tmp"));
+	iapo_fs_remove_all(tmpdir);
+	if (iapo_fs_mkdir_p(tmpdir) != IAPO_OK) {
+		fprintf(stderr, "%s\n", iapo_errmsg());
+		return 1;
+	}
+	RUN(test_open_mem_matches_file);
+	RUN(test_weights_huge_config_refused_before_allocating);
+	iapo_fs_remove_all(tmpdir);
+	TEST_END();
+}
