@@ -16,6 +16,7 @@ static const struct {
 	{"generate", cmd_generate, "sample completions of a prompt (chat template applied)"},
 	{"train", cmd_train, "RL post-training (GRPO) of a model on a JSONL dataset, with checkpoints and resume"},
 	{"eval", cmd_eval, "pass@k, length@k and token efficiency of a model or of every checkpoint of a run"},
+	{"info", cmd_info, "per-token information gain of a completion about its answer, as HTML and TSV"},
 	{"tokenize", cmd_tokenize, "text lines to token ids (or ids to text with --decode)"},
 	{NULL, NULL, NULL},
 };
