@@ -261,7 +261,20 @@ int iapo_train_opts_is_flag(const char *name)
 	return i < 0 ? -1 : OPTS[i].type == T_FLAG;
 }
 
-iapo_status iapo_train_opts_apply_json(iapo_train_opts *o, const cJSON *obj, const char *file)
+/* A number node, or a raw one holding a number (what to_json writes). */
+static int raw_number(const cJSON *m, double *x)
+{
+	if (cJSON_IsNumber(m)) {
+		*x = m->valuedouble;
+		return 1;
+	}
+	if (!cJSON_IsRaw(m) || !m->valuestring) return 0;
+	char *end;
+	*x = strtod(m->valuestring, &end);
+	return end != m->valuestring && !*end && isfinite(*x);
+}
+
+static iapo_status apply_json(iapo_train_opts *o, const cJSON *obj, const char *file)
 {
 	if (!cJSON_IsObject(obj))
 		return iapo_fail(IAPO_ERR_ARG, "%s: expected a JSON object of options, found %s", file,
@@ -297,22 +310,35 @@ iapo_status iapo_train_opts_apply_json(iapo_train_opts *o, const cJSON *obj, con
 			text = cJSON_IsTrue(m) ? "1" : "0";
 			break;
 		case T_INT:
-			if (!cJSON_IsNumber(m))
-				return iapo_fail(IAPO_ERR_ARG, "%s: expected an integer, found %s", where, iapo_json_type_name(m));
-			if (m->valuedouble != floor(m->valuedouble) || fabs(m->valuedouble) > 9.1e15)
-				return iapo_fail(IAPO_ERR_ARG, "%s: expected an integer, found %g", where, m->valuedouble);
-			snprintf(buf, sizeof buf, "%.0f", m->valuedouble);
-			text = buf;
-			break;
-		default:
-			if (!cJSON_IsNumber(m))
-				return iapo_fail(IAPO_ERR_ARG, "%s: expected a number, found %s", where, iapo_json_type_name(m));
-			snprintf(buf, sizeof buf, "%.17g", m->valuedouble);
+		default: {
+			double x;
+			if (!raw_number(m, &x))
+				return iapo_fail(IAPO_ERR_ARG, "%s: expected %s, found %s", where,
+						 d->type == T_INT ? "an integer" : "a number", iapo_json_type_name(m));
+			if (d->type == T_INT && (x != floor(x) || fabs(x) > 9.1e15))
+				return iapo_fail(IAPO_ERR_ARG, "%s: expected an integer, found %g", where, x);
+			snprintf(buf, sizeof buf, d->type == T_INT ? "%.0f" : "%.17g", x);
 			text = buf;
 			break;
 		}
+		}
 		IAPO_TRY(set_text(o, i, text, where));
 	}
+	return IAPO_OK;
+}
+
+/* All or nothing: applied to a copy that replaces *o only on success. */
+iapo_status iapo_train_opts_apply_json(iapo_train_opts *o, const cJSON *obj, const char *file)
+{
+	iapo_train_opts c;
+	IAPO_TRY(iapo_train_opts_copy(&c, o));
+	iapo_status st = apply_json(&c, obj, file);
+	if (st != IAPO_OK) {
+		iapo_train_opts_free(&c);
+		return st;
+	}
+	iapo_train_opts_free(o);
+	*o = c;
 	return IAPO_OK;
 }
 

@@ -85,7 +85,8 @@ iapo_status iapo_train_opts_set(iapo_train_opts *o, const char *name, const char
 int iapo_train_opts_is_flag(const char *name);
 
 /* Applies a JSON object's members (every key must be an option; unknown
- * ones are an ARG error naming the key and file). */
+ * ones are an ARG error naming the key and file). All or nothing: on an
+ * error *o is unchanged. */
 iapo_status iapo_train_opts_apply_json(iapo_train_opts *o, const cJSON *obj, const char *file);
 /* Reads and applies a JSON config file. */
 iapo_status iapo_train_opts_load(iapo_train_opts *o, const char *path);
