@@ -3,7 +3,8 @@
  * first merges on tiny corpora (counts, weights, the tie-break, added tokens
  * cut out), and on the synthetic task: the written tokenizer loads through the
  * real HF path (iapo_tokenizer_load), round-trips every prompt and trace,
- * compresses them (bytes/token reported), keeps the added tokens single, is
+ * compresses them (bytes/token reported), keeps the added tokens single,
+ * never cuts a token across two of the generator's spans, is
  * the same when trained twice or on the texts in another order, and segments
  * exactly as the trainer predicted (token totals equal the encoder's, so the
  * trainer's pre-tokenizer and merge order agree with the encoder's), and
@@ -267,6 +268,51 @@ static void test_synth_tokenizer(void)
 	CHECK(p1 >= 3.0 && p2 >= 3.0, "prompts compress to only %.3f / %.3f bytes per token", p1, p2);
 	texts_free(&tr);
 	texts_free(&te);
+	iapo_tokenizer_free(t);
+}
+
+/* Every span boundary of every trace is a token boundary, so the ground
+ * truth maps onto tokens without splitting one (each token takes the kind
+ * of the span its bytes lie in). Tokens decode one by one to their bytes. */
+static void test_spans_align_with_tokens(void)
+{
+	iapo_tokenizer *t = NULL;
+	CHECK(iapo_tokenizer_load(tmp_path("tok"), &t) == IAPO_OK, "load: %s", iapo_errmsg());
+	if (!t) return;
+	int *ids = NULL;
+	char *piece = NULL;
+	size_t cap = 0, n = 0, pl = 0, pc = 0, straddling = 0, checked = 0;
+	for (uint64_t i = 0; i < 2000; i++) {
+		iapo_synth_problem p;
+		if (iapo_synth_problem_make(&synth_opts, 0, i, &p) != IAPO_OK) {
+			CHECK(0, "make: %s", iapo_errmsg());
+			break;
+		}
+		size_t len = strlen(p.completion);
+		char *boundary = iapo_calloc(len + 1, 1);
+		CHECK(iapo_tokenizer_encode(t, p.completion, len, &ids, &n, &cap) == IAPO_OK, "encode");
+		size_t off = 0;
+		boundary[0] = 1;
+		for (size_t k = 0; k < n; k++) {
+			CHECK(iapo_tokenizer_decode(t, &ids[k], 1, 0, &piece, &pl, &pc) == IAPO_OK, "decode");
+			off += pl;
+			if (off <= len) boundary[off] = 1;
+		}
+		CHECK(off == len, "token bytes %zu, text %zu", off, len);
+		for (int k = 0; k < p.n_spans; k++) {
+			checked++;
+			if (!boundary[p.spans[k].start] || !boundary[p.spans[k].end]) {
+				if (++straddling <= 3)
+					CHECK(0, "a token straddles span %d [%d,%d) %s of: %s", k, p.spans[k].start, p.spans[k].end,
+					      iapo_synth_kind_name(p.spans[k].kind), p.completion);
+			}
+		}
+		iapo_free(boundary);
+		iapo_synth_problem_free(&p);
+	}
+	CHECK(straddling == 0, "%zu of %zu spans cut a token", straddling, checked);
+	iapo_free(ids);
+	iapo_free(piece);
 	iapo_tokenizer_free(t);
 }
 
@@ -593,6 +639,7 @@ int main(void)
 	RUN(test_hand_corpus);
 	make_synth();
 	RUN(test_synth_tokenizer);
+	RUN(test_spans_align_with_tokens);
 	RUN(test_trainer_matches_encoder);
 	RUN(test_reference_bpe);
 	RUN(test_errors);

@@ -70,16 +70,19 @@ static void split_free(split_info *s)
 	memset(s, 0, sizeof *s);
 }
 
-/* Parses "a op b = c." plus its separator (newline or space), the whole span. */
+/* Parses a whole step span: "a op b = c." with its separator, the newline
+ * after it or (run-on traces) the space before it (none before a trace's
+ * first sentence; its last one ends in a newline). */
 static int parse_step(const char *s, size_t n, long *a, char *op, long *b, long *c)
 {
 	char buf[64];
 	if (n >= sizeof buf) return 0;
 	memcpy(buf, s, n);
 	buf[n] = '\0';
-	int used = 0;
-	if (sscanf(buf, "%ld %c %ld = %ld%n", a, op, b, c, &used) != 4) return 0;
-	return !strcmp(buf + used, ".\n") || !strcmp(buf + used, ". ");
+	int used = 0, lead = buf[0] == ' ';
+	if (!isdigit((unsigned char)buf[lead])) return 0;
+	if (sscanf(buf + lead, "%ld %c %ld = %ld%n", a, op, b, c, &used) != 4) return 0;
+	return !strcmp(buf + lead + used, ".") || !strcmp(buf + lead + used, ".\n");
 }
 
 static long first_number(const char *s)

@@ -3,8 +3,8 @@
  * (start value, operations, phrasing), writing its trace sentence by sentence
  * with each sentence's kind recorded as a span, and writing the two splits.
  *
- * A trace is "<think>\n", then sentences each ending in a separator (a
- * newline, or a space in some traces; the last one always a newline), then
+ * A trace is "<think>\n", then sentences one per line (or, in some traces,
+ * run on with spaces; the last one always ends its line), then
  * "</think>\n<answer>N</answer>". The steps are always there, one per
  * operation, in order ("a op b = c." with the previous result as a), so the
  * steps alone determine the answer; every other sentence is optional and is
@@ -170,6 +170,8 @@ typedef struct {
 	iapo_synth_span *spans;
 	int n_spans, spans_cap;
 	int oom; /* an allocation failed: everything after is dropped, the caller reports NOMEM */
+	int run_on;	 /* sentences run on with spaces instead of one per line */
+	int n_sentences; /* written so far */
 } text_t;
 
 static void vput(text_t *t, const char *fmt, va_list ap)
@@ -227,18 +229,34 @@ static void add_span(text_t *t, size_t start, iapo_synth_kind kind)
 	t->spans[t->n_spans++] = (iapo_synth_span){(int)start, (int)t->len, kind};
 }
 
-/* One sentence of the given kind followed by the separator. */
-static void sentence(text_t *t, iapo_synth_kind kind, const char *sep, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static void sentence(text_t *t, iapo_synth_kind kind, const char *sep, const char *fmt, ...)
+/* A sentence's span holds its separator where the tokenizer will put it:
+ * the newline after it (".\n" is one piece of Qwen2's regex), or, in a
+ * run-on trace, the space before it (" Let" is one piece), so that no token
+ * straddles two spans. */
+static size_t open_sentence(text_t *t)
 {
 	size_t start = t->len;
+	if (t->run_on && t->n_sentences) put(t, " ");
+	return start;
+}
+
+static void close_sentence(text_t *t, size_t start, iapo_synth_kind kind)
+{
+	if (!t->run_on) put(t, "\n");
+	add_span(t, start, kind);
+	t->n_sentences++;
+}
+
+/* One sentence of the given kind with its separator. */
+static void sentence(text_t *t, iapo_synth_kind kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void sentence(text_t *t, iapo_synth_kind kind, const char *fmt, ...)
+{
+	size_t start = open_sentence(t);
 	va_list ap;
 	va_start(ap, fmt);
 	vput(t, fmt, ap);
 	va_end(ap);
-	put(t, "%s", sep);
-	add_span(t, start, kind);
+	close_sentence(t, start, kind);
 }
 
 /* The operation as a present-tense phrase ("buys 5 more"). */
@@ -321,9 +339,9 @@ static void question(text_t *t, const plan_t *p)
 
 static int chance(iapo_rng *r, double p) { return iapo_rng_double(r) < p; }
 
-static void restate_start(text_t *t, iapo_rng *r, const plan_t *p, const char *sep)
+static void restate_start(text_t *t, iapo_rng *r, const plan_t *p)
 {
-	size_t start = t->len;
+	size_t start = open_sentence(t);
 	switch (draw_int(r, 0, 2)) {
 	case 0:
 		put(t, "The problem says: ");
@@ -339,46 +357,45 @@ static void restate_start(text_t *t, iapo_rng *r, const plan_t *p, const char *s
 		    NAMES[p->name].name, p->n_steps, p->n_steps == 1 ? "" : "s", p->start);
 		break;
 	}
-	put(t, "%s", sep);
-	add_span(t, start, IAPO_SYNTH_RESTATE);
+	close_sentence(t, start, IAPO_SYNTH_RESTATE);
 }
 
-static void restate_mid(text_t *t, iapo_rng *r, const plan_t *p, int i, const char *sep)
+static void restate_mid(text_t *t, iapo_rng *r, const plan_t *p, int i)
 {
 	char w[64];
 	switch (draw_int(r, 0, 2)) {
 	case 0:
-		sentence(t, IAPO_SYNTH_RESTATE, sep, "Let me re-read the question. %s started with %d %s.",
+		sentence(t, IAPO_SYNTH_RESTATE, "Let me re-read the question. %s started with %d %s.",
 			 NAMES[p->name].name, p->start, ITEMS[p->item]);
 		break;
 	case 1:
 		phrase(w, sizeof w, &p->st[i]);
-		sentence(t, IAPO_SYNTH_RESTATE, sep, "Next, %s %s.", NAMES[p->name].pron, w);
+		sentence(t, IAPO_SYNTH_RESTATE, "Next, %s %s.", NAMES[p->name].pron, w);
 		break;
 	default:
-		sentence(t, IAPO_SYNTH_RESTATE, sep, "The question asks how many %s %s has at the end.", ITEMS[p->item],
+		sentence(t, IAPO_SYNTH_RESTATE, "The question asks how many %s %s has at the end.", ITEMS[p->item],
 			 NAMES[p->name].name);
 		break;
 	}
 }
 
-static void verify(text_t *t, iapo_rng *r, const step_t *s, const char *sep)
+static void verify(text_t *t, iapo_rng *r, const step_t *s)
 {
 	char op = op_symbol(s->op);
 	switch (draw_int(r, 0, 3)) {
-	case 0: sentence(t, IAPO_SYNTH_VERIFY, sep, "Let me double-check: %d %c %d is indeed %d.", s->a, op, s->b, s->c); break;
-	case 1: sentence(t, IAPO_SYNTH_VERIFY, sep, "Checking that again, %d %c %d gives %d. Yes.", s->a, op, s->b, s->c); break;
-	case 2: sentence(t, IAPO_SYNTH_VERIFY, sep, "Wait, is %d %c %d really %d? Yes, it is.", s->a, op, s->b, s->c); break;
+	case 0: sentence(t, IAPO_SYNTH_VERIFY, "Let me double-check: %d %c %d is indeed %d.", s->a, op, s->b, s->c); break;
+	case 1: sentence(t, IAPO_SYNTH_VERIFY, "Checking that again, %d %c %d gives %d. Yes.", s->a, op, s->b, s->c); break;
+	case 2: sentence(t, IAPO_SYNTH_VERIFY, "Wait, is %d %c %d really %d? Yes, it is.", s->a, op, s->b, s->c); break;
 	default:
-		sentence(t, IAPO_SYNTH_VERIFY, sep, "To verify: %d %c %d = %d, so that is right.", s->c, op_inverse(s->op),
+		sentence(t, IAPO_SYNTH_VERIFY, "To verify: %d %c %d = %d, so that is right.", s->c, op_inverse(s->op),
 			 s->b, s->a);
 		break;
 	}
 }
 
-static void summary(text_t *t, int form, const plan_t *p, const char *sep)
+static void summary(text_t *t, int form, const plan_t *p)
 {
-	size_t start = t->len;
+	size_t start = open_sentence(t);
 	int ans = p->st[p->n_steps - 1].c;
 	switch (form) {
 	case 0:
@@ -394,8 +411,7 @@ static void summary(text_t *t, int form, const plan_t *p, const char *sep)
 	case 2: put(t, "Putting it all together, %s has %d %s.", NAMES[p->name].name, ans, ITEMS[p->item]); break;
 	default: put(t, "Therefore, the final answer is %d.", ans); break;
 	}
-	put(t, "%s", sep);
-	add_span(t, start, IAPO_SYNTH_SUMMARY);
+	close_sentence(t, start, IAPO_SYNTH_SUMMARY);
 }
 
 /* Verbosity with mean F: u^((1-F)/F) for u uniform in [0, 1) has mean F and
@@ -411,29 +427,32 @@ static double draw_verbosity(iapo_rng *r, double F)
 static void write_trace(text_t *t, iapo_rng *r, const plan_t *p, double v)
 {
 	/* Most traces put one sentence per line, some run them on. */
-	const char *sep = chance(r, 0.75) ? "\n" : " ";
+	t->run_on = chance(r, 0.25);
 	put(t, "<think>\n");
 	add_span(t, 0, IAPO_SYNTH_FORMAT);
-	if (chance(r, v)) restate_start(t, r, p, sep);
-	if (chance(r, 0.6 * v)) sentence(t, IAPO_SYNTH_FILLER, sep, "%s", FILLERS[draw_int(r, 0, COUNT(FILLERS) - 1)]);
+	if (chance(r, v)) restate_start(t, r, p);
+	if (chance(r, 0.6 * v)) sentence(t, IAPO_SYNTH_FILLER, "%s", FILLERS[draw_int(r, 0, COUNT(FILLERS) - 1)]);
 	for (int i = 0; i < p->n_steps; i++) {
 		const step_t *s = &p->st[i];
-		if (i > 0 && chance(r, 0.3 * v)) restate_mid(t, r, p, i, sep);
+		if (i > 0 && chance(r, 0.3 * v)) restate_mid(t, r, p, i);
 		if (i > 0 && chance(r, 0.3 * v))
-			sentence(t, IAPO_SYNTH_FILLER, sep, "%s", FILLERS[draw_int(r, 0, COUNT(FILLERS) - 1)]);
-		sentence(t, IAPO_SYNTH_STEP, sep, "%d %c %d = %d.", s->a, op_symbol(s->op), s->b, s->c);
-		if (chance(r, 0.6 * v)) verify(t, r, s, sep);
+			sentence(t, IAPO_SYNTH_FILLER, "%s", FILLERS[draw_int(r, 0, COUNT(FILLERS) - 1)]);
+		sentence(t, IAPO_SYNTH_STEP, "%d %c %d = %d.", s->a, op_symbol(s->op), s->b, s->c);
+		if (chance(r, 0.6 * v)) verify(t, r, s);
 		/* Re-verifying an older result, as long traces do. */
-		if (chance(r, 0.15 * v)) verify(t, r, &p->st[draw_int(r, 0, i)], sep);
+		if (chance(r, 0.15 * v)) verify(t, r, &p->st[draw_int(r, 0, i)]);
 	}
-	if (chance(r, 0.3 * v)) sentence(t, IAPO_SYNTH_FILLER, sep, "%s", WRAPUPS[draw_int(r, 0, COUNT(WRAPUPS) - 1)]);
+	if (chance(r, 0.3 * v)) sentence(t, IAPO_SYNTH_FILLER, "%s", WRAPUPS[draw_int(r, 0, COUNT(WRAPUPS) - 1)]);
 	if (chance(r, v)) {
 		int first = draw_int(r, 0, 3);
-		summary(t, first, p, sep);
-		if (chance(r, 0.5 * v)) summary(t, (first + 1 + draw_int(r, 0, 2)) % 4, p, sep);
+		summary(t, first, p);
+		if (chance(r, 0.5 * v)) summary(t, (first + 1 + draw_int(r, 0, 2)) % 4, p);
 	}
-	/* The last sentence ends its line whatever the separator. */
-	if (!t->oom && t->len && t->p[t->len - 1] == ' ') t->p[t->len - 1] = '\n';
+	/* The last sentence ends its line in a run-on trace too. */
+	if (t->run_on && !t->oom) {
+		put(t, "\n");
+		if (!t->oom) t->spans[t->n_spans - 1].end = (int)t->len;
+	}
 	size_t start = t->len;
 	put(t, "</think>\n<answer>%d</answer>", p->st[p->n_steps - 1].c);
 	add_span(t, start, IAPO_SYNTH_ANSWER);

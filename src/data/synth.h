@@ -9,7 +9,10 @@
  * verbose, and RL has length to remove. Because the generator writes every
  * sentence itself, it knows which characters are redundant and records that
  * ground truth as character spans over the completion; tokenizer-independent,
- * so any tokenizer's offsets can be mapped onto it later.
+ * so any tokenizer's offsets can be mapped onto it later. A sentence's span
+ * holds its separator on the side a GPT-2/Qwen2-style pre-tokenizer attaches
+ * it (the newline after it, or in run-on traces the space before it), so no
+ * token of such a tokenizer straddles two spans.
  *
  * Everything is deterministic from (seed, options): problem i of a split is
  * drawn from the random stream keyed (seed, split, candidate index). Texts
