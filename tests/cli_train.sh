@@ -56,6 +56,8 @@ check "--resume with more steps continues" '[ $? -eq 0 ] && [ "$(wc -l <"$T/run/
 printf '{"max-steps": 1, "beta": 2e-3, "learning_rate": 5, "eval-steps": 1}\n' >"$T/cfg.json"
 "$BIN" train $SMALL --out "$T/cfgrun" --config "$T/cfg.json" --eval-data "$T/eval.jsonl" --eval-generations 2 >"$T/out" 2>"$T/err"
 check "--config applied (the command line wins), with eval" '[ $? -eq 0 ] && [ "$(wc -l <"$T/cfgrun/metrics.jsonl")" -eq 1 ] && grep -q "\"beta\":[[:space:]]*0.002" "$T/cfgrun/config.json" && grep -q "\"learning-rate\":[[:space:]]*0.001" "$T/cfgrun/config.json" && grep -q "\"eval_accuracy\":" "$T/cfgrun/metrics.jsonl"'
+"$BIN" train $SMALL --out "$T/split" --max-steps 1 --eval-count 2 --eval-steps 1 --eval-generations 1 >"$T/out" 2>"$T/err"
+check "--eval-count holds out rows of --data for eval" '[ $? -eq 0 ] && grep -q "\"eval_problems\":2," "$T/split/metrics.jsonl"'
 printf '{"max-steps": 1, "learnig-rate": 2e-3}\n' >"$T/typo.json"
 "$BIN" train $SMALL --out "$T/r2" --config "$T/typo.json" >"$T/out" 2>"$T/err"
 check "--config unknown key: exit 2 naming it" '[ $? -eq 2 ] && grep -q "typo.json: key .learnig-rate.: unknown option" "$T/err"'

@@ -186,8 +186,9 @@ static void test_iterations(void)
 }
 
 typedef struct {
-	int calls, fail;
+	int calls, fail, nan;
 	long n, G, Tc;
+	int plen_min, plen_max, last_tok_ok;
 } hook_ctx;
 
 static iapo_status zero_hook(void *vctx, const iapo_rollout_view *r, float *adv)
@@ -195,8 +196,16 @@ static iapo_status zero_hook(void *vctx, const iapo_rollout_view *r, float *adv)
 	hook_ctx *c = vctx;
 	c->calls++;
 	c->n = r->n, c->G = r->G, c->Tc = r->Tc;
+	c->plen_min = 1 << 30, c->plen_max = 0, c->last_tok_ok = 1;
+	for (int i = 0; i < r->n; i++) {
+		if (r->prompt_len[i] < c->plen_min) c->plen_min = r->prompt_len[i];
+		if (r->prompt_len[i] > c->plen_max) c->plen_max = r->prompt_len[i];
+		/* left truncation keeps the end: "<|im_start|>assistant\n" */
+		c->last_tok_ok &= r->prompt_tokens[i][r->prompt_len[i] - 1] == '\n';
+	}
 	if (c->fail) return iapo_fail(IAPO_ERR_ARG, "hook: refused on purpose");
 	memset(adv, 0, sizeof(float) * (size_t)r->n * (size_t)r->Tc);
+	if (c->nan) adv[0] = NAN;
 	return IAPO_OK;
 }
 
@@ -210,6 +219,7 @@ static void test_advantage_hook(void)
 	if (small_opts(&chat_fx, "hook", &o)) return;
 	set(&o, "beta", "0");
 	set(&o, "max-steps", "2");
+	set(&o, "max-prompt-tokens", "6");
 	iapo_trainer *tr;
 	if (iapo_trainer_new(&o, &tr) != IAPO_OK) {
 		CHECK(0, "%s", iapo_errmsg());
@@ -226,6 +236,8 @@ static void test_advantage_hook(void)
 	CHECK(iapo_trainer_step(tr, &m) == IAPO_OK, "%s", iapo_errmsg());
 	CHECK(c.calls == 1 && c.n == 16 && c.G == 4 && c.Tc == 10, "hook saw n %ld G %ld Tc %ld (%d calls)", c.n, c.G, c.Tc,
 	      c.calls);
+	CHECK(c.plen_min == 6 && c.plen_max == 6 && c.last_tok_ok, "prompts left-truncated to 6 tokens (%d..%d)",
+	      c.plen_min, c.plen_max);
 	CHECK(m.grad_norm == 0 && m.loss == 0, "zero advantages, beta 0: gradient %g, loss %g", m.grad_norm, m.loss);
 	CHECK(!memcmp(before, w->block, n * sizeof(float)), "weights unchanged by a zero gradient");
 	c.fail = 1;
@@ -234,6 +246,98 @@ static void test_advantage_hook(void)
 	free(before);
 	iapo_trainer_free(tr);
 	iapo_train_opts_free(&o);
+}
+
+/* NaN/Inf in the loss: the update is skipped (weights unchanged), the
+ * metrics line says so, and max-bad-steps in a row stop the run. */
+static void test_bad_steps(void)
+{
+	if (!have_chat) {
+		CHECK(0, "no fixture");
+		return;
+	}
+	iapo_train_opts o;
+	if (small_opts(&chat_fx, "nan", &o)) return;
+	set(&o, "max-steps", "5");
+	set(&o, "max-bad-steps", "2");
+	iapo_trainer *tr;
+	if (iapo_trainer_new(&o, &tr) != IAPO_OK) {
+		CHECK(0, "%s", iapo_errmsg());
+		iapo_train_opts_free(&o);
+		return;
+	}
+	hook_ctx c = {.nan = 1};
+	iapo_trainer_set_advantage(tr, zero_hook, &c);
+	const iapo_weights *w = iapo_trainer_weights(tr);
+	size_t n = iapo_param_count(&w->cfg);
+	float *before = malloc(n * sizeof(float));
+	memcpy(before, w->block, n * sizeof(float));
+	iapo_step_metrics m;
+	CHECK(iapo_trainer_step(tr, &m) == IAPO_OK && m.skipped, "first bad step: skipped, not fatal (%s)", iapo_errmsg());
+	CHECK(!memcmp(before, w->block, n * sizeof(float)), "no update on a skipped step");
+	c.nan = 0;
+	CHECK(iapo_trainer_step(tr, &m) == IAPO_OK && !m.skipped, "a good step resets the count");
+	c.nan = 1;
+	CHECK(iapo_trainer_step(tr, &m) == IAPO_OK && m.skipped, "bad again: 1 in a row");
+	CHECK(iapo_trainer_step(tr, &m) == IAPO_ERR_NUMERIC && strstr(iapo_errmsg(), "2 steps in a row"),
+	      "2 in a row stop the run: %s", iapo_errmsg());
+	int lines;
+	char *text = fixture_metrics(o.out, &lines);
+	CHECK(text && lines == 4 && fixture_field(fixture_line(text, 0), "skipped") == 1 &&
+		      fixture_field(fixture_line(text, 1), "skipped") == 0,
+	      "skipped steps are logged (%d lines)", lines);
+	free(text);
+	free(before);
+	iapo_trainer_free(tr);
+	iapo_train_opts_free(&o);
+}
+
+/* One SFT step is the same whatever the micro-batch (up to summation order). */
+static void test_sft_microbatch(void)
+{
+	if (!have_chat) {
+		CHECK(0, "no fixture");
+		return;
+	}
+	iapo_weights a, b;
+	if (iapo_weights_load(chat_fx.base, &a) != IAPO_OK || iapo_weights_load(chat_fx.base, &b) != IAPO_OK) {
+		CHECK(0, "%s", iapo_errmsg());
+		return;
+	}
+	iapo_sft_opts so = {.adam = {.beta1 = 0.9f, .beta2 = 0.99f, .eps = 1e-8f}, .max_grad_norm = 1.0, .micro_batch = 7,
+			    .max_len = 16};
+	iapo_sft *sa = NULL, *sb = NULL;
+	CHECK(iapo_sft_new(&a, &so, &sa) == IAPO_OK, "%s", iapo_errmsg());
+	so.micro_batch = 2;
+	CHECK(iapo_sft_new(&b, &so, &sb) == IAPO_OK, "%s", iapo_errmsg());
+	enum { NB = 7 };
+	int seq[NB][16];
+	const int *ptr[NB];
+	int lens[NB], np[NB];
+	for (int i = 0; i < NB; i++) {
+		for (int k = 0; k < 16; k++) seq[i][k] = (i * 31 + k * 7) % 250;
+		lens[i] = 6 + i % 9;
+		np[i] = 1 + i % 4;
+		ptr[i] = seq[i];
+	}
+	iapo_sft_stats s1, s2;
+	CHECK(sa && sb && iapo_sft_step(sa, ptr, lens, np, NB, 1e-3f, &s1) == IAPO_OK &&
+		      iapo_sft_step(sb, ptr, lens, np, NB, 1e-3f, &s2) == IAPO_OK,
+	      "%s", iapo_errmsg());
+	double want = 0;
+	for (int i = 0; i < NB; i++) want += lens[i] - np[i];
+	CHECK(s1.tokens == want && s2.tokens == want, "tokens %g %g, expected %g", s1.tokens, s2.tokens, want);
+	CHECK_NEAR(s1.loss, s2.loss, 1e-6, "loss, micro-batch 7 vs 2");
+	size_t n = iapo_param_count(&a.cfg);
+	CHECK(test_max_rel_err(a.block, b.block, n) < 1e-5, "weights after one step: rel err %g",
+	      test_max_rel_err(a.block, b.block, n));
+	lens[3] = np[3];
+	CHECK(sa && iapo_sft_step(sa, ptr, lens, np, NB, 1e-3f, NULL) == IAPO_ERR_ARG && strstr(iapo_errmsg(), "example 3"),
+	      "an example without completion tokens: %s", iapo_errmsg());
+	iapo_sft_free(sa);
+	iapo_sft_free(sb);
+	iapo_weights_free(&a);
+	iapo_weights_free(&b);
 }
 
 static void test_eval_steps(void)
@@ -310,6 +414,8 @@ int main(void)
 	RUN(test_same_seed);
 	RUN(test_iterations);
 	RUN(test_advantage_hook);
+	RUN(test_bad_steps);
+	RUN(test_sft_microbatch);
 	RUN(test_eval_steps);
 	RUN(test_step_allocations);
 	if (have_raw) iapo_fs_remove_all(raw_fx.root);

@@ -4,11 +4,13 @@
  * subset (and inconsistent ones refused with the numbers), JSON config files
  * (kebab or snake keys, unknown keys and wrong types named), precedence
  * (RUN_DIR/config.json < --config < command line), the resolved options as
- * JSON and back.
+ * JSON and back. Also the progress line the CLI draws with them
+ * (src/core/progress.h): redrawn in place on a terminal, plain lines otherwise.
  */
 #include <math.h>
 
 #include "core/mem.h"
+#include "core/progress.h"
 #include "core/status.h"
 #include "io/fs.h"
 #include "rl/options.h"
@@ -222,6 +224,48 @@ static void test_args(void)
 	iapo_train_opts_free(&o);
 }
 
+static char *slurp(FILE *f)
+{
+	static char buf[4096];
+	rewind(f);
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	buf[n] = 0;
+	return buf;
+}
+
+static void test_progress(void)
+{
+	char b[32];
+	CHECK(!strcmp(iapo_progress_duration(12.34, b, sizeof b), "12.3s"), "%s", b);
+	CHECK(!strcmp(iapo_progress_duration(125, b, sizeof b), "2m05s"), "%s", b);
+	CHECK(!strcmp(iapo_progress_duration(3700, b, sizeof b), "1h01m"), "%s", b);
+	FILE *f = tmpfile();
+	if (!f) return;
+	iapo_progress p;
+	iapo_progress_init(&p, f, "train", 0, 10, 1);
+	iapo_progress_update(&p, 1, "reward 0.500");
+	iapo_progress_note(&p, "eval: %d", 7);
+	iapo_progress_update(&p, 5, "reward 0.750");
+	iapo_progress_finish(&p);
+	const char *t = slurp(f);
+	CHECK(strstr(t, "\rtrain [##..................] 1/10 reward 0.500 | ") && strstr(t, "s/step | ETA "),
+	      "terminal bar: %s", t);
+	CHECK(strstr(t, "eval: 7\n") && strstr(t, "\rtrain [##########..........] 5/10 reward 0.750"), "note, redraw: %s", t);
+	CHECK(t[strlen(t) - 1] == '\n' && strchr(strstr(t, "5/10"), '\n') != NULL, "finish ends the line");
+	fclose(f);
+	f = tmpfile();
+	if (!f) return;
+	iapo_progress_init(&p, f, "train", 3, 10, 0);
+	iapo_progress_update(&p, 4, "acc 0.1");
+	iapo_progress_update(&p, 5, "acc 0.2");
+	iapo_progress_finish(&p);
+	t = slurp(f);
+	CHECK(!strchr(t, '\r') && strstr(t, "train step 4/10 acc 0.1 ") && strstr(t, "train step 5/10 acc 0.2 ") &&
+		      strstr(t, "ETA"),
+	      "plain lines: %s", t);
+	fclose(f);
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof dir, "%s/trainer-options", test_env("IAPO_TMP", "/tmp"));
@@ -232,6 +276,7 @@ int main(void)
 	RUN(test_values);
 	RUN(test_json);
 	RUN(test_args);
+	RUN(test_progress);
 	iapo_fs_remove_all(dir);
 	TEST_END();
 }
