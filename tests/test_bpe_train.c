@@ -585,6 +585,43 @@ static void test_reference_bpe(void)
 	compare_with_reference(odd, 3, 200, 1, "odd texts");
 }
 
+/* Every allocation of a small training failing in turn: NOMEM, nothing
+ * leaked (LeakSanitizer), never a crash; the runs that succeed anyway give
+ * the same merges. */
+static void test_alloc_failures(void)
+{
+	const char *text = "ab ab ab abc <think>x</think> the the them then";
+	/* the run without failures: its allocation count and merges */
+	unsigned long before = iapo_mem_alloc_count();
+	iapo_bpe *ref = train(&text, 1, 20, 1);
+	unsigned long allocs = iapo_mem_alloc_count() - before;
+	if (!ref) return;
+	int failed = 0, ok = 0, differ = 0;
+	for (unsigned long k = 1; k <= allocs + 1; k++) {
+		iapo_bpe *b = NULL;
+		iapo_mem_fail_after(k);
+		iapo_status st = iapo_bpe_new(&b);
+		if (st == IAPO_OK) st = iapo_bpe_add(b, text, strlen(text), 2);
+		if (st == IAPO_OK) st = iapo_bpe_learn(b, 20, 1);
+		iapo_mem_fail_after(0);
+		if (st == IAPO_OK) {
+			ok++;
+			differ += iapo_bpe_merge_count(b) != iapo_bpe_merge_count(ref);
+			for (int i = 0; i < iapo_bpe_merge_count(b) && i < iapo_bpe_merge_count(ref); i++)
+				differ += strcmp(iapo_bpe_merge(b, i), iapo_bpe_merge(ref, i)) != 0;
+		} else {
+			failed++;
+			CHECK(st == IAPO_ERR_NOMEM, "failure %lu: %d %s", k, st, iapo_errmsg());
+		}
+		iapo_bpe_free(b);
+	}
+	/* Some successes are expected: a failed JIT compile of the regex is
+	 * not an error (matching runs interpreted), and gives the same merges. */
+	CHECK(failed >= (int)allocs / 2 && ok >= 1 && differ == 0,
+	      "%lu allocations: injected failures %d, successes %d, differing merges %d", allocs, failed, ok, differ);
+	iapo_bpe_free(ref);
+}
+
 static const char *write_file(const char *name, const char *content)
 {
 	const char *p = tmp_path(name);
@@ -643,6 +680,7 @@ int main(void)
 	RUN(test_trainer_matches_encoder);
 	RUN(test_reference_bpe);
 	RUN(test_errors);
+	RUN(test_alloc_failures);
 	iapo_fs_remove_all(tmp_root);
 	TEST_END();
 }

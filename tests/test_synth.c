@@ -418,6 +418,49 @@ static void test_kinds(void)
 	      "redundant kinds");
 }
 
+/* Every allocation of a problem and of a small generate call failing in
+ * turn: NOMEM, nothing leaked (LeakSanitizer), never a crash. */
+static void test_alloc_failures(void)
+{
+	iapo_synth_opts o = small_opts();
+	o.redundancy = 1;
+	int failed = 0, ok = 0;
+	for (unsigned long k = 1; k < 60; k++) {
+		iapo_synth_problem p;
+		iapo_mem_fail_after(k);
+		iapo_status st = iapo_synth_problem_make(&o, 0, 3, &p);
+		iapo_mem_fail_after(0);
+		if (st == IAPO_OK) {
+			ok++;
+			iapo_synth_problem_free(&p);
+		} else {
+			failed++;
+			CHECK(st == IAPO_ERR_NOMEM && !p.prompt && !p.completion && !p.spans, "failure %lu: %d %s", k, st,
+			      iapo_errmsg());
+		}
+	}
+	CHECK(failed >= 2 && ok > 0, "problem: injected failures %d, successes %d", failed, ok);
+	o.n_train = 2;
+	o.n_test = 1;
+	unsigned long before = iapo_mem_alloc_count();
+	CHECK(iapo_synth_generate(&o, tmp_dir("alloc"), NULL, NULL) == IAPO_OK, "generate: %s", iapo_errmsg());
+	unsigned long allocs = iapo_mem_alloc_count() - before;
+	failed = ok = 0;
+	for (unsigned long k = 1; k <= allocs + 1; k++) {
+		iapo_mem_fail_after(k);
+		iapo_status st = iapo_synth_generate(&o, tmp_dir("alloc"), NULL, NULL);
+		iapo_mem_fail_after(0);
+		if (st == IAPO_OK)
+			ok++;
+		else {
+			failed++;
+			CHECK(st == IAPO_ERR_NOMEM || st == IAPO_ERR_IO, "generate failure %lu: %d %s", k, st, iapo_errmsg());
+		}
+	}
+	CHECK(failed >= (int)allocs && ok == 1, "generate: %lu allocations, injected failures %d, successes %d", allocs,
+	      failed, ok);
+}
+
 /* An example of each verbosity, for people reading the test log. */
 static void test_show_examples(void)
 {
@@ -452,6 +495,7 @@ int main(void)
 	RUN(test_determinism);
 	RUN(test_rows);
 	RUN(test_options);
+	RUN(test_alloc_failures);
 	RUN(test_show_examples);
 	iapo_fs_remove_all(tmp_root);
 	TEST_END();

@@ -653,58 +653,69 @@ static iapo_status draw_split(const iapo_synth_opts *o, uint64_t stream, int n, 
 	return IAPO_OK;
 }
 
-static cJSON *stats_json(const iapo_synth_stats *s)
+/* cJSON builders that remember a failed allocation in *ok, so that a
+ * document is either complete or not written at all. */
+static cJSON *add_num(cJSON *o, const char *k, double v, int *ok)
 {
-	cJSON *o = cJSON_CreateObject();
-	if (!o) return NULL;
-	cJSON_AddNumberToObject(o, "rows", (double)s->rows);
-	cJSON_AddNumberToObject(o, "mean_steps", round(s->mean_steps * 1e4) / 1e4);
-	cJSON_AddNumberToObject(o, "mean_completion_chars", round(s->mean_chars * 100) / 100);
-	cJSON *r = cJSON_AddObjectToObject(o, "redundant_share");
-	if (r) {
-		cJSON_AddNumberToObject(r, "min", round(s->share_min * 1e4) / 1e4);
-		cJSON_AddNumberToObject(r, "mean", round(s->share_mean * 1e4) / 1e4);
-		cJSON_AddNumberToObject(r, "max", round(s->share_max * 1e4) / 1e4);
-	}
-	cJSON *k = cJSON_AddObjectToObject(o, "kind_share");
-	for (int i = 0; k && i < IAPO_SYNTH_N_KINDS; i++)
-		cJSON_AddNumberToObject(k, KIND_NAMES[i], round(s->kind_share[i] * 1e4) / 1e4);
-	return o;
+	cJSON *c = o ? cJSON_AddNumberToObject(o, k, v) : NULL;
+	*ok &= c != NULL;
+	return c;
+}
+
+static cJSON *add_obj(cJSON *o, const char *k, int *ok)
+{
+	cJSON *c = o ? cJSON_AddObjectToObject(o, k) : NULL;
+	*ok &= c != NULL;
+	return c;
+}
+
+static double r4(double x) { return round(x * 1e4) / 1e4; }
+
+static void stats_json(cJSON *parent, const char *key, const iapo_synth_stats *s, int *ok)
+{
+	cJSON *o = add_obj(parent, key, ok);
+	add_num(o, "rows", (double)s->rows, ok);
+	add_num(o, "mean_steps", r4(s->mean_steps), ok);
+	add_num(o, "mean_completion_chars", round(s->mean_chars * 100) / 100, ok);
+	cJSON *r = add_obj(o, "redundant_share", ok);
+	add_num(r, "min", r4(s->share_min), ok);
+	add_num(r, "mean", r4(s->share_mean), ok);
+	add_num(r, "max", r4(s->share_max), ok);
+	cJSON *k = add_obj(o, "kind_share", ok);
+	for (int i = 0; i < IAPO_SYNTH_N_KINDS; i++) add_num(k, KIND_NAMES[i], r4(s->kind_share[i]), ok);
 }
 
 static iapo_status write_meta(const iapo_synth_opts *o, const char *dir, const iapo_synth_stats *train,
 			      const iapo_synth_stats *test)
 {
 	cJSON *m = cJSON_CreateObject();
-	if (!m) return iapo_fail(IAPO_ERR_NOMEM, "synth: out of memory writing meta.json");
-	char seed[32];
-	snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
-	cJSON_AddStringToObject(m, "generator", "iapo data synth");
-	cJSON_AddStringToObject(m, "task", "chained arithmetic word problems");
-	cJSON_AddNumberToObject(m, "version", 1);
+	int ok = m != NULL;
+	ok &= m && cJSON_AddStringToObject(m, "generator", "iapo data synth") &&
+	      cJSON_AddStringToObject(m, "task", "chained arithmetic word problems");
+	add_num(m, "version", 1, &ok);
 	/* A number when exact in a double, so that readers see an integer. */
-	if (o->seed < (1ull << 53))
-		cJSON_AddNumberToObject(m, "seed", (double)o->seed);
-	else
-		cJSON_AddStringToObject(m, "seed", seed);
-	cJSON_AddNumberToObject(m, "train", o->n_train);
-	cJSON_AddNumberToObject(m, "test", o->n_test);
-	cJSON *opt = cJSON_AddObjectToObject(m, "options");
-	if (opt) {
-		cJSON_AddNumberToObject(opt, "min_steps", o->min_steps);
-		cJSON_AddNumberToObject(opt, "max_steps", o->max_steps);
-		cJSON_AddNumberToObject(opt, "redundancy", o->redundancy);
-		cJSON_AddNumberToObject(opt, "max_value", o->max_value);
+	if (o->seed < (1ull << 53)) {
+		add_num(m, "seed", (double)o->seed, &ok);
+	} else {
+		char seed[32];
+		snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+		ok &= m && cJSON_AddStringToObject(m, "seed", seed);
 	}
-	cJSON *kinds = cJSON_AddArrayToObject(m, "redundant_kinds");
+	add_num(m, "train", o->n_train, &ok);
+	add_num(m, "test", o->n_test, &ok);
+	cJSON *opt = add_obj(m, "options", &ok);
+	add_num(opt, "min_steps", o->min_steps, &ok);
+	add_num(opt, "max_steps", o->max_steps, &ok);
+	add_num(opt, "redundancy", o->redundancy, &ok);
+	add_num(opt, "max_value", o->max_value, &ok);
+	cJSON *kinds = m ? cJSON_AddArrayToObject(m, "redundant_kinds") : NULL;
+	ok &= kinds != NULL;
 	for (int k = 0; kinds && k < IAPO_SYNTH_N_KINDS; k++)
-		if (iapo_synth_kind_redundant(k)) cJSON_AddItemToArray(kinds, cJSON_CreateString(KIND_NAMES[k]));
-	cJSON *st = cJSON_AddObjectToObject(m, "stats");
-	if (st) {
-		cJSON_AddItemToObject(st, "train", stats_json(train));
-		cJSON_AddItemToObject(st, "test", stats_json(test));
-	}
-	char *text = cJSON_Print(m);
+		if (iapo_synth_kind_redundant(k)) ok &= cJSON_AddItemToArray(kinds, cJSON_CreateString(KIND_NAMES[k]));
+	cJSON *st = add_obj(m, "stats", &ok);
+	stats_json(st, "train", train, &ok);
+	stats_json(st, "test", test, &ok);
+	char *text = ok ? cJSON_Print(m) : NULL;
 	cJSON_Delete(m);
 	if (!text) return iapo_fail(IAPO_ERR_NOMEM, "synth: out of memory writing meta.json");
 	char path[4096];
