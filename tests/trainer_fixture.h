@@ -35,16 +35,6 @@
 #include "test.h"
 #include "tokenizer/tokenizer.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define FIXTURE_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define FIXTURE_SANITIZED 1
-#endif
-#endif
-#ifndef FIXTURE_SANITIZED
-#define FIXTURE_SANITIZED 0
-#endif
 
 typedef struct {
 	char root[1024]; /* scratch directory of this test program */

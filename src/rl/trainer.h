@@ -15,6 +15,9 @@
  * checkpoint: weights, AdamW moments and step, the rollout buffer when
  * --iterations > 1 stops between passes).
  *
+ * Checkpoints store the weights as F32 whatever the starting model's dtype,
+ * so a resumed run continues from the exact values.
+ *
  * Memory: weights, the frozen reference, gradient and AdamW moment blocks,
  * the activation arenas, the KV cache and the rollout buffers are allocated
  * once in iapo_trainer_new; a step allocates only the sampled completions'
