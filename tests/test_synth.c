@@ -273,6 +273,24 @@ static void test_determinism(void)
 		      !memcmp(a.spans, b.spans, (size_t)a.n_spans * sizeof *a.spans),
 	      "same key, different problem");
 	CHECK(strcmp(a.prompt, c.prompt) != 0, "keys 7 and 8 gave the same prompt");
+	iapo_synth_problem_free(&c);
+	/* Row 0 of each split is candidate 0 of its stream (train 0, test 1). */
+	for (int split = 0; split < 2; split++) {
+		char *text = read_all(d1, split ? "test.jsonl" : "train.jsonl", NULL);
+		cJSON *row = text ? cJSON_ParseWithLength(text, strcspn(text, "\n")) : NULL;
+		const cJSON *jp = cJSON_GetObjectItemCaseSensitive(row, "prompt");
+		iapo_synth_problem q;
+		CHECK(iapo_synth_problem_make(&o, (uint64_t)split, 0, &q) == IAPO_OK && cJSON_IsString(jp) &&
+			      !strcmp(jp->valuestring, q.prompt),
+		      "split %d: row 0 is not candidate 0 of stream %d", split, split);
+		iapo_synth_problem_free(&q);
+		cJSON_Delete(row);
+		iapo_free(text);
+	}
+	/* The counts do not matter to one problem. */
+	o.n_train = o.n_test = 0;
+	CHECK(iapo_synth_problem_make(&o, 0, 7, &c) == IAPO_OK && !strcmp(a.completion, c.completion),
+	      "counts changed a problem: %s", iapo_errmsg());
 	iapo_synth_problem_free(&a);
 	iapo_synth_problem_free(&b);
 	iapo_synth_problem_free(&c);

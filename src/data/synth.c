@@ -56,11 +56,10 @@ void iapo_synth_opts_default(iapo_synth_opts *o)
 			       .max_value = 40};
 }
 
-iapo_status iapo_synth_opts_check(const iapo_synth_opts *o)
+/* The options that shape one problem (the counts only matter to a split). */
+static iapo_status check_problem_opts(const iapo_synth_opts *o)
 {
 	if (!o) return iapo_fail(IAPO_ERR_ARG, "synth: expected options, found NULL");
-	if (o->n_train < 1) return iapo_fail(IAPO_ERR_ARG, "--train: expected at least 1 row, found %d", o->n_train);
-	if (o->n_test < 0) return iapo_fail(IAPO_ERR_ARG, "--test: expected a count >= 0, found %d", o->n_test);
 	if (o->min_steps < 1 || o->max_steps > IAPO_SYNTH_MAX_STEPS || o->min_steps > o->max_steps)
 		return iapo_fail(IAPO_ERR_ARG, "--steps: expected MIN-MAX with 1 <= MIN <= MAX <= %d, found %d-%d",
 				 IAPO_SYNTH_MAX_STEPS, o->min_steps, o->max_steps);
@@ -69,6 +68,14 @@ iapo_status iapo_synth_opts_check(const iapo_synth_opts *o)
 	if (o->max_value < 10 || o->max_value > 999)
 		return iapo_fail(IAPO_ERR_ARG, "--max-value: expected an integer in [10, 999], found %d", o->max_value);
 	return IAPO_OK;
+}
+
+iapo_status iapo_synth_opts_check(const iapo_synth_opts *o)
+{
+	if (!o) return iapo_fail(IAPO_ERR_ARG, "synth: expected options, found NULL");
+	if (o->n_train < 1) return iapo_fail(IAPO_ERR_ARG, "--train: expected at least 1 row, found %d", o->n_train);
+	if (o->n_test < 0) return iapo_fail(IAPO_ERR_ARG, "--test: expected a count >= 0, found %d", o->n_test);
+	return check_problem_opts(o);
 }
 
 /* ---- phrase banks ---- */
@@ -471,7 +478,7 @@ iapo_status iapo_synth_problem_make(const iapo_synth_opts *o, uint64_t stream, u
 				    iapo_synth_problem *out)
 {
 	memset(out, 0, sizeof *out);
-	IAPO_TRY(iapo_synth_opts_check(o));
+	IAPO_TRY(check_problem_opts(o));
 	iapo_rng r;
 	iapo_rng_seed(&r, o->seed, stream, index, 0x73796e7468ull /* "synth" */);
 	plan_t p;

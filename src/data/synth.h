@@ -99,7 +99,9 @@ typedef struct {
 
 /* Draws one problem from the stream keyed (o->seed, stream, index): the
  * same arguments always give the same problem. Only o's seed, steps,
- * redundancy and max_value matter. */
+ * redundancy and max_value matter (and are checked; the counts are not).
+ * iapo_synth_generate draws split s's candidates from stream s (train 0,
+ * test 1) at indices 0, 1, 2, ..., skipping repeated prompts. */
 iapo_status iapo_synth_problem_make(const iapo_synth_opts *o, uint64_t stream, uint64_t index,
 				    iapo_synth_problem *out);
 void iapo_synth_problem_free(iapo_synth_problem *p);
