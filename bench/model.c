@@ -6,6 +6,9 @@
  *   fwd       training forward (log-prob and entropy of every position) of
  *             B=1 sequence of T=256 tokens: tokens/s, GFLOP/s, % fp32 peak
  *   fwd_bwd   the same forward then its backward into a gradient block
+ *   train_step  a whole training step as the trainer runs it: zero the
+ *             gradient block, forward, backward, AdamW over every parameter
+ *             (what bench/peer.py's PyTorch step does)
  *   decode    batched greedy decoding through the KV cache: 8 sequences,
  *             64-token prompts, 128 new tokens each (EOS ignored, so every
  *             run does the same work); prefill and decode tokens/s, and the
@@ -16,7 +19,7 @@
  * implementation; formulas in bench/README.md). Every measurement warms up
  * once, then repeats within a time budget and reports the median.
  * Left out: B > 1 training batches, sampling other than greedy, the tokenizer,
- * the optimiser step.
+ * gradient clipping.
  *
  * Usage: model [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick]
  */
@@ -27,6 +30,7 @@
 #include "model/kvcache.h"
 #include "model/transformer.h"
 #include "model/weights.h"
+#include "rl/adamw.h"
 
 typedef struct {
 	const char *name;
@@ -140,6 +144,9 @@ typedef struct {
 	iapo_fwd *f;
 	int *tokens, *targets, lens[TRAIN_B];
 	float *logp, *entropy, *dlogp, *grad;
+	float *block, *m, *v; /* parameters and AdamW moments */
+	size_t n_params;
+	long t;               /* AdamW step */
 } train_ctx;
 
 static iapo_status run_fwd(void *p)
@@ -154,6 +161,17 @@ static iapo_status run_fwd_bwd(void *p)
 	train_ctx *x = p;
 	IAPO_TRY(run_fwd(p));
 	return iapo_fwd_backward(x->f, x->dlogp, NULL, x->grad);
+}
+
+/* As the trainer: the backward accumulates, so the block is zeroed first. */
+static iapo_status run_train_step(void *p)
+{
+	train_ctx *x = p;
+	memset(x->grad, 0, x->n_params * sizeof(float));
+	IAPO_TRY(run_fwd_bwd(p));
+	const iapo_adamw_opts o = {.lr = 1e-6f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.0f};
+	iapo_adamw_step(x->block, x->grad, x->m, x->v, x->n_params, &o, ++x->t);
+	return IAPO_OK;
 }
 
 typedef struct {
@@ -187,7 +205,7 @@ static void emit_train(const char *bench, const run_env *e, const iapo_config *c
 		   t->reps, t->median);
 }
 
-static iapo_status bench_train(const iapo_weights *w, const run_env *e)
+static iapo_status bench_train(iapo_weights *w, const run_env *e)
 {
 	const iapo_config *c = &w->cfg;
 	iapo_status st = IAPO_OK;
@@ -225,7 +243,19 @@ static iapo_status bench_train(const iapo_weights *w, const run_env *e)
 	IAPO_CHECK(st, iapo_fwd_new(w, TRAIN_B, TRAIN_T, 1, &x.f));
 	IAPO_CHECK(st, time_it(run_fwd_bwd, &x, e->budget, e->min_reps, &t));
 	emit_train("fwd_bwd", e, c, &t, 3.0 * flop);
+
+	/* the training step: the same FLOPs plus AdamW's O(parameters) pass */
+	x.n_params = iapo_param_count(c);
+	x.block = w->block;
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.m, x.n_params * sizeof(float), "bench AdamW m"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.v, x.n_params * sizeof(float), "bench AdamW v"));
+	memset(x.m, 0, x.n_params * sizeof(float));
+	memset(x.v, 0, x.n_params * sizeof(float));
+	IAPO_CHECK(st, time_it(run_train_step, &x, e->budget, e->min_reps, &t));
+	emit_train("train_step", e, c, &t, 3.0 * flop);
 fail:
+	iapo_free_aligned(x.m);
+	iapo_free_aligned(x.v);
 	iapo_fwd_free(x.f);
 	iapo_free_aligned(x.tokens);
 	iapo_free_aligned(x.targets);

@@ -3,12 +3,15 @@
 # those that are missing. Uses sudo when not root. Safe to run repeatedly.
 #   scripts/install-deps.sh          build + run dependencies
 #   scripts/install-deps.sh --test   also the test oracles (PyTorch, Node.js/npm)
+#   scripts/install-deps.sh --bench  also the benchmark's PyTorch peer (+ jemalloc)
 set -eu
 
 pkgs="build-essential pkg-config libopenblas0-openmp libopenblas-openmp-dev \
 libcjson-dev libpcre2-dev libutf8proc-dev"
 if [ "${1:-}" = "--test" ]; then
 	pkgs="$pkgs python3-torch python3-numpy nodejs npm"
+elif [ "${1:-}" = "--bench" ]; then
+	pkgs="$pkgs python3-torch libjemalloc2"
 fi
 
 missing=""
