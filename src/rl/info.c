@@ -144,6 +144,11 @@ void iapo_info_free(iapo_info *e)
 }
 
 int iapo_info_chunk(const iapo_info *e) { return e->chunk; }
+
+void iapo_info_set_temperature(iapo_info *e, float temperature)
+{
+	if (temperature > 0 && isfinite(temperature)) e->temp = temperature;
+}
 size_t iapo_info_bytes(const iapo_info *e) { return e->bytes; }
 
 iapo_status iapo_info_new(const iapo_weights *w, int Bmax, int Tmax, const iapo_info_opts *o, iapo_info **out)

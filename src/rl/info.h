@@ -101,6 +101,9 @@ typedef struct iapo_info iapo_info;
  * UNSUPPORTED (a head dim the cache cannot hold). */
 iapo_status iapo_info_new(const iapo_weights *w, int Bmax, int Tmax, const iapo_info_opts *o, iapo_info **out);
 void iapo_info_free(iapo_info *e);
+/* Changes the entropies' temperature (> 0; others are ignored), e.g. to the
+ * rollout's sampling temperature. */
+void iapo_info_set_temperature(iapo_info *e, float temperature);
 /* Positions per pass (the option, or what the memory budget gave). */
 int iapo_info_chunk(const iapo_info *e);
 /* Bytes held (cache, scratch, logits). */
