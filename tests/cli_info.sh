@@ -24,7 +24,8 @@ check() { if [ "$2" -eq 0 ]; then ok "$1"; else bad "$1"; fi; }
 "$BIN" info --model "$T/none" --prompt hi --frobnicate >"$T/o" 2>"$T/e"; rc=$?
 [ $rc -eq 2 ] && grep -q "unknown option '--frobnicate'" "$T/e"; check "unknown option: exit 2" $?
 for bad_opt in "--answer-tokens 0" "--predict first" "--gain smooth" "--norm l2" "--temperature -1" \
-	"--horizon 0" "--chunk -1" "--max-tokens x" "--seed -1" "--decay abc" "--postfix="; do
+	"--horizon 0" "--chunk -1" "--max-tokens x" "--seed -1" "--decay abc" "--postfix=" "--info-stride 0" \
+	"--info-at words" "--info-stride 2 --info-at newline"; do
 	# shellcheck disable=SC2086
 	"$BIN" info --model "$T/none" --prompt hi $bad_opt >"$T/o" 2>"$T/e"; rc=$?
 	[ $rc -eq 2 ] && [ -s "$T/e" ]; check "bad value '$bad_opt': exit 2 with a message" $?
@@ -36,11 +37,13 @@ done
 "$BIN" info --help >"$T/h" 2>&1; rc=$?
 miss=0
 for opt in --model --prompt --system --raw --completion --max-tokens --temperature --seed --postfix --predict \
-	--answer-tokens --chunk --gain --norm --horizon --decay --w-info --w-conf --tsv --html --threads; do
+	--answer-tokens --chunk --info-stride --info-at --gain --norm --horizon --decay --w-info --w-conf --tsv --html \
+	--threads; do
 	grep -q -- "$opt" "$T/h" || { echo "  --help lacks $opt"; miss=1; }
 done
-[ $rc -eq 0 ] && [ $miss -eq 0 ] && grep -q "answer_entropy info_gain policy_entropy" "$T/h" && grep -q "1e-6" "$T/h"
-check "--help lists every option, the TSV columns and the 1e-6 remark" $?
+[ $rc -eq 0 ] && [ $miss -eq 0 ] && grep -q "answer_entropy info_gain policy_entropy" "$T/h" && grep -q "1e-6" "$T/h" \
+	&& [ "$(grep -c APPROXIMATION "$T/h")" -eq 2 ]
+check "--help lists every option, the TSV columns, the 1e-6 remark, the approximations" $?
 "$BIN" info --model "$T/does-not-exist" --prompt hi >"$T/o" 2>"$T/e"; rc=$?
 [ $rc -eq 1 ] && grep -q "does-not-exist" "$T/e"; check "unloadable model: exit 1 naming it" $?
 
@@ -123,6 +126,19 @@ check "policy_entropy does not depend on the mode" $?
 "$BIN" info --model "$M" --prompt "What is 2+3?" --completion "$COMP" --postfix "<answer>" --answer-tokens 2 \
 	--tsv "$T/p.tsv" >/dev/null 2>&1; rc=$?
 [ $rc -eq 0 ] && ! cmp -s "$T/a.tsv" "$T/p.tsv"; check "--postfix and --answer-tokens change E" $?
+
+# --info-stride 3: exact at 0, 3, 6, ... (same E as the exact run there), one gain per block of 3
+"$BIN" info --model "$M" --prompt "What is 2+3?" --completion "$COMP" --info-stride 3 --tsv "$T/st.tsv" \
+	>/dev/null 2>&1; rc=$?
+[ $rc -eq 0 ] && [ "$(wc -l <"$T/st.tsv")" -eq "$(wc -l <"$T/a.tsv")" ] && awk -F'\t' '
+	NR == FNR { e[FNR] = $4; next }
+	FNR > 1 && (FNR - 2) % 3 == 0 { d = e[FNR] - $4; if (d > 1e-5 || d < -1e-5) bad = 1 }
+	FNR > 1 && (FNR - 2) % 3 != 0 && ($5 - g > 2e-6 || g - $5 > 2e-6) { bad = 1 }
+	FNR > 1 { g = $5 } END { exit bad }' "$T/a.tsv" "$T/st.tsv"
+check "--info-stride 3: exact every 3rd position, the block's gain spread evenly" $?
+"$BIN" info --model "$M" --prompt "What is 2+3?" --completion "$COMP" --info-at newline --html "$T/nl.html" \
+	>"$T/nl.out" 2>&1; rc=$?
+[ $rc -eq 0 ] && grep -q "after newline tokens only" "$T/nl.html"; check "--info-at newline runs and says so" $?
 
 "$BIN" info --model "$M" --prompt "Hello" --max-tokens 12 --temperature 0.8 --seed 4 --tsv "$T/s.tsv" \
 	--html "$T/s.html" >"$T/s.out" 2>&1; rc=$?

@@ -2,10 +2,10 @@
  * test_iapo_adv.c — IAPO's token advantages (rl/iapo_adv.h) against
  * hand-computed values: iapo-reference §10 items 1-8 under the reference
  * settings (gain, normalisation, horizon kernel and padded width of the
- * authors' code), and
- * our defaults (plain gain, masked z-score: sums to 0, unit norm, guards for
- * L = 1 and constant values, the intended horizon kernel of item 4), the
- * reward sign, the batch layout, the gain metrics and argument errors.
+ * authors' code), and our defaults (plain gain, masked z-score: sums to 0,
+ * unit norm, guards for L = 1 and constant values, the intended horizon
+ * kernel of item 4), the reward sign, the batch layout, the gain metrics and
+ * argument errors.
  */
 #include <math.h>
 #include <string.h>

@@ -8,9 +8,11 @@
  * lengths 1 and 3, one and two (and three) greedy answer tokens, next_token
  * mode; a memory budget small enough to split the prefill into many pieces;
  * a postfix longer than the cache's sequences; the row counts of the stats;
- * no allocation inside a call; argument errors. Also that E_t really is the
- * entropy after prompt + o_<t + postfix (o_t excluded) by a direct check of
- * one position through the kv cache's own prefill.
+ * no allocation inside a call; argument errors; estimating at every third
+ * position or after given tokens only (exact there, linear in between).
+ * Also that E_t really is the entropy after prompt + o_<t + postfix (o_t
+ * excluded) by a direct check of one position through the kv cache's own
+ * prefill.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -308,6 +310,70 @@ static void test_meaning(void)
 	iapo_free_aligned(w.block);
 }
 
+/* Stride 3 and "after these tokens": estimated positions equal the naive
+ * (exact) values, the others lie on the straight line between their
+ * neighbours, and the pass does proportionally fewer rows. */
+static void test_fewer_positions(void)
+{
+	iapo_weights w;
+	if (tiny_weights(TINY_QWEN2, 42, &w)) {
+		CHECK(0, "weights");
+		return;
+	}
+	batch x;
+	batch_make(&x, w.cfg.V, 9);
+	int post[2] = {5, 6};
+	float En[NSEQ * LD], Cn[NSEQ * LD], Ef[NSEQ * LD], Cf[NSEQ * LD];
+	iapo_info_opts o = iapo_info_defaults();
+	o.postfix = post;
+	o.n_postfix = 2;
+	CHECK(iapo_info_naive(&w, &o, &x.b, En, Cn, LD) == IAPO_OK, "%s", iapo_errmsg());
+	/* "at" tokens: the ids of completion 0's tokens 2 and 6 (wherever else they occur too) */
+	int at[2] = {x.comp[0][2], x.comp[0][6]};
+	for (int mode = 0; mode < 2; mode++) {
+		iapo_info_opts oo = o;
+		if (mode == 0) oo.stride = 3;
+		else oo.at_tokens = at, oo.n_at = 2;
+		oo.chunk = 2;
+		iapo_info *e = NULL;
+		iapo_info_stats st;
+		CHECK(iapo_info_new(&w, NSEQ, x.Tmax, &oo, &e) == IAPO_OK, "%s", iapo_errmsg());
+		if (!e) break;
+		CHECK(iapo_info_compute(e, &x.b, Ef, Cf, LD, &st) == IAPO_OK, "%s", iapo_errmsg());
+		long want = 0;
+		for (int i = 0; i < NSEQ; i++) {
+			int a = 0;
+			for (int t = 0; t <= CL[i]; t++) {
+				int sel = t == 0 || t == CL[i] ||
+					  (mode == 0 ? t % 3 == 0 : (x.comp[i][t - 1] == at[0] || x.comp[i][t - 1] == at[1]));
+				CHECK_NEAR(Cf[i * LD + t], Cn[i * LD + t], 1e-5, "C stays exact");
+				if (!sel) continue;
+				want++;
+				CHECK_NEAR(Ef[i * LD + t], En[i * LD + t], 1e-5, "estimated position");
+				for (int u = a + 1; u < t; u++) {
+					double lin = En[i * LD + a] + (En[i * LD + t] - En[i * LD + a]) * (u - a) / (t - a);
+					CHECK_NEAR(Ef[i * LD + u], lin, 1e-5, "interpolated position");
+				}
+				a = t;
+			}
+		}
+		CHECK(st.positions == want && st.rows_pass == want * 2, "mode %d: %ld positions (want %ld), %ld rows", mode,
+		      st.positions, want, st.rows_pass);
+		iapo_info_free(e);
+	}
+	iapo_info_opts bad = o;
+	bad.stride = 2;
+	bad.at_tokens = at;
+	bad.n_at = 2;
+	iapo_info *e = NULL;
+	CHECK(iapo_info_new(&w, NSEQ, x.Tmax, &bad, &e) == IAPO_ERR_ARG, "stride and tokens together");
+	bad.n_at = 0;
+	bad.stride = -1;
+	CHECK(iapo_info_new(&w, NSEQ, x.Tmax, &bad, &e) == IAPO_ERR_ARG, "negative stride");
+	batch_free(&x);
+	iapo_free_aligned(w.block);
+}
+
 static void test_errors(void)
 {
 	iapo_weights w;
@@ -372,6 +438,7 @@ int main(void)
 	RUN(test_small_budget);
 	RUN(test_short_sequences);
 	RUN(test_meaning);
+	RUN(test_fewer_positions);
 	RUN(test_errors);
 	TEST_END();
 }

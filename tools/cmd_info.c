@@ -16,6 +16,7 @@
 #include "model/generate.h"
 #include "model/weights.h"
 #include "rl/iapo_adv.h"
+#include "rl/iapo_hook.h"
 #include "rl/info.h"
 #include "rl/info_report.h"
 #include "tokenizer/tokenizer.h"
@@ -50,6 +51,10 @@ static void help(void)
 	       "  --answer-tokens N   E_t sums the entropies of the first N answer tokens of the\n"
 	       "                      model's own greedy answer (default 1, as the paper)\n"
 	       "  --chunk N           positions per batched pass, 0 = automatic (default 0)\n"
+	       "  --info-stride N     APPROXIMATION: estimate E at every N-th position (and at the\n"
+	       "                      end) only, linear in between (default 1 = exact)\n"
+	       "  --info-at newline   APPROXIMATION: estimate E only after tokens holding a\n"
+	       "                      newline (one estimate per line), linear in between\n"
 	       "  --gain MODE         plain (default): S_t = E_t - E_t+1; reference: the authors'\n"
 	       "                      (E_t + E_t-1)/2 - E_t+1. The TSV's info_gain and the colours\n"
 	       "                      use it\n"
@@ -103,7 +108,7 @@ int cmd_info(int argc, char **argv)
 {
 	const char *model = NULL, *prompt = NULL, *system = NULL, *completion = NULL;
 	const char *postfix = IAPO_INFO_POSTFIX, *html = NULL, *tsv = NULL;
-	int raw = 0, max_tokens = 256, threads = 0, answer_tokens = 1, chunk = 0;
+	int raw = 0, max_tokens = 256, threads = 0, answer_tokens = 1, chunk = 0, stride = 1, at_newline = 0;
 	double temperature = 1.0;
 	unsigned long long seed = 0;
 	iapo_predict predict = IAPO_PREDICT_ANSWER;
@@ -142,6 +147,12 @@ int cmd_info(int argc, char **argv)
 			answer_tokens = cli_int(CMD, a, cli_value(CMD, argc, argv, &i), 1, 64);
 		} else if (!strcmp(a, "--chunk")) {
 			chunk = cli_int(CMD, a, cli_value(CMD, argc, argv, &i), 0, 1 << 20);
+		} else if (!strcmp(a, "--info-stride")) {
+			stride = cli_int(CMD, a, cli_value(CMD, argc, argv, &i), 1, 1 << 20);
+		} else if (!strcmp(a, "--info-at")) {
+			const char *v = cli_value(CMD, argc, argv, &i);
+			if (strcmp(v, "newline")) cli_usage_error(CMD, "--info-at: expected newline, found '%s'", v);
+			at_newline = 1;
 		} else if (!strcmp(a, "--gain")) {
 			const char *v = cli_value(CMD, argc, argv, &i);
 			if (iapo_gain_parse(v, &ao.gain) != IAPO_OK)
@@ -173,6 +184,7 @@ int cmd_info(int argc, char **argv)
 	if (raw && system) cli_usage_error(CMD, "--system has no effect with --raw (the prompt is used as is)");
 	if (raw && !*prompt) cli_usage_error(CMD, "--prompt: expected text with --raw, found an empty string");
 	if (predict == IAPO_PREDICT_ANSWER && !*postfix) cli_usage_error(CMD, "--postfix: expected text, found an empty string");
+	if (stride > 1 && at_newline) cli_usage_error(CMD, "--info-stride and --info-at exclude each other");
 	if (threads > 0) iapo_set_threads(threads);
 
 	double t0 = now();
@@ -237,6 +249,17 @@ int cmd_info(int argc, char **argv)
 	io.answer_tokens = answer_tokens;
 	io.temperature = temperature > 0 ? (float)temperature : 1.0f;
 	io.chunk = chunk;
+	io.stride = stride;
+	int *nl_ids = NULL, n_nl = 0;
+	if (at_newline) {
+		if ((st = iapo_newline_tokens(tok, &nl_ids, &n_nl)) != IAPO_OK) cli_fail(CMD, st);
+		if (n_nl > 0) {
+			io.at_tokens = nl_ids;
+			io.n_at = n_nl;
+		} else {
+			io.stride = 1 << 30; /* no newline token at all: E at 0 and L only */
+		}
+	}
 	iapo_info *est = NULL;
 	if ((st = iapo_info_new(&w, 1, (int)(P + L), &io, &est)) != IAPO_OK) cli_fail(CMD, st);
 	const size_t n1 = L + 1;
@@ -258,12 +281,14 @@ int cmd_info(int argc, char **argv)
 		if ((st = iapo_tokenizer_decode(tok, comp + t, 1, 0, &ttext[t], &tlen[t], &tc)) != IAPO_OK) cli_fail(CMD, st);
 	}
 
-	char settings[1024];
+	char settings[1024], where[96] = "every position";
+	if (at_newline) snprintf(where, sizeof where, "after newline tokens only (an approximation)");
+	else if (stride > 1) snprintf(where, sizeof where, "every %d-th position only (an approximation)", stride);
 	if (predict == IAPO_PREDICT_ANSWER)
 		snprintf(settings, sizeof settings,
-			 "predict answer: postfix \"%.200s\" (%zu tokens), %d answer token%s; entropy temperature %g; gain %s; "
-			 "advantage: norm %s, horizon %d, decay %g, w_info %g, w_conf %g; completion %s",
-			 postfix, K, answer_tokens, answer_tokens > 1 ? "s" : "", (double)io.temperature,
+			 "predict answer: postfix \"%.200s\" (%zu tokens), %d answer token%s, E estimated at %s; entropy "
+			 "temperature %g; gain %s; advantage: norm %s, horizon %d, decay %g, w_info %g, w_conf %g; completion %s",
+			 postfix, K, answer_tokens, answer_tokens > 1 ? "s" : "", where, (double)io.temperature,
 			 iapo_gain_str(ao.gain), iapo_norm_str(ao.norm), ao.horizon, (double)ao.decay, (double)ao.w_info,
 			 (double)ao.w_conf, source);
 	else
@@ -340,6 +365,7 @@ int cmd_info(int argc, char **argv)
 	iapo_free(Ch);
 	iapo_free(adv);
 	iapo_info_free(est);
+	iapo_free(nl_ids);
 	if (completion) iapo_free(comp);
 	iapo_gen_results_free(&res, 1);
 	iapo_free(ids);

@@ -97,3 +97,26 @@ iapo_status iapo_hook_advantage(void *ctx, const iapo_rollout_view *r, float *ad
 }
 
 void iapo_hook_last_metrics(const iapo_hook *h, iapo_hook_metrics *m) { *m = h->last; }
+
+iapo_status iapo_newline_tokens(const iapo_tokenizer *t, int **ids, int *n)
+{
+	*ids = NULL;
+	*n = 0;
+	const int V = iapo_tokenizer_vocab_size(t);
+	int *out = iapo_malloc(sizeof(int) * (size_t)(V > 0 ? V : 1));
+	if (!out) return iapo_fail(IAPO_ERR_NOMEM, "newline tokens: out of memory");
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	int k = 0;
+	for (int id = 0; id < V; id++) {
+		if (iapo_tokenizer_decode(t, &id, 1, 0, &buf, &len, &cap) != IAPO_OK) {
+			iapo_clear_error(); /* a gap in the ids */
+			continue;
+		}
+		if (memchr(buf, '\n', len)) out[k++] = id;
+	}
+	iapo_free(buf);
+	*ids = out;
+	*n = k;
+	return IAPO_OK;
+}

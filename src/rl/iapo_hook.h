@@ -21,6 +21,7 @@
 #include "rl/iapo_adv.h"
 #include "rl/info.h"
 #include "rl/trainer.h"
+#include "tokenizer/tokenizer.h"
 
 typedef struct {
 	iapo_info_opts info;  /* postfix (copied), predict, answer tokens, chunk; the temperature is the rollout's */
@@ -49,5 +50,10 @@ void iapo_hook_free(iapo_hook *h);
 iapo_status iapo_hook_advantage(void *ctx, const iapo_rollout_view *r, float *adv);
 
 void iapo_hook_last_metrics(const iapo_hook *h, iapo_hook_metrics *m);
+
+/* The ids of every token whose text contains a newline (for info.h's
+ * at_tokens: one estimate per line). *ids is allocated (iapo_free); *n may
+ * be 0. */
+iapo_status iapo_newline_tokens(const iapo_tokenizer *t, int **ids, int *n);
 
 #endif

@@ -14,6 +14,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/mem.h"
@@ -45,6 +46,9 @@ struct iapo_info {
 	float *ent;     /* (nlog) */
 	int *ob, *ot;   /* (nlog) sequence and t of each logits row */
 	int *cur;       /* (chunk) greedy answer token */
+	int stride;     /* >= 1 */
+	int *at;        /* (n_at) sorted token ids, or NULL */
+	int n_at;
 	size_t bytes;
 };
 
@@ -78,6 +82,11 @@ static iapo_status check_opts(const iapo_weights *w, const iapo_info_opts *o)
 		return iapo_fail(IAPO_ERR_ARG, "information estimator: temperature: expected > 0, found %g",
 				 (double)o->temperature);
 	if (o->chunk < 0) return iapo_fail(IAPO_ERR_ARG, "information estimator: chunk: expected >= 0, found %d", o->chunk);
+	if (o->stride < 0) return iapo_fail(IAPO_ERR_ARG, "information estimator: stride: expected >= 1, found %d", o->stride);
+	if (o->n_at < 0 || (o->n_at > 0 && !o->at_tokens))
+		return iapo_fail(IAPO_ERR_ARG, "information estimator: at tokens: expected a list of ids, found %d", o->n_at);
+	if (o->n_at > 0 && o->stride > 1)
+		return iapo_fail(IAPO_ERR_ARG, "information estimator: expected a stride or a token list, found both");
 	if (o->predict == IAPO_PREDICT_NEXT_TOKEN) return IAPO_OK;
 	if (o->n_postfix < 1 || !o->postfix)
 		return iapo_fail(IAPO_ERR_ARG, "information estimator: postfix: expected at least one token, found %d",
@@ -140,7 +149,14 @@ void iapo_info_free(iapo_info *e)
 	iapo_free(e->ob);
 	iapo_free(e->ot);
 	iapo_free(e->cur);
+	iapo_free(e->at);
 	iapo_free(e);
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+	return (x > y) - (x < y);
 }
 
 int iapo_info_chunk(const iapo_info *e) { return e->chunk; }
@@ -210,6 +226,13 @@ iapo_status iapo_info_new(const iapo_weights *w, int Bmax, int Tmax, const iapo_
 		IAPO_CHECK(st, iapo_alloc_or_fail((void **)&e->cur, sizeof(int) * (size_t)e->chunk, "answer tokens"));
 		IAPO_CHECK(st, iapo_alloc_or_fail((void **)&e->postfix, sizeof(int) * (size_t)e->K, "postfix"));
 		memcpy(e->postfix, o->postfix, sizeof(int) * (size_t)e->K);
+		e->stride = o->stride > 1 ? o->stride : 1;
+		if (o->n_at > 0) {
+			IAPO_CHECK(st, iapo_alloc_or_fail((void **)&e->at, sizeof(int) * (size_t)o->n_at, "at tokens"));
+			memcpy(e->at, o->at_tokens, sizeof(int) * (size_t)o->n_at);
+			qsort(e->at, (size_t)o->n_at, sizeof(int), cmp_int);
+			e->n_at = o->n_at;
+		}
 	}
 	e->bytes = kv_row * (size_t)(Bmax + nscratch) * (size_t)Tkv + V4 * (size_t)e->nlog +
 		   sizeof(iapo_kv_row) * (size_t)e->nrows + sizeof(int) * (size_t)(3 * e->nlog + e->chunk);
@@ -326,6 +349,29 @@ static iapo_status run_chunk(iapo_info *e, const iapo_info_batch *b, int c, floa
 	return IAPO_OK;
 }
 
+/* Whether E_t of sequence i is estimated (not interpolated). */
+static int selected(const iapo_info *e, const iapo_info_batch *b, int i, int t)
+{
+	if (t == 0 || t == b->clen[i]) return 1;
+	if (e->n_at > 0) return bsearch(&b->comps[i][t - 1], e->at, (size_t)e->n_at, sizeof(int), cmp_int) != NULL;
+	return t % e->stride == 0;
+}
+
+/* Linear interpolation of E between the estimated positions of each sequence. */
+static void interpolate(const iapo_info *e, const iapo_info_batch *b, float *E, int ld)
+{
+	for (int i = 0; i < b->n; i++) {
+		float *Ei = E + (size_t)i * ld;
+		int a = 0;
+		for (int t = 1; t <= b->clen[i]; t++) {
+			if (!selected(e, b, i, t)) continue;
+			for (int u = a + 1; u < t; u++)
+				Ei[u] = (float)((double)Ei[a] + ((double)Ei[t] - (double)Ei[a]) * (u - a) / (double)(t - a));
+			a = t;
+		}
+	}
+}
+
 iapo_status iapo_info_compute(iapo_info *e, const iapo_info_batch *b, float *E, float *C, int ld,
 			      iapo_info_stats *stats)
 {
@@ -333,8 +379,7 @@ iapo_status iapo_info_compute(iapo_info *e, const iapo_info_batch *b, float *E, 
 	if (!E) return iapo_fail(IAPO_ERR_ARG, "information estimator: E: expected an output array, found NULL");
 	iapo_info_stats s;
 	memset(&s, 0, sizeof s);
-	for (int i = 0; i < b->n; i++) s.positions += b->clen[i] + 1;
-	const int next = e->predict == IAPO_PREDICT_NEXT_TOKEN;
+	const int next = e->predict == IAPO_PREDICT_NEXT_TOKEN, thin = !next && (e->stride > 1 || e->n_at > 0);
 	double t0 = omp_get_wtime();
 	iapo_status st = prefill(e, b, next ? E : C, ld, &s.rows_prefill);
 	if (st == IAPO_OK && next && C)
@@ -345,6 +390,8 @@ iapo_status iapo_info_compute(iapo_info *e, const iapo_info_batch *b, float *E, 
 		int c = 0;
 		for (int i = 0; i < b->n && st == IAPO_OK; i++)
 			for (int t = 0; t <= b->clen[i] && st == IAPO_OK; t++) {
+				if (thin && !selected(e, b, i, t)) continue;
+				s.positions++;
 				e->ob[c] = i;
 				e->ot[c] = t;
 				if (++c == e->chunk) {
@@ -353,6 +400,9 @@ iapo_status iapo_info_compute(iapo_info *e, const iapo_info_batch *b, float *E, 
 				}
 			}
 		if (st == IAPO_OK && c > 0) st = run_chunk(e, b, c, E, ld, &s.rows_pass);
+		if (st == IAPO_OK && thin) interpolate(e, b, E, ld);
+	} else {
+		for (int i = 0; i < b->n; i++) s.positions += b->clen[i] + 1;
 	}
 	s.seconds_prefill = t1 - t0;
 	s.seconds_pass = omp_get_wtime() - t1;

@@ -40,10 +40,18 @@
  * allocates nothing. The weights are borrowed and read on every call, so
  * they may change between calls (an optimiser step), never during one.
  * Threads: one iapo_info at a time per thread; the work inside is OpenMP.
+ * Fewer positions (an APPROXIMATION, off by default): with stride s > 1, E is
+ * estimated at t = 0, s, 2s, ... and at L; with at_tokens, at t = 0, L and
+ * every t whose previous token o_{t−1} is one of the given ids (e.g. the
+ * newline tokens: one estimate per reasoning line). Between two estimated
+ * positions a < b, E is interpolated linearly, so each token of [a, b) gets
+ * the gain (E_a − E_b)/(b − a): the block's gain spread evenly. C is always
+ * exact. The pass costs about the share of positions estimated.
+ *
  * Left out: gradients (the estimator is no-grad), reuse of the rollout's own
  * cache (the prefill is recomputed; bench/info.c measures its share), packing
- * all postfixes into one tree-masked pass, estimating at a subset of
- * positions.
+ * all postfixes into one tree-masked pass (the same rows through the same
+ * GEMMs, so no fewer FLOPs on a CPU).
  */
 #ifndef IAPO_RL_INFO_H
 #define IAPO_RL_INFO_H
@@ -69,6 +77,9 @@ typedef struct {
 	int answer_tokens;  /* N >= 1 (1 = the paper) */
 	float temperature;  /* > 0; logits are divided by it before the entropy */
 	int chunk;          /* positions per pass; 0 = automatic from mem_budget */
+	int stride;         /* >= 1; > 1: estimate every stride-th position only (see above); 0 = 1 */
+	const int *at_tokens; /* (n_at) estimate only after these token ids (copied); not with stride > 1 */
+	int n_at;
 	size_t mem_budget;  /* bytes for the chunk's scratch and logits when chunk == 0; 0 = 256 MiB */
 } iapo_info_opts;
 
@@ -90,7 +101,7 @@ typedef struct {
 typedef struct {
 	double seconds_prefill, seconds_pass;
 	long rows_prefill, rows_pass; /* rows_pass: postfix and greedy answer rows */
-	long positions;               /* Σ (clen + 1) */
+	long positions;               /* positions estimated: Σ (clen + 1) unless a stride or at_tokens thins them */
 } iapo_info_stats;
 
 typedef struct iapo_info iapo_info;
@@ -120,7 +131,8 @@ iapo_status iapo_info_compute(iapo_info *e, const iapo_info_batch *b, float *E, 
 
 /* The same numbers by brute force: a full training forward per (sequence,
  * t) (and per greedy answer token), several prefixes batched per forward.
- * Allocates per call. For tests and benchmarks. */
+ * Always every position (stride and at_tokens are ignored: this is the exact
+ * estimator). Allocates per call. For tests and benchmarks. */
 iapo_status iapo_info_naive(const iapo_weights *w, const iapo_info_opts *o, const iapo_info_batch *b, float *E,
 			    float *C, int ld);
 
