@@ -5,12 +5,14 @@
  * the fuzzer uses, against the file reader on the same bytes.
  * Not here: fuzzing itself (fuzz/, tests/cli_fuzz.sh).
  */
+#include <limits.h>
 #include <stdint.h>
 #include <unistd.h>
 
 #include "core/mem.h"
 #include "core/status.h"
 #include "io/fs.h"
+#include "io/json.h"
 #include "io/safetensors.h"
 #include "model/weights.h"
 #include "test.h"
@@ -103,6 +105,39 @@ static void test_weights_huge_config_refused_before_allocating(void)
 	CHECK(w.block == NULL, "block kept");
 }
 
+/* fuzz_json: iapo_json_as_int compared the double with (double)hi, and
+ * (double)LONG_MAX is 2^63: 9223372036854775807 in a file passed the check
+ * and its conversion to long was undefined (UBSan); likewise a hi that is not
+ * a double, e.g. 2^54 + 3, let 2^54 + 4 through. */
+static void test_json_as_int_edges(void)
+{
+	static const struct {
+		const char *text;
+		long lo, hi;
+		int ok;
+		long want;
+	} cases[] = {
+		{"9223372036854775807", LONG_MIN, LONG_MAX, 0, 0}, /* reads as 2^63 */
+		{"-9223372036854775808", LONG_MIN, LONG_MAX, 1, LONG_MIN},
+		{"1e300", LONG_MIN, LONG_MAX, 0, 0},
+		{"18014398509481988", 0, (1L << 54) + 3, 0, 0}, /* 2^54 + 4 */
+		{"18014398509481984", 0, (1L << 54) + 3, 1, 1L << 54},
+		{"4.5", LONG_MIN, LONG_MAX, 0, 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		cJSON *v = NULL;
+		long got = 0;
+		CHECK(iapo_json_parse(cases[i].text, strlen(cases[i].text), "t", &v) == IAPO_OK, "%s", iapo_errmsg());
+		iapo_status s = iapo_json_as_int(v, "t.json", "x", cases[i].lo, cases[i].hi, &got);
+		if (cases[i].ok)
+			CHECK(s == IAPO_OK && got == cases[i].want, "%s: status %d, %ld", cases[i].text, s, got);
+		else
+			CHECK(s == IAPO_ERR_FORMAT && has(iapo_errmsg(), "t.json: x: expected an integer in"), "%s: status %d: %s",
+			      cases[i].text, s, iapo_errmsg());
+		cJSON_Delete(v);
+	}
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof tmpdir, "%s/test_fuzz_regress", test_env("IAPO_TMP", "/tmp"));
@@ -113,6 +148,7 @@ int main(void)
 	}
 	RUN(test_open_mem_matches_file);
 	RUN(test_weights_huge_config_refused_before_allocating);
+	RUN(test_json_as_int_edges);
 	iapo_fs_remove_all(tmpdir);
 	TEST_END();
 }

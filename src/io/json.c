@@ -141,10 +141,14 @@ iapo_status iapo_json_as_int(const cJSON *v, const char *file, const char *what,
 	if (!cJSON_IsNumber(v))
 		return iapo_fail(IAPO_ERR_FORMAT, "%s: %s: expected an integer, found %s", file, what, iapo_json_type_name(v));
 	double d = v->valuedouble;
-	if (!(d == floor(d)) || d < (double)lo || d > (double)hi)
+	/* Range checked on the integer: (double)hi can round above hi (LONG_MAX
+	 * becomes 2^63, which no long holds, and converting it is undefined). */
+	int whole = d == floor(d) && d >= -0x1p63 && d < 0x1p63;
+	long n = whole ? (long)d : 0;
+	if (!whole || n < lo || n > hi)
 		return iapo_fail(IAPO_ERR_FORMAT, "%s: %s: expected an integer in [%ld, %ld], found %.17g", file, what, lo, hi,
 				 d);
-	*out = (long)d;
+	*out = n;
 	return IAPO_OK;
 }
 
