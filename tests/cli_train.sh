@@ -71,6 +71,12 @@ check "--algo iapo not yet: exit 2" '[ $? -eq 2 ] && grep -q "algo" "$T/err"'
 "$BIN" train $SMALL --out "$T/r5" --bogus 1 >"$T/out" 2>"$T/err"
 check "unknown option: exit 2" '[ $? -eq 2 ] && grep -q "unknown option .--bogus." "$T/err"'
 
+sed 's/"prompt"/"q"/; s/"answer"/"a"/' "$T/data.jsonl" >"$T/fields.jsonl"
+"$BIN" train $SMALL --data "$T/fields.jsonl" --data-format generic --prompt-field q --answer-field a --out "$T/fields" --max-steps 1 >"$T/out" 2>"$T/err"
+check "--prompt-field/--answer-field" '[ $? -eq 0 ] && [ "$(wc -l <"$T/fields/metrics.jsonl")" -eq 1 ]'
+"$BIN" train $SMALL --data "$T/fields.jsonl" --out "$T/fields2" --max-steps 1 >"$T/out" 2>"$T/err"
+check "without them: exit 1 naming the file" '[ $? -eq 1 ] && grep -q "fields.jsonl" "$T/err"'
+
 { head -n 2 "$T/data.jsonl"; echo '{"prompt": "What is 9+1?", "answer": }'; } >"$T/broken.jsonl"
 "$BIN" train --model "$T/model" --data "$T/broken.jsonl" --out "$T/r6" >"$T/out" 2>"$T/err"
 check "bad data row: exit 1 with its line" '[ $? -eq 1 ] && grep -q "broken.jsonl: line 3" "$T/err"'
