@@ -16,6 +16,11 @@
  *               T = 256, log-probs of the completion tokens)
  *   rollout     iapo_generate of the same batch: 8 prompts of 64 tokens, 192
  *               new tokens each at temperature 1 (EOS ignored)
+ *   info_variant the same pass with a 1-token postfix, and with --info-stride 4
+ *               (an approximation): time, and how far stride 4 moves the
+ *               token advantages (defaults, A_i = 0, correct) from the exact
+ *               ones — on RANDOM weights, whose entropies jump from token to
+ *               token, so this overstates what a trained model would show
  *   summary     info as a fraction of rollout + fwd_bwd (one GRPO step without
  *               reference log-probs), and the speed-up over the naive pass
  *
@@ -24,7 +29,7 @@
  * (it takes seconds to minutes, so a cold start is noise). Left out: the reference model's
  * forward (β > 0), the optimiser step, several micro-batches.
  *
- * Usage: info [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick]
+ * Usage: info [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick] [--no-naive]
  * ("all" = tiny and small).
  */
 #include "bench.h"
@@ -34,6 +39,7 @@
 #include "model/generate.h"
 #include "model/transformer.h"
 #include "model/weights.h"
+#include "rl/iapo_adv.h"
 #include "rl/info.h"
 
 typedef struct {
@@ -90,6 +96,7 @@ typedef struct {
 	float *logp, *dlogp, *grad;
 	iapo_kv *kv;
 	iapo_gen_result res[G];
+	float *adv_exact; /* (G, COMP) */
 } ctx;
 
 typedef iapo_status (*fn)(ctx *x);
@@ -138,7 +145,69 @@ static iapo_status time_it(fn f, ctx *x, int warm, double budget, int reps_max, 
 	return IAPO_OK;
 }
 
-static iapo_status bench_shape(const model_shape *s, int threads, int quick)
+/* Token advantages (defaults, A = 0, a correct completion) of every sequence from E and C into adv (G, COMP). */
+static iapo_status token_adv(const float *E, const float *C, float *adv)
+{
+	iapo_tokadv_opts o = iapo_tokadv_defaults();
+	for (int g = 0; g < G; g++)
+		IAPO_TRY(iapo_tokadv_compute(&o, COMP, E + (size_t)g * (COMP + 1), C + (size_t)g * (COMP + 1), 0.0f, 1.0f,
+					     adv + (size_t)g * COMP, NULL, NULL, NULL));
+	return IAPO_OK;
+}
+
+/* The pass with other options: time, and (stride) the advantages' deviation from exact ones. */
+static iapo_status variant(ctx *x, const char *name, int K, int stride, const float *adv_exact, double budget, int reps,
+			   int threads, const char *shape)
+{
+	iapo_info_opts io = x->io;
+	io.n_postfix = K;
+	io.stride = stride;
+	IAPO_TRY(iapo_info_new(x->w, G, T, &io, &x->info));
+	double secs, pre, pass;
+	iapo_status st = time_it(run_info, x, 1, budget, reps, &secs, &pre, &pass);
+	iapo_info_stats is = x->stats;
+	iapo_info_free(x->info);
+	x->info = NULL;
+	IAPO_TRY(st);
+	double max_d = 0, sum_d = 0, sum_a = 0;
+	if (adv_exact) {
+		float *adv = iapo_malloc(sizeof(float) * G * COMP);
+		if (!adv) return iapo_fail(IAPO_ERR_NOMEM, "bench: advantages");
+		st = token_adv(x->E, x->C, adv);
+		for (int i = 0; st == IAPO_OK && i < G * COMP; i++) {
+			double d = fabs((double)adv[i] - adv_exact[i]);
+			max_d = d > max_d ? d : max_d;
+			sum_d += d;
+			sum_a += fabs(adv_exact[i]);
+		}
+		iapo_free(adv);
+		IAPO_TRY(st);
+	}
+	bench_rec_begin("info_variant");
+	bench_rec_str("shape", shape);
+	bench_rec_int("threads", threads);
+	bench_rec_str("variant", name);
+	bench_rec_int("postfix", K);
+	bench_rec_int("stride", stride);
+	bench_rec_num("seconds", secs);
+	bench_rec_num("seconds_pass", pass);
+	bench_rec_int("positions", is.positions);
+	bench_rec_int("rows_pass", is.rows_pass);
+	if (adv_exact) {
+		bench_rec_num("adv_max_abs_diff", max_d);
+		bench_rec_num("adv_mean_abs_diff", sum_d / (G * COMP));
+		bench_rec_num("adv_mean_abs_exact", sum_a / (G * COMP));
+		bench_rec_bool("random_weights", 1);
+	}
+	bench_rec_end();
+	bench_note("info: %-6s %-9s %.3f s (pass %.3f s)%s", shape, name, secs, pass, adv_exact ? "" : "\n");
+	if (adv_exact)
+		bench_note(", token advantages moved by %.3g on average (max %.3g; exact ones average %.3g in size)\n",
+			   sum_d / (G * COMP), max_d, sum_a / (G * COMP));
+	return IAPO_OK;
+}
+
+static iapo_status bench_shape(const model_shape *s, int threads, int quick, int naive)
 {
 	iapo_config c;
 	make_config(s, &c);
@@ -207,15 +276,28 @@ static iapo_status bench_shape(const model_shape *s, int threads, int quick)
 	iapo_info_free(x.info);
 	x.info = NULL;
 
-	x.stats = (iapo_info_stats){0};
-	IAPO_CHECK(st, time_it(run_naive, &x, 0, budget, 1, &naive_s, NULL, NULL));
-	bench_rec_begin("info_naive");
-	bench_rec_str("shape", s->name);
-	bench_rec_int("threads", threads);
-	bench_rec_int("measured_sequences", 1);
-	bench_rec_num("seconds_one_sequence", naive_s);
-	bench_rec_num("seconds_extrapolated", naive_s * G);
-	bench_rec_end();
+	/* variants: a 1-token postfix; stride 4 against the exact advantages */
+	x.adv_exact = iapo_malloc(sizeof(float) * G * COMP);
+	if (!x.adv_exact) {
+		st = iapo_fail(IAPO_ERR_NOMEM, "bench: advantages");
+		goto fail;
+	}
+	IAPO_CHECK(st, token_adv(x.E, x.C, x.adv_exact));
+	IAPO_CHECK(st, variant(&x, "postfix1", 1, 1, NULL, budget, reps, threads, s->name));
+	IAPO_CHECK(st, variant(&x, "stride4", KPOST, 4, x.adv_exact, budget, reps, threads, s->name));
+
+	naive_s = NAN;
+	if (naive) {
+		x.stats = (iapo_info_stats){0};
+		IAPO_CHECK(st, time_it(run_naive, &x, 0, budget, 1, &naive_s, NULL, NULL));
+		bench_rec_begin("info_naive");
+		bench_rec_str("shape", s->name);
+		bench_rec_int("threads", threads);
+		bench_rec_int("measured_sequences", 1);
+		bench_rec_num("seconds_one_sequence", naive_s);
+		bench_rec_num("seconds_extrapolated", naive_s * G);
+		bench_rec_end();
+	}
 
 	IAPO_CHECK(st, iapo_fwd_new(&w, G, T, 1, &x.f));
 	IAPO_CHECK(st, time_it(run_fwd_bwd, &x, 1, budget, reps, &fb_s, NULL, NULL));
@@ -250,6 +332,7 @@ static iapo_status bench_shape(const model_shape *s, int threads, int quick)
 	bench_rec_num("info_pass_only_over_step", pass_s / step);
 	bench_rec_num("info_over_fwd_bwd", info_s / fb_s);
 	bench_rec_num("info_over_rollout", info_s / roll_s);
+	bench_rec_num("prefill_share_of_info", pre_s / info_s);
 	bench_rec_num("speedup_vs_naive", naive_s * G / info_s);
 	bench_rec_num("loadavg_1m", bench_loadavg());
 	bench_rec_end();
@@ -267,6 +350,7 @@ fail:
 	iapo_free(x.dlogp);
 	iapo_free(x.E);
 	iapo_free(x.C);
+	iapo_free(x.adv_exact);
 	iapo_free_aligned(x.grad);
 	iapo_weights_free(&w);
 	return st;
@@ -274,19 +358,21 @@ fail:
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: info [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick]\n");
+	fprintf(stderr, "usage: info [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick] [--no-naive]\n");
 	return 2;
 }
 
 int main(int argc, char **argv)
 {
-	int threads = omp_get_num_procs(), quick = 0;
+	int threads = omp_get_num_procs(), quick = 0, naive = 1;
 	const char *shape = "all";
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
 			if (!bench_parse_pos_int(argv[++i], &threads)) return usage();
 		} else if (strcmp(argv[i], "--quick") == 0) {
 			quick = 1;
+		} else if (strcmp(argv[i], "--no-naive") == 0) {
+			naive = 0;
 		} else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc) {
 			shape = argv[++i];
 		} else {
@@ -299,7 +385,7 @@ int main(int argc, char **argv)
 	iapo_set_threads(threads);
 	for (int s = 0; s < NSHAPES; s++) {
 		if (strcmp(shape, SHAPES[s].name) && (strcmp(shape, "all") || s == 2)) continue;
-		iapo_status st = bench_shape(&SHAPES[s], threads, quick);
+		iapo_status st = bench_shape(&SHAPES[s], threads, quick, naive);
 		if (st != IAPO_OK) {
 			bench_note("info: %s: %s\n", SHAPES[s].name, iapo_errmsg());
 			return 1;
