@@ -151,7 +151,7 @@ static cJSON *metrics_json(const iapo_step_metrics *m, const cJSON *eval)
 	add(o, "entropy", num(m->entropy), &oom);
 	add(o, "loss", num(m->loss), &oom);
 	add(o, "grad_norm", num(m->grad_norm), &oom);
-	add(o, "learning_rate", num(m->lr), &oom);
+	add(o, "learning_rate", iapo_json_float((float)m->lr), &oom); /* a float: its shortest text */
 	add(o, "ratio_mean", num(m->ratio_mean), &oom);
 	add(o, "clip_ratio_low", num(m->clip_low), &oom);
 	add(o, "clip_ratio_high", num(m->clip_high), &oom);
