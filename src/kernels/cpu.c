@@ -1,28 +1,39 @@
 /*
  * cpu.c — the fast CPU kernels declared in kernels.h: our AVX-512 sgemm
- * (gemm.c; OpenBLAS where the CPU lacks AVX-512) for the matmuls, OpenMP across rows (or column blocks, where rows would race on a
- * shared gradient) for everything else. Each has a plain twin in ref.c.
+ * (gemm.c; OpenBLAS where the CPU lacks AVX-512) for the matmuls, and for
+ * everything else loops split into items run by iapo's worker pool
+ * (pool.h: no barrier waits for a descheduled thread, whatever
+ * OMP_WAIT_POLICY says). Each has a plain twin in ref.c.
  *
- * Attention walks keys in tiles with an online softmax (running max and sum,
- * output rescaled when the max grows), so it needs no (T,T) buffer; the
- * backward recomputes probabilities from the saved log-sum-exp. Both are
- * parallel over (sequence, query head). Left out: a blocked, BLAS-backed
- * flash kernel (a later performance step) and GPUs.
+ * Exponentials go through exp_approx, a branch-free polynomial the compiler
+ * vectorises (libm's expf does not vectorise under our flags): within about
+ * 2 ulp of expf over the whole float range, so the kernels agree with the
+ * double-precision references to ~1e-6.
+ *
+ * Attention is flash-style: query blocks meet key blocks in small matrix
+ * products (GCC vector extensions, so it builds for any target and becomes
+ * AVX-512 under -march=native), with an online softmax (running max and
+ * sum per query) so no (T,T) matrix is ever stored; the backward recomputes
+ * the probabilities from the saved log-sum-exp. Head dims that are not a
+ * multiple of 16 or exceed 128 take a plain per-query loop. Left out: GPUs,
+ * reduced precision.
  */
 #include "kernels/kernels.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/gemm.h"
+#include "kernels/pool.h"
 
-/* Below this many elements OpenMP's fork/join costs more than it saves. */
-#define PAR_MIN 4096
+/* Elements of work below which an item (or a whole kernel) is not split. */
+#define GRAIN 8192
 /* Column block for reductions over rows: one cache line of floats. */
 #define COLS 16
-/* Keys per attention tile (scores live on the stack). */
+/* Keys per tile of the plain attention path (scores live on the stack). */
 #define KTILE 128
 
 /* Which GEMM runs the matmuls. Ours (gemm.c) is ~1.9x OpenBLAS on AVX-512
@@ -74,53 +85,158 @@ void iapo_matmul_tn(float *C, const float *A, const float *B, int M, int N, int 
 	matmul(1, 0, C, A, B, M, N, K, accumulate);
 }
 
-void iapo_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C, float eps)
+/* ---- parallel loops ------------------------------------------------------ */
+
+/* body(ctx, lo, hi) over pieces of [0, n); each piece holds at least `grain`
+ * indices' worth (cost = elements of work per index), a few pieces per
+ * thread so the pool can balance them. */
+typedef void (*range_fn)(void *ctx, long lo, long hi);
+
+typedef struct {
+	range_fn body;
+	void *ctx;
+	long n, per;
+} range_job;
+
+static void range_item(void *c, long item, int worker)
 {
-#pragma omp parallel for if ((size_t)N * C > PAR_MIN) schedule(static)
-	for (int n = 0; n < N; n++) {
-		const float *xr = x + (size_t)n * C;
-		float *o = out + (size_t)n * C;
+	(void)worker;
+	const range_job *r = c;
+	long lo = item * r->per, hi = lo + r->per < r->n ? lo + r->per : r->n;
+	r->body(r->ctx, lo, hi);
+}
+
+static void par_range(long n, long cost, range_fn body, void *ctx)
+{
+	if (n <= 0) return;
+	int nth = iapo_pool_threads();
+	long min_per = cost > 0 ? (GRAIN + cost - 1) / cost : 1;
+	if (min_per < 1) min_per = 1;
+	long pieces = n / min_per;
+	if (pieces > 4L * nth) pieces = 4L * nth;
+	if (nth < 2 || pieces < 2) {
+		body(ctx, 0, n);
+		return;
+	}
+	range_job r = {body, ctx, n, (n + pieces - 1) / pieces};
+	iapo_pool_for((n + r.per - 1) / r.per, range_item, &r);
+}
+
+/* ---- exp ----------------------------------------------------------------- */
+
+typedef union {
+	int32_t i;
+	float f;
+} fbits;
+
+/* exp(x) by Cephes' expf polynomial on x - n ln2, n = round(x / ln2), with x
+ * clamped to [-87.3, 88.3] (so 2^n stays a normal float): within 1.5 ulp
+ * there; below, ~1e-38 instead of 0 or a denormal; above, 2e38 instead of
+ * inf. n is rounded by adding 1.5 * 2^23 (its bits then hold n as an
+ * integer), not by floorf and a float-to-int conversion, which GCC does not
+ * vectorise while floating-point traps are honoured (its default). */
+static inline float exp_approx(float x)
+{
+	x = x < -87.3f ? -87.3f : x;
+	x = x > 88.3f ? 88.3f : x;
+	fbits t = {.f = x * 1.44269504088896341f + 12582912.0f};
+	const float fx = t.f - 12582912.0f;
+	const float r = x - fx * 0.693359375f + fx * 2.12194440e-4f;
+	float y = 1.9875691500e-4f;
+	y = y * r + 1.3981999507e-3f;
+	y = y * r + 8.3334519073e-3f;
+	y = y * r + 4.1665795894e-2f;
+	y = y * r + 1.6666665459e-1f;
+	y = y * r + 5.0000001201e-1f;
+	y = y * r * r + r + 1.0f;
+	fbits p = {.i = (t.i - 0x4B400000 + 127) << 23}; /* 2^n */
+	return y * p.f;
+}
+
+/* ---- RMSNorm --------------------------------------------------------------- */
+
+typedef struct {
+	float *out, *rstd, *dx, *dw;
+	const float *x, *w, *dout, *rstd_in;
+	int N, C;
+	float eps;
+	long nrow_items; /* backward: items < this are row pieces, the rest dw columns */
+	long rows_per;
+} norm_job;
+
+static void rmsnorm_rows(void *c, long lo, long hi)
+{
+	const norm_job *J = c;
+	const int C = J->C;
+	for (long n = lo; n < hi; n++) {
+		const float *xr = J->x + (size_t)n * C;
+		float *o = J->out + (size_t)n * C;
 		float ss = 0;
 #pragma omp simd reduction(+ : ss)
-		for (int c = 0; c < C; c++) ss += xr[c] * xr[c];
-		float r = 1.0f / sqrtf(ss / (float)C + eps);
+		for (int i = 0; i < C; i++) ss += xr[i] * xr[i];
+		float r = 1.0f / sqrtf(ss / (float)C + J->eps);
 #pragma omp simd
-		for (int c = 0; c < C; c++) o[c] = xr[c] * r * w[c];
-		if (rstd) rstd[n] = r;
+		for (int i = 0; i < C; i++) o[i] = xr[i] * r * J->w[i];
+		if (J->rstd) J->rstd[n] = r;
 	}
+}
+
+void iapo_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C, float eps)
+{
+	norm_job J = {.out = out, .rstd = rstd, .x = x, .w = w, .N = N, .C = C, .eps = eps};
+	par_range(N, C, rmsnorm_rows, &J);
+}
+
+static void rmsnorm_bwd_item(void *c, long item, int worker)
+{
+	(void)worker;
+	const norm_job *J = c;
+	const int C = J->C, N = J->N;
+	if (item < J->nrow_items) {
+		long lo = item * J->rows_per, hi = lo + J->rows_per < N ? lo + J->rows_per : N;
+		for (long n = lo; n < hi; n++) {
+			const float *xr = J->x + (size_t)n * C, *dy = J->dout + (size_t)n * C, *w = J->w;
+			float *d = J->dx + (size_t)n * C;
+			float r = J->rstd_in[n], dot = 0;
+#pragma omp simd reduction(+ : dot)
+			for (int i = 0; i < C; i++) dot += dy[i] * w[i] * xr[i];
+			float k = r * r * r * dot / (float)C;
+#pragma omp simd
+			for (int i = 0; i < C; i++) d[i] += r * dy[i] * w[i] - k * xr[i];
+		}
+		return;
+	}
+	/* dw: a block of COLS columns summed over all rows */
+	int c0 = (int)(item - J->nrow_items) * COLS, c1 = c0 + COLS < C ? c0 + COLS : C;
+	float acc[COLS] = {0};
+	for (int n = 0; n < N; n++) {
+		const float *xr = J->x + (size_t)n * C, *dy = J->dout + (size_t)n * C;
+		float r = J->rstd_in[n];
+		for (int i = c0; i < c1; i++) acc[i - c0] += dy[i] * xr[i] * r;
+	}
+	for (int i = c0; i < c1; i++) J->dw[i] += acc[i - c0];
 }
 
 void iapo_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
 			   const float *rstd, int N, int C)
 {
-#pragma omp parallel
-	{
-#pragma omp for schedule(static) nowait
-		for (int n = 0; n < N; n++) {
-			const float *xr = x + (size_t)n * C, *dy = dout + (size_t)n * C;
-			float *d = dx + (size_t)n * C;
-			float r = rstd[n], dot = 0;
-#pragma omp simd reduction(+ : dot)
-			for (int c = 0; c < C; c++) dot += dy[c] * w[c] * xr[c];
-			float k = r * r * r * dot / (float)C;
-#pragma omp simd
-			for (int c = 0; c < C; c++) d[c] += r * dy[c] * w[c] - k * xr[c];
-		}
-		if (dw) {
-#pragma omp for schedule(static)
-			for (int c0 = 0; c0 < C; c0 += COLS) {
-				int c1 = c0 + COLS < C ? c0 + COLS : C;
-				float acc[COLS] = {0};
-				for (int n = 0; n < N; n++) {
-					const float *xr = x + (size_t)n * C, *dy = dout + (size_t)n * C;
-					float r = rstd[n];
-					for (int c = c0; c < c1; c++) acc[c - c0] += dy[c] * xr[c] * r;
-				}
-				for (int c = c0; c < c1; c++) dw[c] += acc[c - c0];
-			}
-		}
+	if (N <= 0 || C <= 0) return;
+	norm_job J = {.dx = dx, .dw = dw, .x = x, .w = w, .dout = dout, .rstd_in = rstd, .N = N, .C = C};
+	int nth = iapo_pool_threads();
+	long rows_per = (GRAIN + C - 1) / C;
+	long pieces = (N + rows_per - 1) / rows_per;
+	if (pieces > 4L * nth) pieces = 4L * nth;
+	J.rows_per = (N + pieces - 1) / pieces;
+	J.nrow_items = (N + J.rows_per - 1) / J.rows_per;
+	long items = J.nrow_items + (dw ? (C + COLS - 1) / COLS : 0);
+	if (nth < 2 || (size_t)N * C < 2 * GRAIN) {
+		for (long i = 0; i < items; i++) rmsnorm_bwd_item(&J, i, 0);
+		return;
 	}
+	iapo_pool_for(items, rmsnorm_bwd_item, &J);
 }
+
+/* ---- RoPE ------------------------------------------------------------------ */
 
 void iapo_rope_inv_freq(const iapo_config *cfg, float *inv_freq)
 {
@@ -147,93 +263,189 @@ void iapo_rope_inv_freq(const iapo_config *cfg, float *inv_freq)
 	}
 }
 
-void iapo_rope_apply(float *x, const int *pos, int N, int nheads, int HD, const float *inv_freq, int inverse)
+typedef struct {
+	float *x;
+	const int *pos;
+	const float *inv_freq;
+	int nheads, HD, inverse;
+} rope_job;
+
+static void rope_rows(void *c, long lo, long hi)
 {
-	int half = HD / 2;
-#pragma omp parallel for if ((size_t)N * nheads * HD > PAR_MIN) schedule(static)
-	for (int n = 0; n < N; n++) {
-		float *row = x + (size_t)n * nheads * HD;
+	const rope_job *J = c;
+	const int half = J->HD / 2, nheads = J->nheads;
+	for (long n = lo; n < hi; n++) {
+		float *row = J->x + (size_t)n * nheads * J->HD;
 		for (int i = 0; i < half; i++) {
-			float ang = (float)pos[n] * inv_freq[i];
-			float c = cosf(ang), s = sinf(ang);
-			if (inverse) s = -s;
+			float ang = (float)J->pos[n] * J->inv_freq[i];
+			float co = cosf(ang), s = sinf(ang);
+			if (J->inverse) s = -s;
 			for (int h = 0; h < nheads; h++) {
-				float *r = row + (size_t)h * HD;
+				float *r = row + (size_t)h * J->HD;
 				float a = r[i], b = r[i + half];
-				r[i] = a * c - b * s;
-				r[i + half] = b * c + a * s;
+				r[i] = a * co - b * s;
+				r[i + half] = b * co + a * s;
 			}
 		}
 	}
 }
 
-void iapo_swiglu_forward(float *out, const float *gate, const float *up, size_t n)
+void iapo_rope_apply(float *x, const int *pos, int N, int nheads, int HD, const float *inv_freq, int inverse)
 {
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
-	for (size_t i = 0; i < n; i++) {
+	rope_job J = {x, pos, inv_freq, nheads, HD, inverse};
+	par_range(N, (long)nheads * HD, rope_rows, &J);
+}
+
+/* ---- MLP and elementwise -------------------------------------------------- */
+
+typedef struct {
+	float *out, *out2;
+	const float *a, *b, *c;
+	int N, C;
+} ew_job;
+
+static void swiglu_fwd_range(void *c, long lo, long hi)
+{
+	const ew_job *J = c;
+	float *out = J->out + lo;
+	const float *gate = J->a + lo, *up = J->b + lo;
+	const int n = (int)(hi - lo);
+#pragma omp simd
+	for (int i = 0; i < n; i++) {
 		float g = gate[i];
-		out[i] = g / (1.0f + expf(-g)) * up[i];
+		out[i] = g / (1.0f + exp_approx(-g)) * up[i];
 	}
 }
 
-void iapo_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n)
+void iapo_swiglu_forward(float *out, const float *gate, const float *up, size_t n)
 {
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
-	for (size_t i = 0; i < n; i++) {
-		float g = gate[i], s = 1.0f / (1.0f + expf(-g));
+	ew_job J = {.out = out, .a = gate, .b = up};
+	par_range((long)n, 1, swiglu_fwd_range, &J);
+}
+
+static void swiglu_bwd_range(void *c, long lo, long hi)
+{
+	const ew_job *J = c;
+	float *dgate = J->out + lo, *dup = J->out2 + lo;
+	const float *dout = J->a + lo, *gate = J->b + lo, *up = J->c + lo;
+	const int n = (int)(hi - lo);
+#pragma omp simd
+	for (int i = 0; i < n; i++) {
+		float g = gate[i], s = 1.0f / (1.0f + exp_approx(-g));
 		dup[i] = dout[i] * g * s;
 		dgate[i] = dout[i] * up[i] * (s + g * s * (1.0f - s));
 	}
 }
 
+void iapo_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n)
+{
+	ew_job J = {.out = dgate, .out2 = dup, .a = dout, .b = gate, .c = up};
+	par_range((long)n, 1, swiglu_bwd_range, &J);
+}
+
+static void add_range(void *c, long lo, long hi)
+{
+	const ew_job *J = c;
+	float *y = J->out + lo;
+	const float *x = J->a + lo;
+	const int n = (int)(hi - lo);
+#pragma omp simd
+	for (int i = 0; i < n; i++) y[i] += x[i];
+}
+
 void iapo_add_inplace(float *y, const float *x, size_t n)
 {
-#pragma omp parallel for simd if (n > PAR_MIN) schedule(static)
-	for (size_t i = 0; i < n; i++) y[i] += x[i];
+	ew_job J = {.out = y, .a = x};
+	par_range((long)n, 1, add_range, &J);
+}
+
+static void bias_fwd_rows(void *c, long lo, long hi)
+{
+	const ew_job *J = c;
+	const int C = J->C;
+	for (long n = lo; n < hi; n++) {
+		float *r = J->out + (size_t)n * C;
+#pragma omp simd
+		for (int i = 0; i < C; i++) r[i] += J->a[i];
+	}
 }
 
 void iapo_bias_forward(float *y, const float *b, int N, int C)
 {
-#pragma omp parallel for if ((size_t)N * C > PAR_MIN) schedule(static)
-	for (int n = 0; n < N; n++) {
-		float *r = y + (size_t)n * C;
-#pragma omp simd
-		for (int c = 0; c < C; c++) r[c] += b[c];
+	ew_job J = {.out = y, .a = b, .N = N, .C = C};
+	par_range(N, C, bias_fwd_rows, &J);
+}
+
+static void bias_bwd_cols(void *c, long lo, long hi)
+{
+	const ew_job *J = c;
+	const int C = J->C, N = J->N;
+	for (long b = lo; b < hi; b++) {
+		int c0 = (int)b * COLS, c1 = c0 + COLS < C ? c0 + COLS : C;
+		float acc[COLS] = {0};
+		for (int n = 0; n < N; n++)
+			for (int i = c0; i < c1; i++) acc[i - c0] += J->a[(size_t)n * C + i];
+		for (int i = c0; i < c1; i++) J->out[i] += acc[i - c0];
 	}
 }
 
 void iapo_bias_backward(float *db, const float *dy, int N, int C)
 {
-#pragma omp parallel for if ((size_t)N * C > PAR_MIN) schedule(static)
-	for (int c0 = 0; c0 < C; c0 += COLS) {
-		int c1 = c0 + COLS < C ? c0 + COLS : C;
-		float acc[COLS] = {0};
-		for (int n = 0; n < N; n++)
-			for (int c = c0; c < c1; c++) acc[c - c0] += dy[(size_t)n * C + c];
-		for (int c = c0; c < c1; c++) db[c] += acc[c - c0];
-	}
+	ew_job J = {.out = db, .a = dy, .N = N, .C = C};
+	par_range((C + COLS - 1) / COLS, (long)N * COLS, bias_bwd_cols, &J);
+}
+
+typedef struct {
+	float *out;
+	const float *in;
+	const int *tokens;
+	int N, C;
+} emb_job;
+
+static void emb_fwd_rows(void *c, long lo, long hi)
+{
+	const emb_job *J = c;
+	for (long n = lo; n < hi; n++)
+		memcpy(J->out + (size_t)n * J->C, J->in + (size_t)J->tokens[n] * J->C, sizeof(float) * (size_t)J->C);
 }
 
 void iapo_embedding_forward(float *out, const float *table, const int *tokens, int N, int C)
 {
-#pragma omp parallel for if ((size_t)N * C > PAR_MIN) schedule(static)
-	for (int n = 0; n < N; n++)
-		memcpy(out + (size_t)n * C, table + (size_t)tokens[n] * C, sizeof(float) * (size_t)C);
+	emb_job J = {out, table, tokens, N, C};
+	par_range(N, C, emb_fwd_rows, &J);
+}
+
+static void emb_bwd_cols(void *c, long lo, long hi)
+{
+	const emb_job *J = c;
+	const int C = J->C;
+	for (long b = lo; b < hi; b++) {
+		int c0 = (int)b * COLS, c1 = c0 + COLS < C ? c0 + COLS : C;
+		for (int n = 0; n < J->N; n++) {
+			float *d = J->out + (size_t)J->tokens[n] * C;
+			const float *g = J->in + (size_t)n * C;
+			for (int i = c0; i < c1; i++) d[i] += g[i];
+		}
+	}
 }
 
 void iapo_embedding_backward(float *dtable, const float *dout, const int *tokens, int N, int C)
 {
 	/* Column blocks in parallel: two rows with the same token never race. */
-#pragma omp parallel for if ((size_t)N * C > PAR_MIN) schedule(static)
-	for (int c0 = 0; c0 < C; c0 += COLS) {
-		int c1 = c0 + COLS < C ? c0 + COLS : C;
-		for (int n = 0; n < N; n++) {
-			float *d = dtable + (size_t)tokens[n] * C;
-			const float *g = dout + (size_t)n * C;
-			for (int c = c0; c < c1; c++) d[c] += g[c];
-		}
-	}
+	emb_job J = {dtable, dout, tokens, N, C};
+	par_range((C + COLS - 1) / COLS, (long)N * COLS, emb_bwd_cols, &J);
 }
+
+/* ---- attention ------------------------------------------------------------- */
+
+typedef struct {
+	float *out, *lse;                   /* forward outputs */
+	float *dq, *dk, *dv, *dks, *dvs;    /* backward outputs and per-head scratch */
+	const float *q, *k, *v, *dout, *o, *lse_in;
+	const int *off, *len;
+	int nseq, NH, NKV, HD;
+	int nqb;                            /* query blocks per sequence (forward) */
+} att_job;
 
 static inline float dotf(const float *a, const float *b, int n)
 {
@@ -249,48 +461,410 @@ static inline void axpyf(float *y, float a, const float *x, int n)
 	for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+/* Plain path: one (sequence, head) per item, one query at a time. */
+static void att_fwd_plain(void *c, long item, int worker)
+{
+	(void)worker;
+	const att_job *J = c;
+	const int HD = J->HD, NH = J->NH, G = NH / J->NKV;
+	const float scale = 1.0f / sqrtf((float)HD);
+	const size_t qs = (size_t)NH * HD, ks = (size_t)J->NKV * HD;
+	const int s = (int)(item / NH), h = (int)(item % NH);
+	const float *kb = J->k + (size_t)J->off[s] * ks + (size_t)(h / G) * HD;
+	const float *vb = J->v + (size_t)J->off[s] * ks + (size_t)(h / G) * HD;
+	for (int i = 0; i < J->len[s]; i++) {
+		size_t row = (size_t)J->off[s] + i;
+		const float *qr = J->q + row * qs + (size_t)h * HD;
+		float *o = J->out + row * qs + (size_t)h * HD;
+		float m = -INFINITY, l = 0, sc[KTILE];
+		memset(o, 0, sizeof(float) * (size_t)HD);
+		for (int j0 = 0; j0 <= i; j0 += KTILE) {
+			int j1 = j0 + KTILE <= i + 1 ? j0 + KTILE : i + 1;
+			float tmax = -INFINITY;
+			for (int j = j0; j < j1; j++) {
+				float x = scale * dotf(qr, kb + (size_t)j * ks, HD);
+				sc[j - j0] = x;
+				if (x > tmax) tmax = x;
+			}
+			if (tmax > m) {
+				float r = expf(m - tmax); /* 0 on the first tile */
+				l *= r;
+				for (int d = 0; d < HD; d++) o[d] *= r;
+				m = tmax;
+			}
+			for (int j = j0; j < j1; j++) {
+				float p = expf(sc[j - j0] - m);
+				l += p;
+				axpyf(o, p, vb + (size_t)j * ks, HD);
+			}
+		}
+		float inv = 1.0f / l;
+		for (int d = 0; d < HD; d++) o[d] *= inv;
+		J->lse[row * NH + h] = m + logf(l);
+	}
+}
+
+static void att_bwd_plain(void *c, long item, int worker)
+{
+	(void)worker;
+	const att_job *J = c;
+	const int HD = J->HD, NH = J->NH, G = NH / J->NKV;
+	const float scale = 1.0f / sqrtf((float)HD);
+	const size_t qs = (size_t)NH * HD, ks = (size_t)J->NKV * HD;
+	const int s = (int)(item / NH), h = (int)(item % NH);
+	const float *kb = J->k + (size_t)J->off[s] * ks + (size_t)(h / G) * HD;
+	const float *vb = J->v + (size_t)J->off[s] * ks + (size_t)(h / G) * HD;
+	float *dkb = J->dks + (size_t)J->off[s] * qs + (size_t)h * HD;
+	float *dvb = J->dvs + (size_t)J->off[s] * qs + (size_t)h * HD;
+	for (int j = 0; j < J->len[s]; j++) {
+		memset(dkb + (size_t)j * qs, 0, sizeof(float) * (size_t)HD);
+		memset(dvb + (size_t)j * qs, 0, sizeof(float) * (size_t)HD);
+	}
+	for (int i = 0; i < J->len[s]; i++) {
+		size_t row = (size_t)J->off[s] + i;
+		const float *qr = J->q + row * qs + (size_t)h * HD;
+		const float *dor = J->dout + row * qs + (size_t)h * HD;
+		float *dqr = J->dq + row * qs + (size_t)h * HD;
+		float L = J->lse_in[row * NH + h];
+		float D = dotf(dor, J->o + row * qs + (size_t)h * HD, HD);
+		memset(dqr, 0, sizeof(float) * (size_t)HD);
+		for (int j = 0; j <= i; j++) {
+			const float *kr = kb + (size_t)j * ks, *vr = vb + (size_t)j * ks;
+			float p = expf(scale * dotf(qr, kr, HD) - L);
+			float dp = dotf(dor, vr, HD);
+			float ds = p * (dp - D) * scale;
+			axpyf(dqr, ds, kr, HD);
+			axpyf(dkb + (size_t)j * qs, ds, qr, HD);
+			axpyf(dvb + (size_t)j * qs, p, dor, HD);
+		}
+	}
+}
+
+/* Blocked path. A query block of BQ rows meets key blocks of BK keys. */
+#define BQ 64
+#define BQB 32 /* query rows per block in the backward (its stack holds more) */
+#define BK 64
+#define HD_FAST 128
+
+typedef float v16 __attribute__((vector_size(64)));
+
+static inline v16 vld(const float *p)
+{
+	v16 r;
+	memcpy(&r, p, sizeof r);
+	return r;
+}
+
+static inline void vst(float *p, v16 x) { memcpy(p, &x, sizeof x); }
+
+static inline v16 vbc(float x) { return (v16){0} + x; }
+
+/* kt (HD, BK) = rows [0, nk) of src (row stride ld) transposed; columns
+ * nk..BK-1 zero. */
+static void transpose_block(float *kt, const float *src, size_t ld, int nk, int HD)
+{
+	for (int d = 0; d < HD; d++) {
+		float *t = kt + (size_t)d * BK;
+		for (int j = 0; j < nk; j++) t[j] = src[(size_t)j * ld + d];
+		for (int j = nk; j < BK; j++) t[j] = 0.0f;
+	}
+}
+
+/* s (rows, BK) = alpha * a (rows, HD; row stride HD) x bt (HD, BK);
+ * rows a multiple of 4. */
+static void mm_abt(float *s, const float *a, const float *bt, int rows, int HD, float alpha)
+{
+	for (int i = 0; i < rows; i += 4) {
+		v16 acc[4][4];
+#pragma GCC unroll 4
+		for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+			for (int v = 0; v < 4; v++) acc[r][v] = (v16){0};
+		for (int d = 0; d < HD; d++) {
+			v16 b[4];
+#pragma GCC unroll 4
+			for (int v = 0; v < 4; v++) b[v] = vld(bt + (size_t)d * BK + 16 * v);
+#pragma GCC unroll 4
+			for (int r = 0; r < 4; r++) {
+				v16 x = vbc(a[(size_t)(i + r) * HD + d]);
+#pragma GCC unroll 4
+				for (int v = 0; v < 4; v++) acc[r][v] += x * b[v];
+			}
+		}
+#pragma GCC unroll 4
+		for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+			for (int v = 0; v < 4; v++) vst(s + (size_t)(i + r) * BK + 16 * v, acc[r][v] * alpha);
+	}
+}
+
+/* c (rows, HD; row stride HD) += p (rows, BK; row stride BK) x b (nk, HD;
+ * row stride ldb), columns 16*v0 .. 16*(v0+NVC) of c and b; rows a multiple
+ * of 4. NVC is a constant in every caller. */
+static inline __attribute__((always_inline)) void mm_pb_chunk(const int NVC, float *c, const float *p, const float *b,
+							     size_t ldb, int rows, int nk, int HD, int v0)
+{
+	for (int i = 0; i < rows; i += 4) {
+		v16 acc[4][4];
+#pragma GCC unroll 4
+		for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+			for (int v = 0; v < NVC; v++) acc[r][v] = vld(c + (size_t)(i + r) * HD + 16 * (v0 + v));
+		for (int j = 0; j < nk; j++) {
+			v16 x[4];
+#pragma GCC unroll 4
+			for (int v = 0; v < NVC; v++) x[v] = vld(b + (size_t)j * ldb + 16 * (v0 + v));
+#pragma GCC unroll 4
+			for (int r = 0; r < 4; r++) {
+				v16 w = vbc(p[(size_t)(i + r) * BK + j]);
+#pragma GCC unroll 4
+				for (int v = 0; v < NVC; v++) acc[r][v] += w * x[v];
+			}
+		}
+#pragma GCC unroll 4
+		for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+			for (int v = 0; v < NVC; v++) vst(c + (size_t)(i + r) * HD + 16 * (v0 + v), acc[r][v]);
+	}
+}
+
+static void mm_pb(float *c, const float *p, const float *b, size_t ldb, int rows, int nk, int HD)
+{
+	for (int v0 = 0; v0 < HD / 16; v0 += 4) {
+		switch (HD / 16 - v0) {
+		case 1: mm_pb_chunk(1, c, p, b, ldb, rows, nk, HD, v0); break;
+		case 2: mm_pb_chunk(2, c, p, b, ldb, rows, nk, HD, v0); break;
+		case 3: mm_pb_chunk(3, c, p, b, ldb, rows, nk, HD, v0); break;
+		default: mm_pb_chunk(4, c, p, b, ldb, rows, nk, HD, v0); break;
+		}
+	}
+}
+
+/* c (nk, HD; row stride ldc) += p^T b: p (rows, BK; row stride BK), b (rows,
+ * HD; row stride HD), over columns 16*v0 .. 16*(v0+NVC); nk a multiple of 4
+ * (p's columns up to it are defined; c's rows beyond the real keys must not
+ * exist, so callers pass the key count rounded down and finish the rest with
+ * the one-row variant). */
+static inline __attribute__((always_inline)) void mm_ptb_chunk(const int NVC, const int KR, float *c, size_t ldc,
+							      const float *p, const float *b, int rows, int j0,
+							      int HD, int v0)
+{
+	v16 acc[4][4];
+#pragma GCC unroll 4
+	for (int r = 0; r < KR; r++)
+#pragma GCC unroll 4
+		for (int v = 0; v < NVC; v++) acc[r][v] = vld(c + (size_t)(j0 + r) * ldc + 16 * (v0 + v));
+	for (int i = 0; i < rows; i++) {
+		v16 x[4];
+#pragma GCC unroll 4
+		for (int v = 0; v < NVC; v++) x[v] = vld(b + (size_t)i * HD + 16 * (v0 + v));
+#pragma GCC unroll 4
+		for (int r = 0; r < KR; r++) {
+			v16 w = vbc(p[(size_t)i * BK + j0 + r]);
+#pragma GCC unroll 4
+			for (int v = 0; v < NVC; v++) acc[r][v] += w * x[v];
+		}
+	}
+#pragma GCC unroll 4
+	for (int r = 0; r < KR; r++)
+#pragma GCC unroll 4
+		for (int v = 0; v < NVC; v++) vst(c + (size_t)(j0 + r) * ldc + 16 * (v0 + v), acc[r][v]);
+}
+
+#define PTB_CASES(KR) \
+	switch (HD / 16 - v0) { \
+	case 1: mm_ptb_chunk(1, KR, c, ldc, p, b, rows, j, HD, v0); break; \
+	case 2: mm_ptb_chunk(2, KR, c, ldc, p, b, rows, j, HD, v0); break; \
+	case 3: mm_ptb_chunk(3, KR, c, ldc, p, b, rows, j, HD, v0); break; \
+	default: mm_ptb_chunk(4, KR, c, ldc, p, b, rows, j, HD, v0); break; \
+	}
+
+static void mm_ptb(float *c, size_t ldc, const float *p, const float *b, int rows, int nk, int HD)
+{
+	for (int v0 = 0; v0 < HD / 16; v0 += 4) {
+		int j = 0;
+		for (; j + 4 <= nk; j += 4) PTB_CASES(4)
+		for (; j < nk; j++) PTB_CASES(1)
+	}
+}
+
+/* Forward item: (sequence, head, query block), largest blocks first. */
+static void att_fwd_block(void *c, long item, int worker)
+{
+	(void)worker;
+	const att_job *J = c;
+	const int HD = J->HD, NH = J->NH, G = NH / J->NKV;
+	const size_t qs = (size_t)NH * HD, ks = (size_t)J->NKV * HD;
+	const int per_seq = NH * J->nqb;
+	const int s = (int)(item / per_seq), rest = (int)(item % per_seq);
+	const int ib = J->nqb - 1 - rest / NH, h = rest % NH;
+	const int T = J->len[s], i0 = ib * BQ;
+	if (i0 >= T) return;
+	const int nq = T - i0 < BQ ? T - i0 : BQ, nq4 = (nq + 3) & ~3;
+	const float scale = 1.0f / sqrtf((float)HD);
+	const float *qb = J->q + ((size_t)J->off[s] + i0) * qs + (size_t)h * HD;
+	const float *kb = J->k + (size_t)J->off[s] * ks + (size_t)(h / G) * HD;
+	const float *vb = J->v + (size_t)J->off[s] * ks + (size_t)(h / G) * HD;
+
+	float Q[BQ * HD_FAST], O[BQ * HD_FAST], Kt[HD_FAST * BK], S[BQ * BK], m[BQ], l[BQ];
+	for (int i = 0; i < nq4; i++) {
+		if (i < nq) memcpy(Q + (size_t)i * HD, qb + (size_t)i * qs, sizeof(float) * (size_t)HD);
+		else memset(Q + (size_t)i * HD, 0, sizeof(float) * (size_t)HD);
+		m[i] = -INFINITY;
+		l[i] = 0.0f;
+	}
+	memset(O, 0, sizeof(float) * (size_t)nq4 * HD);
+	for (int j0 = 0; j0 < i0 + nq; j0 += BK) {
+		const int nk = i0 + nq - j0 < BK ? i0 + nq - j0 : BK;
+		transpose_block(Kt, kb + (size_t)j0 * ks, ks, nk, HD);
+		mm_abt(S, Q, Kt, nq4, HD, scale);
+		for (int i = 0; i < nq4; i++) {
+			float *sr = S + (size_t)i * BK;
+			/* keys j0+j <= query i0+i and j < nk; padding rows see none */
+			const int lim = i < nq ? (i0 + i - j0 + 1 < nk ? i0 + i - j0 + 1 : nk) : 0;
+			float mx = m[i];
+			for (int j = 0; j < lim; j++) mx = sr[j] > mx ? sr[j] : mx;
+			if (lim <= 0) {
+				memset(sr, 0, sizeof(float) * BK);
+				continue;
+			}
+			if (mx > m[i]) {
+				const float corr = exp_approx(m[i] - mx); /* m = -inf: clamps to ~0 */
+				l[i] *= corr;
+				float *oi = O + (size_t)i * HD;
+#pragma omp simd
+				for (int d = 0; d < HD; d++) oi[d] *= corr;
+				m[i] = mx;
+			}
+			float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+			for (int j = 0; j < BK; j++) {
+				float p = j < lim ? exp_approx(sr[j] - mx) : 0.0f;
+				sr[j] = p;
+				sum += p;
+			}
+			l[i] += sum;
+		}
+		mm_pb(O, S, vb + (size_t)j0 * ks, ks, nq4, nk, HD);
+	}
+	for (int i = 0; i < nq; i++) {
+		size_t row = (size_t)J->off[s] + i0 + i;
+		float *o = J->out + row * qs + (size_t)h * HD, inv = 1.0f / l[i];
+#pragma omp simd
+		for (int d = 0; d < HD; d++) o[d] = O[(size_t)i * HD + d] * inv;
+		J->lse[row * NH + h] = m[i] + logf(l[i]);
+	}
+}
+
+static int att_fast(int HD) { return HD % 16 == 0 && HD <= HD_FAST; }
+
 void iapo_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
 			    const int *off, const int *len, int nseq, int NH, int NKV, int HD)
 {
+	att_job J = {.out = out, .lse = lse, .q = q, .k = k, .v = v, .off = off, .len = len, .nseq = nseq,
+		     .NH = NH, .NKV = NKV, .HD = HD};
+	if (!att_fast(HD)) {
+		iapo_pool_for((long)nseq * NH, att_fwd_plain, &J);
+		return;
+	}
+	int T = 0;
+	for (int s = 0; s < nseq; s++) T = len[s] > T ? len[s] : T;
+	J.nqb = (T + BQ - 1) / BQ;
+	iapo_pool_for((long)nseq * NH * J.nqb, att_fwd_block, &J);
+}
+
+/* Backward item: one (sequence, query head), all its blocks. dK and dV of
+ * the head go to its own rows of the scratch (or straight to dk/dv without
+ * GQA); dQ is summed per query block on the stack. */
+static void att_bwd_block(void *c, long item, int worker)
+{
+	(void)worker;
+	const att_job *J = c;
+	const int HD = J->HD, NH = J->NH, G = NH / J->NKV;
+	const size_t qs = (size_t)NH * HD, ks = (size_t)J->NKV * HD;
+	const int s = (int)(item / NH), h = (int)(item % NH), T = J->len[s];
 	const float scale = 1.0f / sqrtf((float)HD);
-	const int G = NH / NKV;
-	const size_t qs = (size_t)NH * HD, ks = (size_t)NKV * HD;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1)
-	for (int s = 0; s < nseq; s++)
-		for (int h = 0; h < NH; h++) {
-			const float *kb = k + (size_t)off[s] * ks + (size_t)(h / G) * HD;
-			const float *vb = v + (size_t)off[s] * ks + (size_t)(h / G) * HD;
-			for (int i = 0; i < len[s]; i++) {
-				size_t row = (size_t)off[s] + i;
-				const float *qr = q + row * qs + (size_t)h * HD;
-				float *o = out + row * qs + (size_t)h * HD;
-				float m = -INFINITY, l = 0, sc[KTILE];
-				memset(o, 0, sizeof(float) * (size_t)HD);
-				for (int j0 = 0; j0 <= i; j0 += KTILE) {
-					int j1 = j0 + KTILE <= i + 1 ? j0 + KTILE : i + 1;
-					float tmax = -INFINITY;
-					for (int j = j0; j < j1; j++) {
-						float x = scale * dotf(qr, kb + (size_t)j * ks, HD);
-						sc[j - j0] = x;
-						if (x > tmax) tmax = x;
-					}
-					if (tmax > m) {
-						float r = expf(m - tmax); /* 0 on the first tile */
-						l *= r;
-						for (int d = 0; d < HD; d++) o[d] *= r;
-						m = tmax;
-					}
-					for (int j = j0; j < j1; j++) {
-						float p = expf(sc[j - j0] - m);
-						l += p;
-						axpyf(o, p, vb + (size_t)j * ks, HD);
-					}
-				}
-				float inv = 1.0f / l;
-				for (int d = 0; d < HD; d++) o[d] *= inv;
-				lse[row * NH + h] = m + logf(l);
+	const size_t base = (size_t)J->off[s];
+	const float *kb = J->k + base * ks + (size_t)(h / G) * HD;
+	const float *vb = J->v + base * ks + (size_t)(h / G) * HD;
+	float *dkb, *dvb;
+	size_t lds;
+	if (G == 1) {
+		dkb = J->dk + base * ks + (size_t)h * HD, dvb = J->dv + base * ks + (size_t)h * HD, lds = ks;
+	} else {
+		dkb = J->dks + base * qs + (size_t)h * HD, dvb = J->dvs + base * qs + (size_t)h * HD, lds = qs;
+	}
+	for (int j = 0; j < T; j++) {
+		memset(dkb + (size_t)j * lds, 0, sizeof(float) * (size_t)HD);
+		memset(dvb + (size_t)j * lds, 0, sizeof(float) * (size_t)HD);
+	}
+	float Q[BQB * HD_FAST], dO[BQB * HD_FAST], dQ[BQB * HD_FAST], Kt[HD_FAST * BK], Vt[HD_FAST * BK];
+	float P[BQB * BK], dS[BQB * BK], L[BQB], D[BQB];
+	for (int i0 = 0; i0 < T; i0 += BQB) {
+		const int nq = T - i0 < BQB ? T - i0 : BQB, nq4 = (nq + 3) & ~3;
+		for (int i = 0; i < nq4; i++) {
+			float *qi = Q + (size_t)i * HD, *di = dO + (size_t)i * HD;
+			if (i < nq) {
+				size_t row = base + i0 + i;
+				memcpy(qi, J->q + row * qs + (size_t)h * HD, sizeof(float) * (size_t)HD);
+				memcpy(di, J->dout + row * qs + (size_t)h * HD, sizeof(float) * (size_t)HD);
+				L[i] = J->lse_in[row * NH + h];
+				D[i] = dotf(di, J->o + row * qs + (size_t)h * HD, HD);
+			} else {
+				memset(qi, 0, sizeof(float) * (size_t)HD);
+				memset(di, 0, sizeof(float) * (size_t)HD);
+				L[i] = 0.0f;
+				D[i] = 0.0f;
 			}
 		}
+		memset(dQ, 0, sizeof(float) * (size_t)nq4 * HD);
+		for (int j0 = 0; j0 < i0 + nq; j0 += BK) {
+			const int nk = i0 + nq - j0 < BK ? i0 + nq - j0 : BK;
+			transpose_block(Kt, kb + (size_t)j0 * ks, ks, nk, HD);
+			transpose_block(Vt, vb + (size_t)j0 * ks, ks, nk, HD);
+			mm_abt(P, Q, Kt, nq4, HD, scale);
+			mm_abt(dS, dO, Vt, nq4, HD, 1.0f);
+			for (int i = 0; i < nq4; i++) {
+				float *pr = P + (size_t)i * BK, *dr = dS + (size_t)i * BK;
+				const int lim = i < nq ? (i0 + i - j0 + 1 < nk ? i0 + i - j0 + 1 : nk) : 0;
+				const float Li = L[i], Di = D[i];
+#pragma omp simd
+				for (int j = 0; j < BK; j++) {
+					float p = j < lim ? exp_approx(pr[j] - Li) : 0.0f;
+					pr[j] = p;
+					dr[j] = p * (dr[j] - Di) * scale;
+				}
+			}
+			mm_ptb(dvb + (size_t)j0 * lds, lds, P, dO, nq4, nk, HD);
+			mm_ptb(dkb + (size_t)j0 * lds, lds, dS, Q, nq4, nk, HD);
+			mm_pb(dQ, dS, kb + (size_t)j0 * ks, ks, nq4, nk, HD);
+		}
+		for (int i = 0; i < nq; i++)
+			memcpy(J->dq + (base + i0 + i) * qs + (size_t)h * HD, dQ + (size_t)i * HD, sizeof(float) * (size_t)HD);
+	}
+}
+
+/* Sums each GQA group's per-query-head key/value gradients, rows [lo, hi)
+ * of the packed batch (rows outside every sequence are skipped). */
+static void gqa_sum_rows(void *c, long lo, long hi)
+{
+	const att_job *J = c;
+	const int HD = J->HD, NH = J->NH, NKV = J->NKV, G = NH / NKV;
+	const size_t qs = (size_t)NH * HD, ks = (size_t)NKV * HD;
+	for (int s = 0; s < J->nseq; s++) {
+		long a = J->off[s] > lo ? J->off[s] : lo, b = J->off[s] + J->len[s] < hi ? J->off[s] + J->len[s] : hi;
+		for (long row = a; row < b; row++)
+			for (int g = 0; g < NKV; g++) {
+				float *dkr = J->dk + row * ks + (size_t)g * HD, *dvr = J->dv + row * ks + (size_t)g * HD;
+				const float *sk = J->dks + row * qs + (size_t)g * G * HD, *sv = J->dvs + row * qs + (size_t)g * G * HD;
+				memcpy(dkr, sk, sizeof(float) * (size_t)HD);
+				memcpy(dvr, sv, sizeof(float) * (size_t)HD);
+				for (int h = 1; h < G; h++) {
+					axpyf(dkr, 1.0f, sk + (size_t)h * HD, HD);
+					axpyf(dvr, 1.0f, sv + (size_t)h * HD, HD);
+				}
+			}
+	}
 }
 
 void iapo_attention_backward(float *dq, float *dk, float *dv, float *dk_scratch, float *dv_scratch,
@@ -298,107 +872,98 @@ void iapo_attention_backward(float *dq, float *dk, float *dv, float *dk_scratch,
 			     const float *out, const float *lse,
 			     const int *off, const int *len, int nseq, int NH, int NKV, int HD)
 {
-	const float scale = 1.0f / sqrtf((float)HD);
-	const int G = NH / NKV;
-	const size_t qs = (size_t)NH * HD, ks = (size_t)NKV * HD;
-#pragma omp parallel
-	{
-#pragma omp for collapse(2) schedule(dynamic, 1)
-		for (int s = 0; s < nseq; s++)
-			for (int h = 0; h < NH; h++) {
-				const float *kb = k + (size_t)off[s] * ks + (size_t)(h / G) * HD;
-				const float *vb = v + (size_t)off[s] * ks + (size_t)(h / G) * HD;
-				float *dkb = dk_scratch + (size_t)off[s] * qs + (size_t)h * HD;
-				float *dvb = dv_scratch + (size_t)off[s] * qs + (size_t)h * HD;
-				for (int j = 0; j < len[s]; j++) {
-					memset(dkb + (size_t)j * qs, 0, sizeof(float) * (size_t)HD);
-					memset(dvb + (size_t)j * qs, 0, sizeof(float) * (size_t)HD);
-				}
-				for (int i = 0; i < len[s]; i++) {
-					size_t row = (size_t)off[s] + i;
-					const float *qr = q + row * qs + (size_t)h * HD;
-					const float *dor = dout + row * qs + (size_t)h * HD;
-					float *dqr = dq + row * qs + (size_t)h * HD;
-					float L = lse[row * NH + h];
-					float D = dotf(dor, out + row * qs + (size_t)h * HD, HD);
-					memset(dqr, 0, sizeof(float) * (size_t)HD);
-					for (int j = 0; j <= i; j++) {
-						const float *kr = kb + (size_t)j * ks, *vr = vb + (size_t)j * ks;
-						float p = expf(scale * dotf(qr, kr, HD) - L);
-						float dp = dotf(dor, vr, HD);
-						float ds = p * (dp - D) * scale;
-						axpyf(dqr, ds, kr, HD);
-						axpyf(dkb + (size_t)j * qs, ds, qr, HD);
-						axpyf(dvb + (size_t)j * qs, p, dor, HD);
-					}
-				}
-			}
-		/* Sum each GQA group's per-query-head key/value gradients. */
-		for (int s = 0; s < nseq; s++) {
-#pragma omp for schedule(static) nowait
-			for (int i = 0; i < len[s]; i++) {
-				size_t row = (size_t)off[s] + i;
-				for (int g = 0; g < NKV; g++) {
-					float *dkr = dk + row * ks + (size_t)g * HD, *dvr = dv + row * ks + (size_t)g * HD;
-					memset(dkr, 0, sizeof(float) * (size_t)HD);
-					memset(dvr, 0, sizeof(float) * (size_t)HD);
-					for (int h = g * G; h < (g + 1) * G; h++) {
-						axpyf(dkr, 1.0f, dk_scratch + row * qs + (size_t)h * HD, HD);
-						axpyf(dvr, 1.0f, dv_scratch + row * qs + (size_t)h * HD, HD);
-					}
-				}
-			}
-		}
-	}
+	att_job J = {.dq = dq, .dk = dk, .dv = dv, .dks = dk_scratch, .dvs = dv_scratch, .q = q, .k = k, .v = v,
+		     .dout = dout, .o = out, .lse_in = lse, .off = off, .len = len, .nseq = nseq, .NH = NH,
+		     .NKV = NKV, .HD = HD};
+	const int fast = att_fast(HD);
+	iapo_pool_for((long)nseq * NH, fast ? att_bwd_block : att_bwd_plain, &J);
+	if (fast && NH == NKV) return; /* written straight into dk, dv */
+	long rows = 0;
+	for (int s = 0; s < nseq; s++) rows = off[s] + len[s] > rows ? off[s] + len[s] : rows;
+	par_range(rows, 2L * NH * HD, gqa_sum_rows, &J);
 }
 
-/* Log-sum-exp of u = z / temperature and sum p*u (for the entropy), one row. */
+/* ---- vocabulary head ------------------------------------------------------- */
+
+/* Log-sum-exp of u = z / temperature and sum p*u (for the entropy), one row.
+ * Blocks of floats summed in vector lanes, then into doubles. */
 static void row_stats(const float *z, int V, float temperature, double *lse_out, double *pu_out)
 {
-	float inv_t = 1.0f / temperature, mx = -INFINITY;
-	for (int i = 0; i < V; i++) {
-		float u = z[i] * inv_t;
-		if (u > mx) mx = u;
-	}
+	const float inv_t = 1.0f / temperature;
+	float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+	for (int i = 0; i < V; i++) mx = z[i] * inv_t > mx ? z[i] * inv_t : mx;
 	double sum = 0, su = 0;
-	for (int i = 0; i < V; i++) {
-		float u = z[i] * inv_t;
-		double e = expf(u - mx);
-		sum += e;
-		su += e * (u - mx);
+	for (int b = 0; b < V; b += 1024) {
+		const int e = b + 1024 < V ? b + 1024 : V;
+		float s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+		for (int i = b; i < e; i++) {
+			float d = z[i] * inv_t - mx, p = exp_approx(d);
+			s1 += p;
+			s2 += p * d;
+		}
+		sum += s1;
+		su += s2;
 	}
-	double lse = mx + log(sum);
-	*lse_out = lse;
+	*lse_out = mx + log(sum);
 	*pu_out = su / sum + mx; /* sum p u, computed relative to the max for accuracy */
+}
+
+typedef struct {
+	float *logp, *entropy, *z;
+	const float *zin, *dlogp, *dentropy;
+	const int *target;
+	int V;
+	float temperature;
+} head_job;
+
+static void head_fwd_rows(void *c, long lo, long hi)
+{
+	const head_job *J = c;
+	const int V = J->V;
+	for (long n = lo; n < hi; n++) {
+		const float *z = J->zin + (size_t)n * V;
+		double lse, pu;
+		row_stats(z, V, J->temperature, &lse, &pu);
+		if (J->logp)
+			J->logp[n] = J->target[n] >= 0 ? (float)(z[J->target[n]] * (1.0f / J->temperature) - lse) : 0.0f;
+		if (J->entropy) J->entropy[n] = (float)(lse - pu);
+	}
 }
 
 void iapo_logprob_entropy_forward(float *logp, float *entropy, const float *logits, const int *target,
 				  int N, int V, float temperature)
 {
-#pragma omp parallel for if ((size_t)N * V > PAR_MIN) schedule(static)
-	for (int n = 0; n < N; n++) {
-		const float *z = logits + (size_t)n * V;
+	head_job J = {.logp = logp, .entropy = entropy, .zin = logits, .target = target, .V = V,
+		      .temperature = temperature};
+	par_range(N, 3L * V, head_fwd_rows, &J);
+}
+
+static void head_bwd_rows(void *c, long lo, long hi)
+{
+	const head_job *J = c;
+	const int V = J->V;
+	for (long n = lo; n < hi; n++) {
+		float *z = J->z + (size_t)n * V;
 		double lse, pu;
-		row_stats(z, V, temperature, &lse, &pu);
-		if (logp) logp[n] = target[n] >= 0 ? (float)(z[target[n]] * (1.0f / temperature) - lse) : 0.0f;
-		if (entropy) entropy[n] = (float)(lse - pu);
+		row_stats(z, V, J->temperature, &lse, &pu);
+		const float H = (float)(lse - pu), L = (float)lse, inv_t = 1.0f / J->temperature;
+		const int t = J->target[n];
+		const float gl = J->dlogp && t >= 0 ? J->dlogp[n] : 0.0f, ge = J->dentropy ? J->dentropy[n] : 0.0f;
+#pragma omp simd
+		for (int i = 0; i < V; i++) {
+			float lp = z[i] * inv_t - L, p = exp_approx(lp);
+			z[i] = (-gl * p - ge * p * (lp + H)) * inv_t;
+		}
+		if (t >= 0) z[t] += gl * inv_t;
 	}
 }
 
 void iapo_logprob_entropy_backward(float *logits, const float *dlogp, const float *dentropy, const int *target,
 				   int N, int V, float temperature)
 {
-#pragma omp parallel for if ((size_t)N * V > PAR_MIN) schedule(static)
-	for (int n = 0; n < N; n++) {
-		float *z = logits + (size_t)n * V;
-		double lse, pu;
-		row_stats(z, V, temperature, &lse, &pu);
-		float H = (float)(lse - pu), L = (float)lse, inv_t = 1.0f / temperature;
-		float gl = dlogp && target[n] >= 0 ? dlogp[n] : 0.0f, ge = dentropy ? dentropy[n] : 0.0f;
-		for (int i = 0; i < V; i++) {
-			float lp = z[i] * inv_t - L, p = expf(lp);
-			z[i] = (-gl * p - ge * p * (lp + H)) * inv_t;
-		}
-		if (target[n] >= 0) z[target[n]] += gl * inv_t;
-	}
+	head_job J = {.z = logits, .dlogp = dlogp, .dentropy = dentropy, .target = target, .V = V,
+		      .temperature = temperature};
+	par_range(N, 4L * V, head_bwd_rows, &J);
 }

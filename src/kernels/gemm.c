@@ -19,10 +19,13 @@
  * single L1-sized slot). Packing transposes with 16x16 in-register transposes,
  * so the forward's x W^T costs no more to pack than W's own layout.
  *
- * Threads get independent rectangles of C, each packing its own operands:
- * no barriers inside a product (barriers cost tens of microseconds under
- * OMP_WAIT_POLICY=PASSIVE). The grid is chosen to duplicate the smaller
- * operand's packing (the activations, usually) rather than the weights.
+ * Threads (kernels/pool.h) take independent rectangles of C from a shared
+ * counter, each packing its own operands: no barriers inside a product, and
+ * a thread that is descheduled leaves its rectangles to the others. There are
+ * about twice as many rectangles as threads when the product is large
+ * enough, so that the others have something to take. The grid is chosen to
+ * duplicate the smaller operand's packing (the activations, usually) rather
+ * than the weights.
  *
  * The direct path serves small M (decoding): with B transposed (x W^T) it
  * computes dot products along K of a few rows of A against a few rows of W,
@@ -36,7 +39,6 @@
 #include "kernels/gemm.h"
 
 #include <immintrin.h>
-#include <omp.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,6 +46,7 @@
 
 #include "core/mem.h"
 #include "iapo.h"
+#include "kernels/pool.h"
 
 /* Micro-tile: MR rows of C by NV zmm vectors (NR = 16*NV columns). */
 #define MR 14
@@ -80,6 +83,9 @@
 #endif
 /* Fewer multiply-adds than this per thread are not worth a fork/join. */
 #define MIN_FMA_PER_THREAD (1L << 21)
+/* Rectangles per thread in the packed path, when each still gets at least
+ * MIN_FMA_PER_THREAD multiply-adds. */
+#define OVERSUB 2
 
 static int force_path;
 static int blk_mc, blk_kc, blk_nc;
@@ -155,7 +161,7 @@ static float *ws_get(size_t n)
 		/* Grow straight to what any product with the default blocking can
 		 * need on all threads, so a caller's first large product is its
 		 * only allocation, whatever shapes come later. */
-		size_t most = ((size_t)MC_DEF * KC_DEF + (size_t)NC_DEF * KC_DEF + 32) * (size_t)omp_get_max_threads();
+		size_t most = ((size_t)MC_DEF * KC_DEF + (size_t)NC_DEF * KC_DEF + 32) * (size_t)iapo_pool_threads();
 		if (n < most) n = most;
 		float *nb = iapo_alloc_aligned(n * sizeof(float));
 		if (!nb) return NULL;
@@ -198,13 +204,25 @@ static int threads_for(double n_fma, int nmax)
 
 /* ---- portable path -------------------------------------------------------- */
 
-static void sgemm_portable(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-			   const float *B, int ldb, float beta, float *C, int ldc, int nth)
+struct portable_job {
+	int transA, transB, N, K;
+	float alpha, beta;
+	const float *A, *B;
+	float *C;
+	int lda, ldb, ldc;
+};
+
+/* Row i of C. */
+static void portable_row(void *ctx, long row, int worker)
 {
-#pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
-	for (int i = 0; i < M; i++) {
-		float *c = C + (size_t)i * ldc;
-		scale_c(1, N, beta, c, ldc);
+	(void)worker;
+	const struct portable_job *P = ctx;
+	const int transA = P->transA, transB = P->transB, N = P->N, K = P->K, lda = P->lda, ldb = P->ldb;
+	const float alpha = P->alpha, *A = P->A, *B = P->B;
+	const int i = (int)row;
+	{
+		float *c = P->C + (size_t)i * P->ldc;
+		scale_c(1, N, P->beta, c, P->ldc);
 		if (transB && !transA) {
 			/* x W^T: rows of A and B are both contiguous along K */
 			const float *a = A + (size_t)i * lda;
@@ -214,7 +232,7 @@ static void sgemm_portable(int transA, int transB, int M, int N, int K, float al
 				for (int p = 0; p < K; p++) s += a[p] * b[p];
 				c[j] += alpha * s;
 			}
-			continue;
+			return;
 		}
 		for (int p = 0; p < K; p++) {
 			float a = alpha * (transA ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p]);
@@ -225,6 +243,17 @@ static void sgemm_portable(int transA, int transB, int M, int N, int K, float al
 				for (int j = 0; j < N; j++) c[j] += a * B[(size_t)j * ldb + p];
 			}
 		}
+	}
+}
+
+static void sgemm_portable(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+			   const float *B, int ldb, float beta, float *C, int ldc, int nth)
+{
+	struct portable_job P = {transA, transB, N, K, alpha, beta, A, B, C, lda, ldb, ldc};
+	if (nth > 1) {
+		iapo_pool_for(M, portable_row, &P);
+	} else {
+		for (int i = 0; i < M; i++) portable_row(&P, i, 0);
 	}
 }
 
@@ -490,42 +519,47 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 	}
 }
 
-static void packed_thread(const struct job *J, int t)
+/* Rectangle `item` of the grid, with worker's slice of the workspace. */
+static void packed_item(void *ctx, long item, int worker)
 {
-	float *abuf = J->ws + (size_t)t * (J->a_floats + J->b_floats);
+	const struct job *J = ctx;
+	float *abuf = J->ws + (size_t)worker * (J->a_floats + J->b_floats);
 	float *bbuf = abuf + J->a_floats;
 	long m0, m1, n0, n1;
-	split_range(J->M, MR, J->tm, t / J->tn, &m0, &m1);
-	split_range(J->N, NR, J->tn, t % J->tn, &n0, &n1);
+	split_range(J->M, MR, J->tm, (int)(item / J->tn), &m0, &m1);
+	split_range(J->N, NR, J->tn, (int)(item % J->tn), &n0, &n1);
 	packed_rect(J, abuf, bbuf, m0, m1, n0, n1);
 }
 
-/* Sets the thread grid and buffer sizes; returns 0 when the workspace could
- * not be had. */
+/* Sets the grid of rectangles and buffer sizes for nth threads; returns 0
+ * when the workspace could not be had. */
 static int packed_plan(struct job *J, int nth)
 {
 	J->mc = blk_mc ? round_up(blk_mc, MR) : MC_DEF;
 	J->kc = blk_kc ? blk_kc : KC_DEF;
 	J->nc = blk_nc ? round_up(blk_nc, NR) : NC_DEF;
 	long mt = ceil_div(J->M, MR), nt = ceil_div(J->N, NR);
-	/* Of the grids tm x tn = nth that give every thread a tile, take the one
-	 * that packs the least: A is packed tn times, B tm times. */
+	/* Rectangles: OVERSUB per thread when each keeps enough work. */
+	int items = nth;
+	if (nth > 1 && (double)J->M * J->N * J->K >= (double)min_fma_per_thread * nth * OVERSUB) items = nth * OVERSUB;
+	/* Of the grids tm x tn = items that give every rectangle a tile, take
+	 * the one that packs the least: A is packed tn times, B tm times. */
 	int best_tm = 0;
-	double best = 0;
-	for (int tm = 1; tm <= nth; tm++) {
-		if (nth % tm) continue;
-		int tn = nth / tm;
-		if (tm > mt || tn > nt) continue;
-		double cost = (double)J->M * tn + (double)J->N * tm;
-		if (!best_tm || cost < best) best_tm = tm, best = cost;
+	for (; items >= 1 && !best_tm; items--) {
+		double best = 0;
+		for (int tm = 1; tm <= items; tm++) {
+			if (items % tm) continue;
+			int tn = items / tm;
+			if (tm > mt || tn > nt) continue;
+			double cost = (double)J->M * tn + (double)J->N * tm;
+			if (!best_tm || cost < best) best_tm = tm, best = cost;
+		}
+		if (best_tm) break;
 	}
-	if (!best_tm) {
-		nth = 1;
-		best_tm = 1;
-	}
-	J->nth = nth;
+	if (!best_tm) items = best_tm = 1;
+	J->nth = nth < items ? nth : items;
 	J->tm = best_tm;
-	J->tn = nth / best_tm;
+	J->tn = items / best_tm;
 	/* Upper bounds of packed_rect's block sizes over the threads. */
 	long m_max = ceil_div(mt, J->tm) * MR, n_max = ceil_div(nt, J->tn) * NR;
 	long kc_step = ceil_div(J->K, ceil_div(J->K, J->kc));
@@ -533,7 +567,7 @@ static int packed_plan(struct job *J, int nth)
 	long nc_max = min_l(n_max, J->nc);
 	J->a_floats = (size_t)round_up(mc_max * kc_step, 16);
 	J->b_floats = (size_t)round_up((m_max <= J->mc ? NR : nc_max) * kc_step, 16);
-	J->ws = ws_get((J->a_floats + J->b_floats) * (size_t)nth);
+	J->ws = ws_get((J->a_floats + J->b_floats) * (size_t)J->nth);
 	return J->ws != NULL;
 }
 
@@ -630,6 +664,15 @@ static AVX512 void direct_cols(const struct job *J, long n0, long n1)
 	}
 }
 
+static AVX512 void direct_item(void *ctx, long item, int worker)
+{
+	(void)worker;
+	const struct job *J = ctx;
+	long n0, n1;
+	split_range(J->N, J->transB ? DOT_NB : NR, J->tn, (int)item, &n0, &n1);
+	direct_cols(J, n0, n1);
+}
+
 /* ---- entry point ---------------------------------------------------------- */
 
 void iapo_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
@@ -641,8 +684,7 @@ void iapo_sgemm(int transA, int transB, int M, int N, int K, float alpha, const 
 		scale_c(M, N, beta, C, ldc);
 		return;
 	}
-	int nmax = omp_in_parallel() ? 1 : iapo_get_threads();
-	if (nmax < 1) nmax = 1;
+	int nmax = iapo_pool_threads();
 	int nth = threads_for((double)M * N * K, nmax);
 	int path = force_path;
 	if (!has_avx512()) path = IAPO_SGEMM_PORTABLE;
@@ -663,26 +705,23 @@ void iapo_sgemm(int transA, int transB, int M, int N, int K, float alpha, const 
 	switch (path) {
 	case IAPO_SGEMM_PACKED:
 		if (J.nth == 1) {
-			packed_thread(&J, 0);
+			for (long i = 0; i < (long)J.tm * J.tn; i++) packed_item(&J, i, 0);
 		} else {
-#pragma omp parallel num_threads(J.nth)
-			packed_thread(&J, omp_get_thread_num());
+			iapo_pool_for((long)J.tm * J.tn, packed_item, &J);
 		}
 		break;
-	case IAPO_SGEMM_DIRECT: {
-		long unit = transB ? DOT_NB : NR;
+	case IAPO_SGEMM_DIRECT:
 		if (nth == 1) {
 			direct_cols(&J, 0, N);
 		} else {
-#pragma omp parallel num_threads(nth)
-			{
-				long n0, n1;
-				split_range(N, unit, omp_get_num_threads(), omp_get_thread_num(), &n0, &n1);
-				direct_cols(&J, n0, n1);
-			}
+			/* Column pieces (whole groups of DOT_NB or NR), a few per
+			 * thread: the weights stream from memory, and a thread that
+			 * is descheduled leaves its pieces to the others. */
+			long unit = transB ? DOT_NB : NR, units = ceil_div(N, unit);
+			J.tn = (int)min_l(units, 4L * nth);
+			iapo_pool_for(J.tn, direct_item, &J);
 		}
 		break;
-	}
 	default:
 		sgemm_portable(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nth);
 		break;

@@ -19,13 +19,13 @@
 #include "model/kvcache.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "core/mem.h"
 #include "core/status.h"
 #include "kernels/kernels.h"
+#include "kernels/pool.h"
 
 #define HD_MAX 512   /* head dims in use are 64..256; HD_MAX <= HC_FLOATS */
 #define KTILE 64     /* keys scored per tile (on the stack) */
@@ -150,22 +150,23 @@ static inline float *cache_at(const iapo_kv *kv, float *cache, int l, int seq, i
 }
 
 /* exp(x) for x <= 0 (scores minus their running max), Cephes' polynomial
- * (about 2 ulp) written without branches so a tile's exponentials vectorise;
- * libm's expf does not under our flags. Underflows to ~1e-38, not 0, which is
+ * (about 1.5 ulp) written without branches so a tile's exponentials
+ * vectorise; libm's expf does not under our flags. n = round(x / ln2) comes
+ * from adding 1.5 * 2^23 (its bits then hold n), not from floorf and a
+ * float-to-int conversion, which GCC does not vectorise while floating-point
+ * traps are honoured (its default). Underflows to ~1e-38, not 0, which is
  * negligible next to the tile's largest term (exp(0) = 1). */
-/* A named type: clang 14 rejects an anonymous union declared inside a
- * "declare simd" function (the fuzz build compiles this file with clang). */
 typedef union {
 	int32_t i;
 	float f;
 } f32_bits;
 
-#pragma omp declare simd
 static inline float exp_nonpos(float x)
 {
 	x = x < -87.0f ? -87.0f : x;
-	float fx = floorf(x * 1.44269504088896341f + 0.5f);
-	float r = x - fx * 0.693359375f + fx * 2.12194440e-4f;
+	f32_bits t = {.f = x * 1.44269504088896341f + 12582912.0f};
+	const float fx = t.f - 12582912.0f;
+	const float r = x - fx * 0.693359375f + fx * 2.12194440e-4f;
 	float y = 1.9875691500e-4f;
 	y = y * r + 1.3981999507e-3f;
 	y = y * r + 8.3334519073e-3f;
@@ -173,7 +174,7 @@ static inline float exp_nonpos(float x)
 	y = y * r + 1.6666665459e-1f;
 	y = y * r + 5.0000001201e-1f;
 	y = y * r * r + r + 1.0f;
-	f32_bits p = {.i = ((int32_t)fx + 127) << 23};
+	f32_bits p = {.i = (t.i - 0x4B400000 + 127) << 23};
 	return y * p.f;
 }
 
@@ -232,21 +233,28 @@ static void attend_range(const float *q, int hc, const float *K, const float *Vv
 	}
 }
 
-/* att (R, NH*HD) from q (R, NH*HD) and the layer-l cache, per row's keys.
- * Tasks are (row, kv head, chunk of its query heads): whole groups when
- * there are enough rows to keep every thread busy, single heads otherwise. */
-static void attend(iapo_kv *kv, int l, const iapo_kv_row *rows, int R, const float *q, float *att)
+typedef struct {
+	iapo_kv *kv;
+	const iapo_kv_row *rows;
+	const float *q;
+	float *att;
+	int l, hc, nchunk;
+} attend_job;
+
+/* One task: (row, kv head, chunk of its query heads). */
+static void attend_task(void *ctx, long i, int worker)
 {
+	(void)worker;
+	const attend_job *A = ctx;
+	iapo_kv *kv = A->kv;
+	const iapo_kv_row *rows = A->rows;
+	const float *q = A->q;
+	float *att = A->att;
+	const int l = A->l, hc = A->hc, nchunk = A->nchunk;
 	const iapo_config *c = &kv->w->cfg;
 	const int NH = c->NH, NKV = c->NKV, HD = c->HD, grp = c->NH / c->NKV;
 	const float scale = 1.0f / sqrtf((float)HD);
-	int hc = grp < HC_MAX ? grp : HC_MAX;
-	if (hc > HC_FLOATS / HD) hc = HC_FLOATS / HD;
-	if ((long)R * NKV < 2L * omp_get_max_threads()) hc = 1;
-	const int nchunk = (grp + hc - 1) / hc;
-	const long ntask = (long)R * NKV * nchunk;
-#pragma omp parallel for schedule(dynamic, 1) if (ntask > 1)
-	for (long i = 0; i < ntask; i++) {
+	{
 		const int r = (int)(i / ((long)NKV * nchunk)), g = (int)(i / nchunk % NKV), ch = (int)(i % nchunk);
 		const int h0 = g * grp + ch * hc, nh = grp - ch * hc < hc ? grp - ch * hc : hc;
 		const iapo_kv_keys *ks = &rows[r].keys;
@@ -272,6 +280,21 @@ static void attend(iapo_kv *kv, int l, const iapo_kv_row *rows, int R, const flo
 	}
 }
 
+/* att (R, NH*HD) from q (R, NH*HD) and the layer-l cache, per row's keys.
+ * Tasks are (row, kv head, chunk of its query heads): whole groups when
+ * there are enough rows to keep every thread busy, single heads otherwise. */
+static void attend(iapo_kv *kv, int l, const iapo_kv_row *rows, int R, const float *q, float *att)
+{
+	const iapo_config *c = &kv->w->cfg;
+	const int NKV = c->NKV, HD = c->HD, grp = c->NH / c->NKV;
+	int hc = grp < HC_MAX ? grp : HC_MAX;
+	if (hc > HC_FLOATS / HD) hc = HC_FLOATS / HD;
+	if ((long)R * NKV < 2L * iapo_pool_threads()) hc = 1;
+	const int nchunk = (grp + hc - 1) / hc;
+	attend_job A = {kv, rows, q, att, l, hc, nchunk};
+	iapo_pool_for((long)R * NKV * nchunk, attend_task, &A);
+}
+
 /* Final norm and lm_head for the rows of a chunk that want logits, OUTG at a time. */
 static void project(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits)
 {
@@ -286,10 +309,17 @@ static void project(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits)
 			kv->dst[m++] = logits + (size_t)rows[r].out * V;
 		}
 		if (m == kv->OUTG || (r == R && m > 0)) {
-			iapo_matmul_nt(kv->lbuf, kv->hout, lm, m, V, C, 0);
-#pragma omp parallel for if ((size_t)m * V > 65536)
-			for (int j = 0; j < m; j++)
-				memcpy(kv->dst[j], kv->lbuf + (size_t)j * V, sizeof(float) * (size_t)V);
+			/* Rows bound for consecutive logits rows (every sequence's last
+			 * token, as decoding asks) go there directly: no copy. */
+			int consecutive = 1;
+			for (int j = 1; j < m && consecutive; j++) consecutive = kv->dst[j] == kv->dst[0] + (size_t)j * V;
+			if (consecutive) {
+				iapo_matmul_nt(kv->dst[0], kv->hout, lm, m, V, C, 0);
+			} else {
+				iapo_matmul_nt(kv->lbuf, kv->hout, lm, m, V, C, 0);
+				for (int j = 0; j < m; j++)
+					memcpy(kv->dst[j], kv->lbuf + (size_t)j * V, sizeof(float) * (size_t)V);
+			}
 			m = 0;
 		}
 	}

@@ -1,0 +1,44 @@
+/*
+ * pool.h — iapo's own worker threads for the kernels (GEMM, attention,
+ * elementwise): a parallel for over n independent items that finishes as soon
+ * as every item is done, whichever threads did them.
+ *
+ * Why not OpenMP: an OpenMP parallel region ends in a barrier that waits for
+ * every thread of the team, so when another process holds a core and one of
+ * our threads is descheduled, every region waits for it to be scheduled again
+ * (milliseconds; the 2-thread model ran up to 55x slower than on an idle
+ * machine), and how long idle threads spin or sleep between regions is set by
+ * OMP_WAIT_POLICY in the environment (a region costs ~1 us when they spin,
+ * 20-120 us on this VM when they sleep). Here the caller and the workers take
+ * items from a shared counter, so a thread that has not started yet costs
+ * nothing: the others take its share. The caller waits only for items already
+ * taken; it spins briefly, then sleeps, so its core goes idle and the kernel
+ * may move a preempted worker onto it. Idle workers spin for a short while
+ * (about 0.2 ms) before sleeping, whatever the environment says.
+ *
+ * Thread count: iapo_get_threads() of the calling thread. Calls from inside
+ * a pool item, from inside an OpenMP parallel region, or while another thread
+ * is using the pool run every item on the calling thread, in order.
+ * Left out: priorities, affinity, nested parallelism, task graphs.
+ */
+#ifndef IAPO_KERNELS_POOL_H
+#define IAPO_KERNELS_POOL_H
+
+/* One item: worker is in [0, iapo_pool_threads()) and unique among the
+ * threads running items of this call at the same time (0 = the caller), so
+ * it may index per-thread scratch. */
+typedef void (*iapo_pool_fn)(void *ctx, long item, int worker);
+
+/* Runs fn(ctx, i, worker) for every i in [0, n) and returns when all have
+ * returned. Items may run in any order and concurrently. n < 2^31. */
+void iapo_pool_for(long n, iapo_pool_fn fn, void *ctx);
+
+/* Threads a call of iapo_pool_for from this thread may use now (1 inside an
+ * item or an OpenMP region); bound for per-worker scratch. */
+int iapo_pool_threads(void);
+
+/* Upper bound of the worker index over every call (scratch sized by it is
+ * always enough): the most threads any call may use. */
+#define IAPO_POOL_MAX 64
+
+#endif
