@@ -5,7 +5,7 @@
 #   make asan       only the sanitizer half (build-asan/)
 #   make demo       install missing Debian packages, build, run the embedded default
 #   make bench      benchmarks (bench/), JSON lines on stdout
-# Options: MPI=0|1 (default: autodetect; not used yet), ARCH=-march=... (default native)
+# Options: MPI=0|1 (default: autodetect, see below), ARCH=-march=... (default native)
 
 CC      ?= cc
 ARCH    ?= -march=native
@@ -15,6 +15,24 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE $(WARN) -fopenmp $(ARCH) -Iinclude -Isrc $(PKG_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -fopenmp -lm -lpthread
+
+# MPI data parallelism (src/dist/): OpenMPI when `mpicc --showme` or pkg-config
+# ompi-c knows it (dist_mpi.c), else the single-process stand-in (dist_single.c);
+# MPI=0 forces the stand-in, MPI=1 fails without MPI. Exactly one is compiled.
+MPI ?= auto
+ifneq ($(MPI),0)
+  MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null || pkg-config --libs ompi-c 2>/dev/null)
+  MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null || pkg-config --cflags ompi-c 2>/dev/null)
+endif
+ifneq ($(strip $(MPI_LIBS)),)
+  CFLAGS_BASE += -DIAPO_MPI=1 $(MPI_CFLAGS)
+  LDLIBS      += $(MPI_LIBS)
+  DIST_UNUSED := src/dist/dist_single.c
+else ifeq ($(MPI),1)
+  $(error MPI=1: neither mpicc nor pkg-config ompi-c found (scripts/install-deps.sh installs OpenMPI))
+else
+  DIST_UNUSED := src/dist/dist_mpi.c
+endif
 
 MODE   ?= release
 ifeq ($(MODE),asan)
@@ -27,7 +45,7 @@ else
   LDFLAGS :=
 endif
 
-LIB_SRC  := $(sort $(wildcard src/*/*.c))
+LIB_SRC  := $(filter-out $(DIST_UNUSED),$(sort $(wildcard src/*/*.c)))
 TOOL_SRC := $(sort $(wildcard tools/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 BENCH_SRC := $(sort $(wildcard bench/*.c))
@@ -45,9 +63,14 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(LIB): $(LIB_OBJ)
+# The stamp names the MPI choice, so switching it rebuilds the archive.
+DIST_STAMP := $(BUILD)/.dist-without-$(basename $(notdir $(DIST_UNUSED)))
+$(DIST_STAMP):
+	@mkdir -p $(BUILD) && rm -f $(BUILD)/.dist-without-* && touch $@
+
+$(LIB): $(LIB_OBJ) $(DIST_STAMP)
 	@rm -f $@
-	ar rcs $@ $^
+	ar rcs $@ $(LIB_OBJ)
 
 $(BIN): $(TOOL_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) $(TOOL_OBJ) $(LIB) $(LDLIBS) -o $@

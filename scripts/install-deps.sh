@@ -7,7 +7,7 @@
 set -eu
 
 pkgs="build-essential pkg-config libopenblas0-openmp libopenblas-openmp-dev \
-libcjson-dev libpcre2-dev libutf8proc-dev"
+libcjson-dev libpcre2-dev libutf8proc-dev libopenmpi-dev openmpi-bin"
 if [ "${1:-}" = "--test" ]; then
 	pkgs="$pkgs python3-torch python3-numpy nodejs npm"
 elif [ "${1:-}" = "--bench" ]; then

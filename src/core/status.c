@@ -3,6 +3,7 @@
  * count shared by OpenMP and OpenBLAS, and the build description.
  */
 #include "core/status.h"
+#include "dist/dist.h"
 #include "kernels/kernels.h"
 
 #include <omp.h>
@@ -75,8 +76,8 @@ int iapo_get_threads(void) { return omp_get_max_threads(); }
 
 const char *iapo_build_info(void)
 {
-	static char buf[512];
-	snprintf(buf, sizeof buf, "iapo %s (GEMM: %s; BLAS: %s; OpenMP %d; MPI: no)",
-		 IAPO_VERSION, iapo_matmul_backend(), openblas_get_config(), _OPENMP);
+	static char buf[768];
+	snprintf(buf, sizeof buf, "iapo %s (GEMM: %s; BLAS: %s; OpenMP %d; %s)", IAPO_VERSION, iapo_matmul_backend(),
+		 openblas_get_config(), _OPENMP, iapo_dist_build_info());
 	return buf;
 }
