@@ -103,6 +103,31 @@ bench: all
 	@bench/run.sh $(BUILD)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find build build-asan -name '*.d' 2>/dev/null)
+
+# Fuzzing (fuzz/README.md): libFuzzer targets fuzz/fuzz_*.c, built with clang
+# into build-fuzz/ (library with -fsanitize=fuzzer-no-link + ASan/UBSan).
+#   make fuzz-build                  build the targets
+#   make fuzz [FUZZ_SECONDS=60]      run each for that long, fail on any report
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build-fuzz
+FUZZ_CFLAGS  := $(CFLAGS_BASE) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	-fno-sanitize-recover=undefined -fsanitize=fuzzer-no-link -Wno-pass-failed
+FUZZ_SRC     := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BINS    := $(FUZZ_SRC:fuzz/%.c=$(FUZZ_BUILD)/%)
+.PHONY: fuzz fuzz-build
+fuzz-build: $(FUZZ_BINS)
+$(FUZZ_BUILD)/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+$(FUZZ_BUILD)/libiapo.a: $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+	@rm -f $@
+	ar rcs $@ $^
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_BUILD)/libiapo.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -fsanitize=fuzzer $< $(FUZZ_BUILD)/libiapo.a $(LDLIBS) -o $@
+fuzz: fuzz-build
+	@fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+-include $(shell find build-fuzz -name '*.d' 2>/dev/null)
