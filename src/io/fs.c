@@ -23,6 +23,45 @@ static iapo_status os_fail(const char *path, const char *what)
 	return iapo_fail(IAPO_ERR_IO, "%s: %s: %s", path, what, strerror(errno));
 }
 
+/* ---- the system calls, through the test hook ---- */
+
+static iapo_fs_fault_fn fault_fn;
+static void *fault_ctx;
+
+void iapo_fs_set_fault_hook(iapo_fs_fault_fn fn, void *ctx)
+{
+	fault_ctx = ctx;
+	fault_fn = fn;
+}
+
+/* Bytes of n the hook lets through (n without a hook), or -1 with errno. */
+static ssize_t allowed(iapo_fs_op op, size_t n)
+{
+	if (!fault_fn) return (ssize_t)n;
+	int err = EIO;
+	long k = fault_fn(fault_ctx, op, n, &err);
+	if (k < 0) {
+		errno = err;
+		return -1;
+	}
+	if (k < 1) k = 1;
+	return (size_t)k < n ? (ssize_t)k : (ssize_t)n;
+}
+
+ssize_t iapo_fs_read(int fd, void *buf, size_t n)
+{
+	ssize_t k = allowed(IAPO_FS_OP_READ, n);
+	return k < 0 ? -1 : read(fd, buf, (size_t)k);
+}
+
+ssize_t iapo_fs_write(int fd, const void *buf, size_t n)
+{
+	ssize_t k = allowed(IAPO_FS_OP_WRITE, n);
+	return k < 0 ? -1 : write(fd, buf, (size_t)k);
+}
+
+int iapo_fs_fsync(int fd) { return allowed(IAPO_FS_OP_FSYNC, 0) < 0 ? -1 : fsync(fd); }
+
 iapo_status iapo_fs_join(char *buf, size_t n, const char *dir, const char *name)
 {
 	int k = snprintf(buf, n, "%s/%s", dir, name);
@@ -96,7 +135,7 @@ iapo_status iapo_fs_read_file_at(int dirfd, const char *name, const char *path, 
 		return iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, size);
 	}
 	while (got < size) {
-		ssize_t r = read(fd, buf + got, size - got);
+		ssize_t r = iapo_fs_read(fd, buf + got, size - got);
 		if (r < 0 && errno == EINTR) continue;
 		if (r <= 0) {
 			iapo_status s = r < 0 ? os_fail(path, "read failed")
@@ -119,7 +158,7 @@ iapo_status iapo_fs_write_all(int fd, const char *path, const void *data, size_t
 	const char *p = data;
 	while (len > 0) {
 		size_t chunk = len > ((size_t)1 << 30) ? (size_t)1 << 30 : len;
-		ssize_t w = write(fd, p, chunk);
+		ssize_t w = iapo_fs_write(fd, p, chunk);
 		if (w < 0 && errno == EINTR) continue;
 		if (w <= 0) return os_fail(path, "write failed");
 		p += w;
@@ -133,8 +172,10 @@ iapo_status iapo_fs_write_file(const char *path, const void *data, size_t len)
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) return os_fail(path, "cannot create");
 	iapo_status s = iapo_fs_write_all(fd, path, data, len);
-	if (s == IAPO_OK && fsync(fd) != 0) s = os_fail(path, "fsync failed");
+	if (s == IAPO_OK && iapo_fs_fsync(fd) != 0) s = os_fail(path, "fsync failed");
 	if (close(fd) != 0 && s == IAPO_OK) s = os_fail(path, "close failed");
+	/* A partial file would look like a complete one to the next reader. */
+	if (s != IAPO_OK) unlink(path);
 	return s;
 }
 
@@ -144,7 +185,7 @@ iapo_status iapo_fs_sync_dir(const char *path)
 	if (fd < 0) return os_fail(path, "cannot open directory");
 	/* Some file systems refuse fsync on directories; that is not a failure
 	 * of ours to report. */
-	if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) {
+	if (iapo_fs_fsync(fd) != 0 && errno != EINVAL && errno != EROFS) {
 		iapo_status s = os_fail(path, "fsync of directory failed");
 		close(fd);
 		return s;
@@ -163,7 +204,7 @@ iapo_status iapo_fs_write_file_atomic(const char *path, const void *data, size_t
 	/* mkstemp makes the file private; a model file is as readable as any. */
 	iapo_status s = fchmod(fd, 0644) == 0 ? IAPO_OK : os_fail(tmp, "chmod failed");
 	if (s == IAPO_OK) s = iapo_fs_write_all(fd, tmp, data, len);
-	if (s == IAPO_OK && fsync(fd) != 0) s = os_fail(tmp, "fsync failed");
+	if (s == IAPO_OK && iapo_fs_fsync(fd) != 0) s = os_fail(tmp, "fsync failed");
 	if (close(fd) != 0 && s == IAPO_OK) s = os_fail(tmp, "close failed");
 	if (s == IAPO_OK && rename(tmp, path) != 0) s = os_fail(path, "cannot rename temporary file into place");
 	if (s != IAPO_OK) {
@@ -187,7 +228,7 @@ iapo_status iapo_fs_copy_file(const char *src, const char *dst)
 	iapo_status s = IAPO_OK;
 	char buf[1 << 16];
 	for (;;) {
-		ssize_t r = read(in, buf, sizeof buf);
+		ssize_t r = iapo_fs_read(in, buf, sizeof buf);
 		if (r < 0 && errno == EINTR) continue;
 		if (r < 0) {
 			s = os_fail(src, "read failed");
@@ -197,9 +238,10 @@ iapo_status iapo_fs_copy_file(const char *src, const char *dst)
 		s = iapo_fs_write_all(out, dst, buf, (size_t)r);
 		if (s != IAPO_OK) break;
 	}
-	if (s == IAPO_OK && fsync(out) != 0) s = os_fail(dst, "fsync failed");
+	if (s == IAPO_OK && iapo_fs_fsync(out) != 0) s = os_fail(dst, "fsync failed");
 	if (close(out) != 0 && s == IAPO_OK) s = os_fail(dst, "close failed");
 	close(in);
+	if (s != IAPO_OK) unlink(dst);
 	return s;
 }
 

@@ -10,6 +10,7 @@
 #define IAPO_IO_FS_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "iapo.h"
 
@@ -25,12 +26,14 @@ iapo_status iapo_fs_read_file_at(int dirfd, const char *name, const char *shown,
  * the directory: readers see the old file or the complete new one. */
 iapo_status iapo_fs_write_file_atomic(const char *path, const void *data, size_t len);
 /* Writes data to path (created or truncated) and fsyncs it; for files inside
- * a directory that is itself made visible atomically. */
+ * a directory that is itself made visible atomically. On failure path is
+ * removed: never left partly written. */
 iapo_status iapo_fs_write_file(const char *path, const void *data, size_t len);
 /* write(2) until all of data is written (EINTR and short writes handled);
  * `path` names fd in messages. */
 iapo_status iapo_fs_write_all(int fd, const char *path, const void *data, size_t len);
-/* Copies src to dst (created or truncated) and fsyncs dst. */
+/* Copies src to dst (created or truncated) and fsyncs dst; on failure dst is
+ * removed. */
 iapo_status iapo_fs_copy_file(const char *src, const char *dst);
 /* mkdir -p (mode 0755). An existing directory is fine; an existing file is an
  * error. */
@@ -57,5 +60,23 @@ iapo_status iapo_fs_make_temp_dir(const char *target, char *buf, size_t n);
 iapo_status iapo_fs_replace_dir(const char *tmp, const char *target);
 /* dir + "/" + name into buf; ARG error when it does not fit. */
 iapo_status iapo_fs_join(char *buf, size_t n, const char *dir, const char *name);
+
+/* read(2), write(2) and fsync(2) as every function here makes them, through
+ * the fault hook below: code elsewhere that does its own I/O loops can use
+ * them to come under the same fault tests. */
+ssize_t iapo_fs_read(int fd, void *buf, size_t n);
+ssize_t iapo_fs_write(int fd, const void *buf, size_t n);
+int iapo_fs_fsync(int fd);
+
+/* ---- test hook: I/O faults ----
+ * fn is called before each iapo_fs_read / iapo_fs_write / iapo_fs_fsync with
+ * the operation and the byte count asked for (0 for fsync). It returns how
+ * many bytes to let through, clamped to [1, n] (the call then moves at most
+ * that many: a short read or write), or -1 with *err set to an errno value
+ * (EIO, ENOSPC, EINTR, ...) to fail the call without making it. NULL removes
+ * the hook. For tests: not synchronised with I/O running on other threads. */
+typedef enum { IAPO_FS_OP_READ, IAPO_FS_OP_WRITE, IAPO_FS_OP_FSYNC } iapo_fs_op;
+typedef long (*iapo_fs_fault_fn)(void *ctx, iapo_fs_op op, size_t n, int *err);
+void iapo_fs_set_fault_hook(iapo_fs_fault_fn fn, void *ctx);
 
 #endif
