@@ -444,6 +444,7 @@ iapo_status iapo_safetensors_write(const char *path, const iapo_st_entry *e, int
 	iapo_status s = IAPO_OK;
 	unsigned char *conv = NULL;
 	int fd = -1;
+	char tmp[4096] = "";
 	static const char meta[] = "{\"__metadata__\":{\"format\":\"pt\"}";
 	sb_put(&h, meta, sizeof meta - 1);
 	size_t off = 0;
@@ -474,9 +475,22 @@ iapo_status iapo_safetensors_write(const char *path, const iapo_st_entry *e, int
 		s = iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory", path);
 		goto fail;
 	}
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* A temporary file renamed over path at the end: a failure part-way
+	 * leaves path as it was, never a truncated file that looks whole. */
+	int tl = snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path);
+	if (tl < 0 || (size_t)tl >= sizeof tmp) {
+		tmp[0] = '\0';
+		s = iapo_fail(IAPO_ERR_ARG, "%s: path too long", path);
+		goto fail;
+	}
+	fd = mkstemp(tmp);
 	if (fd < 0) {
-		s = iapo_fail(IAPO_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+		tmp[0] = '\0';
+		s = iapo_fail(IAPO_ERR_IO, "%s: cannot create a temporary file beside it: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (fchmod(fd, 0644) != 0) {
+		s = iapo_fail(IAPO_ERR_IO, "%s: chmod failed: %s", tmp, strerror(errno));
 		goto fail;
 	}
 	unsigned char len8[8];
@@ -496,13 +510,18 @@ iapo_status iapo_safetensors_write(const char *path, const iapo_st_entry *e, int
 			IAPO_CHECK(s, iapo_fs_write_all(fd, path, conv, k * 2));
 		}
 	}
-	if (fsync(fd) != 0) {
+	if (iapo_fs_fsync(fd) != 0) {
 		s = iapo_fail(IAPO_ERR_IO, "%s: fsync failed: %s", path, strerror(errno));
 		goto fail;
 	}
-	if (close(fd) != 0) {
-		fd = -1;
+	int rc = close(fd);
+	fd = -1;
+	if (rc != 0) {
 		s = iapo_fail(IAPO_ERR_IO, "%s: close failed: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (rename(tmp, path) != 0) {
+		s = iapo_fail(IAPO_ERR_IO, "%s: cannot rename the temporary file into place: %s", path, strerror(errno));
 		goto fail;
 	}
 	iapo_free(conv);
@@ -510,6 +529,7 @@ iapo_status iapo_safetensors_write(const char *path, const iapo_st_entry *e, int
 	return IAPO_OK;
 fail:
 	if (fd >= 0) close(fd);
+	if (tmp[0]) unlink(tmp);
 	iapo_free(conv);
 	iapo_free(h.p);
 	return s;

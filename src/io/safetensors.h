@@ -11,7 +11,7 @@
  * reference implementation requires), names unique, at most
  * IAPO_ST_MAX_TENSORS tensors with names up to IAPO_ST_MAX_NAME bytes.
  * The writer writes fp32 arrays as F32, BF16 or F16 with the header padded to
- * a multiple of 8 bytes (so every tensor's data stays aligned).
+ * a multiple of 8 bytes (so every tensor's data stays aligned), atomically.
  * Not here: which tensors a model needs (model/weights.c), sharding (ditto).
  */
 #ifndef IAPO_IO_SAFETENSORS_H
@@ -100,8 +100,11 @@ typedef struct {
 
 /* Bytes the entry's data takes in a file. */
 size_t iapo_st_entry_bytes(const iapo_st_entry *e);
-/* Writes the n entries, in order, to path (created or truncated, then
- * fsynced) with __metadata__ {"format": "pt"}. */
+/* Writes the n entries, in order, to path with __metadata__ {"format":
+ * "pt"}: into a temporary file beside it, fsynced and renamed over path, so
+ * that on failure path is as it was (the old file or none) and no temporary
+ * file is left. The directory is not fsynced (model directories are synced
+ * as a whole before they are renamed into place). */
 iapo_status iapo_safetensors_write(const char *path, const iapo_st_entry *e, int n);
 
 #endif
