@@ -2,6 +2,7 @@
  * cli.c — option parsing helpers shared by the commands.
  */
 #include "cli.h"
+#include "dist/dist.h"
 
 #include <errno.h>
 #include <math.h>
@@ -10,21 +11,36 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Under mpirun every rank meets a usage error of the same command line:
+ * rank 0 says it, all end normally. */
 void cli_usage_error(const char *cmd, const char *fmt, ...)
 {
-	va_list ap;
-	fprintf(stderr, "iapo %s: ", cmd);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\n(see 'iapo %s --help')\n", cmd);
+	if (iapo_dist_rank() == 0) {
+		va_list ap;
+		fprintf(stderr, "iapo %s: ", cmd);
+		va_start(ap, fmt);
+		vfprintf(stderr, fmt, ap);
+		va_end(ap);
+		fprintf(stderr, "\n(see 'iapo %s --help')\n", cmd);
+	}
+	iapo_dist_finish(2, 1);
 	exit(2);
 }
 
+/* Under mpirun: an error every rank holds (src/dist: agreed) is said once,
+ * by rank 0; any other ends the whole job with this rank's message. */
 void cli_fail(const char *cmd, iapo_status s)
 {
 	const char *m = iapo_errmsg();
-	fprintf(stderr, "iapo %s: %s\n", cmd, m && *m ? m : iapo_status_str(s));
+	int shared = iapo_dist_error_shared();
+	if (shared && iapo_dist_rank() == 0) fprintf(stderr, "iapo %s: %s\n", cmd, m && *m ? m : iapo_status_str(s));
+	if (!shared) {
+		char msg[2304];
+		snprintf(msg, sizeof msg, "iapo %s: %s", cmd, m && *m ? m : iapo_status_str(s));
+		iapo_dist_abort(1, msg);
+		fprintf(stderr, "%s\n", msg); /* a job of one: abort returned */
+	}
+	iapo_dist_finish(1, 1);
 	exit(1);
 }
 

@@ -3,6 +3,8 @@
  * JSONL dataset (src/rl/trainer.h does the work). This file parses the
  * options (their table is src/rl/options.c), reports progress on stderr and
  * turns SIGINT/SIGTERM into "finish the step, save a checkpoint, exit 0".
+ * Under mpirun it joins the job (src/dist/): every rank trains its share of
+ * each step and rank 0 alone writes the run directory and the progress.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +13,7 @@
 #include "cli.h"
 #include "core/progress.h"
 #include "core/status.h"
+#include "dist/dist.h"
 #include "rl/options.h"
 #include "rl/trainer.h"
 
@@ -47,6 +50,11 @@ static void help(void)
 	       "exactly as if the run had not stopped (RUN_DIR/config.json gives the defaults).\n"
 	       "SIGINT/SIGTERM: the current step finishes, a checkpoint is saved, exit 0.\n"
 	       "\n"
+	       "Data parallelism: mpirun -np N iapo train ... splits each step's prompts over\n"
+	       "N processes (--prompts-per-step must be a multiple of N) and adds their\n"
+	       "gradients; the run samples the same completions as on one process and its\n"
+	       "weights differ only by the order of that sum. --resume works with any N.\n"
+	       "\n"
 	       "options:\n"
 	       "  --config FILE                JSON object of options (applied before the command line)\n");
 	iapo_train_opts_help(stdout);
@@ -78,15 +86,18 @@ int cmd_train(int argc, char **argv)
 {
 	iapo_train_opts o;
 	int want_help = 0;
-	iapo_status st = iapo_train_opts_default(&o);
+	iapo_status st = iapo_dist_init();
+	if (st != IAPO_OK) cli_fail(CMD, st);
+	st = iapo_train_opts_default(&o);
 	if (st != IAPO_OK) cli_fail(CMD, st);
 	st = iapo_train_opts_from_args(&o, argc, argv, &want_help);
 	if (want_help) {
-		help();
+		if (iapo_dist_rank() == 0) help();
 		iapo_train_opts_free(&o);
 		return 0;
 	}
 	if (st == IAPO_OK) st = iapo_train_opts_resolve(&o);
+	st = iapo_dist_agree(st); /* --resume reads RUN_DIR/config.json on every rank */
 	if (st == IAPO_ERR_ARG) cli_usage_error(CMD, "%s", iapo_errmsg());
 	if (st != IAPO_OK) cli_fail(CMD, st);
 	if (o.algo && strcmp(o.algo, "grpo")) cli_usage_error(CMD, "--algo: only grpo is implemented, found '%s'", o.algo);
@@ -97,12 +108,18 @@ int cmd_train(int argc, char **argv)
 	if (st != IAPO_OK) cli_fail(CMD, st);
 	const iapo_train_opts *r = iapo_trainer_opts(tr);
 	long done = iapo_trainer_steps_done(tr), total = iapo_trainer_total_steps(tr);
-	fprintf(stderr,
-		"iapo train: %s -> %s: %ld steps of %ld prompts x %ld completions (micro-batch %ld x grad-accum %ld), "
-		"loss %s, lr %g, beta %g\n",
-		r->model, r->out, total, r->prompts_per_step, r->num_generations, r->micro_batch, r->grad_accum,
-		r->loss_type, r->learning_rate, r->beta);
-	if (done) fprintf(stderr, "iapo train: resuming after step %ld from %s\n", done, iapo_trainer_last_checkpoint(tr));
+	const int talk = iapo_dist_rank() == 0; /* the other ranks stay quiet */
+	if (talk) {
+		fprintf(stderr,
+			"iapo train: %s -> %s: %ld steps of %ld prompts x %ld completions (micro-batch %ld x grad-accum "
+			"%ld), loss %s, lr %g, beta %g\n",
+			r->model, r->out, total, r->prompts_per_step, r->num_generations, r->micro_batch, r->grad_accum,
+			r->loss_type, r->learning_rate, r->beta);
+		if (iapo_dist_size() > 1)
+			fprintf(stderr, "iapo train: %d MPI ranks, %ld prompts each per step\n", iapo_dist_size(),
+				r->prompts_per_step / iapo_dist_size());
+		if (done) fprintf(stderr, "iapo train: resuming after step %ld from %s\n", done, iapo_trainer_last_checkpoint(tr));
+	}
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
@@ -113,8 +130,8 @@ int cmd_train(int argc, char **argv)
 
 	run_ctx ctx;
 	iapo_progress_init(&ctx.bar, stderr, "train", done, total, -1);
-	st = iapo_trainer_run(tr, &stop_requested, on_step, &ctx);
-	iapo_progress_finish(&ctx.bar);
+	st = iapo_trainer_run(tr, &stop_requested, talk ? on_step : NULL, &ctx);
+	if (talk) iapo_progress_finish(&ctx.bar);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
 	if (st != IAPO_OK) {
@@ -123,11 +140,11 @@ int cmd_train(int argc, char **argv)
 		cli_fail(CMD, st);
 	}
 	done = iapo_trainer_steps_done(tr);
-	if (done < total)
+	if (talk && done < total)
 		fprintf(stderr, "iapo train: interrupted after step %ld of %ld; saved %s\n"
 				"continue with: iapo train --out %s --resume\n",
 			done, total, iapo_trainer_last_checkpoint(tr), r->out);
-	else
+	else if (talk)
 		fprintf(stderr, "iapo train: done, %ld steps; final checkpoint %s\n", done, iapo_trainer_last_checkpoint(tr));
 	iapo_trainer_free(tr);
 	iapo_train_opts_free(&o);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "dist/dist.h"
 
 static const struct {
 	const char *name;
@@ -46,7 +47,11 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	for (size_t i = 0; commands[i].name; i++)
-		if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+		if (!strcmp(argv[1], commands[i].name)) {
+			int rc = commands[i].fn(argc - 1, argv + 1);
+			iapo_dist_finish(rc, 1); /* leaves an MPI job (train, eval) the ordinary way */
+			return rc;
+		}
 	fprintf(stderr, "iapo: unknown command '%s'\n\n", argv[1]);
 	usage(stderr);
 	return 2;

@@ -74,9 +74,10 @@ int iapo_dist_error_shared(void);
 void iapo_dist_abort(int code, const char *msg);
 
 /* The end of a command that may have joined a job: finalize when every rank
- * ends the same way (code 0, or an error iapo_dist_error_shared says all
- * ranks hold), iapo_dist_abort(code, errmsg) otherwise. */
-void iapo_dist_finish(int code);
+ * ends the same way (code 0, or `shared`: an error all ranks meet, such as
+ * one from iapo_dist_agree or a usage error of the same command line), else
+ * iapo_dist_abort(code, iapo_errmsg()). */
+void iapo_dist_finish(int code, int shared);
 
 /* A contiguous share of n items for this rank: [*lo, *hi), sizes differing
  * by at most one, lower ranks first. */

@@ -168,9 +168,9 @@ void iapo_dist_abort(int code, const char *msg)
 	MPI_Abort(MPI_COMM_WORLD, code);
 }
 
-void iapo_dist_finish(int code)
+void iapo_dist_finish(int code, int shared)
 {
 	if (!joined) return;
-	if (code != 0 && !iapo_dist_error_shared()) iapo_dist_abort(code, iapo_errmsg());
+	if (code != 0 && !shared) iapo_dist_abort(code, iapo_errmsg());
 	iapo_dist_finalize();
 }

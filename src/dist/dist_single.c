@@ -48,4 +48,4 @@ void iapo_dist_abort(int code, const char *msg)
 	(void)code, (void)msg;
 }
 
-void iapo_dist_finish(int code) { (void)code; }
+void iapo_dist_finish(int code, int shared) { (void)code, (void)shared; }

@@ -94,6 +94,7 @@ static const opt_def OPTS[] = {
 
 	{"save-steps", T_INT, F(save_steps), "100", 0, BIG, NULL, "N", "checkpoint every N steps (and always at the end), 0 = only at the end", "checkpoints"},
 	{"max-bad-steps", T_INT, F(max_bad_steps), "5", 1, 1 << 20, NULL, "N", "stop after N steps in a row with NaN/Inf loss or gradients (each is skipped)", NULL},
+	{"check-weights-every", T_INT, F(check_weights_every), "0", 0, BIG, NULL, "N", "MPI debug: every N steps check that all ranks hold the same weights (a hash), 0 = off", NULL},
 };
 #define NOPTS (sizeof OPTS / sizeof *OPTS)
 

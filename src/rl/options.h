@@ -65,6 +65,7 @@ typedef struct {
 	/* checkpoints, logging */
 	long save_steps;
 	long max_bad_steps;
+	long check_weights_every; /* MPI debug: compare a hash of the weights across ranks every N steps */
 
 	/* Which options were given explicitly (any source), by table index. */
 	unsigned char given[96];

@@ -47,6 +47,10 @@ struct iapo_trainer {
 
 	/* layout */
 	int P, G, N, mb, R, Tc, T, mu;
+	/* data parallelism (src/dist/): rank `rank` of `ranks` holds the step's
+	 * sequences [i_first, i_first + n_loc): whole groups, n_loc = N / ranks.
+	 * The rollout buffer below holds only those; P and N stay the step's. */
+	int rank, ranks, n_loc, i_first;
 	long per_epoch; /* rollouts per epoch */
 	long total;     /* optimizer steps of the run */
 
@@ -56,7 +60,7 @@ struct iapo_trainer {
 	size_t *perm; /* data order of epoch perm_epoch */
 	long perm_epoch;
 
-	/* rollout buffer: N sequences in groups of G */
+	/* rollout buffer: this rank's n_loc sequences in groups of G */
 	long buf_gen; /* rollout (generation step) it holds, -1: none */
 	int *row, *plen, *clen, *finish, *correct, *fmt_ok; /* (N) */
 	float *reward, *seq_adv;                             /* (N) */
@@ -93,15 +97,26 @@ struct iapo_trainer {
  * --overwrite) or, with --resume, finds the checkpoint to load: *ckpt_step
  * = its step (-1 when starting fresh). */
 iapo_status train_run_dir_prepare(iapo_trainer *tr, long *ckpt_step);
-/* Loads optimizer.bin, trainer_state.json, rng_state.json (and rollout.bin)
- * of checkpoint `step`, truncates metrics.jsonl to it. Weights are loaded by
- * the caller. */
+/* Loads optimizer.bin, trainer_state.json and rng_state.json of checkpoint
+ * `step`, truncates metrics.jsonl to it (rank 0 only, under MPI). Weights
+ * are loaded by the caller, the rollout buffer by train_resume_rollout. */
 iapo_status train_resume(iapo_trainer *tr, long step);
+/* Collective: when checkpoint `step` stops between passes of --iterations,
+ * rank 0 reads its rollout.bin and every rank takes its sequences. */
+iapo_status train_resume_rollout(iapo_trainer *tr, long step);
 /* Writes config.json and opens metrics.jsonl for appending. */
 iapo_status train_open_outputs(iapo_trainer *tr);
 /* Appends the step's line to metrics.jsonl and log_history. eval may be NULL. */
 iapo_status train_log_metrics(iapo_trainer *tr, const iapo_step_metrics *m, const cJSON *eval);
-/* The checkpoint of the current step. */
+/* The checkpoint of the current step (collective: rank 0 writes it, from
+ * every rank's part of the rollout buffer when that is saved too). */
 iapo_status train_save(iapo_trainer *tr);
+
+/* train_dist.c: data parallelism */
+/* Collective, after rank 0 loaded the start (or checkpoint `ckpt`): every
+ * rank gets rank 0's weights, AdamW moments and progress counters. */
+iapo_status train_dist_start(iapo_trainer *tr, long ckpt);
+/* Collective: IAPO_ERR_INTERNAL on every rank when the ranks' weights differ. */
+iapo_status train_dist_check_weights(iapo_trainer *tr);
 
 #endif

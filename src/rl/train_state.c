@@ -12,6 +12,8 @@
  * directory, so a checkpoint-N with trainer_state.json is complete; the
  * directory itself appears by one rename.
  *
+ * Under MPI only rank 0 reads and writes these files (train_dist.c hands
+ * what it read to the others); rollout.bin is gathered from every rank.
  * Not here: the step (trainer.c), the optimizer.bin format (checkpoint.c).
  */
 #include <math.h>
@@ -20,6 +22,7 @@
 
 #include "core/mem.h"
 #include "core/status.h"
+#include "dist/dist.h"
 #include "io/fs.h"
 #include "io/json.h"
 #include "rl/checkpoint.h"
@@ -237,14 +240,18 @@ static iapo_status truncate_metrics(const iapo_trainer *tr, long step)
 
 /* ---- rollout.bin: the rollout buffer between passes of --iterations ------- */
 
+/* The file holds the whole step's buffer, array after array, each array the
+ * step's sequences in order: under MPI the ranks' parts in rank order, so
+ * the file is the same whatever the number of ranks that wrote or reads it. */
+
 typedef struct {
 	void *p;
-	size_t bytes;
+	size_t bytes; /* this rank's part */
 } span;
 
 static int rollout_spans(iapo_trainer *tr, span *s)
 {
-	const size_t N = (size_t)tr->N, NT = N * (size_t)tr->Tc;
+	const size_t N = (size_t)tr->n_loc, NT = N * (size_t)tr->Tc;
 	int k = 0;
 	s[k++] = (span){tr->row, N * 4};
 	s[k++] = (span){tr->plen, N * 4};
@@ -261,18 +268,29 @@ static int rollout_spans(iapo_trainer *tr, span *s)
 	return k;
 }
 
-static iapo_status rollout_save(iapo_trainer *tr, const char *dir)
+static size_t rollout_bytes(const span *s, int k, int ranks)
+{
+	size_t total = ROLLOUT_HEADER;
+	for (int i = 0; i < k; i++) total += (size_t)ranks * s[i].bytes;
+	return total;
+}
+
+/* Collective: the file's bytes, gathered from every rank (on every rank). */
+static iapo_status rollout_pack(iapo_trainer *tr, unsigned char **out, size_t *len)
 {
 	span s[16];
 	int k = rollout_spans(tr, s);
-	size_t total = ROLLOUT_HEADER;
-	for (int i = 0; i < k; i++) total += s[i].bytes;
+	size_t total = rollout_bytes(s, k, tr->ranks);
 	unsigned char *buf = iapo_calloc(1, total);
-	if (!buf) return iapo_fail(IAPO_ERR_NOMEM, "rollout.bin: out of memory (%zu bytes)", total);
+	iapo_status st = iapo_dist_agree(buf ? IAPO_OK : iapo_fail(IAPO_ERR_NOMEM, "rollout.bin: out of memory (%zu bytes)", total));
 	size_t off = ROLLOUT_HEADER;
-	for (int i = 0; i < k; i++) {
-		memcpy(buf + off, s[i].p, s[i].bytes);
-		off += s[i].bytes;
+	for (int i = 0; i < k && st == IAPO_OK; i++) {
+		st = iapo_dist_allgather(s[i].p, s[i].bytes, buf + off);
+		off += (size_t)tr->ranks * s[i].bytes;
+	}
+	if (st != IAPO_OK) {
+		iapo_free(buf);
+		return st;
 	}
 	uint32_t hdr[4] = {ROLLOUT_VERSION, (uint32_t)tr->N, (uint32_t)tr->Tc, (uint32_t)tr->G};
 	int64_t gen = tr->buf_gen;
@@ -281,21 +299,15 @@ static iapo_status rollout_save(iapo_trainer *tr, const char *dir)
 	memcpy(buf + 8, hdr, sizeof hdr);
 	memcpy(buf + 24, &gen, 8);
 	memcpy(buf + 32, &sum, 8);
-	char p[TRAIN_PATH];
-	iapo_status st = iapo_fs_join(p, sizeof p, dir, ROLLOUT_FILE);
-	if (st == IAPO_OK) st = iapo_fs_write_file(p, buf, total);
-	iapo_free(buf);
-	return st;
+	*out = buf;
+	*len = total;
+	return IAPO_OK;
 }
 
-static iapo_status rollout_load(iapo_trainer *tr, const char *dir, long gen)
+/* Reads and checks rollout.bin of dir (`total` bytes expected). */
+static iapo_status rollout_read(const iapo_trainer *tr, const char *p, long gen, size_t total, unsigned char **out)
 {
-	char p[TRAIN_PATH];
-	IAPO_TRY(iapo_fs_join(p, sizeof p, dir, ROLLOUT_FILE));
-	span s[16];
-	int k = rollout_spans(tr, s);
-	size_t total = ROLLOUT_HEADER;
-	for (int i = 0; i < k; i++) total += s[i].bytes;
+	*out = NULL;
 	if (!iapo_fs_exists(p))
 		return iapo_fail(IAPO_ERR_FORMAT,
 				 "%s: expected the rollout buffer (the checkpoint stops between --iterations passes), found no file", p);
@@ -326,29 +338,55 @@ static iapo_status rollout_load(iapo_trainer *tr, const char *dir, long gen)
 			       len < total ? " (truncated)" : "");
 		goto done;
 	}
-	if (iapo_checkpoint_checksum(buf + ROLLOUT_HEADER, total - ROLLOUT_HEADER) != sum) {
+	if (iapo_checkpoint_checksum(buf + ROLLOUT_HEADER, total - ROLLOUT_HEADER) != sum)
 		st = iapo_fail(IAPO_ERR_FORMAT, "%s: checksum: expected the header's, found another: the file is corrupted", p);
-		goto done;
-	}
-	size_t off = ROLLOUT_HEADER;
-	for (int i = 0; i < k; i++) {
-		memcpy(s[i].p, buf + off, s[i].bytes);
-		off += s[i].bytes;
-	}
-	for (int i = 0; i < tr->N; i++) {
-		int r = tr->row[i];
-		if (r < 0 || (size_t)r >= tr->train.n || tr->plen[i] != tr->prompt_len[r] || tr->clen[i] < 0 ||
-		    tr->clen[i] > tr->Tc) {
-			st = iapo_fail(IAPO_ERR_FORMAT, "%s: sequence %d: expected a row of the training data and its prompt "
-				       "length, found row %d of length %d (was --data changed?)", p, i, r, tr->plen[i]);
-			goto done;
-		}
-		tr->pptr[i] = tr->pool + tr->prompt_off[r];
-	}
-	tr->buf_gen = gen;
 done:
-	iapo_free(buf);
+	if (st != IAPO_OK)
+		iapo_free(buf);
+	else
+		*out = buf;
 	return st;
+}
+
+iapo_status train_resume_rollout(iapo_trainer *tr, long step)
+{
+	if (step % tr->mu == 0) return IAPO_OK;
+	const long gen = step / tr->mu;
+	char dir[TRAIN_PATH], p[TRAIN_PATH];
+	IAPO_TRY(iapo_checkpoint_dir(tr->o.out, step, dir, sizeof dir));
+	IAPO_TRY(iapo_fs_join(p, sizeof p, dir, ROLLOUT_FILE));
+	span s[16];
+	int k = rollout_spans(tr, s);
+	size_t total = rollout_bytes(s, k, tr->ranks);
+	unsigned char *buf = NULL;
+	iapo_status st = IAPO_OK;
+	if (tr->rank == 0)
+		st = rollout_read(tr, p, gen, total, &buf);
+	else if (!(buf = iapo_malloc(total)))
+		st = iapo_fail(IAPO_ERR_NOMEM, "rollout.bin: out of memory (%zu bytes)", total);
+	st = iapo_dist_agree(st);
+	if (st == IAPO_OK) st = iapo_dist_bcast(buf, total, 0);
+	if (st == IAPO_OK) {
+		size_t off = ROLLOUT_HEADER;
+		for (int i = 0; i < k; i++) {
+			memcpy(s[i].p, buf + off + (size_t)tr->rank * s[i].bytes, s[i].bytes);
+			off += (size_t)tr->ranks * s[i].bytes;
+		}
+		for (int i = 0; i < tr->n_loc; i++) {
+			int r = tr->row[i];
+			if (r < 0 || (size_t)r >= tr->train.n || tr->plen[i] != tr->prompt_len[r] || tr->clen[i] < 0 ||
+			    tr->clen[i] > tr->Tc) {
+				st = iapo_fail(IAPO_ERR_FORMAT, "%s: sequence %d: expected a row of the training data and its prompt "
+					       "length, found row %d of length %d (was --data changed?)", p, tr->i_first + i, r, tr->plen[i]);
+				break;
+			}
+			tr->pptr[i] = tr->pool + tr->prompt_off[r];
+		}
+	}
+	iapo_free(buf);
+	IAPO_TRY(iapo_dist_agree(st));
+	tr->buf_gen = gen;
+	return IAPO_OK;
 }
 
 /* ---- checkpoints ---------------------------------------------------------- */
@@ -414,17 +452,21 @@ static cJSON *rng_json(const iapo_trainer *tr)
 	return o;
 }
 
-iapo_status train_save(iapo_trainer *tr)
+/* Rank 0's part of a save: the files, into a temporary directory renamed
+ * into place. roll: rollout.bin's bytes, or NULL. */
+static iapo_status save_files(iapo_trainer *tr, const char *final, const unsigned char *roll, size_t roll_len)
 {
-	char tmp[TRAIN_PATH], final[TRAIN_PATH], p[TRAIN_PATH];
-	IAPO_TRY(iapo_checkpoint_dir(tr->o.out, tr->step, final, sizeof final));
+	char tmp[TRAIN_PATH], p[TRAIN_PATH];
 	IAPO_TRY(iapo_checkpoint_begin(tr->o.out, tr->step, tmp, sizeof tmp));
 	iapo_status st;
 	cJSON *state = NULL, *rng = NULL;
 	IAPO_CHECK(st, iapo_weights_save(&tr->w, tmp, tr->o.model, "F32", 0));
 	IAPO_CHECK(st, iapo_fs_join(p, sizeof p, tmp, IAPO_OPTIMIZER_FILE));
 	IAPO_CHECK(st, iapo_optimizer_save(p, tr->m, tr->v, tr->n_params, tr->adam_t));
-	if (tr->step % tr->mu != 0 && tr->buf_gen == tr->step / tr->mu) IAPO_CHECK(st, rollout_save(tr, tmp));
+	if (roll) {
+		IAPO_CHECK(st, iapo_fs_join(p, sizeof p, tmp, ROLLOUT_FILE));
+		IAPO_CHECK(st, iapo_fs_write_file(p, roll, roll_len));
+	}
 	if (!(rng = rng_json(tr)) || !(state = state_json(tr, final))) {
 		st = iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory", final);
 		goto fail;
@@ -433,16 +475,28 @@ iapo_status train_save(iapo_trainer *tr)
 	IAPO_CHECK(st, write_json(tmp, STATE_FILE, state, 0)); /* last: marks the checkpoint complete */
 	cJSON_Delete(rng);
 	cJSON_Delete(state);
-	IAPO_TRY(iapo_checkpoint_commit(tmp, tr->o.out, tr->step));
-	tr->saved_step = tr->step;
-	if (tr->has_best && tr->best_step == tr->step) tr->best_ckpt_step = tr->step;
-	snprintf(tr->last_ckpt, sizeof tr->last_ckpt, "%s", final);
-	return IAPO_OK;
+	return iapo_checkpoint_commit(tmp, tr->o.out, tr->step);
 fail:
 	cJSON_Delete(rng);
 	cJSON_Delete(state);
 	iapo_checkpoint_abort(tmp);
 	return st;
+}
+
+iapo_status train_save(iapo_trainer *tr)
+{
+	char final[TRAIN_PATH];
+	IAPO_TRY(iapo_checkpoint_dir(tr->o.out, tr->step, final, sizeof final));
+	unsigned char *roll = NULL;
+	size_t roll_len = 0;
+	if (tr->step % tr->mu != 0 && tr->buf_gen == tr->step / tr->mu) IAPO_TRY(rollout_pack(tr, &roll, &roll_len));
+	iapo_status st = tr->rank == 0 ? save_files(tr, final, roll, roll_len) : IAPO_OK;
+	iapo_free(roll);
+	IAPO_TRY(iapo_dist_agree(st));
+	tr->saved_step = tr->step;
+	if (tr->has_best && tr->best_step == tr->step) tr->best_ckpt_step = tr->step;
+	snprintf(tr->last_ckpt, sizeof tr->last_ckpt, "%s", final);
+	return IAPO_OK;
 }
 
 static iapo_status get_long(const cJSON *o, const char *key, const char *file, long *out)
@@ -520,7 +574,6 @@ iapo_status train_resume(iapo_trainer *tr, long step)
 	tr->bad_streak = (int)bad;
 	tr->step = step;
 	tr->saved_step = step;
-	if (step % tr->mu != 0) IAPO_CHECK(st, rollout_load(tr, dir, step / tr->mu));
 	IAPO_CHECK(st, truncate_metrics(tr, step));
 	cJSON_Delete(state);
 	cJSON_Delete(rng);

@@ -21,6 +21,7 @@
 #include "core/progress.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "dist/dist.h"
 #include "eval/eval.h"
 #include "io/fs.h"
 #include "rl/adamw.h"
@@ -152,7 +153,7 @@ static void add_eos(iapo_trainer *tr, int id)
 
 static iapo_status allocate(iapo_trainer *tr)
 {
-	const size_t N = (size_t)tr->N, NT = N * (size_t)tr->Tc, MT = (size_t)tr->mb * (size_t)tr->T;
+	const size_t N = (size_t)tr->n_loc, NT = N * (size_t)tr->Tc, MT = (size_t)tr->mb * (size_t)tr->T;
 	tr->n_params = iapo_param_count(&tr->w.cfg);
 	size_t bytes = tr->n_params * sizeof(float);
 	if (!(tr->grad = iapo_alloc_aligned(bytes)) || !(tr->m = iapo_alloc_aligned(bytes)) ||
@@ -197,6 +198,75 @@ static iapo_status allocate(iapo_trainer *tr)
 	return IAPO_OK;
 }
 
+/* Options and layout; on rank 0 also the run directory. Nothing collective. */
+static iapo_status setup(iapo_trainer *tr, const iapo_train_opts *opts, long *ckpt)
+{
+	IAPO_TRY(iapo_train_opts_copy(&tr->o, opts));
+	iapo_train_opts *o = &tr->o;
+	IAPO_TRY(iapo_train_opts_resolve(o));
+	IAPO_TRY(iapo_loss_type_parse(o->loss_type, &tr->loss_type));
+	IAPO_TRY(iapo_lr_schedule_parse(o->lr_schedule, &tr->sched));
+	tr->scale_rewards = strcmp(o->scale_rewards, "none") != 0;
+	tr->rw.correct = (float)o->reward_correct;
+	tr->rw.wrong = (float)o->reward_wrong;
+	tr->rw.format_ok = (float)o->reward_format;
+	tr->rw.format_bad = (float)o->reward_format_bad;
+	if (o->threads > 0) iapo_set_threads((int)o->threads);
+	tr->P = (int)o->prompts_per_step, tr->G = (int)o->num_generations, tr->N = tr->P * tr->G;
+	tr->mb = (int)o->micro_batch, tr->mu = (int)o->iterations, tr->Tc = (int)o->max_completion_tokens;
+	if (tr->P % tr->ranks)
+		return iapo_fail(IAPO_ERR_ARG,
+				 "--prompts-per-step %d: expected a multiple of the %d MPI ranks (each rank takes whole "
+				 "prompt groups of the step)",
+				 tr->P, tr->ranks);
+	tr->n_loc = tr->N / tr->ranks;
+	tr->i_first = tr->rank * tr->n_loc;
+	tr->R = o->rollout_batch > 0 && o->rollout_batch < tr->n_loc ? (int)o->rollout_batch : tr->n_loc;
+	if (o->no_chat_template && o->eval_steps > 0 && (o->eval_data || o->eval_fraction > 0 || o->eval_count > 0))
+		return iapo_fail(IAPO_ERR_ARG, "--no-chat-template: evaluation renders the chat template; leave out the --eval options or the flag");
+	return tr->rank == 0 ? train_run_dir_prepare(tr, ckpt) : IAPO_OK;
+}
+
+/* Model, data and buffers; on rank 0 also the checkpoint `ckpt` (>= 0) to
+ * resume from. Nothing collective. */
+static iapo_status load(iapo_trainer *tr, long ckpt)
+{
+	const iapo_train_opts *o = &tr->o;
+	IAPO_TRY(iapo_tokenizer_load(o->model, &tr->tok));
+	if (ckpt >= 0) IAPO_TRY(iapo_checkpoint_dir(o->out, ckpt, tr->last_ckpt, sizeof tr->last_ckpt));
+	/* Other ranks take the architecture from the model and the values from
+	 * rank 0 (train_dist_start): only rank 0 reads the run directory. */
+	IAPO_TRY(iapo_weights_load(ckpt >= 0 && tr->rank == 0 ? tr->last_ckpt : o->model, &tr->w));
+	if (o->beta > 0) {
+		IAPO_TRY(iapo_weights_load(o->model, &tr->ref));
+		if (iapo_param_count(&tr->ref.cfg) != iapo_param_count(&tr->w.cfg))
+			return iapo_fail(IAPO_ERR_FORMAT, "%s: expected the architecture of %s (the run's model), found another",
+					 tr->last_ckpt, o->model);
+	}
+	if (iapo_tokenizer_vocab_size(tr->tok) > tr->w.cfg.V)
+		return iapo_fail(IAPO_ERR_FORMAT, "%s: vocab_size: expected at least the tokenizer's %d, found %d", o->model,
+				 iapo_tokenizer_vocab_size(tr->tok), tr->w.cfg.V);
+	for (int i = 0; i < tr->w.cfg.n_eos; i++) add_eos(tr, tr->w.cfg.eos_ids[i]);
+	int teos[16], nt = iapo_tokenizer_eos_ids(tr->tok, teos, 16);
+	for (int i = 0; i < nt; i++) add_eos(tr, teos[i]);
+	if (tr->n_eos == 0) tr->eos[tr->n_eos++] = -1; /* none: completions end by length only */
+
+	IAPO_TRY(load_data(tr));
+	IAPO_TRY(tokenize_prompts(tr));
+	tr->T = tr->Tp + tr->Tc - 1;
+	if (tr->T < 1) tr->T = 1;
+	tr->per_epoch = (long)(tr->train.n / (size_t)tr->P);
+	tr->total = o->max_steps > 0 ? o->max_steps : o->epochs * tr->per_epoch * tr->mu;
+	IAPO_TRY(allocate(tr));
+	if (ckpt >= 0 && tr->rank == 0) IAPO_TRY(train_resume(tr, ckpt));
+	if (!tr->log_history && !(tr->log_history = cJSON_CreateArray()))
+		return iapo_fail(IAPO_ERR_NOMEM, "trainer: out of memory");
+	return IAPO_OK;
+}
+
+/* Under MPI every rank runs this together: local work is followed by
+ * iapo_dist_agree, so a failure on any rank (a bad data row, a missing
+ * file) is the same error on all of them rather than a hang. */
 iapo_status iapo_trainer_new(const iapo_train_opts *opts, iapo_trainer **out)
 {
 	*out = NULL;
@@ -206,68 +276,18 @@ iapo_status iapo_trainer_new(const iapo_train_opts *opts, iapo_trainer **out)
 	tr->perm_epoch = -1;
 	tr->saved_step = -1;
 	tr->best_ckpt_step = -1;
-	iapo_status st;
-	IAPO_CHECK(st, iapo_train_opts_copy(&tr->o, opts));
-	iapo_train_opts *o = &tr->o;
-	IAPO_CHECK(st, iapo_train_opts_resolve(o));
-	IAPO_CHECK(st, iapo_loss_type_parse(o->loss_type, &tr->loss_type));
-	IAPO_CHECK(st, iapo_lr_schedule_parse(o->lr_schedule, &tr->sched));
-	tr->scale_rewards = strcmp(o->scale_rewards, "none") != 0;
-	tr->rw.correct = (float)o->reward_correct;
-	tr->rw.wrong = (float)o->reward_wrong;
-	tr->rw.format_ok = (float)o->reward_format;
-	tr->rw.format_bad = (float)o->reward_format_bad;
-	if (o->threads > 0) iapo_set_threads((int)o->threads);
-	tr->P = (int)o->prompts_per_step, tr->G = (int)o->num_generations, tr->N = tr->P * tr->G;
-	tr->mb = (int)o->micro_batch, tr->mu = (int)o->iterations, tr->Tc = (int)o->max_completion_tokens;
-	tr->R = o->rollout_batch > 0 && o->rollout_batch < tr->N ? (int)o->rollout_batch : tr->N;
-	if (o->no_chat_template && o->eval_steps > 0 && (o->eval_data || o->eval_fraction > 0 || o->eval_count > 0)) {
-		st = iapo_fail(IAPO_ERR_ARG, "--no-chat-template: evaluation renders the chat template; leave out the --eval options or the flag");
-		goto fail;
-	}
-
+	tr->rank = iapo_dist_rank();
+	tr->ranks = iapo_dist_size();
 	long ckpt = -1;
-	IAPO_CHECK(st, train_run_dir_prepare(tr, &ckpt));
-	IAPO_CHECK(st, iapo_tokenizer_load(o->model, &tr->tok));
-	if (ckpt >= 0) {
-		char dir[TRAIN_PATH];
-		IAPO_CHECK(st, iapo_checkpoint_dir(o->out, ckpt, dir, sizeof dir));
-		IAPO_CHECK(st, iapo_weights_load(dir, &tr->w));
-		snprintf(tr->last_ckpt, sizeof tr->last_ckpt, "%s", dir);
-	} else {
-		IAPO_CHECK(st, iapo_weights_load(o->model, &tr->w));
-	}
-	if (o->beta > 0) {
-		IAPO_CHECK(st, iapo_weights_load(o->model, &tr->ref));
-		if (iapo_param_count(&tr->ref.cfg) != iapo_param_count(&tr->w.cfg)) {
-			st = iapo_fail(IAPO_ERR_FORMAT, "%s: expected the architecture of %s (the run's model), found another",
-				       tr->last_ckpt, o->model);
-			goto fail;
-		}
-	}
-	if (iapo_tokenizer_vocab_size(tr->tok) > tr->w.cfg.V) {
-		st = iapo_fail(IAPO_ERR_FORMAT, "%s: vocab_size: expected at least the tokenizer's %d, found %d", o->model,
-			       iapo_tokenizer_vocab_size(tr->tok), tr->w.cfg.V);
-		goto fail;
-	}
-	for (int i = 0; i < tr->w.cfg.n_eos; i++) add_eos(tr, tr->w.cfg.eos_ids[i]);
-	int teos[16], nt = iapo_tokenizer_eos_ids(tr->tok, teos, 16);
-	for (int i = 0; i < nt; i++) add_eos(tr, teos[i]);
-	if (tr->n_eos == 0) tr->eos[tr->n_eos++] = -1; /* none: completions end by length only */
-
-	IAPO_CHECK(st, load_data(tr));
-	IAPO_CHECK(st, tokenize_prompts(tr));
-	tr->T = tr->Tp + tr->Tc - 1;
-	if (tr->T < 1) tr->T = 1;
-	tr->per_epoch = (long)(tr->train.n / (size_t)tr->P);
-	tr->total = o->max_steps > 0 ? o->max_steps : o->epochs * tr->per_epoch * tr->mu;
-	IAPO_CHECK(st, allocate(tr));
-	if (ckpt >= 0) IAPO_CHECK(st, train_resume(tr, ckpt));
-	if (!tr->log_history && !(tr->log_history = cJSON_CreateArray())) {
-		st = iapo_fail(IAPO_ERR_NOMEM, "trainer: out of memory");
-		goto fail;
-	}
-	IAPO_CHECK(st, train_open_outputs(tr));
+	iapo_status st = setup(tr, opts, &ckpt);
+	IAPO_CHECK(st, iapo_dist_agree(st));
+	IAPO_CHECK(st, iapo_dist_bcast(&ckpt, sizeof ckpt, 0));
+	st = load(tr, ckpt);
+	IAPO_CHECK(st, iapo_dist_agree(st));
+	IAPO_CHECK(st, train_dist_start(tr, ckpt));
+	if (ckpt >= 0) IAPO_CHECK(st, train_resume_rollout(tr, ckpt));
+	st = tr->rank == 0 ? train_open_outputs(tr) : IAPO_OK;
+	IAPO_CHECK(st, iapo_dist_agree(st));
 	*out = tr;
 	return IAPO_OK;
 fail:
@@ -338,7 +358,7 @@ static const size_t *rollout_rows(iapo_trainer *tr, long g)
 static iapo_status rollout(iapo_trainer *tr, long g)
 {
 	const size_t *rows = rollout_rows(tr, g);
-	const int G = tr->G, N = tr->N, Tc = tr->Tc;
+	const int G = tr->G, N = tr->n_loc, Tc = tr->Tc, i_first = tr->i_first;
 	iapo_gen_opts go;
 	memset(&go, 0, sizeof go);
 	go.max_new_tokens = Tc;
@@ -351,7 +371,7 @@ static iapo_status rollout(iapo_trainer *tr, long g)
 	go.n_eos = tr->n_eos;
 	go.tok = tr->tok;
 	for (int i = 0; i < N; i++) {
-		size_t r = rows[i / G];
+		size_t r = rows[(i_first + i) / G];
 		tr->row[i] = (int)r;
 		tr->plen[i] = tr->prompt_len[r];
 		tr->pptr[i] = tr->pool + tr->prompt_off[r];
@@ -363,7 +383,7 @@ static iapo_status rollout(iapo_trainer *tr, long g)
 			int i = i0 + b;
 			tr->gen_ptr[b] = tr->pptr[i];
 			tr->gen_len[b] = tr->plen[i];
-			tr->keys[b] = iapo_trainer_sample_key(g, tr->row[i], i % G);
+			tr->keys[b] = iapo_trainer_sample_key(g, tr->row[i], (i_first + i) % G);
 		}
 		double t0 = iapo_now();
 		IAPO_TRY(iapo_generate(&tr->w, tr->gen_ptr, tr->gen_len, B, &go, tr->kv, tr->res, NULL));
@@ -389,13 +409,17 @@ static iapo_status rollout(iapo_trainer *tr, long g)
 
 static iapo_status advantages(iapo_trainer *tr)
 {
-	const int N = tr->N, Tc = tr->Tc;
+	const int N = tr->n_loc, Tc = tr->Tc;
 	iapo_group_advantages(tr->reward, N, tr->G, tr->scale_rewards, tr->seq_adv);
-	for (int i = 0; i < N; i++)
+	double longest = 0;
+	for (int i = 0; i < N; i++) {
 		for (int t = 0; t < Tc; t++) tr->adv[(size_t)i * Tc + t] = t < tr->clen[i] ? tr->seq_adv[i] : 0.0f;
+		if (tr->clen[i] > longest) longest = tr->clen[i];
+	}
+	IAPO_TRY(iapo_dist_allreduce_double(&longest, 1, IAPO_DIST_MAX));
 	if (!tr->adv_fn) return IAPO_OK;
 	iapo_rollout_view v = {
-		.n = N, .G = tr->G, .Tc = Tc, .prompt_tokens = tr->pptr, .prompt_len = tr->plen, .comp_len = tr->clen,
+		.n = N, .G = tr->G, .Tc = Tc, .comp_len_max = (int)longest, .prompt_tokens = tr->pptr, .prompt_len = tr->plen, .comp_len = tr->clen,
 		.comp_tokens = tr->ctok, .rewards = tr->reward, .seq_adv = tr->seq_adv, .finish = tr->finish,
 		.policy = &tr->w, .kv = tr->kv, .temperature = (float)tr->o.temperature, .step = tr->step,
 	};
@@ -434,8 +458,8 @@ static int build_micro(iapo_trainer *tr, int i0, int B)
 static iapo_status logp_pass(iapo_trainer *tr, iapo_fwd *f, float *dst)
 {
 	const int Tc = tr->Tc;
-	for (int i0 = 0; i0 < tr->N; i0 += tr->mb) {
-		int B = tr->N - i0 < tr->mb ? tr->N - i0 : tr->mb;
+	for (int i0 = 0; i0 < tr->n_loc; i0 += tr->mb) {
+		int B = tr->n_loc - i0 < tr->mb ? tr->n_loc - i0 : tr->mb;
 		int T = build_micro(tr, i0, B);
 		IAPO_TRY(iapo_fwd_forward(f, tr->mtok, tr->mlen, tr->mtgt, B, T, tr->mlogp, NULL, NULL));
 		for (int b = 0; b < B; b++) {
@@ -446,9 +470,12 @@ static iapo_status logp_pass(iapo_trainer *tr, iapo_fwd *f, float *dst)
 	return IAPO_OK;
 }
 
-static void rollout_metrics(const iapo_trainer *tr, iapo_step_metrics *m)
+/* Means over every completion of the step: each rank sums its own, the
+ * sums are added over ranks (exact for the counts, lengths and the rewards'
+ * few distinct values), then divided by the step's totals. */
+static iapo_status rollout_metrics(const iapo_trainer *tr, iapo_step_metrics *m)
 {
-	const int N = tr->N, G = tr->G;
+	const int N = tr->n_loc, G = tr->G;
 	double rs = 0, cs = 0, fs = 0, ls = 0, clipped = 0, stds = 0, zero = 0;
 	int lmin = 1 << 30, lmax = 0;
 	for (int i = 0; i < N; i++) {
@@ -470,28 +497,38 @@ static void rollout_metrics(const iapo_trainer *tr, iapo_step_metrics *m)
 		stds += sd;
 		zero += sd == 0;
 	}
-	m->reward_mean = rs / N;
-	m->reward_std = stds / (N / G);
-	m->frac_reward_zero_std = zero / (N / G);
-	m->accuracy = cs / N;
-	m->format_rate = fs / N;
-	m->length_mean = ls / N;
-	m->length_min = lmin;
-	m->length_max = lmax;
-	m->clipped_ratio = clipped / N;
+	double sum[7] = {rs, cs, fs, ls, clipped, stds, zero}, ext[2] = {-(double)lmin, (double)lmax};
+	IAPO_TRY(iapo_dist_allreduce_double(sum, 7, IAPO_DIST_SUM));
+	IAPO_TRY(iapo_dist_allreduce_double(ext, 2, IAPO_DIST_MAX));
+	const double n = tr->N, groups = tr->N / G;
+	m->reward_mean = sum[0] / n;
+	m->reward_std = sum[5] / groups;
+	m->frac_reward_zero_std = sum[6] / groups;
+	m->accuracy = sum[1] / n;
+	m->format_rate = sum[2] / n;
+	m->length_mean = sum[3] / n;
+	m->length_min = (int)-ext[0];
+	m->length_max = (int)ext[1];
+	m->clipped_ratio = sum[4] / n;
+	return IAPO_OK;
 }
 
-/* Forward + loss + backward over every micro-batch, then clip and AdamW. */
+/* Forward + loss + backward over this rank's micro-batches, then the one
+ * gradient allreduce of the step, clip and AdamW (the same on every rank:
+ * they hold the same summed gradient). The loss normalisers are the whole
+ * step's, so the summed gradient is the one-process gradient up to the
+ * order of the sum. */
 static iapo_status update(iapo_trainer *tr, long s, iapo_step_metrics *m)
 {
-	const int N = tr->N;
+	const int N = tr->n_loc;
 	double ntok = 0;
 	for (int i = 0; i < N; i++) ntok += tr->clen[i];
+	IAPO_TRY(iapo_dist_allreduce_double(&ntok, 1, IAPO_DIST_SUM));
 	iapo_loss_opts lo = {.type = tr->loss_type,
 			     .eps_low = (float)tr->o.epsilon_low,
 			     .eps_high = (float)tr->o.epsilon_high,
 			     .beta = tr->ref.block ? (float)tr->o.beta : 0.0f,
-			     .n_seqs = N,
+			     .n_seqs = tr->N,
 			     .n_tokens = (long)ntok,
 			     .max_completion_len = tr->Tc};
 	iapo_loss_stats ls;
@@ -499,21 +536,33 @@ static iapo_status update(iapo_trainer *tr, long s, iapo_step_metrics *m)
 	memset(tr->grad, 0, tr->n_params * sizeof(float));
 	double ent = 0;
 	int bad = 0;
+	iapo_status st = IAPO_OK;
 	for (int i0 = 0; i0 < N && !bad; i0 += tr->mb) {
 		int B = N - i0 < tr->mb ? N - i0 : tr->mb;
 		int T = build_micro(tr, i0, B);
-		IAPO_TRY(iapo_fwd_forward(tr->fwd, tr->mtok, tr->mlen, tr->mtgt, B, T, tr->mlogp, tr->ment, NULL));
-		iapo_status st = iapo_policy_loss(&lo, B, T, tr->mlogp, tr->mu > 1 ? tr->mold : NULL,
-						  tr->ref.block ? tr->mref : NULL, tr->madv, tr->mmask, tr->mdlogp, &ls);
+		st = iapo_fwd_forward(tr->fwd, tr->mtok, tr->mlen, tr->mtgt, B, T, tr->mlogp, tr->ment, NULL);
+		if (st != IAPO_OK) break;
+		st = iapo_policy_loss(&lo, B, T, tr->mlogp, tr->mu > 1 ? tr->mold : NULL, tr->ref.block ? tr->mref : NULL,
+				      tr->madv, tr->mmask, tr->mdlogp, &ls);
 		if (st == IAPO_ERR_NUMERIC) {
+			st = IAPO_OK;
 			bad = 1;
 			break;
 		}
-		IAPO_TRY(st);
+		if (st != IAPO_OK) break;
 		for (int k = 0; k < B * T; k++)
 			if (tr->mmask[k] != 0) ent += tr->ment[k];
-		IAPO_TRY(iapo_fwd_backward(tr->fwd, tr->mdlogp, NULL, tr->grad));
+		st = iapo_fwd_backward(tr->fwd, tr->mdlogp, NULL, tr->grad);
+		if (st != IAPO_OK) break;
 	}
+	IAPO_TRY(iapo_dist_agree(st));
+	/* A non-finite loss on any rank skips the update on all of them. */
+	double red[7] = {ls.loss, ls.kl_sum, ls.tokens, ls.ratio_sum, ls.clipped_low, ls.clipped_high, ent}, b = bad;
+	IAPO_TRY(iapo_dist_allreduce_double(red, 7, IAPO_DIST_SUM));
+	IAPO_TRY(iapo_dist_allreduce_double(&b, 1, IAPO_DIST_MAX));
+	ls.loss = red[0], ls.kl_sum = red[1], ls.tokens = red[2], ls.ratio_sum = red[3];
+	ls.clipped_low = red[4], ls.clipped_high = red[5], ent = red[6], bad = b != 0;
+	if (!bad) IAPO_TRY(iapo_dist_allreduce_float(tr->grad, tr->n_params));
 	double norm = NAN;
 	if (!bad) {
 		norm = tr->o.max_grad_norm > 0 ? iapo_grad_clip(tr->grad, tr->n_params, tr->o.max_grad_norm)
@@ -601,34 +650,46 @@ iapo_status iapo_trainer_step(iapo_trainer *tr, iapo_step_metrics *out)
 	if (tr->buf_gen != g) {
 		if (m.iteration != 0)
 			return iapo_fail(IAPO_ERR_INTERNAL, "trainer: step %ld reuses rollout %ld, which is not in memory", s, g);
-		IAPO_TRY(rollout(tr, g));
-		IAPO_TRY(advantages(tr));
+		IAPO_TRY(iapo_dist_agree(rollout(tr, g)));
+		iapo_status st = advantages(tr);
 		double t1 = iapo_now();
-		if (tr->ref.block) IAPO_TRY(logp_pass(tr, tr->ref_fwd, tr->ref_logp));
-		if (tr->mu > 1) IAPO_TRY(logp_pass(tr, tr->fwd, tr->old_logp));
+		if (st == IAPO_OK && tr->ref.block) st = logp_pass(tr, tr->ref_fwd, tr->ref_logp);
+		if (st == IAPO_OK && tr->mu > 1) st = logp_pass(tr, tr->fwd, tr->old_logp);
+		IAPO_TRY(iapo_dist_agree(st));
 		tr->reference_secs = iapo_now() - t1;
 		tr->buf_gen = g;
 		m.seconds_rollout = tr->rollout_secs;
 		m.seconds_scoring = tr->scoring_secs;
 		m.seconds_reference = tr->reference_secs;
 	}
-	rollout_metrics(tr, &m);
+	IAPO_TRY(rollout_metrics(tr, &m));
 	double t2 = iapo_now();
 	IAPO_TRY(update(tr, s, &m));
 	m.seconds_update = iapo_now() - t2;
 	tr->step++;
+	if (tr->o.check_weights_every > 0 && tr->step % tr->o.check_weights_every == 0)
+		IAPO_TRY(train_dist_check_weights(tr));
 	m.step = tr->step;
 	m.epoch = (double)tr->step / (double)(tr->per_epoch * tr->mu);
 	cJSON *eval = NULL;
 	int last = tr->step == tr->total;
 	if (tr->have_eval && tr->o.eval_steps > 0 && (tr->step % tr->o.eval_steps == 0 || last)) {
-		iapo_status st = evaluate(tr, &m, &eval);
-		if (st != IAPO_OK) return st;
+		iapo_status st = iapo_dist_agree(evaluate(tr, &m, &eval));
+		if (st != IAPO_OK) {
+			cJSON_Delete(eval);
+			return st;
+		}
 	}
 	m.seconds_total = iapo_now() - t0;
-	iapo_status st = train_log_metrics(tr, &m, eval);
+	/* Times are the slowest rank's: the step waits for it. */
+	double secs[6] = {m.seconds_rollout, m.seconds_scoring, m.seconds_reference,
+			  m.seconds_update,  m.seconds_eval,    m.seconds_total};
+	iapo_status st = iapo_dist_allreduce_double(secs, 6, IAPO_DIST_MAX);
+	m.seconds_rollout = secs[0], m.seconds_scoring = secs[1], m.seconds_reference = secs[2];
+	m.seconds_update = secs[3], m.seconds_eval = secs[4], m.seconds_total = secs[5];
+	if (st == IAPO_OK && tr->rank == 0) st = train_log_metrics(tr, &m, eval);
 	cJSON_Delete(eval);
-	IAPO_TRY(st);
+	IAPO_TRY(iapo_dist_agree(st));
 	if (out) *out = m;
 	if (m.skipped && tr->bad_streak >= tr->o.max_bad_steps)
 		return iapo_fail(IAPO_ERR_NUMERIC,
@@ -647,7 +708,10 @@ iapo_status iapo_trainer_run(iapo_trainer *tr, const volatile sig_atomic_t *stop
 		iapo_step_metrics m;
 		IAPO_TRY(iapo_trainer_step(tr, &m));
 		if (on_step) on_step(ctx, tr, &m);
-		if (stop && *stop) {
+		/* Ranks may see a signal at different steps: stop when any did. */
+		double any = stop && *stop;
+		IAPO_TRY(iapo_dist_allreduce_double(&any, 1, IAPO_DIST_MAX));
+		if (any != 0) {
 			if (tr->saved_step != tr->step) IAPO_TRY(train_save(tr));
 			break;
 		}

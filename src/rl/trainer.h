@@ -18,6 +18,20 @@
  * Checkpoints store the weights as F32 whatever the starting model's dtype,
  * so a resumed run continues from the exact values.
  *
+ * Data parallelism (under mpirun, src/dist/): every function here is then
+ * collective — all ranks call it together. Rank r of S takes the step's
+ * prompt groups r*P/S .. (r+1)*P/S-1 (P = --prompts-per-step must be a
+ * multiple of S): rollout, rewards, group advantages, the advantage hook and
+ * the reference pass stay local; the loss normalisers (completions, tokens)
+ * are the whole step's; one allreduce adds the ranks' gradients after their
+ * micro-batches; clipping and AdamW then run identically everywhere. So a
+ * run samples the same completions on any number of ranks, and its weights
+ * differ only by the order of the gradient sum. Rank 0 alone reads and
+ * writes the run directory (config.json, metrics.jsonl, checkpoints) and
+ * hands the start to the others, so resuming works with another rank count;
+ * metrics are over all completions, times the slowest rank's. An error on
+ * one rank is returned on all (iapo_dist_agree), never a hang.
+ *
  * Memory: weights, the frozen reference, gradient and AdamW moment blocks,
  * the activation arenas, the KV cache and the rollout buffers are allocated
  * once in iapo_trainer_new; a step allocates only the sampled completions'
@@ -66,11 +80,13 @@ typedef struct {
 	long eval_problems, eval_samples;
 } iapo_step_metrics;
 
-/* The rollout buffer of the current step, read-only, for an advantage hook.
+/* The rollout buffer of the current step (under MPI: this rank's groups),
+ * read-only, for an advantage hook.
  * Per-token arrays are (n, Tc) row-major: entry [i*Tc + t] is completion i's
  * token t (t < comp_len[i]); prompt i is prompt_tokens[i][0..prompt_len[i]). */
 typedef struct {
 	int n, G, Tc;                    /* sequences (prompts x G, in groups of G), row stride */
+	int comp_len_max;                /* longest completion of the whole step (all MPI ranks) */
 	const int *const *prompt_tokens; /* (n) */
 	const int *prompt_len, *comp_len;
 	const int *comp_tokens;          /* (n, Tc) */
