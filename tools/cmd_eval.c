@@ -4,7 +4,9 @@
  * N), on a JSONL dataset with the reference's prompt. Results go to PREFIX.csv
  * and PREFIX.json (rewritten after each model, so an interrupted evaluation
  * keeps what it finished) and a table on stdout; progress on stderr.
- * The metrics themselves are src/eval/eval.c.
+ * The metrics themselves are src/eval/eval.c. Under mpirun the problems are
+ * shared out over the ranks (the same numbers as one process); rank 0 alone
+ * prints and writes the files.
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 #include "cli.h"
 #include "core/mem.h"
 #include "core/status.h"
+#include "dist/dist.h"
 #include "eval/eval.h"
 #include "io/fs.h"
 #include "io/json.h"
@@ -63,6 +66,9 @@ static void help(void)
 	       "  --no-one-shot         leave out the \"What is 2+2?\" one-shot turn\n"
 	       "  --out PREFIX          write PREFIX.csv and PREFIX.json (default: DIR/eval_results)\n"
 	       "  -h, --help            this help\n"
+	       "\n"
+	       "mpirun -np N iapo eval ... shares the problems out over N processes; the\n"
+	       "results are those of one process.\n"
 	       "\n"
 	       "output: a table on stdout (one row per model or checkpoint: pass@k for each k,\n"
 	       "length@kmax, token efficiency, accuracy, seconds); progress on stderr. PREFIX.csv\n"
@@ -373,15 +379,19 @@ int cmd_eval(int argc, char **argv)
 	o.passk_first = !strcmp(passk, "first");
 	o.system = system;
 	if (threads > 0) iapo_set_threads(threads);
+	/* After the options: a usage error is every rank's, said by each before
+	 * any of them joined the job. */
+	iapo_status st = iapo_dist_init();
+	if (st != IAPO_OK) cli_fail(CMD, st);
+	const int talk = iapo_dist_rank() == 0;
 
 	iapo_dataset ds;
-	iapo_status st = iapo_dataset_load(data, &dopts, &ds);
+	st = iapo_dist_agree(iapo_dataset_load(data, &dopts, &ds));
 	if (st != IAPO_OK) cli_fail(CMD, st);
-	if (!iapo_fs_is_dir(model)) {
-		iapo_fail(IAPO_ERR_IO, "%s: expected a model or run directory, found %s", model,
-			  iapo_fs_exists(model) ? "a file" : "nothing");
-		cli_fail(CMD, IAPO_ERR_IO);
-	}
+	if (!iapo_fs_is_dir(model))
+		st = iapo_fail(IAPO_ERR_IO, "%s: expected a model or run directory, found %s", model,
+			       iapo_fs_exists(model) ? "a file" : "nothing");
+	if ((st = iapo_dist_agree(st)) != IAPO_OK) cli_fail(CMD, st);
 	model_entry *m = NULL;
 	int n = find_models(model, &m);
 
@@ -415,14 +425,16 @@ int cmd_eval(int argc, char **argv)
 		cJSON_AddNullToObject(opts, "system");
 	cJSON_AddBoolToObject(opts, "one_shot", o.one_shot);
 
-	int tty = isatty(2);
-	fprintf(stderr, "iapo eval: %d model%s, %zu problems x %d samples from %s\n", n, n > 1 ? "s" : "",
-		o.limit && o.limit < ds.n ? o.limit : ds.n, o.n_samples, data);
+	int tty = talk && isatty(2);
+	if (talk)
+		fprintf(stderr, "iapo eval: %d model%s, %zu problems x %d samples from %s%s\n", n, n > 1 ? "s" : "",
+			o.limit && o.limit < ds.n ? o.limit : ds.n, o.n_samples, data,
+			iapo_dist_size() > 1 ? " (shared out over the MPI ranks)" : "");
 	for (int j = 0; j < n; j++) {
 		iapo_weights w;
 		iapo_tokenizer *tok = NULL;
-		if ((st = iapo_weights_load(m[j].dir, &w)) != IAPO_OK) cli_fail(CMD, st);
-		if ((st = iapo_tokenizer_load(m[j].dir, &tok)) != IAPO_OK) cli_fail(CMD, st);
+		if ((st = iapo_dist_agree(iapo_weights_load(m[j].dir, &w))) != IAPO_OK) cli_fail(CMD, st);
+		if ((st = iapo_dist_agree(iapo_tokenizer_load(m[j].dir, &tok))) != IAPO_OK) cli_fail(CMD, st);
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		progress_ctx pc = {model_name(&m[j]), (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec, tty};
@@ -434,13 +446,16 @@ int cmd_eval(int argc, char **argv)
 		m[j].done = 1;
 		iapo_tokenizer_free(tok);
 		iapo_weights_free(&w);
+		if (!talk) continue;
 		fprintf(stderr, "iapo eval: %s: accuracy %.4f, %.1f s (%.2f s per problem), %ld tokens generated\n",
 			model_name(&m[j]), m[j].r.accuracy, m[j].r.seconds, m[j].r.time_per_problem, m[j].r.generated_tokens);
 		write_csv(csv, m, n);
 		write_json(json, opts, m, n);
 	}
-	print_table(m, n);
-	fprintf(stderr, "iapo eval: wrote %s and %s\n", csv, json);
+	if (talk) {
+		print_table(m, n);
+		fprintf(stderr, "iapo eval: wrote %s and %s\n", csv, json);
+	}
 
 	cJSON_Delete(opts);
 	for (int j = 0; j < n; j++) {

@@ -6,6 +6,12 @@
  * correctness of the decoded text (special tokens skipped, as vLLM's
  * skip_special_tokens=True).
  *
+ * Under MPI (src/dist/) the problems are shared out over the ranks in
+ * contiguous blocks; each rank generates and scores its own, then the
+ * per-sample results are summed into every rank's full arrays (each slot is
+ * written by exactly one rank, so the sum is a gather) and the metrics are
+ * computed from them everywhere. Streams are keyed by problem and sample, so
+ * the result is the one-process result.
  * Not here: loading, output files, printing.
  */
 #include <math.h>
@@ -15,6 +21,7 @@
 
 #include "core/mem.h"
 #include "core/status.h"
+#include "dist/dist.h"
 #include "eval/eval.h"
 #include "io/json.h"
 #include "model/generate.h"
@@ -158,15 +165,19 @@ static void metrics(iapo_eval_result *r)
 	r->format_rate = (double)n_format / ((double)P * N);
 }
 
-iapo_status iapo_evaluate(const iapo_weights *w, const iapo_tokenizer *tok, const iapo_dataset *ds,
-			  const iapo_eval_opts *o, iapo_eval_result *out)
+/* Sums of this rank's part that the gather adds up. */
+typedef struct {
+	double prompt_tokens, truncated;
+} local_sums;
+
+/* This rank's problems [lo, hi) of the first P: fills their slots of r's
+ * per-sample arrays (allocated for all P) and *sums. */
+static iapo_status evaluate_local(const iapo_weights *w, const iapo_tokenizer *tok, const iapo_dataset *ds,
+				  const iapo_eval_opts *o, iapo_eval_result *r, local_sums *sums)
 {
 	iapo_status st = IAPO_OK;
-	if (!out) return iapo_fail(IAPO_ERR_ARG, "eval: expected a result to fill");
-	memset(out, 0, sizeof *out);
 	if (!w || !tok || !ds || !o) return iapo_fail(IAPO_ERR_ARG, "eval: expected weights, tokenizer, dataset and options");
-	iapo_eval_result r = {0};
-	if ((st = resolve_ks(o, &r)) != IAPO_OK) return st;
+	IAPO_TRY(resolve_ks(o, r));
 	if (o->max_new_tokens < 0 || o->max_model_len < 0)
 		return iapo_fail(IAPO_ERR_ARG, "eval: max_new_tokens and max_model_len: expected >= 0");
 	size_t P = ds->n;
@@ -176,11 +187,12 @@ iapo_status iapo_evaluate(const iapo_weights *w, const iapo_tokenizer *tok, cons
 	if ((double)P * N > 1e9) return iapo_fail(IAPO_ERR_ARG, "eval: too many samples (%zu problems x %d)", P, N);
 	const int batch = o->batch > 0 ? o->batch : N;
 	const long total = (long)P * N;
-	double t0 = now();
+	size_t lo, hi;
+	iapo_dist_share(P, &lo, &hi);
 
-	r.n_problems = (int)P;
-	r.n_samples = N;
-	r.passk_first = o->passk_first;
+	r->n_problems = (int)P;
+	r->n_samples = N;
+	r->passk_first = o->passk_first;
 	int eos[IAPO_MAX_EOS + 16], n_eos = 0;
 	const int *eos_ids = o->eos_ids;
 	if (!eos_ids) {
@@ -198,11 +210,11 @@ iapo_status iapo_evaluate(const iapo_weights *w, const iapo_tokenizer *tok, cons
 	uint64_t *keys = NULL;
 	iapo_gen_result *gen = NULL;
 	iapo_kv *kv = NULL;
-	r.correct = iapo_calloc((size_t)total, 1);
-	r.format_ok = iapo_calloc((size_t)total, 1);
-	r.length = iapo_calloc((size_t)total, sizeof(int));
-	r.n_correct = iapo_calloc(P, sizeof(int));
-	r.mean_length = iapo_calloc(P, sizeof(double));
+	r->correct = iapo_calloc((size_t)total, 1);
+	r->format_ok = iapo_calloc((size_t)total, 1);
+	r->length = iapo_calloc((size_t)total, sizeof(int));
+	r->n_correct = iapo_calloc(P, sizeof(int));
+	r->mean_length = iapo_calloc(P, sizeof(double));
 	ids = iapo_calloc(P, sizeof *ids);
 	n_ids = iapo_calloc(P, sizeof *n_ids);
 	budget = iapo_calloc(P, sizeof *budget);
@@ -210,7 +222,7 @@ iapo_status iapo_evaluate(const iapo_weights *w, const iapo_tokenizer *tok, cons
 	lens = iapo_calloc((size_t)batch, sizeof *lens);
 	keys = iapo_calloc((size_t)batch, sizeof *keys);
 	gen = iapo_calloc((size_t)batch, sizeof *gen);
-	if (!r.correct || !r.format_ok || !r.length || !r.n_correct || !r.mean_length || !ids || !n_ids || !budget ||
+	if (!r->correct || !r->format_ok || !r->length || !r->n_correct || !r->mean_length || !ids || !n_ids || !budget ||
 	    !prompts || !lens || !keys || !gen) {
 		st = iapo_fail(IAPO_ERR_NOMEM, "eval: out of memory for %ld samples", total);
 		goto done;
@@ -219,7 +231,7 @@ iapo_status iapo_evaluate(const iapo_weights *w, const iapo_tokenizer *tok, cons
 	/* Prompts, and each problem's completion budget. */
 	int longest = 1;
 	double prompt_tokens = 0;
-	for (size_t p = 0; p < P; p++) {
+	for (size_t p = lo; p < hi; p++) {
 		size_t n = 0, cap = 0;
 		st = iapo_prompt_tokens(tok, fmt, o->system, ds->ex[p].prompt, o->one_shot, &ids[p], &n, &cap);
 		if (st != IAPO_OK) goto done;
@@ -237,7 +249,7 @@ iapo_status iapo_evaluate(const iapo_weights *w, const iapo_tokenizer *tok, cons
 		}
 		if ((int)n > longest) longest = (int)n;
 	}
-	r.mean_prompt_tokens = prompt_tokens / (double)P;
+	sums->prompt_tokens = prompt_tokens;
 	if (o->max_new_tokens > 0) {
 		st = iapo_kv_new(w, batch, longest + o->max_new_tokens, &kv);
 		if (st != IAPO_OK) goto done;
@@ -252,8 +264,9 @@ iapo_status iapo_evaluate(const iapo_weights *w, const iapo_tokenizer *tok, cons
 		.tok = tok,
 	};
 	long truncated = 0;
-	for (long s0 = 0; s0 < total; s0 += batch) {
-		int B = total - s0 < batch ? (int)(total - s0) : batch;
+	const long s_lo = (long)lo * N, s_hi = (long)hi * N;
+	for (long s0 = s_lo; s0 < s_hi; s0 += batch) {
+		int B = s_hi - s0 < batch ? (int)(s_hi - s0) : batch;
 		int need = 0;
 		for (int b = 0; b < B; b++) {
 			long s = s0 + b;
@@ -267,26 +280,23 @@ iapo_status iapo_evaluate(const iapo_weights *w, const iapo_tokenizer *tok, cons
 		iapo_gen_stats stats;
 		st = iapo_generate(w, prompts, lens, B, &g, kv, gen, &stats);
 		if (st != IAPO_OK) goto done;
-		r.generated_tokens += stats.generated_tokens;
+		r->generated_tokens += stats.generated_tokens;
 		for (int b = 0; b < B && st == IAPO_OK; b++) st = cut_to(tok, &gen[b], budget[(s0 + b) / N]);
 		if (st == IAPO_OK)
 			for (int b = 0; b < B; b++) {
 				long s = s0 + b;
 				size_t p = (size_t)(s / N);
 				const char *text = gen[b].text ? gen[b].text : "";
-				r.correct[s] = (unsigned char)iapo_answer_is_correct(text, ds->ex[p].label);
-				r.format_ok[s] = (unsigned char)iapo_format_ok(text);
-				r.length[s] = gen[b].n_tokens;
+				r->correct[s] = (unsigned char)iapo_answer_is_correct(text, ds->ex[p].label);
+				r->format_ok[s] = (unsigned char)iapo_format_ok(text);
+				r->length[s] = gen[b].n_tokens;
 				truncated += gen[b].finish == IAPO_FINISH_LENGTH;
 			}
 		iapo_gen_results_free(gen, B);
 		if (st != IAPO_OK) goto done;
-		if (o->progress) o->progress(o->progress_ctx, s0 + B, total);
+		if (o->progress) o->progress(o->progress_ctx, s0 + B - s_lo, s_hi - s_lo);
 	}
-	r.truncated_rate = (double)truncated / (double)total;
-	metrics(&r);
-	r.seconds = now() - t0;
-	r.time_per_problem = r.seconds / (double)P;
+	sums->truncated = (double)truncated;
 
 done:
 	for (size_t p = 0; ids && p < P; p++) iapo_free(ids[p]);
@@ -298,10 +308,67 @@ done:
 	iapo_free(keys);
 	iapo_free(gen);
 	iapo_kv_free(kv);
+	return st;
+}
+
+/* Every rank's samples into every rank's arrays: each slot is non-zero on
+ * at most the rank that made it, so an allreduce sum is a gather (exact:
+ * small integers in doubles). */
+static iapo_status gather(iapo_eval_result *r, local_sums *sums)
+{
+	if (iapo_dist_size() == 1) return IAPO_OK;
+	const size_t total = (size_t)r->n_problems * (size_t)r->n_samples, n = 3 * total + 3;
+	double *x = iapo_malloc(n * sizeof(double));
+	IAPO_TRY(iapo_dist_agree(x ? IAPO_OK : iapo_fail(IAPO_ERR_NOMEM, "eval: out of memory for %zu samples", total)));
+	for (size_t s = 0; s < total; s++) {
+		x[s] = r->correct[s];
+		x[total + s] = r->format_ok[s];
+		x[2 * total + s] = r->length[s];
+	}
+	x[3 * total] = sums->prompt_tokens;
+	x[3 * total + 1] = sums->truncated;
+	x[3 * total + 2] = (double)r->generated_tokens;
+	iapo_status st = iapo_dist_allreduce_double(x, n, IAPO_DIST_SUM);
+	for (size_t s = 0; st == IAPO_OK && s < total; s++) {
+		r->correct[s] = (unsigned char)x[s];
+		r->format_ok[s] = (unsigned char)x[total + s];
+		r->length[s] = (int)x[2 * total + s];
+	}
+	sums->prompt_tokens = x[3 * total];
+	sums->truncated = x[3 * total + 1];
+	r->generated_tokens = (long)x[3 * total + 2];
+	iapo_free(x);
+	return st;
+}
+
+/* Collective under MPI: a failure on any rank is returned on all. */
+iapo_status iapo_evaluate(const iapo_weights *w, const iapo_tokenizer *tok, const iapo_dataset *ds,
+			  const iapo_eval_opts *o, iapo_eval_result *out)
+{
+	if (!out) return iapo_fail(IAPO_ERR_ARG, "eval: expected a result to fill");
+	memset(out, 0, sizeof *out);
+	iapo_eval_result r = {0};
+	local_sums sums = {0, 0};
+	const double t0 = now();
+	iapo_status st = iapo_dist_agree(evaluate_local(w, tok, ds, o, &r, &sums));
+	if (st == IAPO_OK) st = gather(&r, &sums);
 	if (st != IAPO_OK) {
 		iapo_eval_result_free(&r);
 		return st;
 	}
+	const double P = r.n_problems, total = P * r.n_samples;
+	r.mean_prompt_tokens = sums.prompt_tokens / P;
+	r.truncated_rate = sums.truncated / total;
+	metrics(&r);
+	/* The wall clock of the whole evaluation: the slowest rank's. */
+	double secs = now() - t0;
+	st = iapo_dist_allreduce_double(&secs, 1, IAPO_DIST_MAX);
+	if (st != IAPO_OK) {
+		iapo_eval_result_free(&r);
+		return st;
+	}
+	r.seconds = secs;
+	r.time_per_problem = r.seconds / P;
 	*out = r;
 	return IAPO_OK;
 }
