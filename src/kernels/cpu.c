@@ -85,6 +85,43 @@ void iapo_matmul_tn(float *C, const float *A, const float *B, int M, int N, int 
 	matmul(1, 0, C, A, B, M, N, K, accumulate);
 }
 
+void iapo_matmul_batch(int n, const iapo_gemm_op *ops)
+{
+	if (!use_openblas()) {
+		iapo_sgemm_batch(n, ops);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		const iapo_gemm_op *o = &ops[i];
+		if (o->M <= 0 || o->N <= 0) continue;
+		float beta = o->beta;
+		if (o->R) {
+			for (int r = 0; r < o->M; r++)
+				if (o->R + (size_t)r * o->ldr != o->C + (size_t)r * o->ldc)
+					memmove(o->C + (size_t)r * o->ldc, o->R + (size_t)r * o->ldr, sizeof(float) * (size_t)o->N);
+			beta = 1.0f;
+		}
+		if (o->bias) {
+			for (int r = 0; r < o->M; r++) {
+				float *c = o->C + (size_t)r * o->ldc;
+				for (int j = 0; j < o->N; j++) c[j] = (beta == 0.0f ? 0.0f : beta * c[j]) + o->bias[j];
+			}
+			beta = 1.0f;
+		}
+		if (o->K <= 0 || o->alpha == 0.0f) {
+			if (beta != 1.0f)
+				for (int r = 0; r < o->M; r++)
+					for (int j = 0; j < o->N; j++) {
+						float *c = o->C + (size_t)r * o->ldc + j;
+						*c = beta == 0.0f ? 0.0f : beta * *c;
+					}
+			continue;
+		}
+		cblas_sgemm(CblasRowMajor, o->transA ? CblasTrans : CblasNoTrans, o->transB ? CblasTrans : CblasNoTrans,
+			    o->M, o->N, o->K, o->alpha, o->A, o->lda, o->B, o->ldb, beta, o->C, o->ldc);
+	}
+}
+
 /* ---- parallel loops ------------------------------------------------------ */
 
 /* body(ctx, lo, hi) over pieces of [0, n); each piece holds at least `grain`
@@ -294,6 +331,66 @@ void iapo_rope_apply(float *x, const int *pos, int N, int nheads, int HD, const 
 {
 	rope_job J = {x, pos, inv_freq, nheads, HD, inverse};
 	par_range(N, (long)nheads * HD, rope_rows, &J);
+}
+
+typedef struct {
+	float *cs, *a, *b;
+	const int *pos;
+	const float *inv_freq, *cs_in;
+	int na, nb, HD, inverse;
+} rope_tab_job;
+
+static void rope_table_rows(void *c, long lo, long hi)
+{
+	const rope_tab_job *J = c;
+	const int half = J->HD / 2;
+	for (long n = lo; n < hi; n++) {
+		float *row = J->cs + (size_t)n * J->HD;
+		for (int i = 0; i < half; i++) {
+			float ang = (float)J->pos[n] * J->inv_freq[i];
+			row[i] = cosf(ang);
+			row[half + i] = sinf(ang);
+		}
+	}
+}
+
+void iapo_rope_table(float *cs, const int *pos, int N, int HD, const float *inv_freq)
+{
+	rope_tab_job J = {.cs = cs, .pos = pos, .inv_freq = inv_freq, .HD = HD};
+	par_range(N, 8L * HD, rope_table_rows, &J);
+}
+
+/* Rotates nh heads of one row by the table row cs. */
+static inline void rope_row(float *x, int nh, const float *cs, int HD, float sgn)
+{
+	const int half = HD / 2;
+	for (int h = 0; h < nh; h++) {
+		float *r = x + (size_t)h * HD;
+#pragma omp simd
+		for (int i = 0; i < half; i++) {
+			float co = cs[i], s = sgn * cs[half + i];
+			float a = r[i], b = r[i + half];
+			r[i] = a * co - b * s;
+			r[i + half] = b * co + a * s;
+		}
+	}
+}
+
+static void rope_apply_rows(void *c, long lo, long hi)
+{
+	const rope_tab_job *J = c;
+	const float sgn = J->inverse ? -1.0f : 1.0f;
+	for (long n = lo; n < hi; n++) {
+		const float *cs = J->cs_in + (size_t)n * J->HD;
+		rope_row(J->a + (size_t)n * J->na * J->HD, J->na, cs, J->HD, sgn);
+		if (J->b) rope_row(J->b + (size_t)n * J->nb * J->HD, J->nb, cs, J->HD, sgn);
+	}
+}
+
+void iapo_rope_apply_table(float *a, int na, float *b, int nb, const float *cs, int N, int HD, int inverse)
+{
+	rope_tab_job J = {.a = a, .b = b, .cs_in = cs, .na = na, .nb = b ? nb : 0, .HD = HD, .inverse = inverse};
+	par_range(N, (long)(na + J.nb) * HD, rope_apply_rows, &J);
 }
 
 /* ---- MLP and elementwise -------------------------------------------------- */

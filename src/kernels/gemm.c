@@ -204,25 +204,49 @@ static int threads_for(double n_fma, int nmax)
 
 /* ---- portable path -------------------------------------------------------- */
 
-struct portable_job {
-	int transA, transB, N, K;
+/* One product's arguments, shared by the threads working on it. */
+struct job {
+	int transA, transB, M, N, K;
 	float alpha, beta;
 	const float *A, *B;
 	float *C;
-	int lda, ldb, ldc;
+	long lda, ldb, ldc;
+	const float *R, *bias; /* epilogue: C = alpha*AB + (R ? R : beta*C) + bias */
+	long ldr;
+	int path;
+	/* blocking */
+	long mc, kc, nc;
+	int nth, tm, tn;
+	size_t a_floats, b_floats; /* per-thread packing buffers */
+	float *ws;
+	size_t ws_stride;          /* floats per worker in ws */
+	long items, first;         /* items of this product, index of its first in a batch */
 };
 
-/* Row i of C. */
-static void portable_row(void *ctx, long row, int worker)
+/* Row i of C before the product is added: R (or beta*C) plus the bias. */
+static void init_row(const struct job *J, long i)
 {
-	(void)worker;
-	const struct portable_job *P = ctx;
-	const int transA = P->transA, transB = P->transB, N = P->N, K = P->K, lda = P->lda, ldb = P->ldb;
+	float *c = J->C + (size_t)i * J->ldc;
+	const int N = J->N;
+	if (J->R) {
+		const float *r = J->R + (size_t)i * J->ldr;
+		if (r != c) memmove(c, r, sizeof(float) * (size_t)N);
+	} else {
+		scale_c(1, N, J->beta, c, (int)J->ldc);
+	}
+	if (J->bias)
+		for (int j = 0; j < N; j++) c[j] += J->bias[j];
+}
+
+/* Row i of C. */
+static void portable_row(const struct job *P, long row)
+{
+	const int transA = P->transA, transB = P->transB, N = P->N, K = P->K, lda = (int)P->lda, ldb = (int)P->ldb;
 	const float alpha = P->alpha, *A = P->A, *B = P->B;
 	const int i = (int)row;
 	{
 		float *c = P->C + (size_t)i * P->ldc;
-		scale_c(1, N, P->beta, c, P->ldc);
+		init_row(P, i);
 		if (transB && !transA) {
 			/* x W^T: rows of A and B are both contiguous along K */
 			const float *a = A + (size_t)i * lda;
@@ -246,16 +270,7 @@ static void portable_row(void *ctx, long row, int worker)
 	}
 }
 
-static void sgemm_portable(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-			   const float *B, int ldb, float beta, float *C, int ldc, int nth)
-{
-	struct portable_job P = {transA, transB, N, K, alpha, beta, A, B, C, lda, ldb, ldc};
-	if (nth > 1) {
-		iapo_pool_for(M, portable_row, &P);
-	} else {
-		for (int i = 0; i < M; i++) portable_row(&P, i, 0);
-	}
-}
+
 
 /* ---- AVX-512 path --------------------------------------------------------- */
 
@@ -331,14 +346,26 @@ static AVX512 void pack_cols(float *dst, const float *src, long ld, int rows, in
 	}
 }
 
-/* c = alpha*acc + beta*c over the lanes in m (beta == 0: c not read). */
-INLINE AVX512 void store_row(float *c, __m512 acc, __mmask16 m, float alpha, float beta)
+/* What a tile's store adds to alpha*acc: the addend row r (row i at
+ * r + i*ldr) or else beta*C, and the bias; r and bias point at the tile's
+ * first column. beta == 0 and no r: C is not read. */
+struct epi {
+	float alpha, beta;
+	const float *r, *bias;
+	long ldr;
+};
+
+/* Row i, lanes m at column off of the tile: c = alpha*acc + addend + bias. */
+INLINE AVX512 void store_row(float *c, __m512 acc, __mmask16 m, const struct epi *e, int i, int off)
 {
-	__m512 r = alpha == 1.0f ? acc : _mm512_mul_ps(acc, _mm512_set1_ps(alpha));
-	if (beta == 1.0f)
+	__m512 r = e->alpha == 1.0f ? acc : _mm512_mul_ps(acc, _mm512_set1_ps(e->alpha));
+	if (e->bias) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, e->bias + off));
+	if (e->r)
+		r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, e->r + (long)i * e->ldr + off));
+	else if (e->beta == 1.0f)
 		r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, c));
-	else if (beta != 0.0f)
-		r = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, c), _mm512_set1_ps(beta), r);
+	else if (e->beta != 0.0f)
+		r = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, c), _mm512_set1_ps(e->beta), r);
 	_mm512_mask_storeu_ps(c, m, r);
 }
 
@@ -348,7 +375,7 @@ INLINE AVX512 void store_row(float *c, __m512 acc, __mmask16 m, float alpha, flo
  * masks are not read. C's columns beyond the masks are never touched. mr and
  * packed are constants in every caller, so the accumulators become registers. */
 INLINE AVX512 void tile(const int mr, const int packed, int kc, const float *a, long ars, long acs, const float *b, long brs,
-			float *c, long ldc, float alpha, float beta, const __mmask16 *m)
+			float *c, long ldc, const struct epi *e, const __mmask16 *m)
 {
 	__m512 acc[MR][NV];
 #pragma GCC unroll 16
@@ -374,24 +401,24 @@ INLINE AVX512 void tile(const int mr, const int packed, int kc, const float *a, 
 #pragma GCC unroll 16
 	for (int i = 0; i < mr; i++)
 #pragma GCC unroll 4
-		for (int v = 0; v < NV; v++) store_row(c + i * ldc + 16 * v, acc[i][v], m[v], alpha, beta);
+		for (int v = 0; v < NV; v++) store_row(c + i * ldc + 16 * v, acc[i][v], m[v], e, i, 16 * v);
 }
 
 typedef void (*tile_fn)(int kc, const float *a, long ars, long acs, const float *b, long brs, float *c, long ldc,
-			float alpha, float beta, const __mmask16 *m);
+			const struct epi *e, const __mmask16 *m);
 
 /* Packed operands: A micro-panel k-major with stride MR, B with stride NR. */
 #define PACKED_TILE(R) \
 	static AVX512 void tile_p##R(int kc, const float *a, long ars, long acs, const float *b, long brs, float *c, \
-				     long ldc, float alpha, float beta, const __mmask16 *m) \
+				     long ldc, const struct epi *e, const __mmask16 *m) \
 	{ \
 		(void)ars; (void)acs; (void)brs; \
-		tile(R, 1, kc, a, 1, MR, b, NR, c, ldc, alpha, beta, m); \
+		tile(R, 1, kc, a, 1, MR, b, NR, c, ldc, e, m); \
 	} \
 	static AVX512 void tile_d##R(int kc, const float *a, long ars, long acs, const float *b, long brs, float *c, \
-				     long ldc, float alpha, float beta, const __mmask16 *m) \
+				     long ldc, const struct epi *e, const __mmask16 *m) \
 	{ \
-		tile(R, 0, kc, a, ars, acs, b, brs, c, ldc, alpha, beta, m); \
+		tile(R, 0, kc, a, ars, acs, b, brs, c, ldc, e, m); \
 	}
 PACKED_TILE(1) PACKED_TILE(2) PACKED_TILE(3) PACKED_TILE(4) PACKED_TILE(5) PACKED_TILE(6) PACKED_TILE(7)
 PACKED_TILE(8) PACKED_TILE(9) PACKED_TILE(10) PACKED_TILE(11) PACKED_TILE(12) PACKED_TILE(13) PACKED_TILE(14)
@@ -400,20 +427,6 @@ static const tile_fn tiles_packed[MR + 1] = {NULL, tile_p1, tile_p2, tile_p3, ti
 					     tile_p8, tile_p9, tile_p10, tile_p11, tile_p12, tile_p13, tile_p14};
 static const tile_fn tiles_direct[MR + 1] = {NULL, tile_d1, tile_d2, tile_d3, tile_d4, tile_d5, tile_d6, tile_d7,
 					     tile_d8, tile_d9, tile_d10, tile_d11, tile_d12, tile_d13, tile_d14};
-
-/* One product's arguments, shared by the threads working on it. */
-struct job {
-	int transA, transB, M, N, K;
-	float alpha, beta;
-	const float *A, *B;
-	float *C;
-	long lda, ldb, ldc;
-	/* blocking */
-	long mc, kc, nc;
-	int nth, tm, tn;
-	size_t a_floats, b_floats; /* per-thread packing buffers */
-	float *ws;
-};
 
 /* A region of rows x bytes (stride ld bytes) whose cache lines are fetched a
  * few at a time between micro-kernel calls. */
@@ -474,7 +487,7 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 		long nc = min_l(nc_step, n - jc);
 		for (long pc = 0; pc < K; pc += kc_step) {
 			long kc = min_l(kc_step, K - pc);
-			float beta = pc == 0 ? J->beta : 1.0f;
+			const int first = pc == 0;
 			for (long ic = 0; ic < m; ic += mc_step) {
 				long mc = min_l(mc_step, m - ic);
 				for (long ir = 0; ir < mc; ir += MR) {
@@ -508,10 +521,15 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 					for (int v = 0; v < NV; v++) msk[v] = lanes(nr - 16 * v);
 					for (long ir = 0; ir < mc; ir += MR) {
 						int mr = (int)min_l(MR, mc - ir);
-						float *c = J->C + (m0 + ic + ir) * J->ldc + j0;
+						long row = m0 + ic + ir;
+						float *c = J->C + row * J->ldc + j0;
+						/* the epilogue once, with the first depth slice;
+						 * later slices add to C */
+						struct epi e = {J->alpha, first ? J->beta : 1.0f,
+								first && J->R ? J->R + row * J->ldr + j0 : NULL,
+								first && J->bias ? J->bias + j0 : NULL, J->ldr};
 						prefetch_step(&pf, pf_per_tile);
-						tiles_packed[mr]((int)kc, abuf + ir * kc, 0, 0, bp, 0, c, J->ldc, J->alpha, beta,
-								 msk);
+						tiles_packed[mr]((int)kc, abuf + ir * kc, 0, 0, bp, 0, c, J->ldc, &e, msk);
 					}
 				}
 			}
@@ -523,7 +541,7 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 static void packed_item(void *ctx, long item, int worker)
 {
 	const struct job *J = ctx;
-	float *abuf = J->ws + (size_t)worker * (J->a_floats + J->b_floats);
+	float *abuf = J->ws + (size_t)worker * J->ws_stride;
 	float *bbuf = abuf + J->a_floats;
 	long m0, m1, n0, n1;
 	split_range(J->M, MR, J->tm, (int)(item / J->tn), &m0, &m1);
@@ -567,13 +585,13 @@ static int packed_plan(struct job *J, int nth)
 	long nc_max = min_l(n_max, J->nc);
 	J->a_floats = (size_t)round_up(mc_max * kc_step, 16);
 	J->b_floats = (size_t)round_up((m_max <= J->mc ? NR : nc_max) * kc_step, 16);
-	J->ws = ws_get((J->a_floats + J->b_floats) * (size_t)J->nth);
-	return J->ws != NULL;
+	J->ws_stride = J->a_floats + J->b_floats;
+	return 1;
 }
 
 /* Dot products of mb rows of A with nb rows of B (B transposed), K long. */
 INLINE AVX512 void dot_block(const int mb, const int nb, int K, const float *a, long lda, const float *b, long ldb,
-			     float *c, long ldc, float alpha, float beta, const float *pf)
+			     float *c, long ldc, const struct epi *e, const float *pf)
 {
 	__m512 acc[DOT_MB][DOT_NB];
 #pragma GCC unroll 8
@@ -616,19 +634,22 @@ INLINE AVX512 void dot_block(const int mb, const int nb, int K, const float *a, 
 	for (int i = 0; i < mb; i++)
 #pragma GCC unroll 8
 		for (int j = 0; j < nb; j++) {
-			float s = alpha * _mm512_reduce_add_ps(acc[i][j]);
+			float s = e->alpha * _mm512_reduce_add_ps(acc[i][j]);
 			float *cc = c + i * ldc + j;
-			*cc = beta == 0.0f ? s : s + beta * *cc;
+			if (e->bias) s += e->bias[j];
+			if (e->r) s += e->r[i * e->ldr + j];
+			else if (e->beta != 0.0f) s += e->beta * *cc;
+			*cc = s;
 		}
 }
 
-typedef void (*dot_fn)(int K, const float *a, long lda, const float *b, long ldb, float *c, long ldc, float alpha,
-		       float beta, const float *pf);
+typedef void (*dot_fn)(int K, const float *a, long lda, const float *b, long ldb, float *c, long ldc,
+		       const struct epi *e, const float *pf);
 #define DOT(MB, NB) \
 	static AVX512 void dot_##MB##_##NB(int K, const float *a, long lda, const float *b, long ldb, float *c, long ldc, \
-					   float alpha, float beta, const float *pf) \
+					   const struct epi *e, const float *pf) \
 	{ \
-		dot_block(MB, NB, K, a, lda, b, ldb, c, ldc, alpha, beta, pf); \
+		dot_block(MB, NB, K, a, lda, b, ldb, c, ldc, e, pf); \
 	}
 #define DOT_ROW(MB) DOT(MB, 1) DOT(MB, 2) DOT(MB, 3) DOT(MB, 4) DOT(MB, 5)
 DOT_ROW(1) DOT_ROW(2) DOT_ROW(3) DOT_ROW(4)
@@ -648,8 +669,10 @@ static AVX512 void direct_cols(const struct job *J, long n0, long n1)
 			const float *pf = J->B + (j + DOT_PF_ROWS + nb <= J->N ? j + DOT_PF_ROWS : j) * J->ldb;
 			for (int i = 0; i < J->M; i += DOT_MB) {
 				int mb = J->M - i < DOT_MB ? J->M - i : DOT_MB;
+				struct epi e = {J->alpha, J->beta, J->R ? J->R + i * J->ldr + j : NULL,
+						J->bias ? J->bias + j : NULL, J->ldr};
 				dots[mb][nb](J->K, J->A + i * J->lda, J->lda, J->B + j * J->ldb, J->ldb,
-					     J->C + i * J->ldc + j, J->ldc, J->alpha, J->beta, pf);
+					     J->C + i * J->ldc + j, J->ldc, &e, pf);
 				pf = J->B + j * J->ldb;
 			}
 		}
@@ -658,72 +681,144 @@ static AVX512 void direct_cols(const struct job *J, long n0, long n1)
 		for (long j = n0; j < n1; j += NR) {
 			__mmask16 msk[NV];
 			for (int v = 0; v < NV; v++) msk[v] = lanes(n1 - j - 16 * v);
-			tiles_direct[J->M](J->K, J->A, ars, acs, J->B + j, J->ldb, J->C + j, J->ldc, J->alpha, J->beta,
-					   msk);
+			struct epi e = {J->alpha, J->beta, J->R ? J->R + j : NULL, J->bias ? J->bias + j : NULL, J->ldr};
+			tiles_direct[J->M](J->K, J->A, ars, acs, J->B + j, J->ldb, J->C + j, J->ldc, &e, msk);
 		}
 	}
 }
 
-static AVX512 void direct_item(void *ctx, long item, int worker)
+/* ---- entry points --------------------------------------------------------- */
+
+/* Item `item` of product J (its own numbering), with worker's workspace. */
+static void run_item(const struct job *J, long item, int worker)
 {
-	(void)worker;
-	const struct job *J = ctx;
 	long n0, n1;
-	split_range(J->N, J->transB ? DOT_NB : NR, J->tn, (int)item, &n0, &n1);
-	direct_cols(J, n0, n1);
+	switch (J->path) {
+	case IAPO_SGEMM_PACKED:
+		packed_item((void *)J, item, worker);
+		break;
+	case IAPO_SGEMM_DIRECT:
+		split_range(J->N, J->transB ? DOT_NB : NR, J->tn, (int)item, &n0, &n1);
+		direct_cols(J, n0, n1);
+		break;
+	default:
+		portable_row(J, item);
+		break;
+	}
 }
 
-/* ---- entry point ---------------------------------------------------------- */
+struct batch {
+	struct job *jobs;
+	int n;
+};
 
-void iapo_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-		const float *B, int ldb, float beta, float *C, int ldc)
+static void batch_item(void *ctx, long item, int worker)
 {
-	last_path = 0;
-	if (M <= 0 || N <= 0) return;
-	if (K <= 0 || alpha == 0.0f) {
-		scale_c(M, N, beta, C, ldc);
-		return;
+	const struct batch *b = ctx;
+	int j = 0;
+	while (j + 1 < b->n && item >= b->jobs[j + 1].first) j++;
+	run_item(&b->jobs[j], item - b->jobs[j].first, worker);
+}
+
+/* Chooses the path and the items of one product for up to nmax threads;
+ * returns 0 when there is nothing to multiply (C was finished here). */
+static int plan(struct job *J, int nmax)
+{
+	if (J->M <= 0 || J->N <= 0) return 0;
+	if (J->K <= 0 || J->alpha == 0.0f) {
+		for (long i = 0; i < J->M; i++) init_row(J, i);
+		return 0;
 	}
-	int nmax = iapo_pool_threads();
-	int nth = threads_for((double)M * N * K, nmax);
+	const int M = J->M, transA = J->transA, transB = J->transB;
+	int nth = threads_for((double)M * J->N * J->K, nmax);
 	int path = force_path;
 	if (!has_avx512()) path = IAPO_SGEMM_PORTABLE;
 	/* The dot kernel (x W^T) takes any M; the broadcast one at most MR rows. */
 	int dot = transB && !transA;
 	if (path == IAPO_SGEMM_AUTO) path = M <= (dot ? DIRECT_M_DOT : DIRECT_M) ? IAPO_SGEMM_DIRECT : IAPO_SGEMM_PACKED;
 	if (path == IAPO_SGEMM_DIRECT && !dot && (M > MR || transB)) path = IAPO_SGEMM_PACKED;
-
-	struct job J = {.transA = transA, .transB = transB, .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
-			.A = A, .B = B, .C = C, .lda = lda, .ldb = ldb, .ldc = ldc};
-	if (path == IAPO_SGEMM_PACKED && !packed_plan(&J, nth)) {
-		/* No workspace: finish the product without one. */
-		path = transA && transB ? IAPO_SGEMM_PORTABLE : IAPO_SGEMM_DIRECT;
+	J->ws_stride = 0;
+	if (path == IAPO_SGEMM_PACKED) {
+		packed_plan(J, nth);
+		J->items = (long)J->tm * J->tn;
+	} else if (path == IAPO_SGEMM_DIRECT) {
+		/* Column pieces (whole groups of DOT_NB or NR), a few per thread:
+		 * the weights stream from memory, and a thread that is
+		 * descheduled leaves its pieces to the others. */
+		long unit = transB ? DOT_NB : NR, units = ceil_div(J->N, unit);
+		J->tn = nth > 1 ? (int)min_l(units, 4L * nth) : 1;
+		J->items = J->tn;
+	} else {
+		J->items = M;
 	}
-	if (path == IAPO_SGEMM_DIRECT && !dot && (M > MR || transB)) path = IAPO_SGEMM_PORTABLE;
-	last_path = path;
+	J->path = path;
+	return 1;
+}
 
-	switch (path) {
-	case IAPO_SGEMM_PACKED:
-		if (J.nth == 1) {
-			for (long i = 0; i < (long)J.tm * J.tn; i++) packed_item(&J, i, 0);
-		} else {
-			iapo_pool_for((long)J.tm * J.tn, packed_item, &J);
+/* Runs products that are planned; a workspace failure falls back to paths
+ * that need none. */
+static void run_jobs(struct job *jobs, int n, int nmax)
+{
+	size_t stride = 0;
+	for (int i = 0; i < n; i++) stride = jobs[i].ws_stride > stride ? jobs[i].ws_stride : stride;
+	float *ws = stride ? ws_get(stride * (size_t)nmax) : NULL;
+	long total = 0;
+	for (int i = 0; i < n; i++) {
+		struct job *J = &jobs[i];
+		if (J->path == IAPO_SGEMM_PACKED) {
+			if (ws) {
+				J->ws = ws;
+				J->ws_stride = stride;
+			} else {
+				/* No workspace: finish the product without one. */
+				int dot = J->transB && !J->transA;
+				J->path = J->transA && J->transB ? IAPO_SGEMM_PORTABLE : IAPO_SGEMM_DIRECT;
+				if (J->path == IAPO_SGEMM_DIRECT && !dot && (J->M > MR || J->transB))
+					J->path = IAPO_SGEMM_PORTABLE;
+				J->tn = 1;
+				J->items = J->path == IAPO_SGEMM_DIRECT ? 1 : J->M;
+			}
 		}
-		break;
-	case IAPO_SGEMM_DIRECT:
-		if (nth == 1) {
-			direct_cols(&J, 0, N);
-		} else {
-			/* Column pieces (whole groups of DOT_NB or NR), a few per
-			 * thread: the weights stream from memory, and a thread that
-			 * is descheduled leaves its pieces to the others. */
-			long unit = transB ? DOT_NB : NR, units = ceil_div(N, unit);
-			J.tn = (int)min_l(units, 4L * nth);
-			iapo_pool_for(J.tn, direct_item, &J);
-		}
-		break;
-	default:
-		sgemm_portable(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nth);
-		break;
+		J->first = total;
+		total += J->items;
+		last_path = J->path;
 	}
+	struct batch b = {jobs, n};
+	if (nmax < 2 || total < 2) {
+		for (long i = 0; i < total; i++) batch_item(&b, i, 0);
+		return;
+	}
+	iapo_pool_for(total, batch_item, &b);
+}
+
+static struct job make_job(const iapo_gemm_op *o)
+{
+	struct job J = {.transA = o->transA, .transB = o->transB, .M = o->M, .N = o->N, .K = o->K,
+			.alpha = o->alpha, .beta = o->beta, .A = o->A, .B = o->B, .C = o->C, .lda = o->lda,
+			.ldb = o->ldb, .ldc = o->ldc, .R = o->R, .ldr = o->ldr, .bias = o->bias};
+	return J;
+}
+
+void iapo_sgemm_batch(int n, const iapo_gemm_op *ops)
+{
+	enum { CAP = 16 };
+	last_path = 0;
+	int nmax = iapo_pool_threads();
+	for (int i0 = 0; i0 < n; i0 += CAP) {
+		struct job jobs[CAP];
+		int m = 0;
+		for (int i = i0; i < n && i < i0 + CAP; i++) {
+			jobs[m] = make_job(&ops[i]);
+			if (plan(&jobs[m], nmax)) m++;
+		}
+		if (m) run_jobs(jobs, m, nmax);
+	}
+}
+
+void iapo_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+		const float *B, int ldb, float beta, float *C, int ldc)
+{
+	iapo_gemm_op o = {.transA = transA, .transB = transB, .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
+			  .A = A, .lda = lda, .B = B, .ldb = ldb, .C = C, .ldc = ldc};
+	iapo_sgemm_batch(1, &o);
 }

@@ -11,6 +11,11 @@
  * The test hooks below force a path or shrink the blocking so that tests can
  * reach every branch with small matrices.
  *
+ * iapo_sgemm_batch runs several products as one parallel job, each with an
+ * optional epilogue (a residual addend from another matrix, a bias row), so
+ * that a layer's q/k/v projections, or a backward's dx and dW, cost one wait
+ * and no extra pass over memory.
+ *
  * Left out: complex and double precision, column-major, bf16 (a separate
  * kernel), and GPUs.
  */
@@ -29,6 +34,30 @@
  * the product still completes through a path that needs no workspace. */
 void iapo_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
 		const float *B, int ldb, float beta, float *C, int ldc);
+
+/* One product of a batch, with an epilogue: C = alpha*op(A)*op(B) + Z + bias,
+ * Z = R (leading dimension ldr) when R is not NULL (R may be C itself; beta
+ * is then unused), beta*C otherwise; bias (N) is added to every row when not
+ * NULL. Zero-initialise and fill the fields you need. */
+typedef struct {
+	int transA, transB, M, N, K;
+	float alpha, beta;
+	const float *A;
+	int lda;
+	const float *B;
+	int ldb;
+	float *C;
+	int ldc;
+	const float *R;
+	int ldr;
+	const float *bias;
+} iapo_gemm_op;
+
+/* Runs n independent products as one parallel job (their pieces share the
+ * threads, so small products fill the gaps of large ones and there is one
+ * wait, not n). The products' C must not overlap each other or any A, B, R
+ * of the batch (R may be its own product's C). */
+void iapo_sgemm_batch(int n, const iapo_gemm_op *ops);
 
 /* ---- test hooks (not thread-safe; set them before calling, from one thread) ---- */
 

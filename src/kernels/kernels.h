@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 
+#include "kernels/gemm.h"
 #include "model/model.h"
 
 /* ---- matmuls (cblas_sgemm) ---------------------------------------------- */
@@ -30,6 +31,11 @@ void iapo_matmul_nt(float *C, const float *A, const float *B, int M, int N, int 
 void iapo_matmul_nn(float *C, const float *A, const float *B, int M, int N, int K, int accumulate);
 /* C(M,N) = A(K,M)^T * B(K,N) (+=) — dW += dy^T x */
 void iapo_matmul_tn(float *C, const float *A, const float *B, int M, int N, int K, int accumulate);
+/* Several independent products with epilogues (a residual addend, a bias
+ * row) as one parallel job: see iapo_gemm_op in gemm.h. Same numbers as the
+ * products one by one (OpenBLAS runs them one by one where it is the
+ * backend). Tested against the iapo_ref_matmul_* twins. */
+void iapo_matmul_batch(int n, const iapo_gemm_op *ops);
 
 /* ---- RMSNorm --------------------------------------------------------------- */
 
@@ -45,6 +51,13 @@ void iapo_rmsnorm_backward(float *dx, float *dw, const float *dout, const float 
 /* RoPE (HF rotate_half convention: pairs (i, i+HD/2)) in place on x (N, nheads, HD) at positions pos[N]; inv_freq (HD/2) from iapo_rope_inv_freq. inverse=1 rotates by -angle (for backward). */
 void iapo_rope_inv_freq(const iapo_config *cfg, float *inv_freq);
 void iapo_rope_apply(float *x, const int *pos, int N, int nheads, int HD, const float *inv_freq, int inverse);
+/* The same rotation from a table computed once per batch: cs (N, HD) holds
+ * cos(pos[n] * inv_freq[i]) in its first HD/2 columns and the sines in the
+ * rest (float arithmetic as iapo_rope_apply, so results are identical).
+ * apply_table rotates a (N, na, HD) and, when b != NULL, b (N, nb, HD) in
+ * place, in one pass. Tested against iapo_ref_rope_apply. */
+void iapo_rope_table(float *cs, const int *pos, int N, int HD, const float *inv_freq);
+void iapo_rope_apply_table(float *a, int na, float *b, int nb, const float *cs, int N, int HD, int inverse);
 
 /* ---- MLP ------------------------------------------------------------------- */
 

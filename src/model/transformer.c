@@ -9,8 +9,13 @@
  * of every (N, .) activation. With backward, each layer keeps its inputs to
  * every non-linear step in its own slot of the arena; without, all layers
  * share slot 0. The backward recomputes the SwiGLU product and, chunk by
- * chunk, the logits, rather than storing them. Gradient buffers are arena
- * scratch reused layer after layer.
+ * chunk, the logits, rather than storing them, except when the whole batch
+ * fit one chunk: then the forward's logits are still in the chunk buffer and
+ * the backward uses them (a vocabulary projection saved, 9% of a qwen0.5b
+ * step). Chunks are balanced (a 256-row batch in chunks of at most 220 rows
+ * runs 2 x 128, not 220 + 36): the head's weight gradient is read and
+ * written once per chunk, and a short chunk makes that product memory
+ * bound. Gradient buffers are arena scratch reused layer after layer.
  */
 #include "model/transformer.h"
 
@@ -21,10 +26,11 @@
 #include "core/status.h"
 #include "kernels/kernels.h"
 
-/* Logit floats per vocabulary chunk: about 128 MB. Small chunks make the
+/* Logit floats per vocabulary chunk: about 256 MB. Small chunks make the
  * head's weight gradient (V,C) += dlogits^T x stream the whole (V,C) matrix
- * once per few rows, which is memory bound; ~256 rows at V=152k amortise it. */
-#define CHUNK_FLOATS (1u << 25)
+ * once per few rows, which is memory bound; ~256 rows at V=152k amortise it,
+ * and 256 rows (one sequence of the benchmarks) fit one chunk. */
+#define CHUNK_FLOATS (1u << 26)
 
 struct iapo_fwd {
 	iapo_config cfg;
@@ -35,6 +41,7 @@ struct iapo_fwd {
 
 	/* last forward */
 	int have_fwd, B, T, N;
+	int logits_kept;             /* the chunk buffer holds the last forward's logits of all N rows */
 	float temp_used;
 
 	float *arena;
@@ -47,6 +54,7 @@ struct iapo_fwd {
 
 	/* saved activations; per layer slot when with_backward */
 	float *inv_freq;             /* (HD/2) */
+	float *cs;                   /* (N, HD) RoPE cos | sin of each packed row's position */
 	float *res;                  /* (L+1, N, C) residual stream entering each layer, and the final one */
 	float *resmid;               /* (L, N, C) after attention */
 	float *ln1, *ln2;            /* (L, N, C) */
@@ -105,7 +113,7 @@ static size_t carve(iapo_fwd *f, float *base)
 	size_t qk = c->qk_norm ? 1 : 0, bw = f->with_backward ? 1 : 0;
 	size_t off = 0;
 	struct { float **dst; size_t n; } t[] = {
-		{&f->inv_freq, (size_t)c->HD / 2},
+		{&f->inv_freq, (size_t)c->HD / 2}, {&f->cs, N * (size_t)c->HD},
 		{&f->res, R * N * C}, {&f->resmid, S * N * C},
 		{&f->ln1, S * N * C}, {&f->ln2, S * N * C}, {&f->rstd1, S * N}, {&f->rstd2, S * N},
 		{&f->qpre, qk * S * N * Q}, {&f->kpre, qk * S * N * KV},
@@ -241,6 +249,28 @@ static void layer_acts(const iapo_fwd *f, int l, layer_a *a)
 	a->gate = f->gate + s * N * c->F, a->up = f->up + s * N * c->F;
 }
 
+/* y (M,N) = x (M,K) W^T, plus bias (N) and the addend R (M,N) when not NULL. */
+static iapo_gemm_op op_nt(float *y, const float *x, const float *W, int M, int N, int K, const float *bias,
+			  const float *R)
+{
+	return (iapo_gemm_op){.transA = 0, .transB = 1, .M = M, .N = N, .K = K, .alpha = 1.0f, .beta = 0.0f,
+			      .A = x, .lda = K, .B = W, .ldb = K, .C = y, .ldc = N, .R = R, .ldr = N, .bias = bias};
+}
+
+/* dx (M,N) (+)= dy (M,K) W (K,N). */
+static iapo_gemm_op op_nn(float *dx, const float *dy, const float *W, int M, int N, int K, int accumulate)
+{
+	return (iapo_gemm_op){.transA = 0, .transB = 0, .M = M, .N = N, .K = K, .alpha = 1.0f,
+			      .beta = accumulate ? 1.0f : 0.0f, .A = dy, .lda = K, .B = W, .ldb = N, .C = dx, .ldc = N};
+}
+
+/* dW (M,N) += dy^T (M,K) x (K,N): dy is (K,M), x (K,N). */
+static iapo_gemm_op op_tn(float *dW, const float *dy, const float *x, int M, int N, int K)
+{
+	return (iapo_gemm_op){.transA = 1, .transB = 0, .M = M, .N = N, .K = K, .alpha = 1.0f, .beta = 1.0f,
+			      .A = dy, .lda = M, .B = x, .ldb = N, .C = dW, .ldc = N};
+}
+
 static void layer_forward(iapo_fwd *f, int l)
 {
 	const iapo_config *c = &f->cfg;
@@ -249,35 +279,43 @@ static void layer_forward(iapo_fwd *f, int l)
 	layer_a a;
 	layer_weights(f, l, &w);
 	layer_acts(f, l, &a);
+	const int bias = c->qkv_bias;
 
 	iapo_rmsnorm_forward(a.ln1, a.rstd1, a.x, w.ln1, N, C, c->rms_eps);
 	/* with q/k norm the projections land in qpre/kpre and the norm writes q/k */
 	float *qp = c->qk_norm ? a.qpre : a.q, *kp = c->qk_norm ? a.kpre : a.k;
-	iapo_matmul_nt(qp, a.ln1, w.wq, N, Q, C, 0);  // (N,Q)
-	iapo_matmul_nt(kp, a.ln1, w.wk, N, KV, C, 0); // (N,KV)
-	iapo_matmul_nt(a.v, a.ln1, w.wv, N, KV, C, 0);
-	if (c->qkv_bias) {
-		iapo_bias_forward(qp, w.bq, N, Q);
-		iapo_bias_forward(kp, w.bk, N, KV);
-		iapo_bias_forward(a.v, w.bv, N, KV);
-	}
+	iapo_gemm_op qkv[3] = {
+		op_nt(qp, a.ln1, w.wq, N, Q, C, bias ? w.bq : NULL, NULL),   // (N,Q)
+		op_nt(kp, a.ln1, w.wk, N, KV, C, bias ? w.bk : NULL, NULL),  // (N,KV)
+		op_nt(a.v, a.ln1, w.wv, N, KV, C, bias ? w.bv : NULL, NULL), // (N,KV)
+	};
+	iapo_matmul_batch(3, qkv);
 	if (c->qk_norm) {
 		iapo_rmsnorm_forward(a.q, a.rstdq, qp, w.qn, N * NH, HD, c->rms_eps);
 		iapo_rmsnorm_forward(a.k, a.rstdk, kp, w.kn, N * NKV, HD, c->rms_eps);
 	}
-	iapo_rope_apply(a.q, f->pos, N, NH, HD, f->inv_freq, 0);
-	iapo_rope_apply(a.k, f->pos, N, NKV, HD, f->inv_freq, 0);
+	iapo_rope_apply_table(a.q, NH, a.k, NKV, f->cs, N, HD, 0);
 	iapo_attention_forward(a.att, a.lse, a.q, a.k, a.v, f->off, f->len, f->B, NH, NKV, HD);
 
-	memcpy(a.mid, a.x, sizeof(float) * (size_t)N * C);
-	iapo_matmul_nt(a.mid, a.att, w.wo, N, C, Q, 1); // (N,C) += att Wo^T
+	iapo_gemm_op o = op_nt(a.mid, a.att, w.wo, N, C, Q, NULL, a.x); // (N,C) = x + att Wo^T
+	iapo_matmul_batch(1, &o);
 
 	iapo_rmsnorm_forward(a.ln2, a.rstd2, a.mid, w.ln2, N, C, c->rms_eps);
-	iapo_matmul_nt(a.gate, a.ln2, w.wg, N, F, C, 0); // (N,F)
-	iapo_matmul_nt(a.up, a.ln2, w.wu, N, F, C, 0);
+	iapo_gemm_op gu[2] = {op_nt(a.gate, a.ln2, w.wg, N, F, C, NULL, NULL), // (N,F)
+			      op_nt(a.up, a.ln2, w.wu, N, F, C, NULL, NULL)};
+	iapo_matmul_batch(2, gu);
 	iapo_swiglu_forward(f->hbuf, a.gate, a.up, (size_t)N * F);
-	if (a.y != a.mid) memcpy(a.y, a.mid, sizeof(float) * (size_t)N * C);
-	iapo_matmul_nt(a.y, f->hbuf, w.wd, N, C, F, 1); // (N,C) += h Wd^T
+	iapo_gemm_op d = op_nt(a.y, f->hbuf, w.wd, N, C, F, NULL, a.mid); // (N,C) = mid + h Wd^T
+	iapo_matmul_batch(1, &d);
+}
+
+/* Rows per vocabulary chunk for N rows: as many chunks as the chunk size
+ * needs, of equal size. */
+static int chunk_rows(const iapo_fwd *f, int N)
+{
+	if (N <= f->chunk) return N > 0 ? N : 1;
+	int nchunks = (N + f->chunk - 1) / f->chunk;
+	return (N + nchunks - 1) / nchunks;
 }
 
 static const float *lm_head(const iapo_fwd *f)
@@ -291,6 +329,7 @@ iapo_status iapo_fwd_forward(iapo_fwd *f, const int *tokens, const int *lens, co
 	if (!f || !tokens || !lens || !targets)
 		return iapo_fail(IAPO_ERR_ARG, "iapo_fwd_forward: expected tokens, lens and targets, found NULL");
 	f->have_fwd = 0;
+	f->logits_kept = 0;
 	if (B < 1 || T < 1 || B > f->Bmax || T > f->Tmax)
 		return iapo_fail(IAPO_ERR_ARG, "iapo_fwd_forward: batch shape: expected 1 <= B <= %d, 1 <= T <= %d, found B=%d T=%d",
 				 f->Bmax, f->Tmax, B, T);
@@ -313,6 +352,7 @@ iapo_status iapo_fwd_forward(iapo_fwd *f, const int *tokens, const int *lens, co
 		}
 	}
 	f->B = B, f->T = T, f->N = N, f->temp_used = f->temperature;
+	iapo_rope_table(f->cs, f->pos, N, c->HD, f->inv_freq);
 
 	iapo_embedding_forward(f->res, f->p.t[IAPO_P_EMBED], f->tok, N, C);
 	for (int l = 0; l < c->L; l++) layer_forward(f, l);
@@ -320,8 +360,10 @@ iapo_status iapo_fwd_forward(iapo_fwd *f, const int *tokens, const int *lens, co
 	iapo_rmsnorm_forward(f->xf, f->rstdf, xL, f->p.t[IAPO_P_NORM], N, C, c->rms_eps);
 
 	const float *W = lm_head(f);
-	for (int r0 = 0; r0 < N; r0 += f->chunk) {
-		int n = N - r0 < f->chunk ? N - r0 : f->chunk;
+	const int per = chunk_rows(f, N);
+	f->logits_kept = f->with_backward && per >= N;
+	for (int r0 = 0; r0 < N; r0 += per) {
+		int n = N - r0 < per ? N - r0 : per;
 		iapo_matmul_nt(f->logits, f->xf + (size_t)r0 * C, W, n, V, C, 0); // (n,V)
 		iapo_logprob_entropy_forward(f->logp + r0, f->ent + r0, f->logits, f->tgt + r0, n, V, f->temp_used);
 		if (logits)
@@ -354,24 +396,28 @@ static void layer_backward(iapo_fwd *f, int l, const iapo_params *g)
 	layer_grads(f, g, l, &d);
 	layer_acts(f, l, &a);
 
-	/* MLP. dres holds dL/dy; y = mid + h Wd^T, so dL/dmid starts as dres. */
+	/* MLP. dres holds dL/dy; y = mid + h Wd^T, so dL/dmid starts as dres.
+	 * Products that share an output run one after another; each batch pairs
+	 * an input gradient with weight gradients. */
 	iapo_swiglu_forward(f->hbuf, a.gate, a.up, (size_t)N * F);
-	iapo_matmul_nn(f->dh, f->dres, w.wd, N, F, C, 0);   // (N,F) = dy Wd
-	iapo_matmul_tn(d.wd, f->dres, f->hbuf, C, F, N, 1); // (C,F) += dy^T h
+	iapo_gemm_op m1[2] = {op_nn(f->dh, f->dres, w.wd, N, F, C, 0), // (N,F) = dy Wd
+			      op_tn(d.wd, f->dres, f->hbuf, C, F, N)}; // (C,F) += dy^T h
+	iapo_matmul_batch(2, m1);
 	iapo_swiglu_backward(f->dgate, f->dup, f->dh, a.gate, a.up, (size_t)N * F);
-	iapo_matmul_nn(f->dtmp, f->dgate, w.wg, N, C, F, 0); // (N,C) dln2
-	iapo_matmul_nn(f->dtmp, f->dup, w.wu, N, C, F, 1);
-	iapo_matmul_tn(d.wg, f->dgate, a.ln2, F, C, N, 1);
-	iapo_matmul_tn(d.wu, f->dup, a.ln2, F, C, N, 1);
+	iapo_gemm_op m2[2] = {op_nn(f->dtmp, f->dgate, w.wg, N, C, F, 0), // (N,C) dln2
+			      op_tn(d.wg, f->dgate, a.ln2, F, C, N)};
+	iapo_matmul_batch(2, m2);
+	iapo_gemm_op m3[2] = {op_nn(f->dtmp, f->dup, w.wu, N, C, F, 1), op_tn(d.wu, f->dup, a.ln2, F, C, N)};
+	iapo_matmul_batch(2, m3);
 	iapo_rmsnorm_backward(f->dres, d.ln2, f->dtmp, a.mid, w.ln2, a.rstd2, N, C);
 
 	/* Attention. dres now holds dL/dmid; mid = x + att Wo^T. */
-	iapo_matmul_nn(f->datt, f->dres, w.wo, N, Q, C, 0);  // (N,Q)
-	iapo_matmul_tn(d.wo, f->dres, a.att, C, Q, N, 1);    // (C,Q)
+	iapo_gemm_op a1[2] = {op_nn(f->datt, f->dres, w.wo, N, Q, C, 0), // (N,Q)
+			      op_tn(d.wo, f->dres, a.att, C, Q, N)};      // (C,Q)
+	iapo_matmul_batch(2, a1);
 	iapo_attention_backward(f->dq, f->dk, f->dv, f->dks, f->dvs, f->datt, a.q, a.k, a.v, a.att, a.lse,
 				f->off, f->len, f->B, NH, NKV, HD);
-	iapo_rope_apply(f->dq, f->pos, N, NH, HD, f->inv_freq, 1);
-	iapo_rope_apply(f->dk, f->pos, N, NKV, HD, f->inv_freq, 1);
+	iapo_rope_apply_table(f->dq, NH, f->dk, NKV, f->cs, N, HD, 1);
 	float *dq = f->dq, *dk = f->dk;
 	if (c->qk_norm) {
 		/* datt and dks are free again: they receive the pre-norm gradients */
@@ -386,12 +432,12 @@ static void layer_backward(iapo_fwd *f, int l, const iapo_params *g)
 		iapo_bias_backward(d.bk, dk, N, KV);
 		iapo_bias_backward(d.bv, f->dv, N, KV);
 	}
-	iapo_matmul_nn(f->dtmp, dq, w.wq, N, C, Q, 0); // (N,C) dln1
-	iapo_matmul_nn(f->dtmp, dk, w.wk, N, C, KV, 1);
-	iapo_matmul_nn(f->dtmp, f->dv, w.wv, N, C, KV, 1);
-	iapo_matmul_tn(d.wq, dq, a.ln1, Q, C, N, 1);
-	iapo_matmul_tn(d.wk, dk, a.ln1, KV, C, N, 1);
-	iapo_matmul_tn(d.wv, f->dv, a.ln1, KV, C, N, 1);
+	iapo_gemm_op q1[2] = {op_nn(f->dtmp, dq, w.wq, N, C, Q, 0), op_tn(d.wq, dq, a.ln1, Q, C, N)}; // (N,C) dln1
+	iapo_matmul_batch(2, q1);
+	iapo_gemm_op q2[2] = {op_nn(f->dtmp, dk, w.wk, N, C, KV, 1), op_tn(d.wk, dk, a.ln1, KV, C, N)};
+	iapo_matmul_batch(2, q2);
+	iapo_gemm_op q3[2] = {op_nn(f->dtmp, f->dv, w.wv, N, C, KV, 1), op_tn(d.wv, f->dv, a.ln1, KV, C, N)};
+	iapo_matmul_batch(2, q3);
 	iapo_rmsnorm_backward(f->dres, d.ln1, f->dtmp, a.x, w.ln1, a.rstd1, N, C);
 }
 
@@ -416,14 +462,16 @@ iapo_status iapo_fwd_backward(iapo_fwd *f, const float *dlogp, const float *dent
 	 * dL/dlogits in place, then dxf and the head's weight gradient. */
 	const float *W = lm_head(f);
 	float *dW = c->tie_embeddings ? g.t[IAPO_P_EMBED] : g.t[IAPO_P_LMHEAD];
-	for (int r0 = 0; r0 < N; r0 += f->chunk) {
-		int n = N - r0 < f->chunk ? N - r0 : f->chunk;
+	const int per = f->logits_kept ? N : chunk_rows(f, N);
+	for (int r0 = 0; r0 < N; r0 += per) {
+		int n = N - r0 < per ? N - r0 : per;
 		const float *x = f->xf + (size_t)r0 * C;
-		iapo_matmul_nt(f->logits, x, W, n, V, C, 0);
+		if (!f->logits_kept) iapo_matmul_nt(f->logits, x, W, n, V, C, 0);
 		iapo_logprob_entropy_backward(f->logits, f->dlogp + r0, f->dent + r0, f->tgt + r0, n, V, f->temp_used);
 		iapo_matmul_nn(f->dtmp + (size_t)r0 * C, f->logits, W, n, C, V, 0); // (n,C)
 		iapo_matmul_tn(dW, f->logits, x, V, C, n, 1);                       // (V,C)
 	}
+	f->logits_kept = 0; /* turned into gradients in place */
 	memset(f->dres, 0, sizeof(float) * (size_t)N * C);
 	const float *xL = f->res + (size_t)c->L * f->Bmax * f->Tmax * C;
 	iapo_rmsnorm_backward(f->dres, g.t[IAPO_P_NORM], f->dtmp, xL, f->p.t[IAPO_P_NORM], f->rstdf, N, C);

@@ -38,7 +38,7 @@ void iapo_fwd_free(iapo_fwd *f);
  * log-probs); default 1. Must be > 0 (otherwise ignored). */
 void iapo_fwd_set_temperature(iapo_fwd *f, float temperature);
 /* Positions per vocabulary chunk, clamped to [1, the arena's chunk]; the
- * default is as many as fit about 128 MB of logits. Tests lower it. */
+ * default is as many as fit about 256 MB of logits. Tests lower it. */
 void iapo_fwd_set_chunk(iapo_fwd *f, int rows);
 /* Bytes held by the arena (for reports and memory planning). */
 size_t iapo_fwd_bytes(const iapo_fwd *f);
