@@ -38,6 +38,7 @@ struct iapo_kv {
 	int *len;        /* (S) */
 	float *kc, *vc;  /* (L, S, NKV, Tmax, HD) each */
 	float *inv_freq; /* (HD/2) */
+	float *cs;       /* (Rmax, HD) RoPE cos | sin of the chunk's rows */
 	/* chunk scratch */
 	int *tok, *pos;  /* (Rmax) */
 	float *x;        /* (Rmax, C) residual stream */
@@ -70,6 +71,7 @@ void iapo_kv_free(iapo_kv *kv)
 	iapo_free_aligned(kv->kc);
 	iapo_free_aligned(kv->vc);
 	iapo_free(kv->inv_freq);
+	iapo_free_aligned(kv->cs);
 	iapo_free(kv->tok);
 	iapo_free(kv->pos);
 	float **bufs[] = {&kv->x, &kv->h, &kv->q, &kv->qn, &kv->k, &kv->kn, &kv->v, &kv->att,
@@ -121,6 +123,7 @@ iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
 	}
 	IAPO_CHECK(st, alloc_f(&kv->kc, cache, "key cache"));
 	IAPO_CHECK(st, alloc_f(&kv->vc, cache, "value cache"));
+	IAPO_CHECK(st, alloc_f(&kv->cs, R * (size_t)c->HD, "rope table"));
 	IAPO_CHECK(st, alloc_f(&kv->x, R * C, "activations"));
 	IAPO_CHECK(st, alloc_f(&kv->h, R * C, "activations"));
 	IAPO_CHECK(st, alloc_f(&kv->q, R * Q, "activations"));
@@ -304,11 +307,12 @@ static void project(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits)
 	int m = 0;
 	for (int r = 0; r <= R; r++) {
 		if (r < R && rows[r].out >= 0) {
-			iapo_rmsnorm_forward(kv->hout + (size_t)m * C, NULL, kv->x + (size_t)r * C, norm, 1, C,
-					     c->rms_eps);
+			/* gathered now, normalised together below */
+			memcpy(kv->hout + (size_t)m * C, kv->x + (size_t)r * C, sizeof(float) * (size_t)C);
 			kv->dst[m++] = logits + (size_t)rows[r].out * V;
 		}
 		if (m == kv->OUTG || (r == R && m > 0)) {
+			iapo_rmsnorm_forward(kv->hout, NULL, kv->hout, norm, m, C, c->rms_eps);
 			/* Rows bound for consecutive logits rows (every sequence's last
 			 * token, as decoding asks) go there directly: no copy. */
 			int consecutive = 1;
@@ -337,17 +341,20 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 		kv->pos[r] = rows[r].pos;
 	}
 	iapo_embedding_forward(kv->x, p->t[IAPO_P_EMBED], kv->tok, R, C); // (R,C)
+	iapo_rope_table(kv->cs, kv->pos, R, HD, kv->inv_freq);
 	for (int l = 0; l < c->L; l++) {
 #define LW(which) (p->t[which] + (size_t)l * iapo_param_layer_size(c, which))
 		iapo_rmsnorm_forward(kv->h, NULL, kv->x, LW(IAPO_P_LN1), R, C, c->rms_eps);
-		iapo_matmul_nt(kv->q, kv->h, LW(IAPO_P_WQ), R, Q, C, 0); // (R,NH*HD)
-		iapo_matmul_nt(kv->k, kv->h, LW(IAPO_P_WK), R, KV, C, 0); // (R,NKV*HD)
-		iapo_matmul_nt(kv->v, kv->h, LW(IAPO_P_WV), R, KV, C, 0);
-		if (c->qkv_bias) {
-			iapo_bias_forward(kv->q, LW(IAPO_P_BQ), R, Q);
-			iapo_bias_forward(kv->k, LW(IAPO_P_BK), R, KV);
-			iapo_bias_forward(kv->v, LW(IAPO_P_BV), R, KV);
-		}
+		/* q/k/v and their biases in one parallel job */
+		iapo_gemm_op qkv[3] = {
+			{.transB = 1, .M = R, .N = Q, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WQ),
+			 .ldb = C, .C = kv->q, .ldc = Q, .bias = c->qkv_bias ? LW(IAPO_P_BQ) : NULL}, // (R,NH*HD)
+			{.transB = 1, .M = R, .N = KV, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WK),
+			 .ldb = C, .C = kv->k, .ldc = KV, .bias = c->qkv_bias ? LW(IAPO_P_BK) : NULL}, // (R,NKV*HD)
+			{.transB = 1, .M = R, .N = KV, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WV),
+			 .ldb = C, .C = kv->v, .ldc = KV, .bias = c->qkv_bias ? LW(IAPO_P_BV) : NULL},
+		};
+		iapo_matmul_batch(3, qkv);
 		float *q = kv->q, *k = kv->k;
 		if (c->qk_norm) {
 			iapo_rmsnorm_forward(kv->qn, NULL, kv->q, LW(IAPO_P_QNORM), R * NH, HD, c->rms_eps);
@@ -355,8 +362,7 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 			q = kv->qn;
 			k = kv->kn;
 		}
-		iapo_rope_apply(q, kv->pos, R, NH, HD, kv->inv_freq, 0);
-		iapo_rope_apply(k, kv->pos, R, NKV, HD, kv->inv_freq, 0);
+		iapo_rope_apply_table(q, NH, k, NKV, kv->cs, R, HD, 0);
 		for (int r = 0; r < R; r++)
 			for (int g = 0; g < NKV; g++) {
 				size_t off = (size_t)rows[r].slot * HD, src = (size_t)r * KV + (size_t)g * HD;
@@ -367,8 +373,13 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 		attend(kv, l, rows, R, q, kv->att);
 		iapo_matmul_nt(kv->x, kv->att, LW(IAPO_P_WO), R, C, Q, 1); // x += (R,C)
 		iapo_rmsnorm_forward(kv->h, NULL, kv->x, LW(IAPO_P_LN2), R, C, c->rms_eps);
-		iapo_matmul_nt(kv->gate, kv->h, LW(IAPO_P_WGATE), R, F, C, 0); // (R,F)
-		iapo_matmul_nt(kv->up, kv->h, LW(IAPO_P_WUP), R, F, C, 0);
+		iapo_gemm_op gu[2] = {
+			{.transB = 1, .M = R, .N = F, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WGATE),
+			 .ldb = C, .C = kv->gate, .ldc = F}, // (R,F)
+			{.transB = 1, .M = R, .N = F, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WUP),
+			 .ldb = C, .C = kv->up, .ldc = F},
+		};
+		iapo_matmul_batch(2, gu);
 		iapo_swiglu_forward(kv->act, kv->gate, kv->up, (size_t)R * F);
 		iapo_matmul_nt(kv->x, kv->act, LW(IAPO_P_WDOWN), R, C, F, 1); // x += (R,C)
 #undef LW
