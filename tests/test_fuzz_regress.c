@@ -138,6 +138,43 @@ static void test_json_as_int_edges(void)
 	}
 }
 
+/* fuzz_config: "rope_theta": 5001e304 became inf as a float, passed the
+ * "positive" check, and was saved back as null (so the saved model read as
+ * rope_theta 10000). Values beyond float range are now refused, in
+ * rope_scaling too. */
+static void test_config_float_range(void)
+{
+	static const struct {
+		const char *field, *text;
+	} cases[] = {
+		{"rope_theta", "\"rope_theta\": 5001e304"},
+		{"rms_norm_eps", "\"rms_norm_eps\": -1e39"},
+		{"rope_scaling.factor", "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 1e39, \"low_freq_factor\": 1,"
+					" \"high_freq_factor\": 4, \"original_max_position_embeddings\": 64}"},
+		{"rope_parameters.rope_theta", "\"rope_parameters\": {\"rope_theta\": 1e300}"},
+	};
+	char p[1024], text[1024];
+	tpath(p, sizeof p, "config.json");
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		snprintf(text, sizeof text,
+			 "{\"model_type\": \"llama\", \"vocab_size\": 40, \"hidden_size\": 8, \"intermediate_size\": 12,"
+			 " \"num_hidden_layers\": 2, \"num_attention_heads\": 2, %s}",
+			 cases[i].text);
+		CHECK(write_text(p, text), "%s", iapo_errmsg());
+		iapo_config cfg;
+		iapo_status s = iapo_config_load(p, &cfg);
+		CHECK(s == IAPO_ERR_FORMAT && has(iapo_errmsg(), cases[i].field) && has(iapo_errmsg(), "within float range"),
+		      "%s: status %d: %s", cases[i].field, s, iapo_errmsg());
+	}
+	/* The largest float is still a float. */
+	snprintf(text, sizeof text,
+		 "{\"model_type\": \"llama\", \"vocab_size\": 40, \"hidden_size\": 8, \"intermediate_size\": 12,"
+		 " \"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"rope_theta\": 3.4028234663852886e38}");
+	CHECK(write_text(p, text), "%s", iapo_errmsg());
+	iapo_config cfg;
+	CHECK(iapo_config_load(p, &cfg) == IAPO_OK && cfg.rope_theta == 3.4028234663852886e38f, "%s", iapo_errmsg());
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof tmpdir, "%s/test_fuzz_regress", test_env("IAPO_TMP", "/tmp"));
@@ -149,6 +186,7 @@ int main(void)
 	RUN(test_open_mem_matches_file);
 	RUN(test_weights_huge_config_refused_before_allocating);
 	RUN(test_json_as_int_edges);
+	RUN(test_config_float_range);
 	iapo_fs_remove_all(tmpdir);
 	TEST_END();
 }

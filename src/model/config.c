@@ -9,6 +9,7 @@
  * UNSUPPORTED, so that no model is silently run with different maths.
  */
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,12 +40,22 @@ static iapo_status opt_dim(const cJSON *o, const char *key, const char *file, in
 	return IAPO_OK;
 }
 
+/* v as a float; a value beyond float's range is refused, since it would
+ * become inf (and be saved back as null). */
+static iapo_status to_float(double v, const char *file, const char *field, float *out)
+{
+	if (!(fabs(v) <= FLT_MAX))
+		return iapo_fail(IAPO_ERR_FORMAT, "%s: %s: expected a number within float range (|x| <= %g), found %g", file,
+				 field, (double)FLT_MAX, v);
+	*out = (float)v;
+	return IAPO_OK;
+}
+
 static iapo_status opt_float(const cJSON *o, const char *key, const char *file, double dflt, float *out)
 {
 	double v;
 	IAPO_TRY(iapo_json_opt_num(o, key, file, dflt, &v));
-	*out = (float)v;
-	return IAPO_OK;
+	return to_float(v, file, key, out);
 }
 
 /* A number inside a nested object (rope_scaling, rope_parameters), named
@@ -115,9 +126,13 @@ static iapo_status parse_rope(iapo_config *c, const cJSON *r, const char *file, 
 	if (omp != floor(omp) || omp < 1 || omp > DIM_MAX)
 		return iapo_fail(IAPO_ERR_FORMAT, "%s: %s.original_max_position_embeddings: expected a positive integer, found %g",
 				 file, field, omp);
-	c->rope_factor = (float)f;
-	c->rope_low_freq_factor = (float)lo;
-	c->rope_high_freq_factor = (float)hi;
+	char what[64];
+	snprintf(what, sizeof what, "%s.factor", field);
+	IAPO_TRY(to_float(f, file, what, &c->rope_factor));
+	snprintf(what, sizeof what, "%s.low_freq_factor", field);
+	IAPO_TRY(to_float(lo, file, what, &c->rope_low_freq_factor));
+	snprintf(what, sizeof what, "%s.high_freq_factor", field);
+	IAPO_TRY(to_float(hi, file, what, &c->rope_high_freq_factor));
 	c->rope_orig_max_pos = (int)omp;
 	if (!(c->rope_factor > 0) || !(c->rope_low_freq_factor > 0) || !(c->rope_high_freq_factor > c->rope_low_freq_factor))
 		return iapo_fail(IAPO_ERR_FORMAT,
@@ -183,7 +198,7 @@ static iapo_status config_from_json(const cJSON *o, const char *file, iapo_confi
 					 iapo_json_type_name(rp));
 		double th;
 		IAPO_TRY(sub_num(rp, "rope_parameters", "rope_theta", file, 0, 10000.0, &th));
-		c->rope_theta = (float)th;
+		IAPO_TRY(to_float(th, file, "rope_parameters.rope_theta", &c->rope_theta));
 		IAPO_TRY(parse_rope(c, rp, file, "rope_parameters"));
 	} else {
 		IAPO_TRY(opt_float(o, "rope_theta", file, 10000.0, &c->rope_theta));
