@@ -1,7 +1,10 @@
 /*
  * sft.c — supervised fine-tuning step (see sft.h). The loss is the token mean
  * over the whole step, so d(loss)/d(logp) = -1/N_tokens on every target and
- * micro-batches only change the order of the gradient sum.
+ * micro-batches only change the order of the gradient sum. Under MPI
+ * (src/dist/) N_tokens, the loss and the gradient are summed over the ranks
+ * before clipping, so ranks sharing a step's examples make the update one
+ * process makes from all of them (up to that order).
  */
 #include "rl/sft.h"
 
@@ -10,6 +13,7 @@
 
 #include "core/mem.h"
 #include "core/status.h"
+#include "dist/dist.h"
 #include "model/transformer.h"
 
 struct iapo_sft {
@@ -78,13 +82,15 @@ void iapo_sft_state(iapo_sft *s, float **m, float **v, long **t)
 	if (t) *t = &s->t;
 }
 
-iapo_status iapo_sft_step(iapo_sft *s, const int *const *tokens, const int *lens, const int *n_prompt, int n,
-			  float lr, iapo_sft_stats *stats)
+/* The examples' completion tokens, or an ARG error naming a bad example. */
+static iapo_status check_examples(const iapo_sft *s, const int *const *tokens, const int *lens, const int *n_prompt,
+				  int n, double *ntok)
 {
-	if (stats) memset(stats, 0, sizeof *stats);
-	if (n < 1 || !tokens || !lens || !n_prompt) return iapo_fail(IAPO_ERR_ARG, "sft: expected at least one example");
+	/* Under MPI a rank may hold none of a step's examples. */
+	if (n < (iapo_dist_size() > 1 ? 0 : 1) || (n > 0 && (!tokens || !lens || !n_prompt)))
+		return iapo_fail(IAPO_ERR_ARG, "sft: expected at least one example");
 	const int V = s->w->cfg.V;
-	double ntok = 0;
+	*ntok = 0;
 	for (int i = 0; i < n; i++) {
 		if (!tokens[i] || n_prompt[i] < 1 || lens[i] <= n_prompt[i] || lens[i] > s->o.max_len)
 			return iapo_fail(IAPO_ERR_ARG,
@@ -94,12 +100,23 @@ iapo_status iapo_sft_step(iapo_sft *s, const int *const *tokens, const int *lens
 			if (tokens[i][k] < 0 || tokens[i][k] >= V)
 				return iapo_fail(IAPO_ERR_ARG, "sft: example %d, token %d: expected an id in [0, %d), found %d",
 						 i, k, V, tokens[i][k]);
-		ntok += lens[i] - n_prompt[i];
+		*ntok += lens[i] - n_prompt[i];
 	}
+	return IAPO_OK;
+}
+
+iapo_status iapo_sft_step(iapo_sft *s, const int *const *tokens, const int *lens, const int *n_prompt, int n,
+			  float lr, iapo_sft_stats *stats)
+{
+	if (stats) memset(stats, 0, sizeof *stats);
+	double ntok = 0;
+	IAPO_TRY(iapo_dist_agree(check_examples(s, tokens, lens, n_prompt, n, &ntok)));
+	IAPO_TRY(iapo_dist_allreduce_double(&ntok, 1, IAPO_DIST_SUM));
 	memset(s->grad, 0, s->n * sizeof(float));
 	double loss = 0;
 	const int mb = s->o.micro_batch;
-	for (int i0 = 0; i0 < n; i0 += mb) {
+	iapo_status st = IAPO_OK;
+	for (int i0 = 0; i0 < n && st == IAPO_OK; i0 += mb) {
 		int B = n - i0 < mb ? n - i0 : mb, T = 1;
 		for (int b = 0; b < B; b++)
 			if (lens[i0 + b] - 1 > T) T = lens[i0 + b] - 1;
@@ -115,11 +132,15 @@ iapo_status iapo_sft_step(iapo_sft *s, const int *const *tokens, const int *lens
 				s->dlogp[b * T + p] = s->tgt[b * T + p] >= 0 ? (float)(-1.0 / ntok) : 0.0f;
 			}
 		}
-		IAPO_TRY(iapo_fwd_forward(s->fwd, s->tok, s->len, s->tgt, B, T, s->logp, NULL, NULL));
+		st = iapo_fwd_forward(s->fwd, s->tok, s->len, s->tgt, B, T, s->logp, NULL, NULL);
+		if (st != IAPO_OK) break;
 		for (int k = 0; k < B * T; k++)
 			if (s->tgt[k] >= 0) loss -= s->logp[k];
-		IAPO_TRY(iapo_fwd_backward(s->fwd, s->dlogp, NULL, s->grad));
+		st = iapo_fwd_backward(s->fwd, s->dlogp, NULL, s->grad);
 	}
+	IAPO_TRY(iapo_dist_agree(st));
+	IAPO_TRY(iapo_dist_allreduce_double(&loss, 1, IAPO_DIST_SUM));
+	IAPO_TRY(iapo_dist_allreduce_float(s->grad, s->n));
 	loss /= ntok;
 	double norm = s->o.max_grad_norm > 0 ? iapo_grad_clip(s->grad, s->n, s->o.max_grad_norm)
 					     : iapo_grad_norm(s->grad, s->n);

@@ -45,7 +45,10 @@ void iapo_sft_free(iapo_sft *s);
  * max_len). Every token after the prompt is a target (its log-prob is
  * maximised given all tokens before it). lr: this step's learning rate.
  * stats may be NULL. A non-finite loss or gradient skips the update (stats->
- * skipped) and is not an error. Errors: ARG for a bad example (naming it). */
+ * skipped) and is not an error. Errors: ARG for a bad example (naming it).
+ * Under MPI (src/dist/) it is collective: each rank passes its share of the
+ * step's examples (n may be 0 on some ranks), and the loss, token count and
+ * gradient are the whole step's on every rank, so all make the same update. */
 iapo_status iapo_sft_step(iapo_sft *s, const int *const *tokens, const int *lens, const int *n_prompt, int n,
 			  float lr, iapo_sft_stats *stats);
 
