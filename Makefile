@@ -13,7 +13,9 @@ PKGS    := libcjson libpcre2-8 libutf8proc openblas
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
-CFLAGS_BASE := -std=c11 -D_GNU_SOURCE $(WARN) -fopenmp $(ARCH) -Iinclude -Isrc $(PKG_CFLAGS)
+# -fno-math-errno: sqrtf and friends need not set errno (nothing reads it), so
+# loops over them vectorise (AdamW's update was scalar: ~5x slower).
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE $(WARN) -fno-math-errno -fopenmp $(ARCH) -Iinclude -Isrc $(PKG_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -fopenmp -lm -lpthread
 
 # MPI data parallelism (src/dist/): OpenMPI when `mpicc --showme` or pkg-config
