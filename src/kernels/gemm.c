@@ -83,6 +83,8 @@
 #endif
 /* Fewer multiply-adds than this per thread are not worth a fork/join. */
 #define MIN_FMA_PER_THREAD (1L << 21)
+/* Nor fewer elements of B than this (256 KB) on the direct path. */
+#define MIN_B_PER_THREAD (1L << 16)
 /* Rectangles per thread in the packed path, when each still gets at least
  * MIN_FMA_PER_THREAD multiply-adds. */
 #define OVERSUB 2
@@ -737,6 +739,12 @@ static int plan(struct job *J, int nmax)
 	int dot = transB && !transA;
 	if (path == IAPO_SGEMM_AUTO) path = M <= (dot ? DIRECT_M_DOT : DIRECT_M) ? IAPO_SGEMM_DIRECT : IAPO_SGEMM_PACKED;
 	if (path == IAPO_SGEMM_DIRECT && !dot && (M > MR || transB)) path = IAPO_SGEMM_PACKED;
+	/* The direct path streams B from memory: what is worth splitting is
+	 * its bytes, not its few multiply-adds per element. */
+	if (path == IAPO_SGEMM_DIRECT && min_fma_per_thread == MIN_FMA_PER_THREAD) {
+		int by_bytes = threads_for((double)J->N * J->K * (MIN_FMA_PER_THREAD / MIN_B_PER_THREAD), nmax);
+		nth = by_bytes > nth ? by_bytes : nth;
+	}
 	J->ws_stride = 0;
 	if (path == IAPO_SGEMM_PACKED) {
 		packed_plan(J, nth);
