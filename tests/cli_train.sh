@@ -3,7 +3,7 @@
 # leaves config.json, metrics.jsonl and complete checkpoint-N/ directories;
 # --resume of a finished run does nothing; SIGINT finishes the step, saves and
 # exits 0; --config applies a JSON file (an unknown key is exit 2 naming it);
-# usage errors (inconsistent batch options, missing --data, another algo) exit
+# usage errors (inconsistent batch options, missing --data, an unknown algo) exit
 # 2; a bad data row exits 1 naming its line; --resume of a missing run exits 1.
 BIN=${IAPO_BIN:-build/iapo}
 T=${IAPO_TMP:-/tmp}/cli_train.$$
@@ -66,8 +66,8 @@ check "--config unknown key: exit 2 naming it" '[ $? -eq 2 ] && grep -q "typo.js
 check "inconsistent batch options: exit 2" '[ $? -eq 2 ] && grep -q "inconsistent batch options" "$T/err"'
 "$BIN" train --model "$T/model" --out "$T/r4" >"$T/out" 2>"$T/err"
 check "missing --data: exit 2" '[ $? -eq 2 ] && grep -q -- "--data FILE is required" "$T/err"'
-"$BIN" train $SMALL --out "$T/r5" --algo iapo >"$T/out" 2>"$T/err"
-check "--algo iapo not yet: exit 2" '[ $? -eq 2 ] && grep -q "algo" "$T/err"'
+"$BIN" train $SMALL --out "$T/r5" --algo ppo >"$T/out" 2>"$T/err"
+check "an unknown --algo: exit 2" '[ $? -eq 2 ] && grep -q "algo" "$T/err"'
 "$BIN" train $SMALL --out "$T/r5" --bogus 1 >"$T/out" 2>"$T/err"
 check "unknown option: exit 2" '[ $? -eq 2 ] && grep -q "unknown option .--bogus." "$T/err"'
 

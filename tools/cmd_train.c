@@ -30,7 +30,7 @@ static void on_signal(int sig)
 
 static void help(void)
 {
-	printf("usage: iapo train --model DIR --data FILE.jsonl --out RUN_DIR [--algo grpo] [options]\n"
+	printf("usage: iapo train --model DIR --data FILE.jsonl --out RUN_DIR [--algo NAME] [options]\n"
 	       "\n"
 	       "RL post-training (GRPO) of a Hugging Face model directory. Each step samples\n"
 	       "--num-generations completions for each of --prompts-per-step prompts, scores\n"
@@ -49,6 +49,27 @@ static void help(void)
 	       "optimizer.bin, rng_state.json). --resume continues from the latest checkpoint\n"
 	       "exactly as if the run had not stopped (RUN_DIR/config.json gives the defaults).\n"
 	       "SIGINT/SIGTERM: the current step finishes, a checkpoint is saved, exit 0.\n"
+	       "\n"
+	       "Algorithms (--algo; each only sets the defaults of its options below):\n"
+	       "  grpo    the above.\n"
+	       "  iapo    + IAPO's information-aware token terms: A_it = A_i + w_s * S_t -\n"
+	       "          sign(r_i) * w_c * C_t, S = information gain of token t about the answer\n"
+	       "          (an early-exit estimate: entropy of the answer after prompt + o_<t +\n"
+	       "          postfix), C = policy entropy, each normalised per completion. Combine\n"
+	       "          with DAPO's loss as the paper's runs did: --loss-type bnpo\n"
+	       "          --epsilon-high 0.28 (and any DAPO option below).\n"
+	       "  dapo    clip-higher (--epsilon-high 0.28), token-mean loss (bnpo), dynamic\n"
+	       "          sampling (resample groups whose rewards are all equal), overlong\n"
+	       "          reward shaping (--overlong-buffer = max-completion-tokens / 5).\n"
+	       "  lenpen  + the Kimi k1.5 length reward (--lenpen-weight 1).\n"
+	       "  gtpo    + GTPO's entropy-weighted token bonus (the authors' code: 0.1 x\n"
+	       "          length); loss bnpo.\n"
+	       "  gfpo    sample --gfpo-sample completions per prompt, train on the\n"
+	       "          --gfpo-keep shortest (or most reward per token); loss grpo.\n"
+	       "  sgrpo   S-GRPO (Lee & Tong): the loss counts the first --sgrpo-alpha tokens\n"
+	       "          and, in completions shorter than --sgrpo-k, later tokens with\n"
+	       "          probability --sgrpo-token-prob; loss grpo.\n"
+	       "The run's config.json records every resolved value.\n"
 	       "\n"
 	       "Data parallelism: mpirun -np N iapo train ... splits each step's prompts over\n"
 	       "N processes (--prompts-per-step must be a multiple of N) and adds their\n"
@@ -100,7 +121,6 @@ int cmd_train(int argc, char **argv)
 	st = iapo_dist_agree(st); /* --resume reads RUN_DIR/config.json on every rank */
 	if (st == IAPO_ERR_ARG) cli_usage_error(CMD, "%s", iapo_errmsg());
 	if (st != IAPO_OK) cli_fail(CMD, st);
-	if (o.algo && strcmp(o.algo, "grpo")) cli_usage_error(CMD, "--algo: only grpo is implemented, found '%s'", o.algo);
 
 	iapo_trainer *tr = NULL;
 	st = iapo_trainer_new(&o, &tr);
@@ -111,10 +131,10 @@ int cmd_train(int argc, char **argv)
 	const int talk = iapo_dist_rank() == 0; /* the other ranks stay quiet */
 	if (talk) {
 		fprintf(stderr,
-			"iapo train: %s -> %s: %ld steps of %ld prompts x %ld completions (micro-batch %ld x grad-accum "
-			"%ld), loss %s, lr %g, beta %g\n",
-			r->model, r->out, total, r->prompts_per_step, r->num_generations, r->micro_batch, r->grad_accum,
-			r->loss_type, r->learning_rate, r->beta);
+			"iapo train: %s -> %s: %s, %ld steps of %ld prompts x %ld completions (micro-batch %ld x "
+			"grad-accum %ld), loss %s, lr %g, beta %g\n",
+			r->model, r->out, r->algo, total, r->prompts_per_step, r->num_generations, r->micro_batch,
+			r->grad_accum, r->loss_type, r->learning_rate, r->beta);
 		if (iapo_dist_size() > 1)
 			fprintf(stderr, "iapo train: %d MPI ranks, %ld prompts each per step\n", iapo_dist_size(),
 				r->prompts_per_step / iapo_dist_size());

@@ -15,6 +15,7 @@
 #include "core/status.h"
 #include "io/fs.h"
 #include "io/json.h"
+#include "rl/algo.h"
 
 typedef enum { T_STR, T_INT, T_NUM, T_FLAG, T_ENUM } opt_type;
 
@@ -37,7 +38,7 @@ static const opt_def OPTS[] = {
 	{"model", T_STR, F(model), NULL, 0, 0, NULL, "DIR", "Hugging Face model directory to start from (required); also the frozen reference", "run"},
 	{"data", T_STR, F(data), NULL, 0, 0, NULL, "FILE", "training prompts, JSONL (required)", NULL},
 	{"out", T_STR, F(out), NULL, 0, 0, NULL, "DIR", "run directory: config.json, metrics.jsonl, checkpoint-N/ (required)", NULL},
-	{"algo", T_ENUM, F(algo), "grpo", 0, 0, "grpo", "NAME", "algorithm", NULL},
+	{"algo", T_ENUM, F(algo), "grpo", 0, 0, "grpo|iapo|dapo|lenpen|gtpo|gfpo|sgrpo", "NAME", "algorithm (see above); it only changes the defaults of the options below", NULL},
 	{"resume", T_FLAG, F(resume), "0", 0, 0, NULL, NULL, "continue from the latest checkpoint in --out (its config.json gives the defaults)", NULL},
 	{"overwrite", T_FLAG, F(overwrite), "0", 0, 0, NULL, NULL, "delete the checkpoints and metrics of an earlier run in --out", NULL},
 	{"seed", T_INT, F(seed), "42", 0, 9007199254740992.0, NULL, "N", "random seed: data order and every sample's stream", NULL},
@@ -82,8 +83,8 @@ static const opt_def OPTS[] = {
 
 	{"beta", T_NUM, F(beta), "0.001", 0, 1e6, NULL, "F", "KL (k3) weight against the frozen initial model, 0 = no reference pass", "loss"},
 	{"epsilon-low", T_NUM, F(epsilon_low), "0.2", 0, 1, NULL, "F", "ratio clip below 1 - eps", NULL},
-	{"epsilon-high", T_NUM, F(epsilon_high), "0.2", 0, 1e6, NULL, "F", "ratio clip above 1 + eps (DAPO: 0.28)", NULL},
-	{"loss-type", T_ENUM, F(loss_type), "bnpo", 0, 0, "grpo|bnpo|dr_grpo", "T", "token aggregation: per-sequence mean / token mean / sum over G x max length", NULL},
+	{"epsilon-high", T_NUM, F(epsilon_high), "0.2", 0, 1e6, NULL, "F", "ratio clip above 1 + eps (dapo: 0.28)", NULL},
+	{"loss-type", T_ENUM, F(loss_type), "bnpo", 0, 0, "grpo|bnpo|dr_grpo", "T", "token aggregation: per-sequence mean / token mean / sum over G x max length (gfpo, sgrpo: grpo)", NULL},
 	{"scale-rewards", T_ENUM, F(scale_rewards), "group", 0, 0, "group|none", "S", "divide advantages by the group's std (none: Dr. GRPO)", NULL},
 	{"iterations", T_INT, F(iterations), "1", 1, 1024, NULL, "N", "optimizer passes per rollout (>1: old log-probs kept, the ratio is real)", NULL},
 
@@ -95,6 +96,34 @@ static const opt_def OPTS[] = {
 	{"save-steps", T_INT, F(save_steps), "100", 0, BIG, NULL, "N", "checkpoint every N steps (and always at the end), 0 = only at the end", "checkpoints"},
 	{"max-bad-steps", T_INT, F(max_bad_steps), "5", 1, 1 << 20, NULL, "N", "stop after N steps in a row with NaN/Inf loss or gradients (each is skipped)", NULL},
 	{"check-weights-every", T_INT, F(check_weights_every), "0", 0, BIG, NULL, "N", "MPI debug: every N steps check that all ranks hold the same weights (a hash), 0 = off", NULL},
+
+	{"postfix", T_STR, F(postfix), "</think><answer>", 0, 0, NULL, "TEXT", "appended after each cut prompt + o_<t; E_t = entropy of the token after it", "IAPO token terms (--algo iapo)"},
+	{"predict", T_ENUM, F(predict), "answer", 0, 0, "answer|next_token", "M", "E_t after the postfix, or the policy's next-token entropy (the paper's ablation, no postfix pass)", NULL},
+	{"answer-tokens", T_INT, F(answer_tokens), "1", 1, 64, NULL, "N", "E_t sums the entropies of the first N answer tokens (greedy, teacher-forced; 1 = the paper)", NULL},
+	{"info-chunk", T_INT, F(info_chunk), "0", 0, 1 << 20, NULL, "N", "positions per batched estimator pass, 0 = automatic (256 MiB budget)", NULL},
+	{"info-stride", T_INT, F(info_stride), "1", 1, 1 << 20, NULL, "N", "APPROXIMATION: estimate E at every N-th position only, linear in between (C stays exact)", NULL},
+	{"info-at", T_ENUM, F(info_at), "all", 0, 0, "all|newline", "W", "APPROXIMATION newline: estimate E only after tokens holding a newline (one estimate per line)", NULL},
+	{"gain", T_ENUM, F(gain), "plain", 0, 0, "plain|reference", "G", "S_t = E_t - E_t+1, or the authors' (E_t + E_t-1)/2 - E_t+1", NULL},
+	{"norm", T_ENUM, F(norm), "zscore", 0, 0, "zscore|reference", "N", "per completion: z-score over its tokens then unit L2 norm, or the authors' x - mean/std over the padded width", NULL},
+	{"horizon", T_INT, F(horizon), "1", 1, 1 << 20, NULL, "H", "S'_t = sum over k < H of decay^k S_t+k (1 = none)", NULL},
+	{"decay", T_NUM, F(decay), "0.5", 0, 1e3, NULL, "F", "decay of the horizon sum", NULL},
+	{"w-info", T_NUM, F(w_info), "1.0", 0, 1e6, NULL, "F", "w_s, weight of the normalised information gain. 1 is the paper's GSM8K pair, but a normalised entry is ~1/sqrt(length): on completions of a few tokens 1 outweighs the group advantage (0.3 learns there); the authors' CLI default 1e-6 is effectively 0", NULL},
+	{"w-conf", T_NUM, F(w_conf), "1.0", 0, 1e6, NULL, "F", "w_c, weight of the normalised policy entropy, signed by the reward (same scale caveat)", NULL},
+
+	{"dynamic-sampling", T_ENUM, F(dynamic_sampling), "off", 0, 0, "off|drop|resample", "M", "groups whose rewards are all equal: drop them from the loss and its normalisers, or resample them with fresh streams (dropped if still equal) (dapo: resample)", "DAPO and reward shaping (any --algo)"},
+	{"dynamic-max-tries", T_INT, F(dynamic_max_tries), "3", 0, 1000, NULL, "N", "resampling rounds per rollout for --dynamic-sampling resample", NULL},
+	{"overlong-buffer", T_INT, F(overlong_buffer), "0", 0, 1 << 24, NULL, "N", "DAPO overlong shaping: the last N tokens before --max-completion-tokens cost up to --overlong-penalty, linearly; 0 = off (dapo: max-completion-tokens / 5)", NULL},
+	{"overlong-penalty", T_NUM, F(overlong_penalty), "1.0", 0, 1e6, NULL, "F", "reward taken off at --max-completion-tokens", NULL},
+	{"lenpen-weight", T_NUM, F(lenpen_weight), "0", 0, 1e6, NULL, "F", "Kimi k1.5 length reward x F added to the reward (per group: 0.5 - (len - min)/(max - min), wrong answers get only its negative part); 0 = off (lenpen: 1)", NULL},
+
+	{"gtpo-coef", T_NUM, F(gtpo_coef), "0.1", 0, 1e6, NULL, "F", "GTPO: coefficient of the entropy-weighted token bonus (the authors' 0.1)", "GTPO, GFPO, S-GRPO (--algo gtpo | gfpo | sgrpo)"},
+	{"gtpo-scale", T_ENUM, F(gtpo_scale), "length", 0, 0, "length|active", "S", "GTPO: bonus x the completion's length (the authors' code) or x the group members still generating at t (the paper's d_t)", NULL},
+	{"gfpo-sample", T_INT, F(gfpo_sample), "8", 2, 4096, NULL, "N", "GFPO: completions sampled per prompt (G')", NULL},
+	{"gfpo-keep", T_INT, F(gfpo_keep), "6", 2, 4096, NULL, "K", "GFPO: completions kept per prompt, the training group (sets --num-generations)", NULL},
+	{"gfpo-metric", T_ENUM, F(gfpo_metric), "length", 0, 0, "length|reward_per_token", "M", "GFPO: keep the shortest, or the most reward per token", NULL},
+	{"sgrpo-alpha", T_INT, F(sgrpo_alpha), "150", 0, 1 << 24, NULL, "N", "S-GRPO: the first N completion tokens always count in the loss", NULL},
+	{"sgrpo-k", T_INT, F(sgrpo_k), "341", 0, 1 << 24, NULL, "N", "S-GRPO: completions shorter than N also count later tokens at random; longer ones only the first alpha", NULL},
+	{"sgrpo-token-prob", T_NUM, F(sgrpo_token_prob), "0.5", 0, 1, NULL, "F", "S-GRPO: probability that a token after alpha counts", NULL},
 };
 #define NOPTS (sizeof OPTS / sizeof *OPTS)
 
@@ -406,11 +435,13 @@ iapo_status iapo_train_opts_from_args(iapo_train_opts *o, int argc, char **argv,
 	return IAPO_OK;
 }
 
-static int given(const iapo_train_opts *o, const char *name)
+int iapo_train_opts_given(const iapo_train_opts *o, const char *name)
 {
 	int i = find_opt(name);
 	return i >= 0 && o->given[i];
 }
+
+static int given(const iapo_train_opts *o, const char *name) { return iapo_train_opts_given(o, name); }
 
 /* Largest divisor of n that is <= cap. */
 static long divisor_below(long n, long cap)
@@ -468,6 +499,7 @@ iapo_status iapo_train_opts_resolve(iapo_train_opts *o)
 	if (!o->data) return iapo_fail(IAPO_ERR_ARG, "--data FILE is required");
 	if (!o->out) return iapo_fail(IAPO_ERR_ARG, "--out RUN_DIR is required");
 	if (o->resume && o->overwrite) return iapo_fail(IAPO_ERR_ARG, "--resume and --overwrite contradict each other");
+	IAPO_TRY(iapo_algo_resolve_opts(o)); /* --algo's defaults first: gfpo sets the group size */
 	IAPO_TRY(resolve_batch(o));
 	if (o->eval_data && (o->eval_fraction > 0 || o->eval_count > 0))
 		return iapo_fail(IAPO_ERR_ARG, "--eval-fraction/--eval-count split --data; they cannot be used with --eval-data");

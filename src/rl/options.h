@@ -66,9 +66,22 @@ typedef struct {
 	long save_steps;
 	long max_bad_steps;
 	long check_weights_every; /* MPI debug: compare a hash of the weights across ranks every N steps */
+	/* algorithms (rl/algo.h): IAPO's token terms */
+	char *postfix, *predict, *info_at, *gain, *norm;
+	long answer_tokens, info_chunk, info_stride, horizon;
+	double decay, w_info, w_conf;
+	/* DAPO: dynamic sampling, overlong shaping; Kimi length reward */
+	char *dynamic_sampling;
+	long dynamic_max_tries, overlong_buffer;
+	double overlong_penalty, lenpen_weight;
+	/* GTPO, GFPO, S-GRPO */
+	double gtpo_coef;
+	char *gtpo_scale, *gfpo_metric;
+	long gfpo_sample, gfpo_keep, sgrpo_alpha, sgrpo_k;
+	double sgrpo_token_prob;
 
 	/* Which options were given explicitly (any source), by table index. */
-	unsigned char given[96];
+	unsigned char given[128];
 } iapo_train_opts;
 
 /* Fills the defaults (the reference's, iapo-reference §6). Strings are
@@ -84,6 +97,10 @@ iapo_status iapo_train_opts_copy(iapo_train_opts *dst, const iapo_train_opts *sr
 iapo_status iapo_train_opts_set(iapo_train_opts *o, const char *name, const char *value);
 /* 1 if `name` is an option and takes no value. -1 if there is no such option. */
 int iapo_train_opts_is_flag(const char *name);
+/* 1 if option `name` was given explicitly (command line, a config file, or
+ * set by a resolution step such as --algo's defaults); 0 otherwise or if
+ * there is no such option. */
+int iapo_train_opts_given(const iapo_train_opts *o, const char *name);
 
 /* Applies a JSON object's members (every key must be an option; unknown
  * ones are an ARG error naming the key and file). All or nothing: on an

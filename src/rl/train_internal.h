@@ -12,6 +12,7 @@
 
 #include "model/generate.h"
 #include "model/transformer.h"
+#include "rl/algo.h"
 #include "rl/dataset.h"
 #include "rl/grpo.h"
 #include "rl/reward.h"
@@ -51,6 +52,13 @@ struct iapo_trainer {
 	 * sequences [i_first, i_first + n_loc): whole groups, n_loc = N / ranks.
 	 * The rollout buffer below holds only those; P and N stay the step's. */
 	int rank, ranks, n_loc, i_first;
+	/* --algo (algo.h): completions sampled per prompt Gs (GFPO: G' >= G) and
+	 * the rollout buffer's capacity n_cap = n_loc / G * Gs; after the algo's
+	 * selection the buffer holds n_loc sequences in groups of G */
+	int Gs, n_cap;
+	iapo_algo *algo;
+	iapo_algo_metrics algo_m; /* of the last step */
+	const float *lmask;       /* (N, Tc) loss mask of the current update, NULL = all tokens */
 	long per_epoch; /* rollouts per epoch */
 	long total;     /* optimizer steps of the run */
 

@@ -189,6 +189,10 @@ static cJSON *metrics_json(const iapo_step_metrics *m, const cJSON *eval)
 iapo_status train_log_metrics(iapo_trainer *tr, const iapo_step_metrics *m, const cJSON *eval)
 {
 	cJSON *o = metrics_json(m, eval);
+	if (o && iapo_algo_metrics_json(o, &tr->algo_m)) { /* the --algo's fields */
+		cJSON_Delete(o);
+		o = NULL;
+	}
 	char *line = o ? cJSON_PrintUnformatted(o) : NULL;
 	if (!line || !cJSON_AddItemToArray(tr->log_history, o)) {
 		iapo_free(line);

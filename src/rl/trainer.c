@@ -153,7 +153,7 @@ static void add_eos(iapo_trainer *tr, int id)
 
 static iapo_status allocate(iapo_trainer *tr)
 {
-	const size_t N = (size_t)tr->n_loc, NT = N * (size_t)tr->Tc, MT = (size_t)tr->mb * (size_t)tr->T;
+	const size_t N = (size_t)tr->n_cap, NT = N * (size_t)tr->Tc, MT = (size_t)tr->mb * (size_t)tr->T;
 	tr->n_params = iapo_param_count(&tr->w.cfg);
 	size_t bytes = tr->n_params * sizeof(float);
 	if (!(tr->grad = iapo_alloc_aligned(bytes)) || !(tr->m = iapo_alloc_aligned(bytes)) ||
@@ -221,7 +221,9 @@ static iapo_status setup(iapo_trainer *tr, const iapo_train_opts *opts, long *ck
 				 tr->P, tr->ranks);
 	tr->n_loc = tr->N / tr->ranks;
 	tr->i_first = tr->rank * tr->n_loc;
-	tr->R = o->rollout_batch > 0 && o->rollout_batch < tr->n_loc ? (int)o->rollout_batch : tr->n_loc;
+	tr->Gs = iapo_algo_sampled_group(o);
+	tr->n_cap = tr->n_loc / tr->G * tr->Gs;
+	tr->R = o->rollout_batch > 0 && o->rollout_batch < tr->n_cap ? (int)o->rollout_batch : tr->n_cap;
 	if (o->no_chat_template && o->eval_steps > 0 && (o->eval_data || o->eval_fraction > 0 || o->eval_count > 0))
 		return iapo_fail(IAPO_ERR_ARG, "--no-chat-template: evaluation renders the chat template; leave out the --eval options or the flag");
 	return tr->rank == 0 ? train_run_dir_prepare(tr, ckpt) : IAPO_OK;
@@ -258,6 +260,8 @@ static iapo_status load(iapo_trainer *tr, long ckpt)
 	tr->per_epoch = (long)(tr->train.n / (size_t)tr->P);
 	tr->total = o->max_steps > 0 ? o->max_steps : o->epochs * tr->per_epoch * tr->mu;
 	IAPO_TRY(allocate(tr));
+	IAPO_TRY(iapo_algo_new(o, &tr->w, tr->tok, tr->n_loc, tr->Tp + tr->Tc, &tr->algo));
+	iapo_trainer_set_advantage(tr, iapo_algo_advantage_fn(tr->algo), tr->algo);
 	if (ckpt >= 0 && tr->rank == 0) IAPO_TRY(train_resume(tr, ckpt));
 	if (!tr->log_history && !(tr->log_history = cJSON_CreateArray()))
 		return iapo_fail(IAPO_ERR_NOMEM, "trainer: out of memory");
@@ -303,6 +307,7 @@ void iapo_trainer_free(iapo_trainer *tr)
 	iapo_fwd_free(tr->fwd);
 	iapo_fwd_free(tr->ref_fwd);
 	iapo_kv_free(tr->kv);
+	iapo_algo_free(tr->algo);
 	iapo_free_aligned(tr->grad);
 	iapo_free_aligned(tr->m);
 	iapo_free_aligned(tr->v);
@@ -355,10 +360,21 @@ static const size_t *rollout_rows(iapo_trainer *tr, long g)
 	return tr->perm + (size_t)(g % tr->per_epoch) * (size_t)tr->P;
 }
 
-static iapo_status rollout(iapo_trainer *tr, long g)
+/* The rollout buffer as the algorithm stages see it: n sequences in groups
+ * of `group`. */
+static iapo_algo_buffer buffer_view(iapo_trainer *tr, long g, int n, int group)
 {
-	const size_t *rows = rollout_rows(tr, g);
-	const int G = tr->G, N = tr->n_loc, Tc = tr->Tc, i_first = tr->i_first;
+	iapo_algo_buffer b = {.n = n, .group = group, .Tc = tr->Tc, .gen = g, .row = tr->row, .plen = tr->plen,
+			      .clen = tr->clen, .finish = tr->finish, .correct = tr->correct, .fmt_ok = tr->fmt_ok,
+			      .ctok = tr->ctok, .pptr = tr->pptr, .reward = tr->reward};
+	return b;
+}
+
+/* Samples and scores sequences seqs[0..n) of the buffer (NULL: 0..n-1) from
+ * the streams of `attempt`; slot i samples as completion i % Gs of its row. */
+static iapo_status sample_seqs(iapo_trainer *tr, long g, const int *seqs, int n, int attempt)
+{
+	const int Tc = tr->Tc, Gs = tr->Gs;
 	iapo_gen_opts go;
 	memset(&go, 0, sizeof go);
 	go.max_new_tokens = Tc;
@@ -370,30 +386,24 @@ static iapo_status rollout(iapo_trainer *tr, long g)
 	go.eos_ids = tr->eos;
 	go.n_eos = tr->n_eos;
 	go.tok = tr->tok;
-	for (int i = 0; i < N; i++) {
-		size_t r = rows[(i_first + i) / G];
-		tr->row[i] = (int)r;
-		tr->plen[i] = tr->prompt_len[r];
-		tr->pptr[i] = tr->pool + tr->prompt_off[r];
-	}
 	double gen = 0, score = 0;
-	for (int i0 = 0; i0 < N; i0 += tr->R) {
-		int B = N - i0 < tr->R ? N - i0 : tr->R;
+	for (int k0 = 0; k0 < n; k0 += tr->R) {
+		int B = n - k0 < tr->R ? n - k0 : tr->R;
 		for (int b = 0; b < B; b++) {
-			int i = i0 + b;
+			int i = seqs ? seqs[k0 + b] : k0 + b;
 			tr->gen_ptr[b] = tr->pptr[i];
 			tr->gen_len[b] = tr->plen[i];
-			tr->keys[b] = iapo_trainer_sample_key(g, tr->row[i], (i_first + i) % G);
+			tr->keys[b] = iapo_algo_sample_key(g, tr->row[i], i % Gs, attempt);
 		}
 		double t0 = iapo_now();
 		IAPO_TRY(iapo_generate(&tr->w, tr->gen_ptr, tr->gen_len, B, &go, tr->kv, tr->res, NULL));
 		double t1 = iapo_now();
 		for (int b = 0; b < B; b++) {
-			int i = i0 + b;
+			int i = seqs ? seqs[k0 + b] : k0 + b;
 			const iapo_gen_result *res = &tr->res[b];
-			int n = res->n_tokens < Tc ? res->n_tokens : Tc;
-			memcpy(tr->ctok + (size_t)i * Tc, res->tokens, (size_t)n * sizeof(int));
-			tr->clen[i] = n;
+			int nt = res->n_tokens < Tc ? res->n_tokens : Tc;
+			memcpy(tr->ctok + (size_t)i * Tc, res->tokens, (size_t)nt * sizeof(int));
+			tr->clen[i] = nt;
 			tr->finish[i] = res->finish;
 			tr->reward[i] = iapo_reward(res->text ? res->text : "", tr->train.ex[tr->row[i]].label, &tr->rw,
 						    &tr->correct[i], &tr->fmt_ok[i]);
@@ -402,8 +412,43 @@ static iapo_status rollout(iapo_trainer *tr, long g)
 		gen += t1 - t0;
 		score += iapo_now() - t1;
 	}
-	tr->rollout_secs = gen;
-	tr->scoring_secs = score;
+	tr->rollout_secs += gen;
+	tr->scoring_secs += score;
+	return IAPO_OK;
+}
+
+typedef struct {
+	iapo_trainer *tr;
+	long g;
+} resample_ctx;
+
+static iapo_status resample(void *ctx, const int *seqs, int n, int attempt)
+{
+	resample_ctx *c = ctx;
+	return sample_seqs(c->tr, c->g, seqs, n, attempt);
+}
+
+/* Samples Gs completions for each of this rank's prompts of rollout g, then
+ * the algorithm's stages (shaping, dynamic sampling, GFPO selection) leave
+ * n_loc sequences in groups of G. */
+static iapo_status rollout(iapo_trainer *tr, long g)
+{
+	const size_t *rows = rollout_rows(tr, g);
+	const int Gs = tr->Gs, n = tr->n_cap, first_group = tr->i_first / tr->G;
+	for (int i = 0; i < n; i++) {
+		size_t r = rows[first_group + i / Gs];
+		tr->row[i] = (int)r;
+		tr->plen[i] = tr->prompt_len[r];
+		tr->pptr[i] = tr->pool + tr->prompt_off[r];
+	}
+	tr->rollout_secs = tr->scoring_secs = 0;
+	IAPO_TRY(sample_seqs(tr, g, NULL, n, 0));
+	iapo_algo_buffer b = buffer_view(tr, g, n, Gs);
+	resample_ctx rc = {tr, g};
+	IAPO_TRY(iapo_algo_after_rollout(tr->algo, &b, resample, &rc));
+	if (b.n != tr->n_loc || b.group != tr->G)
+		return iapo_fail(IAPO_ERR_INTERNAL, "trainer: the algorithm left %d sequences in groups of %d, expected %d of %d",
+				 b.n, b.group, tr->n_loc, tr->G);
 	return IAPO_OK;
 }
 
@@ -445,7 +490,7 @@ static int build_micro(iapo_trainer *tr, int i0, int B)
 			int in = t >= 0 && t < C;
 			tr->mtok[o + p] = p < P ? tr->pptr[i][p] : (p < P + C - 1 ? ct[p - P] : 0);
 			tr->mtgt[o + p] = in ? ct[t] : -1;
-			tr->mmask[o + p] = in ? 1.0f : 0.0f;
+			tr->mmask[o + p] = in ? (tr->lmask ? tr->lmask[c0 + t] : 1.0f) : 0.0f;
 			tr->madv[o + p] = in ? tr->adv[c0 + t] : 0.0f;
 			tr->mref[o + p] = in ? tr->ref_logp[c0 + t] : 0.0f;
 			tr->mold[o + p] = in ? tr->old_logp[c0 + t] : 0.0f;
@@ -524,12 +569,17 @@ static iapo_status update(iapo_trainer *tr, long s, iapo_step_metrics *m)
 	double ntok = 0;
 	for (int i = 0; i < N; i++) ntok += tr->clen[i];
 	IAPO_TRY(iapo_dist_allreduce_double(&ntok, 1, IAPO_DIST_SUM));
+	/* The algorithm's loss mask (dropped groups, S-GRPO) shrinks the normalisers to what is kept. */
+	double kept[2] = {tr->N, ntok};
+	iapo_algo_buffer buf = buffer_view(tr, s / tr->mu, N, tr->G);
+	tr->lmask = iapo_algo_loss_mask(tr->algo, &buf, s, &kept[0], &kept[1]);
+	if (tr->lmask) IAPO_TRY(iapo_dist_allreduce_double(kept, 2, IAPO_DIST_SUM));
 	iapo_loss_opts lo = {.type = tr->loss_type,
 			     .eps_low = (float)tr->o.epsilon_low,
 			     .eps_high = (float)tr->o.epsilon_high,
 			     .beta = tr->ref.block ? (float)tr->o.beta : 0.0f,
-			     .n_seqs = tr->N,
-			     .n_tokens = (long)ntok,
+			     .n_seqs = kept[0] >= 1 ? (long)kept[0] : 1,
+			     .n_tokens = kept[1] >= 1 ? (long)kept[1] : 1,
 			     .max_completion_len = tr->Tc};
 	iapo_loss_stats ls;
 	memset(&ls, 0, sizeof ls);
@@ -647,7 +697,8 @@ iapo_status iapo_trainer_step(iapo_trainer *tr, iapo_step_metrics *out)
 	const double t0 = iapo_now();
 	const long s = tr->step, g = s / tr->mu;
 	m.iteration = (int)(s % tr->mu);
-	if (tr->buf_gen != g) {
+	const int fresh = tr->buf_gen != g; /* this step samples its rollout */
+	if (fresh) {
 		if (m.iteration != 0)
 			return iapo_fail(IAPO_ERR_INTERNAL, "trainer: step %ld reuses rollout %ld, which is not in memory", s, g);
 		IAPO_TRY(iapo_dist_agree(rollout(tr, g)));
@@ -665,7 +716,9 @@ iapo_status iapo_trainer_step(iapo_trainer *tr, iapo_step_metrics *out)
 	IAPO_TRY(rollout_metrics(tr, &m));
 	double t2 = iapo_now();
 	IAPO_TRY(update(tr, s, &m));
+	tr->lmask = NULL;
 	m.seconds_update = iapo_now() - t2;
+	IAPO_TRY(iapo_algo_step_metrics(tr->algo, fresh, &tr->algo_m));
 	tr->step++;
 	if (tr->o.check_weights_every > 0 && tr->step % tr->o.check_weights_every == 0)
 		IAPO_TRY(train_dist_check_weights(tr));
