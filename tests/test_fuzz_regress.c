@@ -16,6 +16,7 @@
 #include "io/safetensors.h"
 #include "model/weights.h"
 #include "test.h"
+#include "tokenizer/tokenizer.h"
 
 static char tmpdir[1024];
 
@@ -175,6 +176,46 @@ static void test_config_float_range(void)
 	CHECK(iapo_config_load(p, &cfg) == IAPO_OK && cfg.rope_theta == 3.4028234663852886e38f, "%s", iapo_errmsg());
 }
 
+/* fuzz_tokenizer: a 120-byte tokenizer.json with one token of id 10^9 made
+ * iapo_tokenizer_load build id tables of 10^9 entries (4 GB zeroed, 25 s;
+ * libFuzzer's malloc limit caught it). Ids far beyond the token count are
+ * now refused. */
+static void test_tokenizer_sparse_ids_refused(void)
+{
+	char dir[1024], p[1100];
+	tpath(dir, sizeof dir, "tok");
+	CHECK(iapo_fs_mkdir_p(dir) == IAPO_OK, "%s", iapo_errmsg());
+	snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+	CHECK(write_text(p, "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":1000000000},\"merges\":[]},"
+			    "\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"decoder\":{\"type\":\"ByteLevel\"}}"),
+	      "%s", iapo_errmsg());
+	iapo_tokenizer *t = NULL;
+	iapo_status s = iapo_tokenizer_load(dir, &t);
+	CHECK(s == IAPO_ERR_FORMAT && t == NULL && has(iapo_errmsg(), "tokenizer.json") && has(iapo_errmsg(), "1000000000") &&
+		      has(iapo_errmsg(), "dense"),
+	      "status %d: %s", s, iapo_errmsg());
+	/* Holes are fine within the bound: 256 byte tokens and id 1000. */
+	CHECK(iapo_tokenizer_write_bytelevel(dir, NULL, 0) == IAPO_OK, "%s", iapo_errmsg());
+	char *text = NULL;
+	size_t len = 0;
+	CHECK(iapo_fs_read_file(p, 1 << 20, &text, &len) == IAPO_OK, "%s", iapo_errmsg());
+	char *at = text ? strstr(text, "\"<|endoftext|>\"") : NULL;
+	if (at) {
+		/* "<|endoftext|>" is the first added token, right after the 256 bytes. */
+		char *idp = strstr(text, "\"id\":");
+		if (idp) {
+			idp += 5;
+			while (*idp == ' ' || *idp == '\t') idp++;
+			if (!strncmp(idp, "256", 3)) memcpy(idp, "999", 3);
+		}
+		CHECK(write_text(p, text), "%s", iapo_errmsg());
+		s = iapo_tokenizer_load(dir, &t);
+		CHECK(s == IAPO_OK && iapo_tokenizer_vocab_size(t) == 1000, "holes: status %d: %s", s, iapo_errmsg());
+		iapo_tokenizer_free(t);
+	}
+	iapo_free(text);
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof tmpdir, "%s/test_fuzz_regress", test_env("IAPO_TMP", "/tmp"));
@@ -187,6 +228,7 @@ int main(void)
 	RUN(test_weights_huge_config_refused_before_allocating);
 	RUN(test_json_as_int_edges);
 	RUN(test_config_float_range);
+	RUN(test_tokenizer_sparse_ids_refused);
 	iapo_fs_remove_all(tmpdir);
 	TEST_END();
 }

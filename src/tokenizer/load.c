@@ -594,6 +594,15 @@ static iapo_status load_json(iapo_tokenizer *t, const cJSON *root)
 	int max_id = -1, n_vocab = 0;
 	IAPO_TRY(scan_ids(t, vocab, added, &max_id, &n_vocab));
 	if (max_id < 0) return iapo_fail(IAPO_ERR_FORMAT, "%s: model.vocab: expected tokens, found none", f);
+	/* The tables below have max_id + 1 entries: a few tokens claiming huge
+	 * ids would make a 100-byte file cost gigabytes. Real vocabularies are
+	 * dense, so twice the token count (+ 1024) is room enough. */
+	long entries = (long)n_vocab + (added ? cJSON_GetArraySize(added) : 0), id_cap = 2 * entries + 1024;
+	if (max_id >= id_cap)
+		return iapo_fail(IAPO_ERR_FORMAT,
+				 "%s: model.vocab / added_tokens: expected ids below %ld (twice the %ld tokens + 1024; real "
+				 "vocabularies are dense), found id %d",
+				 f, id_cap, entries, max_id);
 	t->n_ids = max_id + 1;
 	t->tok_off = iapo_malloc((size_t)t->n_ids * sizeof *t->tok_off);
 	t->tok_len = iapo_calloc((size_t)t->n_ids, sizeof *t->tok_len);
