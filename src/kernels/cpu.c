@@ -21,6 +21,9 @@
 #include "kernels/kernels.h"
 
 #include <cblas.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -637,13 +640,47 @@ static void att_bwd_plain(void *c, long item, int worker)
 	}
 }
 
-/* Blocked path. A query block of BQ rows meets key blocks of BK keys. */
+/* Blocked path. A query block of BQ rows meets key blocks of BK keys.
+ * Scores are kept transposed, S^T (keys, queries): the query block is
+ * transposed once per item, every key row is used as stored (a scalar
+ * broadcast against vectors of 16 queries), and the softmax over keys
+ * becomes element-wise maxima and sums across rows of S^T, vectorised over
+ * queries. Every product is then "scalar times a contiguous row". */
 #define BQ 64
-#define BQB 32 /* query rows per block in the backward (its stack holds more) */
 #define BK 64
 #define HD_FAST 128
 
 typedef float v16 __attribute__((vector_size(64)));
+
+#if defined(__AVX512F__)
+/* In-register transpose of 16 rows of 16 floats (as gemm.c's). */
+static inline __attribute__((always_inline)) void transpose16(__m512 r[16])
+{
+	__m512 t[16], u[16];
+	for (int i = 0; i < 8; i++) {
+		t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+		t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+	}
+	for (int q = 0; q < 4; q++) {
+		__m512d a = _mm512_castps_pd(t[4 * q]), b = _mm512_castps_pd(t[4 * q + 1]);
+		__m512d c = _mm512_castps_pd(t[4 * q + 2]), d = _mm512_castps_pd(t[4 * q + 3]);
+		u[4 * q + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+		u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+		u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+		u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+	}
+	for (int j = 0; j < 4; j++) {
+		__m512 v0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
+		__m512 v1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xdd);
+		__m512 v2 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
+		__m512 v3 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xdd);
+		r[j] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+		r[j + 8] = _mm512_shuffle_f32x4(v0, v2, 0xdd);
+		r[j + 4] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+		r[j + 12] = _mm512_shuffle_f32x4(v1, v3, 0xdd);
+	}
+}
+#endif
 
 static inline v16 vld(const float *p)
 {
@@ -656,49 +693,77 @@ static inline void vst(float *p, v16 x) { memcpy(p, &x, sizeof x); }
 
 static inline v16 vbc(float x) { return (v16){0} + x; }
 
-/* kt (HD, BK) = rows [0, nk) of src (row stride ld) transposed; columns
- * nk..BK-1 zero. */
-static void transpose_block(float *kt, const float *src, size_t ld, int nk, int HD)
+/* a*b + c, fused where the target has FMA: C11 mode keeps GCC from fusing
+ * a*b+c itself (-ffp-contract=off), which halves the multiply-add rate. */
+static inline v16 vfma(v16 a, v16 b, v16 c)
 {
-	for (int d = 0; d < HD; d++) {
-		float *t = kt + (size_t)d * BK;
-		for (int j = 0; j < nk; j++) t[j] = src[(size_t)j * ld + d];
-		for (int j = nk; j < BK; j++) t[j] = 0.0f;
-	}
+#if defined(__AVX512F__)
+	return (v16)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#else
+	return a * b + c;
+#endif
 }
 
-/* s (rows, BK) = alpha * a (rows, HD; row stride HD) x bt (HD, BK);
- * rows a multiple of 4. */
-static void mm_abt(float *s, const float *a, const float *bt, int rows, int HD, float alpha)
+/* t (HD, BQ) = rows [0, n) of src (row stride ld) transposed, columns n..BQ-1 zero. */
+static void transpose_rows(float *t, const float *src, size_t ld, int n, int HD)
 {
-	for (int i = 0; i < rows; i += 4) {
-		v16 acc[4][4];
-#pragma GCC unroll 4
-		for (int r = 0; r < 4; r++)
-#pragma GCC unroll 4
-			for (int v = 0; v < 4; v++) acc[r][v] = (v16){0};
-		for (int d = 0; d < HD; d++) {
-			v16 b[4];
-#pragma GCC unroll 4
-			for (int v = 0; v < 4; v++) b[v] = vld(bt + (size_t)d * BK + 16 * v);
-#pragma GCC unroll 4
-			for (int r = 0; r < 4; r++) {
-				v16 x = vbc(a[(size_t)(i + r) * HD + d]);
-#pragma GCC unroll 4
-				for (int v = 0; v < 4; v++) acc[r][v] += x * b[v];
-			}
+#if defined(__AVX512F__)
+	/* 16 x 16 tiles through registers (HD is a multiple of 16 here) */
+	for (int i0 = 0; i0 < BQ; i0 += 16)
+		for (int d0 = 0; d0 < HD; d0 += 16) {
+			__m512 r[16];
+			for (int i = 0; i < 16; i++)
+				r[i] = i0 + i < n ? _mm512_loadu_ps(src + (size_t)(i0 + i) * ld + d0) : _mm512_setzero_ps();
+			transpose16(r);
+			for (int d = 0; d < 16; d++) _mm512_storeu_ps(t + (size_t)(d0 + d) * BQ + i0, r[d]);
 		}
-#pragma GCC unroll 4
-		for (int r = 0; r < 4; r++)
-#pragma GCC unroll 4
-			for (int v = 0; v < 4; v++) vst(s + (size_t)(i + r) * BK + 16 * v, acc[r][v] * alpha);
+#else
+	for (int d = 0; d < HD; d++) {
+		float *r = t + (size_t)d * BQ;
+		for (int i = 0; i < n; i++) r[i] = src[(size_t)i * ld + d];
+		for (int i = n; i < BQ; i++) r[i] = 0.0f;
 	}
+#endif
 }
 
-/* c (rows, HD; row stride HD) += p (rows, BK; row stride BK) x b (nk, HD;
- * row stride ldb), columns 16*v0 .. 16*(v0+NVC) of c and b; rows a multiple
- * of 4. NVC is a constant in every caller. */
-static inline __attribute__((always_inline)) void mm_pb_chunk(const int NVC, float *c, const float *p, const float *b,
+/* st (nk, BQ) = alpha * k (nk rows, stride ks) x qt (HD, BQ): row j of st
+ * holds key j against every query of the block. */
+static inline __attribute__((always_inline)) void kq_rows(const int KR, float *st, const float *k, size_t ks,
+							 const float *qt, int HD, float alpha)
+{
+	v16 acc[4][BQ / 16];
+#pragma GCC unroll 4
+	for (int r = 0; r < KR; r++)
+#pragma GCC unroll 4
+		for (int v = 0; v < BQ / 16; v++) acc[r][v] = (v16){0};
+	for (int d = 0; d < HD; d++) {
+		v16 q[BQ / 16];
+#pragma GCC unroll 4
+		for (int v = 0; v < BQ / 16; v++) q[v] = vld(qt + (size_t)d * BQ + 16 * v);
+#pragma GCC unroll 4
+		for (int r = 0; r < KR; r++) {
+			v16 x = vbc(k[(size_t)r * ks + d]);
+#pragma GCC unroll 4
+			for (int v = 0; v < BQ / 16; v++) acc[r][v] = vfma(x, q[v], acc[r][v]);
+		}
+	}
+#pragma GCC unroll 4
+	for (int r = 0; r < KR; r++)
+#pragma GCC unroll 4
+		for (int v = 0; v < BQ / 16; v++) vst(st + (size_t)r * BQ + 16 * v, acc[r][v] * alpha);
+}
+
+static void mm_kq(float *st, const float *k, size_t ks, int nk, const float *qt, int HD, float alpha)
+{
+	int j = 0;
+	for (; j + 4 <= nk; j += 4) kq_rows(4, st + (size_t)j * BQ, k + (size_t)j * ks, ks, qt, HD, alpha);
+	for (; j < nk; j++) kq_rows(1, st + (size_t)j * BQ, k + (size_t)j * ks, ks, qt, HD, alpha);
+}
+
+/* c (rows, HD; stride HD) += pt^T x b over head-dim vectors v0..v0+NVC:
+ * c[i] += sum_j pt[j][i] * b[j] for j < nk, b's rows at stride ldb; rows a
+ * multiple of 4. */
+static inline __attribute__((always_inline)) void qrows_chunk(const int NVC, float *c, const float *pt, const float *b,
 							     size_t ldb, int rows, int nk, int HD, int v0)
 {
 	for (int i = 0; i < rows; i += 4) {
@@ -713,9 +778,9 @@ static inline __attribute__((always_inline)) void mm_pb_chunk(const int NVC, flo
 			for (int v = 0; v < NVC; v++) x[v] = vld(b + (size_t)j * ldb + 16 * (v0 + v));
 #pragma GCC unroll 4
 			for (int r = 0; r < 4; r++) {
-				v16 w = vbc(p[(size_t)(i + r) * BK + j]);
+				v16 w = vbc(pt[(size_t)j * BQ + i + r]);
 #pragma GCC unroll 4
-				for (int v = 0; v < NVC; v++) acc[r][v] += w * x[v];
+				for (int v = 0; v < NVC; v++) acc[r][v] = vfma(w, x[v], acc[r][v]);
 			}
 		}
 #pragma GCC unroll 4
@@ -725,63 +790,60 @@ static inline __attribute__((always_inline)) void mm_pb_chunk(const int NVC, flo
 	}
 }
 
-static void mm_pb(float *c, const float *p, const float *b, size_t ldb, int rows, int nk, int HD)
+static void mm_qrows(float *c, const float *pt, const float *b, size_t ldb, int rows, int nk, int HD)
 {
 	for (int v0 = 0; v0 < HD / 16; v0 += 4) {
 		switch (HD / 16 - v0) {
-		case 1: mm_pb_chunk(1, c, p, b, ldb, rows, nk, HD, v0); break;
-		case 2: mm_pb_chunk(2, c, p, b, ldb, rows, nk, HD, v0); break;
-		case 3: mm_pb_chunk(3, c, p, b, ldb, rows, nk, HD, v0); break;
-		default: mm_pb_chunk(4, c, p, b, ldb, rows, nk, HD, v0); break;
+		case 1: qrows_chunk(1, c, pt, b, ldb, rows, nk, HD, v0); break;
+		case 2: qrows_chunk(2, c, pt, b, ldb, rows, nk, HD, v0); break;
+		case 3: qrows_chunk(3, c, pt, b, ldb, rows, nk, HD, v0); break;
+		default: qrows_chunk(4, c, pt, b, ldb, rows, nk, HD, v0); break;
 		}
 	}
 }
 
-/* c (nk, HD; row stride ldc) += p^T b: p (rows, BK; row stride BK), b (rows,
- * HD; row stride HD), over columns 16*v0 .. 16*(v0+NVC); nk a multiple of 4
- * (p's columns up to it are defined; c's rows beyond the real keys must not
- * exist, so callers pass the key count rounded down and finish the rest with
- * the one-row variant). */
-static inline __attribute__((always_inline)) void mm_ptb_chunk(const int NVC, const int KR, float *c, size_t ldc,
-							      const float *p, const float *b, int rows, int j0,
-							      int HD, int v0)
+/* c (KR keys, HD; stride ldc) += pt x b over head-dim vectors v0..v0+NVC:
+ * c[j] += sum_i pt[j][i] * b[i] for i < nq, b's rows at stride ldb. */
+static inline __attribute__((always_inline)) void krows_chunk(const int NVC, const int KR, float *c, size_t ldc,
+							     const float *pt, const float *b, size_t ldb, int nq,
+							     int v0)
 {
 	v16 acc[4][4];
 #pragma GCC unroll 4
 	for (int r = 0; r < KR; r++)
 #pragma GCC unroll 4
-		for (int v = 0; v < NVC; v++) acc[r][v] = vld(c + (size_t)(j0 + r) * ldc + 16 * (v0 + v));
-	for (int i = 0; i < rows; i++) {
+		for (int v = 0; v < NVC; v++) acc[r][v] = vld(c + (size_t)r * ldc + 16 * (v0 + v));
+	for (int i = 0; i < nq; i++) {
 		v16 x[4];
 #pragma GCC unroll 4
-		for (int v = 0; v < NVC; v++) x[v] = vld(b + (size_t)i * HD + 16 * (v0 + v));
+		for (int v = 0; v < NVC; v++) x[v] = vld(b + (size_t)i * ldb + 16 * (v0 + v));
 #pragma GCC unroll 4
 		for (int r = 0; r < KR; r++) {
-			v16 w = vbc(p[(size_t)i * BK + j0 + r]);
+			v16 w = vbc(pt[(size_t)r * BQ + i]);
 #pragma GCC unroll 4
-			for (int v = 0; v < NVC; v++) acc[r][v] += w * x[v];
+			for (int v = 0; v < NVC; v++) acc[r][v] = vfma(w, x[v], acc[r][v]);
 		}
 	}
 #pragma GCC unroll 4
 	for (int r = 0; r < KR; r++)
 #pragma GCC unroll 4
-		for (int v = 0; v < NVC; v++) vst(c + (size_t)(j0 + r) * ldc + 16 * (v0 + v), acc[r][v]);
+		for (int v = 0; v < NVC; v++) vst(c + (size_t)r * ldc + 16 * (v0 + v), acc[r][v]);
 }
 
-#define PTB_CASES(KR) \
+#define KROWS_CASES(KR) \
 	switch (HD / 16 - v0) { \
-	case 1: mm_ptb_chunk(1, KR, c, ldc, p, b, rows, j, HD, v0); break; \
-	case 2: mm_ptb_chunk(2, KR, c, ldc, p, b, rows, j, HD, v0); break; \
-	case 3: mm_ptb_chunk(3, KR, c, ldc, p, b, rows, j, HD, v0); break; \
-	default: mm_ptb_chunk(4, KR, c, ldc, p, b, rows, j, HD, v0); break; \
+	case 1: krows_chunk(1, KR, c + (size_t)j * ldc, ldc, pt + (size_t)j * BQ, b, ldb, nq, v0); break; \
+	case 2: krows_chunk(2, KR, c + (size_t)j * ldc, ldc, pt + (size_t)j * BQ, b, ldb, nq, v0); break; \
+	case 3: krows_chunk(3, KR, c + (size_t)j * ldc, ldc, pt + (size_t)j * BQ, b, ldb, nq, v0); break; \
+	default: krows_chunk(4, KR, c + (size_t)j * ldc, ldc, pt + (size_t)j * BQ, b, ldb, nq, v0); break; \
 	}
 
-static void mm_ptb(float *c, size_t ldc, const float *p, const float *b, int rows, int nk, int HD)
+static void mm_krows(float *c, size_t ldc, const float *pt, const float *b, size_t ldb, int nk, int nq, int HD)
 {
 	for (int v0 = 0; v0 < HD / 16; v0 += 4) {
 		int j = 0;
-		for (; j + 4 <= nk; j += 4) PTB_CASES(4)
-		for (; j < nk; j++) PTB_CASES(1)
+		for (; j + 4 <= nk; j += 4) KROWS_CASES(4)
+		for (; j < nk; j++) KROWS_CASES(1)
 	}
 }
 
@@ -799,50 +861,54 @@ static void att_fwd_block(void *c, long item, int worker)
 	if (i0 >= T) return;
 	const int nq = T - i0 < BQ ? T - i0 : BQ, nq4 = (nq + 3) & ~3;
 	const float scale = 1.0f / sqrtf((float)HD);
-	const float *qb = J->q + ((size_t)J->off[s] + i0) * qs + (size_t)h * HD;
 	const float *kb = J->k + (size_t)J->off[s] * ks + (size_t)(h / G) * HD;
 	const float *vb = J->v + (size_t)J->off[s] * ks + (size_t)(h / G) * HD;
 
-	float Q[BQ * HD_FAST], O[BQ * HD_FAST], Kt[HD_FAST * BK], S[BQ * BK], m[BQ], l[BQ];
-	for (int i = 0; i < nq4; i++) {
-		if (i < nq) memcpy(Q + (size_t)i * HD, qb + (size_t)i * qs, sizeof(float) * (size_t)HD);
-		else memset(Q + (size_t)i * HD, 0, sizeof(float) * (size_t)HD);
-		m[i] = -INFINITY;
-		l[i] = 0.0f;
-	}
+	float Qt[HD_FAST * BQ], O[BQ * HD_FAST], St[BK * BQ], m[BQ], l[BQ], mx[BQ], corr[BQ];
+	transpose_rows(Qt, J->q + ((size_t)J->off[s] + i0) * qs + (size_t)h * HD, qs, nq, HD);
+	for (int i = 0; i < BQ; i++) m[i] = -INFINITY, l[i] = 0.0f;
 	memset(O, 0, sizeof(float) * (size_t)nq4 * HD);
 	for (int j0 = 0; j0 < i0 + nq; j0 += BK) {
 		const int nk = i0 + nq - j0 < BK ? i0 + nq - j0 : BK;
-		transpose_block(Kt, kb + (size_t)j0 * ks, ks, nk, HD);
-		mm_abt(S, Q, Kt, nq4, HD, scale);
-		for (int i = 0; i < nq4; i++) {
-			float *sr = S + (size_t)i * BK;
-			/* keys j0+j <= query i0+i and j < nk; padding rows see none */
-			const int lim = i < nq ? (i0 + i - j0 + 1 < nk ? i0 + i - j0 + 1 : nk) : 0;
-			float mx = m[i];
-			for (int j = 0; j < lim; j++) mx = sr[j] > mx ? sr[j] : mx;
-			if (lim <= 0) {
-				memset(sr, 0, sizeof(float) * BK);
-				continue;
-			}
-			if (mx > m[i]) {
-				const float corr = exp_approx(m[i] - mx); /* m = -inf: clamps to ~0 */
-				l[i] *= corr;
-				float *oi = O + (size_t)i * HD;
+		mm_kq(St, kb + (size_t)j0 * ks, ks, nk, Qt, HD, scale);
+		/* query i sees key j when j0 + j <= i0 + i, and only real queries count */
+		memcpy(mx, m, sizeof mx);
+		for (int j = 0; j < nk; j++) {
+			const float *sr = St + (size_t)j * BQ;
+			const int t = j0 + j - i0;
 #pragma omp simd
-				for (int d = 0; d < HD; d++) oi[d] *= corr;
-				m[i] = mx;
+			for (int i = 0; i < BQ; i++) {
+				float x = i >= t && i < nq ? sr[i] : -INFINITY;
+				mx[i] = x > mx[i] ? x : mx[i];
 			}
-			float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-			for (int j = 0; j < BK; j++) {
-				float p = j < lim ? exp_approx(sr[j] - mx) : 0.0f;
-				sr[j] = p;
-				sum += p;
-			}
-			l[i] += sum;
 		}
-		mm_pb(O, S, vb + (size_t)j0 * ks, ks, nq4, nk, HD);
+		int grew = 0;
+#pragma omp simd reduction(| : grew)
+		for (int i = 0; i < BQ; i++) {
+			/* m = -inf on the first block: exp_approx clamps to ~1e-38 */
+			corr[i] = mx[i] > m[i] ? exp_approx(m[i] - mx[i]) : 1.0f;
+			grew |= mx[i] > m[i];
+			l[i] *= corr[i];
+			m[i] = mx[i];
+		}
+		if (grew && j0 > 0)
+			for (int i = 0; i < nq; i++)
+				if (corr[i] != 1.0f) {
+					float *oi = O + (size_t)i * HD;
+#pragma omp simd
+					for (int d = 0; d < HD; d++) oi[d] *= corr[i];
+				}
+		for (int j = 0; j < nk; j++) {
+			float *sr = St + (size_t)j * BQ;
+			const int t = j0 + j - i0;
+#pragma omp simd
+			for (int i = 0; i < BQ; i++) {
+				float p = i >= t && i < nq ? exp_approx(sr[i] - m[i]) : 0.0f;
+				sr[i] = p;
+				l[i] += p;
+			}
+		}
+		mm_qrows(O, St, vb + (size_t)j0 * ks, ks, nq4, nk, HD);
 	}
 	for (int i = 0; i < nq; i++) {
 		size_t row = (size_t)J->off[s] + i0 + i;
@@ -872,7 +938,10 @@ void iapo_attention_forward(float *out, float *lse, const float *q, const float 
 
 /* Backward item: one (sequence, query head), all its blocks. dK and dV of
  * the head go to its own rows of the scratch (or straight to dk/dv without
- * GQA); dQ is summed per query block on the stack. */
+ * GQA); dQ is summed per query block on the stack. Per query block, Q and
+ * dO are transposed once; per key block, S^T = K Q^T and dP^T = V dO^T,
+ * then dS^T = P^T (dP^T - D) scaled, and dV += P^T dO, dK += dS^T Q,
+ * dQ += dS K, all from rows as stored. */
 static void att_bwd_block(void *c, long item, int worker)
 {
 	(void)worker;
@@ -895,46 +964,40 @@ static void att_bwd_block(void *c, long item, int worker)
 		memset(dkb + (size_t)j * lds, 0, sizeof(float) * (size_t)HD);
 		memset(dvb + (size_t)j * lds, 0, sizeof(float) * (size_t)HD);
 	}
-	float Q[BQB * HD_FAST], dO[BQB * HD_FAST], dQ[BQB * HD_FAST], Kt[HD_FAST * BK], Vt[HD_FAST * BK];
-	float P[BQB * BK], dS[BQB * BK], L[BQB], D[BQB];
-	for (int i0 = 0; i0 < T; i0 += BQB) {
-		const int nq = T - i0 < BQB ? T - i0 : BQB, nq4 = (nq + 3) & ~3;
-		for (int i = 0; i < nq4; i++) {
-			float *qi = Q + (size_t)i * HD, *di = dO + (size_t)i * HD;
+	float Qt[HD_FAST * BQ], dOt[HD_FAST * BQ], dQ[BQ * HD_FAST], Pt[BK * BQ], dSt[BK * BQ], L[BQ], D[BQ];
+	for (int i0 = 0; i0 < T; i0 += BQ) {
+		const int nq = T - i0 < BQ ? T - i0 : BQ, nq4 = (nq + 3) & ~3;
+		const float *qb = J->q + (base + i0) * qs + (size_t)h * HD;
+		const float *db = J->dout + (base + i0) * qs + (size_t)h * HD;
+		transpose_rows(Qt, qb, qs, nq, HD);
+		transpose_rows(dOt, db, qs, nq, HD);
+		for (int i = 0; i < BQ; i++) {
 			if (i < nq) {
 				size_t row = base + i0 + i;
-				memcpy(qi, J->q + row * qs + (size_t)h * HD, sizeof(float) * (size_t)HD);
-				memcpy(di, J->dout + row * qs + (size_t)h * HD, sizeof(float) * (size_t)HD);
 				L[i] = J->lse_in[row * NH + h];
-				D[i] = dotf(di, J->o + row * qs + (size_t)h * HD, HD);
+				D[i] = dotf(db + (size_t)i * qs, J->o + row * qs + (size_t)h * HD, HD);
 			} else {
-				memset(qi, 0, sizeof(float) * (size_t)HD);
-				memset(di, 0, sizeof(float) * (size_t)HD);
-				L[i] = 0.0f;
-				D[i] = 0.0f;
+				L[i] = 0.0f, D[i] = 0.0f;
 			}
 		}
 		memset(dQ, 0, sizeof(float) * (size_t)nq4 * HD);
 		for (int j0 = 0; j0 < i0 + nq; j0 += BK) {
 			const int nk = i0 + nq - j0 < BK ? i0 + nq - j0 : BK;
-			transpose_block(Kt, kb + (size_t)j0 * ks, ks, nk, HD);
-			transpose_block(Vt, vb + (size_t)j0 * ks, ks, nk, HD);
-			mm_abt(P, Q, Kt, nq4, HD, scale);
-			mm_abt(dS, dO, Vt, nq4, HD, 1.0f);
-			for (int i = 0; i < nq4; i++) {
-				float *pr = P + (size_t)i * BK, *dr = dS + (size_t)i * BK;
-				const int lim = i < nq ? (i0 + i - j0 + 1 < nk ? i0 + i - j0 + 1 : nk) : 0;
-				const float Li = L[i], Di = D[i];
+			mm_kq(Pt, kb + (size_t)j0 * ks, ks, nk, Qt, HD, scale);
+			mm_kq(dSt, vb + (size_t)j0 * ks, ks, nk, dOt, HD, 1.0f);
+			for (int j = 0; j < nk; j++) {
+				float *pr = Pt + (size_t)j * BQ, *dr = dSt + (size_t)j * BQ;
+				const int t = j0 + j - i0;
 #pragma omp simd
-				for (int j = 0; j < BK; j++) {
-					float p = j < lim ? exp_approx(pr[j] - Li) : 0.0f;
-					pr[j] = p;
-					dr[j] = p * (dr[j] - Di) * scale;
+				for (int i = 0; i < BQ; i++) {
+					float p = i >= t && i < nq ? exp_approx(pr[i] - L[i]) : 0.0f;
+					pr[i] = p;
+					dr[i] = p * (dr[i] - D[i]) * scale;
 				}
 			}
-			mm_ptb(dvb + (size_t)j0 * lds, lds, P, dO, nq4, nk, HD);
-			mm_ptb(dkb + (size_t)j0 * lds, lds, dS, Q, nq4, nk, HD);
-			mm_pb(dQ, dS, kb + (size_t)j0 * ks, ks, nq4, nk, HD);
+			mm_krows(dvb + (size_t)j0 * lds, lds, Pt, db, qs, nk, nq, HD);
+			mm_krows(dkb + (size_t)j0 * lds, lds, dSt, qb, qs, nk, nq, HD);
+			mm_qrows(dQ, dSt, kb + (size_t)j0 * ks, ks, nq4, nk, HD);
 		}
 		for (int i = 0; i < nq; i++)
 			memcpy(J->dq + (base + i0 + i) * qs + (size_t)h * HD, dQ + (size_t)i * HD, sizeof(float) * (size_t)HD);
