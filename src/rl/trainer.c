@@ -601,7 +601,7 @@ static iapo_status update(iapo_trainer *tr, long s, iapo_step_metrics *m)
 		}
 		if (st != IAPO_OK) break;
 		for (int k = 0; k < B * T; k++)
-			if (tr->mmask[k] != 0) ent += tr->ment[k];
+			if (tr->mtgt[k] >= 0) ent += tr->ment[k]; /* every completion token, in the loss or not */
 		st = iapo_fwd_backward(tr->fwd, tr->mdlogp, NULL, tr->grad);
 		if (st != IAPO_OK) break;
 	}
@@ -639,7 +639,7 @@ static iapo_status update(iapo_trainer *tr, long s, iapo_step_metrics *m)
 	m->lr = lr;
 	m->tokens = ntok;
 	m->kl = tr->ref.block ? ls.kl_sum / tk : 0;
-	m->entropy = ent / tk;
+	m->entropy = ntok > 0 ? ent / ntok : 0;
 	m->ratio_mean = ls.tokens > 0 ? ls.ratio_sum / tk : 1;
 	m->clip_low = ls.clipped_low / tk;
 	m->clip_high = ls.clipped_high / tk;
