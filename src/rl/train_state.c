@@ -447,6 +447,8 @@ static cJSON *rng_json(const iapo_trainer *tr)
 	add(o, "seed", cJSON_CreateNumber((double)tr->o.seed), &oom);
 	add(o, "data_order", cJSON_CreateString("epoch e: Fisher-Yates over the training rows from key (seed, \"data\", e)"), &oom);
 	add(o, "sampling", cJSON_CreateString("completion j of row k in rollout g: stream (seed, key(g, k, j))"), &oom);
+	add(o, "resampling", cJSON_CreateString("--dynamic-sampling resample, attempt a >= 1: stream (seed, key(g, k, j) mixed with a)"), &oom);
+	add(o, "loss_mask", cJSON_CreateString("S-GRPO: slot j of row k at optimizer step s: stream (seed, \"sgrp\", s, (k, j))"), &oom);
 	add(o, "next_rollout", cJSON_CreateNumber((double)(tr->step / tr->mu)), &oom);
 	add(o, "rollout_in_buffer", cJSON_CreateNumber((double)tr->buf_gen), &oom);
 	if (oom) {
