@@ -2,7 +2,8 @@
  * cmd_train.c — `iapo train`: RL post-training of a Hugging Face model on a
  * JSONL dataset (src/rl/trainer.h does the work). This file parses the
  * options (their table is src/rl/options.c), reports progress on stderr and
- * turns SIGINT/SIGTERM into "finish the step, save a checkpoint, exit 0".
+ * turns SIGINT/SIGTERM (and SIGUSR1, which mpirun forwards to every rank)
+ * into "finish the step, save a checkpoint, exit 0".
  * Under mpirun it joins the job (src/dist/): every rank trains its share of
  * each step and rank 0 alone writes the run directory and the progress.
  */
@@ -48,7 +49,7 @@ static void help(void)
 	       "step) and checkpoint-N/ (a Hugging Face model directory + trainer_state.json,\n"
 	       "optimizer.bin, rng_state.json). --resume continues from the latest checkpoint\n"
 	       "exactly as if the run had not stopped (RUN_DIR/config.json gives the defaults).\n"
-	       "SIGINT/SIGTERM: the current step finishes, a checkpoint is saved, exit 0.\n"
+	       "SIGINT/SIGTERM/SIGUSR1: the current step finishes, a checkpoint is saved, exit 0.\n"
 	       "\n"
 	       "Algorithms (--algo; each only sets the defaults of its options below):\n"
 	       "  grpo    the above.\n"
@@ -75,6 +76,9 @@ static void help(void)
 	       "N processes (--prompts-per-step must be a multiple of N) and adds their\n"
 	       "gradients; the run samples the same completions as on one process and its\n"
 	       "weights differ only by the order of that sum. --resume works with any N.\n"
+	       "To stop such a job cleanly send SIGUSR1 to mpirun (kill -USR1 PID), which\n"
+	       "forwards it; on Ctrl-C mpirun kills the ranks after 1 s (MCA parameter\n"
+	       "odls_base_sigkill_timeout), so only the last completed checkpoint is kept.\n"
 	       "\n"
 	       "options:\n"
 	       "  --config FILE                JSON object of options (applied before the command line)\n");
@@ -147,6 +151,7 @@ int cmd_train(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 
 	run_ctx ctx;
 	iapo_progress_init(&ctx.bar, stderr, "train", done, total, -1);
@@ -154,6 +159,7 @@ int cmd_train(int argc, char **argv)
 	if (talk) iapo_progress_finish(&ctx.bar);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
+	signal(SIGUSR1, SIG_DFL);
 	if (st != IAPO_OK) {
 		iapo_trainer_free(tr);
 		iapo_train_opts_free(&o);
