@@ -100,7 +100,8 @@ static void free_case(case_t *c)
 
 static void every_path_and_epilogue(void)
 {
-	static const int shapes[][3] = {{1, 1, 1}, {3, 37, 19}, {14, 33, 70}, {29, 64, 300}, {70, 5, 40}, {16, 129, 17}};
+	static const int shapes[][3] = {{1, 1, 1},    {3, 37, 19},  {14, 33, 70},  {29, 64, 300},
+					{70, 5, 40},  {16, 129, 17}, {8, 37, 100}, {13, 9, 1024}, {16, 4, 1030}};
 	static const int paths[] = {IAPO_SGEMM_AUTO, IAPO_SGEMM_PORTABLE, IAPO_SGEMM_PACKED, IAPO_SGEMM_DIRECT};
 	iapo_sgemm_set_blocking(28, 32, 64); /* cross block edges on small shapes */
 	for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++) {

@@ -74,6 +74,8 @@
 /* Direct dot kernel: rows of A by rows of B per step (20 accumulators). */
 #define DOT_MB 4
 #define DOT_NB 5
+/* Longest K for the 8-row dot kernel: 8 rows of A must stay in L1 (32 KB). */
+#define DOT8_K_MAX 1024
 /* How far ahead (rows of B) the dot kernel prefetches. */
 #ifndef DOT_PF_HINT
 #define DOT_PF_HINT _MM_HINT_T0
@@ -658,10 +660,90 @@ DOT_ROW(1) DOT_ROW(2) DOT_ROW(3) DOT_ROW(4)
 #define DOT_PTRS(MB) {NULL, dot_##MB##_1, dot_##MB##_2, dot_##MB##_3, dot_##MB##_4, dot_##MB##_5}
 static const dot_fn dots[DOT_MB + 1][DOT_NB + 1] = {{NULL}, DOT_PTRS(1), DOT_PTRS(2), DOT_PTRS(3), DOT_PTRS(4)};
 
+/* Sums of 16 vectors: lane i of the result is the sum of a[i]'s lanes (45
+ * shuffles and adds rather than 16 separate reductions). */
+INLINE AVX512 __m512 reduce16(const __m512 a[16])
+{
+	__m512 u[8], w[4];
+	for (int p = 0; p < 8; p++) /* per 128-bit lane: a[2p] and a[2p+1], 2 partials each */
+		u[p] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * p], a[2 * p + 1]), _mm512_unpackhi_ps(a[2 * p], a[2 * p + 1]));
+	for (int g = 0; g < 4; g++) { /* per 128-bit lane: the 4 vectors 4g..4g+3, 1 partial each */
+		__m512d x = _mm512_castps_pd(u[2 * g]), y = _mm512_castps_pd(u[2 * g + 1]);
+		w[g] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+	}
+	__m512 x = _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], 0x88), _mm512_shuffle_f32x4(w[0], w[1], 0xdd));
+	__m512 y = _mm512_add_ps(_mm512_shuffle_f32x4(w[2], w[3], 0x88), _mm512_shuffle_f32x4(w[2], w[3], 0xdd));
+	return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xdd));
+}
+
+/* Dot products of 8 rows of A with 2 rows of B (B transposed), K long: the
+ * decoding shape (8 sequences), every row of B read once, the 16 sums
+ * reduced together. */
+static AVX512 void dot_8x2(int K, const float *a, long lda, const float *b, long ldb, float *c, long ldc,
+			   const struct epi *e, const float *pf)
+{
+	__m512 acc[16]; /* acc[j*8 + i]: row i of A, row j of B */
+	for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
+	int k = 0;
+	for (; k + 16 <= K; k += 16) {
+		__m512 b0 = _mm512_loadu_ps(b + k), b1 = _mm512_loadu_ps(b + ldb + k);
+		__asm__("" : "+v"(b0), "+v"(b1));
+		_mm_prefetch((const char *)(pf + k), DOT_PF_HINT);
+		_mm_prefetch((const char *)(pf + ldb + k), DOT_PF_HINT);
+#pragma GCC unroll 8
+		for (int i = 0; i < 8; i++) {
+			__m512 av = _mm512_loadu_ps(a + i * lda + k);
+			acc[i] = _mm512_fmadd_ps(av, b0, acc[i]);
+			acc[8 + i] = _mm512_fmadd_ps(av, b1, acc[8 + i]);
+		}
+	}
+	if (k < K) {
+		__mmask16 lm = lanes(K - k);
+		__m512 b0 = _mm512_maskz_loadu_ps(lm, b + k), b1 = _mm512_maskz_loadu_ps(lm, b + ldb + k);
+#pragma GCC unroll 8
+		for (int i = 0; i < 8; i++) {
+			__m512 av = _mm512_maskz_loadu_ps(lm, a + i * lda + k);
+			acc[i] = _mm512_fmadd_ps(av, b0, acc[i]);
+			acc[8 + i] = _mm512_fmadd_ps(av, b1, acc[8 + i]);
+		}
+	}
+	float sum[16];
+	_mm512_storeu_ps(sum, _mm512_mul_ps(reduce16(acc), _mm512_set1_ps(e->alpha)));
+	for (int j = 0; j < 2; j++)
+		for (int i = 0; i < 8; i++) {
+			float v = sum[j * 8 + i], *cc = c + i * ldc + j;
+			if (e->bias) v += e->bias[j];
+			if (e->r) v += e->r[i * e->ldr + j];
+			else if (e->beta != 0.0f) v += e->beta * *cc;
+			*cc = v;
+		}
+}
+
 /* Direct path, columns [n0,n1): C = alpha*op(A)*op(B) + beta*C for M <= DIRECT_M. */
 static AVX512 void direct_cols(const struct job *J, long n0, long n1)
 {
-	if (J->transB) {
+	if (J->transB && J->M >= 8 && J->K <= DOT8_K_MAX) {
+		/* x W^T, 8 rows of A at a time against pairs of W's rows (the 8
+		 * rows stay in L1 while W streams past) */
+		for (long j = n0; j < n1;) {
+			int nb = n1 - j >= 2 ? 2 : 1;
+			const float *pf = J->B + (j + DOT_PF_ROWS + nb <= J->N ? j + DOT_PF_ROWS : j) * J->ldb;
+			for (int i = 0; i < J->M;) {
+				int mb = J->M - i >= 8 && nb == 2 ? 8 : J->M - i < DOT_MB ? J->M - i : DOT_MB;
+				struct epi e = {J->alpha, J->beta, J->R ? J->R + i * J->ldr + j : NULL,
+						J->bias ? J->bias + j : NULL, J->ldr};
+				if (mb == 8)
+					dot_8x2(J->K, J->A + i * J->lda, J->lda, J->B + j * J->ldb, J->ldb,
+						J->C + i * J->ldc + j, J->ldc, &e, pf);
+				else
+					dots[mb][nb](J->K, J->A + i * J->lda, J->lda, J->B + j * J->ldb, J->ldb,
+						     J->C + i * J->ldc + j, J->ldc, &e, pf);
+				pf = J->B + j * J->ldb;
+				i += mb;
+			}
+			j += nb;
+		}
+	} else if (J->transB) {
 		/* x W^T: every row of W is read once, against all rows of A. */
 		for (long j = n0; j < n1; j += DOT_NB) {
 			int nb = (int)min_l(DOT_NB, n1 - j);
