@@ -14,13 +14,18 @@
  * added to the residual; then the final norm and lm_head for rows that want
  * logits. Attention is an online softmax over tiles of keys, parallel over
  * (row, query head); each (row, head) is summed in a fixed order, so results
- * do not depend on the thread count or on which rows share a call.
+ * do not depend on the thread count or on which rows share a call. With
+ * AVX-512 (and a head dim that is a multiple of 16) a tile's scores are 16
+ * dot products reduced together and P.V keeps the head's sum in registers.
  */
 #include "model/kvcache.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "core/mem.h"
 #include "core/status.h"
@@ -190,13 +195,77 @@ static inline float exp_nonpos(float x)
  * keys K, values Vv (n, HD); running max m (hc), sum l (hc), acc (hc, HD).
  * Each head's arithmetic is the same whatever hc is, so grouping choices
  * (which depend on the batch and thread count) never change a result. */
+#if defined(__AVX512F__)
+/* Lane i: the sum of a[i]'s lanes (45 shuffles and adds, not 16 reductions). */
+static inline __m512 reduce16(const __m512 a[16])
+{
+	__m512 u[8], w[4];
+	for (int p = 0; p < 8; p++)
+		u[p] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * p], a[2 * p + 1]), _mm512_unpackhi_ps(a[2 * p], a[2 * p + 1]));
+	for (int g = 0; g < 4; g++) {
+		__m512d x = _mm512_castps_pd(u[2 * g]), y = _mm512_castps_pd(u[2 * g + 1]);
+		w[g] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+	}
+	__m512 x = _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], 0x88), _mm512_shuffle_f32x4(w[0], w[1], 0xdd));
+	__m512 y = _mm512_add_ps(_mm512_shuffle_f32x4(w[2], w[3], 0x88), _mm512_shuffle_f32x4(w[2], w[3], 0xdd));
+	return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xdd));
+}
+
+/* sh[t] = scale * q . K[t] for t < nt, 16 keys at a time (HD a multiple of
+ * 16); keys past nt reuse row 0 and their lanes are not stored. */
+static void scores16(const float *q, const float *K, int nt, int HD, float scale, float *sh)
+{
+	for (int t0 = 0; t0 < nt; t0 += 16) {
+		const int n = nt - t0 < 16 ? nt - t0 : 16;
+		const float *kr[16];
+		for (int t = 0; t < 16; t++) kr[t] = K + (size_t)(t0 + (t < n ? t : 0)) * HD;
+		__m512 acc[16];
+		for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
+		for (int d = 0; d < HD; d += 16) {
+			__m512 qv = _mm512_loadu_ps(q + d);
+#pragma GCC unroll 16
+			for (int t = 0; t < 16; t++) acc[t] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kr[t] + d), acc[t]);
+		}
+		__m512 s = _mm512_mul_ps(reduce16(acc), _mm512_set1_ps(scale));
+		_mm512_mask_storeu_ps(sh + t0, (__mmask16)((1u << n) - 1), s);
+	}
+}
+
+/* ah (HD) += sum_t p[t] V[t] for t < nt, the head's accumulator in registers
+ * (HD a multiple of 16, at most 256). */
+static void pv16(float *ah, const float *p, const float *Vv, int nt, int HD)
+{
+	for (int v0 = 0; v0 < HD; v0 += 64) {
+		const int nv = HD - v0 < 64 ? (HD - v0) / 16 : 4;
+		__m512 acc[4];
+		for (int v = 0; v < nv; v++) acc[v] = _mm512_loadu_ps(ah + v0 + 16 * v);
+		for (int t = 0; t < nt; t++) {
+			__m512 w = _mm512_set1_ps(p[t]);
+			const float *vr = Vv + (size_t)t * HD + v0;
+			for (int v = 0; v < nv; v++) acc[v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vr + 16 * v), acc[v]);
+		}
+		for (int v = 0; v < nv; v++) _mm512_storeu_ps(ah + v0 + 16 * v, acc[v]);
+	}
+}
+#endif
+
 static void attend_range(const float *q, int hc, const float *K, const float *Vv, int n, int HD, float scale,
 			 float *m, float *l, float *acc)
 {
 	float sc[HC_MAX * KTILE]; /* (hc, KTILE) */
+#if defined(__AVX512F__)
+	const int fast = HD % 16 == 0;
+#else
+	const int fast = 0;
+#endif
 	for (int t0 = 0; t0 < n; t0 += KTILE) {
 		const int nt = n - t0 < KTILE ? n - t0 : KTILE;
-		for (int t = 0; t < nt; t++) {
+#if defined(__AVX512F__)
+		if (fast)
+			for (int h = 0; h < hc; h++)
+				scores16(q + (size_t)h * HD, K + (size_t)t0 * HD, nt, HD, scale, sc + h * KTILE);
+#endif
+		for (int t = 0; t < nt && !fast; t++) {
 			const float *kr = K + (size_t)(t0 + t) * HD;
 			for (int h = 0; h < hc; h++) {
 				const float *qh = q + (size_t)h * HD;
@@ -224,6 +293,12 @@ static void attend_range(const float *q, int hc, const float *K, const float *Vv
 			}
 			l[h] += sum;
 		}
+#if defined(__AVX512F__)
+		if (fast) {
+			for (int h = 0; h < hc; h++) pv16(acc + (size_t)h * HD, sc + h * KTILE, Vv + (size_t)t0 * HD, nt, HD);
+			continue;
+		}
+#endif
 		for (int t = 0; t < nt; t++) {
 			const float *vr = Vv + (size_t)(t0 + t) * HD;
 			for (int h = 0; h < hc; h++) {
