@@ -8,7 +8,8 @@
 # checkpoint state), GSM8K rows from ../shared/data/gsm8k, and verifier
 # strings from tests/test_reward.c. Run by hand after `make test` (for the
 # fixtures) and `make fuzz-build`; the results are committed. Only seed-*
-# files are replaced: inputs the fuzzer found and merged in stay.
+# files are replaced: inputs merged from fuzzing runs and the regress-*
+# inputs of fixed problems stay.
 #   fuzz/make_seeds.sh [FIXTURES_DIR]      (default build/fixtures)
 set -eu
 cd "$(dirname "$0")/.."

@@ -55,13 +55,14 @@ run_one() {
 	[ -f "fuzz/dict/$t.dict" ] && cat "fuzz/dict/$t.dict" >>"$dict"
 	seeds=fuzz/corpus/$t
 	[ -d "$seeds" ] || seeds=
+	t0=$(date +%s)
 	TMPDIR=$ftmp "$bin" -max_total_time="$SECONDS_EACH" -max_len="$(max_len "$t")" -timeout=10 \
 		-rss_limit_mb=2048 -print_final_stats=1 -dict="$dict" -artifact_prefix="$art/" \
 		"$work" $seeds >"$log" 2>&1
 	rc=$?
+	secs=$(($(date +%s) - t0)) # wall time, start-up included
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
 	rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -n 1)
-	secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -n 1)
 	done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1)
 	cov=$(echo "$done_line" | sed -n 's/.* cov: \([0-9]*\).*/\1/p')
 	ft=$(echo "$done_line" | sed -n 's/.* ft: \([0-9]*\).*/\1/p')
@@ -73,7 +74,7 @@ run_one() {
 		[ -n "$status" ] || status="exit $rc"
 	fi
 	artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | head -n 1)
-	execs=${execs:-0} secs=${secs:-0}
+	execs=${execs:-0}
 	rate=$((execs / (secs > 0 ? secs : 1)))
 	printf '{"target": "%s", "seconds": %s, "execs": %s, "execs_per_sec": %s, "cov": %s, "ft": %s, "corpus": %s, "peak_rss_mb": %s, "status": "%s"%s}\n' \
 		"$t" "$secs" "$execs" "$rate" "${cov:-0}" "${ft:-0}" "${corp:-0}" "${rss:-0}" "$status" \
