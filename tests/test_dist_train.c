@@ -98,6 +98,27 @@ static void run_path(char *buf, size_t n, const char *run, const char *file)
 	snprintf(buf, n, "%s/%s/%s", fx.root, run, file);
 }
 
+/* --algo iapo with the authors' normalisation (padded to the step's longest
+ * completion, over all ranks) and DAPO's dynamic sampling (groups of equal
+ * rewards resampled from attempt-keyed streams): 3 steps. */
+static iapo_status train_iapo(const char *run)
+{
+	iapo_train_opts o;
+	if (run_opts(run, &o)) return IAPO_ERR_ARG;
+	set(&o, "algo", "iapo");
+	set(&o, "norm", "reference");
+	set(&o, "dynamic-sampling", "resample");
+	set(&o, "iterations", "1");
+	set(&o, "max-steps", "3");
+	set(&o, "eval-steps", "0");
+	iapo_trainer *tr = NULL;
+	iapo_status st = iapo_trainer_new(&o, &tr);
+	if (st == IAPO_OK) st = iapo_trainer_run(tr, NULL, NULL, NULL);
+	iapo_trainer_free(tr);
+	iapo_train_opts_free(&o);
+	return st;
+}
+
 /* ---- the SFT and eval cases, run the same way by one process and by each rank */
 
 enum { SFT_N = 8, SFT_LEN = 12, SFT_STEPS = 3 };
@@ -197,14 +218,14 @@ static const char *const EXACT[] = {"step", "epoch", "iteration", "reward_mean",
 				    "eval_pass@1", "eval_problems", "eval_samples"};
 static const char *const NEAR[] = {"reward_std", "loss", "kl", "entropy", "grad_norm", "ratio_mean"};
 
-static void compare_metrics(const char *a, const char *b, const char *what)
+static void compare_metrics_n(const char *a, const char *b, const char *what, int lines)
 {
 	char pa[1300], pb[1300];
 	snprintf(pa, sizeof pa, "%s/%s", fx.root, a);
 	snprintf(pb, sizeof pb, "%s/%s", fx.root, b);
 	int na = 0, nb = 0;
 	char *ma = fixture_metrics(pa, &na), *mb = fixture_metrics(pb, &nb);
-	CHECK(ma && mb && na == 6 && nb == 6, "%s: 6 metrics lines each, found %d and %d", what, na, nb);
+	CHECK(ma && mb && na == lines && nb == lines, "%s: %d metrics lines each, found %d and %d", what, lines, na, nb);
 	for (int l = 0; ma && mb && l < na && l < nb; l++) {
 		char la[8192];
 		snprintf(la, sizeof la, "%s", fixture_line(ma, l));
@@ -222,6 +243,8 @@ static void compare_metrics(const char *a, const char *b, const char *what)
 	free(ma);
 	free(mb);
 }
+
+static void compare_metrics(const char *a, const char *b, const char *what) { compare_metrics_n(a, b, what, 6); }
 
 /* Largest |a - b| over the weights of two checkpoints; -1 when unreadable. */
 static double weight_diff(const char *a, const char *b)
@@ -260,6 +283,7 @@ static void test_one_process_runs(void)
 	}
 	CHECK(train("np1", 0, 0, NULL) == IAPO_OK, "np1: %s", iapo_errmsg());
 	CHECK(train("np1-stop", 3, 0, NULL) == IAPO_OK, "np1-stop: %s", iapo_errmsg());
+	CHECK(train_iapo("iapo-np1") == IAPO_OK, "iapo-np1: %s", iapo_errmsg());
 	double losses[SFT_STEPS];
 	char p[1300];
 	snprintf(p, sizeof p, "%s/sft1", fx.root);
@@ -291,6 +315,27 @@ static void test_np2_equals_np1(void)
 	compare_metrics("np1", "np2", "np1 vs np2");
 	check_weights("np1/checkpoint-6", "np2/checkpoint-6", "np1 vs np2 after 6 steps");
 	check_weights("np1/checkpoint-3", "np2/checkpoint-3", "np1 vs np2 after 3 steps");
+	compare_metrics_n("iapo-np1", "iapo-np2", "--algo iapo (reference norm, resampling): np1 vs np2", 3);
+	check_weights("iapo-np1/checkpoint-3", "iapo-np2/checkpoint-3", "--algo iapo: np1 vs np2 after 3 steps");
+	int n1 = 0, n2 = 0;
+	char p1[1300], p2[1300];
+	snprintf(p1, sizeof p1, "%s/iapo-np1", fx.root);
+	snprintf(p2, sizeof p2, "%s/iapo-np2", fx.root);
+	char *m1 = fixture_metrics(p1, &n1), *m2 = fixture_metrics(p2, &n2);
+	for (int l = 0; m1 && m2 && l < 3; l++) {
+		char a[8192];
+		snprintf(a, sizeof a, "%s", fixture_line(m1, l));
+		const char *b = fixture_line(m2, l);
+		const char *keys[] = {"info_gain_mean", "dynamic_groups_resampled", "dynamic_groups_dropped"};
+		for (int k = 0; k < 3; k++) {
+			double x = fixture_field(a, keys[k]), y = fixture_field(b, keys[k]);
+			CHECK(!isnan(y), "--algo iapo step %d: %s in metrics.jsonl", l + 1, keys[k]);
+			CHECK(fabs(x - y) <= METRIC_TOL * fmax(1e-3, fabs(y)),
+			      "--algo iapo step %d %s: %.9g vs %.9g", l + 1, keys[k], x, y);
+		}
+	}
+	free(m1);
+	free(m2);
 }
 
 /* rollout.bin of the mid-rollout checkpoint: the step's whole buffer. */
@@ -363,6 +408,7 @@ static void child_train(void)
 	CHECK(train("np2", 0, 0, "1") == IAPO_OK, "np2 (weights checked every step): %s", iapo_errmsg());
 	CHECK(train("np2-stop", 3, 0, NULL) == IAPO_OK, "np2-stop: %s", iapo_errmsg());
 	CHECK(train("np1-stop", 0, 1, "1") == IAPO_OK, "np1-stop resumed on 2 ranks: %s", iapo_errmsg());
+	CHECK(train_iapo("iapo-np2") == IAPO_OK, "iapo-np2: %s", iapo_errmsg());
 }
 
 static void child_diverged_weights(void)

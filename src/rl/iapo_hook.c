@@ -85,7 +85,12 @@ iapo_status iapo_hook_advantage(void *ctx, const iapo_rollout_view *r, float *ad
 		if (st != IAPO_OK) return iapo_fail_prefix(st, "IAPO hook: sequences %d..%d", i0, i0 + B - 1);
 	}
 	double secs = iapo_now() - t0;
-	IAPO_TRY(iapo_tokadv_batch(&h->adv, r->n, r->comp_len, h->E, h->ld, h->C, h->ld, r->seq_adv, r->rewards, adv,
+	/* The reference normalisation pads to the step's longest completion:
+	 * over all MPI ranks (comp_len_max), so a rank's advantages do not
+	 * depend on which completions share its part of the step. */
+	iapo_tokadv_opts ao = h->adv;
+	if (ao.width < 1 && r->comp_len_max > 0) ao.width = r->comp_len_max;
+	IAPO_TRY(iapo_tokadv_batch(&ao, r->n, r->comp_len, h->E, h->ld, h->C, h->ld, r->seq_adv, r->rewards, adv,
 				   r->Tc));
 	iapo_gain_stats gs = {0};
 	for (int i = 0; i < r->n; i++) iapo_gain_stats_add(&gs, h->E + (size_t)i * h->ld, r->comp_len[i], IAPO_NEAR_ZERO_GAIN);
