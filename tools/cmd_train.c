@@ -76,6 +76,8 @@ static void help(void)
 	       "N processes (--prompts-per-step must be a multiple of N) and adds their\n"
 	       "gradients; the run samples the same completions as on one process and its\n"
 	       "weights differ only by the order of that sum. --resume works with any N.\n"
+	       "Rank 0 alone writes RUN_DIR; every rank reads --model and --data (and, with\n"
+	       "--resume, RUN_DIR/config.json), so keep them where all machines see them.\n"
 	       "To stop such a job cleanly send SIGUSR1 to mpirun (kill -USR1 PID), which\n"
 	       "forwards it; on Ctrl-C mpirun kills the ranks after 1 s (MCA parameter\n"
 	       "odls_base_sigkill_timeout), so only the last completed checkpoint is kept.\n"

@@ -28,7 +28,8 @@
  * run samples the same completions on any number of ranks, and its weights
  * differ only by the order of the gradient sum. Rank 0 alone reads and
  * writes the run directory (config.json, metrics.jsonl, checkpoints) and
- * hands the start to the others, so resuming works with another rank count;
+ * hands the start to the others (every rank reads --model and --data), so
+ * resuming works with another rank count;
  * metrics are over all completions, times the slowest rank's. An error on
  * one rank is returned on all (iapo_dist_agree), never a hang.
  *
