@@ -46,6 +46,13 @@ static void test_single(void)
 	iapo_dist_share(5, &lo, &hi);
 	CHECK(lo == 0 && hi == 5, "share of 5: [%zu, %zu)", lo, hi);
 	iapo_dist_abort(3, "not in a job: returns");
+	if (!iapo_dist_compiled()) {
+		/* one of several copies under mpirun: refused, not run N times */
+		setenv("OMPI_COMM_WORLD_SIZE", "2", 1);
+		CHECK(iapo_dist_init() == IAPO_ERR_UNSUPPORTED && strstr(iapo_errmsg(), "built without MPI"),
+		      "without MPI, a job of 2: '%s'", iapo_errmsg());
+		unsetenv("OMPI_COMM_WORLD_SIZE");
+	}
 	CHECK(strstr(iapo_dist_build_info(), "MPI: ") == iapo_dist_build_info(), "build info '%s'", iapo_dist_build_info());
 	CHECK(iapo_dist_compiled() == (strcmp(iapo_dist_build_info(), "MPI: no") != 0), "compiled() matches '%s'",
 	      iapo_dist_build_info());

@@ -33,7 +33,8 @@
 typedef enum { IAPO_DIST_SUM = 0, IAPO_DIST_MAX = 1, IAPO_DIST_MIN = 2 } iapo_dist_op;
 
 /* Joins the MPI job when launched by mpirun (see above); a no-op otherwise
- * and on later calls. Errors: IAPO_ERR_IO when MPI_Init fails. */
+ * and on later calls. Errors: IAPO_ERR_IO when MPI_Init fails;
+ * IAPO_ERR_UNSUPPORTED, without MPI, when started as one of several. */
 iapo_status iapo_dist_init(void);
 /* Leaves the job (MPI_Finalize, collective); a no-op when not in one. */
 void iapo_dist_finalize(void);
