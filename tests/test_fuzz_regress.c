@@ -216,6 +216,27 @@ static void test_tokenizer_sparse_ids_refused(void)
 	iapo_free(text);
 }
 
+/* fuzz_config: a Llama config with "eos_token_id": [] (no eos) was written
+ * back without the key, which reads as Llama's default eos 2. */
+static void test_config_no_eos_round_trip(void)
+{
+	char dir[1024], p[1100];
+	tpath(dir, sizeof dir, "noeos");
+	CHECK(iapo_fs_mkdir_p(dir) == IAPO_OK, "%s", iapo_errmsg());
+	snprintf(p, sizeof p, "%s/config.json", dir);
+	CHECK(write_text(p, "{\"model_type\": \"llama\", \"vocab_size\": 40, \"hidden_size\": 8, \"intermediate_size\": 12,"
+			    " \"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"eos_token_id\": []}"),
+	      "%s", iapo_errmsg());
+	iapo_config a, b;
+	CHECK(iapo_config_load(p, &a) == IAPO_OK && a.n_eos == 0, "load: n_eos %d: %s", a.n_eos, iapo_errmsg());
+	CHECK(iapo_config_write(&a, p, "float32") == IAPO_OK, "%s", iapo_errmsg());
+	snprintf(p, sizeof p, "%s/generation_config.json", dir);
+	CHECK(iapo_generation_config_write(&a, p) == IAPO_OK, "%s", iapo_errmsg());
+	snprintf(p, sizeof p, "%s/config.json", dir);
+	CHECK(iapo_config_load(p, &b) == IAPO_OK && b.n_eos == 0, "reloaded: n_eos %d (eos %d): %s", b.n_eos, b.eos_ids[0],
+	      iapo_errmsg());
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof tmpdir, "%s/test_fuzz_regress", test_env("IAPO_TMP", "/tmp"));
@@ -229,6 +250,7 @@ int main(void)
 	RUN(test_json_as_int_edges);
 	RUN(test_config_float_range);
 	RUN(test_tokenizer_sparse_ids_refused);
+	RUN(test_config_no_eos_round_trip);
 	iapo_fs_remove_all(tmpdir);
 	TEST_END();
 }

@@ -349,11 +349,13 @@ static int add_item(cJSON *obj, const char *key, cJSON *item)
 	return ok;
 }
 
-/* Adds the eos ids as HF writes them: one int, or a list. */
+/* Adds the eos ids as HF writes them: one int, or a list; none as [] (an
+ * absent key would read back as Llama's default eos 2). */
 static int put_ids(cJSON *o, const iapo_config *c)
 {
 	int ok = 1;
 	if (c->bos_id >= 0) ok &= cJSON_AddNumberToObject(o, "bos_token_id", c->bos_id) != NULL;
+	if (c->n_eos == 0) ok &= add_item(o, "eos_token_id", cJSON_CreateArray());
 	if (c->n_eos == 1) ok &= cJSON_AddNumberToObject(o, "eos_token_id", c->eos_ids[0]) != NULL;
 	if (c->n_eos > 1) ok &= add_item(o, "eos_token_id", cJSON_CreateIntArray(c->eos_ids, c->n_eos));
 	if (c->pad_id >= 0) ok &= cJSON_AddNumberToObject(o, "pad_token_id", c->pad_id) != NULL;
