@@ -40,6 +40,7 @@
 
 #include <immintrin.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -65,6 +66,8 @@
 #ifndef NC_DEF
 #define NC_DEF 2048
 #endif
+/* Largest row block a test override may ask for (iapo_sgemm_set_blocking). */
+#define MC_MAX 4096
 
 /* Up to this many rows of C the direct path (no packing) is used: for
  * x W^T (the dot kernel), and for the other products (the micro-kernel on
@@ -90,6 +93,9 @@
 /* Rectangles per thread in the packed path, when each still gets at least
  * MIN_FMA_PER_THREAD multiply-adds. */
 #define OVERSUB 2
+/* Largest op(A) (floats, padded) whose micro-panels the rectangles of a
+ * product share (32 MB). */
+#define SHARE_A_MAX (1L << 23)
 
 static int force_path;
 static int blk_mc, blk_kc, blk_nc;
@@ -225,6 +231,14 @@ struct job {
 	float *ws;
 	size_t ws_stride;          /* floats per worker in ws */
 	long items, first;         /* items of this product, index of its first in a batch */
+	/* op(A)'s micro-panels shared by the rectangles (several rectangles,
+	 * A small enough): panel (slice s, row tile t) at
+	 * apack + (s*mtiles + t) * kc_step*MR, its state in astate[s*mtiles + t]:
+	 * 0 not packed, 1 being packed, 2 ready. */
+	float *apack;
+	atomic_uchar *astate;
+	size_t apack_floats, astate_floats;
+	long mtiles, kc_step;
 };
 
 /* Row i of C before the product is added: R (or beta*C) plus the bias. */
@@ -478,8 +492,48 @@ static AVX512 void pack_b(const struct job *J, float *dst, long pc, long kc, lon
 		pack_rows(dst, J->B + pc * J->ldb + j0, J->ldb, (int)kc, nr, NR);
 }
 
-/* Rows [m0,m1) x columns [n0,n1) of C with the thread's own buffers. */
-static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, long m0, long m1, long n0, long n1)
+/* A's micro-panels for row tiles [t_lo, t_hi) of depth slice s (at pc,
+ * kc deep) into ap[]: shared panels already packed; panels no one has
+ * started, packed into the shared buffer by this thread; panels another
+ * thread is packing right now, packed again into this thread's own buffer
+ * (never a wait: a descheduled packer must not stall the others). rot
+ * rotates the order so that rectangles running at once start on different
+ * tiles. */
+static AVX512 void a_panels(const struct job *J, float *abuf, long s, long pc, long kc, long t_lo, long t_hi, long rot,
+			    const float **ap)
+{
+	const long nt = t_hi - t_lo;
+	for (long q = 0; q < nt; q++) {
+		const long t = t_lo + (q + rot) % nt, i0 = t * MR;
+		const int mr = (int)min_l(MR, J->M - i0);
+		float *dst = abuf + (t - t_lo) * kc * MR;
+		atomic_uchar *st = J->apack ? &J->astate[s * J->mtiles + t] : NULL;
+		if (st) {
+			float *sh = J->apack + (s * J->mtiles + t) * J->kc_step * MR;
+			unsigned char v = atomic_load_explicit(st, memory_order_acquire), zero = 0;
+			if (v == 2) {
+				ap[t - t_lo] = sh;
+				continue;
+			}
+			if (v == 0 && atomic_compare_exchange_strong_explicit(st, &zero, 1, memory_order_acquire,
+									      memory_order_relaxed))
+				dst = sh;
+			else
+				st = NULL; /* someone else is packing it: pack our own copy */
+		}
+		if (J->transA)
+			pack_rows(dst, J->A + pc * J->lda + i0, J->lda, (int)kc, mr, MR);
+		else
+			pack_cols(dst, J->A + i0 * J->lda + pc, J->lda, mr, (int)kc, MR);
+		if (st) atomic_store_explicit(st, 2, memory_order_release);
+		ap[t - t_lo] = dst;
+	}
+}
+
+/* Rows [m0,m1) x columns [n0,n1) of C with the thread's own buffers; rot
+ * staggers the shared-panel order (a_panels). */
+static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, long m0, long m1, long n0, long n1,
+			       long rot)
 {
 	long m = m1 - m0, n = n1 - n0, K = J->K;
 	if (m <= 0 || n <= 0) return;
@@ -494,15 +548,9 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 			const int first = pc == 0;
 			for (long ic = 0; ic < m; ic += mc_step) {
 				long mc = min_l(mc_step, m - ic);
-				for (long ir = 0; ir < mc; ir += MR) {
-					long i0 = m0 + ic + ir;
-					int mr = (int)min_l(MR, mc - ir);
-					float *dst = abuf + ir * kc;
-					if (J->transA)
-						pack_rows(dst, J->A + pc * J->lda + i0, J->lda, (int)kc, mr, MR);
-					else
-						pack_cols(dst, J->A + i0 * J->lda + pc, J->lda, mr, (int)kc, MR);
-				}
+				const float *ap[MC_MAX / MR + 1];
+				const long t_lo = (m0 + ic) / MR, t_hi = ceil_div(m0 + ic + mc, MR);
+				a_panels(J, abuf, pc / kc_step, pc, kc, t_lo, t_hi, rot, ap);
 				for (long jr = 0; jr < nc; jr += NR) {
 					long j0 = n0 + jc + jr;
 					int nr = (int)min_l(NR, nc - jr);
@@ -533,7 +581,7 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 								first && J->R ? J->R + row * J->ldr + j0 : NULL,
 								first && J->bias ? J->bias + j0 : NULL, J->ldr};
 						prefetch_step(&pf, pf_per_tile);
-						tiles_packed[mr]((int)kc, abuf + ir * kc, 0, 0, bp, 0, c, J->ldc, &e, msk);
+						tiles_packed[mr]((int)kc, ap[ir / MR], 0, 0, bp, 0, c, J->ldc, &e, msk);
 					}
 				}
 			}
@@ -550,22 +598,28 @@ static void packed_item(void *ctx, long item, int worker)
 	long m0, m1, n0, n1;
 	split_range(J->M, MR, J->tm, (int)(item / J->tn), &m0, &m1);
 	split_range(J->N, NR, J->tn, (int)(item % J->tn), &n0, &n1);
-	packed_rect(J, abuf, bbuf, m0, m1, n0, n1);
+	packed_rect(J, abuf, bbuf, m0, m1, n0, n1, (item % J->tn) * ceil_div(ceil_div(m1 - m0, MR), J->tn));
 }
 
 /* Sets the grid of rectangles and buffer sizes for nth threads; returns 0
  * when the workspace could not be had. */
 static int packed_plan(struct job *J, int nth)
 {
-	J->mc = blk_mc ? round_up(blk_mc, MR) : MC_DEF;
+	J->mc = blk_mc ? round_up(blk_mc < MC_MAX ? blk_mc : MC_MAX - MR, MR) : MC_DEF;
 	J->kc = blk_kc ? blk_kc : KC_DEF;
 	J->nc = blk_nc ? round_up(blk_nc, NR) : NC_DEF;
 	long mt = ceil_div(J->M, MR), nt = ceil_div(J->N, NR);
 	/* Rectangles: OVERSUB per thread when each keeps enough work. */
 	int items = nth;
 	if (nth > 1 && (double)J->M * J->N * J->K >= (double)min_fma_per_thread * nth * OVERSUB) items = nth * OVERSUB;
+	long kc_step = ceil_div(J->K, ceil_div(J->K, J->kc)), nslices = ceil_div(J->K, kc_step);
+	/* With several rectangles, op(A)'s panels are shared when they fit:
+	 * then A is packed about once, and only B repeats (tm times). */
+	size_t ashare = (size_t)nslices * (size_t)mt * (size_t)(kc_step * MR);
+	int share = items > 1 && ashare <= (size_t)SHARE_A_MAX;
 	/* Of the grids tm x tn = items that give every rectangle a tile, take
-	 * the one that packs the least: A is packed tn times, B tm times. */
+	 * the one that packs the least: A is packed tn times (once when
+	 * shared), B tm times. */
 	int best_tm = 0;
 	for (; items >= 1 && !best_tm; items--) {
 		double best = 0;
@@ -573,7 +627,7 @@ static int packed_plan(struct job *J, int nth)
 			if (items % tm) continue;
 			int tn = items / tm;
 			if (tm > mt || tn > nt) continue;
-			double cost = (double)J->M * tn + (double)J->N * tm;
+			double cost = (double)J->M * (share ? 1 : tn) + (double)J->N * tm;
 			if (!best_tm || cost < best) best_tm = tm, best = cost;
 		}
 		if (best_tm) break;
@@ -582,9 +636,17 @@ static int packed_plan(struct job *J, int nth)
 	J->nth = nth < items ? nth : items;
 	J->tm = best_tm;
 	J->tn = items / best_tm;
+	J->apack = NULL;
+	J->astate = NULL;
+	J->apack_floats = J->astate_floats = 0;
+	J->mtiles = mt;
+	J->kc_step = kc_step;
+	if (share && items > 1) {
+		J->apack_floats = ashare;
+		J->astate_floats = (size_t)ceil_div(nslices * mt, (long)sizeof(float));
+	}
 	/* Upper bounds of packed_rect's block sizes over the threads. */
 	long m_max = ceil_div(mt, J->tm) * MR, n_max = ceil_div(nt, J->tn) * NR;
-	long kc_step = ceil_div(J->K, ceil_div(J->K, J->kc));
 	long mc_max = min_l(m_max, J->mc);
 	long nc_max = min_l(n_max, J->nc);
 	J->a_floats = (size_t)round_up(mc_max * kc_step, 16);
@@ -849,9 +911,13 @@ static int plan(struct job *J, int nmax)
  * that need none. */
 static void run_jobs(struct job *jobs, int n, int nmax)
 {
-	size_t stride = 0;
-	for (int i = 0; i < n; i++) stride = jobs[i].ws_stride > stride ? jobs[i].ws_stride : stride;
-	float *ws = stride ? ws_get(stride * (size_t)nmax) : NULL;
+	size_t stride = 0, shared = 0;
+	for (int i = 0; i < n; i++) {
+		stride = jobs[i].ws_stride > stride ? jobs[i].ws_stride : stride;
+		shared += jobs[i].apack_floats + jobs[i].astate_floats;
+	}
+	float *ws = stride ? ws_get(stride * (size_t)nmax + shared) : NULL;
+	float *next = ws ? ws + stride * (size_t)nmax : NULL;
 	long total = 0;
 	for (int i = 0; i < n; i++) {
 		struct job *J = &jobs[i];
@@ -859,6 +925,12 @@ static void run_jobs(struct job *jobs, int n, int nmax)
 			if (ws) {
 				J->ws = ws;
 				J->ws_stride = stride;
+				if (J->apack_floats) {
+					J->apack = next;
+					J->astate = (atomic_uchar *)(next + J->apack_floats);
+					memset(J->astate, 0, J->astate_floats * sizeof(float));
+					next += J->apack_floats + J->astate_floats;
+				}
 			} else {
 				/* No workspace: finish the product without one. */
 				int dot = J->transB && !J->transA;
