@@ -7,8 +7,8 @@
 # Environment:
 #   FUZZ_JOBS=N     targets run N at a time (default 1)
 #   FUZZ_MERGE=0|1  at the end, merge what each run found into the tree's
-#                   corpus fuzz/corpus/<target> with -merge=1, which adds only
-#                   inputs that reach new coverage (default 1; make fuzz)
+#                   corpus fuzz/corpus/<target> with -merge=1 -use_counters=0,
+#                   which adds only inputs that reach new edges (default 1)
 #   FUZZ_WORK=DIR   where the growing corpora live (default BUILD/corpus)
 #   IAPO_FUZZ_TOKENIZERS  extra tokenizer dirs for fuzz_encode (default: the
 #                   real Qwen3 one in $IAPO_FIXTURES or build/fixtures, if made)
@@ -113,7 +113,9 @@ if [ "$MERGE" = 1 ] && [ $failed -eq 0 ]; then
 		t=$(basename "$f" .json)
 		[ -d "$WORK/$t" ] || continue
 		mkdir -p "fuzz/corpus/$t"
-		TMPDIR=$ftmp "$BUILD/fuzz_$t" -merge=1 -max_len="$(max_len "$t")" -timeout=10 "fuzz/corpus/$t" "$WORK/$t" \
+		# Edges only (no hit counts): the tree keeps inputs that reach new
+		# code, which keeps it small.
+		TMPDIR=$ftmp "$BUILD/fuzz_$t" -merge=1 -use_counters=0 -max_len="$(max_len "$t")" -timeout=10 "fuzz/corpus/$t" "$WORK/$t" \
 			>"$WORK/$t.merge.log" 2>&1 || { echo "fuzz/run.sh: merge of $t failed (see $WORK/$t.merge.log)" >&2; failed=$((failed + 1)); }
 	done
 	echo "fuzz/run.sh: corpora merged into fuzz/corpus: $(du -sk fuzz/corpus | cut -f1) KB" >&2
