@@ -268,7 +268,7 @@ def self_check():
 
 def time_it(fn, budget, min_reps):
     """One warm-up call, then repeats until budget seconds are spent (at
-    least min_reps, at most MAX_REPS); (median seconds, repeats)."""
+    least min_reps, at most MAX_REPS); (median seconds, best, repeats)."""
     fn()
     v, spent = [], 0.0
     while len(v) < MAX_REPS and (len(v) < min_reps or spent + v[-1] <= budget):
@@ -278,7 +278,7 @@ def time_it(fn, budget, min_reps):
         spent += v[-1]
     v.sort()
     n = len(v)
-    return (v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])), n
+    return (v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])), v[0], n
 
 
 def bench_train(shape, tensors, args):
@@ -295,10 +295,11 @@ def bench_train(shape, tensors, args):
         loss.backward()
         opt.step()
 
-    sec, reps = time_it(step, args.budget, args.min_reps)
+    sec, best, reps = time_it(step, args.budget, args.min_reps)
     tps = TRAIN_B * TRAIN_T / sec
     record("peer_train", shape=shape[0], B=TRAIN_B, T=TRAIN_T, threads=torch.get_num_threads(),
-           optimizer="AdamW(foreach)", repeats=reps, seconds=sec, tokens_per_s=tps, loadavg_1m=loadavg())
+           optimizer="AdamW(foreach)", repeats=reps, seconds=sec, tokens_per_s=tps,
+           best_tokens_per_s=TRAIN_B * TRAIN_T / best, loadavg_1m=loadavg())
     note("%-8s train   %8.1f tokens/s (%d reps, median %.3f s)" % (shape[0], tps, reps, sec))
 
 
@@ -335,7 +336,7 @@ def bench_decode(shape, tensors, args):
     record("peer_decode", shape=shape[0], B=DEC_B, prompt=DEC_PROMPT, new_tokens=DEC_NEW,
            threads=torch.get_num_threads(), repeats=len(pre), prefill_seconds=pre_s,
            prefill_tokens_per_s=DEC_B * DEC_PROMPT / pre_s, decode_seconds=dec_s, decode_steps=steps,
-           decode_tokens_per_s=DEC_B * steps / dec_s,
+           decode_tokens_per_s=DEC_B * steps / dec_s, best_decode_tokens_per_s=DEC_B * steps / min(dec),
            generate_tokens_per_s=DEC_B * DEC_NEW / (pre_s + dec_s), loadavg_1m=loadavg())
     note("%-8s decode  prefill %8.1f tokens/s, decode %8.1f tokens/s (%d reps)"
          % (shape[0], DEC_B * DEC_PROMPT / pre_s, DEC_B * steps / dec_s, len(pre)))
