@@ -15,7 +15,7 @@ static const struct {
 } commands[] = {
 	{"init", cmd_init, "write a randomly initialised model directory from a config.json"},
 	{"generate", cmd_generate, "sample completions of a prompt (chat template applied)"},
-	{"train", cmd_train, "RL post-training (GRPO) of a model on a JSONL dataset, with checkpoints and resume"},
+	{"train", cmd_train, "RL post-training (IAPO, GRPO and baselines) of a model on a JSONL dataset"},
 	{"eval", cmd_eval, "pass@k, length@k and token efficiency of a model or of every checkpoint of a run"},
 	{"info", cmd_info, "per-token information gain of a completion about its answer, as HTML and TSV"},
 	{"data", cmd_data, "make the demo's data: a synthetic reasoning task (synth), a BPE tokenizer for it (tokenizer)"},
