@@ -14,6 +14,8 @@
  *             run does the same work); prefill and decode tokens/s, and the
  *             memory-bandwidth bound of a decode step (every weight read once
  *             per step at the bandwidth measured here)
+ *   decode_bf16  the same with the cache's bf16 copy of the weight matrices
+ *             (iapo_kv_use_bf16): against the fp32 bound and its own
  *
  * FLOPs are counted analytically (useful work of the model, not of our
  * implementation; formulas in bench/README.md). Every measurement warms up
@@ -321,7 +323,26 @@ static iapo_status run_decode(void *p)
 	return IAPO_OK;
 }
 
-static iapo_status bench_decode(const iapo_weights *w, const run_env *e)
+/* Bytes of weights a decode step reads with the matrices in bf16 (the norms,
+ * biases stay fp32; the untied embedding is only looked up). */
+static double weight_bytes_bf16(const iapo_config *c)
+{
+	size_t sizes[IAPO_NUM_PARAMS];
+	iapo_param_sizes(c, sizes);
+	double n = 0;
+	for (int t = 0; t < IAPO_NUM_PARAMS; t++) {
+		int matrix = t == IAPO_P_WQ || t == IAPO_P_WK || t == IAPO_P_WV || t == IAPO_P_WO || t == IAPO_P_WGATE ||
+			     t == IAPO_P_WUP || t == IAPO_P_WDOWN || (t == IAPO_P_EMBED && c->tie_embeddings) ||
+			     t == IAPO_P_LMHEAD;
+		if (t == IAPO_P_EMBED && !c->tie_embeddings) continue;
+		n += (matrix ? 2.0 : 4.0) * (double)sizes[t];
+	}
+	return n;
+}
+
+/* bf16: the cache multiplies by a bf16 copy of the weight matrices
+ * (iapo_kv_use_bf16), record "decode_bf16". */
+static iapo_status bench_decode(const iapo_weights *w, const run_env *e, int bf16)
 {
 	const iapo_config *c = &w->cfg;
 	iapo_status st = IAPO_OK;
@@ -332,6 +353,7 @@ static iapo_status bench_decode(const iapo_weights *w, const run_env *e)
 	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.gen, sizeof(int) * DEC_B * DEC_NEW, "bench generated"));
 	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.logits, sizeof(float) * DEC_B * (size_t)c->V, "bench logits"));
 	IAPO_CHECK(st, iapo_kv_new(w, DEC_B, DEC_PROMPT + DEC_NEW, &x.kv));
+	if (bf16) IAPO_CHECK(st, iapo_kv_use_bf16(x.kv, 1));
 	iapo_rng r;
 	iapo_rng_seed(&r, 11, (uint64_t)c->V, 0, 0);
 	for (int i = 0; i < DEC_B * DEC_PROMPT; i++) x.prompt[i] = (int)iapo_rng_below(&r, (uint64_t)c->V);
@@ -372,7 +394,9 @@ static iapo_status bench_decode(const iapo_weights *w, const run_env *e)
 	const double pre_flop = DEC_B * fwd_flops(c, DEC_PROMPT);
 	const double gen_tps = (double)DEC_B * DEC_NEW / (pre_s + dec_s);
 
-	bench_rec_begin("decode");
+	const double wbytes16 = weight_bytes_bf16(c);
+	const double bound16 = e->bw > 0 ? DEC_B * e->bw * 1e9 / wbytes16 : NAN;
+	bench_rec_begin(bf16 ? "decode_bf16" : "decode");
 	bench_rec_str("shape", e->shape);
 	bench_rec_int("B", DEC_B);
 	bench_rec_int("prompt", DEC_PROMPT);
@@ -394,13 +418,19 @@ static iapo_status bench_decode(const iapo_weights *w, const run_env *e)
 	bench_rec_num("bw_bound_tokens_per_s", bound);
 	bench_rec_num("bw_bound_with_kv_tokens_per_s", bound_kv);
 	bench_rec_num("pct_bw_bound", 100.0 * dec_tps / bound);
+	if (bf16) {
+		bench_rec_num("bf16_weight_bytes", wbytes16);
+		bench_rec_num("bw_bound_bf16_tokens_per_s", bound16);
+		bench_rec_num("pct_bw_bound_bf16", 100.0 * dec_tps / bound16);
+	}
 	bench_rec_num("fp32_peak_gflops", e->peak);
 	bench_rec_num("pct_fp32_peak", e->peak > 0 ? 100.0 * (dec_flop / dec_s * 1e-9) / e->peak : NAN);
 	bench_rec_num("loadavg_1m", bench_loadavg());
 	bench_rec_end();
-	bench_note("model: %-8s decode  prefill %8.1f tokens/s, decode %8.1f tokens/s "
-		   "(bandwidth bound %.1f, %.0f%%), %.1f generated tokens/s (%d reps)\n",
-		   e->shape, DEC_B * DEC_PROMPT / pre_s, dec_tps, bound, 100.0 * dec_tps / bound, gen_tps, reps);
+	bench_note("model: %-8s %s prefill %8.1f tokens/s, decode %8.1f tokens/s "
+		   "(fp32 bandwidth bound %.1f, %.0f%%%s), %.1f generated tokens/s (%d reps)\n",
+		   e->shape, bf16 ? "decode_bf16" : "decode ", DEC_B * DEC_PROMPT / pre_s, dec_tps, bound,
+		   100.0 * dec_tps / bound, bf16 ? "; bf16 weights" : "", gen_tps, reps);
 fail:
 	iapo_kv_free(x.kv);
 	iapo_free_aligned(x.prompt);
@@ -424,7 +454,8 @@ static iapo_status bench_shape(const model_shape *s, run_env *e)
 		   bench_now() - t0);
 	e->shape = s->name;
 	iapo_status st = bench_train(&w, e);
-	if (st == IAPO_OK) st = bench_decode(&w, e);
+	if (st == IAPO_OK) st = bench_decode(&w, e, 0);
+	if (st == IAPO_OK) st = bench_decode(&w, e, 1);
 	iapo_weights_free(&w);
 	return st;
 }

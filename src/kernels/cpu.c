@@ -97,6 +97,10 @@ void iapo_matmul_batch(int n, const iapo_gemm_op *ops)
 	for (int i = 0; i < n; i++) {
 		const iapo_gemm_op *o = &ops[i];
 		if (o->M <= 0 || o->N <= 0) continue;
+		if (o->Bh) { /* BLAS has no bf16 operand: our own (portable) loop */
+			iapo_sgemm_batch(1, o);
+			continue;
+		}
 		float beta = o->beta;
 		if (o->R) {
 			for (int r = 0; r < o->M; r++)
@@ -191,6 +195,34 @@ static inline float exp_approx(float x)
 	y = y * r * r + r + 1.0f;
 	fbits p = {.i = (t.i - 0x4B400000 + 127) << 23}; /* 2^n */
 	return y * p.f;
+}
+
+/* ---- bf16 ------------------------------------------------------------------ */
+
+typedef struct {
+	uint16_t *dst;
+	const float *src;
+} bf16_job;
+
+static void bf16_range(void *c, long lo, long hi)
+{
+	const bf16_job *J = c;
+	const uint32_t *src = (const uint32_t *)(const void *)(J->src + lo);
+	uint16_t *dst = J->dst + lo;
+	const int n = (int)(hi - lo);
+#pragma omp simd
+	for (int i = 0; i < n; i++) {
+		uint32_t u = src[i];
+		/* round to nearest even; NaN stays NaN (quiet) */
+		uint32_t r = (u & 0x7fffffffu) > 0x7f800000u ? (u | 0x00400000u) : u + 0x7fffu + ((u >> 16) & 1u);
+		dst[i] = (uint16_t)(r >> 16);
+	}
+}
+
+void iapo_f32_to_bf16(uint16_t *dst, const float *src, size_t n)
+{
+	bf16_job J = {dst, src};
+	par_range((long)n, 1, bf16_range, &J);
 }
 
 /* ---- RMSNorm --------------------------------------------------------------- */

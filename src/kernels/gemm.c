@@ -223,6 +223,7 @@ struct job {
 	long lda, ldb, ldc;
 	const float *R, *bias; /* epilogue: C = alpha*AB + (R ? R : beta*C) + bias */
 	long ldr;
+	const uint16_t *Bh;    /* op(B) in bf16 (x W^T only), instead of B */
 	int path;
 	/* blocking */
 	long mc, kc, nc;
@@ -256,6 +257,16 @@ static void init_row(const struct job *J, long i)
 		for (int j = 0; j < N; j++) c[j] += J->bias[j];
 }
 
+/* bf16 (the upper half of a float's bits) to float. */
+static inline float bf16_float(uint16_t h)
+{
+	union {
+		uint32_t u;
+		float f;
+	} v = {.u = (uint32_t)h << 16};
+	return v.f;
+}
+
 /* Row i of C. */
 static void portable_row(const struct job *P, long row)
 {
@@ -265,6 +276,15 @@ static void portable_row(const struct job *P, long row)
 	{
 		float *c = P->C + (size_t)i * P->ldc;
 		init_row(P, i);
+		if (P->Bh) {
+			/* bf16 B, any transposes (the AVX-512 paths take x W^T) */
+			for (int p = 0; p < K; p++) {
+				float a = alpha * (transA ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p]);
+				for (int j = 0; j < N; j++)
+					c[j] += a * bf16_float(P->Bh[transB ? (size_t)j * ldb + p : (size_t)p * ldb + j]);
+			}
+			return;
+		}
 		if (transB && !transA) {
 			/* x W^T: rows of A and B are both contiguous along K */
 			const float *a = A + (size_t)i * lda;
@@ -297,6 +317,17 @@ static void portable_row(const struct job *P, long row)
 
 /* Mask of the first n lanes (n clamped to [0,16]). */
 static inline __mmask16 lanes(long n) { return n <= 0 ? 0 : n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1); }
+
+/* 16 bf16 values widened to floats (exact: bf16 is a float's upper half). */
+INLINE AVX512 __m512 load_h(const uint16_t *p)
+{
+	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+
+INLINE AVX512 __m512 maskz_load_h(__mmask16 m, const uint16_t *p)
+{
+	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
 
 /* In-register transpose of 16 rows of 16 floats. */
 INLINE AVX512 void transpose16(__m512 r[16])
@@ -358,6 +389,28 @@ static AVX512 void pack_cols(float *dst, const float *src, long ld, int rows, in
 			__m512 r[16];
 			for (int i = 0; i < 16; i++)
 				r[i] = i < rg ? _mm512_maskz_loadu_ps(lm, src + (size_t)(r0 + i) * ld + k) : _mm512_setzero_ps();
+			transpose16(r);
+			for (int j = 0; j < kk; j++) _mm512_mask_storeu_ps(dst + (size_t)(k + j) * W + r0, sm, r[j]);
+		}
+	}
+}
+
+/* pack_cols from bf16 rows (B^T = W in bf16): the same panel, widened. */
+static AVX512 void pack_cols_h(float *dst, const uint16_t *src, long ld, int rows, int kc, int W)
+{
+	for (int r0 = 0; r0 < W; r0 += 16) {
+		int rg = rows - r0 < 0 ? 0 : rows - r0 > 16 ? 16 : rows - r0;
+		__mmask16 sm = lanes(W - r0);
+		if (rg == 0) {
+			for (int k = 0; k < kc; k++) _mm512_mask_storeu_ps(dst + (size_t)k * W + r0, sm, _mm512_setzero_ps());
+			continue;
+		}
+		for (int k = 0; k < kc; k += 16) {
+			int kk = kc - k < 16 ? kc - k : 16;
+			__mmask16 lm = lanes(kk);
+			__m512 r[16];
+			for (int i = 0; i < 16; i++)
+				r[i] = i < rg ? maskz_load_h(lm, src + (size_t)(r0 + i) * ld + k) : _mm512_setzero_ps();
 			transpose16(r);
 			for (int j = 0; j < kk; j++) _mm512_mask_storeu_ps(dst + (size_t)(k + j) * W + r0, sm, r[j]);
 		}
@@ -455,12 +508,13 @@ struct prefetch {
 	int rows;
 };
 
-static void prefetch_region(struct prefetch *p, const float *base, long ld, int rows, long cols)
+/* rows x cols elements of es bytes at base (row stride ld elements). */
+static void prefetch_region(struct prefetch *p, const void *base, long ld, int rows, long cols, long es)
 {
 	uintptr_t a = (uintptr_t)base & ~(uintptr_t)63;
 	p->base = (const char *)a;
-	p->ld = ld * (long)sizeof(float);
-	p->row_bytes = (long)((uintptr_t)(base + cols) - a);
+	p->ld = ld * es;
+	p->row_bytes = (long)((uintptr_t)base + (uintptr_t)(cols * es) - a);
 	p->rows = rows;
 	p->r = p->off = 0;
 	p->lines = rows * ceil_div(p->row_bytes, 64);
@@ -478,15 +532,19 @@ static inline void prefetch_step(struct prefetch *p, int n)
 /* The source of B's micro-panel at depth [pc, pc+kc), columns [j0, j0+nr). */
 static void prefetch_b(struct prefetch *p, const struct job *J, long pc, long kc, long j0, long nr)
 {
-	if (J->transB)
-		prefetch_region(p, J->B + j0 * J->ldb + pc, J->ldb, (int)nr, kc);
+	if (J->Bh)
+		prefetch_region(p, J->Bh + j0 * J->ldb + pc, J->ldb, (int)nr, kc, 2);
+	else if (J->transB)
+		prefetch_region(p, J->B + j0 * J->ldb + pc, J->ldb, (int)nr, kc, 4);
 	else
-		prefetch_region(p, J->B + pc * J->ldb + j0, J->ldb, (int)kc, nr);
+		prefetch_region(p, J->B + pc * J->ldb + j0, J->ldb, (int)kc, nr, 4);
 }
 
 static AVX512 void pack_b(const struct job *J, float *dst, long pc, long kc, long j0, int nr)
 {
-	if (J->transB)
+	if (J->Bh)
+		pack_cols_h(dst, J->Bh + j0 * J->ldb + pc, J->ldb, nr, (int)kc, NR);
+	else if (J->transB)
 		pack_cols(dst, J->B + j0 * J->ldb + pc, J->ldb, nr, (int)kc, NR);
 	else
 		pack_rows(dst, J->B + pc * J->ldb + j0, J->ldb, (int)kc, nr, NR);
@@ -655,10 +713,14 @@ static int packed_plan(struct job *J, int nth)
 	return 1;
 }
 
-/* Dot products of mb rows of A with nb rows of B (B transposed), K long. */
-INLINE AVX512 void dot_block(const int mb, const int nb, int K, const float *a, long lda, const float *b, long ldb,
-			     float *c, long ldc, const struct epi *e, const float *pf)
+/* Dot products of mb rows of A with nb rows of B (B transposed), K long;
+ * B's rows are bf16 at bh when half (then b is unused), and pf is a byte
+ * address a few rows ahead in whichever is read. */
+INLINE AVX512 void dot_block(const int mb, const int nb, const int half, int K, const float *a, long lda,
+			     const float *b, const uint16_t *bh, long ldb, float *c, long ldc, const struct epi *e,
+			     const char *pf)
 {
+	const long pfs = half ? 2 : 4; /* bytes per element of B */
 	__m512 acc[DOT_MB][DOT_NB];
 #pragma GCC unroll 8
 	for (int i = 0; i < mb; i++)
@@ -669,14 +731,14 @@ INLINE AVX512 void dot_block(const int mb, const int nb, int K, const float *a, 
 		__m512 bv[DOT_NB];
 #pragma GCC unroll 8
 		for (int j = 0; j < nb; j++) {
-			bv[j] = _mm512_loadu_ps(b + j * ldb + k);
+			bv[j] = half ? load_h(bh + j * ldb + k) : _mm512_loadu_ps(b + j * ldb + k);
 			/* Keep B in a register: folded into the FMAs as memory
 			 * operands (GCC's choice) it is loaded mb times, and the
 			 * load ports, not the FMA pipes, set the pace. */
 			__asm__("" : "+v"(bv[j]));
 		}
 #pragma GCC unroll 8
-		for (int j = 0; j < nb; j++) _mm_prefetch((const char *)(pf + j * ldb + k), DOT_PF_HINT);
+		for (int j = 0; j < nb; j++) _mm_prefetch(pf + (j * ldb + k) * pfs, DOT_PF_HINT);
 #pragma GCC unroll 8
 		for (int i = 0; i < mb; i++) {
 			__m512 av = _mm512_loadu_ps(a + i * lda + k);
@@ -688,7 +750,8 @@ INLINE AVX512 void dot_block(const int mb, const int nb, int K, const float *a, 
 		__mmask16 lm = lanes(K - k);
 		__m512 bv[DOT_NB];
 #pragma GCC unroll 8
-		for (int j = 0; j < nb; j++) bv[j] = _mm512_maskz_loadu_ps(lm, b + j * ldb + k);
+		for (int j = 0; j < nb; j++)
+			bv[j] = half ? maskz_load_h(lm, bh + j * ldb + k) : _mm512_maskz_loadu_ps(lm, b + j * ldb + k);
 #pragma GCC unroll 8
 		for (int i = 0; i < mb; i++) {
 			__m512 av = _mm512_maskz_loadu_ps(lm, a + i * lda + k);
@@ -709,18 +772,27 @@ INLINE AVX512 void dot_block(const int mb, const int nb, int K, const float *a, 
 		}
 }
 
-typedef void (*dot_fn)(int K, const float *a, long lda, const float *b, long ldb, float *c, long ldc,
-		       const struct epi *e, const float *pf);
+typedef void (*dot_fn)(int K, const float *a, long lda, const float *b, const uint16_t *bh, long ldb, float *c,
+		       long ldc, const struct epi *e, const char *pf);
 #define DOT(MB, NB) \
-	static AVX512 void dot_##MB##_##NB(int K, const float *a, long lda, const float *b, long ldb, float *c, long ldc, \
-					   const struct epi *e, const float *pf) \
+	static AVX512 void dot_##MB##_##NB(int K, const float *a, long lda, const float *b, const uint16_t *bh, long ldb, \
+					   float *c, long ldc, const struct epi *e, const char *pf) \
 	{ \
-		dot_block(MB, NB, K, a, lda, b, ldb, c, ldc, e, pf); \
+		dot_block(MB, NB, 0, K, a, lda, b, bh, ldb, c, ldc, e, pf); \
+	} \
+	static AVX512 void doth_##MB##_##NB(int K, const float *a, long lda, const float *b, const uint16_t *bh, \
+					    long ldb, float *c, long ldc, const struct epi *e, const char *pf) \
+	{ \
+		dot_block(MB, NB, 1, K, a, lda, b, bh, ldb, c, ldc, e, pf); \
 	}
 #define DOT_ROW(MB) DOT(MB, 1) DOT(MB, 2) DOT(MB, 3) DOT(MB, 4) DOT(MB, 5)
 DOT_ROW(1) DOT_ROW(2) DOT_ROW(3) DOT_ROW(4)
-#define DOT_PTRS(MB) {NULL, dot_##MB##_1, dot_##MB##_2, dot_##MB##_3, dot_##MB##_4, dot_##MB##_5}
-static const dot_fn dots[DOT_MB + 1][DOT_NB + 1] = {{NULL}, DOT_PTRS(1), DOT_PTRS(2), DOT_PTRS(3), DOT_PTRS(4)};
+#define DOT_PTRS(P, MB) {NULL, P##_##MB##_1, P##_##MB##_2, P##_##MB##_3, P##_##MB##_4, P##_##MB##_5}
+/* [half][mb][nb] */
+static const dot_fn dots[2][DOT_MB + 1][DOT_NB + 1] = {
+	{{NULL}, DOT_PTRS(dot, 1), DOT_PTRS(dot, 2), DOT_PTRS(dot, 3), DOT_PTRS(dot, 4)},
+	{{NULL}, DOT_PTRS(doth, 1), DOT_PTRS(doth, 2), DOT_PTRS(doth, 3), DOT_PTRS(doth, 4)},
+};
 
 /* Sums of 16 vectors: lane i of the result is the sum of a[i]'s lanes (45
  * shuffles and adds rather than 16 separate reductions). */
@@ -741,17 +813,19 @@ INLINE AVX512 __m512 reduce16(const __m512 a[16])
 /* Dot products of 8 rows of A with 2 rows of B (B transposed), K long: the
  * decoding shape (8 sequences), every row of B read once, the 16 sums
  * reduced together. */
-static AVX512 void dot_8x2(int K, const float *a, long lda, const float *b, long ldb, float *c, long ldc,
-			   const struct epi *e, const float *pf)
+INLINE AVX512 void dot_8x2_t(const int half, int K, const float *a, long lda, const float *b, const uint16_t *bh,
+			     long ldb, float *c, long ldc, const struct epi *e, const char *pf)
 {
+	const long pfs = half ? 2 : 4;
 	__m512 acc[16]; /* acc[j*8 + i]: row i of A, row j of B */
 	for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
 	int k = 0;
 	for (; k + 16 <= K; k += 16) {
-		__m512 b0 = _mm512_loadu_ps(b + k), b1 = _mm512_loadu_ps(b + ldb + k);
+		__m512 b0 = half ? load_h(bh + k) : _mm512_loadu_ps(b + k);
+		__m512 b1 = half ? load_h(bh + ldb + k) : _mm512_loadu_ps(b + ldb + k);
 		__asm__("" : "+v"(b0), "+v"(b1));
-		_mm_prefetch((const char *)(pf + k), DOT_PF_HINT);
-		_mm_prefetch((const char *)(pf + ldb + k), DOT_PF_HINT);
+		_mm_prefetch(pf + k * pfs, DOT_PF_HINT);
+		_mm_prefetch(pf + (ldb + k) * pfs, DOT_PF_HINT);
 #pragma GCC unroll 8
 		for (int i = 0; i < 8; i++) {
 			__m512 av = _mm512_loadu_ps(a + i * lda + k);
@@ -761,7 +835,8 @@ static AVX512 void dot_8x2(int K, const float *a, long lda, const float *b, long
 	}
 	if (k < K) {
 		__mmask16 lm = lanes(K - k);
-		__m512 b0 = _mm512_maskz_loadu_ps(lm, b + k), b1 = _mm512_maskz_loadu_ps(lm, b + ldb + k);
+		__m512 b0 = half ? maskz_load_h(lm, bh + k) : _mm512_maskz_loadu_ps(lm, b + k);
+		__m512 b1 = half ? maskz_load_h(lm, bh + ldb + k) : _mm512_maskz_loadu_ps(lm, b + ldb + k);
 #pragma GCC unroll 8
 		for (int i = 0; i < 8; i++) {
 			__m512 av = _mm512_maskz_loadu_ps(lm, a + i * lda + k);
@@ -781,26 +856,46 @@ static AVX512 void dot_8x2(int K, const float *a, long lda, const float *b, long
 		}
 }
 
+static AVX512 void dot_8x2(int K, const float *a, long lda, const float *b, const uint16_t *bh, long ldb, float *c,
+			   long ldc, const struct epi *e, const char *pf)
+{
+	dot_8x2_t(0, K, a, lda, b, bh, ldb, c, ldc, e, pf);
+}
+
+static AVX512 void doth_8x2(int K, const float *a, long lda, const float *b, const uint16_t *bh, long ldb, float *c,
+			    long ldc, const struct epi *e, const char *pf)
+{
+	dot_8x2_t(1, K, a, lda, b, bh, ldb, c, ldc, e, pf);
+}
+
 /* Direct path, columns [n0,n1): C = alpha*op(A)*op(B) + beta*C for M <= DIRECT_M. */
 static AVX512 void direct_cols(const struct job *J, long n0, long n1)
 {
+	/* W's rows (float or bf16) as byte addresses, for prefetching */
+	const int half = J->Bh != NULL;
+	const char *wb = half ? (const char *)J->Bh : (const char *)J->B;
+	const long wrow = J->ldb * (half ? 2 : 4);
+	const float *Bf = half ? NULL : J->B;
+	const uint16_t *Bh = J->Bh;
 	if (J->transB && J->M >= 8 && J->K <= DOT8_K_MAX) {
 		/* x W^T, 8 rows of A at a time against pairs of W's rows (the 8
 		 * rows stay in L1 while W streams past) */
 		for (long j = n0; j < n1;) {
 			int nb = n1 - j >= 2 ? 2 : 1;
-			const float *pf = J->B + (j + DOT_PF_ROWS + nb <= J->N ? j + DOT_PF_ROWS : j) * J->ldb;
+			const char *pf = wb + (j + DOT_PF_ROWS + nb <= J->N ? j + DOT_PF_ROWS : j) * wrow;
 			for (int i = 0; i < J->M;) {
 				int mb = J->M - i >= 8 && nb == 2 ? 8 : J->M - i < DOT_MB ? J->M - i : DOT_MB;
 				struct epi e = {J->alpha, J->beta, J->R ? J->R + i * J->ldr + j : NULL,
 						J->bias ? J->bias + j : NULL, J->ldr};
+				const float *bj = Bf ? Bf + j * J->ldb : NULL;
+				const uint16_t *hj = Bh ? Bh + j * J->ldb : NULL;
 				if (mb == 8)
-					dot_8x2(J->K, J->A + i * J->lda, J->lda, J->B + j * J->ldb, J->ldb,
-						J->C + i * J->ldc + j, J->ldc, &e, pf);
+					(half ? doth_8x2 : dot_8x2)(J->K, J->A + i * J->lda, J->lda, bj, hj, J->ldb,
+								    J->C + i * J->ldc + j, J->ldc, &e, pf);
 				else
-					dots[mb][nb](J->K, J->A + i * J->lda, J->lda, J->B + j * J->ldb, J->ldb,
-						     J->C + i * J->ldc + j, J->ldc, &e, pf);
-				pf = J->B + j * J->ldb;
+					dots[half][mb][nb](J->K, J->A + i * J->lda, J->lda, bj, hj, J->ldb,
+							   J->C + i * J->ldc + j, J->ldc, &e, pf);
+				pf = wb + j * wrow;
 				i += mb;
 			}
 			j += nb;
@@ -812,14 +907,15 @@ static AVX512 void direct_cols(const struct job *J, long n0, long n1)
 			/* Rows of W a few blocks ahead are fetched during the first
 			 * pass over this block: streams of a few KiB are too short
 			 * for the hardware prefetcher to ramp up. */
-			const float *pf = J->B + (j + DOT_PF_ROWS + nb <= J->N ? j + DOT_PF_ROWS : j) * J->ldb;
+			const char *pf = wb + (j + DOT_PF_ROWS + nb <= J->N ? j + DOT_PF_ROWS : j) * wrow;
 			for (int i = 0; i < J->M; i += DOT_MB) {
 				int mb = J->M - i < DOT_MB ? J->M - i : DOT_MB;
 				struct epi e = {J->alpha, J->beta, J->R ? J->R + i * J->ldr + j : NULL,
 						J->bias ? J->bias + j : NULL, J->ldr};
-				dots[mb][nb](J->K, J->A + i * J->lda, J->lda, J->B + j * J->ldb, J->ldb,
-					     J->C + i * J->ldc + j, J->ldc, &e, pf);
-				pf = J->B + j * J->ldb;
+				dots[half][mb][nb](J->K, J->A + i * J->lda, J->lda, Bf ? Bf + j * J->ldb : NULL,
+						   Bh ? Bh + j * J->ldb : NULL, J->ldb, J->C + i * J->ldc + j, J->ldc, &e,
+						   pf);
+				pf = wb + j * wrow;
 			}
 		}
 	} else {
@@ -879,6 +975,8 @@ static int plan(struct job *J, int nmax)
 	int nth = threads_for((double)M * J->N * J->K, nmax);
 	int path = force_path;
 	if (!has_avx512()) path = IAPO_SGEMM_PORTABLE;
+	/* bf16 B: the AVX-512 paths take x W^T only */
+	if (J->Bh && !(transB && !transA)) path = IAPO_SGEMM_PORTABLE;
 	/* The dot kernel (x W^T) takes any M; the broadcast one at most MR rows. */
 	int dot = transB && !transA;
 	if (path == IAPO_SGEMM_AUTO) path = M <= (dot ? DIRECT_M_DOT : DIRECT_M) ? IAPO_SGEMM_DIRECT : IAPO_SGEMM_PACKED;
@@ -957,7 +1055,7 @@ static struct job make_job(const iapo_gemm_op *o)
 {
 	struct job J = {.transA = o->transA, .transB = o->transB, .M = o->M, .N = o->N, .K = o->K,
 			.alpha = o->alpha, .beta = o->beta, .A = o->A, .B = o->B, .C = o->C, .lda = o->lda,
-			.ldb = o->ldb, .ldc = o->ldc, .R = o->R, .ldr = o->ldr, .bias = o->bias};
+			.ldb = o->ldb, .ldc = o->ldc, .R = o->R, .ldr = o->ldr, .bias = o->bias, .Bh = o->Bh};
 	return J;
 }
 

@@ -16,11 +16,13 @@
  * that a layer's q/k/v projections, or a backward's dx and dW, cost one wait
  * and no extra pass over memory.
  *
- * Left out: complex and double precision, column-major, bf16 (a separate
- * kernel), and GPUs.
+ * Left out: complex and double precision, column-major, bf16 arithmetic
+ * (bf16 B is widened to fp32 as it is loaded), and GPUs.
  */
 #ifndef IAPO_KERNELS_GEMM_H
 #define IAPO_KERNELS_GEMM_H
+
+#include <stdint.h>
 
 /* C(M,N) = alpha * op(A) * op(B) + beta * C, row-major, op = transpose when
  * transX != 0. A is (M,K) (or (K,M) when transA), B is (K,N) (or (N,K) when
@@ -38,7 +40,11 @@ void iapo_sgemm(int transA, int transB, int M, int N, int K, float alpha, const 
 /* One product of a batch, with an epilogue: C = alpha*op(A)*op(B) + Z + bias,
  * Z = R (leading dimension ldr) when R is not NULL (R may be C itself; beta
  * is then unused), beta*C otherwise; bias (N) is added to every row when not
- * NULL. Zero-initialise and fill the fields you need. */
+ * NULL. When Bh is not NULL, op(B) is read from it in bf16 (the upper 16
+ * bits of each float; same layout and ldb as B would have) and B is unused:
+ * half the bytes for weights that are read once per call, as decoding does.
+ * The fast paths take x W^T (transB, not transA); other shapes run the
+ * portable loop. Zero-initialise and fill the fields you need. */
 typedef struct {
 	int transA, transB, M, N, K;
 	float alpha, beta;
@@ -51,6 +57,7 @@ typedef struct {
 	const float *R;
 	int ldr;
 	const float *bias;
+	const uint16_t *Bh;
 } iapo_gemm_op;
 
 /* Runs n independent products as one parallel job (their pieces share the

@@ -17,6 +17,7 @@
 #define IAPO_KERNELS_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kernels/gemm.h"
 #include "model/model.h"
@@ -36,6 +37,12 @@ void iapo_matmul_tn(float *C, const float *A, const float *B, int M, int N, int 
  * products one by one (OpenBLAS runs them one by one where it is the
  * backend). Tested against the iapo_ref_matmul_* twins. */
 void iapo_matmul_batch(int n, const iapo_gemm_op *ops);
+
+/* ---- bf16 ------------------------------------------------------------------ */
+
+/* dst[i] = src[i] rounded to bf16 (nearest, ties to even; the upper 16 bits
+ * of the rounded float), for weights read by iapo_gemm_op's Bh. */
+void iapo_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
 
 /* ---- RMSNorm --------------------------------------------------------------- */
 

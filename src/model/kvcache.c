@@ -57,7 +57,60 @@ struct iapo_kv {
 	float *lbuf;     /* (OUTG, V) */
 	float **dst; /* (OUTG) where each projected row's logits go */
 	iapo_kv_row *rows; /* (Rmax) rows built by iapo_kv_forward */
+	/* bf16 snapshot of the weight matrices (iapo_kv_use_bf16), or NULL:
+	 * wh_t[which] is tensor which's copy (NULL for norms, biases, and the
+	 * embedding of an untied model, which is only looked up) */
+	uint16_t *wh;
+	const uint16_t *wh_t[IAPO_NUM_PARAMS];
 };
+
+/* The matrices a forward multiplies by (their bf16 copies when enabled). */
+static int bf16_tensor(const iapo_config *c, int which)
+{
+	switch (which) {
+	case IAPO_P_WQ: case IAPO_P_WK: case IAPO_P_WV: case IAPO_P_WO:
+	case IAPO_P_WGATE: case IAPO_P_WUP: case IAPO_P_WDOWN:
+		return 1;
+	case IAPO_P_EMBED: /* the head when tied */
+		return c->tie_embeddings;
+	case IAPO_P_LMHEAD:
+		return !c->tie_embeddings;
+	default:
+		return 0;
+	}
+}
+
+iapo_status iapo_kv_use_bf16(iapo_kv *kv, int on)
+{
+	const iapo_config *c = &kv->w->cfg;
+	if (!on) {
+		iapo_free_aligned(kv->wh);
+		kv->wh = NULL;
+		memset(kv->wh_t, 0, sizeof kv->wh_t);
+		return IAPO_OK;
+	}
+	size_t sizes[IAPO_NUM_PARAMS], total = 0;
+	iapo_param_sizes(c, sizes);
+	for (int t = 0; t < IAPO_NUM_PARAMS; t++)
+		if (bf16_tensor(c, t)) total += (sizes[t] + 31) & ~(size_t)31;
+	if (!kv->wh) {
+		kv->wh = iapo_alloc_aligned(total * sizeof(uint16_t));
+		if (!kv->wh)
+			return iapo_fail(IAPO_ERR_NOMEM, "kv cache: out of memory: bf16 weights (%zu bytes)",
+					 total * sizeof(uint16_t));
+	}
+	size_t off = 0;
+	memset(kv->wh_t, 0, sizeof kv->wh_t);
+	for (int t = 0; t < IAPO_NUM_PARAMS; t++) {
+		if (!bf16_tensor(c, t)) continue;
+		iapo_f32_to_bf16(kv->wh + off, kv->w->p.t[t], sizes[t]);
+		kv->wh_t[t] = kv->wh + off;
+		off += (sizes[t] + 31) & ~(size_t)31;
+	}
+	if (c->tie_embeddings) kv->wh_t[IAPO_P_LMHEAD] = kv->wh_t[IAPO_P_EMBED];
+	kv->wh_t[IAPO_P_EMBED] = NULL; /* looked up in fp32 */
+	return IAPO_OK;
+}
 
 int iapo_kv_len(const iapo_kv *kv, int b) { return b >= 0 && b < kv->S ? kv->len[b] : 0; }
 int iapo_kv_slots(const iapo_kv *kv) { return kv->S; }
@@ -84,6 +137,7 @@ void iapo_kv_free(iapo_kv *kv)
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) iapo_free_aligned(*bufs[i]);
 	iapo_free(kv->dst);
 	iapo_free(kv->rows);
+	iapo_free_aligned(kv->wh);
 	iapo_free(kv);
 }
 
@@ -379,6 +433,7 @@ static void project(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits)
 	const iapo_config *c = &kv->w->cfg;
 	const int C = c->C, V = c->V;
 	const float *norm = kv->w->p.t[IAPO_P_NORM], *lm = kv->w->p.t[IAPO_P_LMHEAD];
+	const uint16_t *lmh = kv->wh_t[IAPO_P_LMHEAD];
 	int m = 0;
 	for (int r = 0; r <= R; r++) {
 		if (r < R && rows[r].out >= 0) {
@@ -392,10 +447,10 @@ static void project(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits)
 			 * token, as decoding asks) go there directly: no copy. */
 			int consecutive = 1;
 			for (int j = 1; j < m && consecutive; j++) consecutive = kv->dst[j] == kv->dst[0] + (size_t)j * V;
-			if (consecutive) {
-				iapo_matmul_nt(kv->dst[0], kv->hout, lm, m, V, C, 0);
-			} else {
-				iapo_matmul_nt(kv->lbuf, kv->hout, lm, m, V, C, 0);
+			iapo_gemm_op head = {.transB = 1, .M = m, .N = V, .K = C, .alpha = 1.0f, .A = kv->hout, .lda = C,
+					     .B = lm, .ldb = C, .C = consecutive ? kv->dst[0] : kv->lbuf, .ldc = V, .Bh = lmh};
+			iapo_matmul_batch(1, &head);
+			if (!consecutive) {
 				for (int j = 0; j < m; j++)
 					memcpy(kv->dst[j], kv->lbuf + (size_t)j * V, sizeof(float) * (size_t)V);
 			}
@@ -419,15 +474,19 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 	iapo_rope_table(kv->cs, kv->pos, R, HD, kv->inv_freq);
 	for (int l = 0; l < c->L; l++) {
 #define LW(which) (p->t[which] + (size_t)l * iapo_param_layer_size(c, which))
+#define LH(which) (kv->wh_t[which] ? kv->wh_t[which] + (size_t)l * iapo_param_layer_size(c, which) : NULL)
 		iapo_rmsnorm_forward(kv->h, NULL, kv->x, LW(IAPO_P_LN1), R, C, c->rms_eps);
 		/* q/k/v and their biases in one parallel job */
 		iapo_gemm_op qkv[3] = {
 			{.transB = 1, .M = R, .N = Q, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WQ),
-			 .ldb = C, .C = kv->q, .ldc = Q, .bias = c->qkv_bias ? LW(IAPO_P_BQ) : NULL}, // (R,NH*HD)
+			 .ldb = C, .C = kv->q, .ldc = Q, .bias = c->qkv_bias ? LW(IAPO_P_BQ) : NULL,
+			 .Bh = LH(IAPO_P_WQ)}, // (R,NH*HD)
 			{.transB = 1, .M = R, .N = KV, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WK),
-			 .ldb = C, .C = kv->k, .ldc = KV, .bias = c->qkv_bias ? LW(IAPO_P_BK) : NULL}, // (R,NKV*HD)
+			 .ldb = C, .C = kv->k, .ldc = KV, .bias = c->qkv_bias ? LW(IAPO_P_BK) : NULL,
+			 .Bh = LH(IAPO_P_WK)}, // (R,NKV*HD)
 			{.transB = 1, .M = R, .N = KV, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WV),
-			 .ldb = C, .C = kv->v, .ldc = KV, .bias = c->qkv_bias ? LW(IAPO_P_BV) : NULL},
+			 .ldb = C, .C = kv->v, .ldc = KV, .bias = c->qkv_bias ? LW(IAPO_P_BV) : NULL,
+			 .Bh = LH(IAPO_P_WV)},
 		};
 		iapo_matmul_batch(3, qkv);
 		float *q = kv->q, *k = kv->k;
@@ -446,18 +505,23 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 				       sizeof(float) * (size_t)HD);
 			}
 		attend(kv, l, rows, R, q, kv->att);
-		iapo_matmul_nt(kv->x, kv->att, LW(IAPO_P_WO), R, C, Q, 1); // x += (R,C)
+		iapo_gemm_op o = {.transB = 1, .M = R, .N = C, .K = Q, .alpha = 1.0f, .beta = 1.0f, .A = kv->att, .lda = Q,
+				  .B = LW(IAPO_P_WO), .ldb = Q, .C = kv->x, .ldc = C, .Bh = LH(IAPO_P_WO)};
+		iapo_matmul_batch(1, &o); // x += (R,C)
 		iapo_rmsnorm_forward(kv->h, NULL, kv->x, LW(IAPO_P_LN2), R, C, c->rms_eps);
 		iapo_gemm_op gu[2] = {
 			{.transB = 1, .M = R, .N = F, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WGATE),
-			 .ldb = C, .C = kv->gate, .ldc = F}, // (R,F)
+			 .ldb = C, .C = kv->gate, .ldc = F, .Bh = LH(IAPO_P_WGATE)}, // (R,F)
 			{.transB = 1, .M = R, .N = F, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WUP),
-			 .ldb = C, .C = kv->up, .ldc = F},
+			 .ldb = C, .C = kv->up, .ldc = F, .Bh = LH(IAPO_P_WUP)},
 		};
 		iapo_matmul_batch(2, gu);
 		iapo_swiglu_forward(kv->act, kv->gate, kv->up, (size_t)R * F);
-		iapo_matmul_nt(kv->x, kv->act, LW(IAPO_P_WDOWN), R, C, F, 1); // x += (R,C)
+		iapo_gemm_op d = {.transB = 1, .M = R, .N = C, .K = F, .alpha = 1.0f, .beta = 1.0f, .A = kv->act, .lda = F,
+				  .B = LW(IAPO_P_WDOWN), .ldb = F, .C = kv->x, .ldc = C, .Bh = LH(IAPO_P_WDOWN)};
+		iapo_matmul_batch(1, &d); // x += (R,C)
 #undef LW
+#undef LH
 	}
 	project(kv, rows, R, logits);
 }

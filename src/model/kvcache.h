@@ -21,6 +21,8 @@
  * precision caches, paging. The cache reads the weights it was made with on
  * every call (it keeps the pointer, not a copy): they must outlive it, and
  * after the weights change, cached K/V are stale until the slots are reset.
+ * Opt-in: a bf16 copy of the weight matrices (iapo_kv_use_bf16), a snapshot
+ * that the caller refreshes after the weights change.
  */
 #ifndef IAPO_MODEL_KVCACHE_H
 #define IAPO_MODEL_KVCACHE_H
@@ -67,6 +69,16 @@ typedef struct {
 	iapo_kv_keys keys; /* the keys it attends to; normally include (seq, slot) itself */
 	int out;           /* >= 0: write its logits to row `out` of logits; -1: none */
 } iapo_kv_row;
+
+/* With on != 0: keeps a bf16 copy of the weight matrices (rounded to
+ * nearest) and multiplies by it in every later forward of this cache, which
+ * halves the bytes a decoding step reads; activations, norms, biases,
+ * attention and sums stay fp32. The copy is taken now: call again after the
+ * weights change (the fp32 path reads them on every call). on == 0 frees it
+ * and returns to fp32. Logits then differ from fp32 by the weights' rounding
+ * (relative 2^-9 each; tests/test_decode_bf16.c bounds the effect on logits
+ * and greedy tokens). IAPO_ERR_NOMEM when the copy cannot be allocated. */
+iapo_status iapo_kv_use_bf16(iapo_kv *kv, int on);
 
 /* Runs R rows through the model. Within a layer every row's K/V is stored
  * before any row attends, and chunks run one after another, so a row may read
