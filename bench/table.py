@@ -106,29 +106,31 @@ def main():
                 pct or 0, "" if tgt is None else (">= %.0f%%: %s" % (tgt, "ok" if pct >= tgt else "BELOW")),
                 "" if own is None else "  (%.0f%% of its bf16 bound)" % own))
     gem = [r for r in records if r.get("bench") == "gemm" and r.get("M", 0) > 16]
-    if gem:
-        top = max(r.get("threads", 1) for r in gem)
+    for nthreads in sorted({r.get("threads", 1) for r in gem}, reverse=True):
         # The denominator: the highest fp32 peak any program of the run
         # measured at this thread count (a peak measured while another
         # process held a core is too low and would flatter the GEMM).
-        peaks = [r.get("gflops") for r in records if r.get("bench") == "fp32_fma_peak" and r.get("threads") == top]
+        peaks = [r.get("gflops") for r in records
+                 if r.get("bench") == "fp32_fma_peak" and r.get("threads") == nthreads]
         peaks += [r.get("fp32_peak_now_gflops") for r in records
-                  if r.get("bench") == "model_limits" and r.get("threads") == top]
+                  if r.get("bench") == "model_limits" and r.get("threads") == nthreads]
+        peaks += [r.get("fp32_peak_1thread_gflops") for r in records
+                  if r.get("bench") == "model_limits" and nthreads == 1]
         peak = max([p for p in peaks if p] or [0])
-        for r in gem:
-            if r.get("threads") == top and peak > 0 and r.get("iapo_gflops"):
-                r["iapo_pct_peak"] = 100.0 * r["iapo_gflops"] / peak
         w("")
-        w("GEMM, M=256 tokens, %d threads: %% of the fp32 FMA peak, %.0f GFLOP/s, the highest measured in the run" % (top, peak))
+        w("GEMM, M=256 tokens, %d thread%s: %% of the fp32 FMA peak, %.0f GFLOP/s, the highest measured in the run"
+          % (nthreads, "s" if nthreads > 1 else "", peak))
         w("(nt: y = x W^T, nn: dx = dy W, tn: dW = dy^T x)")
         w("%-9s %-8s %6s %6s %6s" % ("shape", "layer", "nt", "nn", "tn"))
         seen = {}
         for r in gem:
-            if r.get("threads") != top:
+            if r.get("threads") != nthreads or not r.get("iapo_gflops") or peak <= 0:
                 continue
-            seen.setdefault((r["shape"], r["layer"]), {})[r["op"]] = r.get("iapo_pct_peak")
+            pct = 100.0 * r["iapo_gflops"] / peak
+            seen.setdefault((r["shape"], r["layer"]), {})[r["op"]] = pct
             emit(what="gemm", shape=r["shape"], layer=r["layer"], op=r["op"], M=r["M"], N=r["N"], K=r["K"],
-                 threads=top, gflops=r.get("iapo_gflops"), pct_peak=r.get("iapo_pct_peak"), target_pct=GEMM_TARGET)
+                 threads=nthreads, gflops=r.get("iapo_gflops"), peak_gflops=peak, pct_peak=round(pct, 1),
+                 target_pct=GEMM_TARGET)
         for (s, layer), ops in seen.items():
             w("%-9s %-8s %5s%% %5s%% %5s%%" % (s, layer, fmt(ops.get("nt")), fmt(ops.get("nn")), fmt(ops.get("tn"))))
     sys.stderr.write("\n".join(lines) + "\n")
