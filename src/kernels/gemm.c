@@ -92,7 +92,12 @@
 #define MIN_B_PER_THREAD (1L << 16)
 /* Rectangles per thread in the packed path, when each still gets at least
  * MIN_FMA_PER_THREAD multiply-adds. */
+#ifndef OVERSUB
 #define OVERSUB 2
+#endif
+/* Largest op(A) (bytes) for which a product is cut into OVERSUB rectangles
+ * per thread: L2. */
+#define OVERSUB_A_MAX (1 << 20)
 /* Largest op(A) (floats, padded) whose micro-panels the rectangles of a
  * product share (32 MB). */
 #define SHARE_A_MAX (1L << 23)
@@ -667,17 +672,23 @@ static int packed_plan(struct job *J, int nth)
 	J->kc = blk_kc ? blk_kc : KC_DEF;
 	J->nc = blk_nc ? round_up(blk_nc, NR) : NC_DEF;
 	long mt = ceil_div(J->M, MR), nt = ceil_div(J->N, NR);
-	/* Rectangles: OVERSUB per thread when each keeps enough work. */
+	/* Rectangles: OVERSUB per thread when each keeps enough work and
+	 * op(A) fits L2 (every rectangle of a row range streams all of its A:
+	 * more rectangles of a larger A cost more L3 traffic than the balance
+	 * they buy). */
 	int items = nth;
-	if (nth > 1 && (double)J->M * J->N * J->K >= (double)min_fma_per_thread * nth * OVERSUB) items = nth * OVERSUB;
+	if (nth > 1 && (double)J->M * J->N * J->K >= (double)min_fma_per_thread * nth * OVERSUB &&
+	    (double)J->M * J->K * sizeof(float) <= OVERSUB_A_MAX)
+		items = nth * OVERSUB;
 	long kc_step = ceil_div(J->K, ceil_div(J->K, J->kc)), nslices = ceil_div(J->K, kc_step);
-	/* With several rectangles, op(A)'s panels are shared when they fit:
-	 * then A is packed about once, and only B repeats (tm times). */
+	/* With several rectangles side by side (tn > 1), op(A)'s panels are
+	 * shared when they fit: packed about once instead of tn times. */
 	size_t ashare = (size_t)nslices * (size_t)mt * (size_t)(kc_step * MR);
 	int share = items > 1 && ashare <= (size_t)SHARE_A_MAX;
 	/* Of the grids tm x tn = items that give every rectangle a tile, take
-	 * the one that packs the least: A is packed tn times (once when
-	 * shared), B tm times. */
+	 * the one that moves the least: every rectangle reads all of its rows
+	 * of A (from its own packing, or the shared one, which is packed once
+	 * but still streamed tn times) and packs its columns of B. */
 	int best_tm = 0;
 	for (; items >= 1 && !best_tm; items--) {
 		double best = 0;
@@ -685,7 +696,7 @@ static int packed_plan(struct job *J, int nth)
 			if (items % tm) continue;
 			int tn = items / tm;
 			if (tm > mt || tn > nt) continue;
-			double cost = (double)J->M * (share ? 1 : tn) + (double)J->N * tm;
+			double cost = (double)J->M * tn + (double)J->N * tm;
 			if (!best_tm || cost < best) best_tm = tm, best = cost;
 		}
 		if (best_tm) break;
