@@ -11,12 +11,14 @@
  */
 #include "model/generate.h"
 
+#include <math.h>
 #include <omp.h>
 #include <string.h>
 #include <time.h>
 
 #include "core/mem.h"
 #include "core/status.h"
+#include "kernels/kernels.h"
 
 const char *iapo_finish_str(iapo_finish f)
 {
@@ -34,6 +36,7 @@ void iapo_gen_results_free(iapo_gen_result *res, int B)
 	for (int b = 0; b < B; b++) {
 		iapo_free(res[b].tokens);
 		iapo_free(res[b].text);
+		iapo_free(res[b].entropy);
 		memset(&res[b], 0, sizeof res[b]);
 		res[b].stop_index = -1;
 	}
@@ -100,6 +103,9 @@ static iapo_status check_opts(const iapo_weights *w, const int *const *prompts, 
 	for (int i = 0; i < o->n_stop; i++)
 		if (!o->stop[i] || !o->stop[i][0])
 			return iapo_fail(IAPO_ERR_ARG, "generate: stop string %d: expected a non-empty string", i);
+	if (!(o->entropy_temperature >= 0) || !isfinite(o->entropy_temperature))
+		return iapo_fail(IAPO_ERR_ARG, "generate: entropy temperature: expected >= 0, found %g",
+				 (double)o->entropy_temperature);
 	if (o->n_eos < 0 || (o->n_eos > 0 && !o->eos_ids))
 		return iapo_fail(IAPO_ERR_ARG, "generate: eos ids: expected a list, found %d ids", o->n_eos);
 	for (int b = 0; b < B; b++) {
@@ -143,7 +149,8 @@ iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, cons
 	seq_state *ss = NULL;
 	int *n = NULL, *sampled = NULL;
 	const int **tokp = NULL;
-	float *logits = NULL, *scratch = NULL;
+	float *logits = NULL, *scratch = NULL, *ent = NULL;
+	const int want_ent = o->entropy_temperature > 0;
 	char *dec = NULL;
 	size_t dec_len = 0, dec_cap = 0;
 	for (int b = 0; b < B; b++) {
@@ -165,6 +172,8 @@ iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, cons
 		res[b].tokens = iapo_malloc(sizeof(int) * (size_t)(max_new > 0 ? max_new : 1));
 		ss[b].offs = iapo_calloc((size_t)max_new + 1, sizeof(size_t));
 		if (!res[b].tokens || !ss[b].offs) goto nomem;
+		if (want_ent && !(res[b].entropy = iapo_malloc(sizeof(float) * (size_t)(max_new > 0 ? max_new : 1))))
+			goto nomem;
 		if (o->tok) IAPO_CHECK(st, append_text(&res[b], &ss[b], "", 0));
 		iapo_rng_seed(&ss[b].rng, o->seed, o->keys ? o->keys[b] : (uint64_t)b, 0, 0);
 		ss[b].live = max_new > 0;
@@ -173,7 +182,8 @@ iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, cons
 	if (max_new == 0) goto done;
 	logits = iapo_alloc_aligned(sizeof(float) * (size_t)S * V);
 	if (!greedy) scratch = iapo_alloc_aligned(sizeof(float) * IAPO_SAMPLE_SCRATCH(V) * (size_t)nthr);
-	if (!logits || (!greedy && !scratch)) goto nomem;
+	if (want_ent) ent = iapo_malloc(sizeof(float) * (size_t)B);
+	if (!logits || (!greedy && !scratch) || (want_ent && !ent)) goto nomem;
 
 	double t0 = now();
 	for (int b = 0; b < S; b++) {
@@ -186,6 +196,8 @@ iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, cons
 	if (stats) stats->prefill_seconds = t1 - t0;
 
 	for (;;) {
+		/* Rows of finished sequences hold old, finite logits: harmless. */
+		if (want_ent) iapo_logprob_entropy_forward(NULL, ent, logits, NULL, B, V, o->entropy_temperature);
 		/* Sample every live sequence (each from its own stream). */
 #pragma omp parallel for schedule(dynamic, 1) if (B > 1)
 		for (int b = 0; b < B; b++) {
@@ -205,6 +217,7 @@ iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, cons
 					       r->n_tokens);
 				goto fail;
 			}
+			if (want_ent) r->entropy[r->n_tokens] = ent[b];
 			r->tokens[r->n_tokens++] = t;
 			if (stats) stats->generated_tokens++;
 			int is_eos = 0;
@@ -263,6 +276,7 @@ done:
 	iapo_free(tokp);
 	iapo_free_aligned(logits);
 	iapo_free_aligned(scratch);
+	iapo_free(ent);
 	iapo_free(dec);
 	iapo_kv_free(own);
 	return st;

@@ -12,7 +12,8 @@
  * caller's job (give each copy its own key).
  *
  * Leaves out: continuous batching (refilling freed slots), beam search,
- * streaming output, log-prob outputs (the trainer recomputes those).
+ * streaming output, log-prob outputs (the trainer recomputes those; only the
+ * sampling distributions' entropies are offered, opt-in).
  */
 #ifndef IAPO_MODEL_GENERATE_H
 #define IAPO_MODEL_GENERATE_H
@@ -46,6 +47,10 @@ typedef struct {
 	/* Needed for text and stop strings; NULL: no text is produced (and
 	 * stop strings are an ARG error). */
 	const iapo_tokenizer *tok;
+	/* > 0: each result's `entropy` gets, per sampled token, the entropy of
+	 * the distribution it was drawn from, softmax(logits / entropy_temperature)
+	 * (for IAPO's policy entropies C_t, without a second forward). 0: none. */
+	float entropy_temperature;
 } iapo_gen_opts;
 
 /* One completion; arrays owned by the result (iapo_gen_results_free). */
@@ -60,6 +65,7 @@ typedef struct {
 	size_t text_len;
 	iapo_finish finish;
 	int stop_index;    /* which stop string matched, -1 otherwise */
+	float *entropy;    /* (n_tokens) with o->entropy_temperature > 0, else NULL */
 } iapo_gen_result;
 
 typedef struct {
