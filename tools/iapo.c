@@ -18,6 +18,7 @@ static const struct {
 	{"train", cmd_train, "RL post-training (IAPO, GRPO and baselines) of a model on a JSONL dataset"},
 	{"eval", cmd_eval, "pass@k, length@k and token efficiency of a model or of every checkpoint of a run"},
 	{"info", cmd_info, "per-token information gain of a completion about its answer, as HTML and TSV"},
+	{"report", cmd_report, "HTML page with the training curves of a run (inline SVG, no network)"},
 	{"data", cmd_data, "make the demo's data: a synthetic reasoning task (synth), a BPE tokenizer for it (tokenizer)"},
 	{"tokenize", cmd_tokenize, "text lines to token ids (or ids to text with --decode)"},
 	{NULL, NULL, NULL},
