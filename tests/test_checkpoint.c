@@ -3,7 +3,8 @@
  *  - optimizer.bin round-trips m, v and the step; a flipped byte, a cut file,
  *    another magic or parameter count are FORMAT errors naming the file;
  *  - the latest complete checkpoint-N is found (temporary and unfinished
- *    directories ignored, stale temporaries cleaned);
+ *    directories ignored, stale temporaries cleaned, an old checkpoint moved
+ *    aside by an interrupted replace put back);
  *  - a run's checkpoint is an HF directory iapo_weights_load reads back equal
  *    to the trainer's weights, with tokenizer files, trainer_state.json
  *    (HF's fields, log history, adam step, data position), rng_state.json,
@@ -106,6 +107,18 @@ static void test_latest(void)
 	CHECK(iapo_checkpoint_clean(run) == IAPO_OK, "%s", iapo_errmsg());
 	snprintf(p, sizeof p, "%s/checkpoint-30.tmp-abc", run);
 	CHECK(!iapo_fs_exists(p), "stale temporary removed");
+	/* a replace without an atomic exchange moves the old checkpoint aside
+	 * first: a crash before the new one is in leaves only checkpoint-N.old-* */
+	snprintf(p, sizeof p, "%s/checkpoint-20.old-abc/trainer_state.json", run);
+	iapo_fs_mkdir_p(p);
+	snprintf(p, sizeof p, "%s/checkpoint-2.old-def", run);
+	iapo_fs_mkdir_p(p);
+	CHECK(iapo_checkpoint_clean(run) == IAPO_OK, "%s", iapo_errmsg());
+	CHECK(iapo_checkpoint_latest(run, "trainer_state.json", &k) == IAPO_OK && k == 20,
+	      "checkpoint-20 restored from checkpoint-20.old-abc, found latest %ld", k);
+	CHECK(!iapo_fs_exists(p), "checkpoint-2.old-def removed (checkpoint-2 is there)");
+	snprintf(p, sizeof p, "%s/checkpoint-2/trainer_state.json", run);
+	CHECK(iapo_fs_exists(p), "checkpoint-2 kept");
 	snprintf(p, sizeof p, "%s/none", scratch);
 	CHECK(iapo_checkpoint_latest(p, NULL, &k) == IAPO_ERR_IO && strstr(iapo_errmsg(), "none"), "missing run dir: %s",
 	      iapo_errmsg());

@@ -106,11 +106,16 @@ iapo_status iapo_optimizer_save(const char *path, const float *m, const float *v
 	memcpy(hdr + 32, &sum, 8);
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) return os_fail(path, "cannot create");
+	/* Through io/fs.h's calls, so its fault hook reaches this file too. */
 	iapo_status s = iapo_fs_write_all(fd, path, hdr, sizeof hdr);
 	if (s == IAPO_OK) s = iapo_fs_write_all(fd, path, m, n * sizeof(float));
 	if (s == IAPO_OK) s = iapo_fs_write_all(fd, path, v, n * sizeof(float));
-	if (s == IAPO_OK && fsync(fd) != 0) s = os_fail(path, "fsync failed");
+	if (s == IAPO_OK && iapo_fs_fsync(fd) != 0) s = os_fail(path, "fsync failed");
 	if (close(fd) != 0 && s == IAPO_OK) s = os_fail(path, "close failed");
+	/* The header's size and checksum would reject a partial file on load,
+	 * but a file that exists looks like a saved state to anyone listing the
+	 * directory: none at all is clearer. */
+	if (s != IAPO_OK) unlink(path);
 	return s;
 }
 
@@ -119,7 +124,7 @@ static iapo_status read_exact(int fd, const char *path, void *buf, size_t len)
 	unsigned char *p = buf;
 	while (len > 0) {
 		size_t chunk = len > ((size_t)1 << 30) ? (size_t)1 << 30 : len;
-		ssize_t r = read(fd, p, chunk);
+		ssize_t r = iapo_fs_read(fd, p, chunk);
 		if (r < 0) {
 			if (errno == EINTR) continue;
 			return os_fail(path, "read failed");
@@ -262,6 +267,21 @@ iapo_status iapo_checkpoint_latest(const char *run_dir, const char *marker, long
 	return IAPO_OK;
 }
 
+/* "checkpoint-N.old-XXXXXX" (io/fs.h's replace_dir without an atomic
+ * exchange moves the old directory aside under that name, then the new one
+ * in): the length of its "checkpoint-N" part, else 0. */
+static size_t old_aside(const char *name)
+{
+	const char *o = strstr(name, ".old-");
+	if (!o || strstr(name, ".tmp-")) return 0;
+	char head[64];
+	size_t k = (size_t)(o - name);
+	if (k >= sizeof head) return 0;
+	memcpy(head, name, k);
+	head[k] = '\0';
+	return parse_name(head) >= 0 ? k : 0;
+}
+
 iapo_status iapo_checkpoint_clean(const char *run_dir)
 {
 	DIR *d = opendir(run_dir);
@@ -269,9 +289,17 @@ iapo_status iapo_checkpoint_clean(const char *run_dir)
 	iapo_status s = IAPO_OK;
 	struct dirent *e;
 	while ((e = readdir(d))) {
-		if (strncmp(e->d_name, "checkpoint-", 11) || !strstr(e->d_name, ".tmp-")) continue;
-		char path[4096];
+		if (strncmp(e->d_name, "checkpoint-", 11)) continue;
+		size_t k = old_aside(e->d_name);
+		if (!k && !strstr(e->d_name, ".tmp-")) continue;
+		char path[4096], final[4096];
 		if (iapo_fs_join(path, sizeof path, run_dir, e->d_name) != IAPO_OK) continue;
+		if (k && snprintf(final, sizeof final, "%s/%.*s", run_dir, (int)k, e->d_name) < (int)sizeof final &&
+		    !iapo_fs_exists(final)) {
+			/* A crash between the two renames: the old checkpoint is the
+			 * complete one (the new one is a .tmp- and goes below). */
+			if (rename(path, final) == 0) continue;
+		}
 		iapo_status r = iapo_fs_remove_all(path);
 		if (s == IAPO_OK) s = r;
 	}

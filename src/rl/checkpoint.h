@@ -58,7 +58,10 @@ void iapo_checkpoint_abort(const char *tmp);
  * file written last, e.g. trainer_state.json), or -1 when there is none.
  * A missing RUN_DIR is an IO error naming it. */
 iapo_status iapo_checkpoint_latest(const char *run_dir, const char *marker, long *step);
-/* Removes RUN_DIR/checkpoint-*.tmp-* directories left by an interrupted save. */
+/* Removes RUN_DIR/checkpoint-*.tmp-* directories left by an interrupted save;
+ * a checkpoint-N.old-* (the old directory moved aside where the file system
+ * cannot exchange two directories) is renamed back to checkpoint-N when that
+ * is missing, else removed. */
 iapo_status iapo_checkpoint_clean(const char *run_dir);
 
 #endif
