@@ -16,6 +16,7 @@ static const struct {
 	{"init", cmd_init, "write a randomly initialised model directory from a config.json"},
 	{"generate", cmd_generate, "sample completions of a prompt (chat template applied)"},
 	{"train", cmd_train, "RL post-training (IAPO, GRPO and baselines) of a model on a JSONL dataset"},
+	{"sft", cmd_sft, "supervised training (from scratch or a model) on prompt/completion JSONL, loss on the completion"},
 	{"eval", cmd_eval, "pass@k, length@k and token efficiency of a model or of every checkpoint of a run"},
 	{"info", cmd_info, "per-token information gain of a completion about its answer, as HTML and TSV"},
 	{"report", cmd_report, "HTML page with the training curves of a run (inline SVG, no network)"},

@@ -105,6 +105,49 @@ static iapo_status check_examples(const iapo_sft *s, const int *const *tokens, c
 	return IAPO_OK;
 }
 
+/* Row b of the micro-batch [i0, i0+B): inputs are the sequence without its
+ * last token; position p predicts token p+1, a target only past the prompt.
+ * dl: the d(loss)/d(logp) of a target. Returns T. */
+static int fill_micro(iapo_sft *s, const int *const *tokens, const int *lens, const int *n_prompt, int i0, int B,
+		      float dl)
+{
+	int T = 1;
+	for (int b = 0; b < B; b++)
+		if (lens[i0 + b] - 1 > T) T = lens[i0 + b] - 1;
+	for (int b = 0; b < B; b++) {
+		const int *x = tokens[i0 + b];
+		int L = lens[i0 + b] - 1, P = n_prompt[i0 + b];
+		s->len[b] = L;
+		for (int p = 0; p < T; p++) {
+			s->tok[b * T + p] = p < L ? x[p] : 0;
+			s->tgt[b * T + p] = p < L && p + 1 >= P ? x[p + 1] : -1;
+			s->dlogp[b * T + p] = s->tgt[b * T + p] >= 0 ? dl : 0.0f;
+		}
+	}
+	return T;
+}
+
+iapo_status iapo_sft_eval(iapo_sft *s, const int *const *tokens, const int *lens, const int *n_prompt, int n,
+			  double *loss_sum, double *tokens_out)
+{
+	double ntok = 0, loss = 0;
+	IAPO_TRY(iapo_dist_agree(check_examples(s, tokens, lens, n_prompt, n, &ntok)));
+	iapo_status st = IAPO_OK;
+	for (int i0 = 0; i0 < n && st == IAPO_OK; i0 += s->o.micro_batch) {
+		int B = n - i0 < s->o.micro_batch ? n - i0 : s->o.micro_batch;
+		int T = fill_micro(s, tokens, lens, n_prompt, i0, B, 0.0f);
+		st = iapo_fwd_forward(s->fwd, s->tok, s->len, s->tgt, B, T, s->logp, NULL, NULL);
+		for (int k = 0; st == IAPO_OK && k < B * T; k++)
+			if (s->tgt[k] >= 0) loss -= s->logp[k];
+	}
+	IAPO_TRY(iapo_dist_agree(st));
+	double red[2] = {loss, ntok};
+	IAPO_TRY(iapo_dist_allreduce_double(red, 2, IAPO_DIST_SUM));
+	*loss_sum += red[0];
+	*tokens_out += red[1];
+	return IAPO_OK;
+}
+
 iapo_status iapo_sft_step(iapo_sft *s, const int *const *tokens, const int *lens, const int *n_prompt, int n,
 			  float lr, iapo_sft_stats *stats)
 {
@@ -117,21 +160,8 @@ iapo_status iapo_sft_step(iapo_sft *s, const int *const *tokens, const int *lens
 	const int mb = s->o.micro_batch;
 	iapo_status st = IAPO_OK;
 	for (int i0 = 0; i0 < n && st == IAPO_OK; i0 += mb) {
-		int B = n - i0 < mb ? n - i0 : mb, T = 1;
-		for (int b = 0; b < B; b++)
-			if (lens[i0 + b] - 1 > T) T = lens[i0 + b] - 1;
-		/* Row b: inputs are the sequence without its last token; position
-		 * p predicts token p+1, a target only past the prompt. */
-		for (int b = 0; b < B; b++) {
-			const int *x = tokens[i0 + b];
-			int L = lens[i0 + b] - 1, P = n_prompt[i0 + b];
-			s->len[b] = L;
-			for (int p = 0; p < T; p++) {
-				s->tok[b * T + p] = p < L ? x[p] : 0;
-				s->tgt[b * T + p] = p < L && p + 1 >= P ? x[p + 1] : -1;
-				s->dlogp[b * T + p] = s->tgt[b * T + p] >= 0 ? (float)(-1.0 / ntok) : 0.0f;
-			}
-		}
+		int B = n - i0 < mb ? n - i0 : mb;
+		int T = fill_micro(s, tokens, lens, n_prompt, i0, B, (float)(-1.0 / ntok));
 		st = iapo_fwd_forward(s->fwd, s->tok, s->len, s->tgt, B, T, s->logp, NULL, NULL);
 		if (st != IAPO_OK) break;
 		for (int k = 0; k < B * T; k++)

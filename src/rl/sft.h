@@ -52,6 +52,15 @@ void iapo_sft_free(iapo_sft *s);
 iapo_status iapo_sft_step(iapo_sft *s, const int *const *tokens, const int *lens, const int *n_prompt, int n,
 			  float lr, iapo_sft_stats *stats);
 
+/* The loss without an update (held-out evaluation): *loss_sum += the
+ * summed cross-entropy of every completion token of the n examples, *tokens
+ * += their count (same example rules as iapo_sft_step). No gradient, no
+ * change to the weights or the optimizer. Collective under MPI like the
+ * step: the sums added are the whole job's (each rank passes its share, n
+ * may be 0). */
+iapo_status iapo_sft_eval(iapo_sft *s, const int *const *tokens, const int *lens, const int *n_prompt, int n,
+			  double *loss_sum, double *tokens_out);
+
 /* The AdamW state: moments (iapo_param_count floats each, same layout as the
  * weights) and the number of updates made so far (t). Writable, so a caller
  * can restore them from a checkpoint. */

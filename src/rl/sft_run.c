@@ -1,0 +1,1406 @@
+/*
+ * sft_run.c — a whole SFT run (see sft_run.h): the option table (command
+ * line, JSON, config.json, --help), the data (prompts rendered as `iapo
+ * train` renders them, completions + end-of-turn), the model (loaded or
+ * fresh), the step loop with logging, held-out loss and checkpoints, and
+ * resuming. The step itself is sft.c's.
+ *
+ * Not here: printing (the caller's progress hook does it), signals (the
+ * caller owns the stop flag), the RL trainer's run directory code
+ * (train_state.c works on the trainer's struct; the few pieces both need,
+ * the run-directory check and metrics truncation, are small enough to
+ * repeat here rather than couple the two).
+ */
+#include "rl/sft_run.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/mem.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "core/status.h"
+#include "dist/dist.h"
+#include "io/fs.h"
+#include "io/json.h"
+#include "model/weights.h"
+#include "rl/checkpoint.h"
+#include "rl/dataset.h"
+#include "rl/prompt.h"
+#include "rl/schedule.h"
+#include "rl/sft.h"
+#include "tokenizer/tokenizer.h"
+
+#define PATHN 4096
+#define STATE_FILE "trainer_state.json"
+#define RNG_FILE "rng_state.json"
+#define METRICS_FILE "metrics.jsonl"
+#define KEY_SFT_DATA 0x73667464ull /* "sftd": the data order's stream */
+
+/* ---- the option table ----------------------------------------------------- */
+
+typedef enum { T_STR, T_INT, T_NUM, T_FLAG, T_ENUM } opt_type;
+
+typedef struct {
+	const char *name;
+	opt_type type;
+	size_t off;
+	const char *dflt; /* text form; NULL: unset */
+	double lo, hi;
+	const char *choices; /* T_ENUM */
+	const char *arg;
+	const char *help;
+	const char *group;
+} opt_def;
+
+#define F(field) offsetof(iapo_sft_run_opts, field)
+#define BIG 1e15
+
+static const opt_def OPTS[] = {
+	{"model", T_STR, F(model), NULL, 0, 0, NULL, "PATH", "HF model directory or checkpoint-N to start from, or a config.json FILE: a fresh random model of that shape (required)", "model"},
+	{"tokenizer", T_STR, F(tokenizer), NULL, 0, 0, NULL, "DIR", "tokenizer.json + tokenizer_config.json (default: --model's directory)", NULL},
+	{"init-std", T_NUM, F(init_std), "-1", -1, 1e3, NULL, "F", "fresh model: normal std of the weights; < 0: the config's initializer_range, else 0.02", NULL},
+
+	{"data", T_STR, F(data), NULL, 0, 0, NULL, "FILE", "training rows, JSONL in a layout iapo train reads, with a completion field (required)", "data"},
+	{"eval-data", T_STR, F(eval_data), NULL, 0, 0, NULL, "FILE", "held-out rows: their completion loss is logged as eval_loss", NULL},
+	{"data-format", T_ENUM, F(data_format), "auto", 0, 0, "auto|gsm8k|math|dapo|generic", "F", "row layout (as iapo train: it picks the system prompt's task line)", NULL},
+	{"prompt-field", T_STR, F(prompt_field), NULL, 0, 0, NULL, "NAME", "field holding the problem (default: the layout's)", NULL},
+	{"answer-field", T_STR, F(answer_field), NULL, 0, 0, NULL, "NAME", "field holding the answer (default: the layout's; read, not trained on)", NULL},
+	{"completion-field", T_STR, F(completion_field), "completion", 0, 0, NULL, "NAME", "field holding the target completion (dotted for nested)", NULL},
+	{"max-rows", T_INT, F(max_rows), "0", 0, BIG, NULL, "N", "keep the first N rows of --data, 0 = all", NULL},
+	{"system", T_STR, F(system), NULL, 0, 0, NULL, "TEXT", "system prompt (default: the reference's R1 prompt + the layout's task line, as iapo train)", NULL},
+	{"no-one-shot", T_FLAG, F(no_one_shot), "0", 0, 0, NULL, NULL, "leave out the one-shot \"What is 2+2?\" exchange (give iapo train/eval the same flag)", NULL},
+	{"no-chat-template", T_FLAG, F(no_chat_template), "0", 0, 0, NULL, NULL, "the prompt is the problem text as is; the completion ends with the model's EOS", NULL},
+	{"max-length", T_INT, F(max_length), "1024", 2, 1 << 24, NULL, "N", "prompt + completion tokens; longer completions are cut at the end", NULL},
+
+	{"out", T_STR, F(out), NULL, 0, 0, NULL, "DIR", "run directory: config.json, metrics.jsonl, checkpoint-N/ (required)", "run"},
+	{"resume", T_FLAG, F(resume), "0", 0, 0, NULL, NULL, "continue from the latest checkpoint in --out (its config.json gives the defaults)", NULL},
+	{"overwrite", T_FLAG, F(overwrite), "0", 0, 0, NULL, NULL, "delete the checkpoints and metrics of an earlier run in --out", NULL},
+	{"seed", T_INT, F(seed), "42", 0, 9007199254740992.0, NULL, "N", "random seed: data order and a fresh model's weights", NULL},
+	{"threads", T_INT, F(threads), "0", 0, 4096, NULL, "N", "OpenMP/BLAS threads, 0 = all cores (a run repeats exactly only with the same count)", NULL},
+
+	{"per-device-train-batch-size", T_INT, F(batch_size), "8", 1, 1 << 20, NULL, "N", "examples per forward/backward on each process (alias --batch-size)", "batch"},
+	{"gradient-accumulation-steps", T_INT, F(grad_accum), "1", 1, 1 << 20, NULL, "N", "micro-batches per optimizer step", NULL},
+	{"num-train-epochs", T_NUM, F(epochs), "3", 1e-9, 1e9, NULL, "F", "passes over --data (fractional allowed)", NULL},
+	{"max-steps", T_INT, F(max_steps), "0", 0, BIG, NULL, "N", "optimizer steps; > 0 overrides --num-train-epochs", NULL},
+
+	{"learning-rate", T_NUM, F(learning_rate), "2e-5", 0, 1e3, NULL, "F", "peak learning rate", "optimizer"},
+	{"warmup-ratio", T_NUM, F(warmup_ratio), "0", 0, 1, NULL, "F", "linear warmup over this fraction of the steps (rounded up)", NULL},
+	{"warmup-steps", T_INT, F(warmup_steps), "0", 0, BIG, NULL, "N", "linear warmup steps (instead of --warmup-ratio)", NULL},
+	{"lr-scheduler-type", T_ENUM, F(lr_scheduler_type), "linear", 0, 0, "linear|cosine|constant", "S", "decay after warmup (to 0 at the last step for linear/cosine)", NULL},
+	{"adam-beta1", T_NUM, F(adam_beta1), "0.9", 0, 0.999999, NULL, "F", "AdamW beta1", NULL},
+	{"adam-beta2", T_NUM, F(adam_beta2), "0.999", 0, 0.999999999, NULL, "F", "AdamW beta2", NULL},
+	{"adam-epsilon", T_NUM, F(adam_epsilon), "1e-8", 0, 1, NULL, "F", "AdamW epsilon", NULL},
+	{"weight-decay", T_NUM, F(weight_decay), "0", 0, 1e3, NULL, "F", "decoupled weight decay", NULL},
+	{"max-grad-norm", T_NUM, F(max_grad_norm), "1.0", 0, 1e30, NULL, "F", "clip the global gradient norm, 0 = off", NULL},
+
+	{"logging-steps", T_INT, F(logging_steps), "1", 1, BIG, NULL, "N", "a metrics.jsonl line every N steps (loss averaged over them) and at the end", "logging, evaluation, checkpoints"},
+	{"eval-steps", T_INT, F(eval_steps), "0", 0, BIG, NULL, "N", "loss on --eval-data every N steps and at the end; 0 = at the end only", NULL},
+	{"save-steps", T_INT, F(save_steps), "500", 0, BIG, NULL, "N", "checkpoint every N steps (and always at the end), 0 = only at the end", NULL},
+	{"max-bad-steps", T_INT, F(max_bad_steps), "5", 1, 1 << 20, NULL, "N", "stop after N steps in a row with NaN/Inf loss or gradients (each is skipped)", NULL},
+};
+#define NOPTS (sizeof OPTS / sizeof *OPTS)
+
+_Static_assert(sizeof OPTS / sizeof *OPTS <= IAPO_SFT_MAX_OPTS, "given[] too small");
+
+/* Other spellings: TRL's short forms and `iapo train`'s names. */
+static const char *const ALIASES[][2] = {
+	{"batch-size", "per-device-train-batch-size"},
+	{"micro-batch", "per-device-train-batch-size"},
+	{"grad-accum", "gradient-accumulation-steps"},
+	{"epochs", "num-train-epochs"},
+	{"lr-schedule", "lr-scheduler-type"},
+	{"adam-eps", "adam-epsilon"},
+};
+
+static int find_opt(const char *name)
+{
+	char norm[64];
+	size_t n = strlen(name);
+	if (n >= sizeof norm) return -1;
+	for (size_t i = 0; i <= n; i++) norm[i] = name[i] == '_' ? '-' : name[i];
+	for (size_t i = 0; i < sizeof ALIASES / sizeof *ALIASES; i++)
+		if (!strcmp(ALIASES[i][0], norm)) {
+			snprintf(norm, sizeof norm, "%s", ALIASES[i][1]);
+			break;
+		}
+	for (size_t i = 0; i < NOPTS; i++)
+		if (!strcmp(OPTS[i].name, norm)) return (int)i;
+	return -1;
+}
+
+static int choice_ok(const char *choices, const char *v)
+{
+	size_t n = strlen(v);
+	for (const char *p = choices; *p;) {
+		const char *e = strchr(p, '|');
+		size_t k = e ? (size_t)(e - p) : strlen(p);
+		if (k == n && !strncmp(p, v, n)) return 1;
+		if (!e) break;
+		p = e + 1;
+	}
+	return 0;
+}
+
+/* Owned strings: a list of blocks freed together. */
+typedef struct owned_str {
+	struct owned_str *next;
+	char s[];
+} owned_str;
+
+static const char *own(iapo_sft_run_opts *o, const char *v)
+{
+	size_t n = strlen(v);
+	owned_str *b = iapo_malloc(sizeof *b + n + 1);
+	if (!b) return NULL;
+	memcpy(b->s, v, n + 1);
+	b->next = o->owned;
+	o->owned = b;
+	return b->s;
+}
+
+static iapo_status set_text(iapo_sft_run_opts *o, int i, const char *v, const char *where)
+{
+	const opt_def *d = &OPTS[i];
+	void *field = (char *)o + d->off;
+	switch (d->type) {
+	case T_STR:
+	case T_ENUM: {
+		if (!v) return iapo_fail(IAPO_ERR_ARG, "%s: expected a value", where);
+		if (d->type == T_ENUM && !choice_ok(d->choices, v))
+			return iapo_fail(IAPO_ERR_ARG, "%s: expected one of %s, found '%s'", where, d->choices, v);
+		const char *s = own(o, v);
+		if (!s) return iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory", where);
+		*(const char **)field = s;
+		break;
+	}
+	case T_FLAG:
+		if (!v || !strcmp(v, "1") || !strcmp(v, "true"))
+			*(int *)field = 1;
+		else if (!strcmp(v, "0") || !strcmp(v, "false"))
+			*(int *)field = 0;
+		else
+			return iapo_fail(IAPO_ERR_ARG, "%s: expected true or false, found '%s'", where, v);
+		break;
+	case T_INT: {
+		if (!v) return iapo_fail(IAPO_ERR_ARG, "%s: expected a value", where);
+		char *end;
+		errno = 0;
+		long long x = strtoll(v, &end, 10);
+		if (errno || end == v || *end || (double)x < d->lo || (double)x > d->hi)
+			return iapo_fail(IAPO_ERR_ARG, "%s: expected an integer in [%.0f, %.0f], found '%s'", where, d->lo,
+					 d->hi, v);
+		*(long *)field = (long)x;
+		break;
+	}
+	case T_NUM: {
+		if (!v) return iapo_fail(IAPO_ERR_ARG, "%s: expected a value", where);
+		char *end;
+		errno = 0;
+		double x = strtod(v, &end);
+		if (errno || end == v || *end || !isfinite(x) || x < d->lo || x > d->hi)
+			return iapo_fail(IAPO_ERR_ARG, "%s: expected a number in [%g, %g], found '%s'", where, d->lo, d->hi,
+					 v);
+		*(double *)field = x;
+		break;
+	}
+	}
+	o->given[i] = 1;
+	return IAPO_OK;
+}
+
+void iapo_sft_run_opts_default(iapo_sft_run_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	/* Defaults are numbers, flags or the few strings the table names; none
+	 * can fail but an allocation, and strings with defaults are set last by
+	 * hand so that a failed allocation leaves a usable NULL. */
+	for (size_t i = 0; i < NOPTS; i++) {
+		const opt_def *d = &OPTS[i];
+		if (!d->dflt) continue;
+		void *field = (char *)o + d->off;
+		switch (d->type) {
+		case T_STR:
+		case T_ENUM:
+			*(const char **)field = d->dflt; /* static storage: borrowed */
+			break;
+		case T_FLAG:
+			*(int *)field = d->dflt[0] == '1';
+			break;
+		case T_INT:
+			*(long *)field = strtol(d->dflt, NULL, 10);
+			break;
+		case T_NUM:
+			*(double *)field = strtod(d->dflt, NULL);
+			break;
+		}
+	}
+}
+
+void iapo_sft_run_opts_free(iapo_sft_run_opts *o)
+{
+	if (!o) return;
+	for (owned_str *b = o->owned, *next; b; b = next) {
+		next = b->next;
+		iapo_free(b);
+	}
+	o->owned = NULL;
+}
+
+iapo_status iapo_sft_run_opts_set(iapo_sft_run_opts *o, const char *name, const char *value)
+{
+	int i = find_opt(name);
+	char where[96];
+	snprintf(where, sizeof where, "--%s", name);
+	if (i < 0) return iapo_fail(IAPO_ERR_ARG, "unknown option '--%s' (see 'iapo sft --help')", name);
+	return set_text(o, i, value, where);
+}
+
+static int raw_number(const cJSON *m, double *x)
+{
+	if (cJSON_IsNumber(m)) {
+		*x = m->valuedouble;
+		return 1;
+	}
+	if (!cJSON_IsRaw(m) || !m->valuestring) return 0;
+	char *end;
+	*x = strtod(m->valuestring, &end);
+	return end != m->valuestring && !*end && isfinite(*x);
+}
+
+static iapo_status apply_json(iapo_sft_run_opts *o, const cJSON *obj, const char *file)
+{
+	if (!cJSON_IsObject(obj))
+		return iapo_fail(IAPO_ERR_ARG, "%s: expected a JSON object of options, found %s", file,
+				 iapo_json_type_name(obj));
+	IAPO_TRY(iapo_json_unique_keys(obj, file) == IAPO_OK ? IAPO_OK : IAPO_ERR_ARG);
+	/* Checked whole before anything is applied: all or nothing. */
+	for (int pass = 0; pass < 2; pass++) {
+		iapo_sft_run_opts scratch;
+		iapo_sft_run_opts *dst = pass ? o : &scratch;
+		if (!pass) iapo_sft_run_opts_default(&scratch);
+		iapo_status st = IAPO_OK;
+		for (const cJSON *m = obj->child; m && st == IAPO_OK; m = m->next) {
+			int i = find_opt(m->string ? m->string : "");
+			char where[512];
+			snprintf(where, sizeof where, "%s: key '%s'", file, m->string ? m->string : "");
+			if (i < 0) {
+				st = iapo_fail(IAPO_ERR_ARG, "%s: unknown option (see 'iapo sft --help')", where);
+				break;
+			}
+			const opt_def *d = &OPTS[i];
+			char buf[64];
+			const char *text = NULL;
+			if (cJSON_IsNull(m)) {
+				if (d->type != T_STR) {
+					st = iapo_fail(IAPO_ERR_ARG, "%s: expected a value, found null", where);
+					break;
+				}
+				*(const char **)((char *)dst + d->off) = NULL;
+				dst->given[i] = 1;
+				continue;
+			}
+			if (d->type == T_STR || d->type == T_ENUM) {
+				if (!cJSON_IsString(m))
+					st = iapo_fail(IAPO_ERR_ARG, "%s: expected a string, found %s", where, iapo_json_type_name(m));
+				else
+					text = m->valuestring;
+			} else if (d->type == T_FLAG) {
+				if (!cJSON_IsBool(m))
+					st = iapo_fail(IAPO_ERR_ARG, "%s: expected true or false, found %s", where,
+						       iapo_json_type_name(m));
+				else
+					text = cJSON_IsTrue(m) ? "1" : "0";
+			} else {
+				double x;
+				if (!raw_number(m, &x))
+					st = iapo_fail(IAPO_ERR_ARG, "%s: expected %s, found %s", where,
+						       d->type == T_INT ? "an integer" : "a number", iapo_json_type_name(m));
+				else if (d->type == T_INT && (x != floor(x) || fabs(x) > 9.1e15))
+					st = iapo_fail(IAPO_ERR_ARG, "%s: expected an integer, found %g", where, x);
+				else {
+					snprintf(buf, sizeof buf, d->type == T_INT ? "%.0f" : "%.17g", x);
+					text = buf;
+				}
+			}
+			if (st == IAPO_OK) st = set_text(dst, i, text, where);
+		}
+		if (!pass) iapo_sft_run_opts_free(&scratch);
+		IAPO_TRY(st);
+	}
+	return IAPO_OK;
+}
+
+iapo_status iapo_sft_run_opts_load(iapo_sft_run_opts *o, const char *path)
+{
+	cJSON *root;
+	IAPO_TRY(iapo_json_load(path, (size_t)16 << 20, &root));
+	iapo_status st = apply_json(o, root, path);
+	cJSON_Delete(root);
+	return st;
+}
+
+static int is_flag(const char *name)
+{
+	int i = find_opt(name);
+	return i < 0 ? -1 : OPTS[i].type == T_FLAG;
+}
+
+iapo_status iapo_sft_run_opts_from_args(iapo_sft_run_opts *o, int argc, char **argv, int *help)
+{
+	*help = 0;
+	const char *config = NULL, *out = NULL;
+	int resume = 0;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			*help = 1;
+			return IAPO_OK;
+		}
+		if (strncmp(a, "--", 2) || !a[2]) return iapo_fail(IAPO_ERR_ARG, "unexpected argument '%s'", a);
+		const char *name = a + 2;
+		if (!strcmp(name, "config")) {
+			if (i + 1 >= argc) return iapo_fail(IAPO_ERR_ARG, "option --config needs a value");
+			config = argv[++i];
+			continue;
+		}
+		int flag = is_flag(name);
+		if (flag < 0) return iapo_fail(IAPO_ERR_ARG, "unknown option '%s'", a);
+		if (!strcmp(name, "resume")) resume = 1;
+		if (flag) continue;
+		if (i + 1 >= argc) return iapo_fail(IAPO_ERR_ARG, "option %s needs a value", a);
+		if (!strcmp(name, "out")) out = argv[i + 1];
+		i++;
+	}
+	if (resume) {
+		if (!out) return iapo_fail(IAPO_ERR_ARG, "--resume needs --out RUN_DIR (the run to continue)");
+		if (!iapo_fs_is_dir(out))
+			return iapo_fail(IAPO_ERR_IO, "%s: --resume: expected an existing run directory, found %s", out,
+					 iapo_fs_exists(out) ? "a file" : "nothing");
+		char path[PATHN];
+		IAPO_TRY(iapo_fs_join(path, sizeof path, out, "config.json"));
+		if (iapo_fs_exists(path)) IAPO_TRY(iapo_sft_run_opts_load(o, path));
+	}
+	if (config) IAPO_TRY(iapo_sft_run_opts_load(o, config));
+	for (int i = 1; i < argc; i++) {
+		const char *name = argv[i] + 2;
+		if (!strcmp(name, "config")) {
+			i++;
+			continue;
+		}
+		if (is_flag(name)) {
+			IAPO_TRY(iapo_sft_run_opts_set(o, name, NULL));
+		} else {
+			IAPO_TRY(iapo_sft_run_opts_set(o, name, argv[i + 1]));
+			i++;
+		}
+	}
+	return IAPO_OK;
+}
+
+void iapo_sft_run_opts_help(FILE *f)
+{
+	for (size_t i = 0; i < NOPTS; i++) {
+		const opt_def *d = &OPTS[i];
+		if (d->group) fprintf(f, "\n%s:\n", d->group);
+		char head[64];
+		snprintf(head, sizeof head, "--%s%s%s", d->name, d->arg ? " " : "", d->arg ? d->arg : "");
+		fprintf(f, "  %-36s %s", head, d->help);
+		if (d->type == T_ENUM)
+			fprintf(f, " (%s; default %s)", d->choices, d->dflt);
+		else if (d->dflt && d->type != T_FLAG)
+			fprintf(f, " (default %s)", d->dflt);
+		fputc('\n', f);
+	}
+}
+
+/* Shortest text that reads back as the same double, as a raw JSON number. */
+static cJSON *num(double v)
+{
+	char buf[40];
+	if (!isfinite(v)) return cJSON_CreateNull();
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(buf, sizeof buf, "%.*g", prec, v);
+		if (strtod(buf, NULL) == v) break;
+	}
+	if (!strpbrk(buf, ".eEn")) strcat(buf, ".0");
+	return cJSON_CreateRaw(buf);
+}
+
+static void add(cJSON *obj, const char *key, cJSON *v, int *oom)
+{
+	if (!v || !cJSON_AddItemToObject(obj, key, v)) {
+		cJSON_Delete(v);
+		*oom = 1;
+	}
+}
+
+static cJSON *opts_json(const iapo_sft_run_opts *o)
+{
+	iapo_json_init();
+	cJSON *root = cJSON_CreateObject();
+	int oom = !root;
+	for (size_t i = 0; i < NOPTS && !oom; i++) {
+		const opt_def *d = &OPTS[i];
+		if (!strcmp(d->name, "resume") || !strcmp(d->name, "overwrite")) continue;
+		const void *f = (const char *)o + d->off;
+		cJSON *v;
+		switch (d->type) {
+		case T_STR:
+		case T_ENUM:
+			v = *(const char *const *)f ? cJSON_CreateString(*(const char *const *)f) : cJSON_CreateNull();
+			break;
+		case T_FLAG:
+			v = cJSON_CreateBool(*(const int *)f);
+			break;
+		case T_INT:
+			v = cJSON_CreateNumber((double)*(const long *)f);
+			break;
+		default:
+			v = num(*(const double *)f);
+			break;
+		}
+		add(root, d->name, v, &oom);
+	}
+	if (oom) {
+		cJSON_Delete(root);
+		return NULL;
+	}
+	return root;
+}
+
+static int given(const iapo_sft_run_opts *o, const char *name)
+{
+	int i = find_opt(name);
+	return i >= 0 && o->given[i];
+}
+
+/* Requirements and options that contradict each other. */
+static iapo_status check_opts(const iapo_sft_run_opts *o)
+{
+	if (!o->model) return iapo_fail(IAPO_ERR_ARG, "--model PATH is required (a model directory or a config.json)");
+	if (!o->data) return iapo_fail(IAPO_ERR_ARG, "--data FILE is required");
+	if (!o->out) return iapo_fail(IAPO_ERR_ARG, "--out RUN_DIR is required");
+	if (!o->completion_field || !*o->completion_field)
+		return iapo_fail(IAPO_ERR_ARG, "--completion-field: expected a field name, found none");
+	if (o->resume && o->overwrite) return iapo_fail(IAPO_ERR_ARG, "--resume and --overwrite contradict each other");
+	if (o->warmup_steps > 0 && o->warmup_ratio > 0)
+		return iapo_fail(IAPO_ERR_ARG, "--warmup-steps %ld and --warmup-ratio %g: give one of them", o->warmup_steps,
+				 o->warmup_ratio);
+	if (o->no_chat_template && (o->system || given(o, "no-one-shot")))
+		return iapo_fail(IAPO_ERR_ARG, "--no-chat-template: the prompt is the bare problem text; --system and "
+					       "--no-one-shot do not apply");
+	if (!o->eval_data && given(o, "eval-steps") && o->eval_steps > 0)
+		return iapo_fail(IAPO_ERR_ARG, "--eval-steps %ld: expected --eval-data FILE to evaluate on", o->eval_steps);
+	iapo_data_format f;
+	IAPO_TRY(iapo_data_format_parse(o->data_format ? o->data_format : "auto", &f));
+	iapo_lr_schedule s;
+	IAPO_TRY(iapo_lr_schedule_parse(o->lr_scheduler_type ? o->lr_scheduler_type : "linear", &s));
+	return IAPO_OK;
+}
+
+/* ---- data ----------------------------------------------------------------- */
+
+/* A split's examples: sequence i is pool[off[i] .. off[i] + len[i]), its
+ * first np[i] tokens the prompt. */
+typedef struct {
+	int *pool;
+	size_t *off;
+	int *len, *np;
+	size_t n, used, cap;
+	long truncated;
+	long tokens; /* all tokens of all sequences */
+	int longest;
+} split;
+
+static void split_free(split *s)
+{
+	iapo_free(s->pool);
+	iapo_free(s->off);
+	iapo_free(s->len);
+	iapo_free(s->np);
+	memset(s, 0, sizeof *s);
+}
+
+static const cJSON *get_path(const cJSON *obj, const char *path)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, path);
+	if (v) return v;
+	const char *p = path;
+	v = obj;
+	while (v && *p) {
+		const char *dot = strchr(p, '.');
+		size_t n = dot ? (size_t)(dot - p) : strlen(p);
+		char key[256];
+		if (n >= sizeof key || !cJSON_IsObject(v)) return NULL;
+		memcpy(key, p, n);
+		key[n] = '\0';
+		v = cJSON_GetObjectItemCaseSensitive(v, key);
+		p += n + (dot != NULL);
+	}
+	return v;
+}
+
+/* The completion field of every non-blank line of path (the rows the
+ * dataset loader reads, in order; its own pass has checked the JSON), with
+ * their line numbers. *texts[i] are owned (free each, then the arrays). */
+static iapo_status read_completions(const char *path, const char *field, size_t want, char ***texts, size_t **lines)
+{
+	char *data;
+	size_t len;
+	*texts = NULL;
+	*lines = NULL;
+	IAPO_TRY(iapo_fs_read_file(path, (size_t)1 << 34, &data, &len));
+	char **t = iapo_calloc(want ? want : 1, sizeof *t);
+	size_t *ln = iapo_calloc(want ? want : 1, sizeof *ln);
+	iapo_status st = t && ln ? IAPO_OK : iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory", path);
+	size_t k = 0, pos = 0;
+	for (size_t line = 1; st == IAPO_OK && pos < len && k < want; line++) {
+		char *nl = memchr(data + pos, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - (data + pos)) : len - pos;
+		const char *s = data + pos;
+		pos += n + 1;
+		if (n && s[n - 1] == '\r') n--;
+		if (line == 1 && n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) s += 3, n -= 3;
+		size_t a = 0;
+		while (a < n && (s[a] == ' ' || s[a] == '\t')) a++;
+		if (a == n) continue;
+		cJSON *row = cJSON_ParseWithLength(s, n);
+		const cJSON *v = row ? get_path(row, field) : NULL;
+		if (!cJSON_IsString(v) || !v->valuestring[0]) {
+			st = iapo_fail(IAPO_ERR_FORMAT,
+				       "%s: line %zu: expected field \"%s\" (the completion to train on; --completion-field "
+				       "names another) to be a non-empty string, found %s",
+				       path, line, field, !v ? "no such field" : cJSON_IsString(v) ? "an empty string" : iapo_json_type_name(v));
+		} else if (!(t[k] = iapo_strdup(v->valuestring))) {
+			st = iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory", path);
+		} else {
+			ln[k++] = line;
+		}
+		cJSON_Delete(row);
+	}
+	iapo_free(data);
+	if (st == IAPO_OK && k != want)
+		st = iapo_fail(IAPO_ERR_INTERNAL, "%s: found %zu rows with a completion, the dataset loader %zu", path, k, want);
+	if (st != IAPO_OK) {
+		for (size_t i = 0; t && i < want; i++) iapo_free(t[i]);
+		iapo_free(t);
+		iapo_free(ln);
+		return st;
+	}
+	*texts = t;
+	*lines = ln;
+	return IAPO_OK;
+}
+
+static iapo_status split_push(split *s, const int *ids, size_t n)
+{
+	if (s->used + n > s->cap) {
+		size_t nc = s->cap ? s->cap * 2 : 4096;
+		while (nc < s->used + n) nc *= 2;
+		int *np = iapo_realloc(s->pool, nc * sizeof(int));
+		if (!np) return iapo_fail(IAPO_ERR_NOMEM, "sft: out of memory for the token pool");
+		s->pool = np;
+		s->cap = nc;
+	}
+	memcpy(s->pool + s->used, ids, n * sizeof(int));
+	s->used += n;
+	return IAPO_OK;
+}
+
+typedef struct {
+	const iapo_sft_run_opts *o;
+	const iapo_tokenizer *tok;
+	int eot;
+} data_ctx;
+
+/* Loads path as `iapo train` would (layout, prompt), adds each row's
+ * completion and the end-of-turn token. max_rows: 0 = all. */
+static iapo_status load_split(const data_ctx *c, const char *path, size_t max_rows, split *out)
+{
+	const iapo_sft_run_opts *o = c->o;
+	memset(out, 0, sizeof *out);
+	iapo_dataset_opts dopts = {0};
+	IAPO_TRY(iapo_data_format_parse(o->data_format ? o->data_format : "auto", &dopts.format));
+	dopts.prompt_field = o->prompt_field;
+	dopts.answer_field = o->answer_field;
+	iapo_dataset ds;
+	IAPO_TRY(iapo_dataset_load(path, &dopts, &ds));
+	char **comp = NULL;
+	size_t *lines = NULL;
+	iapo_status st = read_completions(path, o->completion_field, ds.n, &comp, &lines);
+	if (st != IAPO_OK) {
+		iapo_dataset_free(&ds);
+		return st;
+	}
+	size_t n = max_rows > 0 && max_rows < ds.n ? max_rows : ds.n;
+	int *ids = NULL, *cids = NULL;
+	size_t nid = 0, cap = 0, ncid = 0, ccap = 0;
+	out->off = iapo_malloc(n * sizeof(size_t));
+	out->len = iapo_malloc(n * sizeof(int));
+	out->np = iapo_malloc(n * sizeof(int));
+	if (!out->off || !out->len || !out->np) st = iapo_fail(IAPO_ERR_NOMEM, "sft: out of memory");
+	const size_t max_len = (size_t)o->max_length;
+	for (size_t r = 0; r < n && st == IAPO_OK; r++) {
+		const char *problem = ds.ex[r].prompt;
+		if (o->no_chat_template)
+			st = iapo_tokenizer_encode(c->tok, problem, strlen(problem), &ids, &nid, &cap);
+		else
+			st = iapo_prompt_tokens(c->tok, ds.format, o->system, problem, !o->no_one_shot, &ids, &nid, &cap);
+		if (st == IAPO_OK) st = iapo_tokenizer_encode(c->tok, comp[r], strlen(comp[r]), &cids, &ncid, &ccap);
+		if (st != IAPO_OK) {
+			iapo_fail_prefix(st, "%s: line %zu", path, lines[r]);
+			break;
+		}
+		if (nid == 0 || nid + 1 >= max_len) {
+			st = iapo_fail(IAPO_ERR_FORMAT,
+				       "%s: line %zu: expected a prompt shorter than --max-length %zu - 1 tokens (room for the "
+				       "completion), found %zu tokens",
+				       path, lines[r], max_len, nid);
+			break;
+		}
+		size_t room = max_len - nid, want = ncid + 1; /* + end of turn */
+		out->off[r] = out->used;
+		st = split_push(out, ids, nid);
+		if (st == IAPO_OK) st = split_push(out, cids, want <= room ? ncid : room);
+		if (st == IAPO_OK && want <= room) st = split_push(out, &c->eot, 1);
+		if (want > room) out->truncated++;
+		if (st != IAPO_OK) break;
+		out->np[r] = (int)nid;
+		out->len[r] = (int)(out->used - out->off[r]);
+		out->tokens += out->len[r];
+		if (out->len[r] > out->longest) out->longest = out->len[r];
+		out->n = r + 1;
+	}
+	iapo_free(ids);
+	iapo_free(cids);
+	for (size_t i = 0; i < ds.n; i++) iapo_free(comp[i]);
+	iapo_free(comp);
+	iapo_free(lines);
+	iapo_dataset_free(&ds);
+	if (st != IAPO_OK) split_free(out);
+	return st;
+}
+
+/* The token that ends an assistant turn in the tokenizer's chat template:
+ * the first token after the content of a rendered assistant message (so
+ * any template the renderer knows answers for itself). With
+ * --no-chat-template: the model's (else the tokenizer's) first EOS. */
+static iapo_status end_of_turn(const iapo_tokenizer *tok, const iapo_config *cfg, int no_chat, const char *tokdir,
+			       int *eot)
+{
+	*eot = -1;
+	if (no_chat) {
+		int ids[16];
+		int n = iapo_tokenizer_eos_ids(tok, ids, 16);
+		*eot = cfg->n_eos > 0 ? cfg->eos_ids[0] : n > 0 ? ids[0] : -1;
+		if (*eot < 0)
+			return iapo_fail(IAPO_ERR_FORMAT, "%s: expected an EOS token to end completions with (eos_token_id), found none",
+					 tokdir);
+		return IAPO_OK;
+	}
+	static const char MARK[] = "IAPO_SFT_END_OF_CONTENT";
+	iapo_chat_msg m[2] = {{"user", "x"}, {"assistant", MARK}};
+	char *text = NULL;
+	IAPO_TRY(iapo_tokenizer_chat_messages(tok, m, 2, 0, &text));
+	const char *after = strstr(text, MARK);
+	int *ids = NULL;
+	size_t n = 0, cap = 0;
+	iapo_status st = IAPO_OK;
+	if (after) {
+		after += strlen(MARK);
+		st = iapo_tokenizer_encode(tok, after, strlen(after), &ids, &n, &cap);
+	}
+	int known = 0;
+	if (st == IAPO_OK && after && n > 0) {
+		int eos[16], ne = iapo_tokenizer_eos_ids(tok, eos, 16);
+		known = iapo_tokenizer_is_special(tok, ids[0]);
+		for (int i = 0; i < ne; i++) known |= eos[i] == ids[0];
+	}
+	if (st == IAPO_OK && !known)
+		st = iapo_fail(IAPO_ERR_UNSUPPORTED,
+			       "%s: chat_template: expected a special end-of-turn token after an assistant turn, found %s", tokdir,
+			       !after || n == 0 ? "nothing" : "an ordinary token");
+	if (st == IAPO_OK) *eot = ids[0];
+	iapo_free(ids);
+	iapo_free(text);
+	return st;
+}
+
+/* ---- the run -------------------------------------------------------------- */
+
+typedef struct {
+	const iapo_sft_run_opts *o;
+	int rank, ranks;
+	char tokdir[PATHN];
+	iapo_tokenizer *tok;
+	iapo_weights w;
+	iapo_sft *sft;
+	split train, eval;
+	int has_eval;
+	iapo_lr_schedule sched;
+	long spe;       /* steps per epoch */
+	long step_n;    /* examples per step (all ranks) */
+	long total;     /* optimizer steps */
+	long warmup;
+	size_t *perm;   /* (train.n) the order of epoch perm_epoch */
+	long perm_epoch;
+	const int **ptr;  /* (step_n) this rank's examples of the step */
+	int *lens, *nps;  /* (step_n) */
+	/* progress */
+	long step, adam_saved_t;
+	int bad_streak;
+	double acc_loss;  /* sum of the per-step losses since the last metrics line */
+	long acc_steps, acc_skipped;
+	double acc_tokens;
+	long saved_step;
+	char last_ckpt[PATHN];
+	cJSON *log_history;
+	FILE *metrics;
+} run;
+
+static iapo_status write_json(const char *dir, const char *name, const cJSON *root)
+{
+	char path[PATHN];
+	IAPO_TRY(iapo_fs_join(path, sizeof path, dir, name));
+	char *text = cJSON_Print(root);
+	if (!text) return iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory", path);
+	size_t n = strlen(text);
+	text[n] = '\n';
+	iapo_status st = iapo_fs_write_file(path, text, n + 1);
+	iapo_free(text);
+	return st;
+}
+
+static int holds_run(const char *dir)
+{
+	char p[PATHN];
+	if (iapo_fs_join(p, sizeof p, dir, METRICS_FILE) == IAPO_OK && iapo_fs_exists(p)) return 1;
+	long k = -1;
+	if (iapo_checkpoint_latest(dir, NULL, &k) != IAPO_OK) return 0;
+	return k >= 0;
+}
+
+/* Rank 0: the run directory for a new run, or the checkpoint to resume. */
+static iapo_status prepare_dir(const iapo_sft_run_opts *o, long *ckpt)
+{
+	const char *out = o->out;
+	*ckpt = -1;
+	if (o->resume) {
+		if (!iapo_fs_is_dir(out))
+			return iapo_fail(IAPO_ERR_IO, "%s: --resume: expected an existing run directory, found %s", out,
+					 iapo_fs_exists(out) ? "a file" : "nothing");
+		IAPO_TRY(iapo_checkpoint_clean(out));
+		IAPO_TRY(iapo_checkpoint_latest(out, STATE_FILE, ckpt));
+		if (*ckpt < 0)
+			return iapo_fail(IAPO_ERR_IO, "%s: --resume: expected a checkpoint-N/ directory holding %s, found none",
+					 out, STATE_FILE);
+		return IAPO_OK;
+	}
+	if (iapo_fs_exists(out) && !iapo_fs_is_dir(out))
+		return iapo_fail(IAPO_ERR_IO, "%s: --out: expected a directory, found a file", out);
+	if (iapo_fs_is_dir(out) && holds_run(out)) {
+		if (!o->overwrite)
+			return iapo_fail(IAPO_ERR_ARG,
+					 "%s: holds an earlier run (metrics.jsonl or checkpoint-N/): add --resume to continue it "
+					 "or --overwrite to start again",
+					 out);
+		char p[PATHN];
+		IAPO_TRY(iapo_fs_join(p, sizeof p, out, METRICS_FILE));
+		IAPO_TRY(iapo_fs_remove_all(p));
+		long k;
+		while (iapo_checkpoint_latest(out, NULL, &k) == IAPO_OK && k >= 0) {
+			IAPO_TRY(iapo_checkpoint_dir(out, k, p, sizeof p));
+			IAPO_TRY(iapo_fs_remove_all(p));
+		}
+	}
+	IAPO_TRY(iapo_fs_mkdir_p(out));
+	return iapo_checkpoint_clean(out);
+}
+
+/* The directory part of a file path ("." for a bare name). */
+static void dir_of(const char *path, char *buf, size_t n)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		snprintf(buf, n, ".");
+	else if (slash == path)
+		snprintf(buf, n, "/");
+	else
+		snprintf(buf, n, "%.*s", (int)(slash - path), path);
+}
+
+static double config_std(const char *path)
+{
+	cJSON *root;
+	double std = 0.02;
+	if (iapo_json_load(path, (size_t)16 << 20, &root) != IAPO_OK) return std;
+	if (iapo_json_opt_num(root, "initializer_range", path, 0.02, &std) != IAPO_OK || !(std >= 0)) std = 0.02;
+	cJSON_Delete(root);
+	return std;
+}
+
+static void add_eos(iapo_config *cfg, int id)
+{
+	for (int i = 0; i < cfg->n_eos; i++)
+		if (cfg->eos_ids[i] == id) return;
+	if (cfg->n_eos < IAPO_MAX_EOS) cfg->eos_ids[cfg->n_eos++] = id;
+}
+
+/* Tokenizer and the starting weights (a loaded model, or a fresh one). */
+static iapo_status load_model(run *r)
+{
+	const iapo_sft_run_opts *o = r->o;
+	const int fresh = !iapo_fs_is_dir(o->model);
+	if (fresh && !iapo_fs_exists(o->model))
+		return iapo_fail(IAPO_ERR_IO, "%s: --model: expected a model directory or a config.json file, found nothing",
+				 o->model);
+	if (o->tokenizer)
+		snprintf(r->tokdir, sizeof r->tokdir, "%s", o->tokenizer);
+	else if (fresh)
+		dir_of(o->model, r->tokdir, sizeof r->tokdir);
+	else
+		snprintf(r->tokdir, sizeof r->tokdir, "%s", o->model);
+	char p[PATHN];
+	IAPO_TRY(iapo_fs_join(p, sizeof p, r->tokdir, "tokenizer.json"));
+	if (!iapo_fs_exists(p))
+		return iapo_fail(IAPO_ERR_FORMAT,
+				 "%s: expected a tokenizer (tokenizer.json) %s, found none: give --tokenizer DIR "
+				 "(e.g. from 'iapo data tokenizer')",
+				 r->tokdir, fresh ? "beside the config.json of a fresh model" : "in the model directory");
+	IAPO_TRY(iapo_tokenizer_load(r->tokdir, &r->tok));
+	if (fresh) {
+		iapo_config cfg;
+		IAPO_TRY(iapo_config_load(o->model, &cfg));
+		if (cfg.n_eos == 0) cfg.n_eos = iapo_tokenizer_eos_ids(r->tok, cfg.eos_ids, IAPO_MAX_EOS);
+		double std = o->init_std >= 0 ? o->init_std : config_std(o->model);
+		IAPO_TRY(iapo_weights_init_random(&r->w, &cfg, (uint64_t)o->seed, (float)std));
+	} else {
+		IAPO_TRY(iapo_weights_load(o->model, &r->w));
+	}
+	int tv = iapo_tokenizer_vocab_size(r->tok);
+	if (r->w.cfg.V < tv)
+		return iapo_fail(IAPO_ERR_FORMAT, "%s: vocab_size: expected at least %d (the vocabulary of %s), found %d",
+				 o->model, tv, r->tokdir, r->w.cfg.V);
+	return IAPO_OK;
+}
+
+static iapo_status load_data(run *r)
+{
+	const iapo_sft_run_opts *o = r->o;
+	data_ctx c = {o, r->tok, -1};
+	IAPO_TRY(end_of_turn(r->tok, &r->w.cfg, o->no_chat_template, r->tokdir, &c.eot));
+	/* A trained model stops where its completions did: the end-of-turn
+	 * token is among the saved model's EOS ids. */
+	add_eos(&r->w.cfg, c.eot);
+	IAPO_TRY(load_split(&c, o->data, (size_t)o->max_rows, &r->train));
+	if (o->eval_data) {
+		IAPO_TRY(load_split(&c, o->eval_data, 0, &r->eval));
+		r->has_eval = 1;
+	}
+	return IAPO_OK;
+}
+
+static iapo_status layout(run *r)
+{
+	const iapo_sft_run_opts *o = r->o;
+	r->step_n = o->batch_size * o->grad_accum * r->ranks;
+	r->spe = (long)((r->train.n + (size_t)r->step_n - 1) / (size_t)r->step_n);
+	r->total = o->max_steps > 0 ? o->max_steps : (long)ceil(o->epochs * (double)r->spe - 1e-9);
+	if (r->total < 1) r->total = 1;
+	r->warmup = o->warmup_steps > 0 ? o->warmup_steps : (long)ceil(o->warmup_ratio * (double)r->total);
+	IAPO_TRY(iapo_lr_schedule_parse(o->lr_scheduler_type, &r->sched));
+	int longest = r->train.longest > r->eval.longest ? r->train.longest : r->eval.longest;
+	iapo_sft_opts so = {.adam = {.beta1 = (float)o->adam_beta1,
+				     .beta2 = (float)o->adam_beta2,
+				     .eps = (float)o->adam_epsilon,
+				     .weight_decay = (float)o->weight_decay},
+			    .max_grad_norm = o->max_grad_norm,
+			    .micro_batch = (int)o->batch_size,
+			    .max_len = longest > 2 ? longest : 2};
+	IAPO_TRY(iapo_sft_new(&r->w, &so, &r->sft));
+	size_t k = (size_t)r->step_n;
+	r->perm = iapo_malloc(r->train.n * sizeof *r->perm);
+	r->ptr = iapo_malloc(k * sizeof *r->ptr);
+	r->lens = iapo_malloc(k * sizeof *r->lens);
+	r->nps = iapo_malloc(k * sizeof *r->nps);
+	if (!r->perm || !r->ptr || !r->lens || !r->nps) return iapo_fail(IAPO_ERR_NOMEM, "sft: out of memory");
+	r->perm_epoch = -1;
+	return IAPO_OK;
+}
+
+/* ---- run directory: metrics, checkpoints, resume ---------------------------- */
+
+static cJSON *state_json(const run *r)
+{
+	cJSON *s = cJSON_CreateObject();
+	if (!s) return NULL;
+	int oom = 0;
+	long *t;
+	iapo_sft_state(r->sft, NULL, NULL, &t);
+	add(s, "global_step", cJSON_CreateNumber((double)r->step), &oom);
+	add(s, "epoch", num((double)r->step / (double)r->spe), &oom);
+	add(s, "max_steps", cJSON_CreateNumber((double)r->total), &oom);
+	add(s, "num_train_epochs", num(r->o->epochs), &oom);
+	add(s, "steps_per_epoch", cJSON_CreateNumber((double)r->spe), &oom);
+	add(s, "train_batch_size", cJSON_CreateNumber((double)r->step_n), &oom);
+	add(s, "train_examples", cJSON_CreateNumber((double)r->train.n), &oom);
+	add(s, "logging_steps", cJSON_CreateNumber((double)r->o->logging_steps), &oom);
+	add(s, "save_steps", cJSON_CreateNumber((double)r->o->save_steps), &oom);
+	add(s, "seed", cJSON_CreateNumber((double)r->o->seed), &oom);
+	add(s, "adam_step", cJSON_CreateNumber((double)*t), &oom);
+	add(s, "bad_steps_in_a_row", cJSON_CreateNumber(r->bad_streak), &oom);
+	/* The metrics line in progress: a resumed run logs the same mean. */
+	add(s, "logging_loss_sum", num(r->acc_loss), &oom);
+	add(s, "logging_steps_done", cJSON_CreateNumber((double)r->acc_steps), &oom);
+	add(s, "logging_skipped", cJSON_CreateNumber((double)r->acc_skipped), &oom);
+	add(s, "logging_tokens", num(r->acc_tokens), &oom);
+	add(s, "iapo_version", cJSON_CreateString(IAPO_VERSION), &oom);
+	add(s, "log_history", cJSON_Duplicate(r->log_history, 1), &oom);
+	if (oom) {
+		cJSON_Delete(s);
+		return NULL;
+	}
+	return s;
+}
+
+static cJSON *rng_json(const run *r)
+{
+	cJSON *s = cJSON_CreateObject();
+	if (!s) return NULL;
+	int oom = 0;
+	add(s, "generator", cJSON_CreateString("xoshiro256** seeded by splitmix64 of a key"), &oom);
+	add(s, "seed", cJSON_CreateNumber((double)r->o->seed), &oom);
+	add(s, "data_order", cJSON_CreateString("epoch e: Fisher-Yates over the training rows from key (seed, \"sftd\", e)"), &oom);
+	add(s, "next_step", cJSON_CreateNumber((double)r->step), &oom);
+	if (oom) {
+		cJSON_Delete(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* Rank 0: checkpoint-<step> assembled in a temporary directory and renamed in. */
+static iapo_status save_files(run *r)
+{
+	char tmp[PATHN], p[PATHN];
+	IAPO_TRY(iapo_checkpoint_begin(r->o->out, r->step, tmp, sizeof tmp));
+	iapo_status st;
+	cJSON *state = NULL, *rng = NULL;
+	float *m, *v;
+	long *t;
+	iapo_sft_state(r->sft, &m, &v, &t);
+	IAPO_CHECK(st, iapo_weights_save(&r->w, tmp, r->tokdir, "F32", 0));
+	IAPO_CHECK(st, iapo_fs_join(p, sizeof p, tmp, IAPO_OPTIMIZER_FILE));
+	IAPO_CHECK(st, iapo_optimizer_save(p, m, v, iapo_param_count(&r->w.cfg), *t));
+	if (!(rng = rng_json(r)) || !(state = state_json(r))) {
+		st = iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory", tmp);
+		goto fail;
+	}
+	IAPO_CHECK(st, write_json(tmp, RNG_FILE, rng));
+	IAPO_CHECK(st, write_json(tmp, STATE_FILE, state)); /* last: marks the checkpoint complete */
+	cJSON_Delete(rng);
+	cJSON_Delete(state);
+	return iapo_checkpoint_commit(tmp, r->o->out, r->step);
+fail:
+	cJSON_Delete(rng);
+	cJSON_Delete(state);
+	iapo_checkpoint_abort(tmp);
+	return st;
+}
+
+/* Collective: rank 0 writes, every rank learns the outcome. */
+static iapo_status save(run *r)
+{
+	iapo_status st = r->rank == 0 ? save_files(r) : IAPO_OK;
+	IAPO_TRY(iapo_dist_agree(st));
+	r->saved_step = r->step;
+	return iapo_checkpoint_dir(r->o->out, r->step, r->last_ckpt, sizeof r->last_ckpt);
+}
+
+/* Keeps the lines of metrics.jsonl up to step `step`; a torn last line is dropped. */
+static iapo_status truncate_metrics(const char *out, long step)
+{
+	char p[PATHN];
+	IAPO_TRY(iapo_fs_join(p, sizeof p, out, METRICS_FILE));
+	if (!iapo_fs_exists(p)) return iapo_fs_write_file_atomic(p, "", 0);
+	char *data;
+	size_t len;
+	IAPO_TRY(iapo_fs_read_file(p, (size_t)4 << 30, &data, &len));
+	size_t keep = 0, pos = 0;
+	long line = 0;
+	iapo_status st = IAPO_OK;
+	while (pos < len) {
+		char *nl = memchr(data + pos, '\n', len - pos);
+		if (!nl) break;
+		line++;
+		size_t n = (size_t)(nl - (data + pos));
+		cJSON *o = cJSON_ParseWithLength(data + pos, n);
+		const cJSON *s = o ? cJSON_GetObjectItemCaseSensitive(o, "step") : NULL;
+		if (!cJSON_IsNumber(s)) {
+			st = iapo_fail(IAPO_ERR_FORMAT, "%s: line %ld: expected a JSON object with a \"step\", found %.40s", p,
+				       line, data + pos);
+			cJSON_Delete(o);
+			break;
+		}
+		double k = s->valuedouble;
+		cJSON_Delete(o);
+		if (k > (double)step) break;
+		pos += n + 1;
+		keep = pos;
+	}
+	if (st == IAPO_OK && keep != len) st = iapo_fs_write_file_atomic(p, data, keep);
+	iapo_free(data);
+	return st;
+}
+
+static iapo_status get_long(const cJSON *o, const char *key, const char *file, long *out)
+{
+	return iapo_json_req_int(o, key, file, -1, (long)1 << 53, out);
+}
+
+/* Rank 0: weights, optimizer and counters of checkpoint `step`. */
+static iapo_status resume_from(run *r, long step)
+{
+	char dir[PATHN], p[PATHN];
+	IAPO_TRY(iapo_checkpoint_dir(r->o->out, step, dir, sizeof dir));
+	cJSON *state = NULL;
+	iapo_weights w;
+	memset(&w, 0, sizeof w);
+	iapo_status st;
+	long v, adam_t;
+	IAPO_CHECK(st, iapo_fs_join(p, sizeof p, dir, STATE_FILE));
+	IAPO_CHECK(st, iapo_json_load(p, (size_t)1 << 30, &state));
+	IAPO_CHECK(st, get_long(state, "global_step", p, &v));
+	if (v != step) {
+		st = iapo_fail(IAPO_ERR_FORMAT, "%s: global_step: expected %ld (the directory's name), found %ld", p, step, v);
+		goto fail;
+	}
+	IAPO_CHECK(st, get_long(state, "seed", p, &v));
+	if (v != r->o->seed) {
+		st = iapo_fail(IAPO_ERR_ARG, "%s: seed: the run used %ld, the options give %ld", p, v, r->o->seed);
+		goto fail;
+	}
+	IAPO_CHECK(st, get_long(state, "train_batch_size", p, &v));
+	if (v != r->step_n) {
+		st = iapo_fail(IAPO_ERR_ARG, "%s: train_batch_size: the run used %ld examples per step, the options give %ld", p,
+			       v, r->step_n);
+		goto fail;
+	}
+	IAPO_CHECK(st, get_long(state, "train_examples", p, &v));
+	if (v != (long)r->train.n) {
+		st = iapo_fail(IAPO_ERR_ARG, "%s: train_examples: the run used %ld rows, --data gives %zu (was it changed?)", p,
+			       v, r->train.n);
+		goto fail;
+	}
+	IAPO_CHECK(st, get_long(state, "adam_step", p, &adam_t));
+	IAPO_CHECK(st, get_long(state, "bad_steps_in_a_row", p, &v));
+	r->bad_streak = (int)v;
+	IAPO_CHECK(st, get_long(state, "logging_steps_done", p, &r->acc_steps));
+	IAPO_CHECK(st, get_long(state, "logging_skipped", p, &r->acc_skipped));
+	IAPO_CHECK(st, iapo_json_req_num(state, "logging_loss_sum", p, &r->acc_loss));
+	IAPO_CHECK(st, iapo_json_req_num(state, "logging_tokens", p, &r->acc_tokens));
+	cJSON *hist = cJSON_DetachItemFromObjectCaseSensitive(state, "log_history");
+	if (!cJSON_IsArray(hist)) {
+		cJSON_Delete(hist);
+		st = iapo_fail(IAPO_ERR_FORMAT, "%s: log_history: expected an array, found %s", p,
+			       hist ? iapo_json_type_name(hist) : "nothing");
+		goto fail;
+	}
+	cJSON_Delete(r->log_history);
+	r->log_history = hist;
+
+	IAPO_CHECK(st, iapo_weights_load(dir, &w));
+	if (iapo_param_count(&w.cfg) != iapo_param_count(&r->w.cfg)) {
+		st = iapo_fail(IAPO_ERR_FORMAT, "%s: expected the architecture of %s (the run's model), found another", dir,
+			       r->o->model);
+		goto fail;
+	}
+	memcpy(r->w.block, w.block, iapo_param_count(&w.cfg) * sizeof(float));
+	float *m, *vv;
+	long *t;
+	iapo_sft_state(r->sft, &m, &vv, &t);
+	long ft;
+	IAPO_CHECK(st, iapo_fs_join(p, sizeof p, dir, IAPO_OPTIMIZER_FILE));
+	IAPO_CHECK(st, iapo_optimizer_load(p, m, vv, iapo_param_count(&r->w.cfg), &ft));
+	if (ft != adam_t) {
+		st = iapo_fail(IAPO_ERR_FORMAT, "%s: step: expected %ld (trainer_state.json's adam_step), found %ld", p, adam_t,
+			       ft);
+		goto fail;
+	}
+	*t = adam_t;
+	r->step = step;
+	r->saved_step = step;
+	snprintf(r->last_ckpt, sizeof r->last_ckpt, "%s", dir);
+	IAPO_CHECK(st, truncate_metrics(r->o->out, step));
+fail:
+	iapo_weights_free(&w);
+	cJSON_Delete(state);
+	return st;
+}
+
+/* Collective: every rank starts from rank 0's weights, moments and counters. */
+static iapo_status dist_start(run *r, long ckpt)
+{
+	if (r->ranks == 1) return IAPO_OK;
+	long *t;
+	float *m, *v;
+	iapo_sft_state(r->sft, &m, &v, &t);
+	double c[7] = {(double)*t, (double)r->bad_streak, (double)r->step, (double)r->saved_step, r->acc_loss,
+		       (double)r->acc_steps, r->acc_tokens};
+	IAPO_TRY(iapo_dist_bcast(c, sizeof c, 0));
+	*t = (long)c[0];
+	r->bad_streak = (int)c[1];
+	r->step = (long)c[2];
+	r->saved_step = (long)c[3];
+	r->acc_loss = c[4];
+	r->acc_steps = (long)c[5];
+	r->acc_tokens = c[6];
+	size_t n = iapo_param_count(&r->w.cfg);
+	IAPO_TRY(iapo_dist_bcast(r->w.block, n * sizeof(float), 0));
+	if (ckpt >= 0) {
+		IAPO_TRY(iapo_dist_bcast(m, n * sizeof(float), 0));
+		IAPO_TRY(iapo_dist_bcast(v, n * sizeof(float), 0));
+	}
+	return IAPO_OK;
+}
+
+static iapo_status open_outputs(run *r)
+{
+	cJSON *cfg = opts_json(r->o);
+	if (!cfg) return iapo_fail(IAPO_ERR_NOMEM, "config.json: out of memory");
+	char p[PATHN];
+	iapo_status st = iapo_fs_join(p, sizeof p, r->o->out, "config.json");
+	char *text = st == IAPO_OK ? cJSON_Print(cfg) : NULL;
+	cJSON_Delete(cfg);
+	IAPO_TRY(st);
+	if (!text) return iapo_fail(IAPO_ERR_NOMEM, "config.json: out of memory");
+	size_t n = strlen(text);
+	text[n] = '\n';
+	st = iapo_fs_write_file_atomic(p, text, n + 1);
+	iapo_free(text);
+	IAPO_TRY(st);
+	IAPO_TRY(iapo_fs_join(p, sizeof p, r->o->out, METRICS_FILE));
+	r->metrics = fopen(p, "a");
+	if (!r->metrics) return iapo_fail(IAPO_ERR_IO, "%s: cannot open for appending", p);
+	return IAPO_OK;
+}
+
+static iapo_status log_line(run *r, const iapo_sft_progress *pg, double lr, double grad_norm, double secs, double tps)
+{
+	cJSON *o = cJSON_CreateObject();
+	int oom = !o;
+	if (o) {
+		add(o, "step", cJSON_CreateNumber((double)pg->step), &oom);
+		add(o, "epoch", num(pg->epoch), &oom);
+		add(o, "loss", num(pg->logged_loss), &oom);
+		add(o, "learning_rate", iapo_json_float((float)lr), &oom);
+		add(o, "grad_norm", num(grad_norm), &oom);
+		add(o, "tokens", num(r->acc_tokens), &oom);
+		add(o, "skipped", cJSON_CreateNumber((double)r->acc_skipped), &oom);
+		if (pg->has_eval) add(o, "eval_loss", num(pg->eval_loss), &oom);
+		add(o, "tokens_per_second", num(tps), &oom);
+		add(o, "seconds_total", num(secs), &oom);
+	}
+	char *line = !oom ? cJSON_PrintUnformatted(o) : NULL;
+	if (!line || !cJSON_AddItemToArray(r->log_history, o)) {
+		iapo_free(line);
+		cJSON_Delete(o);
+		return iapo_fail(IAPO_ERR_NOMEM, "metrics: out of memory");
+	}
+	int bad = fputs(line, r->metrics) < 0 || fputc('\n', r->metrics) == EOF || fflush(r->metrics) != 0;
+	iapo_free(line);
+	if (bad) return iapo_fail(IAPO_ERR_IO, "%s/" METRICS_FILE ": write failed", r->o->out);
+	return IAPO_OK;
+}
+
+/* Collective: the mean completion cross-entropy of --eval-data; each rank
+ * takes a contiguous share of every batch of step_n examples. */
+static iapo_status eval_loss(run *r, double *loss)
+{
+	double sum = 0, ntok = 0;
+	const size_t n = r->eval.n, chunk = (size_t)r->step_n;
+	for (size_t i0 = 0; i0 < n; i0 += chunk) {
+		size_t c = n - i0 < chunk ? n - i0 : chunk;
+		size_t a = i0 + c * (size_t)r->rank / (size_t)r->ranks, b = i0 + c * (size_t)(r->rank + 1) / (size_t)r->ranks;
+		int k = 0;
+		for (size_t i = a; i < b; i++, k++) {
+			r->ptr[k] = r->eval.pool + r->eval.off[i];
+			r->lens[k] = r->eval.len[i];
+			r->nps[k] = r->eval.np[i];
+		}
+		IAPO_TRY(iapo_sft_eval(r->sft, r->ptr, r->lens, r->nps, k, &sum, &ntok));
+	}
+	*loss = ntok > 0 ? sum / ntok : NAN;
+	return IAPO_OK;
+}
+
+/* Training rows of step s: slice s % spe of epoch s / spe's permutation. */
+static const size_t *step_rows(run *r, long s, size_t *count)
+{
+	long e = s / r->spe;
+	if (e != r->perm_epoch) {
+		size_t n = r->train.n;
+		for (size_t i = 0; i < n; i++) r->perm[i] = i;
+		iapo_rng g;
+		iapo_rng_seed(&g, (uint64_t)r->o->seed, KEY_SFT_DATA, (uint64_t)e, 0);
+		for (size_t i = n - 1; i > 0; i--) {
+			size_t j = (size_t)iapo_rng_below(&g, i + 1), t = r->perm[i];
+			r->perm[i] = r->perm[j];
+			r->perm[j] = t;
+		}
+		r->perm_epoch = e;
+	}
+	size_t first = (size_t)(s % r->spe) * (size_t)r->step_n;
+	*count = r->train.n - first < (size_t)r->step_n ? r->train.n - first : (size_t)r->step_n;
+	return r->perm + first;
+}
+
+static void run_free(run *r)
+{
+	if (r->metrics) fclose(r->metrics);
+	cJSON_Delete(r->log_history);
+	iapo_sft_free(r->sft);
+	iapo_weights_free(&r->w);
+	iapo_tokenizer_free(r->tok);
+	split_free(&r->train);
+	split_free(&r->eval);
+	iapo_free(r->perm);
+	iapo_free((void *)r->ptr);
+	iapo_free(r->lens);
+	iapo_free(r->nps);
+}
+
+static iapo_status loop(run *r, iapo_sft_run_result *res)
+{
+	const iapo_sft_run_opts *o = r->o;
+	const double t_start = iapo_now();
+	double step_secs = 0, fwd_tokens = 0;
+	const long first = r->step;
+	res->first_step = first;
+	while (r->step < r->total) {
+		size_t cnt;
+		const size_t *rows = step_rows(r, r->step, &cnt);
+		size_t a = cnt * (size_t)r->rank / (size_t)r->ranks, b = cnt * (size_t)(r->rank + 1) / (size_t)r->ranks;
+		int k = 0;
+		double my_tokens = 0;
+		for (size_t i = a; i < b; i++, k++) {
+			size_t row = rows[i];
+			r->ptr[k] = r->train.pool + r->train.off[row];
+			r->lens[k] = r->train.len[row];
+			r->nps[k] = r->train.np[row];
+			my_tokens += r->lens[k];
+		}
+		float lr = iapo_lr_at(r->sched, (float)o->learning_rate, r->step, r->warmup, r->total);
+		iapo_sft_stats ss;
+		double t0 = iapo_now();
+		IAPO_TRY(iapo_sft_step(r->sft, r->ptr, r->lens, r->nps, k, lr, &ss));
+		step_secs += iapo_now() - t0;
+		IAPO_TRY(iapo_dist_allreduce_double(&my_tokens, 1, IAPO_DIST_SUM));
+		fwd_tokens += my_tokens;
+		r->step++;
+		r->bad_streak = ss.skipped ? r->bad_streak + 1 : 0;
+		if (!ss.skipped) r->acc_loss += ss.loss;
+		r->acc_steps += !ss.skipped;
+		r->acc_skipped += ss.skipped;
+		r->acc_tokens += ss.tokens;
+		if (r->step == first + 1) res->loss_first = ss.loss;
+		res->loss_last = ss.loss;
+
+		iapo_sft_progress pg;
+		memset(&pg, 0, sizeof pg);
+		pg.step = r->step;
+		pg.total = r->total;
+		pg.first_step = first;
+		pg.epoch = (double)r->step / (double)r->spe;
+		pg.loss = ss.loss;
+		pg.grad_norm = ss.grad_norm;
+		pg.lr = lr;
+		pg.tokens = ss.tokens;
+		pg.skipped = ss.skipped;
+		pg.seconds = iapo_now() - t_start;
+		pg.tokens_per_s = step_secs > 0 ? fwd_tokens / step_secs : 0;
+		const int last = r->step == r->total;
+		if (r->has_eval && (last || (o->eval_steps > 0 && r->step % o->eval_steps == 0))) {
+			IAPO_TRY(eval_loss(r, &pg.eval_loss));
+			pg.has_eval = 1;
+			res->eval_loss = pg.eval_loss;
+		}
+		if (last || pg.has_eval || r->step % o->logging_steps == 0) {
+			pg.logged = 1;
+			pg.logged_loss = r->acc_steps > 0 ? r->acc_loss / (double)r->acc_steps : NAN;
+			iapo_status st = r->rank == 0 ? log_line(r, &pg, lr, ss.grad_norm, pg.seconds, pg.tokens_per_s) : IAPO_OK;
+			IAPO_TRY(iapo_dist_agree(st));
+			r->acc_loss = 0, r->acc_steps = 0, r->acc_skipped = 0, r->acc_tokens = 0;
+		}
+		if (ss.skipped && r->bad_streak >= o->max_bad_steps)
+			return iapo_fail(IAPO_ERR_NUMERIC,
+					 "step %ld: the loss or gradient was NaN/Inf in %d steps in a row (--max-bad-steps %ld); "
+					 "try a lower --learning-rate",
+					 r->step, r->bad_streak, o->max_bad_steps);
+		if (last || (o->save_steps > 0 && r->step % o->save_steps == 0)) {
+			IAPO_TRY(save(r));
+			pg.checkpoint = r->last_ckpt;
+		}
+		pg.seconds = iapo_now() - t_start;
+		if (o->progress && r->rank == 0) o->progress(o->progress_ctx, &pg);
+		double any = o->stop && *o->stop;
+		IAPO_TRY(iapo_dist_allreduce_double(&any, 1, IAPO_DIST_MAX));
+		if (any != 0) {
+			if (r->saved_step != r->step) IAPO_TRY(save(r));
+			break;
+		}
+	}
+	res->seconds = iapo_now() - t_start;
+	res->tokens_per_s = step_secs > 0 ? fwd_tokens / step_secs : 0;
+	return IAPO_OK;
+}
+
+iapo_status iapo_sft_run(const iapo_sft_run_opts *o, iapo_sft_run_result *res_out)
+{
+	iapo_sft_run_result res;
+	memset(&res, 0, sizeof res);
+	res.eval_loss = NAN;
+	res.loss_first = res.loss_last = NAN;
+	if (res_out) *res_out = res;
+	iapo_status st = iapo_dist_agree(check_opts(o));
+	IAPO_TRY(st);
+	if (o->threads > 0) iapo_set_threads((int)o->threads);
+	run r;
+	memset(&r, 0, sizeof r);
+	r.o = o;
+	r.rank = iapo_dist_rank();
+	r.ranks = iapo_dist_size();
+	r.saved_step = -1;
+	long ckpt = -1;
+	st = r.rank == 0 ? prepare_dir(o, &ckpt) : IAPO_OK;
+	IAPO_CHECK(st, iapo_dist_agree(st));
+	IAPO_CHECK(st, iapo_dist_bcast(&ckpt, sizeof ckpt, 0));
+	st = load_model(&r);
+	if (st == IAPO_OK) st = load_data(&r);
+	if (st == IAPO_OK) st = layout(&r);
+	if (st == IAPO_OK && !(r.log_history = cJSON_CreateArray())) st = iapo_fail(IAPO_ERR_NOMEM, "sft: out of memory");
+	if (st == IAPO_OK && ckpt >= 0 && r.rank == 0) st = resume_from(&r, ckpt);
+	IAPO_CHECK(st, iapo_dist_agree(st));
+	IAPO_CHECK(st, dist_start(&r, ckpt));
+	st = r.rank == 0 ? open_outputs(&r) : IAPO_OK;
+	IAPO_CHECK(st, iapo_dist_agree(st));
+	res.examples = (long)r.train.n;
+	res.eval_examples = (long)r.eval.n;
+	res.truncated = r.train.truncated;
+	res.total_steps = r.total;
+	st = loop(&r, &res);
+	IAPO_CHECK(st, iapo_dist_agree(st));
+	res.steps_done = r.step;
+	res.completed = r.step >= r.total;
+	snprintf(res.model_dir, sizeof res.model_dir, "%s", r.last_ckpt);
+	if (res_out) *res_out = res;
+fail:
+	run_free(&r);
+	return st;
+}
