@@ -13,6 +13,7 @@ static const struct {
 	int (*fn)(int, char **);
 	const char *summary;
 } commands[] = {
+	{"demo", cmd_demo, "the embedded default: a small reasoning model trained here, post-trained with GRPO, IAPO and ablations; table + HTML report"},
 	{"init", cmd_init, "write a randomly initialised model directory from a config.json"},
 	{"generate", cmd_generate, "sample completions of a prompt (chat template applied)"},
 	{"train", cmd_train, "RL post-training (IAPO, GRPO and baselines) of a model on a JSONL dataset"},

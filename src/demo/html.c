@@ -40,7 +40,7 @@ void iapo_html_begin(FILE *f, const char *title)
 	      "svg.chart text{font-size:11px;fill:#444}\n"
 	      "svg.chart .grid{stroke:#eee}\nsvg.chart .axis{stroke:#888}\n"
 	      "svg.chart .line{fill:none;stroke-width:1.6}\n"
-	      ".keys{font-size:12px;display:flex;flex-wrap:wrap;gap:.2em .9em;margin:.2em .3em}\n"
+	      ".keys{font-size:12px;display:flex;flex-wrap:wrap;gap:.2em .9em;margin:.2em .3em;max-width:460px}\n"
 	      ".key i{display:inline-block;width:1.4em;height:.25em;vertical-align:middle;margin-right:.3em}\n"
 	      "table.num{border-collapse:collapse;font-size:14px;margin:.6em 0}\n"
 	      "table.num th,table.num td{padding:.25em .8em;border-bottom:1px solid #e4e4e4;text-align:right}\n"
