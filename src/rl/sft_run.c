@@ -506,24 +506,12 @@ static iapo_status check_opts(const iapo_sft_run_opts *o)
 
 /* ---- data ----------------------------------------------------------------- */
 
-/* A split's examples: sequence i is pool[off[i] .. off[i] + len[i]), its
- * first np[i] tokens the prompt. */
-typedef struct {
-	int *pool;
-	size_t *off;
-	int *len, *np;
-	size_t n, used, cap;
-	long truncated;
-	long tokens; /* all tokens of all sequences */
-	int longest;
-} split;
-
-static void split_free(split *s)
+void iapo_sft_examples_free(iapo_sft_examples *s)
 {
 	iapo_free(s->pool);
 	iapo_free(s->off);
 	iapo_free(s->len);
-	iapo_free(s->np);
+	iapo_free(s->n_prompt);
 	memset(s, 0, sizeof *s);
 }
 
@@ -598,7 +586,7 @@ static iapo_status read_completions(const char *path, const char *field, size_t 
 	return IAPO_OK;
 }
 
-static iapo_status split_push(split *s, const int *ids, size_t n)
+static iapo_status split_push(iapo_sft_examples *s, const int *ids, size_t n)
 {
 	if (s->used + n > s->cap) {
 		size_t nc = s->cap ? s->cap * 2 : 4096;
@@ -621,7 +609,7 @@ typedef struct {
 
 /* Loads path as `iapo train` would (layout, prompt), adds each row's
  * completion and the end-of-turn token. max_rows: 0 = all. */
-static iapo_status load_split(const data_ctx *c, const char *path, size_t max_rows, split *out)
+static iapo_status load_split(const data_ctx *c, const char *path, size_t max_rows, iapo_sft_examples *out)
 {
 	const iapo_sft_run_opts *o = c->o;
 	memset(out, 0, sizeof *out);
@@ -643,8 +631,9 @@ static iapo_status load_split(const data_ctx *c, const char *path, size_t max_ro
 	size_t nid = 0, cap = 0, ncid = 0, ccap = 0;
 	out->off = iapo_malloc(n * sizeof(size_t));
 	out->len = iapo_malloc(n * sizeof(int));
-	out->np = iapo_malloc(n * sizeof(int));
-	if (!out->off || !out->len || !out->np) st = iapo_fail(IAPO_ERR_NOMEM, "sft: out of memory");
+	out->n_prompt = iapo_malloc(n * sizeof(int));
+	if (!out->off || !out->len || !out->n_prompt) st = iapo_fail(IAPO_ERR_NOMEM, "sft: out of memory");
+	out->eot = c->eot;
 	const size_t max_len = (size_t)o->max_length;
 	for (size_t r = 0; r < n && st == IAPO_OK; r++) {
 		const char *problem = ds.ex[r].prompt;
@@ -671,7 +660,7 @@ static iapo_status load_split(const data_ctx *c, const char *path, size_t max_ro
 		if (st == IAPO_OK && want <= room) st = split_push(out, &c->eot, 1);
 		if (want > room) out->truncated++;
 		if (st != IAPO_OK) break;
-		out->np[r] = (int)nid;
+		out->n_prompt[r] = (int)nid;
 		out->len[r] = (int)(out->used - out->off[r]);
 		out->tokens += out->len[r];
 		if (out->len[r] > out->longest) out->longest = out->len[r];
@@ -683,7 +672,7 @@ static iapo_status load_split(const data_ctx *c, const char *path, size_t max_ro
 	iapo_free(comp);
 	iapo_free(lines);
 	iapo_dataset_free(&ds);
-	if (st != IAPO_OK) split_free(out);
+	if (st != IAPO_OK) iapo_sft_examples_free(out);
 	return st;
 }
 
@@ -732,6 +721,15 @@ static iapo_status end_of_turn(const iapo_tokenizer *tok, const iapo_config *cfg
 	return st;
 }
 
+iapo_status iapo_sft_examples_load(const iapo_sft_run_opts *o, const iapo_tokenizer *tok, const iapo_config *cfg,
+				   const char *path, size_t max_rows, iapo_sft_examples *out)
+{
+	memset(out, 0, sizeof *out);
+	data_ctx c = {o, tok, -1};
+	IAPO_TRY(end_of_turn(tok, cfg, o->no_chat_template, "the tokenizer", &c.eot));
+	return load_split(&c, path, max_rows, out);
+}
+
 /* ---- the run -------------------------------------------------------------- */
 
 typedef struct {
@@ -741,7 +739,7 @@ typedef struct {
 	iapo_tokenizer *tok;
 	iapo_weights w;
 	iapo_sft *sft;
-	split train, eval;
+	iapo_sft_examples train, eval;
 	int has_eval;
 	iapo_lr_schedule sched;
 	long spe;       /* steps per epoch */
@@ -1232,7 +1230,7 @@ static iapo_status eval_loss(run *r, double *loss)
 		for (size_t i = a; i < b; i++, k++) {
 			r->ptr[k] = r->eval.pool + r->eval.off[i];
 			r->lens[k] = r->eval.len[i];
-			r->nps[k] = r->eval.np[i];
+			r->nps[k] = r->eval.n_prompt[i];
 		}
 		IAPO_TRY(iapo_sft_eval(r->sft, r->ptr, r->lens, r->nps, k, &sum, &ntok));
 	}
@@ -1268,8 +1266,8 @@ static void run_free(run *r)
 	iapo_sft_free(r->sft);
 	iapo_weights_free(&r->w);
 	iapo_tokenizer_free(r->tok);
-	split_free(&r->train);
-	split_free(&r->eval);
+	iapo_sft_examples_free(&r->train);
+	iapo_sft_examples_free(&r->eval);
 	iapo_free(r->perm);
 	iapo_free((void *)r->ptr);
 	iapo_free(r->lens);
@@ -1293,7 +1291,7 @@ static iapo_status loop(run *r, iapo_sft_run_result *res)
 			size_t row = rows[i];
 			r->ptr[k] = r->train.pool + r->train.off[row];
 			r->lens[k] = r->train.len[row];
-			r->nps[k] = r->train.np[row];
+			r->nps[k] = r->train.n_prompt[row];
 			my_tokens += r->lens[k];
 		}
 		float lr = iapo_lr_at(r->sched, (float)o->learning_rate, r->step, r->warmup, r->total);

@@ -57,6 +57,8 @@
 #include <stdio.h>
 
 #include "iapo.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
 
 /* What the run reports after every optimizer step (to the progress hook). */
 typedef struct {
@@ -171,5 +173,28 @@ typedef struct {
  * tokenizer beside it or in --tokenizer). A run already complete returns at
  * once (res filled). res may be NULL. Collective under MPI. */
 iapo_status iapo_sft_run(const iapo_sft_run_opts *o, iapo_sft_run_result *res);
+
+/* The token sequences a run trains on, as it builds them (exposed for tests
+ * and tools): sequence i is pool[off[i] .. off[i] + len[i]), its first
+ * n_prompt[i] tokens the prompt, the rest the completion's tokens followed by
+ * eot (left out when the completion was cut to --max-length). */
+typedef struct {
+	int *pool;
+	size_t *off;
+	int *len, *n_prompt;
+	size_t n;
+	long truncated;  /* sequences cut to max_length */
+	long tokens;     /* all tokens of all sequences */
+	int longest;
+	int eot;         /* the end-of-turn id appended */
+	size_t used, cap; /* of pool */
+} iapo_sft_examples;
+
+/* Reads path with o's data options (layout, fields, system prompt, one-shot,
+ * chat template, completion field, max_length; max_rows: 0 = all) through
+ * tok; cfg gives the EOS for --no-chat-template. Errors as iapo_sft_run's. */
+iapo_status iapo_sft_examples_load(const iapo_sft_run_opts *o, const iapo_tokenizer *tok, const iapo_config *cfg,
+				   const char *path, size_t max_rows, iapo_sft_examples *out);
+void iapo_sft_examples_free(iapo_sft_examples *e);
 
 #endif
