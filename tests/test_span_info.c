@@ -12,7 +12,9 @@
  *    S_t = E_t − E_{t+1} recomputed from iapo_info_naive (the brute-force
  *    oracle) over the same tokens, all kinds together telescope to
  *    Σ (E_0 − E_L), and the file reader gives the same numbers as adding the
- *    rows one by one; a malformed row names its line.
+ *    rows one by one; a malformed row names its line; with the default
+ *    postfix and with the traces' own "</think>\n<answer>"; an empty postfix
+ *    is an ARG error.
  */
 #include <math.h>
 #include <stdio.h>
@@ -177,7 +179,7 @@ static void test_kinds_synth(void)
 	iapo_tokenizer_free(t);
 }
 
-static void test_estimator_sums(void)
+static void estimator_sums(const char *postfix)
 {
 	char data[1300];
 	iapo_tokenizer *t = synth_setup(60, data, sizeof data);
@@ -200,6 +202,7 @@ static void test_estimator_sums(void)
 	iapo_span_info_opts so = iapo_span_info_defaults();
 	so.answer_tokens = 2;
 	so.max_tokens = 512;
+	so.postfix = postfix;
 	iapo_span_info *s = NULL;
 	CHECK(iapo_span_info_new(&w, t, &so, &s) == IAPO_OK, "%s", iapo_errmsg());
 	enum { ROWS = 6 };
@@ -213,7 +216,8 @@ static void test_estimator_sums(void)
 	iapo_info_opts io = iapo_info_defaults();
 	int *post = NULL;
 	size_t K = 0, pc = 0;
-	iapo_tokenizer_encode(t, IAPO_INFO_POSTFIX, strlen(IAPO_INFO_POSTFIX), &post, &K, &pc);
+	const char *pf = postfix ? postfix : IAPO_INFO_POSTFIX;
+	iapo_tokenizer_encode(t, pf, strlen(pf), &post, &K, &pc);
 	io.postfix = post, io.n_postfix = (int)K, io.answer_tokens = 2;
 	for (int i = 0; s && i < ROWS; i++) {
 		/* the file's rows: train split = stream 0, in order (no repeats this early) */
@@ -282,6 +286,19 @@ static void test_estimator_sums(void)
 	iapo_free(post);
 	iapo_span_info_free(s);
 	iapo_weights_free(&w);
+	iapo_tokenizer_free(t);
+}
+
+static void test_estimator_sums(void)
+{
+	estimator_sums(NULL); /* the trainer's default "</think><answer>" */
+	estimator_sums("</think>\n<answer>"); /* the synthetic traces' own layout */
+	iapo_span_info_opts o = iapo_span_info_defaults();
+	o.postfix = "";
+	iapo_span_info *s = NULL;
+	iapo_tokenizer *t = bytelevel("tok_empty", NULL, 0);
+	CHECK(t && iapo_span_info_new(NULL, t, &o, &s) == IAPO_ERR_ARG && s == NULL && strstr(iapo_errmsg(), "postfix"),
+	      "empty postfix: %s", iapo_errmsg());
 	iapo_tokenizer_free(t);
 }
 

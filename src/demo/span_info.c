@@ -113,6 +113,7 @@ iapo_span_info_opts iapo_span_info_defaults(void)
 {
 	return (iapo_span_info_opts){.system = "",
 				     .one_shot = 0,
+				     .postfix = NULL,
 				     .answer_tokens = 1,
 				     .temperature = 1.0f,
 				     .gain = IAPO_GAIN_PLAIN,
@@ -151,8 +152,13 @@ iapo_status iapo_span_info_new(const iapo_weights *w, const iapo_tokenizer *tok,
 	s->o = *o;
 	int *post = NULL;
 	size_t K = 0, pcap = 0;
-	iapo_status st = iapo_tokenizer_encode(tok, IAPO_INFO_POSTFIX, strlen(IAPO_INFO_POSTFIX), &post, &K, &pcap);
+	const char *pf = o->postfix ? o->postfix : IAPO_INFO_POSTFIX;
+	iapo_status st = iapo_tokenizer_encode(tok, pf, strlen(pf), &post, &K, &pcap);
 	if (st != IAPO_OK) goto fail;
+	if (K == 0) {
+		st = iapo_fail(IAPO_ERR_ARG, "span info: postfix: expected text, found an empty string");
+		goto fail;
+	}
 	iapo_info_opts io = iapo_info_defaults();
 	io.postfix = post;
 	io.n_postfix = (int)K;

@@ -61,13 +61,14 @@ iapo_status iapo_span_tokens(const iapo_tokenizer *tok, const char *completion, 
 typedef struct {
 	const char *system;  /* system prompt as the trainer is given it (NULL: the generic format's default) */
 	int one_shot;        /* the reference's one-shot turn in the prompt */
+	const char *postfix; /* text appended at each cut (NULL: IAPO_INFO_POSTFIX, as `iapo train`) */
 	int answer_tokens;   /* estimator's N (1 = the paper) */
 	float temperature;   /* entropy temperature (> 0) */
 	iapo_gain gain;      /* plain S_t = E_t − E_{t+1}, or the authors' smoothed form */
 	int max_tokens;      /* longest prompt + completion accepted (longer rows are an ARG error) */
 } iapo_span_info_opts;
 
-/* system "", no one-shot, N 1, temperature 1, plain gain, 1024 tokens. */
+/* system "", no one-shot, postfix NULL, N 1, temperature 1, plain gain, 1024 tokens. */
 iapo_span_info_opts iapo_span_info_defaults(void);
 
 typedef struct iapo_span_info iapo_span_info;
