@@ -3,7 +3,7 @@
 #   make test       build and run the whole test suite (oracles included), optimised
 #                   and again under AddressSanitizer + UBSan + LeakSanitizer
 #   make asan       only the sanitizer half (build-asan/)
-#   make demo       install missing Debian packages, build, run the embedded default
+#   make demo       install missing Debian packages, build, run the embedded default (iapo demo)
 #   make bench      benchmarks (bench/), JSON lines on stdout
 # Options: MPI=0|1 (default: autodetect, see below), ARCH=-march=... (default native)
 
@@ -97,9 +97,10 @@ asan:
 	@$(MAKE) --no-print-directory MODE=asan all
 	@tests/run.sh build-asan
 
+# DEMO_ARGS: options of `iapo demo` (e.g. DEMO_ARGS="--seeds 3" or "--quick").
 demo: deps
-	@$(MAKE) --no-print-directory all
-	@scripts/demo.sh $(BUILD)
+	@$(MAKE) --no-print-directory $(BIN)
+	$(BIN) demo $(DEMO_ARGS)
 
 bench: all
 	@bench/run.sh $(BUILD)

@@ -2,15 +2,16 @@
 # Installs the Debian packages iapo needs to build, test and benchmark, and only
 # those that are missing. Uses sudo when not root. Safe to run repeatedly.
 #   scripts/install-deps.sh          build + run dependencies
-#   scripts/install-deps.sh --test   also the test oracles (PyTorch, Node.js/npm)
-#                                    and the fuzzers' clang + libFuzzer + OpenMP
+#   scripts/install-deps.sh --test   also the test oracles (PyTorch, Node.js/npm),
+#                                    the fuzzers' clang + libFuzzer + OpenMP and
+#                                    Chromium (renders the HTML reports headless)
 #   scripts/install-deps.sh --bench  also the benchmark's PyTorch peer (+ jemalloc)
 set -eu
 
 pkgs="build-essential pkg-config libopenblas0-openmp libopenblas-openmp-dev \
 libcjson-dev libpcre2-dev libutf8proc-dev libopenmpi-dev openmpi-bin"
 if [ "${1:-}" = "--test" ]; then
-	pkgs="$pkgs python3-torch python3-numpy nodejs npm clang libclang-rt-14-dev libomp-dev"
+	pkgs="$pkgs python3-torch python3-numpy nodejs npm clang libclang-rt-14-dev libomp-dev chromium"
 elif [ "${1:-}" = "--bench" ]; then
 	pkgs="$pkgs python3-torch libjemalloc2"
 fi

@@ -211,6 +211,26 @@ iapo_status iapo_demo_opts_check(const iapo_demo_opts *o)
 	for (int i = 0; i < o->n_iapo_opts; i++)
 		if (!strchr(o->iapo_opts[i], '='))
 			return iapo_fail(IAPO_ERR_ARG, "--iapo: expected KEY=VALUE, found '%s'", o->iapo_opts[i]);
+	/* every KEY=VALUE must be a valid `iapo train` option: try them on scratch options now, not after
+	 * minutes of SFT */
+	for (int i = 0; i < o->n_iapo_opts + o->n_overrides; i++) {
+		const char *s = i < o->n_iapo_opts ? o->iapo_opts[i] : o->overrides[i - o->n_iapo_opts];
+		const char *colon = strchr(s, ':'), *eq = strchr(s, '=');
+		const char *kv = colon && colon < eq ? colon + 1 : s;
+		char key[128];
+		size_t kn = (size_t)(strchr(kv, '=') - kv);
+		if (kn == 0 || kn >= sizeof key)
+			return iapo_fail(IAPO_ERR_ARG, "%s: '%s': expected KEY=VALUE", i < o->n_iapo_opts ? "--iapo" : "--set", s);
+		memcpy(key, kv, kn);
+		key[kn] = 0;
+		const char *val = kv + kn + 1;
+		if (!strcmp(val, "$SPAN")) val = "1";
+		iapo_train_opts t;
+		IAPO_TRY(iapo_train_opts_default(&t));
+		iapo_status st = iapo_train_opts_set(&t, key, iapo_train_opts_is_flag(key) == 1 && !*val ? NULL : val);
+		iapo_train_opts_free(&t);
+		if (st != IAPO_OK) return iapo_fail_prefix(IAPO_ERR_ARG, "%s %s", i < o->n_iapo_opts ? "--iapo" : "--set", s);
+	}
 	return IAPO_OK;
 }
 
@@ -288,10 +308,15 @@ static int stage_cached(const char *dir, const char *fp, cJSON **info, const cha
 		*why = "its record is unreadable";
 		return 0;
 	}
+	/* both through one parse + print, so numbers written as raw text (the
+	 * options' floats) compare in the same spelling */
 	const cJSON *f = cJSON_GetObjectItemCaseSensitive(root, "fingerprint");
-	char *txt = f ? cJSON_PrintUnformatted(f) : NULL;
-	int same = txt && !strcmp(txt, fp);
+	cJSON *want = cJSON_Parse(fp);
+	char *txt = f ? cJSON_PrintUnformatted(f) : NULL, *wtxt = want ? cJSON_PrintUnformatted(want) : NULL;
+	int same = txt && wtxt && !strcmp(txt, wtxt);
 	cJSON_free(txt);
+	cJSON_free(wtxt);
+	cJSON_Delete(want);
 	if (!same) {
 		cJSON_Delete(root);
 		*why = "the settings changed";
@@ -600,7 +625,7 @@ static iapo_status apply_kv(demo *d, iapo_train_opts *t, const char *kv, const c
 	snprintf(val, sizeof val, "%s", eq + 1);
 	if (!strcmp(val, "$SPAN")) snprintf(val, sizeof val, "%d", d->answer_span);
 	iapo_status st = set_opt(t, key, iapo_train_opts_is_flag(key) == 1 && !*val ? NULL : val);
-	if (st != IAPO_OK) return iapo_fail_prefix(st, "%s: ", where);
+	if (st != IAPO_OK) return iapo_fail_prefix(st, "%s", where);
 	return IAPO_OK;
 }
 
