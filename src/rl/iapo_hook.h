@@ -6,12 +6,18 @@
  * and the rewards into A_it. `iapo train --algo iapo` installs it with
  * iapo_trainer_set_advantage(tr, iapo_hook_advantage, hook).
  *
+ * Sequences the trainer marks unused (r->unused: dropped by dynamic
+ * sampling) get no estimate: their advantages are the group's (never read).
+ * Where the view names a cache slot holding a sequence (r->kv_slot, the
+ * rollout's own K/V and sampling entropies, which the trainer vouches for),
+ * the estimator runs over that cache (info.h's iapo_info_compute_cached): no
+ * prefill. Others go through the estimator's own cache.
+ *
  * Memory: the estimator, its cache (for `batch` sequences of up to Tmax
  * tokens) and the (n, Tmax + 1) E and C buffers are allocated in
  * iapo_hook_new; a call allocates nothing. The estimator reads the weights
  * given here on every call (the trainer's policy, updated in place).
- * Left out: option parsing and metrics.jsonl fields (the trainer's), reuse of
- * the rollout's KV cache.
+ * Left out: option parsing and metrics.jsonl fields (the trainer's).
  */
 #ifndef IAPO_RL_IAPO_HOOK_H
 #define IAPO_RL_IAPO_HOOK_H
@@ -26,7 +32,8 @@
 typedef struct {
 	iapo_info_opts info;  /* postfix (copied), predict, answer tokens, chunk; the temperature is the rollout's */
 	iapo_tokadv_opts adv; /* gain, normalisation, horizon, weights */
-	int batch;            /* sequences per estimator call; 0 = min(n, 16) */
+	int batch;            /* sequences per estimator call (own cache); 0 = min(n, 16) */
+	int no_reuse;         /* 1: never the rollout's cache (recompute its K/V and C; for checks) */
 } iapo_hook_opts;
 
 /* What the last call measured (for metrics.jsonl). */
@@ -34,7 +41,9 @@ typedef struct {
 	double mean_gain;       /* mean of S_t = E_t − E_{t+1} over completion tokens */
 	double near_zero_share; /* share of tokens with |S_t| < IAPO_NEAR_ZERO_GAIN */
 	double seconds;         /* wall time of the information pass (estimator only) */
-	double tokens;          /* completion tokens */
+	double tokens;          /* completion tokens estimated (of sequences the loss reads) */
+	int reused;             /* sequences taken from the rollout's cache */
+	int skipped;            /* sequences the loss does not read (no estimate) */
 } iapo_hook_metrics;
 
 typedef struct iapo_hook iapo_hook;

@@ -12,6 +12,7 @@
  */
 #include "rl/info.h"
 
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -49,7 +50,12 @@ struct iapo_info {
 	int stride;     /* >= 1 */
 	int *at;        /* (n_at) sorted token ids, or NULL */
 	int n_at;
+	int bf16;       /* multiply by bf16 copies of the weight matrices */
 	size_t bytes;
+	/* the cache of the current call: e->kv, or the caller's (compute_cached) */
+	iapo_kv *ckv;
+	const int *smap; /* (n) slot of each batch sequence; NULL: slot i */
+	int S0, pslot, cap; /* first scratch slot, positions per scratch slot, positions per chunk */
 };
 
 const char *iapo_predict_str(iapo_predict p) { return p == IAPO_PREDICT_NEXT_TOKEN ? "next_token" : "answer"; }
@@ -227,6 +233,7 @@ iapo_status iapo_info_new(const iapo_weights *w, int Bmax, int Tmax, const iapo_
 		IAPO_CHECK(st, iapo_alloc_or_fail((void **)&e->postfix, sizeof(int) * (size_t)e->K, "postfix"));
 		memcpy(e->postfix, o->postfix, sizeof(int) * (size_t)e->K);
 		e->stride = o->stride > 1 ? o->stride : 1;
+		e->bf16 = o->bf16 != 0;
 		if (o->n_at > 0) {
 			IAPO_CHECK(st, iapo_alloc_or_fail((void **)&e->at, sizeof(int) * (size_t)o->n_at, "at tokens"));
 			memcpy(e->at, o->at_tokens, sizeof(int) * (size_t)o->n_at);
@@ -258,7 +265,7 @@ static iapo_status entropies(iapo_info *e, int m)
 /* Runs nr prefill rows, m of which want logits; stores their entropies. */
 static iapo_status flush_prefill(iapo_info *e, int nr, int m, float *dst, int ld)
 {
-	IAPO_TRY(iapo_kv_forward_rows(e->kv, e->rows, nr, e->logits));
+	IAPO_TRY(iapo_kv_forward_rows(e->ckv, e->rows, nr, e->logits));
 	if (m == 0) return IAPO_OK;
 	IAPO_TRY(entropies(e, m));
 	for (int k = 0; k < m; k++) dst[(size_t)e->ob[k] * ld + e->ot[k]] = e->ent[k];
@@ -300,10 +307,10 @@ static iapo_status prefill(iapo_info *e, const iapo_info_batch *b, float *dst, i
  * answer steps; E of each position is the sum of its steps' entropies. */
 static iapo_status run_chunk(iapo_info *e, const iapo_info_batch *b, int c, float *E, int ld, long *rows)
 {
-	const int K = e->K, Wn = e->W, S0 = e->Bmax;
+	const int K = e->K, Wn = e->W, S0 = e->S0;
 	int R = 0;
 	for (int j = 0; j < c; j++) {
-		const int seq = S0 + j / e->per_slot, base = (j % e->per_slot) * Wn;
+		const int seq = S0 + j / e->pslot, base = (j % e->pslot) * Wn, own = e->smap ? e->smap[e->ob[j]] : e->ob[j];
 		const int pre = b->plen[e->ob[j]] + e->ot[j]; /* the cached prefix: prompt + o_<t */
 		for (int i = 0; i < K; i++) {
 			iapo_kv_row *r = &e->rows[R++];
@@ -311,11 +318,11 @@ static iapo_status run_chunk(iapo_info *e, const iapo_info_batch *b, int c, floa
 			r->pos = pre + i;
 			r->seq = seq;
 			r->slot = base + i;
-			r->keys = (iapo_kv_keys){.seq0 = e->ob[j], .len0 = pre, .seq1 = seq, .start1 = base, .len1 = i + 1};
+			r->keys = (iapo_kv_keys){.seq0 = own, .len0 = pre, .seq1 = seq, .start1 = base, .len1 = i + 1};
 			r->out = i == K - 1 ? j : -1;
 		}
 	}
-	IAPO_TRY(iapo_kv_forward_rows(e->kv, e->rows, R, e->logits));
+	IAPO_TRY(iapo_kv_forward_rows(e->ckv, e->rows, R, e->logits));
 	*rows += R;
 	IAPO_TRY(entropies(e, c));
 	for (int j = 0; j < c; j++) E[(size_t)e->ob[j] * ld + e->ot[j]] = e->ent[j];
@@ -331,17 +338,17 @@ static iapo_status run_chunk(iapo_info *e, const iapo_info_batch *b, int c, floa
 					 "information estimator: sequence %d, position %d: no greedy answer token (NaN logits)",
 					 e->ob[bad], e->ot[bad]);
 		for (int j = 0; j < c; j++) {
-			const int seq = S0 + j / e->per_slot, base = (j % e->per_slot) * Wn;
+			const int seq = S0 + j / e->pslot, base = (j % e->pslot) * Wn, own = e->smap ? e->smap[e->ob[j]] : e->ob[j];
 			const int pre = b->plen[e->ob[j]] + e->ot[j];
 			iapo_kv_row *r = &e->rows[j];
 			r->token = e->cur[j];
 			r->pos = pre + K + s - 1;
 			r->seq = seq;
 			r->slot = base + K + s - 1;
-			r->keys = (iapo_kv_keys){.seq0 = e->ob[j], .len0 = pre, .seq1 = seq, .start1 = base, .len1 = K + s};
+			r->keys = (iapo_kv_keys){.seq0 = own, .len0 = pre, .seq1 = seq, .start1 = base, .len1 = K + s};
 			r->out = j;
 		}
-		IAPO_TRY(iapo_kv_forward_rows(e->kv, e->rows, c, e->logits));
+		IAPO_TRY(iapo_kv_forward_rows(e->ckv, e->rows, c, e->logits));
 		*rows += c;
 		IAPO_TRY(entropies(e, c));
 		for (int j = 0; j < c; j++) E[(size_t)e->ob[j] * ld + e->ot[j]] += e->ent[j];
@@ -372,6 +379,38 @@ static void interpolate(const iapo_info *e, const iapo_info_batch *b, float *E, 
 	}
 }
 
+/* The postfix pass over every (selected) position of the batch, e->cap
+ * positions per chunk, through e->ckv; then the interpolation of a thinned
+ * pass. */
+static iapo_status postfix_pass(iapo_info *e, const iapo_info_batch *b, float *E, int ld, iapo_info_stats *s)
+{
+	const int thin = e->stride > 1 || e->n_at > 0;
+	int c = 0;
+	for (int i = 0; i < b->n; i++)
+		for (int t = 0; t <= b->clen[i]; t++) {
+			if (thin && !selected(e, b, i, t)) continue;
+			s->positions++;
+			e->ob[c] = i;
+			e->ot[c] = t;
+			if (++c == e->cap) {
+				IAPO_TRY(run_chunk(e, b, c, E, ld, &s->rows_pass));
+				c = 0;
+			}
+		}
+	if (c > 0) IAPO_TRY(run_chunk(e, b, c, E, ld, &s->rows_pass));
+	if (thin) interpolate(e, b, E, ld);
+	return IAPO_OK;
+}
+
+/* bf16 on (a fresh snapshot: the weights may have changed since the last
+ * call) or off for the cache of this call. */
+static iapo_status set_bf16(iapo_info *e, int on)
+{
+	if (!e->bf16) return IAPO_OK;
+	iapo_status st = iapo_kv_use_bf16(e->ckv, on);
+	return st == IAPO_OK ? st : iapo_fail_prefix(st, "information estimator: bf16 weights");
+}
+
 iapo_status iapo_info_compute(iapo_info *e, const iapo_info_batch *b, float *E, float *C, int ld,
 			      iapo_info_stats *stats)
 {
@@ -379,31 +418,130 @@ iapo_status iapo_info_compute(iapo_info *e, const iapo_info_batch *b, float *E, 
 	if (!E) return iapo_fail(IAPO_ERR_ARG, "information estimator: E: expected an output array, found NULL");
 	iapo_info_stats s;
 	memset(&s, 0, sizeof s);
-	const int next = e->predict == IAPO_PREDICT_NEXT_TOKEN, thin = !next && (e->stride > 1 || e->n_at > 0);
+	const int next = e->predict == IAPO_PREDICT_NEXT_TOKEN;
+	e->ckv = e->kv;
+	e->smap = NULL;
+	e->S0 = e->Bmax;
+	e->pslot = e->per_slot;
+	e->cap = e->chunk;
 	double t0 = omp_get_wtime();
-	iapo_status st = prefill(e, b, next ? E : C, ld, &s.rows_prefill);
+	iapo_status st = set_bf16(e, 1);
+	if (st == IAPO_OK) st = prefill(e, b, next ? E : C, ld, &s.rows_prefill);
 	if (st == IAPO_OK && next && C)
 		for (int i = 0; i < b->n; i++)
 			memcpy(C + (size_t)i * ld, E + (size_t)i * ld, sizeof(float) * (size_t)(b->clen[i] + 1));
 	double t1 = omp_get_wtime();
-	if (st == IAPO_OK && !next) {
-		int c = 0;
-		for (int i = 0; i < b->n && st == IAPO_OK; i++)
-			for (int t = 0; t <= b->clen[i] && st == IAPO_OK; t++) {
-				if (thin && !selected(e, b, i, t)) continue;
-				s.positions++;
-				e->ob[c] = i;
-				e->ot[c] = t;
-				if (++c == e->chunk) {
-					st = run_chunk(e, b, c, E, ld, &s.rows_pass);
-					c = 0;
-				}
-			}
-		if (st == IAPO_OK && c > 0) st = run_chunk(e, b, c, E, ld, &s.rows_pass);
-		if (st == IAPO_OK && thin) interpolate(e, b, E, ld);
-	} else {
+	if (st == IAPO_OK && !next) st = postfix_pass(e, b, E, ld, &s);
+	else
 		for (int i = 0; i < b->n; i++) s.positions += b->clen[i] + 1;
+	s.seconds_prefill = t1 - t0;
+	s.seconds_pass = omp_get_wtime() - t1;
+	if (stats) *stats = s;
+	return st;
+}
+
+int iapo_info_scratch_slots(int Tmax)
+{
+	if (Tmax < 1) return 1;
+	return (IAPO_INFO_SCRATCH_ENTRIES + Tmax - 1) / Tmax + 1;
+}
+
+/* The rows that complete each sequence's slot: its last token (position
+ * P + L − 1, which decoding never feeds back), or, when dst wants C_t but
+ * the rollout gave none (all_c), positions P − 1 .. P + L − 1 again (the
+ * same K/V rewritten). Rows at positions >= P − 1 give C_{j − P + 1} into
+ * dst when dst != NULL. */
+static iapo_status top_up(iapo_info *e, const iapo_info_batch *b, int all_c, float *dst, int ld, long *rows)
+{
+	int nr = 0, m = 0;
+	for (int i = 0; i < b->n; i++) {
+		const int P = b->plen[i], L = b->clen[i], slot = e->smap[i];
+		for (int j = all_c ? P - 1 : P + L - 1; j < P + L; j++) {
+			iapo_kv_row *r = &e->rows[nr++];
+			r->token = j < P ? b->prompts[i][j] : b->comps[i][j - P];
+			r->pos = j;
+			r->seq = slot;
+			r->slot = j;
+			r->keys = (iapo_kv_keys){.seq0 = slot, .len0 = j + 1};
+			r->out = -1;
+			if (dst && j >= P - 1) {
+				e->ob[m] = i;
+				e->ot[m] = j - (P - 1);
+				r->out = m++;
+			}
+			if (nr == PREFILL_ROWS || m == e->nlog) {
+				IAPO_TRY(flush_prefill(e, nr, m, dst, ld));
+				*rows += nr;
+				nr = m = 0;
+			}
+		}
 	}
+	if (nr > 0) IAPO_TRY(flush_prefill(e, nr, m, dst, ld));
+	*rows += nr;
+	return IAPO_OK;
+}
+
+static iapo_status check_cache(const iapo_info *e, const iapo_info_cache *c, const iapo_info_batch *b)
+{
+	if (!c || !c->kv || (b->n > 0 && !c->slot))
+		return iapo_fail(IAPO_ERR_ARG, "information estimator: cache: expected a cache and the slot of every sequence");
+	const int S = iapo_kv_slots(c->kv), Tm = iapo_kv_tmax(c->kv);
+	const int answer = e->predict == IAPO_PREDICT_ANSWER;
+	if (answer && (c->nscratch < 1 || c->scratch0 < 0 || c->scratch0 + c->nscratch > S || Tm < e->W))
+		return iapo_fail(IAPO_ERR_ARG,
+				 "information estimator: cache: expected scratch slots within its %d slots of %d positions "
+				 "(>= %d), found %d from slot %d",
+				 S, Tm, e->W, c->nscratch, c->scratch0);
+	for (int i = 0; i < b->n; i++) {
+		const int slot = c->slot[i], have = b->plen[i] + b->clen[i] - 1;
+		if (slot < 0 || slot >= S || (answer && slot >= c->scratch0 && slot < c->scratch0 + c->nscratch))
+			return iapo_fail(IAPO_ERR_ARG,
+					 "information estimator: cache: sequence %d: expected a slot outside the scratch "
+					 "slots, found %d",
+					 i, slot);
+		if (iapo_kv_len(c->kv, slot) < have)
+			return iapo_fail(IAPO_ERR_ARG,
+					 "information estimator: cache: sequence %d: slot %d holds %d positions, expected "
+					 ">= %d",
+					 i, slot, iapo_kv_len(c->kv, slot), have);
+		if (c->C && b->clen[i] > 0 && !c->C[i])
+			return iapo_fail(IAPO_ERR_ARG, "information estimator: cache: sequence %d: no policy entropies", i);
+	}
+	return IAPO_OK;
+}
+
+iapo_status iapo_info_compute_cached(iapo_info *e, const iapo_info_cache *c, const iapo_info_batch *b, float *E,
+				     float *C, int ld, iapo_info_stats *stats)
+{
+	IAPO_TRY(check_batch(e->w, b, INT_MAX, c && c->kv ? iapo_kv_tmax(c->kv) : 0, ld));
+	if (!E) return iapo_fail(IAPO_ERR_ARG, "information estimator: E: expected an output array, found NULL");
+	IAPO_TRY(check_cache(e, c, b));
+	iapo_info_stats s;
+	memset(&s, 0, sizeof s);
+	const int next = e->predict == IAPO_PREDICT_NEXT_TOKEN;
+	e->ckv = c->kv;
+	e->smap = c->slot;
+	e->S0 = c->scratch0;
+	e->pslot = next ? 1 : iapo_kv_tmax(c->kv) / e->W;
+	e->cap = next ? e->chunk : (e->chunk < c->nscratch * e->pslot ? e->chunk : c->nscratch * e->pslot);
+	/* C_t (t < L) from the rollout when it gave them, else recomputed */
+	float *dst = next ? E : C;
+	const int all_c = dst && !c->C;
+	double t0 = omp_get_wtime();
+	iapo_status st = set_bf16(e, 1);
+	if (st == IAPO_OK) st = top_up(e, b, all_c, dst, ld, &s.rows_prefill);
+	if (st == IAPO_OK && dst && !all_c)
+		for (int i = 0; i < b->n; i++)
+			if (b->clen[i] > 0) memcpy(dst + (size_t)i * ld, c->C[i], sizeof(float) * (size_t)b->clen[i]);
+	if (st == IAPO_OK && next && C)
+		for (int i = 0; i < b->n; i++)
+			memcpy(C + (size_t)i * ld, E + (size_t)i * ld, sizeof(float) * (size_t)(b->clen[i] + 1));
+	double t1 = omp_get_wtime();
+	if (st == IAPO_OK && !next) st = postfix_pass(e, b, E, ld, &s);
+	else
+		for (int i = 0; i < b->n; i++) s.positions += b->clen[i] + 1;
+	iapo_status off = set_bf16(e, 0);
+	if (st == IAPO_OK) st = off;
 	s.seconds_prefill = t1 - t0;
 	s.seconds_pass = omp_get_wtime() - t1;
 	if (stats) *stats = s;

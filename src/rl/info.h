@@ -48,8 +48,10 @@
  * the gain (E_a − E_b)/(b − a): the block's gain spread evenly. C is always
  * exact. The pass costs about the share of positions estimated.
  *
- * Left out: gradients (the estimator is no-grad), reuse of the rollout's own
- * cache (the prefill is recomputed; bench/info.c measures its share), packing
+ * Reuse of the rollout's cache (iapo_info_compute_cached, below): no
+ * prefill; C comes from the rollout's own sampling distributions.
+ *
+ * Left out: gradients (the estimator is no-grad), packing
  * all postfixes into one tree-masked pass (the same rows through the same
  * GEMMs, so no fewer FLOPs on a CPU).
  */
@@ -59,6 +61,7 @@
 #include <stddef.h>
 
 #include "iapo.h"
+#include "model/kvcache.h"
 #include "model/weights.h"
 
 /* The default postfix text: as in the authors' code, no newline between the
@@ -81,6 +84,8 @@ typedef struct {
 	const int *at_tokens; /* (n_at) estimate only after these token ids (copied); not with stride > 1 */
 	int n_at;
 	size_t mem_budget;  /* bytes for the chunk's scratch and logits when chunk == 0; 0 = 256 MiB */
+	int bf16;           /* APPROXIMATION, off by default: multiply by a bf16 copy of the weight
+			     * matrices (kvcache.h's iapo_kv_use_bf16, taken afresh at every call) */
 } iapo_info_opts;
 
 /* answer mode, no postfix (set one), N = 1, temperature 1, automatic chunk. */
@@ -128,6 +133,40 @@ size_t iapo_info_bytes(const iapo_info *e);
  * entropy or no greedy answer token (NaN logits), naming the sequence and t. */
 iapo_status iapo_info_compute(iapo_info *e, const iapo_info_batch *b, float *E, float *C, int ld,
 			      iapo_info_stats *stats);
+
+/* ---- reuse of a cache that already holds the sequences (the rollout's) ----
+ * Decoding leaves prompt + completion minus its last token in a cache slot,
+ * computed with the same weights; the pass then needs only that last token's
+ * row and the postfix rows. The caller vouches that every slot still holds
+ * exactly those tokens computed by the estimator's weights as they are now
+ * (the trainer checks token by token and by its optimiser step), and that the
+ * cache is in fp32 (an opt bf16 estimator switches it on for the call and
+ * back off). E and C then equal iapo_info_compute's up to float rounding (the
+ * decode GEMMs sum in another order): tests/test_info_reuse.c bounds it. */
+typedef struct {
+	iapo_kv *kv;            /* made with the estimator's weights */
+	const int *slot;        /* (n) slot holding sequence i's first plen + clen − 1 tokens */
+	const float *const *C;  /* (n) C_0..C_{clen−1} of each sequence (the entropies of the
+				 * distributions it was sampled from, generate.h); NULL: recomputed */
+	int scratch0, nscratch; /* slots the pass may overwrite (none of them a sequence's) */
+} iapo_info_cache;
+
+/* Scratch entries for which iapo_info_scratch_slots makes room: a full
+ * automatic chunk (about 512 postfix rows) twice over. */
+#define IAPO_INFO_SCRATCH_ENTRIES 1024
+/* Scratch slots a cache of Tmax positions per slot should have beyond its
+ * sequences for iapo_info_compute_cached (fewer work, in smaller chunks). */
+int iapo_info_scratch_slots(int Tmax);
+
+/* iapo_info_compute over c's cache: writes the last token's K/V into each
+ * sequence's slot (at position plen + clen − 1, beyond what decoding left)
+ * and overwrites the scratch slots; slot lengths are not changed. Any n (no
+ * Bmax limit); plen + clen <= the cache's Tmax. Errors as compute, and ARG
+ * for a slot that holds fewer than plen + clen − 1 positions, a sequence
+ * slot among the scratch slots, or no scratch (answer mode). stats'
+ * prefill fields count the top-up rows. */
+iapo_status iapo_info_compute_cached(iapo_info *e, const iapo_info_cache *c, const iapo_info_batch *b, float *E,
+				     float *C, int ld, iapo_info_stats *stats);
 
 /* The same numbers by brute force: a full training forward per (sequence,
  * t) (and per greedy answer token), several prefixes batched per forward.

@@ -103,6 +103,8 @@ static const opt_def OPTS[] = {
 	{"info-chunk", T_INT, F(info_chunk), "0", 0, 1 << 20, NULL, "N", "positions per batched estimator pass, 0 = automatic (256 MiB budget)", NULL},
 	{"info-stride", T_INT, F(info_stride), "1", 1, 1 << 20, NULL, "N", "APPROXIMATION: estimate E at every N-th position only, linear in between (C stays exact)", NULL},
 	{"info-at", T_ENUM, F(info_at), "all", 0, 0, "all|newline", "W", "APPROXIMATION newline: estimate E only after tokens holding a newline (one estimate per line)", NULL},
+	{"info-bf16", T_FLAG, F(info_bf16), "0", 0, 0, NULL, NULL, "APPROXIMATION: the estimator multiplies by bf16 copies of the weights (training stays fp32; see bench/README.md for how far it moves the advantages)", NULL},
+	{"info-recompute", T_FLAG, F(info_recompute), "0", 0, 0, NULL, NULL, "recompute the prompt+completion K/V and policy entropies for the estimator instead of taking the rollout's (equal within float rounding; for checking)", NULL},
 	{"gain", T_ENUM, F(gain), "plain", 0, 0, "plain|reference", "G", "S_t = E_t - E_t+1, or the authors' (E_t + E_t-1)/2 - E_t+1", NULL},
 	{"norm", T_ENUM, F(norm), "zscore", 0, 0, "zscore|reference", "N", "per completion: z-score over its tokens then unit L2 norm, or the authors' x - mean/std over the padded width", NULL},
 	{"horizon", T_INT, F(horizon), "1", 1, 1 << 20, NULL, "H", "S'_t = sum over k < H of decay^k S_t+k (1 = none)", NULL},

@@ -69,6 +69,7 @@ typedef struct {
 	/* algorithms (rl/algo.h): IAPO's token terms */
 	char *postfix, *predict, *info_at, *gain, *norm;
 	long answer_tokens, info_chunk, info_stride, horizon;
+	int info_bf16, info_recompute;
 	double decay, w_info, w_conf;
 	/* DAPO: dynamic sampling, overlong shaping; Kimi length reward */
 	char *dynamic_sampling;

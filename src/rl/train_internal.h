@@ -98,6 +98,23 @@ struct iapo_trainer {
 
 	iapo_advantage_fn adv_fn;
 	void *adv_ctx;
+
+	/* Reuse of the rollout's KV cache by the IAPO estimator (kv_reuse):
+	 * kv has R + kv_extra slots, the extra ones scratch; what each of the
+	 * first R slots holds since the last iapo_generate: prompt kv_ptok[b]
+	 * (kv_plen[b] tokens) + kv_ctok[b] (kv_clen[b] tokens, -1 = nothing
+	 * offered) minus the last token, with the weights of optimiser update
+	 * kv_adam_t, and the sampling entropies kv_ent[b]. The view's
+	 * per-sequence kv_slot/kv_entp/unused are matched from these. */
+	int kv_reuse, kv_extra;
+	const int **kv_ptok;  /* (R) */
+	int *kv_plen, *kv_clen; /* (R) */
+	int *kv_ctok;         /* (R, Tc) */
+	float *kv_ent;        /* (R, Tc) */
+	long kv_adam_t;
+	int *kv_slot;         /* (N) */
+	const float **kv_entp; /* (N) */
+	unsigned char *unused; /* (N) */
 };
 
 /* train_state.c */

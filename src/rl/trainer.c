@@ -25,7 +25,9 @@
 #include "eval/eval.h"
 #include "io/fs.h"
 #include "rl/adamw.h"
+#include "rl/baselines.h"
 #include "rl/checkpoint.h"
+#include "rl/info.h"
 #include "rl/prompt.h"
 #include "rl/train_internal.h"
 
@@ -166,7 +168,22 @@ static iapo_status allocate(iapo_trainer *tr)
 		IAPO_TRY(iapo_fwd_new(&tr->ref, tr->mb, tr->T, 0, &tr->ref_fwd));
 		iapo_fwd_set_temperature(tr->ref_fwd, (float)tr->o.temperature);
 	}
-	IAPO_TRY(iapo_kv_new(&tr->w, tr->R, tr->Tp + tr->Tc, &tr->kv));
+	/* IAPO's estimator runs over the rollout's cache: scratch slots for its postfix rows */
+	tr->kv_reuse = !strcmp(tr->o.algo, "iapo") && !tr->o.info_recompute;
+	tr->kv_extra = tr->kv_reuse ? iapo_info_scratch_slots(tr->Tp + tr->Tc) : 0;
+	IAPO_TRY(iapo_kv_new(&tr->w, tr->R + tr->kv_extra, tr->Tp + tr->Tc, &tr->kv));
+	if (tr->kv_reuse) {
+		const size_t RT = (size_t)tr->R * (size_t)tr->Tc;
+		ALLOC(tr->kv_ptok, tr->R);
+		ALLOC(tr->kv_plen, tr->R);
+		ALLOC(tr->kv_clen, tr->R);
+		ALLOC(tr->kv_ctok, RT);
+		ALLOC(tr->kv_ent, RT);
+		ALLOC(tr->kv_slot, N);
+		ALLOC(tr->kv_entp, N);
+		for (int b = 0; b < tr->R; b++) tr->kv_clen[b] = -1;
+	}
+	ALLOC(tr->unused, N);
 	ALLOC(tr->perm, tr->train.n);
 	ALLOC(tr->row, N);
 	ALLOC(tr->plen, N);
@@ -320,7 +337,8 @@ void iapo_trainer_free(iapo_trainer *tr)
 			  tr->finish, tr->correct, tr->fmt_ok, tr->reward, tr->seq_adv, tr->ctok, tr->adv,
 			  tr->old_logp, tr->ref_logp, (void *)tr->pptr, (void *)tr->gen_ptr, tr->gen_len, tr->keys,
 			  tr->res, tr->mtok, tr->mlen, tr->mtgt, tr->mlogp, tr->ment, tr->mold, tr->mref,
-			  tr->madv, tr->mmask, tr->mdlogp};
+			  tr->madv, tr->mmask, tr->mdlogp, (void *)tr->kv_ptok, tr->kv_plen, tr->kv_clen,
+			  tr->kv_ctok, tr->kv_ent, tr->kv_slot, (void *)tr->kv_entp, tr->unused};
 	for (size_t i = 0; i < sizeof arrays / sizeof *arrays; i++) iapo_free(arrays[i]);
 	iapo_train_opts_free(&tr->o);
 	iapo_free(tr);
@@ -370,6 +388,43 @@ static iapo_algo_buffer buffer_view(iapo_trainer *tr, long g, int n, int group)
 	return b;
 }
 
+/* Notes what slots 0..B-1 of the rollout cache hold after a generate call
+ * (gen_ptr/gen_len and the results): decoding fed back every sampled token
+ * but the last. */
+static void record_slots(iapo_trainer *tr, int B)
+{
+	const int Tc = tr->Tc;
+	for (int b = 0; b < B; b++) {
+		const iapo_gen_result *res = &tr->res[b];
+		if (res->n_tokens > Tc || !res->entropy) continue;
+		tr->kv_ptok[b] = tr->gen_ptr[b];
+		tr->kv_plen[b] = tr->gen_len[b];
+		tr->kv_clen[b] = res->n_tokens;
+		memcpy(tr->kv_ctok + (size_t)b * Tc, res->tokens, sizeof(int) * (size_t)res->n_tokens);
+		memcpy(tr->kv_ent + (size_t)b * Tc, res->entropy, sizeof(float) * (size_t)res->n_tokens);
+	}
+	tr->kv_adam_t = tr->adam_t;
+}
+
+/* The slot holding sequence i exactly (same prompt, same completion tokens,
+ * the weights unchanged since it was sampled), or -1. Whatever the
+ * algorithm's stages did to the buffer (resampling, GFPO's selection), a
+ * match by content is safe: equal tokens at equal positions under equal
+ * weights give equal K/V. */
+static int find_slot(const iapo_trainer *tr, int i)
+{
+	if (!tr->kv_reuse || tr->kv_adam_t != tr->adam_t) return -1;
+	const int L = tr->clen[i], Tc = tr->Tc;
+	const int *ct = tr->ctok + (size_t)i * Tc;
+	for (int b = 0; b < tr->R; b++) {
+		if (tr->kv_clen[b] != L || tr->kv_plen[b] != tr->plen[i] || tr->kv_ptok[b] != tr->pptr[i]) continue;
+		if (L > 0 && memcmp(tr->kv_ctok + (size_t)b * Tc, ct, sizeof(int) * (size_t)L)) continue;
+		if (iapo_kv_len(tr->kv, b) != tr->plen[i] + L - 1) continue;
+		return b;
+	}
+	return -1;
+}
+
 /* Samples and scores sequences seqs[0..n) of the buffer (NULL: 0..n-1) from
  * the streams of `attempt`; slot i samples as completion i % Gs of its row. */
 static iapo_status sample_seqs(iapo_trainer *tr, long g, const int *seqs, int n, int attempt)
@@ -386,6 +441,8 @@ static iapo_status sample_seqs(iapo_trainer *tr, long g, const int *seqs, int n,
 	go.eos_ids = tr->eos;
 	go.n_eos = tr->n_eos;
 	go.tok = tr->tok;
+	/* the policy entropies C_t of IAPO, from the sampling logits */
+	if (tr->kv_reuse) go.entropy_temperature = tr->o.temperature > 0 ? (float)tr->o.temperature : 1.0f;
 	double gen = 0, score = 0;
 	for (int k0 = 0; k0 < n; k0 += tr->R) {
 		int B = n - k0 < tr->R ? n - k0 : tr->R;
@@ -396,8 +453,11 @@ static iapo_status sample_seqs(iapo_trainer *tr, long g, const int *seqs, int n,
 			tr->keys[b] = iapo_algo_sample_key(g, tr->row[i], i % Gs, attempt);
 		}
 		double t0 = iapo_now();
+		if (tr->kv_reuse)
+			for (int b = 0; b < tr->R; b++) tr->kv_clen[b] = -1; /* generate resets every slot */
 		IAPO_TRY(iapo_generate(&tr->w, tr->gen_ptr, tr->gen_len, B, &go, tr->kv, tr->res, NULL));
 		double t1 = iapo_now();
+		if (tr->kv_reuse) record_slots(tr, B);
 		for (int b = 0; b < B; b++) {
 			int i = seqs ? seqs[k0 + b] : k0 + b;
 			const iapo_gen_result *res = &tr->res[b];
@@ -468,6 +528,31 @@ static iapo_status advantages(iapo_trainer *tr)
 		.comp_tokens = tr->ctok, .rewards = tr->reward, .seq_adv = tr->seq_adv, .finish = tr->finish,
 		.policy = &tr->w, .kv = tr->kv, .temperature = (float)tr->o.temperature, .step = tr->step,
 	};
+	if (tr->kv_reuse) {
+		for (int i = 0; i < N; i++) {
+			tr->kv_slot[i] = find_slot(tr, i);
+			tr->kv_entp[i] = tr->kv_slot[i] >= 0 ? tr->kv_ent + (size_t)tr->kv_slot[i] * Tc : NULL;
+		}
+		v.kv_slot = tr->kv_slot;
+		v.kv_entropy = tr->kv_entp;
+		v.kv_scratch0 = tr->R;
+		v.kv_nscratch = tr->kv_extra;
+	}
+	/* Sequences the loss will not read (groups dropped by dynamic sampling):
+	 * the mask of this step; with --iterations > 1 only whole dropped groups
+	 * count (S-GRPO draws another token subset at every pass). */
+	double ks, kt;
+	iapo_algo_buffer buf = buffer_view(tr, tr->step / tr->mu, N, tr->G);
+	const float *mask = iapo_algo_loss_mask(tr->algo, &buf, tr->step, &ks, &kt);
+	if (mask) {
+		for (int i = 0; i < N; i++) {
+			int any = 0;
+			for (int t = 0; t < tr->clen[i] && !any; t++) any = mask[(size_t)i * Tc + t] != 0;
+			const int g0 = i / tr->G * tr->G;
+			tr->unused[i] = !any && (tr->mu == 1 || iapo_group_all_equal(tr->reward + g0, tr->G));
+		}
+		v.unused = tr->unused;
+	}
 	return tr->adv_fn(tr->adv_ctx, &v, tr->adv);
 }
 

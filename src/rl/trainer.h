@@ -97,6 +97,20 @@ typedef struct {
 	iapo_kv *kv;                     /* the rollout's KV cache (slots may be reused by the hook) */
 	float temperature;
 	long step;                       /* 0-based optimizer step */
+	/* The rollout's cache for reuse, offered only with what the trainer
+	 * checked (the slot's tokens equal the sequence's, the weights are the
+	 * ones that sampled): kv_slot[i] = the slot of kv holding prompt i +
+	 * completion i minus its last token, or -1; NULL: none offered.
+	 * kv_entropy[i] (where kv_slot[i] >= 0): the entropies, at
+	 * `temperature`, of the distributions completion i's tokens were sampled
+	 * from (comp_len[i] values). Slots [kv_scratch0, kv_scratch0 +
+	 * kv_nscratch) of kv hold no sequence: free scratch. */
+	const int *kv_slot;
+	const float *const *kv_entropy;
+	int kv_scratch0, kv_nscratch;
+	/* (n) or NULL: non-zero = the loss reads none of sequence i's tokens
+	 * (a group that dynamic sampling dropped): its advantages are unused. */
+	const unsigned char *unused;
 } iapo_rollout_view;
 
 /* Fills adv (n, Tc) for completion tokens t < comp_len[i] (others are

@@ -1,0 +1,191 @@
+/*
+ * test_iapo_reuse.c — the trainer's hand-off of its rollout cache to the IAPO
+ * hook (trainer.h's kv_slot / kv_entropy / unused in iapo_rollout_view), on
+ * the tiny SFT-warm-started model of tests/trainer_fixture.h with --algo
+ * iapo. In every real step a checking hook runs the hook twice: as the
+ * trainer offers the rollout (cache reuse, skipped groups) and on a copy of
+ * the view that offers nothing (everything recomputed); the token
+ * advantages must agree within ADV_TOL (float rounding: decoding's K/V come
+ * from other GEMM shapes than a prefill), and the first must really have
+ * taken the cache: every sequence by default; only the last rollout batch's
+ * with --rollout-batch 4 (generate resets the cache per batch); none with
+ * --info-recompute. With --dynamic-sampling drop, sequences of groups whose
+ * rewards are all equal are skipped (advantage = the group's, never read)
+ * and the others keep exactly the advantages of the full computation. With
+ * --iterations 2 the estimate is made once per rollout, right after it, so
+ * the cache is still the policy's (the hook is not called on the second
+ * pass). No allocation inside a hook call after the first.
+ */
+#include <math.h>
+#include <stdarg.h>
+
+#include "core/mem.h"
+#include "core/status.h"
+#include "rl/iapo_hook.h"
+#include "rl/trainer.h"
+#include "test.h"
+#include "trainer_fixture.h"
+
+#define ADV_TOL 1e-4
+
+static fixture fx;
+static int have_fx;
+
+static void set(iapo_train_opts *o, const char *k, const char *v)
+{
+	if (iapo_train_opts_set(o, k, v) != IAPO_OK) CHECK(0, "set %s: %s", k, iapo_errmsg());
+}
+
+static int postfix_ids(int *ids, int cap)
+{
+	iapo_tokenizer *tok;
+	if (iapo_tokenizer_load(fx.base, &tok) != IAPO_OK) return -1;
+	int *buf = NULL;
+	size_t n = 0, c = 0;
+	iapo_status st = iapo_tokenizer_encode(tok, IAPO_INFO_POSTFIX, strlen(IAPO_INFO_POSTFIX), &buf, &n, &c);
+	iapo_tokenizer_free(tok);
+	if (st != IAPO_OK || (int)n > cap) {
+		iapo_free(buf);
+		return -1;
+	}
+	memcpy(ids, buf, n * sizeof(int));
+	iapo_free(buf);
+	return (int)n;
+}
+
+static iapo_hook *make_hook(iapo_trainer *tr, const int *post, int K)
+{
+	iapo_hook_opts ho;
+	memset(&ho, 0, sizeof ho);
+	ho.info = iapo_info_defaults();
+	ho.info.postfix = post;
+	ho.info.n_postfix = K;
+	ho.info.temperature = 1.0f;
+	ho.adv = iapo_tokadv_defaults();
+	ho.adv.w_info = 0.3f;
+	ho.adv.w_conf = 0.3f;
+	const iapo_train_opts *o = iapo_trainer_opts(tr);
+	iapo_hook *h = NULL;
+	CHECK(iapo_hook_new(iapo_trainer_weights(tr), (int)(o->prompts_per_step * o->num_generations), 64, &ho, &h) ==
+		      IAPO_OK,
+	      "%s", iapo_errmsg());
+	return h;
+}
+
+typedef struct {
+	iapo_hook *h, *ref;
+	int calls, cover, cover_bad, reused, skipped, compared;
+	double worst;
+	unsigned long allocs;
+} check_ctx;
+
+static iapo_status checking_hook(void *vctx, const iapo_rollout_view *r, float *adv)
+{
+	check_ctx *c = vctx;
+	unsigned long a0 = iapo_mem_alloc_count();
+	IAPO_TRY(iapo_hook_advantage(c->h, r, adv));
+	if (c->calls++ > 0) c->allocs += iapo_mem_alloc_count() - a0;
+	iapo_hook_metrics m;
+	iapo_hook_last_metrics(c->h, &m);
+	c->cover_bad += m.reused + m.skipped != c->cover;
+	c->reused += m.reused;
+	c->skipped += m.skipped;
+	iapo_rollout_view plain = *r;
+	plain.kv_slot = NULL;
+	plain.kv_entropy = NULL;
+	plain.unused = NULL;
+	float *want = calloc((size_t)r->n * r->Tc, sizeof(float));
+	iapo_status st = iapo_hook_advantage(c->ref, &plain, want);
+	for (int i = 0; st == IAPO_OK && i < r->n; i++)
+		for (int t = 0; t < r->comp_len[i]; t++) {
+			const float got = adv[(size_t)i * r->Tc + t];
+			if (r->unused && r->unused[i]) {
+				CHECK(got == r->seq_adv[i], "skipped sequence %d: advantage %g, expected the group's %g", i,
+				      got, r->seq_adv[i]);
+				continue;
+			}
+			double d = fabs((double)got - want[(size_t)i * r->Tc + t]);
+			c->worst = d > c->worst ? d : c->worst;
+			c->compared++;
+		}
+	free(want);
+	return st;
+}
+
+/* steps of --algo iapo with extra options (k, v pairs, NULL-terminated). */
+/* want_cover: sequences per call that must come from the cache or be skipped */
+static void run_case(const char *name, int steps, int want_cover, int want_skips, ...)
+{
+	if (!have_fx) {
+		CHECK(0, "no fixture");
+		return;
+	}
+	int post[8], K = postfix_ids(post, 8);
+	iapo_train_opts o;
+	if (K < 1 || fixture_opts(&fx, name, &o)) {
+		CHECK(0, "setup");
+		return;
+	}
+	set(&o, "algo", "iapo");
+	set(&o, "prompts-per-step", "4");
+	set(&o, "num-generations", "4");
+	set(&o, "micro-batch", "8");
+	set(&o, "save-steps", "0");
+	char b[16];
+	snprintf(b, sizeof b, "%d", steps);
+	set(&o, "max-steps", b);
+	va_list ap;
+	va_start(ap, want_skips);
+	for (const char *k; (k = va_arg(ap, const char *));) set(&o, k, va_arg(ap, const char *));
+	va_end(ap);
+	iapo_trainer *tr;
+	if (iapo_trainer_new(&o, &tr) != IAPO_OK) {
+		CHECK(0, "%s: trainer: %s", name, iapo_errmsg());
+		iapo_train_opts_free(&o);
+		return;
+	}
+	check_ctx c = {.h = make_hook(tr, post, K), .ref = make_hook(tr, post, K), .cover = want_cover};
+	iapo_trainer_set_advantage(tr, checking_hook, &c);
+	for (int s = 0; s < steps && c.h && c.ref; s++) {
+		iapo_step_metrics m;
+		CHECK(iapo_trainer_step(tr, &m) == IAPO_OK, "%s step %d: %s", name, s, iapo_errmsg());
+	}
+	const int mu = (int)iapo_trainer_opts(tr)->iterations;
+	CHECK(c.calls == (steps + mu - 1) / mu, "%s: %d hook calls", name, c.calls);
+	CHECK(c.compared > 20, "%s: %d advantages compared", name, c.compared);
+	CHECK(c.worst <= ADV_TOL, "%s: reused vs recomputed advantages: max abs diff %.3g", name, c.worst);
+	CHECK(c.cover_bad == 0, "%s: %d calls did not take %d sequences from the cache (or skip them)", name,
+	      c.cover_bad, want_cover);
+	CHECK(want_skips ? c.skipped > 0 : c.skipped == 0, "%s: %d sequences skipped", name, c.skipped);
+	CHECK(c.allocs == 0, "%s: %lu allocations in later hook calls", name, c.allocs);
+	fprintf(stderr, "  %s: %d calls, %d sequences reused, %d skipped, %d advantages, max abs diff %.2g\n", name,
+		c.calls, c.reused, c.skipped, c.compared, c.worst);
+	iapo_hook_free(c.h);
+	iapo_hook_free(c.ref);
+	iapo_trainer_free(tr);
+	iapo_train_opts_free(&o);
+}
+
+static void test_reuse(void) { run_case("reuse", 3, 16, 0, NULL); }
+static void test_rollout_batches(void) { run_case("batches", 2, 4, 0, "rollout-batch", "4", NULL); }
+static void test_recompute(void) { run_case("recompute", 2, 0, 0, "info-recompute", "true", NULL); }
+static void test_iterations(void) { run_case("iterations", 4, 16, 0, "iterations", "2", NULL); }
+
+/* Dropped groups: at chance accuracy (1/10) many groups of 4 are all wrong. */
+static void test_dropped_groups(void)
+{
+	run_case("drop", 3, 16, 1, "dynamic-sampling", "drop", NULL);
+}
+
+int main(void)
+{
+	have_fx = fixture_make(&fx, "iapo-reuse", 0, 40, 7) == 0;
+	CHECK(have_fx, "fixture: %s", iapo_errmsg());
+	RUN(test_reuse);
+	RUN(test_rollout_batches);
+	RUN(test_recompute);
+	RUN(test_iterations);
+	RUN(test_dropped_groups);
+	if (have_fx) iapo_fs_remove_all(fx.root);
+	TEST_END();
+}
