@@ -355,7 +355,7 @@ iapo_status iapo_sft_run_opts_from_args(iapo_sft_run_opts *o, int argc, char **a
 {
 	*help = 0;
 	const char *config = NULL, *out = NULL;
-	int resume = 0;
+	int resume = 0, overwrite = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -372,11 +372,13 @@ iapo_status iapo_sft_run_opts_from_args(iapo_sft_run_opts *o, int argc, char **a
 		int flag = is_flag(name);
 		if (flag < 0) return iapo_fail(IAPO_ERR_ARG, "unknown option '%s'", a);
 		if (!strcmp(name, "resume")) resume = 1;
+		if (!strcmp(name, "overwrite")) overwrite = 1;
 		if (flag) continue;
 		if (i + 1 >= argc) return iapo_fail(IAPO_ERR_ARG, "option %s needs a value", a);
 		if (!strcmp(name, "out")) out = argv[i + 1];
 		i++;
 	}
+	if (resume && overwrite) return iapo_fail(IAPO_ERR_ARG, "--resume and --overwrite contradict each other");
 	if (resume) {
 		if (!out) return iapo_fail(IAPO_ERR_ARG, "--resume needs --out RUN_DIR (the run to continue)");
 		if (!iapo_fs_is_dir(out))
