@@ -25,6 +25,7 @@
  * gradient clipping.
  *
  * Usage: model [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick]
+ *              [--what train,decode,decode_bf16]   (default: all three)
  */
 #include "bench.h"
 #include "core/mem.h"
@@ -185,6 +186,7 @@ typedef struct {
 	double peak, bw; /* GFLOP/s, GB/s measured in this run */
 	double budget;
 	int min_reps;
+	const char *what; /* --what: which of train, decode, decode_bf16 */
 } run_env;
 
 static void emit_train(const char *bench, const run_env *e, const iapo_config *c, const timing *t,
@@ -441,6 +443,19 @@ fail:
 
 /* ------------------------------------------------------------------- main */
 
+/* Whether the comma-separated list has exactly this item. */
+static int want(const char *list, const char *item)
+{
+	size_t n = strlen(item);
+	for (const char *p = list; p && *p;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len == n && strncmp(p, item, n) == 0) return 1;
+		p = end ? end + 1 : NULL;
+	}
+	return 0;
+}
+
 static iapo_status bench_shape(const model_shape *s, run_env *e)
 {
 	iapo_config c;
@@ -453,9 +468,10 @@ static iapo_status bench_shape(const model_shape *s, run_env *e)
 	bench_note("model: %s: %zu parameters, random init %.1f s\n", s->name, iapo_param_count(&c),
 		   bench_now() - t0);
 	e->shape = s->name;
-	iapo_status st = bench_train(&w, e);
-	if (st == IAPO_OK) st = bench_decode(&w, e, 0);
-	if (st == IAPO_OK) st = bench_decode(&w, e, 1);
+	iapo_status st = IAPO_OK;
+	if (strstr(e->what, "train")) st = bench_train(&w, e);
+	if (st == IAPO_OK && want(e->what, "decode")) st = bench_decode(&w, e, 0);
+	if (st == IAPO_OK && strstr(e->what, "decode_bf16")) st = bench_decode(&w, e, 1);
 	iapo_weights_free(&w);
 	return st;
 }
@@ -487,14 +503,15 @@ static void measure_peak(run_env *e, int quick, const char *shape)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: model [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick]\n");
+	fprintf(stderr, "usage: model [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick]\n"
+			"             [--what train,decode,decode_bf16]\n");
 	return 2;
 }
 
 int main(int argc, char **argv)
 {
 	int threads = omp_get_num_procs(), quick = 0;
-	const char *shape = "all";
+	const char *shape = "all", *what = "train,decode,decode_bf16";
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
 			if (!bench_parse_pos_int(argv[++i], &threads)) return usage();
@@ -502,6 +519,8 @@ int main(int argc, char **argv)
 			quick = 1;
 		} else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc) {
 			shape = argv[++i];
+		} else if (strcmp(argv[i], "--what") == 0 && i + 1 < argc) {
+			what = argv[++i];
 		} else {
 			return usage();
 		}
@@ -514,6 +533,7 @@ int main(int argc, char **argv)
 	run_env e;
 	memset(&e, 0, sizeof e);
 	e.threads = threads;
+	e.what = what;
 	e.budget = quick ? 1.0 : 8.0;
 	e.min_reps = quick ? 1 : 2;
 	bench_bw bw;

@@ -131,6 +131,28 @@ static int has_avx512(void)
 	       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 }
 
+/* vdpbf16ps (AVX512_BF16: Zen 4/5, Sapphire Rapids and later), unless a
+ * test turned it off */
+static int no_bf16;
+
+int iapo_sgemm_no_bf16(int off)
+{
+	int old = no_bf16;
+	no_bf16 = off;
+	return old;
+}
+
+static int has_bf16(void)
+{
+	static int known = -1;
+	if (no_bf16) return 0;
+	if (known < 0) {
+		__builtin_cpu_init();
+		known = has_avx512() && __builtin_cpu_supports("avx512bf16");
+	}
+	return known;
+}
+
 static long ceil_div(long a, long b) { return (a + b - 1) / b; }
 static long round_up(long a, long b) { return ceil_div(a, b) * b; }
 static long min_l(long a, long b) { return a < b ? a : b; }
@@ -229,6 +251,8 @@ struct job {
 	const float *R, *bias; /* epilogue: C = alpha*AB + (R ? R : beta*C) + bias */
 	long ldr;
 	const uint16_t *Bh;    /* op(B) in bf16 (x W^T only), instead of B */
+	uint16_t *Ah;          /* direct path with Bh: A rounded to bf16, rows of ldah (a multiple of 32) */
+	long ldah;
 	int path;
 	/* blocking */
 	long mc, kc, nc;
@@ -272,6 +296,25 @@ static inline float bf16_float(uint16_t h)
 	return v.f;
 }
 
+/* x rounded to bf16 (nearest even; NaN stays NaN), as a float: with a bf16
+ * B, A is rounded too, so every path multiplies the same bf16 values (the
+ * products are exact in fp32; only the order of the sums differs). */
+static inline uint32_t bf16_round_bits(uint32_t u)
+{
+	uint32_t r = (u & 0x7fffffffu) > 0x7f800000u ? (u | 0x00400000u) : u + 0x7fffu + ((u >> 16) & 1u);
+	return r & 0xffff0000u;
+}
+
+static inline float bf16_round(float x)
+{
+	union {
+		uint32_t u;
+		float f;
+	} v = {.f = x};
+	v.u = bf16_round_bits(v.u);
+	return v.f;
+}
+
 /* Row i of C. */
 static void portable_row(const struct job *P, long row)
 {
@@ -284,7 +327,7 @@ static void portable_row(const struct job *P, long row)
 		if (P->Bh) {
 			/* bf16 B, any transposes (the AVX-512 paths take x W^T) */
 			for (int p = 0; p < K; p++) {
-				float a = alpha * (transA ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p]);
+				float a = alpha * bf16_round(transA ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p]);
 				for (int j = 0; j < N; j++)
 					c[j] += a * bf16_float(P->Bh[transB ? (size_t)j * ldb + p : (size_t)p * ldb + j]);
 			}
@@ -318,6 +361,7 @@ static void portable_row(const struct job *P, long row)
 /* ---- AVX-512 path --------------------------------------------------------- */
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+#define AVX512BF __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
 #define INLINE static inline __attribute__((always_inline))
 
 /* Mask of the first n lanes (n clamped to [0,16]). */
@@ -332,6 +376,38 @@ INLINE AVX512 __m512 load_h(const uint16_t *p)
 INLINE AVX512 __m512 maskz_load_h(__mmask16 m, const uint16_t *p)
 {
 	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+
+/* n floats at p rounded to bf16 in place (bf16_round, 16 at a time). */
+static AVX512 void round_bf16_inplace(float *p, long n)
+{
+	const __m512i abs = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+	const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), quiet = _mm512_set1_epi32(0x00400000);
+	const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
+	for (long i = 0; i < n; i += 16) {
+		__mmask16 m = lanes(n - i);
+		__m512i u = _mm512_maskz_loadu_epi32(m, p + i);
+		__m512i r = _mm512_add_epi32(_mm512_add_epi32(u, half), _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
+		__mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs), inf);
+		r = _mm512_mask_or_epi32(r, nan, u, quiet);
+		_mm512_mask_storeu_epi32(p + i, m, _mm512_and_si512(r, hi));
+	}
+}
+
+/* dst[r*ld16 + k] = src[r*lda + k] rounded to bf16 for k < K, zeros up to ld16. */
+static AVX512 void rows_to_bf16(uint16_t *dst, long ld16, const float *src, long lda, int rows, int K)
+{
+	const __m512i abs = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+	const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), quiet = _mm512_set1_epi32(0x00400000);
+	for (int r = 0; r < rows; r++)
+		for (long k = 0; k < ld16; k += 16) {
+			__mmask16 m = lanes(K - k);
+			__m512i u = _mm512_maskz_loadu_epi32(m, src + r * lda + k);
+			__m512i v = _mm512_add_epi32(_mm512_add_epi32(u, half), _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
+			__mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs), inf);
+			v = _mm512_mask_or_epi32(v, nan, u, quiet);
+			_mm256_storeu_si256((__m256i *)(dst + r * ld16 + k), _mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16)));
+		}
 }
 
 /* In-register transpose of 16 rows of 16 floats. */
@@ -588,6 +664,7 @@ static AVX512 void a_panels(const struct job *J, float *abuf, long s, long pc, l
 			pack_rows(dst, J->A + pc * J->lda + i0, J->lda, (int)kc, mr, MR);
 		else
 			pack_cols(dst, J->A + i0 * J->lda + pc, J->lda, mr, (int)kc, MR);
+		if (J->Bh) round_bf16_inplace(dst, kc * MR); /* bf16 B: A rounded too */
 		if (st) atomic_store_explicit(st, 2, memory_order_release);
 		ap[t - t_lo] = dst;
 	}
@@ -724,12 +801,13 @@ static int packed_plan(struct job *J, int nth)
 	return 1;
 }
 
-/* Dot products of mb rows of A with nb rows of B (B transposed), K long;
- * B's rows are bf16 at bh when half (then b is unused), and pf is a byte
- * address a few rows ahead in whichever is read. */
-INLINE AVX512 void dot_block(const int mb, const int nb, const int half, int K, const float *a, long lda,
-			     const float *b, const uint16_t *bh, long ldb, float *c, long ldc, const struct epi *e,
-			     const char *pf)
+/* Dot products of mb rows of A with nb rows of B (B transposed), K long.
+ * half: A's and B's rows are bf16 at ah and bh (a and b unused), widened to
+ * fp32 as they are loaded (CPUs without AVX512_BF16). pf is a byte address a
+ * few rows ahead in whichever B is read. */
+INLINE AVX512 void dot_block(const int mb, const int nb, const int half, int K, const float *a, const uint16_t *ah,
+			     long lda, const float *b, const uint16_t *bh, long ldb, float *c, long ldc,
+			     const struct epi *e, const char *pf)
 {
 	const long pfs = half ? 2 : 4; /* bytes per element of B */
 	__m512 acc[DOT_MB][DOT_NB];
@@ -752,7 +830,7 @@ INLINE AVX512 void dot_block(const int mb, const int nb, const int half, int K, 
 		for (int j = 0; j < nb; j++) _mm_prefetch(pf + (j * ldb + k) * pfs, DOT_PF_HINT);
 #pragma GCC unroll 8
 		for (int i = 0; i < mb; i++) {
-			__m512 av = _mm512_loadu_ps(a + i * lda + k);
+			__m512 av = half ? load_h(ah + i * lda + k) : _mm512_loadu_ps(a + i * lda + k);
 #pragma GCC unroll 8
 			for (int j = 0; j < nb; j++) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
 		}
@@ -765,7 +843,7 @@ INLINE AVX512 void dot_block(const int mb, const int nb, const int half, int K, 
 			bv[j] = half ? maskz_load_h(lm, bh + j * ldb + k) : _mm512_maskz_loadu_ps(lm, b + j * ldb + k);
 #pragma GCC unroll 8
 		for (int i = 0; i < mb; i++) {
-			__m512 av = _mm512_maskz_loadu_ps(lm, a + i * lda + k);
+			__m512 av = half ? maskz_load_h(lm, ah + i * lda + k) : _mm512_maskz_loadu_ps(lm, a + i * lda + k);
 #pragma GCC unroll 8
 			for (int j = 0; j < nb; j++) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
 		}
@@ -783,32 +861,87 @@ INLINE AVX512 void dot_block(const int mb, const int nb, const int half, int K, 
 		}
 }
 
-typedef void (*dot_fn)(int K, const float *a, long lda, const float *b, const uint16_t *bh, long ldb, float *c,
-		       long ldc, const struct epi *e, const char *pf);
+/* dot_block with bf16 A and B multiplied by vdpbf16ps (AVX512_BF16): 32
+ * products per instruction, summed in fp32, so a decoding step's FMA work
+ * halves and the weights' bytes, not the arithmetic, set the pace. A's rows
+ * are zero-padded to lda (a multiple of 32); B's tail is masked. */
+INLINE AVX512BF void dotbf_block(const int mb, const int nb, int K, const uint16_t *ah, long lda, const uint16_t *bh,
+				 long ldb, float *c, long ldc, const struct epi *e, const char *pf)
+{
+	__m512 acc[DOT_MB][DOT_NB];
+#pragma GCC unroll 8
+	for (int i = 0; i < mb; i++)
+#pragma GCC unroll 8
+		for (int j = 0; j < nb; j++) acc[i][j] = _mm512_setzero_ps();
+	for (int k = 0; k < K; k += 32) {
+		const __mmask32 lm = K - k >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << (K - k)) - 1);
+		__m512i bv[DOT_NB];
+#pragma GCC unroll 8
+		for (int j = 0; j < nb; j++) {
+			bv[j] = _mm512_maskz_loadu_epi16(lm, bh + j * ldb + k);
+			__asm__("" : "+v"(bv[j]));
+		}
+#pragma GCC unroll 8
+		for (int j = 0; j < nb; j++) _mm_prefetch(pf + (j * ldb + k) * 2, DOT_PF_HINT);
+#pragma GCC unroll 8
+		for (int i = 0; i < mb; i++) {
+			__m512i av = _mm512_loadu_si512((const void *)(ah + i * lda + k));
+#pragma GCC unroll 8
+			for (int j = 0; j < nb; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)av, (__m512bh)bv[j]);
+		}
+	}
+#pragma GCC unroll 8
+	for (int i = 0; i < mb; i++)
+#pragma GCC unroll 8
+		for (int j = 0; j < nb; j++) {
+			float s = e->alpha * _mm512_reduce_add_ps(acc[i][j]);
+			float *cc = c + i * ldc + j;
+			if (e->bias) s += e->bias[j];
+			if (e->r) s += e->r[i * e->ldr + j];
+			else if (e->beta != 0.0f) s += e->beta * *cc;
+			*cc = s;
+		}
+}
+
+typedef void (*dot_fn)(int K, const float *a, const uint16_t *ah, long lda, const float *b, const uint16_t *bh,
+		       long ldb, float *c, long ldc, const struct epi *e, const char *pf);
 #define DOT(MB, NB) \
-	static AVX512 void dot_##MB##_##NB(int K, const float *a, long lda, const float *b, const uint16_t *bh, long ldb, \
-					   float *c, long ldc, const struct epi *e, const char *pf) \
+	static AVX512 void dot_##MB##_##NB(int K, const float *a, const uint16_t *ah, long lda, const float *b, \
+					   const uint16_t *bh, long ldb, float *c, long ldc, const struct epi *e, \
+					   const char *pf) \
 	{ \
-		dot_block(MB, NB, 0, K, a, lda, b, bh, ldb, c, ldc, e, pf); \
+		dot_block(MB, NB, 0, K, a, ah, lda, b, bh, ldb, c, ldc, e, pf); \
 	} \
-	static AVX512 void doth_##MB##_##NB(int K, const float *a, long lda, const float *b, const uint16_t *bh, \
-					    long ldb, float *c, long ldc, const struct epi *e, const char *pf) \
+	static AVX512 void doth_##MB##_##NB(int K, const float *a, const uint16_t *ah, long lda, const float *b, \
+					    const uint16_t *bh, long ldb, float *c, long ldc, const struct epi *e, \
+					    const char *pf) \
 	{ \
-		dot_block(MB, NB, 1, K, a, lda, b, bh, ldb, c, ldc, e, pf); \
+		dot_block(MB, NB, 1, K, a, ah, lda, b, bh, ldb, c, ldc, e, pf); \
+	} \
+	static AVX512BF void dotbf_##MB##_##NB(int K, const float *a, const uint16_t *ah, long lda, const float *b, \
+					       const uint16_t *bh, long ldb, float *c, long ldc, const struct epi *e, \
+					       const char *pf) \
+	{ \
+		(void)a; (void)b; \
+		dotbf_block(MB, NB, K, ah, lda, bh, ldb, c, ldc, e, pf); \
 	}
 #define DOT_ROW(MB) DOT(MB, 1) DOT(MB, 2) DOT(MB, 3) DOT(MB, 4) DOT(MB, 5)
 DOT_ROW(1) DOT_ROW(2) DOT_ROW(3) DOT_ROW(4)
 #define DOT_PTRS(P, MB) {NULL, P##_##MB##_1, P##_##MB##_2, P##_##MB##_3, P##_##MB##_4, P##_##MB##_5}
-/* [half][mb][nb] */
-static const dot_fn dots[2][DOT_MB + 1][DOT_NB + 1] = {
+/* [mode][mb][nb], mode as direct_cols's */
+static const dot_fn dots[3][DOT_MB + 1][DOT_NB + 1] = {
 	{{NULL}, DOT_PTRS(dot, 1), DOT_PTRS(dot, 2), DOT_PTRS(dot, 3), DOT_PTRS(dot, 4)},
 	{{NULL}, DOT_PTRS(doth, 1), DOT_PTRS(doth, 2), DOT_PTRS(doth, 3), DOT_PTRS(doth, 4)},
+	{{NULL}, DOT_PTRS(dotbf, 1), DOT_PTRS(dotbf, 2), DOT_PTRS(dotbf, 3), DOT_PTRS(dotbf, 4)},
 };
 
 /* Sums of 16 vectors: lane i of the result is the sum of a[i]'s lanes (45
  * shuffles and adds rather than 16 separate reductions). */
-INLINE AVX512 __m512 reduce16(const __m512 a[16])
+INLINE AVX512 __m512 reduce16_v(__m512 a0, __m512 a1, __m512 a2, __m512 a3, __m512 a4, __m512 a5, __m512 a6,
+				 __m512 a7, __m512 a8, __m512 a9, __m512 a10, __m512 a11, __m512 a12, __m512 a13,
+				 __m512 a14, __m512 a15)
 {
+	const __m512 a[16] = {a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15};
 	__m512 u[8], w[4];
 	for (int p = 0; p < 8; p++) /* per 128-bit lane: a[2p] and a[2p+1], 2 partials each */
 		u[p] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * p], a[2 * p + 1]), _mm512_unpackhi_ps(a[2 * p], a[2 * p + 1]));
@@ -821,42 +954,19 @@ INLINE AVX512 __m512 reduce16(const __m512 a[16])
 	return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xdd));
 }
 
-/* Dot products of 8 rows of A with 2 rows of B (B transposed), K long: the
- * decoding shape (8 sequences), every row of B read once, the 16 sums
- * reduced together. */
-INLINE AVX512 void dot_8x2_t(const int half, int K, const float *a, long lda, const float *b, const uint16_t *bh,
-			     long ldb, float *c, long ldc, const struct epi *e, const char *pf)
+/* The accumulator array passed by value: its address never escapes, so GCC
+ * keeps it in registers (passed by pointer, it stored all 16 to the stack
+ * on every iteration of the k loop). */
+#define REDUCE16(a) \
+	reduce16_v(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15])
+
+/* Stores the 16 sums of an 8x2 block (lane j*8 + i of s: row i of A, row j
+ * of B; the accumulators reduced by reduce16 in the kernel, so that they
+ * stay in registers). */
+INLINE AVX512 void store_8x2(__m512 s, float *c, long ldc, const struct epi *e)
 {
-	const long pfs = half ? 2 : 4;
-	__m512 acc[16]; /* acc[j*8 + i]: row i of A, row j of B */
-	for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
-	int k = 0;
-	for (; k + 16 <= K; k += 16) {
-		__m512 b0 = half ? load_h(bh + k) : _mm512_loadu_ps(b + k);
-		__m512 b1 = half ? load_h(bh + ldb + k) : _mm512_loadu_ps(b + ldb + k);
-		__asm__("" : "+v"(b0), "+v"(b1));
-		_mm_prefetch(pf + k * pfs, DOT_PF_HINT);
-		_mm_prefetch(pf + (ldb + k) * pfs, DOT_PF_HINT);
-#pragma GCC unroll 8
-		for (int i = 0; i < 8; i++) {
-			__m512 av = _mm512_loadu_ps(a + i * lda + k);
-			acc[i] = _mm512_fmadd_ps(av, b0, acc[i]);
-			acc[8 + i] = _mm512_fmadd_ps(av, b1, acc[8 + i]);
-		}
-	}
-	if (k < K) {
-		__mmask16 lm = lanes(K - k);
-		__m512 b0 = half ? maskz_load_h(lm, bh + k) : _mm512_maskz_loadu_ps(lm, b + k);
-		__m512 b1 = half ? maskz_load_h(lm, bh + ldb + k) : _mm512_maskz_loadu_ps(lm, b + ldb + k);
-#pragma GCC unroll 8
-		for (int i = 0; i < 8; i++) {
-			__m512 av = _mm512_maskz_loadu_ps(lm, a + i * lda + k);
-			acc[i] = _mm512_fmadd_ps(av, b0, acc[i]);
-			acc[8 + i] = _mm512_fmadd_ps(av, b1, acc[8 + i]);
-		}
-	}
 	float sum[16];
-	_mm512_storeu_ps(sum, _mm512_mul_ps(reduce16(acc), _mm512_set1_ps(e->alpha)));
+	_mm512_storeu_ps(sum, _mm512_mul_ps(s, _mm512_set1_ps(e->alpha)));
 	for (int j = 0; j < 2; j++)
 		for (int i = 0; i < 8; i++) {
 			float v = sum[j * 8 + i], *cc = c + i * ldc + j;
@@ -867,30 +977,97 @@ INLINE AVX512 void dot_8x2_t(const int half, int K, const float *a, long lda, co
 		}
 }
 
-static AVX512 void dot_8x2(int K, const float *a, long lda, const float *b, const uint16_t *bh, long ldb, float *c,
-			   long ldc, const struct epi *e, const char *pf)
+/* Dot products of 8 rows of A with 2 rows of B (B transposed), K long: the
+ * decoding shape (8 sequences), every row of B read once, the 16 sums
+ * reduced together. half as dot_block. */
+INLINE AVX512 void dot_8x2_t(const int half, int K, const float *a, const uint16_t *ah, long lda, const float *b,
+			     const uint16_t *bh, long ldb, float *c, long ldc, const struct epi *e, const char *pf)
 {
-	dot_8x2_t(0, K, a, lda, b, bh, ldb, c, ldc, e, pf);
+	const long pfs = half ? 2 : 4;
+	__m512 acc[16]; /* acc[j*8 + i]: row i of A, row j of B */
+#pragma GCC unroll 16
+	for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
+	int k = 0;
+	for (; k + 16 <= K; k += 16) {
+		__m512 b0 = half ? load_h(bh + k) : _mm512_loadu_ps(b + k);
+		__m512 b1 = half ? load_h(bh + ldb + k) : _mm512_loadu_ps(b + ldb + k);
+		__asm__("" : "+v"(b0), "+v"(b1));
+		_mm_prefetch(pf + k * pfs, DOT_PF_HINT);
+		_mm_prefetch(pf + (ldb + k) * pfs, DOT_PF_HINT);
+#pragma GCC unroll 8
+		for (int i = 0; i < 8; i++) {
+			__m512 av = half ? load_h(ah + i * lda + k) : _mm512_loadu_ps(a + i * lda + k);
+			acc[i] = _mm512_fmadd_ps(av, b0, acc[i]);
+			acc[8 + i] = _mm512_fmadd_ps(av, b1, acc[8 + i]);
+		}
+	}
+	if (k < K) {
+		__mmask16 lm = lanes(K - k);
+		__m512 b0 = half ? maskz_load_h(lm, bh + k) : _mm512_maskz_loadu_ps(lm, b + k);
+		__m512 b1 = half ? maskz_load_h(lm, bh + ldb + k) : _mm512_maskz_loadu_ps(lm, b + ldb + k);
+#pragma GCC unroll 8
+		for (int i = 0; i < 8; i++) {
+			__m512 av = half ? maskz_load_h(lm, ah + i * lda + k) : _mm512_maskz_loadu_ps(lm, a + i * lda + k);
+			acc[i] = _mm512_fmadd_ps(av, b0, acc[i]);
+			acc[8 + i] = _mm512_fmadd_ps(av, b1, acc[8 + i]);
+		}
+	}
+	store_8x2(REDUCE16(acc), c, ldc, e);
 }
 
-static AVX512 void doth_8x2(int K, const float *a, long lda, const float *b, const uint16_t *bh, long ldb, float *c,
-			    long ldc, const struct epi *e, const char *pf)
+static AVX512 void dot_8x2(int K, const float *a, const uint16_t *ah, long lda, const float *b, const uint16_t *bh,
+			   long ldb, float *c, long ldc, const struct epi *e, const char *pf)
 {
-	dot_8x2_t(1, K, a, lda, b, bh, ldb, c, ldc, e, pf);
+	dot_8x2_t(0, K, a, ah, lda, b, bh, ldb, c, ldc, e, pf);
+}
+
+static AVX512 void doth_8x2(int K, const float *a, const uint16_t *ah, long lda, const float *b, const uint16_t *bh,
+			    long ldb, float *c, long ldc, const struct epi *e, const char *pf)
+{
+	dot_8x2_t(1, K, a, ah, lda, b, bh, ldb, c, ldc, e, pf);
+}
+
+/* dot_8x2 with vdpbf16ps (dotbf_block's operands). */
+static AVX512BF void dotbf_8x2(int K, const float *a, const uint16_t *ah, long lda, const float *b,
+			       const uint16_t *bh, long ldb, float *c, long ldc, const struct epi *e, const char *pf)
+{
+	(void)a; (void)b;
+	__m512 acc[16];
+#pragma GCC unroll 16
+	for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
+	for (int k = 0; k < K; k += 32) {
+		const __mmask32 lm = K - k >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << (K - k)) - 1);
+		__m512i b0 = _mm512_maskz_loadu_epi16(lm, bh + k);
+		__m512i b1 = _mm512_maskz_loadu_epi16(lm, bh + ldb + k);
+		__asm__("" : "+v"(b0), "+v"(b1));
+		_mm_prefetch(pf + k * 2, DOT_PF_HINT);
+		_mm_prefetch(pf + (ldb + k) * 2, DOT_PF_HINT);
+#pragma GCC unroll 8
+		for (int i = 0; i < 8; i++) {
+			__m512bh av = (__m512bh)_mm512_loadu_si512((const void *)(ah + i * lda + k));
+			acc[i] = _mm512_dpbf16_ps(acc[i], av, (__m512bh)b0);
+			acc[8 + i] = _mm512_dpbf16_ps(acc[8 + i], av, (__m512bh)b1);
+		}
+	}
+	store_8x2(REDUCE16(acc), c, ldc, e);
 }
 
 /* Direct path, columns [n0,n1): C = alpha*op(A)*op(B) + beta*C for M <= DIRECT_M. */
 static AVX512 void direct_cols(const struct job *J, long n0, long n1)
 {
+	/* mode 0: fp32; 1: bf16 A (J->Ah) and B widened; 2: the same by vdpbf16ps */
+	const int mode = J->Bh ? (has_bf16() ? 2 : 1) : 0;
 	/* W's rows (float or bf16) as byte addresses, for prefetching */
-	const int half = J->Bh != NULL;
-	const char *wb = half ? (const char *)J->Bh : (const char *)J->B;
-	const long wrow = J->ldb * (half ? 2 : 4);
-	const float *Bf = half ? NULL : J->B;
-	const uint16_t *Bh = J->Bh;
-	if (J->transB && J->M >= 8 && J->K <= DOT8_K_MAX) {
-		/* x W^T, 8 rows of A at a time against pairs of W's rows (the 8
-		 * rows stay in L1 while W streams past) */
+	const char *wb = mode ? (const char *)J->Bh : (const char *)J->B;
+	const long wrow = J->ldb * (mode ? 2 : 4);
+	const float *Bf = mode ? NULL : J->B;
+	const uint16_t *Bh = J->Bh, *Ah = J->Ah;
+	const long lda = mode ? J->ldah : J->lda;
+	/* 8 rows of A must stay in L1 (32 KB) while W streams past */
+	const long k8 = mode ? 2 * DOT8_K_MAX : DOT8_K_MAX;
+	if (J->transB && J->M >= 8 && J->K <= k8) {
+		/* x W^T, 8 rows of A at a time against pairs of W's rows */
+		const dot_fn d8 = mode == 2 ? dotbf_8x2 : mode == 1 ? doth_8x2 : dot_8x2;
 		for (long j = n0; j < n1;) {
 			int nb = n1 - j >= 2 ? 2 : 1;
 			const char *pf = wb + (j + DOT_PF_ROWS + nb <= J->N ? j + DOT_PF_ROWS : j) * wrow;
@@ -900,12 +1077,10 @@ static AVX512 void direct_cols(const struct job *J, long n0, long n1)
 						J->bias ? J->bias + j : NULL, J->ldr};
 				const float *bj = Bf ? Bf + j * J->ldb : NULL;
 				const uint16_t *hj = Bh ? Bh + j * J->ldb : NULL;
-				if (mb == 8)
-					(half ? doth_8x2 : dot_8x2)(J->K, J->A + i * J->lda, J->lda, bj, hj, J->ldb,
-								    J->C + i * J->ldc + j, J->ldc, &e, pf);
-				else
-					dots[half][mb][nb](J->K, J->A + i * J->lda, J->lda, bj, hj, J->ldb,
-							   J->C + i * J->ldc + j, J->ldc, &e, pf);
+				const float *ai = mode ? NULL : J->A + i * J->lda;
+				const uint16_t *ahi = mode ? Ah + i * lda : NULL;
+				(mb == 8 ? d8 : dots[mode][mb][nb])(J->K, ai, ahi, lda, bj, hj, J->ldb,
+								     J->C + i * J->ldc + j, J->ldc, &e, pf);
 				pf = wb + j * wrow;
 				i += mb;
 			}
@@ -923,9 +1098,9 @@ static AVX512 void direct_cols(const struct job *J, long n0, long n1)
 				int mb = J->M - i < DOT_MB ? J->M - i : DOT_MB;
 				struct epi e = {J->alpha, J->beta, J->R ? J->R + i * J->ldr + j : NULL,
 						J->bias ? J->bias + j : NULL, J->ldr};
-				dots[half][mb][nb](J->K, J->A + i * J->lda, J->lda, Bf ? Bf + j * J->ldb : NULL,
-						   Bh ? Bh + j * J->ldb : NULL, J->ldb, J->C + i * J->ldc + j, J->ldc, &e,
-						   pf);
+				dots[mode][mb][nb](J->K, mode ? NULL : J->A + i * J->lda, mode ? Ah + i * lda : NULL, lda,
+						   Bf ? Bf + j * J->ldb : NULL, Bh ? Bh + j * J->ldb : NULL, J->ldb,
+						   J->C + i * J->ldc + j, J->ldc, &e, pf);
 				pf = wb + j * wrow;
 			}
 		}
@@ -1020,16 +1195,32 @@ static int plan(struct job *J, int nmax)
  * that need none. */
 static void run_jobs(struct job *jobs, int n, int nmax)
 {
-	size_t stride = 0, shared = 0;
+	size_t stride = 0, shared = 0, ah = 0;
 	for (int i = 0; i < n; i++) {
 		stride = jobs[i].ws_stride > stride ? jobs[i].ws_stride : stride;
 		shared += jobs[i].apack_floats + jobs[i].astate_floats;
+		if (jobs[i].path == IAPO_SGEMM_DIRECT && jobs[i].Bh) {
+			jobs[i].ldah = round_up(jobs[i].K, 32);
+			ah += (size_t)jobs[i].M * (size_t)jobs[i].ldah / 2; /* floats */
+		}
 	}
-	float *ws = stride ? ws_get(stride * (size_t)nmax + shared) : NULL;
+	size_t need = stride * (size_t)nmax + shared + ah;
+	float *ws = need ? ws_get(need) : NULL;
 	float *next = ws ? ws + stride * (size_t)nmax : NULL;
 	long total = 0;
 	for (int i = 0; i < n; i++) {
 		struct job *J = &jobs[i];
+		if (J->path == IAPO_SGEMM_DIRECT && J->Bh) {
+			if (ws) {
+				/* A rounded to bf16 once, before the threads start */
+				J->Ah = (uint16_t *)next;
+				rows_to_bf16(J->Ah, J->ldah, J->A, J->lda, J->M, J->K);
+				next += (size_t)J->M * (size_t)J->ldah / 2;
+			} else {
+				J->path = IAPO_SGEMM_PORTABLE;
+				J->items = J->M;
+			}
+		}
 		if (J->path == IAPO_SGEMM_PACKED) {
 			if (ws) {
 				J->ws = ws;
@@ -1044,7 +1235,7 @@ static void run_jobs(struct job *jobs, int n, int nmax)
 				/* No workspace: finish the product without one. */
 				int dot = J->transB && !J->transA;
 				J->path = J->transA && J->transB ? IAPO_SGEMM_PORTABLE : IAPO_SGEMM_DIRECT;
-				if (J->path == IAPO_SGEMM_DIRECT && !dot && (J->M > MR || J->transB))
+				if (J->path == IAPO_SGEMM_DIRECT && ((!dot && (J->M > MR || J->transB)) || J->Bh))
 					J->path = IAPO_SGEMM_PORTABLE;
 				J->tn = 1;
 				J->items = J->path == IAPO_SGEMM_DIRECT ? 1 : J->M;

@@ -16,8 +16,12 @@
  * that a layer's q/k/v projections, or a backward's dx and dW, cost one wait
  * and no extra pass over memory.
  *
- * Left out: complex and double precision, column-major, bf16 arithmetic
- * (bf16 B is widened to fp32 as it is loaded), and GPUs.
+ * bf16: a product whose B is given in bf16 (iapo_gemm_op.Bh) rounds A to bf16
+ * as well and sums the exact products in fp32: with vdpbf16ps (AVX512_BF16)
+ * on the direct path, by widening both to fp32 elsewhere.
+ *
+ * Left out: complex and double precision, column-major, bf16 outputs or
+ * activations kept in bf16 between calls, and GPUs.
  */
 #ifndef IAPO_KERNELS_GEMM_H
 #define IAPO_KERNELS_GEMM_H
@@ -41,8 +45,11 @@ void iapo_sgemm(int transA, int transB, int M, int N, int K, float alpha, const 
  * Z = R (leading dimension ldr) when R is not NULL (R may be C itself; beta
  * is then unused), beta*C otherwise; bias (N) is added to every row when not
  * NULL. When Bh is not NULL, op(B) is read from it in bf16 (the upper 16
- * bits of each float; same layout and ldb as B would have) and B is unused:
- * half the bytes for weights that are read once per call, as decoding does.
+ * bits of each float; same layout and ldb as B would have), B is unused, and
+ * op(A) is rounded to bf16 (nearest even) before it is multiplied: half the
+ * bytes for weights that are read once per call, as decoding does, and
+ * vdpbf16ps's 32 products per instruction. The products are exact in fp32,
+ * so every path computes the same sums up to their order.
  * The fast paths take x W^T (transB, not transA); other shapes run the
  * portable loop. Zero-initialise and fill the fields you need. */
 typedef struct {
@@ -81,6 +88,10 @@ int iapo_sgemm_force_path(int path);
  * restore the tuned defaults. Lets tests cross every block edge cheaply; while
  * an override is set, even tiny products use every thread. */
 void iapo_sgemm_set_blocking(int mc, int kc, int nc);
+/* off != 0: bf16 products widen both operands to fp32 and use fp32 FMAs, as
+ * on CPUs without AVX512_BF16, instead of vdpbf16ps; returns the previous
+ * setting. */
+int iapo_sgemm_no_bf16(int off);
 /* Which path the last call on this thread took (an IAPO_SGEMM_* value; 0 if
  * it had nothing to multiply). */
 int iapo_sgemm_last_path(void);
