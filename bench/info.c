@@ -4,45 +4,64 @@
  * sequences of a 64-token prompt + 192-token completion (T = 256), random
  * Qwen2 weights of bench/model.c's shapes (tiny, small; qwen0.5b on request),
  * a 4-token postfix (about what "</think><answer>" costs in Qwen's BPE), one
- * answer token. Per shape:
+ * answer token. The completions are the rollout's own samples (EOS ignored).
+ * Per shape:
  *
- *   info        the fast estimator (iapo_info_compute, automatic chunk): total,
- *               its prefill (which the rollout's own cache could replace) and
- *               its postfix pass; rows through the model
+ *   rollout     iapo_generate of the batch: 8 prompts of 64 tokens, 192 new
+ *               tokens each at temperature 1, with the per-token sampling
+ *               entropies on (IAPO's C_t; their cost alone is measured too,
+ *               rollout_entropy_seconds) into a cache with scratch slots
+ *   info_cached the exact pass over the rollout's cache (what `iapo train
+ *               --algo iapo` runs): one top-up row per sequence + postfix rows
+ *   info        the exact pass with its own prefill (--info-recompute): total,
+ *               its prefill and its postfix pass; rows through the model
+ *   fwd_bwd     one training forward + backward of the same batch (B = 8,
+ *               T = 256, log-probs of the completion tokens)
  *   info_naive  the brute-force estimator (iapo_info_naive: a full training
  *               forward per prefix), measured on ONE sequence and multiplied
  *               by G (the record says so): the full batch takes minutes
- *   fwd_bwd     one training forward + backward of the same batch (B = 8,
- *               T = 256, log-probs of the completion tokens)
- *   rollout     iapo_generate of the same batch: 8 prompts of 64 tokens, 192
- *               new tokens each at temperature 1 (EOS ignored)
- *   info_variant the same pass with a 1-token postfix, and with --info-stride 4
- *               (an approximation): time, and how far stride 4 moves the
- *               token advantages (defaults, A_i = 0, correct) from the exact
- *               ones — on RANDOM weights, whose entropies jump from token to
- *               token, so this overstates what a trained model would show
- *   summary     info as a fraction of rollout + fwd_bwd (one GRPO step without
- *               reference log-probs), and the speed-up over the naive pass
+ *   info_variant the cached pass with a 1-token postfix, with --info-stride 4
+ *               and with bf16 weights (both approximations): time, and how
+ *               far they move the token advantages (defaults, A_i = 0,
+ *               correct) from the exact ones — on RANDOM weights, whose
+ *               entropies jump from token to token, so this overstates what a
+ *               trained model shows (see --model below)
+ *   info_summary info and info_cached as fractions of rollout + fwd_bwd (one
+ *               GRPO step without reference log-probs) and of fwd_bwd; the
+ *               speed-up over the naive pass
  *
- * info, fwd_bwd and rollout warm up once, then run in turn for up to 5
- * rounds within a time budget (1 with --quick) and report medians, so a load
- * change on a shared machine hits all three alike; the variants take the
+ * rollout, info_cached, info and fwd_bwd warm up once, then run in turn for
+ * up to 5 rounds within a time budget (1 with --quick) and report medians, so
+ * a load change on a shared machine hits them alike; the variants take the
  * median of up to 3 repeats; the naive pass runs once, unwarmed (it takes
- * seconds to minutes, so a cold start is noise). Left out: the reference model's
- * forward (β > 0), the optimiser step, several micro-batches.
+ * seconds to minutes, so a cold start is noise). Left out: the reference
+ * model's forward (beta > 0), the optimiser step, several micro-batches.
+ *
+ * With --model DIR --data FILE (a trained model and its JSONL prompts; chat
+ * template, empty system prompt, no one-shot turn), instead: G = 8 samples of
+ * each of --prompts N prompts (up to --max-new tokens, EOS honoured), the
+ * exact estimate (over the rollout's cache, checked against the own-prefill
+ * pass), and how far the approximations move Ŝ (the normalised information
+ * gain) and the token advantages on these REAL traces: --info-stride 2, 4, 8,
+ * --info-at newline, bf16 weights; records info_real and info_approx.
  *
  * Usage: info [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick] [--no-naive]
+ *        info --model DIR --data FILE [--prompts N] [--max-new N] [--threads N]
  * ("all" = tiny and small).
  */
 #include "bench.h"
 #include "core/mem.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "kernels/kernels.h"
 #include "model/generate.h"
 #include "model/transformer.h"
 #include "model/weights.h"
+#include "rl/dataset.h"
 #include "rl/iapo_adv.h"
+#include "rl/iapo_hook.h"
 #include "rl/info.h"
+#include "rl/prompt.h"
 
 typedef struct {
 	const char *name;
@@ -87,7 +106,8 @@ typedef struct {
 	const iapo_weights *w;
 	int *tokens;                 /* (G, T): prompt then completion */
 	const int *prompts[G], *comps[G];
-	int plen[G], clen[G];
+	int plen[G], clen[G], slot[G];
+	const float *ent[G];         /* the rollout's sampling entropies */
 	iapo_info_batch batch;
 	iapo_info *info;
 	iapo_info_opts io;
@@ -96,7 +116,8 @@ typedef struct {
 	iapo_fwd *f;
 	int lens[G], *targets;       /* (G, T) */
 	float *logp, *dlogp, *grad;
-	iapo_kv *kv;
+	iapo_kv *kv;                 /* the rollout's: G slots + scratch */
+	int nscratch;
 	iapo_gen_result res[G];
 	float *adv_exact; /* (G, COMP) */
 	int reps;
@@ -105,6 +126,12 @@ typedef struct {
 typedef iapo_status (*fn)(ctx *x);
 
 static iapo_status run_info(ctx *x) { return iapo_info_compute(x->info, &x->batch, x->E, x->C, COMP + 1, &x->stats); }
+
+static iapo_status run_cached(ctx *x)
+{
+	iapo_info_cache c = {.kv = x->kv, .slot = x->slot, .C = x->ent, .scratch0 = G, .nscratch = x->nscratch};
+	return iapo_info_compute_cached(x->info, &c, &x->batch, x->E, x->C, COMP + 1, &x->stats);
+}
 
 static iapo_status run_naive(ctx *x)
 {
@@ -119,12 +146,20 @@ static iapo_status run_fwd_bwd(ctx *x)
 	return iapo_fwd_backward(x->f, x->dlogp, NULL, x->grad);
 }
 
+/* Samples the batch's completions (the same every time: fixed seed) into the
+ * cache, with the sampling entropies, and points the batch at them. */
 static iapo_status run_rollout(ctx *x)
 {
 	int eos = -1;
-	iapo_gen_opts o = {.max_new_tokens = COMP, .sampler = {1.0f, 0, 1.0f}, .seed = 5, .eos_ids = &eos, .n_eos = 1};
+	iapo_gen_opts o = {.max_new_tokens = COMP, .sampler = {1.0f, 0, 1.0f}, .seed = 5, .eos_ids = &eos, .n_eos = 1,
+			   .entropy_temperature = 1.0f};
 	iapo_gen_results_free(x->res, G);
-	return iapo_generate(x->w, x->prompts, x->plen, G, &o, x->kv, x->res, NULL);
+	IAPO_TRY(iapo_generate(x->w, x->prompts, x->plen, G, &o, x->kv, x->res, NULL));
+	for (int g = 0; g < G; g++) {
+		memcpy(x->tokens + (size_t)g * T + PROMPT, x->res[g].tokens, sizeof(int) * COMP);
+		x->ent[g] = x->res[g].entropy;
+	}
+	return IAPO_OK;
 }
 
 /* Warm-up (when warm), then the median of up to MAX_REPS (at least one) within budget seconds. */
@@ -148,41 +183,63 @@ static iapo_status time_it(fn f, ctx *x, int warm, double budget, int reps_max, 
 	return IAPO_OK;
 }
 
-/* Token advantages (defaults, A = 0, a correct completion) of every sequence from E and C into adv (G, COMP). */
-static iapo_status token_adv(const float *E, const float *C, float *adv)
+/* Token advantages (defaults, A = 0, a correct completion) of n sequences of
+ * clen tokens from E and C (row stride ld) into adv (row stride lda); S_hat
+ * (may be NULL) gets Ŝ. */
+static iapo_status token_adv(int n, const int *clen, const float *E, const float *C, int ld, float *adv, float *S_hat,
+			     int lda)
 {
 	iapo_tokadv_opts o = iapo_tokadv_defaults();
-	for (int g = 0; g < G; g++)
-		IAPO_TRY(iapo_tokadv_compute(&o, COMP, E + (size_t)g * (COMP + 1), C + (size_t)g * (COMP + 1), 0.0f, 1.0f,
-					     adv + (size_t)g * COMP, NULL, NULL, NULL));
+	for (int g = 0; g < n; g++)
+		IAPO_TRY(iapo_tokadv_compute(&o, clen[g], E + (size_t)g * ld, C + (size_t)g * ld, 0.0f, 1.0f,
+					     adv + (size_t)g * lda, NULL, S_hat ? S_hat + (size_t)g * lda : NULL, NULL));
 	return IAPO_OK;
 }
 
-/* The pass with other options: time, and (stride) the advantages' deviation from exact ones. */
-static iapo_status variant(ctx *x, const char *name, int K, int stride, const float *adv_exact, double budget, int reps,
-			   int threads, const char *shape)
+/* How far b is from a (exact) over the valid entries: max and mean |a − b|,
+ * mean |a|, Pearson correlation. */
+typedef struct {
+	double max_d, mean_d, mean_a, corr;
+} deviation;
+
+static deviation deviate(const float *a, const float *b, int n, const int *len, int ld)
+{
+	double sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0, sd = 0, sabs = 0, mx = 0, m = 0;
+	for (int g = 0; g < n; g++)
+		for (int t = 0; t < len[g]; t++) {
+			double u = a[(size_t)g * ld + t], v = b[(size_t)g * ld + t], d = fabs(u - v);
+			sa += u, sb += v, saa += u * u, sbb += v * v, sab += u * v, sd += d, sabs += fabs(u), m++;
+			mx = d > mx ? d : mx;
+		}
+	deviation r = {mx, m > 0 ? sd / m : 0, m > 0 ? sabs / m : 0, NAN};
+	if (m > 1) {
+		double cov = sab - sa * sb / m, va = saa - sa * sa / m, vb = sbb - sb * sb / m;
+		r.corr = va > 0 && vb > 0 ? cov / sqrt(va * vb) : NAN;
+	}
+	return r;
+}
+
+/* The cached pass with other options: time, and (adv_exact) the advantages' deviation from exact ones. */
+static iapo_status variant(ctx *x, const char *name, int K, int stride, int bf16, const float *adv_exact,
+			   double budget, int reps, int threads, const char *shape, double step_s)
 {
 	iapo_info_opts io = x->io;
 	io.n_postfix = K;
 	io.stride = stride;
+	io.bf16 = bf16;
 	IAPO_TRY(iapo_info_new(x->w, G, T, &io, &x->info));
 	double secs, pre, pass;
-	iapo_status st = time_it(run_info, x, 1, budget, reps, &secs, &pre, &pass);
+	iapo_status st = time_it(run_cached, x, 1, budget, reps, &secs, &pre, &pass);
 	iapo_info_stats is = x->stats;
 	iapo_info_free(x->info);
 	x->info = NULL;
 	IAPO_TRY(st);
-	double max_d = 0, sum_d = 0, sum_a = 0;
+	deviation d = {0, 0, 0, NAN};
 	if (adv_exact) {
 		float *adv = iapo_malloc(sizeof(float) * G * COMP);
 		if (!adv) return iapo_fail(IAPO_ERR_NOMEM, "bench: advantages");
-		st = token_adv(x->E, x->C, adv);
-		for (int i = 0; st == IAPO_OK && i < G * COMP; i++) {
-			double d = fabs((double)adv[i] - adv_exact[i]);
-			max_d = d > max_d ? d : max_d;
-			sum_d += d;
-			sum_a += fabs(adv_exact[i]);
-		}
+		st = token_adv(G, x->clen, x->E, x->C, COMP + 1, adv, NULL, COMP);
+		if (st == IAPO_OK) d = deviate(adv_exact, adv, G, x->clen, COMP);
 		iapo_free(adv);
 		IAPO_TRY(st);
 	}
@@ -192,22 +249,39 @@ static iapo_status variant(ctx *x, const char *name, int K, int stride, const fl
 	bench_rec_str("variant", name);
 	bench_rec_int("postfix", K);
 	bench_rec_int("stride", stride);
+	bench_rec_bool("bf16", bf16);
 	bench_rec_num("seconds", secs);
-	bench_rec_num("seconds_pass", pass);
+	bench_rec_num("seconds_over_step", secs / step_s);
 	bench_rec_int("positions", is.positions);
 	bench_rec_int("rows_pass", is.rows_pass);
 	if (adv_exact) {
-		bench_rec_num("adv_max_abs_diff", max_d);
-		bench_rec_num("adv_mean_abs_diff", sum_d / (G * COMP));
-		bench_rec_num("adv_mean_abs_exact", sum_a / (G * COMP));
+		bench_rec_num("adv_max_abs_diff", d.max_d);
+		bench_rec_num("adv_mean_abs_diff", d.mean_d);
+		bench_rec_num("adv_mean_abs_exact", d.mean_a);
+		bench_rec_num("adv_corr", d.corr);
 		bench_rec_bool("random_weights", 1);
 	}
 	bench_rec_end();
-	bench_note("info: %-6s %-9s %.3f s (pass %.3f s)%s", shape, name, secs, pass, adv_exact ? "" : "\n");
+	bench_note("info: %-6s %-9s %.3f s (%.1f%% of a step)%s", shape, name, secs, 100 * secs / step_s,
+		   adv_exact ? "" : "\n");
 	if (adv_exact)
-		bench_note(", token advantages moved by %.3g on average (max %.3g; exact ones average %.3g in size)\n",
-			   sum_d / (G * COMP), max_d, sum_a / (G * COMP));
+		bench_note(", token advantages moved by %.3g on average (max %.3g; exact ones average %.3g; corr %.4f)\n",
+			   d.mean_d, d.max_d, d.mean_a, d.corr);
 	return IAPO_OK;
+}
+
+/* The sampling entropies' own cost inside the rollout: G rows of V logits,
+ * COMP times. */
+static double entropy_cost(int V)
+{
+	float *lg = iapo_alloc_aligned(sizeof(float) * G * (size_t)V), ent[G];
+	if (!lg) return NAN;
+	for (size_t i = 0; i < (size_t)G * V; i++) lg[i] = (float)((i * 2654435761u) % 1000) * 0.01f;
+	double t0 = bench_now();
+	for (int s = 0; s < COMP; s++) iapo_logprob_entropy_forward(NULL, ent, lg, NULL, G, V, 1.0f);
+	double t = bench_now() - t0;
+	iapo_free_aligned(lg);
+	return t;
 }
 
 static iapo_status bench_shape(const model_shape *s, int threads, int quick, int naive)
@@ -243,12 +317,9 @@ static iapo_status bench_shape(const model_shape *s, int threads, int quick, int
 		x.comps[g] = x.tokens + (size_t)g * T + PROMPT;
 		x.plen[g] = PROMPT;
 		x.clen[g] = COMP;
+		x.slot[g] = g;
 		x.lens[g] = T;
-		for (int t = 0; t < T; t++) {
-			int in = t >= PROMPT - 1 && t + 1 < T;
-			x.targets[g * T + t] = in ? x.tokens[g * T + t + 1] : -1;
-			x.dlogp[g * T + t] = in ? -1.0f / (G * COMP) : 0.0f;
-		}
+		for (int t = 0; t < T; t++) x.dlogp[g * T + t] = t >= PROMPT - 1 && t + 1 < T ? -1.0f / (G * COMP) : 0.0f;
 	}
 	x.batch = (iapo_info_batch){.n = G, .prompts = x.prompts, .plen = x.plen, .comps = x.comps, .clen = x.clen};
 	int postfix[KPOST] = {10, 20, 30, 40};
@@ -256,19 +327,34 @@ static iapo_status bench_shape(const model_shape *s, int threads, int quick, int
 	x.io.postfix = postfix;
 	x.io.n_postfix = KPOST;
 
-	double info_s, pre_s, pass_s, naive_s, fb_s, roll_s;
-	/* the three measured in turn, round after round, so that a load change on a
-	 * shared machine hits them alike; medians over the rounds */
+	double info_s, pre_s, pass_s, cached_s, cpre_s, cpass_s, naive_s, fb_s, roll_s, ent_s;
+	x.nscratch = iapo_info_scratch_slots(T);
 	IAPO_CHECK(st, iapo_info_new(&w, G, T, &x.io, &x.info));
 	IAPO_CHECK(st, iapo_fwd_new(&w, G, T, 1, &x.f));
-	IAPO_CHECK(st, iapo_kv_new(&w, G, T, &x.kv));
+	IAPO_CHECK(st, iapo_kv_new(&w, G + x.nscratch, T, &x.kv));
+	IAPO_CHECK(st, run_rollout(&x)); /* the batch's completions: the rollout's samples */
+	for (int g = 0; g < G; g++)
+		for (int t = 0; t < T; t++)
+			x.targets[g * T + t] = t >= PROMPT - 1 && t + 1 < T ? x.tokens[g * T + t + 1] : -1;
+	IAPO_CHECK(st, run_cached(&x));
 	IAPO_CHECK(st, run_info(&x));
 	IAPO_CHECK(st, run_fwd_bwd(&x));
-	IAPO_CHECK(st, run_rollout(&x));
 	{
-		double vi[ROUNDS], vp[ROUNDS], vq[ROUNDS], vf[ROUNDS], vr[ROUNDS], spent = 0, t0;
+		/* in turn, round after round, so that a load change on a shared
+		 * machine hits them alike; medians over the rounds. The cached pass
+		 * follows a rollout, as in training. */
+		double vi[ROUNDS], vp[ROUNDS], vq[ROUNDS], vc[ROUNDS], vcp[ROUNDS], vcq[ROUNDS], vf[ROUNDS], vr[ROUNDS];
+		double spent = 0, t0;
 		int n = 0;
 		while (n < rounds && (n == 0 || spent <= budget)) {
+			t0 = bench_now();
+			IAPO_CHECK(st, run_rollout(&x));
+			vr[n] = bench_now() - t0;
+			t0 = bench_now();
+			IAPO_CHECK(st, run_cached(&x));
+			vc[n] = bench_now() - t0;
+			vcp[n] = x.stats.seconds_prefill;
+			vcq[n] = x.stats.seconds_pass;
 			t0 = bench_now();
 			IAPO_CHECK(st, run_info(&x));
 			vi[n] = bench_now() - t0;
@@ -277,19 +363,20 @@ static iapo_status bench_shape(const model_shape *s, int threads, int quick, int
 			t0 = bench_now();
 			IAPO_CHECK(st, run_fwd_bwd(&x));
 			vf[n] = bench_now() - t0;
-			t0 = bench_now();
-			IAPO_CHECK(st, run_rollout(&x));
-			vr[n] = bench_now() - t0;
-			spent += vi[n] + vf[n] + vr[n];
+			spent += vi[n] + vf[n] + vr[n] + vc[n];
 			n++;
 		}
 		info_s = bench_median(vi, n);
 		pre_s = bench_median(vp, n);
 		pass_s = bench_median(vq, n);
+		cached_s = bench_median(vc, n);
+		cpre_s = bench_median(vcp, n);
+		cpass_s = bench_median(vcq, n);
 		fb_s = bench_median(vf, n);
 		roll_s = bench_median(vr, n);
 		x.reps = n;
 	}
+	ent_s = entropy_cost(c.V);
 	iapo_info_stats is = x.stats;
 	bench_rec_begin("info");
 	bench_rec_str("shape", s->name);
@@ -304,9 +391,13 @@ static iapo_status bench_shape(const model_shape *s, int threads, int quick, int
 	bench_rec_num("seconds", info_s);
 	bench_rec_num("seconds_prefill", pre_s);
 	bench_rec_num("seconds_pass", pass_s);
+	bench_rec_num("cached_seconds", cached_s);
+	bench_rec_num("cached_seconds_top_up", cpre_s);
+	bench_rec_num("cached_seconds_pass", cpass_s);
 	bench_rec_int("rows_prefill", is.rows_prefill);
 	bench_rec_int("rows_pass", is.rows_pass);
 	bench_rec_num("positions_per_s", (double)is.positions / info_s);
+	bench_rec_num("cached_positions_per_s", (double)is.positions / cached_s);
 	bench_rec_end();
 	bench_rec_begin("fwd_bwd");
 	bench_rec_str("shape", s->name);
@@ -324,21 +415,25 @@ static iapo_status bench_shape(const model_shape *s, int threads, int quick, int
 	bench_rec_int("new_tokens", COMP);
 	bench_rec_int("rounds", x.reps);
 	bench_rec_num("seconds", roll_s);
+	bench_rec_num("entropy_seconds", ent_s);
 	bench_rec_end();
-	iapo_info_free(x.info);
-	x.info = NULL;
 	iapo_fwd_free(x.f);
 	x.f = NULL;
+	const double step = roll_s + fb_s;
 
-	/* variants: a 1-token postfix; stride 4 against the exact advantages */
+	/* the exact advantages (from the last cached pass), then the variants */
 	x.adv_exact = iapo_malloc(sizeof(float) * G * COMP);
 	if (!x.adv_exact) {
 		st = iapo_fail(IAPO_ERR_NOMEM, "bench: advantages");
 		goto fail;
 	}
-	IAPO_CHECK(st, token_adv(x.E, x.C, x.adv_exact));
-	IAPO_CHECK(st, variant(&x, "postfix1", 1, 1, NULL, budget, reps, threads, s->name));
-	IAPO_CHECK(st, variant(&x, "stride4", KPOST, 4, x.adv_exact, budget, reps, threads, s->name));
+	IAPO_CHECK(st, run_cached(&x));
+	IAPO_CHECK(st, token_adv(G, x.clen, x.E, x.C, COMP + 1, x.adv_exact, NULL, COMP));
+	iapo_info_free(x.info);
+	x.info = NULL;
+	IAPO_CHECK(st, variant(&x, "postfix1", 1, 1, 0, NULL, budget, reps, threads, s->name, step));
+	IAPO_CHECK(st, variant(&x, "stride4", KPOST, 4, 0, x.adv_exact, budget, reps, threads, s->name, step));
+	IAPO_CHECK(st, variant(&x, "bf16", KPOST, 1, 1, x.adv_exact, budget, reps, threads, s->name, step));
 
 	naive_s = NAN;
 	if (naive) {
@@ -353,23 +448,30 @@ static iapo_status bench_shape(const model_shape *s, int threads, int quick, int
 		bench_rec_end();
 	}
 
-	const double step = roll_s + fb_s;
 	bench_rec_begin("info_summary");
 	bench_rec_str("shape", s->name);
 	bench_rec_int("threads", threads);
 	bench_rec_num("info_seconds", info_s);
+	bench_rec_num("info_cached_seconds", cached_s);
 	bench_rec_num("grpo_step_seconds", step);
 	bench_rec_num("info_over_step", info_s / step);
+	bench_rec_num("info_cached_over_step", cached_s / step);
 	bench_rec_num("info_pass_only_over_step", pass_s / step);
 	bench_rec_num("info_over_fwd_bwd", info_s / fb_s);
+	bench_rec_num("info_cached_over_fwd_bwd", cached_s / fb_s);
 	bench_rec_num("info_over_rollout", info_s / roll_s);
+	bench_rec_num("rollout_entropy_over_step", ent_s / step);
 	bench_rec_num("prefill_share_of_info", pre_s / info_s);
 	bench_rec_num("speedup_vs_naive", naive_s * G / info_s);
+	bench_rec_num("cached_speedup_vs_naive", naive_s * G / cached_s);
 	bench_rec_num("loadavg_1m", bench_loadavg());
 	bench_rec_end();
-	bench_note("info: %-6s info %.3f s (prefill %.3f, pass %.3f) | naive ~%.2f s | fwd+bwd %.3f s | rollout %.3f s "
-		   "| info = %.1f%% of rollout+update, %.0fx faster than naive\n",
-		   s->name, info_s, pre_s, pass_s, naive_s * G, fb_s, roll_s, 100 * info_s / step, naive_s * G / info_s);
+	bench_note("info: %-6s cached %.3f s (top-up %.3f, pass %.3f) | own prefill %.3f s (prefill %.3f) | naive ~%.2f s "
+		   "| fwd+bwd %.3f s | rollout %.3f s (entropies %.4f s)\n"
+		   "info: %-6s cached = %.1f%% of rollout+update, %.2fx fwd+bwd; own prefill = %.1f%%, %.2fx; "
+		   "%.0fx faster than naive\n",
+		   s->name, cached_s, cpre_s, cpass_s, info_s, pre_s, naive_s * G, fb_s, roll_s, ent_s, s->name,
+		   100 * cached_s / step, cached_s / fb_s, 100 * info_s / step, info_s / fb_s, naive_s * G / cached_s);
 fail:
 	iapo_info_free(x.info);
 	iapo_fwd_free(x.f);
@@ -387,33 +489,235 @@ fail:
 	return st;
 }
 
+/* ---- real traces of a trained model (--model, --data) ---------------------- */
+
+typedef struct {
+	const char *name;
+	int stride, newline, bf16;
+} approx;
+
+static const approx APPROX[] = {
+	{"stride2", 2, 0, 0}, {"stride4", 4, 0, 0}, {"stride8", 8, 0, 0}, {"newline", 1, 1, 0}, {"bf16", 1, 0, 1},
+};
+
+typedef struct {
+	iapo_weights w;
+	iapo_tokenizer *tok;
+	iapo_dataset ds;
+	iapo_kv *kv;
+	int n, ld, Tmax, nscratch;
+	int **prompt;  /* (n) */
+	int *plen, *clen, *slot, *nl, n_nl;
+	const int **comps;
+	const float **ent;
+	iapo_gen_result *res;
+	float *E, *C, *S, *A, *E1, *C1, *S1, *A1; /* (n, ld) */
+} real_ctx;
+
+static void real_free(real_ctx *x)
+{
+	iapo_kv_free(x->kv);
+	if (x->res) iapo_gen_results_free(x->res, x->n);
+	for (int i = 0; x->prompt && i < x->n; i++) iapo_free(x->prompt[i]);
+	void *a[] = {x->prompt, x->plen, x->clen, x->slot, x->nl, (void *)x->comps, (void *)x->ent, x->res,
+		     x->E, x->C, x->S, x->A, x->E1, x->C1, x->S1, x->A1};
+	for (size_t i = 0; i < sizeof a / sizeof *a; i++) iapo_free(a[i]);
+	iapo_dataset_free(&x->ds);
+	iapo_tokenizer_free(x->tok);
+	iapo_weights_free(&x->w);
+}
+
+/* One estimate over the rollout's cache (cached) or with its own prefill,
+ * into E, C; Ŝ and the advantages into S, A. */
+static iapo_status real_estimate(real_ctx *x, const iapo_info_opts *io, int cached, float *E, float *C, float *S,
+				 float *A, double *secs)
+{
+	iapo_info *e;
+	IAPO_TRY(iapo_info_new(&x->w, x->n, x->Tmax, io, &e));
+	iapo_info_batch b = {.n = x->n, .prompts = (const int *const *)x->prompt, .plen = x->plen, .comps = x->comps,
+			     .clen = x->clen};
+	iapo_info_cache c = {.kv = x->kv, .slot = x->slot, .C = x->ent, .scratch0 = x->n, .nscratch = x->nscratch};
+	double t0 = bench_now();
+	iapo_status st = cached ? iapo_info_compute_cached(e, &c, &b, E, C, x->ld, NULL)
+				: iapo_info_compute(e, &b, E, C, x->ld, NULL);
+	*secs = bench_now() - t0;
+	iapo_info_free(e);
+	IAPO_TRY(st);
+	return token_adv(x->n, x->clen, E, C, x->ld, A, S, x->ld);
+}
+
+static iapo_status bench_real(const char *model, const char *data, int nprompts, int max_new, int threads)
+{
+	real_ctx x;
+	memset(&x, 0, sizeof x);
+	iapo_status st = IAPO_OK;
+	int *post = NULL, *ids = NULL;
+	size_t K = 0, kcap = 0, nid = 0, idcap = 0;
+	IAPO_CHECK(st, iapo_weights_load(model, &x.w));
+	IAPO_CHECK(st, iapo_tokenizer_load(model, &x.tok));
+	iapo_dataset_opts dopts = {0};
+	IAPO_CHECK(st, iapo_dataset_load(data, &dopts, &x.ds));
+	if ((size_t)nprompts > x.ds.n) nprompts = (int)x.ds.n;
+	x.n = nprompts * G;
+	x.ld = max_new + 1;
+	const size_t nl = (size_t)x.n * x.ld;
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.prompt, sizeof(int *) * (size_t)x.n, "prompts"));
+	memset(x.prompt, 0, sizeof(int *) * (size_t)x.n);
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.plen, sizeof(int) * (size_t)x.n, "lengths"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.clen, sizeof(int) * (size_t)x.n, "lengths"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.slot, sizeof(int) * (size_t)x.n, "slots"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.comps, sizeof(int *) * (size_t)x.n, "completions"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.ent, sizeof(float *) * (size_t)x.n, "entropies"));
+	x.res = iapo_calloc((size_t)x.n, sizeof *x.res);
+	if (!x.res) {
+		st = iapo_fail(IAPO_ERR_NOMEM, "bench: results");
+		goto fail;
+	}
+	float **bufs[] = {&x.E, &x.C, &x.S, &x.A, &x.E1, &x.C1, &x.S1, &x.A1};
+	for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
+		IAPO_CHECK(st, iapo_alloc_or_fail((void **)bufs[i], sizeof(float) * nl, "estimates"));
+		memset(*bufs[i], 0, sizeof(float) * nl);
+	}
+	int maxp = 0;
+	for (int p = 0; p < nprompts; p++) {
+		IAPO_CHECK(st, iapo_prompt_tokens(x.tok, x.ds.format, "", x.ds.ex[p].prompt, 0, &ids, &nid, &idcap));
+		for (int g = 0; g < G; g++) {
+			const int i = p * G + g;
+			IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.prompt[i], sizeof(int) * nid, "prompt"));
+			memcpy(x.prompt[i], ids, sizeof(int) * nid);
+			x.plen[i] = (int)nid;
+			x.slot[i] = i;
+		}
+		if ((int)nid > maxp) maxp = (int)nid;
+	}
+	x.Tmax = maxp + max_new;
+	x.nscratch = iapo_info_scratch_slots(x.Tmax);
+	IAPO_CHECK(st, iapo_kv_new(&x.w, x.n + x.nscratch, x.Tmax, &x.kv));
+	iapo_gen_opts go;
+	memset(&go, 0, sizeof go);
+	go.max_new_tokens = max_new;
+	go.sampler.temperature = 1.0f;
+	go.sampler.top_p = 1.0f;
+	go.seed = 11;
+	go.entropy_temperature = 1.0f;
+	go.tok = x.tok;
+	double t0 = bench_now();
+	IAPO_CHECK(st, iapo_generate(&x.w, (const int *const *)x.prompt, x.plen, x.n, &go, x.kv, x.res, NULL));
+	const double roll_s = bench_now() - t0;
+	long tokens = 0;
+	for (int i = 0; i < x.n; i++) {
+		x.comps[i] = x.res[i].tokens;
+		x.clen[i] = x.res[i].n_tokens;
+		x.ent[i] = x.res[i].entropy;
+		tokens += x.clen[i];
+	}
+	IAPO_CHECK(st, iapo_tokenizer_encode(x.tok, IAPO_INFO_POSTFIX, strlen(IAPO_INFO_POSTFIX), &post, &K, &kcap));
+	IAPO_CHECK(st, iapo_newline_tokens(x.tok, &x.nl, &x.n_nl));
+	iapo_info_opts io = iapo_info_defaults();
+	io.postfix = post;
+	io.n_postfix = (int)K;
+	double exact_s, own_s, s;
+	IAPO_CHECK(st, real_estimate(&x, &io, 0, x.E1, x.C1, x.S1, x.A1, &own_s));
+	IAPO_CHECK(st, real_estimate(&x, &io, 1, x.E, x.C, x.S, x.A, &exact_s));
+	deviation dE = deviate(x.E1, x.E, x.n, x.clen, x.ld), dA = deviate(x.A1, x.A, x.n, x.clen, x.ld);
+	bench_rec_begin("info_real");
+	bench_rec_str("model", model);
+	bench_rec_int("threads", threads);
+	bench_rec_int("sequences", x.n);
+	bench_rec_int("completion_tokens", tokens);
+	bench_rec_int("postfix", (int)K);
+	bench_rec_num("rollout_seconds", roll_s);
+	bench_rec_num("cached_seconds", exact_s);
+	bench_rec_num("own_prefill_seconds", own_s);
+	bench_rec_num("cached_vs_own_E_max_abs_diff", dE.max_d);
+	bench_rec_num("cached_vs_own_adv_max_abs_diff", dA.max_d);
+	bench_rec_num("loadavg_1m", bench_loadavg());
+	bench_rec_end();
+	bench_note("info real: %d sequences, %ld completion tokens (mean %.1f), postfix %zu tokens; rollout %.2f s, "
+		   "exact pass %.2f s over its cache (%.2f s with its own prefill; E differs by at most %.2g, "
+		   "advantages by %.2g)\n",
+		   x.n, tokens, (double)tokens / x.n, K, roll_s, exact_s, own_s, dE.max_d, dA.max_d);
+	for (size_t a = 0; a < sizeof APPROX / sizeof *APPROX; a++) {
+		iapo_info_opts ao = io;
+		ao.stride = APPROX[a].stride;
+		ao.bf16 = APPROX[a].bf16;
+		if (APPROX[a].newline) {
+			ao.at_tokens = x.nl;
+			ao.n_at = x.n_nl;
+			if (x.n_nl == 0) ao.stride = 1 << 30;
+		}
+		IAPO_CHECK(st, real_estimate(&x, &ao, 1, x.E1, x.C1, x.S1, x.A1, &s));
+		deviation dS = deviate(x.S, x.S1, x.n, x.clen, x.ld), dAd = deviate(x.A, x.A1, x.n, x.clen, x.ld);
+		bench_rec_begin("info_approx");
+		bench_rec_str("variant", APPROX[a].name);
+		bench_rec_int("threads", threads);
+		bench_rec_num("seconds", s);
+		bench_rec_num("seconds_over_exact", s / exact_s);
+		bench_rec_num("S_hat_corr", dS.corr);
+		bench_rec_num("S_hat_max_abs_diff", dS.max_d);
+		bench_rec_num("S_hat_mean_abs_diff", dS.mean_d);
+		bench_rec_num("S_hat_mean_abs", dS.mean_a);
+		bench_rec_num("adv_corr", dAd.corr);
+		bench_rec_num("adv_max_abs_diff", dAd.max_d);
+		bench_rec_num("adv_mean_abs_diff", dAd.mean_d);
+		bench_rec_num("adv_mean_abs", dAd.mean_a);
+		bench_rec_end();
+		bench_note("info real: %-8s %.2f s (%.2fx exact) | S_hat corr %.4f, max |diff| %.3g, mean %.3g (mean |S_hat| "
+			   "%.3g) | advantages corr %.4f, max |diff| %.3g, mean %.3g\n",
+			   APPROX[a].name, s, s / exact_s, dS.corr, dS.max_d, dS.mean_d, dS.mean_a, dAd.corr, dAd.max_d,
+			   dAd.mean_d);
+	}
+fail:
+	iapo_free(post);
+	iapo_free(ids);
+	real_free(&x);
+	return st;
+}
+
 static int usage(void)
 {
-	fprintf(stderr, "usage: info [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick] [--no-naive]\n");
+	fprintf(stderr, "usage: info [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick] [--no-naive]\n"
+			"       info --model DIR --data FILE [--prompts N] [--max-new N] [--threads N]\n");
 	return 2;
 }
 
 int main(int argc, char **argv)
 {
-	int threads = omp_get_num_procs(), quick = 0, naive = 1;
-	const char *shape = "all";
+	int threads = omp_get_num_procs(), quick = 0, naive = 1, nprompts = 8, max_new = 200;
+	const char *shape = "all", *model = NULL, *data = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
 			if (!bench_parse_pos_int(argv[++i], &threads)) return usage();
+		} else if (strcmp(argv[i], "--prompts") == 0 && i + 1 < argc) {
+			if (!bench_parse_pos_int(argv[++i], &nprompts)) return usage();
+		} else if (strcmp(argv[i], "--max-new") == 0 && i + 1 < argc) {
+			if (!bench_parse_pos_int(argv[++i], &max_new)) return usage();
 		} else if (strcmp(argv[i], "--quick") == 0) {
 			quick = 1;
 		} else if (strcmp(argv[i], "--no-naive") == 0) {
 			naive = 0;
 		} else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc) {
 			shape = argv[++i];
+		} else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) {
+			model = argv[++i];
+		} else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc) {
+			data = argv[++i];
 		} else {
 			return usage();
 		}
 	}
+	iapo_set_threads(threads);
+	if (model || data) {
+		if (!model || !data) return usage();
+		if (bench_real(model, data, nprompts, max_new, threads) != IAPO_OK) {
+			bench_note("info: %s: %s\n", model, iapo_errmsg());
+			return 1;
+		}
+		return 0;
+	}
 	int found = strcmp(shape, "all") == 0;
 	for (int s = 0; s < NSHAPES; s++) found |= strcmp(shape, SHAPES[s].name) == 0;
 	if (!found) return usage();
-	iapo_set_threads(threads);
 	for (int s = 0; s < NSHAPES; s++) {
 		if (strcmp(shape, SHAPES[s].name) && (strcmp(shape, "all") || s == 2)) continue;
 		iapo_status st = bench_shape(&SHAPES[s], threads, quick, naive);
