@@ -24,6 +24,7 @@
 #include "io/json.h"
 #include "model/weights.h"
 #include "rl/dataset.h"
+#include "rl/memory.h"
 #include "tokenizer/tokenizer.h"
 
 #define CMD "eval"
@@ -62,6 +63,8 @@ static void help(void)
 	       "  --batch N             sequences per generation call (default 32); results do not\n"
 	       "                        depend on it\n"
 	       "  --threads N           OpenMP/BLAS threads, 0 = all cores (default 0)\n"
+	       "  --no-memory-check     skip the memory estimate made before loading each model (a\n"
+	       "                        model that would not fit MemAvailable or the cgroup limit is refused)\n"
 	       "  --system TEXT         system prompt (default: the reference's R1 prompt + task line)\n"
 	       "  --no-one-shot         leave out the \"What is 2+2?\" one-shot turn\n"
 	       "  --out PREFIX          write PREFIX.csv and PREFIX.json (default: DIR/eval_results)\n"
@@ -308,6 +311,7 @@ int cmd_eval(int argc, char **argv)
 	iapo_eval_opts o;
 	iapo_eval_opts_default(&o);
 	int ks[IAPO_EVAL_MAX_KS], n_ks = 0, threads = 0;
+	const int no_mem_check = iapo_mem_take_flag(&argc, argv);
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (cli_is_help(a)) {
@@ -430,9 +434,27 @@ int cmd_eval(int argc, char **argv)
 		fprintf(stderr, "iapo eval: %d model%s, %zu problems x %d samples from %s%s\n", n, n > 1 ? "s" : "",
 			o.limit && o.limit < ds.n ? o.limit : ds.n, o.n_samples, data,
 			iapo_dist_size() > 1 ? " (shared out over the MPI ranks)" : "");
+	/* The memory check's sequence length before anything is tokenised: about
+	 * a token per 2 bytes of the longest problem and the system prompt (BPE
+	 * averages 3-4 on English), 512 for the template and one-shot example. */
+	double longest = 0;
+	for (size_t i = 0; i < ds.n; i++)
+		if ((double)strlen(ds.ex[i].prompt) > longest) longest = (double)strlen(ds.ex[i].prompt);
+	longest = (longest + (system ? (double)strlen(system) : 0)) / 2 + 512 + o.max_new_tokens;
+	if (o.max_model_len > 0 && longest > o.max_model_len) longest = o.max_model_len;
+	double seqs = (double)(o.limit && o.limit < ds.n ? o.limit : ds.n) * o.n_samples;
+	if (o.batch > 0 && seqs > o.batch) seqs = o.batch;
 	for (int j = 0; j < n; j++) {
 		iapo_weights w;
 		iapo_tokenizer *tok = NULL;
+		if (!no_mem_check) {
+			iapo_mem_plan plan;
+			iapo_mem_plan_init(&plan);
+			st = iapo_mem_plan_generate(&plan, m[j].dir, seqs < 1 ? 1 : (int)seqs,
+						    longest > 1 << 30 ? 1 << 30 : (int)longest, threads,
+						    "--batch, --max-tokens");
+			if ((st = iapo_dist_agree(iapo_mem_guard(st, &plan, "this evaluation"))) != IAPO_OK) cli_fail(CMD, st);
+		}
 		if ((st = iapo_dist_agree(iapo_weights_load(m[j].dir, &w))) != IAPO_OK) cli_fail(CMD, st);
 		if ((st = iapo_dist_agree(iapo_tokenizer_load(m[j].dir, &tok))) != IAPO_OK) cli_fail(CMD, st);
 		struct timespec ts;

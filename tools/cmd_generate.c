@@ -12,6 +12,7 @@
 #include "core/mem.h"
 #include "model/generate.h"
 #include "model/weights.h"
+#include "rl/memory.h"
 #include "tokenizer/tokenizer.h"
 
 #define CMD "generate"
@@ -40,6 +41,8 @@ static void help(void)
 	       "  --threads N         OpenMP/BLAS threads, 0 = all cores (default 0)\n"
 	       "  --stop STR          stop when the completion contains STR; the text is cut\n"
 	       "                      before it (repeatable, up to %d)\n"
+	       "  --no-memory-check   skip the memory estimate made before loading (a run that\n"
+	       "                      would not fit MemAvailable or the cgroup limit is refused)\n"
 	       "  -h, --help          this help\n"
 	       "\n"
 	       "Generation also stops at the model's end-of-sequence tokens (config.json,\n"
@@ -65,6 +68,7 @@ int cmd_generate(int argc, char **argv)
 	int raw = 0, n = 1, max_tokens = 256, top_k = 0, threads = 0, n_stop = 0;
 	double temperature = 1.0, top_p = 1.0;
 	unsigned long long seed = 0;
+	const int no_mem_check = iapo_mem_take_flag(&argc, argv);
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (cli_is_help(a)) {
@@ -110,6 +114,15 @@ int cmd_generate(int argc, char **argv)
 	if (raw && !*prompt) cli_usage_error(CMD, "--prompt: expected text to continue with --raw, found an empty string");
 	if (threads > 0) iapo_set_threads(threads);
 
+	if (!no_mem_check) {
+		/* A prompt has at most one token per byte, plus the template's. */
+		double len = (double)strlen(prompt) + (system ? (double)strlen(system) : 0) + (raw ? 0 : 128) + max_tokens;
+		iapo_mem_plan plan;
+		iapo_mem_plan_init(&plan);
+		iapo_status ms = iapo_mem_plan_generate(&plan, model, n, len > 1 << 30 ? 1 << 30 : (int)len, threads,
+						  "-n, --max-tokens");
+		if ((ms = iapo_mem_guard(ms, &plan, "this generation")) != IAPO_OK) cli_fail(CMD, ms);
+	}
 	double t0 = now();
 	iapo_weights w;
 	iapo_tokenizer *tok = NULL;

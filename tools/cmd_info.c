@@ -19,6 +19,7 @@
 #include "rl/iapo_hook.h"
 #include "rl/info.h"
 #include "rl/info_report.h"
+#include "rl/memory.h"
 #include "tokenizer/tokenizer.h"
 
 #define CMD "info"
@@ -69,6 +70,8 @@ static void help(void)
 	       "                      answer_entropy info_gain policy_entropy)\n"
 	       "  --html FILE         write the heat map (self-contained HTML)\n"
 	       "  --threads N         OpenMP/BLAS threads, 0 = all cores (default 0)\n"
+	       "  --no-memory-check   skip the memory estimate made before loading (a run that\n"
+	       "                      would not fit MemAvailable or the cgroup limit is refused)\n"
 	       "  -h, --help          this help\n"
 	       "\n"
 	       "The token advantage on hover is A_t = A + w_s*S^_t - w_c*C^_t for a correct\n"
@@ -113,6 +116,7 @@ int cmd_info(int argc, char **argv)
 	unsigned long long seed = 0;
 	iapo_predict predict = IAPO_PREDICT_ANSWER;
 	iapo_tokadv_opts ao = iapo_tokadv_defaults();
+	const int no_mem_check = iapo_mem_take_flag(&argc, argv);
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (cli_is_help(a)) {
@@ -187,6 +191,15 @@ int cmd_info(int argc, char **argv)
 	if (stride > 1 && at_newline) cli_usage_error(CMD, "--info-stride and --info-at exclude each other");
 	if (threads > 0) iapo_set_threads(threads);
 
+	if (!no_mem_check) {
+		/* at most one token per byte of prompt, system and completion, plus the template's */
+		double len = (double)strlen(prompt) + (system ? (double)strlen(system) : 0) + (raw ? 0 : 128) +
+			     (completion ? (double)strlen(completion) : (double)max_tokens);
+		iapo_mem_plan plan;
+		iapo_mem_plan_init(&plan);
+		iapo_status ms = iapo_mem_plan_info(&plan, model, len > 1 << 30 ? 1 << 30 : (int)len, answer_tokens, chunk);
+		if ((ms = iapo_mem_guard(ms, &plan, "this analysis")) != IAPO_OK) cli_fail(CMD, ms);
+	}
 	double t0 = now();
 	iapo_weights w;
 	iapo_tokenizer *tok = NULL;

@@ -15,6 +15,7 @@
 #include "core/progress.h"
 #include "core/status.h"
 #include "dist/dist.h"
+#include "rl/memory.h"
 #include "rl/options.h"
 #include "rl/trainer.h"
 
@@ -82,8 +83,14 @@ static void help(void)
 	       "forwards it; on Ctrl-C mpirun kills the ranks after 1 s (MCA parameter\n"
 	       "odls_base_sigkill_timeout), so only the last completed checkpoint is kept.\n"
 	       "\n"
+	       "Memory: before loading, the run's peak memory is estimated (prompts counted at\n"
+	       "--max-prompt-tokens) and compared with MemAvailable and the cgroup limit; a\n"
+	       "run that would not fit is refused, naming the options to lower.\n"
+	       "\n"
 	       "options:\n"
-	       "  --config FILE                JSON object of options (applied before the command line)\n");
+	       "  --config FILE                JSON object of options (applied before the command line)\n"
+	       "  --no-memory-check            skip the memory estimate (also IAPO_MEMORY_LIMIT=off;\n"
+	       "                               IAPO_MEMORY_LIMIT=8G replaces the amount available)\n");
 	iapo_train_opts_help(stdout);
 	printf("\nexit status: 0 done (or interrupted and saved), 1 runtime error, 2 usage error.\n");
 }
@@ -117,6 +124,7 @@ int cmd_train(int argc, char **argv)
 	if (st != IAPO_OK) cli_fail(CMD, st);
 	st = iapo_train_opts_default(&o);
 	if (st != IAPO_OK) cli_fail(CMD, st);
+	const int no_mem_check = iapo_mem_take_flag(&argc, argv);
 	st = iapo_train_opts_from_args(&o, argc, argv, &want_help);
 	if (want_help) {
 		if (iapo_dist_rank() == 0) help();
@@ -127,6 +135,16 @@ int cmd_train(int argc, char **argv)
 	st = iapo_dist_agree(st); /* --resume reads RUN_DIR/config.json on every rank */
 	if (st == IAPO_ERR_ARG) cli_usage_error(CMD, "%s", iapo_errmsg());
 	if (st != IAPO_OK) cli_fail(CMD, st);
+	if (!no_mem_check) {
+		/* Before anything is loaded: refuse a run the machine cannot hold
+		 * rather than be killed by the kernel partway through. */
+		iapo_mem_plan plan;
+		iapo_mem_plan_init(&plan);
+		st = iapo_mem_guard(iapo_mem_plan_train(&plan, &o), &plan, "this training run");
+		st = iapo_dist_agree(st);
+		if (st == IAPO_ERR_ARG) cli_usage_error(CMD, "%s", iapo_errmsg());
+		if (st != IAPO_OK) cli_fail(CMD, st);
+	}
 
 	iapo_trainer *tr = NULL;
 	st = iapo_trainer_new(&o, &tr);
