@@ -96,6 +96,7 @@ static void help(void)
 	       q.rl_steps, d.prompts_per_step, q.prompts_per_step, d.group, q.group, d.max_completion, q.max_completion,
 	       d.rl_lr, d.temperature, d.beta, d.loss_type);
 	for (int i = 0; i < d.n_iapo_opts; i++) printf("%s%s", i ? " " : "", d.iapo_opts[i]);
+	if (!d.n_iapo_opts) printf("none: iapo train's IAPO defaults");
 	printf(")\n"
 	       "  --answer-span N           iapo_answer_span's --answer-tokens (0 = the longest answer\n"
 	       "                            block \"N</answer>\" in the training data) (0)\n"

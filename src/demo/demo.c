@@ -114,15 +114,15 @@ void iapo_demo_opts_default(iapo_demo_opts *o)
 	o->sft_seed = 1;
 	o->system = "";
 	o->one_shot = 0;
-	o->rl_steps = 40;
+	o->rl_steps = 30;
 	o->prompts_per_step = 8;
 	o->group = 8;
 	o->max_completion = 200;
-	o->rl_lr = 2e-4;
+	o->rl_lr = 1e-4;
 	o->temperature = 1.0;
 	o->beta = 0;
 	o->loss_type = "bnpo";
-	o->iapo_opts[o->n_iapo_opts++] = "w-conf=0";
+	/* IAPO's own defaults (w_info 1, w_conf 1, zscore, plain gain) until the ablations say better */
 	o->methods = "grpo,iapo,iapo_no_info,iapo_refnorm,iapo_answer_span,lenpen";
 	o->eval_problems = 100;
 	o->eval_samples = 4;
