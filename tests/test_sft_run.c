@@ -40,6 +40,20 @@
 
 #define SYSTEM "Solve."
 
+/* Under a sanitizer a step is ~15x slower (350 steps: 5.5 minutes): the
+ * learning run is cut to a few steps that exercise the same code, and only
+ * the start of the loss curve is asserted. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
 static char root[1024], data_dir[1100], tok_dir[1100], cfg_path[1100], train_path[1200], test_path[1200];
 static int ready;
 
@@ -271,8 +285,10 @@ static void test_learns(void)
 {
 	iapo_sft_run_opts o;
 	base_opts(&o, "learn");
-	const long steps = 350;
-	set(&o, "max-steps", "350");
+	const long steps = SANITIZED ? 25 : 350;
+	char sb[16];
+	snprintf(sb, sizeof sb, "%ld", steps);
+	set(&o, "max-steps", sb);
 	set(&o, "per-device-train-batch-size", "16");
 	set(&o, "learning-rate", "3e-3");
 	set(&o, "warmup-steps", "10");
@@ -289,16 +305,22 @@ static void test_learns(void)
 		iapo_sft_run_opts_free(&o);
 		return;
 	}
-	for (long i = 0; i < steps; i += 50)
+	for (long i = 0; i < steps; i += SANITIZED ? 5 : 50)
 		fprintf(stderr, "  step %3ld  loss %.4f\n", i + 1, g.loss[i]);
 	fprintf(stderr, "  step %3ld  loss %.4f  eval_loss %.4f; %.1fs, %.0f tokens/s\n", steps, g.loss[steps - 1], r.eval_loss,
 		r.seconds, r.tokens_per_s);
 	CHECK(r.completed && r.steps_done == steps && g.calls == steps, "ran %ld of %ld steps, %d callbacks", r.steps_done,
 	      r.total_steps, g.calls);
-	CHECK(r.loss_first > 5.0 && r.loss_last < 0.3, "loss %.3f -> %.3f (from ~ln 384 = 5.95)", r.loss_first, r.loss_last);
-	CHECK(r.eval_loss < 0.3, "held-out loss %.3f", r.eval_loss);
+	if (SANITIZED) {
+		CHECK(r.loss_first > 5.0 && r.loss_last < 3.0, "loss %.3f -> %.3f in 25 steps (from ~ln 384 = 5.95)",
+		      r.loss_first, r.loss_last);
+	} else {
+		CHECK(r.loss_first > 5.0 && r.loss_last < 0.3, "loss %.3f -> %.3f (from ~ln 384 = 5.95)", r.loss_first,
+		      r.loss_last);
+		CHECK(r.eval_loss < 0.3, "held-out loss %.3f", r.eval_loss);
+	}
 	char want[1400];
-	snprintf(want, sizeof want, "%s/learn/checkpoint-350", root);
+	snprintf(want, sizeof want, "%s/learn/checkpoint-%ld", root, steps);
 	CHECK(!strcmp(r.model_dir, want), "final model %s", r.model_dir);
 
 	/* Greedy decoding of the held-out problems with the prompt iapo eval uses. */
@@ -324,14 +346,18 @@ static void test_learns(void)
 	eo.system = SYSTEM;
 	eo.one_shot = 0;
 	eo.batch = 50;
+	eo.limit = SANITIZED ? 20 : 0;
 	iapo_eval_result er;
 	if (iapo_evaluate(&w, tok, &ds, &eo, &er) == IAPO_OK) {
 		fprintf(stderr, "  greedy on %d held-out problems: accuracy %.3f, format %.3f, truncated %.3f, length %.1f\n",
 			er.n_problems, er.accuracy, er.format_rate, er.truncated_rate, er.length_at_k[0]);
 		/* Measured 0.55 after 300 steps, 0.89 after 400 (the most frequent answer is 0.15 of the split). */
-		CHECK(er.accuracy > 0.4, "accuracy %.3f", er.accuracy);
-		CHECK(er.format_rate > 0.95, "answers in the format: %.3f", er.format_rate);
-		CHECK(er.truncated_rate == 0, "every completion stops at its end of turn: %.3f truncated", er.truncated_rate);
+		if (!SANITIZED) {
+			CHECK(er.accuracy > 0.4, "accuracy %.3f", er.accuracy);
+			CHECK(er.format_rate > 0.95, "answers in the format: %.3f", er.format_rate);
+			CHECK(er.truncated_rate == 0, "every completion stops at its end of turn: %.3f truncated",
+			      er.truncated_rate);
+		}
 		iapo_eval_result_free(&er);
 	} else {
 		CHECK(0, "evaluate: %s", iapo_errmsg());
