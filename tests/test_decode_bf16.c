@@ -7,6 +7,11 @@
  *    (direct dot kernels for decoding, packed for prefill, portable for other
  *    transposes), with epilogues;
  *  - rounding: iapo_f32_to_bf16 is round-to-nearest-even, NaN stays NaN;
+ *  - a model with Qwen2-0.5B's layer shapes and peaked next-token
+ *    distributions (fp32 entropy ~1.9 nats): greedy tokens, log-probs and
+ *    entropies of bf16 against fp32 at the tolerance kvcache.h states, and
+ *    iapo_generate's precision choice (bf16 by default, fp32 when asked or
+ *    when entropies are asked for, a caller's cache left as it was);
  *  - decoding the tiny models (three families) with bf16 weights: logits
  *    within 2% of the logits' range of the fp32 cache's (the stated
  *    tolerance; measured 0.3-0.5%), and the greedy token is the fp32 one at
@@ -22,7 +27,9 @@
 #include "iapo.h"
 #include "kernels/gemm.h"
 #include "kernels/kernels.h"
+#include "model/generate.h"
 #include "model/kvcache.h"
+#include "model/sample.h"
 #include "test.h"
 #include "test_decode_models.h"
 
@@ -173,6 +180,146 @@ static void decode_tiny_models(void)
 	for (int kind = 0; kind < TINY_NUM; kind++) decode_family(kind);
 }
 
+/* log p(tok) and the entropy of softmax(l) (V), in double. */
+static void logp_entropy(const float *l, int V, int tok, double *lp, double *ent)
+{
+	double mx = l[0], z = 0, s = 0;
+	for (int v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+	for (int v = 0; v < V; v++) z += exp(l[v] - mx);
+	for (int v = 0; v < V; v++) {
+		double p = exp(l[v] - mx) / z;
+		s -= p > 0 ? p * log(p) : 0;
+	}
+	*lp = l[tok] - mx - log(z);
+	*ent = s;
+}
+
+/* The tolerance sampling relies on (kvcache.h states it): a model with
+ * Qwen2-0.5B's layer shapes whose next-token distributions are peaked like a
+ * trained model's, decoded by an fp32 and a bf16 cache fed the same (fp32's
+ * greedy) tokens; then iapo_generate's precision choices. */
+#if defined(__SANITIZE_ADDRESS__)
+#define REAL_L 1 /* the same checks, smaller, under ASan */
+#define REAL_STEPS 6
+#else
+#define REAL_L 4
+#define REAL_STEPS 24
+#endif
+static void real_shaped(void)
+{
+	iapo_weights w;
+	iapo_config cfg = tiny_config(TINY_QWEN2);
+	cfg.V = 4096, cfg.C = 896, cfg.L = REAL_L, cfg.NH = 14, cfg.NKV = 2, cfg.HD = 64, cfg.F = 4864;
+	cfg.eos_ids[0] = cfg.V - 1;
+	const iapo_config *c = &w.cfg;
+	if (iapo_weights_init_random(&w, &cfg, 2024, 0.06f) != IAPO_OK) {
+		CHECK(0, "weights: %s", iapo_errmsg());
+		return;
+	}
+	/* Larger (tied) embeddings: logits spread over several nats, as a
+	 * trained model's are, instead of the near-uniform ones of std 0.02. */
+	float *emb = w.p.t[IAPO_P_EMBED];
+	for (size_t i = 0; i < (size_t)c->V * c->C; i++) emb[i] *= 3.0f;
+	const int B = 8, P = 12, V = c->V;
+	iapo_kv *k32 = NULL, *k16 = NULL;
+	CHECK(iapo_kv_new(&w, B, P + REAL_STEPS, &k32) == IAPO_OK && iapo_kv_new(&w, B, P + REAL_STEPS, &k16) == IAPO_OK,
+	      "kv_new");
+	CHECK(iapo_kv_use_bf16(k16, 1) == IAPO_OK && iapo_kv_bf16(k16) && !iapo_kv_bf16(k32), "use_bf16");
+	float *l32 = malloc(sizeof(float) * B * V), *l16 = malloc(sizeof(float) * B * V);
+	int toks[8][64], n[8];
+	const int *tp[8];
+	iapo_rng r;
+	iapo_rng_seed(&r, 99, 0, 0, 0);
+	for (int b = 0; b < B; b++) {
+		for (int t = 0; t < P; t++) toks[b][t] = (int)iapo_rng_below(&r, (uint64_t)V);
+		n[b] = P, tp[b] = toks[b];
+	}
+	int agree = 0, total = 0;
+	double dlp = 0, dent = 0, ent_sum = 0, lp_sum = 0, dlp_sum = 0, dent_sum = 0;
+	for (int step = 0; step < REAL_STEPS; step++) {
+		CHECK(iapo_kv_forward(k32, tp, n, l32) == IAPO_OK && iapo_kv_forward(k16, tp, n, l16) == IAPO_OK,
+		      "forward");
+		for (int b = 0; b < B; b++) {
+			const float *a = l32 + (size_t)b * V, *h = l16 + (size_t)b * V;
+			int t32 = iapo_sample_argmax(a, V), t16 = iapo_sample_argmax(h, V);
+			double lp32, lp16, e32, e16;
+			logp_entropy(a, V, t32, &lp32, &e32);
+			logp_entropy(h, V, t32, &lp16, &e16);
+			agree += t32 == t16;
+			total++;
+			dlp = fmax(dlp, fabs(lp16 - lp32));
+			dent = fmax(dent, fabs(e16 - e32));
+			dlp_sum += fabs(lp16 - lp32);
+			dent_sum += fabs(e16 - e32);
+			ent_sum += e32;
+			lp_sum += lp32;
+			int len = iapo_kv_len(k32, b);
+			toks[b][len] = t32; /* both continue with fp32's token */
+			tp[b] = toks[b] + len;
+			n[b] = 1;
+		}
+	}
+	fprintf(stderr, "  real-shaped (C 896, F 4864, %d layers, V %d): fp32 entropy mean %.2f nats, greedy log-prob "
+		"mean %.2f; bf16 greedy tokens agree %d/%d, |log-prob diff| max %.4f mean %.4f, |entropy diff| max %.4f "
+		"mean %.4f\n", REAL_L, V, ent_sum / total, lp_sum / total, agree, total, dlp, dlp_sum / total, dent,
+		dent_sum / total);
+	CHECK(ent_sum / total > 0.3 && ent_sum / total < 4, "the fixture is peaked but not one-hot: entropy %.2f",
+	      ent_sum / total);
+	CHECK(agree >= 0.95 * total, "bf16 greedy tokens agree with fp32's at %d of %d positions (>= 95%%)", agree,
+	      total);
+	/* measured: 187/192 agree, log-prob and entropy differences 0.04 nats
+	 * on average, 0.19-0.20 at most */
+	CHECK(dlp <= 0.3 && dlp_sum / total <= 0.06,
+	      "log-prob of fp32's token: bf16 differs by %.4f nats at most (<= 0.3), %.4f on average (<= 0.06)", dlp,
+	      dlp_sum / total);
+	CHECK(dent <= 0.3 && dent_sum / total <= 0.06,
+	      "entropy: bf16 differs by %.4f nats at most (<= 0.3), %.4f on average (<= 0.06)", dent, dent_sum / total);
+	CHECK(dlp > 0, "bf16 was used (log-probs differ)");
+
+	/* iapo_generate: bf16 by default (the same tokens as asking for bf16),
+	 * fp32 when asked or when entropies are asked for; a caller's cache is
+	 * left in its precision */
+	iapo_gen_opts o;
+	memset(&o, 0, sizeof o);
+	o.max_new_tokens = 6;
+	o.eos_ids = c->eos_ids;
+	o.n_eos = 1;
+	iapo_gen_result g[4][8];
+	const int *pp[8];
+	int pl[8];
+	for (int b = 0; b < B; b++) pp[b] = toks[b], pl[b] = P;
+	iapo_kv_reset(k32, 0);
+	CHECK(iapo_generate(&w, pp, pl, B, &o, k32, g[0], NULL) == IAPO_OK, "default: %s", iapo_errmsg());
+	CHECK(!iapo_kv_bf16(k32), "the caller's fp32 cache is fp32 again");
+	o.weights = IAPO_GEN_WEIGHTS_BF16;
+	CHECK(iapo_generate(&w, pp, pl, B, &o, NULL, g[1], NULL) == IAPO_OK, "bf16");
+	o.weights = IAPO_GEN_WEIGHTS_FP32;
+	CHECK(iapo_generate(&w, pp, pl, B, &o, k16, g[2], NULL) == IAPO_OK, "fp32");
+	CHECK(iapo_kv_bf16(k16), "the caller's bf16 cache is bf16 again");
+	o.weights = IAPO_GEN_WEIGHTS_AUTO;
+	o.entropy_temperature = 1.0f;
+	CHECK(iapo_generate(&w, pp, pl, B, &o, NULL, g[3], NULL) == IAPO_OK, "auto with entropies");
+	for (int b = 0; b < B; b++) {
+		CHECK(g[0][b].n_tokens == g[1][b].n_tokens &&
+			      !memcmp(g[0][b].tokens, g[1][b].tokens, sizeof(int) * (size_t)g[0][b].n_tokens),
+		      "seq %d: default = bf16", b);
+		CHECK(g[2][b].n_tokens == g[3][b].n_tokens &&
+			      !memcmp(g[2][b].tokens, g[3][b].tokens, sizeof(int) * (size_t)g[2][b].n_tokens),
+		      "seq %d: with entropies = fp32", b);
+		/* fp32's greedy continuation is the one teacher-forced above */
+		CHECK(!memcmp(g[2][b].tokens, toks[b] + P, sizeof(int) * (size_t)g[2][b].n_tokens), "seq %d: fp32 tokens",
+		      b);
+	}
+	for (int i = 0; i < 4; i++) iapo_gen_results_free(g[i], B);
+	o.weights = 3;
+	CHECK(iapo_generate(&w, pp, pl, B, &o, NULL, g[0], NULL) == IAPO_ERR_ARG, "weights 3: ARG");
+	iapo_kv_free(k32);
+	iapo_kv_free(k16);
+	free(l32);
+	free(l16);
+	iapo_weights_free(&w);
+}
+
 static void snapshot_and_off(void)
 {
 	iapo_weights w;
@@ -213,6 +360,7 @@ int main(void)
 	iapo_set_threads(2);
 	(void)tiny_full_logits; /* the shared header's oracle; this test compares two caches */
 	RUN(rounding);
+	RUN(real_shaped);
 	RUN(gemm_bf16);
 	RUN(decode_tiny_models);
 	RUN(snapshot_and_off);

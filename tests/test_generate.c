@@ -42,6 +42,7 @@ static void greedy_for(int kind)
 	const int *prompts[3] = {p0, p1, p2};
 	int lens[3] = {6, 1, 10};
 	iapo_gen_opts o = opts_greedy(max_new);
+	o.weights = IAPO_GEN_WEIGHTS_FP32; /* the fp32 model exactly (bf16 sampling: test_decode_bf16.c) */
 	iapo_gen_result res[3];
 	iapo_gen_stats stats;
 	CHECK(iapo_generate(&w, prompts, lens, B, &o, NULL, res, &stats) == IAPO_OK, "%s", iapo_errmsg());

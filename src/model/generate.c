@@ -106,6 +106,9 @@ static iapo_status check_opts(const iapo_weights *w, const int *const *prompts, 
 	if (!(o->entropy_temperature >= 0) || !isfinite(o->entropy_temperature))
 		return iapo_fail(IAPO_ERR_ARG, "generate: entropy temperature: expected >= 0, found %g",
 				 (double)o->entropy_temperature);
+	if (o->weights < IAPO_GEN_WEIGHTS_AUTO || o->weights > IAPO_GEN_WEIGHTS_BF16)
+		return iapo_fail(IAPO_ERR_ARG, "generate: weights: expected 0 (auto), 1 (fp32) or 2 (bf16), found %d",
+				 o->weights);
 	if (o->n_eos < 0 || (o->n_eos > 0 && !o->eos_ids))
 		return iapo_fail(IAPO_ERR_ARG, "generate: eos ids: expected a list, found %d ids", o->n_eos);
 	for (int b = 0; b < B; b++) {
@@ -153,6 +156,8 @@ iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, cons
 	const int want_ent = o->entropy_temperature > 0;
 	char *dec = NULL;
 	size_t dec_len = 0, dec_cap = 0;
+	iapo_kv *kv_set = NULL; /* the cache whose precision was set, restored at the end */
+	int kv_was16 = 0;
 	for (int b = 0; b < B; b++) {
 		memset(&res[b], 0, sizeof res[b]);
 		res[b].stop_index = -1;
@@ -161,6 +166,14 @@ iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, cons
 	if (!kv && max_new > 0) {
 		IAPO_CHECK(st, iapo_kv_new(w, B, need, &own));
 		kv = own;
+	}
+	/* bf16 weights unless the caller asked for fp32 or for entropies; a
+	 * copy that cannot be allocated leaves fp32, which is never wrong */
+	const int use16 = o->weights == IAPO_GEN_WEIGHTS_BF16 || (o->weights == IAPO_GEN_WEIGHTS_AUTO && !want_ent);
+	if (kv && max_new > 0) {
+		kv_was16 = iapo_kv_bf16(kv);
+		if (!use16 || iapo_kv_use_bf16(kv, 1) != IAPO_OK) iapo_kv_use_bf16(kv, 0);
+		kv_set = kv;
 	}
 	S = kv ? iapo_kv_slots(kv) : B;
 	ss = iapo_calloc((size_t)B, sizeof *ss);
@@ -278,6 +291,11 @@ done:
 	iapo_free_aligned(scratch);
 	iapo_free(ent);
 	iapo_free(dec);
+	/* the caller's cache back in its precision (its snapshot is fresh) */
+	if (kv_set && kv_set != own && iapo_kv_bf16(kv_set) != kv_was16) {
+		iapo_status s2 = iapo_kv_use_bf16(kv_set, kv_was16);
+		if (st == IAPO_OK) st = s2;
+	}
 	iapo_kv_free(own);
 	return st;
 }

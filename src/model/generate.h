@@ -32,6 +32,18 @@ typedef enum {
 	IAPO_FINISH_STOP = 2,   /* the completion's text came to contain a stop string */
 } iapo_finish;
 
+/* iapo_gen_opts.weights. AUTO (0, the default): a bf16 copy of the weight
+ * matrices (kvcache.h's iapo_kv_use_bf16, taken afresh at every call, so it
+ * follows weights that change between calls), which halves the bytes a
+ * decoding step reads; kvcache.h states how closely its tokens, log-probs and
+ * entropies follow fp32's. But fp32 when entropies are asked for: they, and
+ * the K/V left in a caller's cache, are then what the fp32 model gives (the
+ * IAPO information pass reuses both). FP32, BF16: always that. A caller's
+ * cache is left in the precision it was in (its bf16 copy's memory is kept).
+ * The training forward, and with it every log-prob and ratio the trainer
+ * uses, is fp32 whatever this says. */
+enum { IAPO_GEN_WEIGHTS_AUTO = 0, IAPO_GEN_WEIGHTS_FP32 = 1, IAPO_GEN_WEIGHTS_BF16 = 2 };
+
 /* "length", "eos", "stop". */
 const char *iapo_finish_str(iapo_finish f);
 
@@ -51,6 +63,8 @@ typedef struct {
 	 * the distribution it was drawn from, softmax(logits / entropy_temperature)
 	 * (for IAPO's policy entropies C_t, without a second forward). 0: none. */
 	float entropy_temperature;
+	/* Which weights the decoding multiplies by (iapo_gen_weights). */
+	int weights;
 } iapo_gen_opts;
 
 /* One completion; arrays owned by the result (iapo_gen_results_free). */

@@ -62,6 +62,7 @@ struct iapo_kv {
 	 * embedding of an untied model, which is only looked up) */
 	uint16_t *wh;
 	const uint16_t *wh_t[IAPO_NUM_PARAMS];
+	int bf16_on; /* multiply by wh (kept allocated while off, for the next snapshot) */
 };
 
 /* The matrices a forward multiplies by (their bf16 copies when enabled). */
@@ -84,9 +85,7 @@ iapo_status iapo_kv_use_bf16(iapo_kv *kv, int on)
 {
 	const iapo_config *c = &kv->w->cfg;
 	if (!on) {
-		iapo_free_aligned(kv->wh);
-		kv->wh = NULL;
-		memset(kv->wh_t, 0, sizeof kv->wh_t);
+		kv->bf16_on = 0;
 		return IAPO_OK;
 	}
 	size_t sizes[IAPO_NUM_PARAMS], total = 0;
@@ -109,8 +108,11 @@ iapo_status iapo_kv_use_bf16(iapo_kv *kv, int on)
 	}
 	if (c->tie_embeddings) kv->wh_t[IAPO_P_LMHEAD] = kv->wh_t[IAPO_P_EMBED];
 	kv->wh_t[IAPO_P_EMBED] = NULL; /* looked up in fp32 */
+	kv->bf16_on = 1;
 	return IAPO_OK;
 }
+
+int iapo_kv_bf16(const iapo_kv *kv) { return kv->bf16_on; }
 
 int iapo_kv_len(const iapo_kv *kv, int b) { return b >= 0 && b < kv->S ? kv->len[b] : 0; }
 int iapo_kv_slots(const iapo_kv *kv) { return kv->S; }
@@ -433,7 +435,7 @@ static void project(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits)
 	const iapo_config *c = &kv->w->cfg;
 	const int C = c->C, V = c->V;
 	const float *norm = kv->w->p.t[IAPO_P_NORM], *lm = kv->w->p.t[IAPO_P_LMHEAD];
-	const uint16_t *lmh = kv->wh_t[IAPO_P_LMHEAD];
+	const uint16_t *lmh = kv->bf16_on ? kv->wh_t[IAPO_P_LMHEAD] : NULL;
 	int m = 0;
 	for (int r = 0; r <= R; r++) {
 		if (r < R && rows[r].out >= 0) {
@@ -474,7 +476,8 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 	iapo_rope_table(kv->cs, kv->pos, R, HD, kv->inv_freq);
 	for (int l = 0; l < c->L; l++) {
 #define LW(which) (p->t[which] + (size_t)l * iapo_param_layer_size(c, which))
-#define LH(which) (kv->wh_t[which] ? kv->wh_t[which] + (size_t)l * iapo_param_layer_size(c, which) : NULL)
+#define LH(which) \
+	(kv->bf16_on && kv->wh_t[which] ? kv->wh_t[which] + (size_t)l * iapo_param_layer_size(c, which) : NULL)
 		iapo_rmsnorm_forward(kv->h, NULL, kv->x, LW(IAPO_P_LN1), R, C, c->rms_eps);
 		/* q/k/v and their biases in one parallel job */
 		iapo_gemm_op qkv[3] = {
