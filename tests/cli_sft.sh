@@ -50,6 +50,13 @@ check "iapo eval of the saved model" '[ $? -eq 0 ] && grep -q "checkpoint-30" "$
 	--prompts-per-step 2 --num-generations 2 --max-completion-tokens 24 --max-steps 1 --threads 2 >"$T/out" 2>"$T/err"
 check "iapo train starts from it" '[ $? -eq 0 ] && [ -d "$T/rl/checkpoint-1" ]'
 
+"$BIN" sft --model "$T/run/checkpoint-30" --data "$T/data/train.jsonl" --system Solve. --no-one-shot --batch-size 8 \
+	--num-train-epochs 0.1 --logging-steps 1 --threads 2 --out "$T/ft" >"$T/out" 2>"$T/err"
+check "fine-tuning a model directory (its tokenizer), 0.1 epochs = 5 steps of 8 of 400 rows" '[ $? -eq 0 ] && [ -d "$T/ft/checkpoint-5" ] && [ "$(wc -l <"$T/ft/metrics.jsonl")" -eq 5 ]'
+check "it starts from the trained weights (loss below the fresh model's first)" 'a=$(head -n 1 "$T/run/metrics.jsonl" | sed "s/.*\"loss\":\([^,]*\),.*/\1/"); b=$(head -n 1 "$T/ft/metrics.jsonl" | sed "s/.*\"loss\":\([^,]*\),.*/\1/"); awk "BEGIN{exit !($b < $a - 1)}"'
+"$BIN" sft --model "$T/run/checkpoint-30" --data "$T/data/train.jsonl" --no-chat-template --max-steps 1 --threads 2 \
+	--out "$T/raw" >"$T/out" 2>"$T/err"
+check "--no-chat-template: the bare problem, the model's EOS" '[ $? -eq 0 ] && [ -d "$T/raw/checkpoint-1" ]'
 "$BIN" sft --out "$T/run" --resume >"$T/out" 2>"$T/err"
 check "--resume of a finished run: exit 0, nothing to do" '[ $? -eq 0 ] && grep -q "already complete" "$T/err" && [ "$(wc -l <"$T/run/metrics.jsonl")" -eq 6 ]'
 "$BIN" sft $SMALL --out "$T/run" --max-steps 2 >"$T/out" 2>"$T/err"
