@@ -564,5 +564,6 @@ int main(void)
 	} else {
 		test_cases_failed++;
 	}
+	if (test_cases_failed == 0) iapo_fs_remove_all(root); /* kept for a look when something failed */
 	TEST_END();
 }
