@@ -279,6 +279,27 @@ static iapo_status check_ids(const iapo_config *c, const char *file)
 	return IAPO_OK;
 }
 
+/* Sizes the per-field bounds of iapo_config_validate let through but no
+ * loader should act on: head widths whose products overflow the kernels'
+ * int dimensions, and parameter counts past any real checkpoint (the
+ * largest open models hold ~4e11; 2^40 floats are 4 TiB). A config.json
+ * from the internet must not make us try a multi-terabyte allocation. */
+static iapo_status check_sizes(const iapo_config *c, const char *file)
+{
+	const double q = (double)c->NH * c->HD, kv = (double)c->NKV * c->HD;
+	if (q > (1 << 24) || kv > (1 << 24))
+		return iapo_fail(IAPO_ERR_FORMAT,
+				 "%s: num_attention_heads x head_dim: expected at most 16777216, found %d x %d = %.0f", file,
+				 c->NH, c->HD, q);
+	const double n = (double)iapo_param_count(c);
+	if (n > 1099511627776.0)
+		return iapo_fail(IAPO_ERR_FORMAT,
+				 "%s: dimensions describe %.3g parameters (%d layers, hidden %d, intermediate %d, vocab %d): "
+				 "expected at most 2^40",
+				 file, n, c->L, c->C, c->F, c->V);
+	return IAPO_OK;
+}
+
 /* config.json (cfg_name) and, when it exists, generation_config.json
  * (gen_name), both relative to dirfd; *_path name them in messages. */
 static iapo_status load_both(int dirfd, const char *cfg_name, const char *cfg_path, const char *gen_name,
@@ -290,6 +311,7 @@ static iapo_status load_both(int dirfd, const char *cfg_name, const char *cfg_pa
 	cJSON_Delete(root);
 	IAPO_TRY(s);
 	IAPO_TRY(iapo_config_validate(cfg, cfg_path));
+	IAPO_TRY(check_sizes(cfg, cfg_path));
 	IAPO_TRY(check_ids(cfg, cfg_path));
 	if (gen_name && iapo_fs_exists_at(dirfd, gen_name)) {
 		IAPO_TRY(merge_generation_config(cfg, dirfd, gen_name, gen_path));

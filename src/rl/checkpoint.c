@@ -294,8 +294,9 @@ iapo_status iapo_checkpoint_clean(const char *run_dir)
 		if (!k && !strstr(e->d_name, ".tmp-")) continue;
 		char path[4096], final[4096];
 		if (iapo_fs_join(path, sizeof path, run_dir, e->d_name) != IAPO_OK) continue;
+		struct stat st;
 		if (k && snprintf(final, sizeof final, "%s/%.*s", run_dir, (int)k, e->d_name) < (int)sizeof final &&
-		    !iapo_fs_exists(final)) {
+		    !iapo_fs_exists(final) && lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
 			/* A crash between the two renames: the old checkpoint is the
 			 * complete one (the new one is a .tmp- and goes below). */
 			if (rename(path, final) == 0) continue;
