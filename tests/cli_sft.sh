@@ -57,6 +57,8 @@ check "it starts from the trained weights (loss below the fresh model's first)" 
 "$BIN" sft --model "$T/run/checkpoint-30" --data "$T/data/train.jsonl" --no-chat-template --max-steps 1 --threads 2 \
 	--out "$T/raw" >"$T/out" 2>"$T/err"
 check "--no-chat-template: the bare problem, the model's EOS" '[ $? -eq 0 ] && [ -d "$T/raw/checkpoint-1" ]'
+"$BIN" sft --out "$T/raw" --resume --max-steps 2 >"$T/out" 2>"$T/err"
+check "--resume of a --no-chat-template run (its config.json reapplied)" '[ $? -eq 0 ] && [ -d "$T/raw/checkpoint-2" ]'
 "$BIN" sft --out "$T/run" --resume >"$T/out" 2>"$T/err"
 check "--resume of a finished run: exit 0, nothing to do" '[ $? -eq 0 ] && grep -q "already complete" "$T/err" && [ "$(wc -l <"$T/run/metrics.jsonl")" -eq 6 ]'
 "$BIN" sft $SMALL --out "$T/run" --max-steps 2 >"$T/out" 2>"$T/err"

@@ -536,6 +536,11 @@ static void test_errors(void)
 	set(&o, "no-chat-template", NULL);
 	expect_error(&o, IAPO_ERR_ARG, "--no-chat-template", "--no-chat-template with --system");
 	base_opts(&o, "err");
+	char inside[1400];
+	snprintf(inside, sizeof inside, "%s/err/checkpoint-3", root);
+	set(&o, "model", inside);
+	expect_error(&o, IAPO_ERR_ARG, "--overwrite would delete it", "--model inside the --out being overwritten");
+	base_opts(&o, "err");
 	o.data = NULL;
 	expect_error(&o, IAPO_ERR_ARG, "--data", "no --data");
 	base_opts(&o, "err");

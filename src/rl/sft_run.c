@@ -476,12 +476,6 @@ static cJSON *opts_json(const iapo_sft_run_opts *o)
 	return root;
 }
 
-static int given(const iapo_sft_run_opts *o, const char *name)
-{
-	int i = find_opt(name);
-	return i >= 0 && o->given[i];
-}
-
 /* Requirements and options that contradict each other. */
 static iapo_status check_opts(const iapo_sft_run_opts *o)
 {
@@ -494,11 +488,16 @@ static iapo_status check_opts(const iapo_sft_run_opts *o)
 	if (o->warmup_steps > 0 && o->warmup_ratio > 0)
 		return iapo_fail(IAPO_ERR_ARG, "--warmup-steps %ld and --warmup-ratio %g: give one of them", o->warmup_steps,
 				 o->warmup_ratio);
-	if (o->no_chat_template && (o->system || given(o, "no-one-shot")))
+	if (o->no_chat_template && (o->system || o->no_one_shot))
 		return iapo_fail(IAPO_ERR_ARG, "--no-chat-template: the prompt is the bare problem text; --system and "
 					       "--no-one-shot do not apply");
-	if (!o->eval_data && given(o, "eval-steps") && o->eval_steps > 0)
+	if (!o->eval_data && o->eval_steps > 0)
 		return iapo_fail(IAPO_ERR_ARG, "--eval-steps %ld: expected --eval-data FILE to evaluate on", o->eval_steps);
+	size_t no = strlen(o->out);
+	while (no > 1 && o->out[no - 1] == '/') no--;
+	if (o->overwrite && !strncmp(o->model, o->out, no) && !strncmp(o->model + no, "/checkpoint-", 12))
+		return iapo_fail(IAPO_ERR_ARG, "--model %s: --overwrite would delete it first (it is a checkpoint of --out %s)",
+				 o->model, o->out);
 	iapo_data_format f;
 	IAPO_TRY(iapo_data_format_parse(o->data_format ? o->data_format : "auto", &f));
 	iapo_lr_schedule s;
