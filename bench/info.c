@@ -530,7 +530,7 @@ static void real_free(real_ctx *x)
 /* One estimate over the rollout's cache (cached) or with its own prefill,
  * into E, C; Ŝ and the advantages into S, A. */
 static iapo_status real_estimate(real_ctx *x, const iapo_info_opts *io, int cached, float *E, float *C, float *S,
-				 float *A, double *secs)
+				 float *A, double *secs, iapo_info_stats *stats)
 {
 	iapo_info *e;
 	IAPO_TRY(iapo_info_new(&x->w, x->n, x->Tmax, io, &e));
@@ -538,8 +538,8 @@ static iapo_status real_estimate(real_ctx *x, const iapo_info_opts *io, int cach
 			     .clen = x->clen};
 	iapo_info_cache c = {.kv = x->kv, .slot = x->slot, .C = x->ent, .scratch0 = x->n, .nscratch = x->nscratch};
 	double t0 = bench_now();
-	iapo_status st = cached ? iapo_info_compute_cached(e, &c, &b, E, C, x->ld, NULL)
-				: iapo_info_compute(e, &b, E, C, x->ld, NULL);
+	iapo_status st = cached ? iapo_info_compute_cached(e, &c, &b, E, C, x->ld, stats)
+				: iapo_info_compute(e, &b, E, C, x->ld, stats);
 	*secs = bench_now() - t0;
 	iapo_info_free(e);
 	IAPO_TRY(st);
@@ -617,8 +617,9 @@ static iapo_status bench_real(const char *model, const char *data, int nprompts,
 	io.postfix = post;
 	io.n_postfix = (int)K;
 	double exact_s, own_s, s;
-	IAPO_CHECK(st, real_estimate(&x, &io, 0, x.E1, x.C1, x.S1, x.A1, &own_s));
-	IAPO_CHECK(st, real_estimate(&x, &io, 1, x.E, x.C, x.S, x.A, &exact_s));
+	iapo_info_stats ist;
+	IAPO_CHECK(st, real_estimate(&x, &io, 0, x.E1, x.C1, x.S1, x.A1, &own_s, &ist));
+	IAPO_CHECK(st, real_estimate(&x, &io, 1, x.E, x.C, x.S, x.A, &exact_s, &ist));
 	deviation dE = deviate(x.E1, x.E, x.n, x.clen, x.ld), dA = deviate(x.A1, x.A, x.n, x.clen, x.ld);
 	bench_rec_begin("info_real");
 	bench_rec_str("model", model);
@@ -628,6 +629,8 @@ static iapo_status bench_real(const char *model, const char *data, int nprompts,
 	bench_rec_int("postfix", (int)K);
 	bench_rec_num("rollout_seconds", roll_s);
 	bench_rec_num("cached_seconds", exact_s);
+	bench_rec_int("positions_computed", ist.positions);
+	bench_rec_int("positions_shared", ist.shared);
 	bench_rec_num("own_prefill_seconds", own_s);
 	bench_rec_num("cached_vs_own_E_max_abs_diff", dE.max_d);
 	bench_rec_num("cached_vs_own_adv_max_abs_diff", dA.max_d);
@@ -635,8 +638,9 @@ static iapo_status bench_real(const char *model, const char *data, int nprompts,
 	bench_rec_end();
 	bench_note("info real: %d sequences, %ld completion tokens (mean %.1f), postfix %zu tokens; rollout %.2f s, "
 		   "exact pass %.2f s over its cache (%.2f s with its own prefill; E differs by at most %.2g, "
-		   "advantages by %.2g)\n",
-		   x.n, tokens, (double)tokens / x.n, K, roll_s, exact_s, own_s, dE.max_d, dA.max_d);
+		   "advantages by %.2g); %ld positions computed, %ld shared with an earlier sample of the prompt\n",
+		   x.n, tokens, (double)tokens / x.n, K, roll_s, exact_s, own_s, dE.max_d, dA.max_d, ist.positions,
+		   ist.shared);
 	for (size_t a = 0; a < sizeof APPROX / sizeof *APPROX; a++) {
 		iapo_info_opts ao = io;
 		ao.stride = APPROX[a].stride;
@@ -646,7 +650,7 @@ static iapo_status bench_real(const char *model, const char *data, int nprompts,
 			ao.n_at = x.n_nl;
 			if (x.n_nl == 0) ao.stride = 1 << 30;
 		}
-		IAPO_CHECK(st, real_estimate(&x, &ao, 1, x.E1, x.C1, x.S1, x.A1, &s));
+		IAPO_CHECK(st, real_estimate(&x, &ao, 1, x.E1, x.C1, x.S1, x.A1, &s, &ist));
 		deviation dS = deviate(x.S, x.S1, x.n, x.clen, x.ld), dAd = deviate(x.A, x.A1, x.n, x.clen, x.ld);
 		bench_rec_begin("info_approx");
 		bench_rec_str("variant", APPROX[a].name);

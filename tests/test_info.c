@@ -9,7 +9,9 @@
  * mode; a memory budget small enough to split the prefill into many pieces;
  * a postfix longer than the cache's sequences; the row counts of the stats;
  * no allocation inside a call; argument errors; estimating at every third
- * position or after given tokens only (exact there, linear in between).
+ * position or after given tokens only (exact there, linear in between); the
+ * positions a sequence shares with an earlier one of the same prompt copied,
+ * not computed, and still exact.
  * Also that E_t really is the entropy after prompt + o_<t + postfix (o_t
  * excluded) by a direct check of one position through the kv cache's own
  * prefill.
@@ -374,6 +376,66 @@ static void test_fewer_positions(void)
 	iapo_free_aligned(w.block);
 }
 
+
+/* Sequences of one prompt that start alike (a group's samples): E_t of a
+ * shared prefix is copied, not computed, and still equals the naive
+ * estimator's; stride 2 on top; a prompt equal in content but another array
+ * counts as the same prompt. */
+static void test_shared_prefixes(void)
+{
+	iapo_weights w;
+	if (tiny_weights(TINY_QWEN2, 77, &w)) {
+		CHECK(0, "weights");
+		return;
+	}
+	enum { N6 = 6, L6 = 9 };
+	int pa[4] = {3, 14, 15, 9}, pb[4] = {3, 14, 15, 9}, pc[3] = {3, 14, 15};
+	int c[N6][L6] = {
+		{1, 2, 3, 4, 5, 6, 7, 8, 9},  /* 0 */
+		{1, 2, 3, 4, 9, 9, 9, 9, 9},  /* 1: shares 4 with 0 */
+		{1, 2, 3, 4, 9, 9, 8, 0, 0},  /* 2: shares 6 with 1 (length 7) */
+		{1, 2, 3, 4, 5, 6, 7, 8, 9},  /* 3: equal to 0, prompt pb (same content) */
+		{1, 2, 3, 0, 0, 0, 0, 0, 0},  /* 4: a prefix of 0 (length 3) */
+		{1, 2, 3, 4, 5, 6, 7, 8, 9},  /* 5: another prompt: shares nothing */
+	};
+	const int *prompts[N6] = {pa, pa, pa, pb, pa, pc};
+	const int plen[N6] = {4, 4, 4, 4, 4, 3}, clen[N6] = {9, 9, 7, 9, 3, 9};
+	const int *comps[N6];
+	for (int i = 0; i < N6; i++) comps[i] = c[i];
+	iapo_info_batch b = {.n = N6, .prompts = prompts, .plen = plen, .comps = comps, .clen = clen};
+	/* shared positions (t <= shared prefix): 1: 0..4, 2: 0..6, 3: 0..9, 4: 0..3 */
+	const long shared = 5 + 7 + 10 + 4, all = 10 + 10 + 8 + 10 + 4 + 10;
+	int post[2] = {5, 6};
+	float En[N6 * LD], Cn[N6 * LD], Ef[N6 * LD], Cf[N6 * LD];
+	iapo_info_opts o = iapo_info_defaults();
+	o.postfix = post;
+	o.n_postfix = 2;
+	CHECK(iapo_info_naive(&w, &o, &b, En, Cn, LD) == IAPO_OK, "%s", iapo_errmsg());
+	for (int stride = 1; stride <= 2; stride++) {
+		iapo_info_opts oo = o;
+		oo.stride = stride;
+		oo.chunk = 3;
+		iapo_info *e = NULL;
+		iapo_info_stats st;
+		CHECK(iapo_info_new(&w, N6, 13, &oo, &e) == IAPO_OK, "%s", iapo_errmsg());
+		if (!e) break;
+		CHECK(iapo_info_compute(e, &b, Ef, Cf, LD, &st) == IAPO_OK, "%s", iapo_errmsg());
+		double worst = 0;
+		for (int i = 0; i < N6; i++)
+			for (int t = 0; t <= clen[i]; t++) {
+				if (stride > 1 && t % stride && t != clen[i]) continue;
+				double d = fabs((double)Ef[i * LD + t] - En[i * LD + t]);
+				worst = d > worst ? d : worst;
+			}
+		CHECK(worst <= 1e-5, "stride %d: shared prefixes: E max abs err %.3g", stride, worst);
+		if (stride == 1)
+			CHECK(st.shared == shared && st.positions == all - shared, "%ld shared, %ld computed (want %ld, %ld)",
+			      st.shared, st.positions, shared, all - shared);
+		iapo_info_free(e);
+	}
+	iapo_free_aligned(w.block);
+}
+
 static void test_errors(void)
 {
 	iapo_weights w;
@@ -439,6 +501,7 @@ int main(void)
 	RUN(test_short_sequences);
 	RUN(test_meaning);
 	RUN(test_fewer_positions);
+	RUN(test_shared_prefixes);
 	RUN(test_errors);
 	TEST_END();
 }

@@ -382,12 +382,40 @@ static void interpolate(const iapo_info *e, const iapo_info_batch *b, float *E, 
 /* The postfix pass over every (selected) position of the batch, e->cap
  * positions per chunk, through e->ckv; then the interpolation of a thinned
  * pass. */
+/* The longest completion prefix sequence i shares with an earlier sequence
+ * of the batch that has the same prompt (the G samples of a group): E_t for
+ * t <= that length is a function of the same tokens (prompt + o_<t +
+ * postfix), so it is copied rather than computed. Returns the length, -1
+ * when no earlier sequence has i's prompt; *src = that sequence. */
+static int shared_prefix(const iapo_info_batch *b, int i, int *src)
+{
+	int best = -1;
+	*src = -1;
+	const int P = b->plen[i], L = b->clen[i];
+	for (int j = 0; j < i; j++) {
+		if (b->plen[j] != P) continue;
+		if (b->prompts[j] != b->prompts[i] && memcmp(b->prompts[j], b->prompts[i], sizeof(int) * (size_t)P)) continue;
+		const int m = L < b->clen[j] ? L : b->clen[j];
+		int k = 0;
+		while (k < m && b->comps[i][k] == b->comps[j][k]) k++;
+		if (k > best) {
+			best = k;
+			*src = j;
+		}
+	}
+	return best;
+}
+
+/* The postfix pass over every (selected, not shared) position of the batch,
+ * e->cap positions per chunk, through e->ckv; then the shared positions'
+ * copies, and the interpolation of a thinned pass. */
 static iapo_status postfix_pass(iapo_info *e, const iapo_info_batch *b, float *E, int ld, iapo_info_stats *s)
 {
 	const int thin = e->stride > 1 || e->n_at > 0;
-	int c = 0;
-	for (int i = 0; i < b->n; i++)
-		for (int t = 0; t <= b->clen[i]; t++) {
+	int c = 0, src;
+	for (int i = 0; i < b->n; i++) {
+		const int sh = shared_prefix(b, i, &src);
+		for (int t = sh + 1; t <= b->clen[i]; t++) {
 			if (thin && !selected(e, b, i, t)) continue;
 			s->positions++;
 			e->ob[c] = i;
@@ -397,7 +425,17 @@ static iapo_status postfix_pass(iapo_info *e, const iapo_info_batch *b, float *E
 				c = 0;
 			}
 		}
+	}
 	if (c > 0) IAPO_TRY(run_chunk(e, b, c, E, ld, &s->rows_pass));
+	/* in order: a source (earlier) is complete before its copies */
+	for (int i = 0; i < b->n; i++) {
+		const int sh = shared_prefix(b, i, &src);
+		for (int t = 0; t <= sh; t++) {
+			if (thin && !selected(e, b, i, t)) continue;
+			E[(size_t)i * ld + t] = E[(size_t)src * ld + t];
+			s->shared++;
+		}
+	}
 	if (thin) interpolate(e, b, E, ld);
 	return IAPO_OK;
 }

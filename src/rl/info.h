@@ -40,6 +40,10 @@
  * allocates nothing. The weights are borrowed and read on every call, so
  * they may change between calls (an optimiser step), never during one.
  * Threads: one iapo_info at a time per thread; the work inside is OpenMP.
+ * Shared prefixes (exact): E_t depends only on prompt + o_<t + postfix, so
+ * when an earlier sequence of the batch has the same prompt and the same
+ * first t completion tokens (the G samples of a group often start alike, and
+ * the more so the surer the policy), its E_t is copied instead of computed.
  * Fewer positions (an APPROXIMATION, off by default): with stride s > 1, E is
  * estimated at t = 0, s, 2s, ... and at L; with at_tokens, at t = 0, L and
  * every t whose previous token o_{t−1} is one of the given ids (e.g. the
@@ -106,7 +110,9 @@ typedef struct {
 typedef struct {
 	double seconds_prefill, seconds_pass;
 	long rows_prefill, rows_pass; /* rows_pass: postfix and greedy answer rows */
-	long positions;               /* positions estimated: Σ (clen + 1) unless a stride or at_tokens thins them */
+	long positions;               /* positions estimated: Σ (clen + 1) unless a stride or at_tokens thins
+				       * them, less the shared ones */
+	long shared;                  /* positions copied from another sequence of the same prompt (below) */
 } iapo_info_stats;
 
 typedef struct iapo_info iapo_info;
