@@ -131,6 +131,19 @@ static void test_paths_and_transposes(void)
 			}
 }
 
+/* Decoding shapes on the direct path: 8 or more rows against long rows of
+ * W (x W^T), which the 8-row kernel cuts into k slices summed into C. */
+static void test_direct_k_slices(void)
+{
+	static const int Ms[] = {8, 9, 13, 16}, Ks[] = {1024, 1025, 2100, 4870}, Ns[] = {1, 2, 7, 33};
+	for (int m = 0; m < 4; m++)
+		for (int k = 0; k < 4; k++) {
+			struct spec s = {0, 1, Ms[m], Ns[(m + k) % 4], Ks[k], k % 2, 1.0f + 0.5f * (m % 2),
+					 0.5f * (k % 2), IAPO_SGEMM_DIRECT, 1 + k % 2};
+			CHECK(check_one(s), "M=%d N=%d K=%d", s.M, s.N, s.K);
+		}
+}
+
 /* Every size on the diagonal and with each dimension alone at 1. */
 static void test_sizes(void)
 {
@@ -294,6 +307,7 @@ int main(void)
 	RUN(test_degenerate);
 	RUN(test_paths_and_transposes);
 	RUN(test_sizes);
+	RUN(test_direct_k_slices);
 	RUN(test_alpha_beta);
 	RUN(test_small_blocking);
 	RUN(test_dispatch);

@@ -77,14 +77,22 @@
 /* Direct dot kernel: rows of A by rows of B per step (20 accumulators). */
 #define DOT_MB 4
 #define DOT_NB 5
-/* Longest K for the 8-row dot kernel: 8 rows of A must stay in L1 (32 KB). */
+/* Longest K for the 8-row dot kernel: 8 rows of A must stay in L1 (32 KB);
+ * in bf16 twice as long. */
 #define DOT8_K_MAX 1024
+#ifndef DOT8BF_K_MAX
+#define DOT8BF_K_MAX 2048
+#endif
 /* How far ahead (rows of B) the dot kernel prefetches. */
 #ifndef DOT_PF_HINT
 #define DOT_PF_HINT _MM_HINT_T0
 #endif
-#ifndef DOT_PF_ROWS
-#define DOT_PF_ROWS 10
+/* How far ahead, in bytes of W: rows of W are 1.8-20 KB, and fetching
+ * much more than a third of L1 ahead evicts lines before they are used
+ * (qwen0.5b's down projection, 9.7 KB rows in bf16, 10 rows ahead: 17 GB/s
+ * on one core; the 1.8 KB rows of the others: 31 GB/s). */
+#ifndef DOT_PF_BYTES
+#define DOT_PF_BYTES 16384
 #endif
 /* Fewer multiply-adds than this per thread are not worth a fork/join. */
 #define MIN_FMA_PER_THREAD (1L << 21)
@@ -1064,27 +1072,40 @@ static AVX512 void direct_cols(const struct job *J, long n0, long n1)
 	const uint16_t *Bh = J->Bh, *Ah = J->Ah;
 	const long lda = mode ? J->ldah : J->lda;
 	/* 8 rows of A must stay in L1 (32 KB) while W streams past */
-	const long k8 = mode ? 2 * DOT8_K_MAX : DOT8_K_MAX;
-	if (J->transB && J->M >= 8 && J->K <= k8) {
-		/* x W^T, 8 rows of A at a time against pairs of W's rows */
+	const long k8 = mode ? DOT8BF_K_MAX : DOT8_K_MAX;
+	const long pfr = wrow >= DOT_PF_BYTES / 2 ? 2 : DOT_PF_BYTES / wrow; /* rows ahead */
+	if (J->transB && J->M >= 8) {
+		/* x W^T, 8 rows of A at a time against pairs of W's rows. Longer
+		 * rows are cut into k slices that the 8 rows of A fit L1 in, each
+		 * slice summed into C (the first with the epilogue): every element
+		 * of W is still read once and the prefetches stay ahead (two
+		 * 4-row passes over a block of W, as below, leave the second pass
+		 * with nothing to fetch ahead: half the bandwidth on qwen0.5b's
+		 * down projection). */
 		const dot_fn d8 = mode == 2 ? dotbf_8x2 : mode == 1 ? doth_8x2 : dot_8x2;
-		for (long j = n0; j < n1;) {
-			int nb = n1 - j >= 2 ? 2 : 1;
-			const char *pf = wb + (j + DOT_PF_ROWS + nb <= J->N ? j + DOT_PF_ROWS : j) * wrow;
-			for (int i = 0; i < J->M;) {
-				int mb = J->M - i >= 8 && nb == 2 ? 8 : J->M - i < DOT_MB ? J->M - i : DOT_MB;
-				struct epi e = {J->alpha, J->beta, J->R ? J->R + i * J->ldr + j : NULL,
-						J->bias ? J->bias + j : NULL, J->ldr};
-				const float *bj = Bf ? Bf + j * J->ldb : NULL;
-				const uint16_t *hj = Bh ? Bh + j * J->ldb : NULL;
-				const float *ai = mode ? NULL : J->A + i * J->lda;
-				const uint16_t *ahi = mode ? Ah + i * lda : NULL;
-				(mb == 8 ? d8 : dots[mode][mb][nb])(J->K, ai, ahi, lda, bj, hj, J->ldb,
-								     J->C + i * J->ldc + j, J->ldc, &e, pf);
-				pf = wb + j * wrow;
-				i += mb;
+		const long nslice = ceil_div(J->K, k8), kc = round_up(ceil_div(J->K, nslice), 32);
+		const long es = mode ? 2 : 4;
+		for (long k0 = 0; k0 < J->K; k0 += kc) {
+			const int kk = (int)min_l(kc, J->K - k0);
+			for (long j = n0; j < n1;) {
+				int nb = n1 - j >= 2 ? 2 : 1;
+				const char *pf = wb + (j + pfr + nb <= J->N ? j + pfr : j) * wrow + k0 * es;
+				for (int i = 0; i < J->M;) {
+					int mb = J->M - i >= 8 && nb == 2 ? 8 : J->M - i < DOT_MB ? J->M - i : DOT_MB;
+					struct epi e = {J->alpha, J->beta, J->R ? J->R + i * J->ldr + j : NULL,
+							J->bias ? J->bias + j : NULL, J->ldr};
+					if (k0 > 0) e = (struct epi){J->alpha, 1.0f, NULL, NULL, 0};
+					const float *bj = Bf ? Bf + j * J->ldb + k0 : NULL;
+					const uint16_t *hj = Bh ? Bh + j * J->ldb + k0 : NULL;
+					const float *ai = mode ? NULL : J->A + i * J->lda + k0;
+					const uint16_t *ahi = mode ? Ah + i * lda + k0 : NULL;
+					(mb == 8 ? d8 : dots[mode][mb][nb])(kk, ai, ahi, lda, bj, hj, J->ldb,
+									     J->C + i * J->ldc + j, J->ldc, &e, pf);
+					pf = wb + j * wrow + k0 * es;
+					i += mb;
+				}
+				j += nb;
 			}
-			j += nb;
 		}
 	} else if (J->transB) {
 		/* x W^T: every row of W is read once, against all rows of A. */
@@ -1093,7 +1114,7 @@ static AVX512 void direct_cols(const struct job *J, long n0, long n1)
 			/* Rows of W a few blocks ahead are fetched during the first
 			 * pass over this block: streams of a few KiB are too short
 			 * for the hardware prefetcher to ramp up. */
-			const char *pf = wb + (j + DOT_PF_ROWS + nb <= J->N ? j + DOT_PF_ROWS : j) * wrow;
+			const char *pf = wb + (j + pfr + nb <= J->N ? j + pfr : j) * wrow;
 			for (int i = 0; i < J->M; i += DOT_MB) {
 				int mb = J->M - i < DOT_MB ? J->M - i : DOT_MB;
 				struct epi e = {J->alpha, J->beta, J->R ? J->R + i * J->ldr + j : NULL,
