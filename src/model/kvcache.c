@@ -267,12 +267,28 @@ static inline __m512 reduce16(const __m512 a[16])
 	return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xdd));
 }
 
+/* Fetches rows [t0, t0 + n) of a (n_all, HD) cache (clipped to n_all)
+ * ahead of use: the hardware prefetcher of this VM barely follows short
+ * streams, and each (row, kv head) task reads its own few tens of KB. */
+static inline void prefetch_rows(const float *X, int t0, int n, int n_all, int HD)
+{
+	const int t1 = t0 + n < n_all ? t0 + n : n_all;
+	const char *p = (const char *)(X + (size_t)t0 * HD), *e = (const char *)(X + (size_t)t1 * HD);
+	for (; p < e; p += 64) _mm_prefetch(p, _MM_HINT_T0);
+}
+
 /* sh[t] = scale * q . K[t] for t < nt, 16 keys at a time (HD a multiple of
- * 16); keys past nt reuse row 0 and their lanes are not stored. */
-static void scores16(const float *q, const float *K, int nt, int HD, float scale, float *sh)
+ * 16); keys past nt reuse row 0 and their lanes are not stored. pf: fetch
+ * the keys 32 ahead (and their values) as well. */
+static void scores16(const float *q, const float *K, const float *Vv, int nt, int n_all, int HD, float scale,
+		     float *sh, int pf)
 {
 	for (int t0 = 0; t0 < nt; t0 += 16) {
 		const int n = nt - t0 < 16 ? nt - t0 : 16;
+		if (pf) {
+			prefetch_rows(K, t0 + 32, 16, n_all, HD);
+			prefetch_rows(Vv, t0 + 16, 16, n_all, HD);
+		}
 		const float *kr[16];
 		for (int t = 0; t < 16; t++) kr[t] = K + (size_t)(t0 + (t < n ? t : 0)) * HD;
 		__m512 acc[16];
@@ -314,12 +330,19 @@ static void attend_range(const float *q, int hc, const float *K, const float *Vv
 #else
 	const int fast = 0;
 #endif
+#if defined(__AVX512F__)
+	if (fast) { /* the first keys and values, before the first scores need them */
+		prefetch_rows(K, 0, 32, n, HD);
+		prefetch_rows(Vv, 0, 16, n, HD);
+	}
+#endif
 	for (int t0 = 0; t0 < n; t0 += KTILE) {
 		const int nt = n - t0 < KTILE ? n - t0 : KTILE;
 #if defined(__AVX512F__)
 		if (fast)
 			for (int h = 0; h < hc; h++)
-				scores16(q + (size_t)h * HD, K + (size_t)t0 * HD, nt, HD, scale, sc + h * KTILE);
+				scores16(q + (size_t)h * HD, K + (size_t)t0 * HD, Vv + (size_t)t0 * HD, nt, n - t0, HD, scale,
+					 sc + h * KTILE, h == 0);
 #endif
 		for (int t = 0; t < nt && !fast; t++) {
 			const float *kr = K + (size_t)(t0 + t) * HD;
