@@ -9,7 +9,11 @@
  *  - with w_s = w_c = 0 the token advantages are the group advantages, so a
  *    run gives bit-identical weights to plain GRPO with the same seed;
  *  - IAPO learns the task as GRPO does: accuracy from ~0.1 to > 0.75 in 120
- *    steps, with w_s = w_c = 0.3. Not with the defaults w_s = w_c = 1: each
+ *    steps, with w_s = w_c = 0.1. (0.3 learns too, but its outcome at step
+ *    120 swings with rounding-level changes of the estimator: 0.99 with
+ *    every position computed, 0.65 with the positions a group's samples
+ *    share copied (info.h), both within 3e-7 of the naive estimator; the
+ *    two runs part after step ~30.) Not with the defaults w_s = w_c = 1: each
  *    normalised term has unit norm over the completion, so on these 7-token
  *    completions an entry is ~1/sqrt(7) = 0.38 per term, as large as the
  *    group advantage, and it is not gated by the reward (groups with equal
@@ -260,7 +264,7 @@ static void test_learning(void)
 	iapo_hook *h = NULL;
 	double early = 0, late = 0;
 	const int steps = SANITIZED ? 12 : 120;
-	float *w = run("iapo", steps, &h, post, K, 0.3f, 0.3f, &early, &late);
+	float *w = run("iapo", steps, &h, post, K, 0.1f, 0.1f, &early, &late);
 	fprintf(stderr, "  IAPO accuracy: first 3 steps %.3f, last 10 steps %.3f\n", early, late);
 	CHECK(w != NULL, "run");
 	CHECK(early < 0.3, "starts near chance: %.3f", early);

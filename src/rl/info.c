@@ -56,6 +56,7 @@ struct iapo_info {
 	iapo_kv *ckv;
 	const int *smap; /* (n) slot of each batch sequence; NULL: slot i */
 	int S0, pslot, cap; /* first scratch slot, positions per scratch slot, positions per chunk */
+	int kv_slots, kv_tmax; /* the own cache's shape (made on first use) */
 };
 
 const char *iapo_predict_str(iapo_predict p) { return p == IAPO_PREDICT_NEXT_TOKEN ? "next_token" : "answer"; }
@@ -218,7 +219,10 @@ iapo_status iapo_info_new(const iapo_weights *w, int Bmax, int Tmax, const iapo_
 	if (pre < 1) pre = 1;
 	e->nlog = e->chunk > pre ? e->chunk : (int)pre;
 	e->nrows = (long)e->chunk * e->K > PREFILL_ROWS ? e->chunk * e->K : PREFILL_ROWS;
-	IAPO_CHECK(st, iapo_kv_new(w, Bmax + nscratch, Tkv, &e->kv));
+	/* the own cache is made by the first iapo_info_compute: an estimator
+	 * that only ever runs over the rollout's cache never holds one */
+	e->kv_slots = Bmax + nscratch;
+	e->kv_tmax = Tkv;
 	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&e->rows, sizeof(iapo_kv_row) * (size_t)e->nrows, "information rows"));
 	e->logits = iapo_alloc_aligned(V4 * (size_t)e->nlog);
 	if (!e->logits) {
@@ -457,6 +461,7 @@ iapo_status iapo_info_compute(iapo_info *e, const iapo_info_batch *b, float *E, 
 	iapo_info_stats s;
 	memset(&s, 0, sizeof s);
 	const int next = e->predict == IAPO_PREDICT_NEXT_TOKEN;
+	if (!e->kv) IAPO_TRY(iapo_kv_new(e->w, e->kv_slots, e->kv_tmax, &e->kv));
 	e->ckv = e->kv;
 	e->smap = NULL;
 	e->S0 = e->Bmax;

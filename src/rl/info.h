@@ -35,9 +35,10 @@
  * training forward (transformer.h) of prompt + o_<t + postfix, reading the
  * last row's entropy; nothing shared with the cache code above the kernels.
  *
- * Memory: iapo_info_new allocates everything (the cache for Bmax sequences
- * of Tmax tokens, scratch slots for a chunk, (rows, V) logits); compute
- * allocates nothing. The weights are borrowed and read on every call, so
+ * Memory: iapo_info_new allocates the (rows, V) logits and row buffers; the
+ * cache for Bmax sequences of Tmax tokens and a chunk's scratch slots is
+ * made by the first iapo_info_compute (so an estimator used only over the
+ * rollout's cache never holds one); later calls allocate nothing. The weights are borrowed and read on every call, so
  * they may change between calls (an optimiser step), never during one.
  * Threads: one iapo_info at a time per thread; the work inside is OpenMP.
  * Shared prefixes (exact): E_t depends only on prompt + o_<t + postfix, so
@@ -128,7 +129,7 @@ void iapo_info_free(iapo_info *e);
 void iapo_info_set_temperature(iapo_info *e, float temperature);
 /* Positions per pass (the option, or what the memory budget gave). */
 int iapo_info_chunk(const iapo_info *e);
-/* Bytes held (cache, scratch, logits). */
+/* Bytes held once the own cache exists (cache, scratch, logits). */
 size_t iapo_info_bytes(const iapo_info *e);
 
 /* Fills E[i*ld + t] for t = 0..clen[i] and, when C != NULL, C[i*ld + t] for
