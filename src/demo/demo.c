@@ -122,7 +122,9 @@ void iapo_demo_opts_default(iapo_demo_opts *o)
 	o->temperature = 1.0;
 	o->beta = 0;
 	o->loss_type = "bnpo";
-	/* IAPO's own defaults (w_info 1, w_conf 1, zscore, plain gain) until the ablations say better */
+	/* the research's ablations: with w_conf 1 the confidence term cancels the shortening GRPO itself
+	 * finds on this task (90.6 vs 63.6 tokens); w_info 1 vs 0.3 hardly matters */
+	o->iapo_opts[o->n_iapo_opts++] = "w-conf=0";
 	o->methods = "grpo,iapo,iapo_no_info,iapo_refnorm,iapo_answer_span,lenpen";
 	o->eval_problems = 100;
 	o->eval_samples = 4;
