@@ -142,6 +142,20 @@ static void test_direct_k_slices(void)
 					 0.5f * (k % 2), IAPO_SGEMM_DIRECT, 1 + k % 2};
 			CHECK(check_one(s), "M=%d N=%d K=%d", s.M, s.N, s.K);
 		}
+	/* the same bits whatever the thread count (pieces split whole column
+	 * pairs of the 8-row kernel) */
+	const int M = 8, N = 301, K = 2100;
+	float *A = make_mat(M, K, K, 0), *B = make_mat(N, K, K, 0);
+	float *C1 = malloc(sizeof(float) * M * N), *C2 = malloc(sizeof(float) * M * N);
+	int old = iapo_sgemm_force_path(IAPO_SGEMM_DIRECT), th = iapo_get_threads();
+	iapo_set_threads(1);
+	iapo_sgemm(0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C1, N);
+	iapo_set_threads(2);
+	iapo_sgemm(0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C2, N);
+	CHECK(!memcmp(C1, C2, sizeof(float) * M * N), "1 and 2 threads: the same bits");
+	iapo_set_threads(th);
+	iapo_sgemm_force_path(old);
+	free(A); free(B); free(C1); free(C2);
 }
 
 /* Every size on the diagonal and with each dimension alone at 1. */

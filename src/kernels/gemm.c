@@ -1138,6 +1138,16 @@ static AVX512 void direct_cols(const struct job *J, long n0, long n1)
 
 /* ---- entry points --------------------------------------------------------- */
 
+/* Columns of C per unit of the direct path's pieces: whole pairs for the
+ * 8-row kernel, so that every column is summed by the same kernel whatever
+ * the number of pieces (threads); blocks of DOT_NB, whose columns are
+ * independent of their block, or micro-tiles otherwise. */
+static long direct_unit(const struct job *J)
+{
+	if (!J->transB) return NR;
+	return J->M >= 8 ? 2 : DOT_NB;
+}
+
 /* Item `item` of product J (its own numbering), with worker's workspace. */
 static void run_item(const struct job *J, long item, int worker)
 {
@@ -1147,7 +1157,7 @@ static void run_item(const struct job *J, long item, int worker)
 		packed_item((void *)J, item, worker);
 		break;
 	case IAPO_SGEMM_DIRECT:
-		split_range(J->N, J->transB ? DOT_NB : NR, J->tn, (int)item, &n0, &n1);
+		split_range(J->N, direct_unit(J), J->tn, (int)item, &n0, &n1);
 		direct_cols(J, n0, n1);
 		break;
 	default:
@@ -1199,11 +1209,14 @@ static int plan(struct job *J, int nmax)
 		packed_plan(J, nth);
 		J->items = (long)J->tm * J->tn;
 	} else if (path == IAPO_SGEMM_DIRECT) {
-		/* Column pieces (whole groups of DOT_NB or NR), a few per thread:
-		 * the weights stream from memory, and a thread that is
-		 * descheduled leaves its pieces to the others. */
-		long unit = transB ? DOT_NB : NR, units = ceil_div(J->N, unit);
-		J->tn = nth > 1 ? (int)min_l(units, 4L * nth) : 1;
+		/* Column pieces (whole units), at least 4 per thread and about
+		 * one per MB of weights: they stream from memory, and a thread
+		 * that is descheduled holds up at most its current piece while
+		 * the others take the rest (a piece costs ~1 us of prefetch
+		 * warm-up). */
+		long units = ceil_div(J->N, direct_unit(J));
+		long mb = (long)((double)J->N * J->K * (J->Bh ? 2 : 4) / (1 << 20));
+		J->tn = nth > 1 ? (int)min_l(units, 4L * nth > mb ? 4L * nth : mb) : 1;
 		J->items = J->tn;
 	} else {
 		J->items = M;
