@@ -762,8 +762,8 @@ static iapo_status run_one(demo *d, int m, int seed)
 		cJSON_Delete(info);
 		why = "its model is missing";
 	}
-	say(d, "rl %s seed %d: %ld steps of %ld prompts x %ld completions -> %s", methods[m].name, seed, o->rl_steps,
-	    o->prompts_per_step, o->group, dir);
+	say(d, "rl %s seed %d: %ld steps of %ld prompts x %ld completions -> %s (%s)", methods[m].name, seed,
+	    o->rl_steps, o->prompts_per_step, o->group, dir, why);
 	double t0 = iapo_now();
 	iapo_trainer *tr = NULL;
 	iapo_status st = iapo_trainer_new(&t, &tr);
@@ -1016,8 +1016,10 @@ static iapo_status heatmap(demo *d, const char *model_dir, const char *problem, 
 		const int *pr[1] = {ids};
 		int pl[1] = {(int)P};
 		iapo_gen_opts go = {.max_new_tokens = (int)d->o->max_completion,
-				    .sampler = {0.0f, 0, 1.0f},
-				    .seed = 0,
+				    /* sampled as in evaluation, one fixed stream for both models: greedy decoding
+				     * shows the terse mode a verbose model rarely samples */
+				    .sampler = {(float)d->o->temperature, 0, 1.0f},
+				    .seed = d->o->eval_seed,
 				    .eos_ids = eos,
 				    .n_eos = n_eos,
 				    .tok = tok};
@@ -1062,11 +1064,11 @@ static iapo_status heatmap(demo *d, const char *model_dir, const char *problem, 
 	char *page = NULL;
 	size_t plen = 0;
 	if (st == IAPO_OK) {
-		char settings[256];
+		char settings[512];
 		snprintf(settings, sizeof settings,
-			 "greedy completion; E_t = entropy of the first answer token after prompt + o_<t + \"%s\"; "
-			 "gain plain; temperature 1",
-			 IAPO_INFO_POSTFIX);
+			 "sampled completion (temperature %g, seed %llu); E_t = entropy of the first answer token after prompt + o_<t + \"%s\"; "
+			 "gain plain; entropy temperature 1",
+			 d->o->temperature, (unsigned long long)d->o->eval_seed, IAPO_INFO_POSTFIX);
 		iapo_info_report rep = {.model = model_dir, .prompt_text = text, .settings = settings, .L = L,
 					.ids = res.tokens, .text = (const char *const *)tt, .text_len = tl, .E = E, .S = S,
 					.C = C, .S_hat = Sh, .C_hat = Ch, .adv = adv, .display_A = 1.0f};
@@ -1345,7 +1347,8 @@ static iapo_status write_report(demo *d, double wall)
 		iapo_dataset ds;
 		if (iapo_dataset_load(d->test_path, NULL, &ds) == IAPO_OK) {
 			fputs("<h2>Information gain per token: the same test problem, base vs IAPO</h2>\n"
-			      "<p class=\"note\">Each model answers the first test problem greedily. Every token is "
+			      "<p class=\"note\">Each model answers the first test problem, sampled as in the evaluation "
+			      "(same temperature, same random stream for both). Every token is "
 			      "coloured by how much it reduced the model's uncertainty about the answer (blue) or increased "
 			      "it (red), estimated as IAPO does: the entropy of the answer when the reasoning is cut there. "
 			      "Hover a token for its numbers.</p>\n",
