@@ -135,11 +135,11 @@ int cmd_train(int argc, char **argv)
 	st = iapo_dist_agree(st); /* --resume reads RUN_DIR/config.json on every rank */
 	if (st == IAPO_ERR_ARG) cli_usage_error(CMD, "%s", iapo_errmsg());
 	if (st != IAPO_OK) cli_fail(CMD, st);
+	iapo_mem_plan plan;
+	iapo_mem_plan_init(&plan);
 	if (!no_mem_check) {
 		/* Before anything is loaded: refuse a run the machine cannot hold
 		 * rather than be killed by the kernel partway through. */
-		iapo_mem_plan plan;
-		iapo_mem_plan_init(&plan);
 		st = iapo_mem_guard(iapo_mem_plan_train(&plan, &o), &plan, "this training run");
 		st = iapo_dist_agree(st);
 		if (st == IAPO_ERR_ARG) cli_usage_error(CMD, "%s", iapo_errmsg());
@@ -162,6 +162,11 @@ int cmd_train(int argc, char **argv)
 		if (iapo_dist_size() > 1)
 			fprintf(stderr, "iapo train: %d MPI ranks, %ld prompts each per step\n", iapo_dist_size(),
 				r->prompts_per_step / iapo_dist_size());
+		iapo_mem_avail av;
+		char h1[32], h2[32];
+		if (plan.total > 0 && iapo_mem_available(&av) == IAPO_OK && av.bytes >= 0)
+			fprintf(stderr, "iapo train: memory: about %s at the peak, %s available\n",
+				iapo_mem_human(plan.total, h1, sizeof h1), iapo_mem_human(av.bytes, h2, sizeof h2));
 		if (done) fprintf(stderr, "iapo train: resuming after step %ld from %s\n", done, iapo_trainer_last_checkpoint(tr));
 	}
 

@@ -26,6 +26,7 @@
 #include "io/fs.h"
 #include "model/weights.h"
 #include "rl/algo.h"
+#include "rl/info.h"
 
 #define MiB (1024.0 * 1024.0)
 #define FWD_CHUNK_FLOATS (1u << 26) /* transformer.c's CHUNK_FLOATS */
@@ -119,7 +120,8 @@ double iapo_mem_generate(const iapo_config *c, int B, int Tmax, int threads)
 	return iapo_mem_kv(c, B, Tmax) + 4.0 * B * c->V + 8.0 * c->V * threads + 16.0 * B * Tmax;
 }
 
-double iapo_mem_info(const iapo_config *c, int Bmax, int Tmax, int n_postfix, int answer_tokens, int chunk)
+double iapo_mem_info(const iapo_config *c, int Bmax, int Tmax, int n_postfix, int answer_tokens, int chunk,
+		     int own_cache)
 {
 	const int answer = n_postfix > 0;
 	const double K = answer ? n_postfix : 0, Na = answer ? (answer_tokens > 0 ? answer_tokens : 1) : 1;
@@ -146,7 +148,8 @@ double iapo_mem_info(const iapo_config *c, int Bmax, int Tmax, int n_postfix, in
 	if (pre < 1) pre = 1;
 	const double nlog = ch > pre ? ch : pre;
 	const double nrows = ch * K > INFO_ROWS ? ch * K : INFO_ROWS;
-	return iapo_mem_kv(c, Bmax + (int)nscratch, (int)Tkv) + nrows * KV_ROW_BYTES + nlog * (V4 + 12.0) + 4.0 * ch;
+	const double kv = own_cache ? iapo_mem_kv(c, Bmax + (int)nscratch, (int)Tkv) : 0;
+	return kv + nrows * KV_ROW_BYTES + nlog * (V4 + 12.0) + 4.0 * ch;
 }
 
 double iapo_mem_dir_bytes(const char *dir, const char *suffix)
@@ -238,7 +241,7 @@ iapo_status iapo_mem_plan_info(iapo_mem_plan *p, const char *model_dir, int max_
 	IAPO_TRY(plan_model(p, model_dir, &c, threads, &load));
 	if (max_len < 1) max_len = 1;
 	double gen = iapo_mem_generate(&c, 1, max_len, threads);
-	double info = iapo_mem_info(&c, 1, max_len, POSTFIX_TOKENS, answer_tokens, chunk);
+	double info = iapo_mem_info(&c, 1, max_len, POSTFIX_TOKENS, answer_tokens, chunk, 1);
 	iapo_mem_add(p, "KV cache and logits", "--max-tokens", gen);
 	iapo_mem_add(p, "information estimator", "--chunk, --max-tokens", info);
 	add_load(p, load, gen + info);
@@ -288,7 +291,12 @@ iapo_status iapo_mem_plan_train(iapo_mem_plan *p, const iapo_train_opts *o)
 	x = iapo_mem_fwd(&c, mb, T, 1) + (o->beta > 0 ? iapo_mem_fwd(&c, mb, T, 0) : 0);
 	iapo_mem_add(p, "training activations", "--micro-batch, --max-completion-tokens, --max-prompt-tokens", x);
 	run += x;
-	x = iapo_mem_generate(&c, R, Tmax, threads);
+	/* IAPO's estimator works in the rollout's cache (trainer.c gives it
+	 * iapo_info_scratch_slots more slots) unless --info-recompute gives it
+	 * its own; GTPO's has its own. */
+	const int iapo = !strcmp(o->algo, "iapo"), reuse = iapo && !o->info_recompute;
+	const int extra = reuse ? iapo_info_scratch_slots(Tmax) : 0;
+	x = iapo_mem_generate(&c, R + extra, Tmax, threads) + (reuse ? 4.0 * R * (Tmax + Tc) : 0);
 	iapo_mem_add(p, "rollout KV cache", "--rollout-batch, --max-completion-tokens", x);
 	run += x;
 	const int evals = o->eval_steps > 0 && (o->eval_data || o->eval_fraction > 0 || o->eval_count > 0);
@@ -299,11 +307,11 @@ iapo_status iapo_mem_plan_train(iapo_mem_plan *p, const iapo_train_opts *o)
 	}
 	const int batch = n_loc < 16 ? n_loc : 16;
 	x = 0;
-	if (!strcmp(o->algo, "iapo"))
-		x = iapo_mem_info(&c, batch, Tmax, POSTFIX_TOKENS, (int)o->answer_tokens, (int)o->info_chunk) +
-		    8.0 * n_loc * (Tmax + 1);
+	if (iapo)
+		x = iapo_mem_info(&c, batch, Tmax, POSTFIX_TOKENS, (int)o->answer_tokens, (int)o->info_chunk, !reuse) +
+		    8.0 * n_loc * (Tmax + 1) + (o->info_bf16 ? w / 2 : 0);
 	else if (!strcmp(o->algo, "gtpo"))
-		x = iapo_mem_info(&c, batch, Tmax, 0, 1, 0) + 4.0 * n_loc * (Tc + 1);
+		x = iapo_mem_info(&c, batch, Tmax, 0, 1, 0, 1) + 4.0 * n_loc * (Tc + 1);
 	iapo_mem_add(p, "information estimator", "--info-chunk, --max-completion-tokens", x);
 	run += x;
 	/* trainer.c: 4 per-token arrays of the step, 9 of the micro-batch,

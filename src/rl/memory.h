@@ -67,8 +67,10 @@ double iapo_mem_kv(const iapo_config *c, int B, int Tmax);
 double iapo_mem_generate(const iapo_config *c, int B, int Tmax, int threads);
 /* iapo_info_new(Bmax, Tmax) in answer mode with a postfix of n_postfix tokens
  * (next-token mode when n_postfix == 0), answer_tokens, chunk (0 = automatic
- * within the default budget). */
-double iapo_mem_info(const iapo_config *c, int Bmax, int Tmax, int n_postfix, int answer_tokens, int chunk);
+ * within the default budget); own_cache: with the KV cache it makes for
+ * itself (0 when it works in the rollout's, as IAPO's hook does). */
+double iapo_mem_info(const iapo_config *c, int Bmax, int Tmax, int n_postfix, int answer_tokens, int chunk,
+		     int own_cache);
 /* Sum of the sizes of the regular files in dir whose names end in suffix
  * (e.g. ".safetensors"); 0 when dir cannot be read. */
 double iapo_mem_dir_bytes(const char *dir, const char *suffix);
