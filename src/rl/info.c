@@ -571,6 +571,7 @@ iapo_status iapo_info_compute_cached(iapo_info *e, const iapo_info_cache *c, con
 	float *dst = next ? E : C;
 	const int all_c = dst && !c->C;
 	double t0 = omp_get_wtime();
+	const int was16 = iapo_kv_bf16(c->kv);
 	iapo_status st = set_bf16(e, 1);
 	if (st == IAPO_OK) st = top_up(e, b, all_c, dst, ld, &s.rows_prefill);
 	if (st == IAPO_OK && dst && !all_c)
@@ -583,7 +584,7 @@ iapo_status iapo_info_compute_cached(iapo_info *e, const iapo_info_cache *c, con
 	if (st == IAPO_OK && !next) st = postfix_pass(e, b, E, ld, &s);
 	else
 		for (int i = 0; i < b->n; i++) s.positions += b->clen[i] + 1;
-	iapo_status off = set_bf16(e, 0);
+	iapo_status off = was16 ? IAPO_OK : set_bf16(e, 0); /* the cache back in its precision */
 	if (st == IAPO_OK) st = off;
 	s.seconds_prefill = t1 - t0;
 	s.seconds_pass = omp_get_wtime() - t1;

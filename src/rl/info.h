@@ -146,10 +146,12 @@ iapo_status iapo_info_compute(iapo_info *e, const iapo_info_batch *b, float *E, 
  * computed with the same weights; the pass then needs only that last token's
  * row and the postfix rows. The caller vouches that every slot still holds
  * exactly those tokens computed by the estimator's weights as they are now
- * (the trainer checks token by token and by its optimiser step), and that the
- * cache is in fp32 (an opt bf16 estimator switches it on for the call and
- * back off). E and C then equal iapo_info_compute's up to float rounding (the
- * decode GEMMs sum in another order): tests/test_info_reuse.c bounds it. */
+ * (the trainer checks token by token and by its optimiser step). With fp32
+ * K/V (generate.h decodes in fp32 when asked for entropies), E and C equal
+ * iapo_info_compute's up to float rounding (the decode GEMMs sum in another
+ * order): tests/test_info_reuse.c bounds it. A bf16 estimator switches the
+ * cache to bf16 for the call and leaves it in the precision it found; the
+ * trainer with --info-bf16 also samples in bf16, so all its K/V are bf16's. */
 typedef struct {
 	iapo_kv *kv;            /* made with the estimator's weights */
 	const int *slot;        /* (n) slot holding sequence i's first plen + clen − 1 tokens */
