@@ -181,7 +181,6 @@ static int threads_of(long opt)
 	return n > 0 ? (int)n : 1;
 }
 
-
 /* The parameter block, the process base, and what only loading holds (the
  * mapped shards, the tokenizer's parse) as *load_extra. */
 static iapo_status plan_model(iapo_mem_plan *p, const char *model_dir, iapo_config *cfg, int threads,
