@@ -120,6 +120,15 @@ double iapo_mem_generate(const iapo_config *c, int B, int Tmax, int threads)
 	return iapo_mem_kv(c, B, Tmax) + 4.0 * B * c->V + 8.0 * c->V * threads + 16.0 * B * Tmax;
 }
 
+double iapo_mem_bf16_weights(const iapo_config *c)
+{
+	/* kvcache.c's bf16_tensor: every matrix and the head (the embedding
+	 * when tied); norms and biases (a few per mille) counted too */
+	double n = (double)iapo_param_count(c);
+	if (!c->tie_embeddings) n -= (double)c->V * c->C; /* the input embedding is only looked up */
+	return 2.0 * n;
+}
+
 double iapo_mem_info(const iapo_config *c, int Bmax, int Tmax, int n_postfix, int answer_tokens, int chunk,
 		     int own_cache)
 {
@@ -226,9 +235,10 @@ iapo_status iapo_mem_plan_generate(iapo_mem_plan *p, const char *model_dir, int 
 	IAPO_TRY(plan_model(p, model_dir, &c, threads, &load));
 	if (seqs < 1) seqs = 1;
 	if (max_len < 1) max_len = 1;
-	double kv = iapo_mem_generate(&c, seqs, max_len, threads);
+	double kv = iapo_mem_generate(&c, seqs, max_len, threads), h = iapo_mem_bf16_weights(&c);
 	iapo_mem_add(p, "KV cache and logits", lower ? lower : "--max-tokens", kv);
-	add_load(p, load, kv);
+	iapo_mem_add(p, "bf16 copy of the weights (decoding)", NULL, h);
+	add_load(p, load, kv + h);
 	return IAPO_OK;
 }
 
@@ -239,7 +249,7 @@ iapo_status iapo_mem_plan_info(iapo_mem_plan *p, const char *model_dir, int max_
 	const int threads = threads_of(0);
 	IAPO_TRY(plan_model(p, model_dir, &c, threads, &load));
 	if (max_len < 1) max_len = 1;
-	double gen = iapo_mem_generate(&c, 1, max_len, threads);
+	double gen = iapo_mem_generate(&c, 1, max_len, threads) + iapo_mem_bf16_weights(&c);
 	double info = iapo_mem_info(&c, 1, max_len, POSTFIX_TOKENS, answer_tokens, chunk, 1);
 	iapo_mem_add(p, "KV cache and logits", "--max-tokens", gen);
 	iapo_mem_add(p, "information estimator", "--chunk, --max-tokens", info);
@@ -298,9 +308,17 @@ iapo_status iapo_mem_plan_train(iapo_mem_plan *p, const iapo_train_opts *o)
 	x = iapo_mem_generate(&c, R + extra, Tmax, threads) + (reuse ? 4.0 * R * (Tmax + Tc) : 0);
 	iapo_mem_add(p, "rollout KV cache", "--rollout-batch, --max-completion-tokens", x);
 	run += x;
+	/* generate.c decodes with bf16 weights unless asked for entropies (the
+	 * IAPO rollout whose cache the estimator reuses, without --info-bf16) */
+	if (!reuse || o->info_bf16) {
+		x = iapo_mem_bf16_weights(&c);
+		iapo_mem_add(p, "bf16 copy of the weights (decoding)", NULL, x);
+		run += x;
+	}
 	const int evals = o->eval_steps > 0 && (o->eval_data || o->eval_fraction > 0 || o->eval_count > 0);
 	if (evals) {
-		x = iapo_mem_generate(&c, R, Tmax, threads);
+		/* its own cache, with its own bf16 snapshot */
+		x = iapo_mem_generate(&c, R, Tmax, threads) + iapo_mem_bf16_weights(&c);
 		iapo_mem_add(p, "evaluation KV cache", "--rollout-batch, --max-completion-tokens", x);
 		run += x;
 	}
@@ -308,7 +326,7 @@ iapo_status iapo_mem_plan_train(iapo_mem_plan *p, const iapo_train_opts *o)
 	x = 0;
 	if (iapo)
 		x = iapo_mem_info(&c, batch, Tmax, POSTFIX_TOKENS, (int)o->answer_tokens, (int)o->info_chunk, !reuse) +
-		    8.0 * n_loc * (Tmax + 1) + (o->info_bf16 ? w / 2 : 0);
+		    8.0 * n_loc * (Tmax + 1);
 	else if (!strcmp(o->algo, "gtpo"))
 		x = iapo_mem_info(&c, batch, Tmax, 0, 1, 0, 1) + 4.0 * n_loc * (Tc + 1);
 	iapo_mem_add(p, "information estimator", "--info-chunk, --max-completion-tokens", x);

@@ -13,8 +13,9 @@
  * (beta > 0), the gradient and the two AdamW moments, the training forward's
  * activation arena (src/model/transformer.c's carve, reproduced here and
  * checked against iapo_fwd_bytes by tests/test_memory.c), the KV caches of
- * rollout and evaluation with their scratch and logits, the information
- * estimator (iapo, gtpo), per-token buffers, the tokenizer while it loads,
+ * rollout and evaluation with their scratch and logits and the bf16 weight
+ * copy decoding multiplies by, the information estimator (iapo, gtpo),
+ * per-token buffers, the tokenizer while it loads,
  * and the process's base (libraries, OpenBLAS and OpenMP buffers, MPI). It
  * is meant to be within about 25% of the peak resident size (tests measure
  * it). Prompts are counted at --max-prompt-tokens: the command checks before
@@ -65,6 +66,9 @@ double iapo_mem_kv(const iapo_config *c, int B, int Tmax);
 /* iapo_generate of B sequences through a cache of Tmax positions: the cache,
  * (B, V) logits and the sampler's scratch for `threads` threads. */
 double iapo_mem_generate(const iapo_config *c, int B, int Tmax, int threads);
+/* The bf16 snapshot of the weight matrices a KV cache decodes with
+ * (iapo_kv_use_bf16; generate's default when no entropies are asked for). */
+double iapo_mem_bf16_weights(const iapo_config *c);
 /* iapo_info_new(Bmax, Tmax) in answer mode with a postfix of n_postfix tokens
  * (next-token mode when n_postfix == 0), answer_tokens, chunk (0 = automatic
  * within the default budget); own_cache: with the KV cache it makes for
