@@ -199,6 +199,53 @@ static void test_resampled_groups(void)
  * K/V with bf16 weights: an approximation of the fp32 estimate. */
 static void test_bf16(void) { run_case("bf16", 2, 16, 0, "info-bf16", "true", NULL); }
 
+/* The first step of --algo grpo and --algo iapo from the same seed samples
+ * the same completions (same rewards and lengths): every algorithm samples
+ * in the same precision (fp32 by default, bf16 with --rollout-bf16), even
+ * though IAPO asks generate for entropies, so a comparison of methods is
+ * not a comparison of sampling precisions. */
+static void first_step(const char *name, const char *algo, int bf16, iapo_step_metrics *m)
+{
+	iapo_train_opts o;
+	memset(m, 0, sizeof *m);
+	if (fixture_opts(&fx, name, &o)) {
+		CHECK(0, "setup");
+		return;
+	}
+	set(&o, "algo", algo);
+	set(&o, "prompts-per-step", "4");
+	set(&o, "num-generations", "4");
+	set(&o, "save-steps", "0");
+	set(&o, "micro-batch", "8");
+	set(&o, "max-steps", "1");
+	if (bf16) set(&o, "rollout-bf16", "true");
+	iapo_trainer *tr;
+	if (iapo_trainer_new(&o, &tr) != IAPO_OK) {
+		CHECK(0, "%s: trainer: %s", name, iapo_errmsg());
+	} else {
+		CHECK(iapo_trainer_step(tr, m) == IAPO_OK, "%s: %s", name, iapo_errmsg());
+		iapo_trainer_free(tr);
+	}
+	iapo_train_opts_free(&o);
+}
+
+static void test_same_samples(void)
+{
+	if (!have_fx) {
+		CHECK(0, "no fixture");
+		return;
+	}
+	for (int bf16 = 0; bf16 < 2; bf16++) {
+		iapo_step_metrics g, i;
+		first_step(bf16 ? "same-grpo-bf16" : "same-grpo", "grpo", bf16, &g);
+		first_step(bf16 ? "same-iapo-bf16" : "same-iapo", "iapo", bf16, &i);
+		CHECK(g.tokens > 0 && g.tokens == i.tokens && g.reward_mean == i.reward_mean &&
+			      g.length_min == i.length_min && g.length_max == i.length_max,
+		      "%s rollouts: grpo %g tokens reward %g, iapo %g tokens reward %g", bf16 ? "bf16" : "fp32",
+		      g.tokens, g.reward_mean, i.tokens, i.reward_mean);
+	}
+}
+
 int main(void)
 {
 	have_fx = fixture_make(&fx, "iapo-reuse", 0, 40, 7) == 0;
@@ -210,6 +257,7 @@ int main(void)
 	RUN(test_dropped_groups);
 	RUN(test_resampled_groups);
 	RUN(test_bf16);
+	RUN(test_same_samples);
 	if (have_fx) iapo_fs_remove_all(fx.root);
 	TEST_END();
 }

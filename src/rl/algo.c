@@ -188,7 +188,8 @@ static iapo_status make_iapo_hook(iapo_algo *a, const iapo_train_opts *o, const 
 	ho.info.answer_tokens = (int)o->answer_tokens;
 	ho.info.chunk = (int)o->info_chunk;
 	ho.info.stride = (int)o->info_stride;
-	ho.info.bf16 = o->info_bf16;
+	/* a bf16 rollout's K/V are what the estimator reuses */
+	ho.info.bf16 = o->info_bf16 || (o->rollout_bf16 && !o->info_recompute);
 	ho.info.temperature = (float)o->temperature;
 	ho.adv = iapo_tokadv_defaults();
 	IAPO_TRY(iapo_gain_parse(o->gain, &ho.adv.gain));

@@ -308,9 +308,9 @@ iapo_status iapo_mem_plan_train(iapo_mem_plan *p, const iapo_train_opts *o)
 	x = iapo_mem_generate(&c, R + extra, Tmax, threads) + (reuse ? 4.0 * R * (Tmax + Tc) : 0);
 	iapo_mem_add(p, "rollout KV cache", "--rollout-batch, --max-completion-tokens", x);
 	run += x;
-	/* generate.c decodes with bf16 weights unless asked for entropies (the
-	 * IAPO rollout whose cache the estimator reuses, without --info-bf16) */
-	if (!reuse || o->info_bf16) {
+	/* trainer.c samples with bf16 weights only under --rollout-bf16 (or
+	 * IAPO's --info-bf16) */
+	if (o->rollout_bf16 || (reuse && o->info_bf16)) {
 		x = iapo_mem_bf16_weights(&c);
 		iapo_mem_add(p, "bf16 copy of the weights (decoding)", NULL, x);
 		run += x;

@@ -71,6 +71,7 @@ static const opt_def OPTS[] = {
 	{"temperature", T_NUM, F(temperature), "1.0", 1e-6, 1e6, NULL, "F", "sampling temperature; log-probs use the same (as TRL)", "sampling"},
 	{"top-p", T_NUM, F(top_p), "1.0", 1e-9, 1, NULL, "F", "nucleus sampling mass, 1 = off", NULL},
 	{"top-k", T_INT, F(top_k), "0", 0, 1 << 30, NULL, "N", "keep the N most likely tokens, 0 = off", NULL},
+	{"rollout-bf16", T_FLAG, F(rollout_bf16), "0", 0, 0, NULL, NULL, "sample with bf16 copies of the weights (faster decoding of large models; the loss and its log-prob ratios stay fp32; with --algo iapo implies --info-bf16). Off by default so every --algo samples alike and IAPO's estimator reuses exact fp32 K/V", NULL},
 
 	{"learning-rate", T_NUM, F(learning_rate), "1e-6", 0, 1e3, NULL, "F", "peak learning rate", "optimizer"},
 	{"warmup-steps", T_INT, F(warmup_steps), "0", 0, BIG, NULL, "N", "linear warmup steps", NULL},

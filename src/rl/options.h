@@ -51,6 +51,7 @@ typedef struct {
 	/* sampling */
 	double temperature, top_p;
 	long top_k;
+	int rollout_bf16;
 	/* optimiser */
 	double learning_rate;
 	long warmup_steps;

@@ -443,10 +443,13 @@ static iapo_status sample_seqs(iapo_trainer *tr, long g, const int *seqs, int n,
 	go.tok = tr->tok;
 	/* the policy entropies C_t of IAPO, from the sampling logits */
 	if (tr->kv_reuse) go.entropy_temperature = tr->o.temperature > 0 ? (float)tr->o.temperature : 1.0f;
-	/* Asking for entropies makes generate decode in fp32 (exact K/V and C
-	 * for the estimator); --info-bf16 accepts bf16 there too, as GRPO's
-	 * rollouts run, and its estimator then reads those K/V. */
-	if (tr->kv_reuse && tr->o.info_bf16) go.weights = IAPO_GEN_WEIGHTS_BF16;
+	/* Every algorithm samples in the same precision, so that their runs
+	 * differ only by what they do with the samples: fp32 unless
+	 * --rollout-bf16 (or IAPO's --info-bf16, whose estimator then reads the
+	 * bf16 rollout's K/V). generate's own default (bf16 unless entropies are
+	 * asked for) would make IAPO sample in fp32 and GRPO in bf16. */
+	go.weights = tr->o.rollout_bf16 || (tr->kv_reuse && tr->o.info_bf16) ? IAPO_GEN_WEIGHTS_BF16
+									   : IAPO_GEN_WEIGHTS_FP32;
 	double gen = 0, score = 0;
 	for (int k0 = 0; k0 < n; k0 += tr->R) {
 		int B = n - k0 < tr->R ? n - k0 : tr->R;
