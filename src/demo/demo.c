@@ -327,7 +327,7 @@ static int stage_cached(const char *dir, const char *fp, cJSON **info, const cha
 	cJSON_Delete(want);
 	if (!same) {
 		cJSON_Delete(root);
-		*why = "the settings changed";
+		*why = "the settings or the iapo binary changed";
 		return 0;
 	}
 	*info = root;
@@ -435,6 +435,24 @@ static iapo_status stage_data(demo *d)
 	return st;
 }
 
+/* FNV-1a 64 of the running binary: the caches hold its results, so a rebuilt
+ * iapo (another trainer, another sampler) must not reuse them. "unknown" when
+ * it cannot be read (then only the settings decide). */
+static void binary_id(char *out, size_t n)
+{
+	char *data = NULL;
+	size_t len = 0;
+	if (iapo_fs_read_file("/proc/self/exe", (size_t)1 << 30, &data, &len) != IAPO_OK) {
+		iapo_clear_error();
+		snprintf(out, n, "unknown");
+		return;
+	}
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)data[i]) * 1099511628211ull;
+	iapo_free(data);
+	snprintf(out, n, "%016llx", (unsigned long long)h);
+}
+
 /* ---- (b) base ------------------------------------------------------------- */
 
 typedef struct {
@@ -460,13 +478,14 @@ static iapo_status stage_base(demo *d)
 	IAPO_TRY(iapo_fs_join(base_dir, sizeof base_dir, o->out, "base"));
 	IAPO_TRY(iapo_fs_join(d->base_run, sizeof d->base_run, base_dir, "sft"));
 	IAPO_TRY(iapo_fs_join(cfg_path, sizeof cfg_path, base_dir, "model-config.json"));
-	char fp[4096];
+	char fp[4096], bin[32];
+	binary_id(bin, sizeof bin);
 	snprintf(fp, sizeof fp,
-		 "{\"data\":%s,\"model\":{\"hidden\":%d,\"layers\":%d,\"heads\":%d,\"kv_heads\":%d,\"intermediate\":%d,"
+		 "{\"binary\":\"%s\",\"data\":%s,\"model\":{\"hidden\":%d,\"layers\":%d,\"heads\":%d,\"kv_heads\":%d,\"intermediate\":%d,"
 		 "\"init_std\":%.17g},\"sft\":{\"steps\":%ld,\"batch\":%ld,\"warmup\":%ld,\"lr\":%.17g,\"seed\":%ld},"
 		 "\"system\":%s%s%s,\"one_shot\":%d,\"eval\":{\"problems\":%d,\"samples\":%d,\"seed\":%llu,"
 		 "\"max_tokens\":%ld,\"temperature\":%.17g}}",
-		 d->data_fp_text, o->hidden, o->layers, o->heads, o->kv_heads, o->intermediate, o->init_std, o->sft_steps,
+		 bin, d->data_fp_text, o->hidden, o->layers, o->heads, o->kv_heads, o->intermediate, o->init_std, o->sft_steps,
 		 o->sft_batch, o->sft_warmup, o->sft_lr, o->sft_seed, o->system ? "\"" : "",
 		 o->system ? "(given)" : "null", o->system ? "\"" : "", o->one_shot, o->eval_problems, o->eval_samples,
 		 (unsigned long long)o->eval_seed, o->max_completion, o->temperature);
