@@ -52,6 +52,8 @@ check "--resume of a finished run: exit 0, nothing to do" '[ $? -eq 0 ] && grep 
 check "an existing run is not overwritten: exit 2" '[ $? -eq 2 ] && grep -q -- "--resume" "$T/err"'
 "$BIN" train --out "$T/run" --resume --max-steps 3 >"$T/out" 2>"$T/err"
 check "--resume with more steps continues" '[ $? -eq 0 ] && [ "$(wc -l <"$T/run/metrics.jsonl")" -eq 3 ] && [ -d "$T/run/checkpoint-3" ]'
+"$BIN" train $(echo "$SMALL" | sed "s|--model [^ ]*||") --model "$T/run/./checkpoint-3" --out "$T/run" --overwrite --max-steps 1 >"$T/out" 2>"$T/err"
+check "--overwrite refuses a --model that is one of --out's checkpoints" '[ $? -eq 2 ] && grep -q "would delete it" "$T/err" && [ -s "$T/run/checkpoint-3/model.safetensors" ]'
 
 printf '{"max-steps": 1, "beta": 2e-3, "learning_rate": 5, "eval-steps": 1}\n' >"$T/cfg.json"
 "$BIN" train $SMALL --out "$T/cfgrun" --config "$T/cfg.json" --eval-data "$T/eval.jsonl" --eval-generations 2 >"$T/out" 2>"$T/err"

@@ -340,3 +340,18 @@ iapo_status iapo_fs_replace_dir(const char *tmp, const char *target)
 	iapo_status r = iapo_fs_remove_all(aside);
 	return s != IAPO_OK ? s : r;
 }
+
+int iapo_fs_within(const char *path, const char *dir, char *rest, size_t n)
+{
+	char *p = realpath(path, NULL), *d = realpath(dir, NULL);
+	int in = 0;
+	if (p && d) {
+		size_t k = strlen(d);
+		if (k == 1) k = 0; /* dir is "/": everything is below it */
+		in = !strncmp(p, d, k) && (p[k] == '/' || p[k] == 0);
+		if (in && rest && n) snprintf(rest, n, "%s", p[k] == '/' ? p + k + 1 : "");
+	}
+	free(p); /* realpath's own malloc: not counted by core/mem */
+	free(d);
+	return in;
+}

@@ -48,6 +48,11 @@ int iapo_fs_exists(const char *path);
 int iapo_fs_exists_at(int dirfd, const char *name);
 /* 1 if path is a directory. */
 int iapo_fs_is_dir(const char *path);
+/* 1 when path exists and, symbolic links and "." / ".." resolved, is dir or
+ * lies under it; 0 otherwise (also when either does not exist). rest (may
+ * be NULL) receives the part of path below dir ("" when equal), cut to n.
+ * Guards an --overwrite from deleting the very model it is asked to load. */
+int iapo_fs_within(const char *path, const char *dir, char *rest, size_t n);
 /* Creates a fresh empty directory beside target ("<target>.tmp-XXXXXX"),
  * creating target's parent directories first; writes its path into buf. */
 iapo_status iapo_fs_make_temp_dir(const char *target, char *buf, size_t n);

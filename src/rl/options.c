@@ -502,6 +502,14 @@ iapo_status iapo_train_opts_resolve(iapo_train_opts *o)
 	if (!o->data) return iapo_fail(IAPO_ERR_ARG, "--data FILE is required");
 	if (!o->out) return iapo_fail(IAPO_ERR_ARG, "--out RUN_DIR is required");
 	if (o->resume && o->overwrite) return iapo_fail(IAPO_ERR_ARG, "--resume and --overwrite contradict each other");
+	/* --overwrite deletes --out's metrics and checkpoint-N/ before the model
+	 * is loaded: refuse a model that is one of them (or --out itself, which
+	 * means its latest checkpoint) */
+	char rest[32];
+	if (o->overwrite && iapo_fs_within(o->model, o->out, rest, sizeof rest) &&
+	    (!rest[0] || !strncmp(rest, "checkpoint-", 11)))
+		return iapo_fail(IAPO_ERR_ARG, "--model %s: --overwrite would delete it before loading it (it is --out %s or one of its checkpoints)",
+				 o->model, o->out);
 	IAPO_TRY(iapo_algo_resolve_opts(o)); /* --algo's defaults first: gfpo sets the group size */
 	IAPO_TRY(resolve_batch(o));
 	if (o->eval_data && (o->eval_fraction > 0 || o->eval_count > 0))
