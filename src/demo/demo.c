@@ -943,6 +943,41 @@ static iapo_status write_results(demo *d, double wall)
 	return st;
 }
 
+/* The issue's questions, answered from the table's numbers: one line each
+ * (iapo vs grpo; iapo_no_info vs grpo; token efficiency iapo vs lenpen),
+ * for the rows that ran. */
+static const char *comparisons(const demo *d, char *buf, size_t n)
+{
+	size_t k = 0;
+	double x[100];
+	buf[0] = 0;
+	int rg = -1, ri = -1, rn = -1, rl = -1;
+	for (int r = 1; r <= d->n_sel; r++) {
+		const char *nm = row_name(d, r);
+		if (!strcmp(nm, "grpo")) rg = r;
+		if (!strcmp(nm, "iapo")) ri = r;
+		if (!strcmp(nm, "iapo_no_info")) rn = r;
+		if (!strcmp(nm, "lenpen")) rl = r;
+	}
+	double mg[4], mi[4], mn[4], ml[4], sdx;
+	for (int j = 0; j < 4; j++) {
+		if (rg > 0) mean_std(x, row_values(d, rg, j, x), &mg[j], &sdx);
+		if (ri > 0) mean_std(x, row_values(d, ri, j, x), &mi[j], &sdx);
+		if (rn > 0) mean_std(x, row_values(d, rn, j, x), &mn[j], &sdx);
+		if (rl > 0) mean_std(x, row_values(d, rl, j, x), &ml[j], &sdx);
+	}
+	if (rg > 0 && ri > 0 && mg[S_LEN] > 0)
+		k += snprintf(buf + k, k < n ? n - k : 0, "iapo vs grpo: length %.2fx (target <= 0.75x), pass@1 %+.3f (target >= -0.02)\n",
+			mi[S_LEN] / mg[S_LEN], mi[S_PASS1] - mg[S_PASS1]);
+	if (rg > 0 && rn > 0 && mg[S_LEN] > 0)
+		k += snprintf(buf + k, k < n ? n - k : 0, "iapo_no_info vs grpo: length %.2fx, pass@1 %+.3f (the same run without the information term)\n",
+			mn[S_LEN] / mg[S_LEN], mn[S_PASS1] - mg[S_PASS1]);
+	if (ri > 0 && rl > 0)
+		k += snprintf(buf + k, k < n ? n - k : 0, "token efficiency: iapo %.4f, lenpen %.4f (%s)\n", mi[S_EFF], ml[S_EFF],
+			mi[S_EFF] > ml[S_EFF] ? "iapo higher" : "lenpen higher or equal");
+	return buf;
+}
+
 static void print_table(demo *d, FILE *f, double wall)
 {
 	const iapo_demo_opts *o = d->o;
@@ -975,31 +1010,8 @@ static void print_table(demo *d, FILE *f, double wall)
 		if (isfinite(grpo_len) && grpo_len > 0) snprintf(rel, sizeof rel, "%.2fx", m[S_LEN] / grpo_len);
 		fprintf(f, "%-18s %15s %15s %17s %17s %10s %9.0f\n", row_name(d, r), c[0], c[1], c[2], c[3], rel, m[4]);
 	}
-	/* the questions, answered from the numbers above */
-	int rg = -1, ri = -1, rn = -1, rl = -1;
-	for (int r = 1; r <= d->n_sel; r++) {
-		const char *n = row_name(d, r);
-		if (!strcmp(n, "grpo")) rg = r;
-		if (!strcmp(n, "iapo")) ri = r;
-		if (!strcmp(n, "iapo_no_info")) rn = r;
-		if (!strcmp(n, "lenpen")) rl = r;
-	}
-	double mg[4], mi[4], mn[4], ml[4], sdx;
-	for (int k = 0; k < 4; k++) {
-		if (rg > 0) mean_std(x, row_values(d, rg, k, x), &mg[k], &sdx);
-		if (ri > 0) mean_std(x, row_values(d, ri, k, x), &mi[k], &sdx);
-		if (rn > 0) mean_std(x, row_values(d, rn, k, x), &mn[k], &sdx);
-		if (rl > 0) mean_std(x, row_values(d, rl, k, x), &ml[k], &sdx);
-	}
-	if (rg > 0 && ri > 0 && mg[S_LEN] > 0)
-		fprintf(f, "iapo vs grpo: length %.2fx (target <= 0.75x), pass@1 %+.3f (target >= -0.02)\n",
-			mi[S_LEN] / mg[S_LEN], mi[S_PASS1] - mg[S_PASS1]);
-	if (rg > 0 && rn > 0 && mg[S_LEN] > 0)
-		fprintf(f, "iapo_no_info vs grpo: length %.2fx, pass@1 %+.3f (the same run without the information term)\n",
-			mn[S_LEN] / mg[S_LEN], mn[S_PASS1] - mg[S_PASS1]);
-	if (ri > 0 && rl > 0)
-		fprintf(f, "token efficiency: iapo %.4f, lenpen %.4f (%s)\n", mi[S_EFF], ml[S_EFF],
-			mi[S_EFF] > ml[S_EFF] ? "iapo higher" : "lenpen higher or equal");
+	char cmp[1024];
+	fputs(comparisons(d, cmp, sizeof cmp), f);
 	char w[32];
 	fprintf(f, "wall time %s; lengths in tokens (EOS included); tokens/correct = mean length / pass@%d; "
 		   "seconds = training time of the row's model (SFT for base)\n",
@@ -1304,6 +1316,12 @@ static iapo_status write_report(demo *d, double wall)
 		fputs("</li>\n", f);
 	}
 	fputs("</ul>\n", f);
+	char cmp[1024];
+	if (*comparisons(d, cmp, sizeof cmp)) {
+		fputs("<pre id=\"comparisons\">", f);
+		iapo_html_escape(f, cmp);
+		fputs("</pre>\n", f);
+	}
 
 	/* curves */
 	fputs("<h2>Training curves (mean over seeds)</h2>\n<div class=\"charts\">\n", f);
