@@ -118,5 +118,10 @@ else
 	ok "built without MPI or no mpirun: the 2-rank check is skipped"
 fi
 
+IAPO_MEMORY_LIMIT=1M "$BIN" sft $SMALL --out "$T/memrun" --max-steps 1 >"$T/out" 2>"$T/err"
+check "a run that does not fit in memory is refused before the run dir exists" '[ $? -ne 0 ] && grep -q "memory" "$T/err" && [ ! -e "$T/memrun" ]'
+IAPO_MEMORY_LIMIT=1M "$BIN" sft $SMALL --out "$T/memrun" --max-steps 1 --no-memory-check >"$T/out" 2>"$T/err"
+check "--no-memory-check runs it anyway" '[ $? -eq 0 ] && [ -d "$T/memrun/checkpoint-1" ]'
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -14,6 +14,7 @@
 #include "core/progress.h"
 #include "core/status.h"
 #include "dist/dist.h"
+#include "rl/memory.h"
 #include "rl/sft_run.h"
 
 #define CMD "sft"
@@ -53,6 +54,12 @@ static void help(void)
 	       "saved, exit 0. Under mpirun each step's examples are split over the ranks\n"
 	       "(--per-device-train-batch-size is per rank).\n"
 	       "\n"
+	       "Memory: before loading, the run's peak memory (weights, gradient, AdamW\n"
+	       "moments, activations of one micro-batch at --max-length) is estimated and\n"
+	       "compared with what the machine (and its cgroup) has free; a run that does\n"
+	       "not fit is refused with the estimate and the options to lower.\n"
+	       "  --no-memory-check                    skip it (also IAPO_MEMORY_LIMIT=off; IAPO_MEMORY_LIMIT=SIZE sets the limit)\n"
+	       "\n"
 	       "options:\n"
 	       "  --config FILE                        JSON object of options (applied before the command line)\n");
 	iapo_sft_run_opts_help(stdout);
@@ -86,6 +93,7 @@ int cmd_sft(int argc, char **argv)
 	iapo_sft_run_opts o;
 	iapo_sft_run_opts_default(&o);
 	int want_help = 0;
+	const int no_mem_check = iapo_mem_take_flag(&argc, argv);
 	st = iapo_sft_run_opts_from_args(&o, argc, argv, &want_help);
 	if (want_help) {
 		if (iapo_dist_rank() == 0) help();
@@ -95,6 +103,16 @@ int cmd_sft(int argc, char **argv)
 	st = iapo_dist_agree(st);
 	if (st == IAPO_ERR_ARG) cli_usage_error(CMD, "%s", iapo_errmsg());
 	if (st != IAPO_OK) cli_fail(CMD, st);
+	if (!no_mem_check && o.model && !o.resume) {
+		/* Before anything is loaded: refuse a run the machine cannot hold
+		 * rather than be killed by the kernel partway through. */
+		iapo_mem_plan plan;
+		iapo_mem_plan_init(&plan);
+		st = iapo_mem_plan_sft(&plan, o.model, (int)o.batch_size, (int)o.max_length);
+		st = iapo_dist_agree(iapo_mem_guard(st, &plan, "this SFT run"));
+		if (st == IAPO_ERR_ARG) cli_usage_error(CMD, "%s", iapo_errmsg());
+		if (st != IAPO_OK) cli_fail(CMD, st);
+	}
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);

@@ -196,6 +196,15 @@ static iapo_status plan_model(iapo_mem_plan *p, const char *model_dir, iapo_conf
 			      double *load_extra)
 {
 	char path[4096];
+	/* iapo sft starts a fresh model from a config.json file: no weights to map */
+	const int fresh = iapo_fs_exists(model_dir) && !iapo_fs_is_dir(model_dir);
+	if (fresh) {
+		IAPO_TRY(iapo_config_load(model_dir, cfg));
+		iapo_mem_add(p, "model parameters", NULL, iapo_mem_weights(cfg));
+		iapo_mem_add(p, "libraries and threads", NULL, BASE_BYTES + THREAD_BYTES * threads);
+		*load_extra = 0;
+		return IAPO_OK;
+	}
 	IAPO_TRY(iapo_fs_join(path, sizeof path, model_dir, "config.json"));
 	IAPO_TRY(iapo_config_load(path, cfg));
 	iapo_mem_add(p, "model parameters", NULL, iapo_mem_weights(cfg));
