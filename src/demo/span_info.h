@@ -17,6 +17,15 @@
  * first byte. A token whose bytes run past the end of that span "straddles"
  * (counted; synth.h promises none for a GPT-2/Qwen2-style pre-tokenizer).
  *
+ * What it measured (demo research, 2026-11-26): on the demo's base (SFT on
+ * whole traces only) E_0 is ~0.02 nats — cut early, the model answers the
+ * last number it wrote, confidently — so the signed means are ~0 and the
+ * ratio ~0.3-0.4 (the gain is only estimator artefacts around " =" inside
+ * steps; mean |S| is still 12-80x larger on steps). A base that also saw
+ * early exits in SFT (cut trace + "</think>\n<answer>", loss on the answer
+ * only) has E_0 ~1.6 and a ratio ~0.001: the check reads the base's
+ * calibration as much as the estimator. bench/demo_info prints both.
+ *
  * Not here: generating traces with the model (the traces are the generator's
  * own, so the labels are exact), plots, the CLI.
  */
