@@ -270,7 +270,7 @@ typedef struct {
 	double rl_seconds_sum; /* over the RL runs measured in this process */
 	int rl_measured;
 	int stopped;
-	double span_ratio_base, span_ratio_iapo;
+	double span_ratio_base, span_ratio_iapo, span_abs_base, span_abs_iapo;
 	double sft_left; /* estimated seconds of SFT still to run (0 when done or cached) */
 } demo;
 
@@ -933,6 +933,10 @@ static iapo_status write_results(demo *d, double wall)
 				      isfinite(d->span_ratio_base) ? cJSON_CreateNumber(d->span_ratio_base) : cJSON_CreateNull());
 		cJSON_AddItemToObject(si, "iapo_redundant_over_step",
 				      isfinite(d->span_ratio_iapo) ? cJSON_CreateNumber(d->span_ratio_iapo) : cJSON_CreateNull());
+		cJSON_AddItemToObject(si, "base_abs_redundant_over_step",
+				      isfinite(d->span_abs_base) ? cJSON_CreateNumber(d->span_abs_base) : cJSON_CreateNull());
+		cJSON_AddItemToObject(si, "iapo_abs_redundant_over_step",
+				      isfinite(d->span_abs_iapo) ? cJSON_CreateNumber(d->span_abs_iapo) : cJSON_CreateNull());
 	}
 	char p[PATHN];
 	iapo_status st = iapo_fs_join(p, sizeof p, d->o->out, "results.json");
@@ -1232,26 +1236,48 @@ static iapo_status span_gain(demo *d, const char *model_dir, iapo_span_info_stat
 	return st;
 }
 
+/* mean |S_t| of kind k, or over the redundant kinds pooled (k < 0) */
+static double abs_mean(const iapo_span_info_stats *s, int k)
+{
+	double g = 0, n = 0;
+	for (int j = 0; j < IAPO_SYNTH_N_KINDS; j++)
+		if (k == j || (k < 0 && iapo_synth_kind_redundant((iapo_synth_kind)j))) {
+			g += s->gain_abs[j];
+			n += s->tokens[j];
+		}
+	return n > 0 ? g / n : NAN;
+}
+
 static void span_table(FILE *f, const iapo_span_info_stats *a, const iapo_span_info_stats *b, const char *na,
 		       const char *nb)
 {
+	const iapo_span_info_stats *st[2] = {a, b};
+	const char *nm[2] = {na, nb};
+	int nmod = b ? 2 : 1;
 	fputs("<table class=\"num\" id=\"span-gain\"><thead><tr><th>span kind</th><th>tokens</th>", f);
-	fprintf(f, "<th>mean gain, %s (nats)</th>", na);
-	if (b) fprintf(f, "<th>mean gain, %s (nats)</th>", nb);
+	for (int m = 0; m < nmod; m++) fprintf(f, "<th>mean S<sub>t</sub>, %s</th><th>mean |S<sub>t</sub>|, %s</th>", nm[m], nm[m]);
 	fputs("</tr></thead>\n<tbody>\n", f);
 	char x[40], y[40];
 	for (int k = 0; k < IAPO_SYNTH_N_KINDS; k++) {
 		if (a->tokens[k] <= 0) continue;
-		fprintf(f, "<tr><td>%s%s</td><td>%.0f</td><td>%s</td>", iapo_synth_kind_name((iapo_synth_kind)k),
-			iapo_synth_kind_redundant((iapo_synth_kind)k) ? " (redundant)" : "", a->tokens[k],
-			iapo_html_num(iapo_span_info_mean(a, (iapo_synth_kind)k), 3, x, sizeof x));
-		if (b) fprintf(f, "<td>%s</td>", iapo_html_num(iapo_span_info_mean(b, (iapo_synth_kind)k), 3, y, sizeof y));
+		fprintf(f, "<tr><td>%s%s</td><td>%.0f</td>", iapo_synth_kind_name((iapo_synth_kind)k),
+			iapo_synth_kind_redundant((iapo_synth_kind)k) ? " (redundant)" : "", a->tokens[k]);
+		for (int m = 0; m < nmod; m++)
+			fprintf(f, "<td>%s</td><td>%s</td>", iapo_html_num(iapo_span_info_mean(st[m], (iapo_synth_kind)k), 3, x, sizeof x),
+				iapo_html_num(abs_mean(st[m], k), 3, y, sizeof y));
 		fputs("</tr>\n", f);
 	}
-	fprintf(f, "<tr><td>redundant / step (target &le; 0.1)</td><td></td><td>%s</td>",
-		iapo_html_num(iapo_span_info_ratio(a), 3, x, sizeof x));
-	if (b) fprintf(f, "<td>%s</td>", iapo_html_num(iapo_span_info_ratio(b), 3, y, sizeof y));
-	fputs("</tr>\n</tbody></table>\n", f);
+	fputs("<tr><td>redundant / step (target &le; 0.1)</td><td></td>", f);
+	for (int m = 0; m < nmod; m++) {
+		double sa = abs_mean(st[m], IAPO_SYNTH_STEP), ra = abs_mean(st[m], -1);
+		fprintf(f, "<td>%s</td><td>%s</td>", iapo_html_num(iapo_span_info_ratio(st[m]), 3, x, sizeof x),
+			iapo_html_num(sa > 0 ? ra / sa : NAN, 3, y, sizeof y));
+	}
+	fputs("</tr>\n</tbody></table>\n<p class=\"note\">Signed means telescope: over a whole trace the gains sum to "
+	      "E<sub>0</sub> &minus; E<sub>L</sub>, so a model that is already sure of some answer before reasoning "
+	      "(small E<sub>0</sub>) has small signed means everywhere; the mean magnitude shows where the "
+	      "estimate moves at all.</p>\n",
+	      f);
 }
 
 static iapo_status write_report(demo *d, double wall)
@@ -1416,6 +1442,9 @@ static iapo_status write_report(demo *d, double wall)
 			span_table(f, &sa, have_iapo ? &sb : NULL, "base", "IAPO");
 			d->span_ratio_base = iapo_span_info_ratio(&sa);
 			d->span_ratio_iapo = have_iapo ? iapo_span_info_ratio(&sb) : NAN;
+			double s0 = abs_mean(&sa, IAPO_SYNTH_STEP), s1 = abs_mean(&sb, IAPO_SYNTH_STEP);
+			d->span_abs_base = s0 > 0 ? abs_mean(&sa, -1) / s0 : NAN;
+			d->span_abs_iapo = have_iapo && s1 > 0 ? abs_mean(&sb, -1) / s1 : NAN;
 		}
 	}
 	if (st == IAPO_OK) {
