@@ -32,6 +32,7 @@
 #include "model/transformer.h"
 #include "model/weights.h"
 #include "rl/dataset.h"
+#include "rl/info.h"
 #include "rl/prompt.h"
 #include "rl/sft.h"
 #include "rl/sft_run.h"
@@ -189,6 +190,96 @@ static double logprob(const float *logits, int V, int y)
 	for (int v = 1; v < V; v++) mx = logits[v] > mx ? logits[v] : mx;
 	for (int v = 0; v < V; v++) s += exp((double)logits[v] - mx);
 	return (double)logits[y] - mx - log(s);
+}
+
+/* --early-exit-fraction: the first n sequences are the rows' own, unchanged;
+ * then one per drawn row: its prompt + the completion cut at the start of a
+ * reasoning line + "</think><answer>" as context (n_prompt), and exactly
+ * answer + "</answer>" + eot as targets; the same draw every load; the eval
+ * split is never augmented (iapo_sft_run's eval split uses early = 0: not
+ * reachable here, covered by the whole-run metrics of cli_sft). */
+static void test_early_exit(void)
+{
+	iapo_tokenizer *tok = NULL;
+	iapo_config cfg;
+	if (iapo_tokenizer_load(tok_dir, &tok) != IAPO_OK || iapo_config_load(cfg_path, &cfg) != IAPO_OK) {
+		CHECK(0, "load: %s", iapo_errmsg());
+		iapo_tokenizer_free(tok);
+		return;
+	}
+	iapo_sft_run_opts o;
+	base_opts(&o, "early");
+	iapo_sft_examples plain, half, all, again;
+	memset(&half, 0, sizeof half);
+	memset(&all, 0, sizeof all);
+	memset(&again, 0, sizeof again);
+	CHECK(iapo_sft_examples_load(&o, tok, &cfg, test_path, 40, &plain) == IAPO_OK, "plain: %s", iapo_errmsg());
+	set(&o, "early-exit-fraction", "0.5");
+	CHECK(iapo_sft_examples_load(&o, tok, &cfg, test_path, 40, &half) == IAPO_OK, "half: %s", iapo_errmsg());
+	CHECK(iapo_sft_examples_load(&o, tok, &cfg, test_path, 40, &again) == IAPO_OK, "again: %s", iapo_errmsg());
+	set(&o, "early-exit-fraction", "1");
+	CHECK(iapo_sft_examples_load(&o, tok, &cfg, test_path, 40, &all) == IAPO_OK, "all: %s", iapo_errmsg());
+	CHECK(plain.n == 40 && plain.n_early == 0, "fraction 0: %zu sequences, %zu early", plain.n, plain.n_early);
+	CHECK(all.n == 80 && all.n_early == 40, "fraction 1: %zu sequences, %zu early", all.n, all.n_early);
+	CHECK(half.n_early > 8 && half.n_early < 32 && half.n == 40 + half.n_early, "fraction 0.5: %zu early of 40",
+	      half.n_early);
+	int same = again.n == half.n && again.used == half.used;
+	for (size_t i = 0; same && i < half.used; i++) same = again.pool[i] == half.pool[i];
+	CHECK(same, "the same draw on every load");
+	same = all.n >= 40;
+	for (size_t i = 0; same && i < 40; i++)
+		same = all.len[i] == plain.len[i] && all.n_prompt[i] == plain.n_prompt[i] &&
+		       !memcmp(all.pool + all.off[i], plain.pool + plain.off[i], sizeof(int) * (size_t)plain.len[i]);
+	CHECK(same, "the rows' own sequences come first, unchanged");
+	/* every early-exit sequence: context = the row's prompt, a prefix of the
+	 * completion text ending at a line start, the postfix; targets = answer */
+	int bad = 0, at_start = 0, at_end = 0;
+	char *txt = NULL, *ctx = NULL;
+	size_t tl = 0, tc = 0, cl = 0, cc = 0;
+	for (size_t j = 0; j < all.n_early && !bad; j++) {
+		const size_t i = 40 + j;
+		const int *seq = all.pool + all.off[i];
+		const int np = plain.n_prompt[j], P = all.n_prompt[i], L = all.len[i];
+		if (memcmp(seq, plain.pool + plain.off[j], sizeof(int) * (size_t)np) || seq[L - 1] != all.eot) {
+			bad = 1;
+			break;
+		}
+		if (iapo_tokenizer_decode(tok, seq + P, (size_t)(L - 1 - P), 0, &txt, &tl, &tc) != IAPO_OK ||
+		    iapo_tokenizer_decode(tok, seq + np, (size_t)(P - np), 0, &ctx, &cl, &cc) != IAPO_OK) {
+			bad = 2;
+			break;
+		}
+		/* the row's completion and answer, from the sequence's own row text */
+		const int *own = plain.pool + plain.off[j] + np;
+		char *comp = NULL;
+		size_t ml = 0, mc = 0;
+		if (iapo_tokenizer_decode(tok, own, (size_t)(plain.len[j] - np - 1), 0, &comp, &ml, &mc) != IAPO_OK) {
+			bad = 3;
+			break;
+		}
+		const char *ans = strstr(comp, "<answer>"), *post = strstr(ctx, IAPO_INFO_POSTFIX);
+		size_t k = post ? (size_t)(post - ctx) : 0;
+		char want[64];
+		snprintf(want, sizeof want, "%.*s</answer>", ans ? (int)strcspn(ans + 8, "<") : 0, ans ? ans + 8 : "");
+		if (!ans || !post || strcmp(post, IAPO_INFO_POSTFIX) || strncmp(ctx, comp, k) || strcmp(txt, want) ||
+		    (k > 0 && ctx[k - 1] != '\n'))
+			bad = 4;
+		at_start += k == 0;
+		at_end += k > 0 && !strncmp(comp + k, "</think>", 8);
+		if (bad) fprintf(stderr, "  early %zu: context '%s' targets '%s' (want '%s')\n", j, ctx, txt, want);
+		iapo_free(comp);
+	}
+	CHECK(!bad, "early-exit sequences: prompt + completion cut at a line start + postfix, targets answer</answer><eot> (%d)", bad);
+	CHECK(at_start + at_end < 40, "cuts spread over the reasoning: %d at the start, %d just before </think>", at_start,
+	      at_end);
+	iapo_free(txt);
+	iapo_free(ctx);
+	iapo_sft_examples_free(&plain);
+	iapo_sft_examples_free(&half);
+	iapo_sft_examples_free(&again);
+	iapo_sft_examples_free(&all);
+	iapo_sft_run_opts_free(&o);
+	iapo_tokenizer_free(tok);
 }
 
 static void test_completion_mask(void)
@@ -563,6 +654,7 @@ int main(void)
 	if (ready) {
 		RUN(test_sequences);
 		RUN(test_completion_mask);
+		RUN(test_early_exit);
 		RUN(test_errors);
 		RUN(test_resume);
 		RUN(test_learns);

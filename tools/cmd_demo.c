@@ -75,6 +75,9 @@ static void help(void)
 	       "  --sft-lr F                peak SFT learning rate, cosine decay (%g)\n"
 	       "  --sft-warmup N            warm-up steps (%ld) [%ld]\n"
 	       "  --sft-seed N              (%ld)\n"
+	       "  --sft-early-exit F        share of traces that also train an early exit (iapo sft\n"
+	       "                            --early-exit-fraction): a base that can answer from a cut\n"
+	       "                            trace, which IAPO's estimator asks of it (%g)\n"
 	       " prompt (SFT, RL and eval alike):\n"
 	       "  --system TEXT             system prompt (default: empty, to keep prompts short)\n"
 	       "  --r1-system               use the R1 system prompt of `iapo train` instead\n"
@@ -93,7 +96,7 @@ static void help(void)
 	       d.out, d.seeds, (unsigned long long)d.data_seed, d.n_train, d.n_test, q.n_train, q.n_test, d.min_steps,
 	       d.max_steps, q.min_steps, q.max_steps, d.max_value, d.redundancy, d.vocab, q.vocab, d.hidden, d.layers,
 	       q.hidden, q.layers, d.heads, d.kv_heads, d.intermediate, q.intermediate, d.init_std, d.sft_steps,
-	       q.sft_steps, d.sft_batch, q.sft_batch, d.sft_lr, d.sft_warmup, q.sft_warmup, d.sft_seed, d.rl_steps,
+	       q.sft_steps, d.sft_batch, q.sft_batch, d.sft_lr, d.sft_warmup, q.sft_warmup, d.sft_seed, d.sft_early_exit, d.rl_steps,
 	       q.rl_steps, d.prompts_per_step, q.prompts_per_step, d.group, q.group, d.max_completion, q.max_completion,
 	       d.rl_lr, d.temperature, d.beta, d.loss_type);
 	for (int i = 0; i < d.n_iapo_opts; i++) printf("%s%s", i ? " " : "", d.iapo_opts[i]);
@@ -203,6 +206,8 @@ int cmd_demo(int argc, char **argv)
 			o.sft_warmup = INT(0, 10000000);
 		} else if (IS("--sft-seed")) {
 			o.sft_seed = long_arg(a, VAL(), 0, 1L << 53);
+		} else if (IS("--sft-early-exit")) {
+			o.sft_early_exit = NUM(0, 1);
 		} else if (IS("--system")) {
 			o.system = VAL();
 		} else if (IS("--r1-system")) {

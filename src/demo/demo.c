@@ -482,11 +482,12 @@ static iapo_status stage_base(demo *d)
 	binary_id(bin, sizeof bin);
 	snprintf(fp, sizeof fp,
 		 "{\"binary\":\"%s\",\"data\":%s,\"model\":{\"hidden\":%d,\"layers\":%d,\"heads\":%d,\"kv_heads\":%d,\"intermediate\":%d,"
-		 "\"init_std\":%.17g},\"sft\":{\"steps\":%ld,\"batch\":%ld,\"warmup\":%ld,\"lr\":%.17g,\"seed\":%ld},"
+		 "\"init_std\":%.17g},\"sft\":{\"steps\":%ld,\"batch\":%ld,\"warmup\":%ld,\"lr\":%.17g,\"seed\":%ld,"
+		 "\"early_exit\":%.17g},"
 		 "\"system\":%s%s%s,\"one_shot\":%d,\"eval\":{\"problems\":%d,\"samples\":%d,\"seed\":%llu,"
 		 "\"max_tokens\":%ld,\"temperature\":%.17g}}",
 		 bin, d->data_fp_text, o->hidden, o->layers, o->heads, o->kv_heads, o->intermediate, o->init_std, o->sft_steps,
-		 o->sft_batch, o->sft_warmup, o->sft_lr, o->sft_seed, o->system ? "\"" : "",
+		 o->sft_batch, o->sft_warmup, o->sft_lr, o->sft_seed, o->sft_early_exit, o->system ? "\"" : "",
 		 o->system ? "(given)" : "null", o->system ? "\"" : "", o->one_shot, o->eval_problems, o->eval_samples,
 		 (unsigned long long)o->eval_seed, o->max_completion, o->temperature);
 	/* the system prompt itself, escaped, in place of "(given)" */
@@ -550,6 +551,7 @@ static iapo_status stage_base(demo *d)
 	so.max_steps = o->sft_steps;
 	so.learning_rate = o->sft_lr;
 	so.warmup_steps = o->sft_warmup;
+	so.early_exit_fraction = o->sft_early_exit;
 	so.lr_scheduler_type = "cosine";
 	so.weight_decay = 0;
 	so.logging_steps = o->sft_steps >= 50 ? 5 : 1;

@@ -57,6 +57,7 @@ typedef struct {
 	long sft_steps, sft_batch, sft_warmup;
 	double sft_lr;
 	long sft_seed;
+	double sft_early_exit; /* iapo sft --early-exit-fraction (0: off) */
 	/* the prompt, shared by SFT, RL and eval */
 	const char *system; /* NULL: the R1 system prompt (as iapo train) */
 	int one_shot;

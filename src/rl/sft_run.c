@@ -31,6 +31,7 @@
 #include "model/weights.h"
 #include "rl/checkpoint.h"
 #include "rl/dataset.h"
+#include "rl/info.h"
 #include "rl/prompt.h"
 #include "rl/schedule.h"
 #include "rl/sft.h"
@@ -77,6 +78,7 @@ static const opt_def OPTS[] = {
 	{"no-one-shot", T_FLAG, F(no_one_shot), "0", 0, 0, NULL, NULL, "leave out the one-shot \"What is 2+2?\" exchange (give iapo train/eval the same flag)", NULL},
 	{"no-chat-template", T_FLAG, F(no_chat_template), "0", 0, 0, NULL, NULL, "the prompt is the problem text as is; the completion ends with the model's EOS", NULL},
 	{"max-length", T_INT, F(max_length), "1024", 2, 1 << 24, NULL, "N", "prompt + completion tokens; longer completions are cut at the end", NULL},
+	{"early-exit-fraction", T_NUM, F(early_exit_fraction), "0", 0, 1, NULL, "F", "this share of the rows also trains an early exit: the completion cut at a random line + \"</think><answer>\", loss on the answer only (calibrates IAPO's estimator)", NULL},
 
 	{"out", T_STR, F(out), NULL, 0, 0, NULL, "DIR", "run directory: config.json, metrics.jsonl, checkpoint-N/ (required)", "run"},
 	{"resume", T_FLAG, F(resume), "0", 0, 0, NULL, NULL, "continue from the latest checkpoint in --out (its config.json gives the defaults)", NULL},
@@ -608,9 +610,72 @@ typedef struct {
 	int eot;
 } data_ctx;
 
+/* Where the early-exit sequence of a row cuts its completion: the start of
+ * a line of the reasoning drawn from (seed, row), or -1 when the row is not
+ * drawn or holds no "</think>". */
+static long early_cut(const char *comp, uint64_t seed, size_t row, double frac)
+{
+	iapo_rng g;
+	iapo_rng_seed(&g, seed, 0x6561726c79ULL /* "early" */, (uint64_t)row, 0);
+	if (!(iapo_rng_double(&g) < frac)) return -1;
+	const char *end = strstr(comp, "</think>");
+	if (!end) return -1;
+	long n = 0; /* line starts in [comp, end]: after each newline, and end itself */
+	for (const char *p = comp; p < end; p++) n += *p == '\n';
+	long pick = (long)iapo_rng_below(&g, (uint64_t)n + 1), k = 0;
+	for (const char *p = comp; p < end; p++)
+		if (*p == '\n' && k++ == pick) return (long)(p + 1 - comp);
+	return (long)(end - comp);
+}
+
+/* Appends row r's early-exit sequence (see sft_run.h): prompt ids, the cut
+ * completion, the postfix, then label + "</answer>" + eot as targets. A
+ * sequence that does not fit max_len is left out (counted as truncated). */
+static iapo_status push_early(const data_ctx *c, iapo_sft_examples *out, const int *ids, size_t nid,
+			      const char *comp, long cut, const char *label, size_t max_len)
+{
+	int *piece[3] = {NULL, NULL, NULL};
+	size_t np[3] = {0, 0, 0}, cap[3] = {0, 0, 0};
+	iapo_status st = IAPO_OK;
+	size_t nl = strlen(label);
+	char *tail = iapo_malloc(nl + sizeof "</answer>");
+	if (!tail) return iapo_fail(IAPO_ERR_NOMEM, "sft: out of memory");
+	memcpy(tail, label, nl);
+	memcpy(tail + nl, "</answer>", sizeof "</answer>");
+	/* Each piece encoded alone, as the estimator sees them: the sampled
+	 * tokens, then the postfix's own tokenisation, then the answer. */
+	if (cut > 0) st = iapo_tokenizer_encode(c->tok, comp, (size_t)cut, &piece[0], &np[0], &cap[0]);
+	if (st == IAPO_OK)
+		st = iapo_tokenizer_encode(c->tok, IAPO_INFO_POSTFIX, strlen(IAPO_INFO_POSTFIX), &piece[1], &np[1], &cap[1]);
+	if (st == IAPO_OK) st = iapo_tokenizer_encode(c->tok, tail, strlen(tail), &piece[2], &np[2], &cap[2]);
+	iapo_free(tail);
+	const size_t ctx = np[0] + np[1], total = nid + ctx + np[2] + 1;
+	if (st == IAPO_OK && total <= max_len && np[2] > 0) {
+		size_t i = out->n, off = out->used;
+		st = split_push(out, ids, nid);
+		for (int k = 0; k < 3 && st == IAPO_OK; k++)
+			if (np[k]) st = split_push(out, piece[k], np[k]);
+		if (st == IAPO_OK) st = split_push(out, &c->eot, 1);
+		if (st == IAPO_OK) {
+			out->off[i] = off;
+			out->n_prompt[i] = (int)(nid + ctx);
+			out->len[i] = (int)(out->used - off);
+			out->tokens += out->len[i];
+			if (out->len[i] > out->longest) out->longest = out->len[i];
+			out->n = i + 1;
+			out->n_early++;
+		}
+	} else if (st == IAPO_OK) {
+		out->truncated++;
+	}
+	for (int k = 0; k < 3; k++) iapo_free(piece[k]);
+	return st;
+}
+
 /* Loads path as `iapo train` would (layout, prompt), adds each row's
- * completion and the end-of-turn token. max_rows: 0 = all. */
-static iapo_status load_split(const data_ctx *c, const char *path, size_t max_rows, iapo_sft_examples *out)
+ * completion and the end-of-turn token. max_rows: 0 = all. early: also the
+ * early-exit sequences of --early-exit-fraction (training data). */
+static iapo_status load_split(const data_ctx *c, const char *path, size_t max_rows, int early, iapo_sft_examples *out)
 {
 	const iapo_sft_run_opts *o = c->o;
 	memset(out, 0, sizeof *out);
@@ -630,9 +695,17 @@ static iapo_status load_split(const data_ctx *c, const char *path, size_t max_ro
 	size_t n = max_rows > 0 && max_rows < ds.n ? max_rows : ds.n;
 	int *ids = NULL, *cids = NULL;
 	size_t nid = 0, cap = 0, ncid = 0, ccap = 0;
-	out->off = iapo_malloc(n * sizeof(size_t));
-	out->len = iapo_malloc(n * sizeof(int));
-	out->n_prompt = iapo_malloc(n * sizeof(int));
+	const double frac = early ? o->early_exit_fraction : 0;
+	long *cuts = NULL;
+	size_t n_seq = n;
+	if (frac > 0) {
+		if (!(cuts = iapo_malloc((n ? n : 1) * sizeof(long)))) st = iapo_fail(IAPO_ERR_NOMEM, "sft: out of memory");
+		for (size_t r = 0; cuts && r < n; r++)
+			if ((cuts[r] = early_cut(comp[r], (uint64_t)o->seed, r, frac)) >= 0) n_seq++;
+	}
+	out->off = iapo_malloc((n_seq ? n_seq : 1) * sizeof(size_t));
+	out->len = iapo_malloc((n_seq ? n_seq : 1) * sizeof(int));
+	out->n_prompt = iapo_malloc((n_seq ? n_seq : 1) * sizeof(int));
 	if (!out->off || !out->len || !out->n_prompt) st = iapo_fail(IAPO_ERR_NOMEM, "sft: out of memory");
 	out->eot = c->eot;
 	const size_t max_len = (size_t)o->max_length;
@@ -667,6 +740,19 @@ static iapo_status load_split(const data_ctx *c, const char *path, size_t max_ro
 		if (out->len[r] > out->longest) out->longest = out->len[r];
 		out->n = r + 1;
 	}
+	/* the early-exit sequences after all the rows' own, so that the first n
+	 * are the rows in order whatever the fraction */
+	for (size_t r = 0; cuts && r < n && st == IAPO_OK; r++) {
+		if (cuts[r] < 0) continue;
+		const char *problem = ds.ex[r].prompt;
+		if (o->no_chat_template)
+			st = iapo_tokenizer_encode(c->tok, problem, strlen(problem), &ids, &nid, &cap);
+		else
+			st = iapo_prompt_tokens(c->tok, ds.format, o->system, problem, !o->no_one_shot, &ids, &nid, &cap);
+		if (st == IAPO_OK) st = push_early(c, out, ids, nid, comp[r], cuts[r], ds.ex[r].label, max_len);
+		if (st != IAPO_OK) iapo_fail_prefix(st, "%s: line %zu: early exit", path, lines[r]);
+	}
+	iapo_free(cuts);
 	iapo_free(ids);
 	iapo_free(cids);
 	for (size_t i = 0; i < ds.n; i++) iapo_free(comp[i]);
@@ -728,7 +814,7 @@ iapo_status iapo_sft_examples_load(const iapo_sft_run_opts *o, const iapo_tokeni
 	memset(out, 0, sizeof *out);
 	data_ctx c = {o, tok, -1};
 	IAPO_TRY(end_of_turn(tok, cfg, o->no_chat_template, "the tokenizer", &c.eot));
-	return load_split(&c, path, max_rows, out);
+	return load_split(&c, path, max_rows, 1, out);
 }
 
 /* ---- the run -------------------------------------------------------------- */
@@ -897,9 +983,9 @@ static iapo_status load_data(run *r)
 	/* A trained model stops where its completions did: the end-of-turn
 	 * token is among the saved model's EOS ids. */
 	add_eos(&r->w.cfg, c.eot);
-	IAPO_TRY(load_split(&c, o->data, (size_t)o->max_rows, &r->train));
+	IAPO_TRY(load_split(&c, o->data, (size_t)o->max_rows, 1, &r->train));
 	if (o->eval_data) {
-		IAPO_TRY(load_split(&c, o->eval_data, 0, &r->eval));
+		IAPO_TRY(load_split(&c, o->eval_data, 0, 0, &r->eval));
 		r->has_eval = 1;
 	}
 	return IAPO_OK;

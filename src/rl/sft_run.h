@@ -106,6 +106,7 @@ typedef struct {
 	const char *system;    /* NULL: the layout's system prompt, as `iapo train` */
 	int no_one_shot, no_chat_template;
 	long max_length;       /* prompt + completion tokens; longer completions are cut at the end (counted) */
+	double early_exit_fraction; /* --early-exit-fraction: share of rows that also give an early-exit example */
 	/* run */
 	const char *out;       /* --out RUN_DIR (required) */
 	int resume, overwrite;
@@ -177,13 +178,24 @@ iapo_status iapo_sft_run(const iapo_sft_run_opts *o, iapo_sft_run_result *res);
 /* The token sequences a run trains on, as it builds them (exposed for tests
  * and tools): sequence i is pool[off[i] .. off[i] + len[i]), its first
  * n_prompt[i] tokens the prompt, the rest the completion's tokens followed by
- * eot (left out when the completion was cut to --max-length). */
+ * eot (left out when the completion was cut to --max-length).
+ * With --early-exit-fraction F > 0 (training data only), a share F of the
+ * rows whose completion holds "</think>" (drawn from (seed, row)) add one more
+ * sequence after all the rows' own: the prompt, the completion cut at the
+ * start of a uniformly drawn line of its reasoning (from before the first
+ * line to just before "</think>"), IAPO's default postfix "</think><answer>"
+ * as its own tokens — all of that context, no loss — then the targets: the
+ * row's answer, "</answer>" and eot. It teaches the model to answer from a
+ * partial trace, which is what IAPO's early-exit estimator asks of it (a
+ * model trained only on whole traces answers a cut trace with the last number
+ * it wrote, confidently: E_t ~ 0 everywhere, no signal). n_early counts them. */
 typedef struct {
 	int *pool;
 	size_t *off;
 	int *len, *n_prompt;
 	size_t n;
 	long truncated;  /* sequences cut to max_length */
+	size_t n_early;  /* early-exit sequences among the n (the last n_early) */
 	long tokens;     /* all tokens of all sequences */
 	int longest;
 	int eot;         /* the end-of-turn id appended */
