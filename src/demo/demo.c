@@ -171,6 +171,20 @@ static iapo_status check_methods(const char *list)
 	return IAPO_OK;
 }
 
+/* The data stage's generator options: checked with the demo's options,
+ * used when the data is (re)built. */
+static void synth_opts(const iapo_demo_opts *o, iapo_synth_opts *so)
+{
+	iapo_synth_opts_default(so);
+	so->seed = o->data_seed;
+	so->n_train = o->n_train;
+	so->n_test = o->n_test;
+	so->min_steps = o->min_steps;
+	so->max_steps = o->max_steps;
+	so->redundancy = o->redundancy;
+	so->max_value = o->max_value;
+}
+
 iapo_status iapo_demo_opts_check(const iapo_demo_opts *o)
 {
 #define NEED(cond, opt, what, fmt, val) \
@@ -199,14 +213,7 @@ iapo_status iapo_demo_opts_check(const iapo_demo_opts *o)
 	NEED(o->answer_span >= 0 && o->answer_span <= 64, "--answer-span", "0 (auto) ..64", "%d", o->answer_span);
 #undef NEED
 	iapo_synth_opts so;
-	iapo_synth_opts_default(&so);
-	so.seed = o->data_seed;
-	so.n_train = o->n_train;
-	so.n_test = o->n_test;
-	so.min_steps = o->min_steps;
-	so.max_steps = o->max_steps;
-	so.redundancy = o->redundancy;
-	so.max_value = o->max_value;
+	synth_opts(o, &so);
 	IAPO_TRY(iapo_synth_opts_check(&so));
 	IAPO_TRY(check_methods(o->methods));
 	for (int i = 0; i < o->n_overrides; i++) {
@@ -392,14 +399,7 @@ static iapo_status stage_data(demo *d)
 		say(d, "data: writing %d training and %d test problems + a %d-token BPE tokenizer to %s (%s)", o->n_train,
 		    o->n_test, o->vocab, d->data_dir, why);
 		iapo_synth_opts so;
-		iapo_synth_opts_default(&so);
-		so.seed = o->data_seed;
-		so.n_train = o->n_train;
-		so.n_test = o->n_test;
-		so.min_steps = o->min_steps;
-		so.max_steps = o->max_steps;
-		so.redundancy = o->redundancy;
-		so.max_value = o->max_value;
+		synth_opts(o, &so);
 		iapo_synth_stats tr, te;
 		IAPO_TRY(iapo_synth_generate(&so, d->data_dir, &tr, &te));
 		iapo_bpe_opts bo;

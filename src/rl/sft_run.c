@@ -610,6 +610,16 @@ typedef struct {
 	int eot;
 } data_ctx;
 
+/* A row's prompt tokens as `iapo train` renders them (or the bare problem
+ * text with --no-chat-template). */
+static iapo_status prompt_ids(const data_ctx *c, iapo_data_format f, const char *problem, int **ids, size_t *n,
+			      size_t *cap)
+{
+	const iapo_sft_run_opts *o = c->o;
+	if (o->no_chat_template) return iapo_tokenizer_encode(c->tok, problem, strlen(problem), ids, n, cap);
+	return iapo_prompt_tokens(c->tok, f, o->system, problem, !o->no_one_shot, ids, n, cap);
+}
+
 /* Where the early-exit sequence of a row cuts its completion: the start of
  * a line of the reasoning drawn from (seed, row), or -1 when the row is not
  * drawn or holds no "</think>". */
@@ -710,11 +720,7 @@ static iapo_status load_split(const data_ctx *c, const char *path, size_t max_ro
 	out->eot = c->eot;
 	const size_t max_len = (size_t)o->max_length;
 	for (size_t r = 0; r < n && st == IAPO_OK; r++) {
-		const char *problem = ds.ex[r].prompt;
-		if (o->no_chat_template)
-			st = iapo_tokenizer_encode(c->tok, problem, strlen(problem), &ids, &nid, &cap);
-		else
-			st = iapo_prompt_tokens(c->tok, ds.format, o->system, problem, !o->no_one_shot, &ids, &nid, &cap);
+		st = prompt_ids(c, ds.format, ds.ex[r].prompt, &ids, &nid, &cap);
 		if (st == IAPO_OK) st = iapo_tokenizer_encode(c->tok, comp[r], strlen(comp[r]), &cids, &ncid, &ccap);
 		if (st != IAPO_OK) {
 			iapo_fail_prefix(st, "%s: line %zu", path, lines[r]);
@@ -744,11 +750,7 @@ static iapo_status load_split(const data_ctx *c, const char *path, size_t max_ro
 	 * are the rows in order whatever the fraction */
 	for (size_t r = 0; cuts && r < n && st == IAPO_OK; r++) {
 		if (cuts[r] < 0) continue;
-		const char *problem = ds.ex[r].prompt;
-		if (o->no_chat_template)
-			st = iapo_tokenizer_encode(c->tok, problem, strlen(problem), &ids, &nid, &cap);
-		else
-			st = iapo_prompt_tokens(c->tok, ds.format, o->system, problem, !o->no_one_shot, &ids, &nid, &cap);
+		st = prompt_ids(c, ds.format, ds.ex[r].prompt, &ids, &nid, &cap);
 		if (st == IAPO_OK) st = push_early(c, out, ids, nid, comp[r], cuts[r], ds.ex[r].label, max_len);
 		if (st != IAPO_OK) iapo_fail_prefix(st, "%s: line %zu: early exit", path, lines[r]);
 	}
