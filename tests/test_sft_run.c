@@ -644,6 +644,22 @@ static void test_errors(void)
 	CHECK(iapo_sft_run_opts_set(&o, "lr-scheduler-type", "step") == IAPO_ERR_ARG, "unknown schedule refused");
 	CHECK(iapo_sft_run_opts_set(&o, "no-such-thing", "1") == IAPO_ERR_ARG, "unknown option refused");
 	CHECK(iapo_sft_run_opts_set(&o, "batch-size", "5") == IAPO_OK && o.batch_size == 5, "--batch-size is an alias");
+	/* A config file is applied all or nothing: a bad key after good ones
+	 * leaves every option as it was (and frees what it had set). */
+	char cfg[1400];
+	snprintf(cfg, sizeof cfg, "%s/bad_config.json", root);
+	static const char bad_cfg[] = "{\"seed\": 7, \"system\": \"S\", \"lr_schedule\": \"step\"}";
+	CHECK(iapo_fs_write_file(cfg, bad_cfg, sizeof bad_cfg - 1) == IAPO_OK, "write %s: %s", cfg, iapo_errmsg());
+	set(&o, "system", "kept");
+	iapo_status st = iapo_sft_run_opts_load(&o, cfg);
+	CHECK(st == IAPO_ERR_ARG && strstr(iapo_errmsg(), "key 'lr_schedule': expected one of linear|cosine|constant"),
+	      "bad config: %d %s", st, iapo_errmsg());
+	CHECK(o.seed == 42 && !strcmp(o.system, "kept"), "unchanged after a bad config: seed %ld, system %s",
+	      o.seed, o.system);
+	static const char good[] = "{\"seed\": 7, \"system\": null, \"epochs\": 2}";
+	CHECK(iapo_fs_write_file(cfg, good, sizeof good - 1) == IAPO_OK, "write %s: %s", cfg, iapo_errmsg());
+	CHECK(iapo_sft_run_opts_load(&o, cfg) == IAPO_OK && o.seed == 7 && !o.system && o.epochs == 2,
+	      "good config: %s", iapo_errmsg());
 	iapo_sft_run_opts_free(&o);
 }
 

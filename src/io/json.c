@@ -245,3 +245,43 @@ cJSON *iapo_json_float(float v)
 	iapo_json_init();
 	return cJSON_CreateRaw(buf);
 }
+
+cJSON *iapo_json_double(double v)
+{
+	char buf[40];
+	if (!isfinite(v)) return cJSON_CreateNull();
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(buf, sizeof buf, "%.*g", prec, v);
+		if (strtod(buf, NULL) == v) break;
+	}
+	if (!strpbrk(buf, ".eEn")) strcat(buf, ".0");
+	iapo_json_init();
+	return cJSON_CreateRaw(buf);
+}
+
+void iapo_json_add(cJSON *obj, const char *key, cJSON *v, int *oom)
+{
+	if (!v || !cJSON_AddItemToObject(obj, key, v)) {
+		cJSON_Delete(v);
+		*oom = 1;
+	}
+}
+
+const cJSON *iapo_json_get_path(const cJSON *obj, const char *path)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, path);
+	if (v) return v;
+	const char *p = path;
+	v = obj;
+	while (v && *p) {
+		const char *dot = strchr(p, '.');
+		size_t n = dot ? (size_t)(dot - p) : strlen(p);
+		char key[256];
+		if (n >= sizeof key || !cJSON_IsObject(v)) return NULL;
+		memcpy(key, p, n);
+		key[n] = '\0';
+		v = cJSON_GetObjectItemCaseSensitive(v, key);
+		p += n + (dot != NULL);
+	}
+	return v;
+}

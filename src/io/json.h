@@ -51,5 +51,14 @@ iapo_status iapo_json_as_int(const cJSON *v, const char *file, const char *what,
  * float (not double), always with a '.' or exponent, e.g. 1e-06, 10000.0:
  * what Python's json writes for the same value. NULL on allocation failure. */
 cJSON *iapo_json_float(float v);
+/* The same for a double: the fewest digits that read back as v (a raw
+ * number node; null for inf/nan). NULL on allocation failure. */
+cJSON *iapo_json_double(double v);
+/* Adds v to obj under key; on a NULL v or a failed add, deletes v and sets
+ * *oom (for builders that check once at the end). */
+void iapo_json_add(cJSON *obj, const char *key, cJSON *v, int *oom);
+/* obj's member at a dotted path ("reward_model.ground_truth"); a key that
+ * itself holds the dots is tried first. NULL if absent. */
+const cJSON *iapo_json_get_path(const cJSON *obj, const char *path);
 
 #endif

@@ -1,8 +1,8 @@
 /*
- * sft_run.c — a whole SFT run (see sft_run.h): the option table (command
- * line, JSON, config.json, --help), the data (prompts rendered as `iapo
- * train` renders them, completions + end-of-turn), the model (loaded or
- * fresh), the step loop with logging, held-out loss and checkpoints, and
+ * sft_run.c — a whole SFT run (see sft_run.h): the option table (parsed,
+ * written to config.json and printed by rl/optable.c), the data (prompts
+ * rendered as `iapo train` renders them, completions + end-of-turn), the
+ * model (loaded or fresh), the step loop with logging, held-out loss and checkpoints, and
  * resuming. The step itself is sft.c's.
  *
  * Not here: printing (the caller's progress hook does it), signals (the
@@ -32,6 +32,7 @@
 #include "rl/checkpoint.h"
 #include "rl/dataset.h"
 #include "rl/info.h"
+#include "rl/optable.h"
 #include "rl/prompt.h"
 #include "rl/schedule.h"
 #include "rl/sft.h"
@@ -45,66 +46,52 @@
 
 /* ---- the option table ----------------------------------------------------- */
 
-typedef enum { T_STR, T_INT, T_NUM, T_FLAG, T_ENUM } opt_type;
-
-typedef struct {
-	const char *name;
-	opt_type type;
-	size_t off;
-	const char *dflt; /* text form; NULL: unset */
-	double lo, hi;
-	const char *choices; /* T_ENUM */
-	const char *arg;
-	const char *help;
-	const char *group;
-} opt_def;
-
 #define F(field) offsetof(iapo_sft_run_opts, field)
 #define BIG 1e15
 
-static const opt_def OPTS[] = {
-	{"model", T_STR, F(model), NULL, 0, 0, NULL, "PATH", "HF model directory or checkpoint-N to start from, or a config.json FILE: a fresh random model of that shape (required)", "model"},
-	{"tokenizer", T_STR, F(tokenizer), NULL, 0, 0, NULL, "DIR", "tokenizer.json + tokenizer_config.json (default: --model's directory)", NULL},
-	{"init-std", T_NUM, F(init_std), "-1", -1, 1e3, NULL, "F", "fresh model: normal std of the weights; < 0: the config's initializer_range, else 0.02", NULL},
+static const iapo_opt_def OPTS[] = {
+	{"model", IAPO_OPT_STR, F(model), NULL, 0, 0, NULL, "PATH", "HF model directory or checkpoint-N to start from, or a config.json FILE: a fresh random model of that shape (required)", "model"},
+	{"tokenizer", IAPO_OPT_STR, F(tokenizer), NULL, 0, 0, NULL, "DIR", "tokenizer.json + tokenizer_config.json (default: --model's directory)", NULL},
+	{"init-std", IAPO_OPT_NUM, F(init_std), "-1", -1, 1e3, NULL, "F", "fresh model: normal std of the weights; < 0: the config's initializer_range, else 0.02", NULL},
 
-	{"data", T_STR, F(data), NULL, 0, 0, NULL, "FILE", "training rows, JSONL in a layout iapo train reads, with a completion field (required)", "data"},
-	{"eval-data", T_STR, F(eval_data), NULL, 0, 0, NULL, "FILE", "held-out rows: their completion loss is logged as eval_loss", NULL},
-	{"data-format", T_ENUM, F(data_format), "auto", 0, 0, "auto|gsm8k|math|dapo|generic", "F", "row layout (as iapo train: it picks the system prompt's task line)", NULL},
-	{"prompt-field", T_STR, F(prompt_field), NULL, 0, 0, NULL, "NAME", "field holding the problem (default: the layout's)", NULL},
-	{"answer-field", T_STR, F(answer_field), NULL, 0, 0, NULL, "NAME", "field holding the answer (default: the layout's; read, not trained on)", NULL},
-	{"completion-field", T_STR, F(completion_field), "completion", 0, 0, NULL, "NAME", "field holding the target completion (dotted for nested)", NULL},
-	{"max-rows", T_INT, F(max_rows), "0", 0, BIG, NULL, "N", "keep the first N rows of --data, 0 = all", NULL},
-	{"system", T_STR, F(system), NULL, 0, 0, NULL, "TEXT", "system prompt (default: the reference's R1 prompt + the layout's task line, as iapo train)", NULL},
-	{"no-one-shot", T_FLAG, F(no_one_shot), "0", 0, 0, NULL, NULL, "leave out the one-shot \"What is 2+2?\" exchange (give iapo train/eval the same flag)", NULL},
-	{"no-chat-template", T_FLAG, F(no_chat_template), "0", 0, 0, NULL, NULL, "the prompt is the problem text as is; the completion ends with the model's EOS", NULL},
-	{"max-length", T_INT, F(max_length), "1024", 2, 1 << 24, NULL, "N", "prompt + completion tokens; longer completions are cut at the end", NULL},
-	{"early-exit-fraction", T_NUM, F(early_exit_fraction), "0", 0, 1, NULL, "F", "this share of the rows also trains an early exit: the completion cut at a random line + \"</think><answer>\", loss on the answer only (calibrates IAPO's estimator)", NULL},
+	{"data", IAPO_OPT_STR, F(data), NULL, 0, 0, NULL, "FILE", "training rows, JSONL in a layout iapo train reads, with a completion field (required)", "data"},
+	{"eval-data", IAPO_OPT_STR, F(eval_data), NULL, 0, 0, NULL, "FILE", "held-out rows: their completion loss is logged as eval_loss", NULL},
+	{"data-format", IAPO_OPT_ENUM, F(data_format), "auto", 0, 0, "auto|gsm8k|math|dapo|generic", "F", "row layout (as iapo train: it picks the system prompt's task line)", NULL},
+	{"prompt-field", IAPO_OPT_STR, F(prompt_field), NULL, 0, 0, NULL, "NAME", "field holding the problem (default: the layout's)", NULL},
+	{"answer-field", IAPO_OPT_STR, F(answer_field), NULL, 0, 0, NULL, "NAME", "field holding the answer (default: the layout's; read, not trained on)", NULL},
+	{"completion-field", IAPO_OPT_STR, F(completion_field), "completion", 0, 0, NULL, "NAME", "field holding the target completion (dotted for nested)", NULL},
+	{"max-rows", IAPO_OPT_INT, F(max_rows), "0", 0, BIG, NULL, "N", "keep the first N rows of --data, 0 = all", NULL},
+	{"system", IAPO_OPT_STR, F(system), NULL, 0, 0, NULL, "TEXT", "system prompt (default: the reference's R1 prompt + the layout's task line, as iapo train)", NULL},
+	{"no-one-shot", IAPO_OPT_FLAG, F(no_one_shot), "0", 0, 0, NULL, NULL, "leave out the one-shot \"What is 2+2?\" exchange (give iapo train/eval the same flag)", NULL},
+	{"no-chat-template", IAPO_OPT_FLAG, F(no_chat_template), "0", 0, 0, NULL, NULL, "the prompt is the problem text as is; the completion ends with the model's EOS", NULL},
+	{"max-length", IAPO_OPT_INT, F(max_length), "1024", 2, 1 << 24, NULL, "N", "prompt + completion tokens; longer completions are cut at the end", NULL},
+	{"early-exit-fraction", IAPO_OPT_NUM, F(early_exit_fraction), "0", 0, 1, NULL, "F", "this share of the rows also trains an early exit: the completion cut at a random line + \"</think><answer>\", loss on the answer only (calibrates IAPO's estimator)", NULL},
 
-	{"out", T_STR, F(out), NULL, 0, 0, NULL, "DIR", "run directory: config.json, metrics.jsonl, checkpoint-N/ (required)", "run"},
-	{"resume", T_FLAG, F(resume), "0", 0, 0, NULL, NULL, "continue from the latest checkpoint in --out (its config.json gives the defaults)", NULL},
-	{"overwrite", T_FLAG, F(overwrite), "0", 0, 0, NULL, NULL, "delete the checkpoints and metrics of an earlier run in --out", NULL},
-	{"seed", T_INT, F(seed), "42", 0, 9007199254740992.0, NULL, "N", "random seed: data order and a fresh model's weights", NULL},
-	{"threads", T_INT, F(threads), "0", 0, 4096, NULL, "N", "OpenMP/BLAS threads, 0 = all cores (a run repeats exactly only with the same count)", NULL},
+	{"out", IAPO_OPT_STR, F(out), NULL, 0, 0, NULL, "DIR", "run directory: config.json, metrics.jsonl, checkpoint-N/ (required)", "run"},
+	{"resume", IAPO_OPT_FLAG, F(resume), "0", 0, 0, NULL, NULL, "continue from the latest checkpoint in --out (its config.json gives the defaults)", NULL},
+	{"overwrite", IAPO_OPT_FLAG, F(overwrite), "0", 0, 0, NULL, NULL, "delete the checkpoints and metrics of an earlier run in --out", NULL},
+	{"seed", IAPO_OPT_INT, F(seed), "42", 0, 9007199254740992.0, NULL, "N", "random seed: data order and a fresh model's weights", NULL},
+	{"threads", IAPO_OPT_INT, F(threads), "0", 0, 4096, NULL, "N", "OpenMP/BLAS threads, 0 = all cores (a run repeats exactly only with the same count)", NULL},
 
-	{"per-device-train-batch-size", T_INT, F(batch_size), "8", 1, 1 << 20, NULL, "N", "examples per forward/backward on each process (alias --batch-size)", "batch"},
-	{"gradient-accumulation-steps", T_INT, F(grad_accum), "1", 1, 1 << 20, NULL, "N", "micro-batches per optimizer step", NULL},
-	{"num-train-epochs", T_NUM, F(epochs), "3", 1e-9, 1e9, NULL, "F", "passes over --data (fractional allowed)", NULL},
-	{"max-steps", T_INT, F(max_steps), "0", 0, BIG, NULL, "N", "optimizer steps; > 0 overrides --num-train-epochs", NULL},
+	{"per-device-train-batch-size", IAPO_OPT_INT, F(batch_size), "8", 1, 1 << 20, NULL, "N", "examples per forward/backward on each process (alias --batch-size)", "batch"},
+	{"gradient-accumulation-steps", IAPO_OPT_INT, F(grad_accum), "1", 1, 1 << 20, NULL, "N", "micro-batches per optimizer step", NULL},
+	{"num-train-epochs", IAPO_OPT_NUM, F(epochs), "3", 1e-9, 1e9, NULL, "F", "passes over --data (fractional allowed)", NULL},
+	{"max-steps", IAPO_OPT_INT, F(max_steps), "0", 0, BIG, NULL, "N", "optimizer steps; > 0 overrides --num-train-epochs", NULL},
 
-	{"learning-rate", T_NUM, F(learning_rate), "2e-5", 0, 1e3, NULL, "F", "peak learning rate", "optimizer"},
-	{"warmup-ratio", T_NUM, F(warmup_ratio), "0", 0, 1, NULL, "F", "linear warmup over this fraction of the steps (rounded up)", NULL},
-	{"warmup-steps", T_INT, F(warmup_steps), "0", 0, BIG, NULL, "N", "linear warmup steps (instead of --warmup-ratio)", NULL},
-	{"lr-scheduler-type", T_ENUM, F(lr_scheduler_type), "linear", 0, 0, "linear|cosine|constant", "S", "decay after warmup (to 0 at the last step for linear/cosine)", NULL},
-	{"adam-beta1", T_NUM, F(adam_beta1), "0.9", 0, 0.999999, NULL, "F", "AdamW beta1", NULL},
-	{"adam-beta2", T_NUM, F(adam_beta2), "0.999", 0, 0.999999999, NULL, "F", "AdamW beta2", NULL},
-	{"adam-epsilon", T_NUM, F(adam_epsilon), "1e-8", 0, 1, NULL, "F", "AdamW epsilon", NULL},
-	{"weight-decay", T_NUM, F(weight_decay), "0", 0, 1e3, NULL, "F", "decoupled weight decay", NULL},
-	{"max-grad-norm", T_NUM, F(max_grad_norm), "1.0", 0, 1e30, NULL, "F", "clip the global gradient norm, 0 = off", NULL},
+	{"learning-rate", IAPO_OPT_NUM, F(learning_rate), "2e-5", 0, 1e3, NULL, "F", "peak learning rate", "optimizer"},
+	{"warmup-ratio", IAPO_OPT_NUM, F(warmup_ratio), "0", 0, 1, NULL, "F", "linear warmup over this fraction of the steps (rounded up)", NULL},
+	{"warmup-steps", IAPO_OPT_INT, F(warmup_steps), "0", 0, BIG, NULL, "N", "linear warmup steps (instead of --warmup-ratio)", NULL},
+	{"lr-scheduler-type", IAPO_OPT_ENUM, F(lr_scheduler_type), "linear", 0, 0, "linear|cosine|constant", "S", "decay after warmup (to 0 at the last step for linear/cosine)", NULL},
+	{"adam-beta1", IAPO_OPT_NUM, F(adam_beta1), "0.9", 0, 0.999999, NULL, "F", "AdamW beta1", NULL},
+	{"adam-beta2", IAPO_OPT_NUM, F(adam_beta2), "0.999", 0, 0.999999999, NULL, "F", "AdamW beta2", NULL},
+	{"adam-epsilon", IAPO_OPT_NUM, F(adam_epsilon), "1e-8", 0, 1, NULL, "F", "AdamW epsilon", NULL},
+	{"weight-decay", IAPO_OPT_NUM, F(weight_decay), "0", 0, 1e3, NULL, "F", "decoupled weight decay", NULL},
+	{"max-grad-norm", IAPO_OPT_NUM, F(max_grad_norm), "1.0", 0, 1e30, NULL, "F", "clip the global gradient norm, 0 = off", NULL},
 
-	{"logging-steps", T_INT, F(logging_steps), "1", 1, BIG, NULL, "N", "a metrics.jsonl line every N steps (loss averaged over them) and at the end", "logging, evaluation, checkpoints"},
-	{"eval-steps", T_INT, F(eval_steps), "0", 0, BIG, NULL, "N", "loss on --eval-data every N steps and at the end; 0 = at the end only", NULL},
-	{"save-steps", T_INT, F(save_steps), "500", 0, BIG, NULL, "N", "checkpoint every N steps (and always at the end), 0 = only at the end", NULL},
-	{"max-bad-steps", T_INT, F(max_bad_steps), "5", 1, 1 << 20, NULL, "N", "stop after N steps in a row with NaN/Inf loss or gradients (each is skipped)", NULL},
+	{"logging-steps", IAPO_OPT_INT, F(logging_steps), "1", 1, BIG, NULL, "N", "a metrics.jsonl line every N steps (loss averaged over them) and at the end", "logging, evaluation, checkpoints"},
+	{"eval-steps", IAPO_OPT_INT, F(eval_steps), "0", 0, BIG, NULL, "N", "loss on --eval-data every N steps and at the end; 0 = at the end only", NULL},
+	{"save-steps", IAPO_OPT_INT, F(save_steps), "500", 0, BIG, NULL, "N", "checkpoint every N steps (and always at the end), 0 = only at the end", NULL},
+	{"max-bad-steps", IAPO_OPT_INT, F(max_bad_steps), "5", 1, 1 << 20, NULL, "N", "stop after N steps in a row with NaN/Inf loss or gradients (each is skipped)", NULL},
 };
 #define NOPTS (sizeof OPTS / sizeof *OPTS)
 
@@ -120,363 +107,40 @@ static const char *const ALIASES[][2] = {
 	{"adam-eps", "adam-epsilon"},
 };
 
-static int find_opt(const char *name)
-{
-	char norm[64];
-	size_t n = strlen(name);
-	if (n >= sizeof norm) return -1;
-	for (size_t i = 0; i <= n; i++) norm[i] = name[i] == '_' ? '-' : name[i];
-	for (size_t i = 0; i < sizeof ALIASES / sizeof *ALIASES; i++)
-		if (!strcmp(ALIASES[i][0], norm)) {
-			snprintf(norm, sizeof norm, "%s", ALIASES[i][1]);
-			break;
-		}
-	for (size_t i = 0; i < NOPTS; i++)
-		if (!strcmp(OPTS[i].name, norm)) return (int)i;
-	return -1;
-}
+static const iapo_optable TABLE = {
+	.cmd = "sft",
+	.opts = OPTS,
+	.n = NOPTS,
+	.aliases = ALIASES,
+	.n_aliases = sizeof ALIASES / sizeof *ALIASES,
+	.size = sizeof(iapo_sft_run_opts),
+	.given_off = offsetof(iapo_sft_run_opts, given),
+	.owned_off = offsetof(iapo_sft_run_opts, owned),
+	.help_width = 36,
+	.enum_as_list = 1,
+	.set_names_help = 1,
+	.early_conflict = 1,
+};
 
-static int choice_ok(const char *choices, const char *v)
-{
-	size_t n = strlen(v);
-	for (const char *p = choices; *p;) {
-		const char *e = strchr(p, '|');
-		size_t k = e ? (size_t)(e - p) : strlen(p);
-		if (k == n && !strncmp(p, v, n)) return 1;
-		if (!e) break;
-		p = e + 1;
-	}
-	return 0;
-}
+/* Defaults are numbers, flags or the few strings the table names (borrowed
+ * from it): nothing to allocate, nothing can fail. */
+void iapo_sft_run_opts_default(iapo_sft_run_opts *o) { (void)iapo_optable_default(&TABLE, o); }
 
-/* Owned strings: a list of blocks freed together. */
-typedef struct owned_str {
-	struct owned_str *next;
-	char s[];
-} owned_str;
-
-static const char *own(iapo_sft_run_opts *o, const char *v)
-{
-	size_t n = strlen(v);
-	owned_str *b = iapo_malloc(sizeof *b + n + 1);
-	if (!b) return NULL;
-	memcpy(b->s, v, n + 1);
-	b->next = o->owned;
-	o->owned = b;
-	return b->s;
-}
-
-static iapo_status set_text(iapo_sft_run_opts *o, int i, const char *v, const char *where)
-{
-	const opt_def *d = &OPTS[i];
-	void *field = (char *)o + d->off;
-	switch (d->type) {
-	case T_STR:
-	case T_ENUM: {
-		if (!v) return iapo_fail(IAPO_ERR_ARG, "%s: expected a value", where);
-		if (d->type == T_ENUM && !choice_ok(d->choices, v))
-			return iapo_fail(IAPO_ERR_ARG, "%s: expected one of %s, found '%s'", where, d->choices, v);
-		const char *s = own(o, v);
-		if (!s) return iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory", where);
-		*(const char **)field = s;
-		break;
-	}
-	case T_FLAG:
-		if (!v || !strcmp(v, "1") || !strcmp(v, "true"))
-			*(int *)field = 1;
-		else if (!strcmp(v, "0") || !strcmp(v, "false"))
-			*(int *)field = 0;
-		else
-			return iapo_fail(IAPO_ERR_ARG, "%s: expected true or false, found '%s'", where, v);
-		break;
-	case T_INT: {
-		if (!v) return iapo_fail(IAPO_ERR_ARG, "%s: expected a value", where);
-		char *end;
-		errno = 0;
-		long long x = strtoll(v, &end, 10);
-		if (errno || end == v || *end || (double)x < d->lo || (double)x > d->hi)
-			return iapo_fail(IAPO_ERR_ARG, "%s: expected an integer in [%.0f, %.0f], found '%s'", where, d->lo,
-					 d->hi, v);
-		*(long *)field = (long)x;
-		break;
-	}
-	case T_NUM: {
-		if (!v) return iapo_fail(IAPO_ERR_ARG, "%s: expected a value", where);
-		char *end;
-		errno = 0;
-		double x = strtod(v, &end);
-		if (errno || end == v || *end || !isfinite(x) || x < d->lo || x > d->hi)
-			return iapo_fail(IAPO_ERR_ARG, "%s: expected a number in [%g, %g], found '%s'", where, d->lo, d->hi,
-					 v);
-		*(double *)field = x;
-		break;
-	}
-	}
-	o->given[i] = 1;
-	return IAPO_OK;
-}
-
-void iapo_sft_run_opts_default(iapo_sft_run_opts *o)
-{
-	memset(o, 0, sizeof *o);
-	/* Defaults are numbers, flags or the few strings the table names; none
-	 * can fail but an allocation, and strings with defaults are set last by
-	 * hand so that a failed allocation leaves a usable NULL. */
-	for (size_t i = 0; i < NOPTS; i++) {
-		const opt_def *d = &OPTS[i];
-		if (!d->dflt) continue;
-		void *field = (char *)o + d->off;
-		switch (d->type) {
-		case T_STR:
-		case T_ENUM:
-			*(const char **)field = d->dflt; /* static storage: borrowed */
-			break;
-		case T_FLAG:
-			*(int *)field = d->dflt[0] == '1';
-			break;
-		case T_INT:
-			*(long *)field = strtol(d->dflt, NULL, 10);
-			break;
-		case T_NUM:
-			*(double *)field = strtod(d->dflt, NULL);
-			break;
-		}
-	}
-}
-
-void iapo_sft_run_opts_free(iapo_sft_run_opts *o)
-{
-	if (!o) return;
-	for (owned_str *b = o->owned, *next; b; b = next) {
-		next = b->next;
-		iapo_free(b);
-	}
-	o->owned = NULL;
-}
+void iapo_sft_run_opts_free(iapo_sft_run_opts *o) { iapo_optable_free(&TABLE, o); }
 
 iapo_status iapo_sft_run_opts_set(iapo_sft_run_opts *o, const char *name, const char *value)
 {
-	int i = find_opt(name);
-	char where[96];
-	snprintf(where, sizeof where, "--%s", name);
-	if (i < 0) return iapo_fail(IAPO_ERR_ARG, "unknown option '--%s' (see 'iapo sft --help')", name);
-	return set_text(o, i, value, where);
+	return iapo_optable_set(&TABLE, o, name, value);
 }
 
-static int raw_number(const cJSON *m, double *x)
-{
-	if (cJSON_IsNumber(m)) {
-		*x = m->valuedouble;
-		return 1;
-	}
-	if (!cJSON_IsRaw(m) || !m->valuestring) return 0;
-	char *end;
-	*x = strtod(m->valuestring, &end);
-	return end != m->valuestring && !*end && isfinite(*x);
-}
-
-static iapo_status apply_json(iapo_sft_run_opts *o, const cJSON *obj, const char *file)
-{
-	if (!cJSON_IsObject(obj))
-		return iapo_fail(IAPO_ERR_ARG, "%s: expected a JSON object of options, found %s", file,
-				 iapo_json_type_name(obj));
-	IAPO_TRY(iapo_json_unique_keys(obj, file) == IAPO_OK ? IAPO_OK : IAPO_ERR_ARG);
-	/* Checked whole before anything is applied: all or nothing. */
-	for (int pass = 0; pass < 2; pass++) {
-		iapo_sft_run_opts scratch;
-		iapo_sft_run_opts *dst = pass ? o : &scratch;
-		if (!pass) iapo_sft_run_opts_default(&scratch);
-		iapo_status st = IAPO_OK;
-		for (const cJSON *m = obj->child; m && st == IAPO_OK; m = m->next) {
-			int i = find_opt(m->string ? m->string : "");
-			char where[512];
-			snprintf(where, sizeof where, "%s: key '%s'", file, m->string ? m->string : "");
-			if (i < 0) {
-				st = iapo_fail(IAPO_ERR_ARG, "%s: unknown option (see 'iapo sft --help')", where);
-				break;
-			}
-			const opt_def *d = &OPTS[i];
-			char buf[64];
-			const char *text = NULL;
-			if (cJSON_IsNull(m)) {
-				if (d->type != T_STR) {
-					st = iapo_fail(IAPO_ERR_ARG, "%s: expected a value, found null", where);
-					break;
-				}
-				*(const char **)((char *)dst + d->off) = NULL;
-				dst->given[i] = 1;
-				continue;
-			}
-			if (d->type == T_STR || d->type == T_ENUM) {
-				if (!cJSON_IsString(m))
-					st = iapo_fail(IAPO_ERR_ARG, "%s: expected a string, found %s", where, iapo_json_type_name(m));
-				else
-					text = m->valuestring;
-			} else if (d->type == T_FLAG) {
-				if (!cJSON_IsBool(m))
-					st = iapo_fail(IAPO_ERR_ARG, "%s: expected true or false, found %s", where,
-						       iapo_json_type_name(m));
-				else
-					text = cJSON_IsTrue(m) ? "1" : "0";
-			} else {
-				double x;
-				if (!raw_number(m, &x))
-					st = iapo_fail(IAPO_ERR_ARG, "%s: expected %s, found %s", where,
-						       d->type == T_INT ? "an integer" : "a number", iapo_json_type_name(m));
-				else if (d->type == T_INT && (x != floor(x) || fabs(x) > 9.1e15))
-					st = iapo_fail(IAPO_ERR_ARG, "%s: expected an integer, found %g", where, x);
-				else {
-					snprintf(buf, sizeof buf, d->type == T_INT ? "%.0f" : "%.17g", x);
-					text = buf;
-				}
-			}
-			if (st == IAPO_OK) st = set_text(dst, i, text, where);
-		}
-		if (!pass) iapo_sft_run_opts_free(&scratch);
-		IAPO_TRY(st);
-	}
-	return IAPO_OK;
-}
-
-iapo_status iapo_sft_run_opts_load(iapo_sft_run_opts *o, const char *path)
-{
-	cJSON *root;
-	IAPO_TRY(iapo_json_load(path, (size_t)16 << 20, &root));
-	iapo_status st = apply_json(o, root, path);
-	cJSON_Delete(root);
-	return st;
-}
-
-static int is_flag(const char *name)
-{
-	int i = find_opt(name);
-	return i < 0 ? -1 : OPTS[i].type == T_FLAG;
-}
+iapo_status iapo_sft_run_opts_load(iapo_sft_run_opts *o, const char *path) { return iapo_optable_load(&TABLE, o, path); }
 
 iapo_status iapo_sft_run_opts_from_args(iapo_sft_run_opts *o, int argc, char **argv, int *help)
 {
-	*help = 0;
-	const char *config = NULL, *out = NULL;
-	int resume = 0, overwrite = 0;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			*help = 1;
-			return IAPO_OK;
-		}
-		if (strncmp(a, "--", 2) || !a[2]) return iapo_fail(IAPO_ERR_ARG, "unexpected argument '%s'", a);
-		const char *name = a + 2;
-		if (!strcmp(name, "config")) {
-			if (i + 1 >= argc) return iapo_fail(IAPO_ERR_ARG, "option --config needs a value");
-			config = argv[++i];
-			continue;
-		}
-		int flag = is_flag(name);
-		if (flag < 0) return iapo_fail(IAPO_ERR_ARG, "unknown option '%s'", a);
-		if (!strcmp(name, "resume")) resume = 1;
-		if (!strcmp(name, "overwrite")) overwrite = 1;
-		if (flag) continue;
-		if (i + 1 >= argc) return iapo_fail(IAPO_ERR_ARG, "option %s needs a value", a);
-		if (!strcmp(name, "out")) out = argv[i + 1];
-		i++;
-	}
-	if (resume && overwrite) return iapo_fail(IAPO_ERR_ARG, "--resume and --overwrite contradict each other");
-	if (resume) {
-		if (!out) return iapo_fail(IAPO_ERR_ARG, "--resume needs --out RUN_DIR (the run to continue)");
-		if (!iapo_fs_is_dir(out))
-			return iapo_fail(IAPO_ERR_IO, "%s: --resume: expected an existing run directory, found %s", out,
-					 iapo_fs_exists(out) ? "a file" : "nothing");
-		char path[PATHN];
-		IAPO_TRY(iapo_fs_join(path, sizeof path, out, "config.json"));
-		if (iapo_fs_exists(path)) IAPO_TRY(iapo_sft_run_opts_load(o, path));
-	}
-	if (config) IAPO_TRY(iapo_sft_run_opts_load(o, config));
-	for (int i = 1; i < argc; i++) {
-		const char *name = argv[i] + 2;
-		if (!strcmp(name, "config")) {
-			i++;
-			continue;
-		}
-		if (is_flag(name)) {
-			IAPO_TRY(iapo_sft_run_opts_set(o, name, NULL));
-		} else {
-			IAPO_TRY(iapo_sft_run_opts_set(o, name, argv[i + 1]));
-			i++;
-		}
-	}
-	return IAPO_OK;
+	return iapo_optable_from_args(&TABLE, o, argc, argv, help);
 }
 
-void iapo_sft_run_opts_help(FILE *f)
-{
-	for (size_t i = 0; i < NOPTS; i++) {
-		const opt_def *d = &OPTS[i];
-		if (d->group) fprintf(f, "\n%s:\n", d->group);
-		char head[64];
-		snprintf(head, sizeof head, "--%s%s%s", d->name, d->arg ? " " : "", d->arg ? d->arg : "");
-		fprintf(f, "  %-36s %s", head, d->help);
-		if (d->type == T_ENUM)
-			fprintf(f, " (%s; default %s)", d->choices, d->dflt);
-		else if (d->dflt && d->type != T_FLAG)
-			fprintf(f, " (default %s)", d->dflt);
-		fputc('\n', f);
-	}
-}
-
-/* Shortest text that reads back as the same double, as a raw JSON number. */
-static cJSON *num(double v)
-{
-	char buf[40];
-	if (!isfinite(v)) return cJSON_CreateNull();
-	for (int prec = 1; prec <= 17; prec++) {
-		snprintf(buf, sizeof buf, "%.*g", prec, v);
-		if (strtod(buf, NULL) == v) break;
-	}
-	if (!strpbrk(buf, ".eEn")) strcat(buf, ".0");
-	return cJSON_CreateRaw(buf);
-}
-
-static void add(cJSON *obj, const char *key, cJSON *v, int *oom)
-{
-	if (!v || !cJSON_AddItemToObject(obj, key, v)) {
-		cJSON_Delete(v);
-		*oom = 1;
-	}
-}
-
-static cJSON *opts_json(const iapo_sft_run_opts *o)
-{
-	iapo_json_init();
-	cJSON *root = cJSON_CreateObject();
-	int oom = !root;
-	for (size_t i = 0; i < NOPTS && !oom; i++) {
-		const opt_def *d = &OPTS[i];
-		if (!strcmp(d->name, "resume") || !strcmp(d->name, "overwrite")) continue;
-		const void *f = (const char *)o + d->off;
-		cJSON *v;
-		switch (d->type) {
-		case T_STR:
-		case T_ENUM:
-			v = *(const char *const *)f ? cJSON_CreateString(*(const char *const *)f) : cJSON_CreateNull();
-			break;
-		case T_FLAG:
-			v = cJSON_CreateBool(*(const int *)f);
-			break;
-		case T_INT:
-			v = cJSON_CreateNumber((double)*(const long *)f);
-			break;
-		default:
-			v = num(*(const double *)f);
-			break;
-		}
-		add(root, d->name, v, &oom);
-	}
-	if (oom) {
-		cJSON_Delete(root);
-		return NULL;
-	}
-	return root;
-}
+void iapo_sft_run_opts_help(FILE *f) { iapo_optable_help(&TABLE, f); }
 
 /* Requirements and options that contradict each other. */
 static iapo_status check_opts(const iapo_sft_run_opts *o)
@@ -1030,25 +694,25 @@ static cJSON *state_json(const run *r)
 	int oom = 0;
 	long *t;
 	iapo_sft_state(r->sft, NULL, NULL, &t);
-	add(s, "global_step", cJSON_CreateNumber((double)r->step), &oom);
-	add(s, "epoch", num((double)r->step / (double)r->spe), &oom);
-	add(s, "max_steps", cJSON_CreateNumber((double)r->total), &oom);
-	add(s, "num_train_epochs", num(r->o->epochs), &oom);
-	add(s, "steps_per_epoch", cJSON_CreateNumber((double)r->spe), &oom);
-	add(s, "train_batch_size", cJSON_CreateNumber((double)r->step_n), &oom);
-	add(s, "train_examples", cJSON_CreateNumber((double)r->train.n), &oom);
-	add(s, "logging_steps", cJSON_CreateNumber((double)r->o->logging_steps), &oom);
-	add(s, "save_steps", cJSON_CreateNumber((double)r->o->save_steps), &oom);
-	add(s, "seed", cJSON_CreateNumber((double)r->o->seed), &oom);
-	add(s, "adam_step", cJSON_CreateNumber((double)*t), &oom);
-	add(s, "bad_steps_in_a_row", cJSON_CreateNumber(r->bad_streak), &oom);
+	iapo_json_add(s, "global_step", cJSON_CreateNumber((double)r->step), &oom);
+	iapo_json_add(s, "epoch", iapo_json_double((double)r->step / (double)r->spe), &oom);
+	iapo_json_add(s, "max_steps", cJSON_CreateNumber((double)r->total), &oom);
+	iapo_json_add(s, "num_train_epochs", iapo_json_double(r->o->epochs), &oom);
+	iapo_json_add(s, "steps_per_epoch", cJSON_CreateNumber((double)r->spe), &oom);
+	iapo_json_add(s, "train_batch_size", cJSON_CreateNumber((double)r->step_n), &oom);
+	iapo_json_add(s, "train_examples", cJSON_CreateNumber((double)r->train.n), &oom);
+	iapo_json_add(s, "logging_steps", cJSON_CreateNumber((double)r->o->logging_steps), &oom);
+	iapo_json_add(s, "save_steps", cJSON_CreateNumber((double)r->o->save_steps), &oom);
+	iapo_json_add(s, "seed", cJSON_CreateNumber((double)r->o->seed), &oom);
+	iapo_json_add(s, "adam_step", cJSON_CreateNumber((double)*t), &oom);
+	iapo_json_add(s, "bad_steps_in_a_row", cJSON_CreateNumber(r->bad_streak), &oom);
 	/* The metrics line in progress: a resumed run logs the same mean. */
-	add(s, "logging_loss_sum", num(r->acc_loss), &oom);
-	add(s, "logging_steps_done", cJSON_CreateNumber((double)r->acc_steps), &oom);
-	add(s, "logging_skipped", cJSON_CreateNumber((double)r->acc_skipped), &oom);
-	add(s, "logging_tokens", num(r->acc_tokens), &oom);
-	add(s, "iapo_version", cJSON_CreateString(IAPO_VERSION), &oom);
-	add(s, "log_history", cJSON_Duplicate(r->log_history, 1), &oom);
+	iapo_json_add(s, "logging_loss_sum", iapo_json_double(r->acc_loss), &oom);
+	iapo_json_add(s, "logging_steps_done", cJSON_CreateNumber((double)r->acc_steps), &oom);
+	iapo_json_add(s, "logging_skipped", cJSON_CreateNumber((double)r->acc_skipped), &oom);
+	iapo_json_add(s, "logging_tokens", iapo_json_double(r->acc_tokens), &oom);
+	iapo_json_add(s, "iapo_version", cJSON_CreateString(IAPO_VERSION), &oom);
+	iapo_json_add(s, "log_history", cJSON_Duplicate(r->log_history, 1), &oom);
 	if (oom) {
 		cJSON_Delete(s);
 		return NULL;
@@ -1061,10 +725,10 @@ static cJSON *rng_json(const run *r)
 	cJSON *s = cJSON_CreateObject();
 	if (!s) return NULL;
 	int oom = 0;
-	add(s, "generator", cJSON_CreateString("xoshiro256** seeded by splitmix64 of a key"), &oom);
-	add(s, "seed", cJSON_CreateNumber((double)r->o->seed), &oom);
-	add(s, "data_order", cJSON_CreateString("epoch e: Fisher-Yates over the training rows from key (seed, \"sftd\", e)"), &oom);
-	add(s, "next_step", cJSON_CreateNumber((double)r->step), &oom);
+	iapo_json_add(s, "generator", cJSON_CreateString("xoshiro256** seeded by splitmix64 of a key"), &oom);
+	iapo_json_add(s, "seed", cJSON_CreateNumber((double)r->o->seed), &oom);
+	iapo_json_add(s, "data_order", cJSON_CreateString("epoch e: Fisher-Yates over the training rows from key (seed, \"sftd\", e)"), &oom);
+	iapo_json_add(s, "next_step", cJSON_CreateNumber((double)r->step), &oom);
 	if (oom) {
 		cJSON_Delete(s);
 		return NULL;
@@ -1259,7 +923,7 @@ static iapo_status dist_start(run *r, long ckpt)
 
 static iapo_status open_outputs(run *r)
 {
-	cJSON *cfg = opts_json(r->o);
+	cJSON *cfg = iapo_optable_to_json(&TABLE, r->o);
 	if (!cfg) return iapo_fail(IAPO_ERR_NOMEM, "config.json: out of memory");
 	char p[PATHN];
 	iapo_status st = iapo_fs_join(p, sizeof p, r->o->out, "config.json");
@@ -1283,16 +947,16 @@ static iapo_status log_line(run *r, const iapo_sft_progress *pg, double lr, doub
 	cJSON *o = cJSON_CreateObject();
 	int oom = !o;
 	if (o) {
-		add(o, "step", cJSON_CreateNumber((double)pg->step), &oom);
-		add(o, "epoch", num(pg->epoch), &oom);
-		add(o, "loss", num(pg->logged_loss), &oom);
-		add(o, "learning_rate", iapo_json_float((float)lr), &oom);
-		add(o, "grad_norm", num(grad_norm), &oom);
-		add(o, "tokens", num(r->acc_tokens), &oom);
-		add(o, "skipped", cJSON_CreateNumber((double)r->acc_skipped), &oom);
-		if (pg->has_eval) add(o, "eval_loss", num(pg->eval_loss), &oom);
-		add(o, "tokens_per_second", num(tps), &oom);
-		add(o, "seconds_total", num(secs), &oom);
+		iapo_json_add(o, "step", cJSON_CreateNumber((double)pg->step), &oom);
+		iapo_json_add(o, "epoch", iapo_json_double(pg->epoch), &oom);
+		iapo_json_add(o, "loss", iapo_json_double(pg->logged_loss), &oom);
+		iapo_json_add(o, "learning_rate", iapo_json_float((float)lr), &oom);
+		iapo_json_add(o, "grad_norm", iapo_json_double(grad_norm), &oom);
+		iapo_json_add(o, "tokens", iapo_json_double(r->acc_tokens), &oom);
+		iapo_json_add(o, "skipped", cJSON_CreateNumber((double)r->acc_skipped), &oom);
+		if (pg->has_eval) iapo_json_add(o, "eval_loss", iapo_json_double(pg->eval_loss), &oom);
+		iapo_json_add(o, "tokens_per_second", iapo_json_double(tps), &oom);
+		iapo_json_add(o, "seconds_total", iapo_json_double(secs), &oom);
 	}
 	char *line = !oom ? cJSON_PrintUnformatted(o) : NULL;
 	if (!line || !cJSON_AddItemToArray(r->log_history, o)) {
