@@ -15,6 +15,7 @@
 #include "core/rng.h"
 #include "core/status.h"
 #include "dist/dist.h"
+#include "io/json.h"
 #include "rl/baselines.h"
 #include "rl/iapo_hook.h"
 #include "rl/info.h"
@@ -510,52 +511,31 @@ iapo_status iapo_algo_step_metrics(iapo_algo *a, int rollout_step, iapo_algo_met
 	return IAPO_OK;
 }
 
-/* The shortest text that reads back as v, as a raw JSON number. */
-static cJSON *num(double v)
-{
-	char buf[40];
-	if (!isfinite(v)) return cJSON_CreateNull();
-	for (int prec = 1; prec <= 17; prec++) {
-		snprintf(buf, sizeof buf, "%.*g", prec, v);
-		if (strtod(buf, NULL) == v) break;
-	}
-	if (!strpbrk(buf, ".eEn")) strcat(buf, ".0");
-	return cJSON_CreateRaw(buf);
-}
-
-static void put(cJSON *o, const char *key, cJSON *v, int *oom)
-{
-	if (!v || !cJSON_AddItemToObject(o, key, v)) {
-		cJSON_Delete(v);
-		*oom = 1;
-	}
-}
-
 int iapo_algo_metrics_json(cJSON *o, const iapo_algo_metrics *m)
 {
 	int oom = 0;
 	if (m->rollout) {
 		if (m->has_info) {
-			put(o, "info_gain_mean", num(m->info_gain_mean), &oom);
-			put(o, "info_near_zero", num(m->info_near_zero), &oom);
-			put(o, "seconds_info", num(m->seconds_info), &oom);
+			iapo_json_add(o, "info_gain_mean", iapo_json_double(m->info_gain_mean), &oom);
+			iapo_json_add(o, "info_near_zero", iapo_json_double(m->info_near_zero), &oom);
+			iapo_json_add(o, "seconds_info", iapo_json_double(m->seconds_info), &oom);
 		}
 		if (m->has_gtpo) {
-			put(o, "gtpo_bonus_mean", num(m->gtpo_bonus_mean), &oom);
-			put(o, "seconds_entropy", num(m->seconds_entropy), &oom);
+			iapo_json_add(o, "gtpo_bonus_mean", iapo_json_double(m->gtpo_bonus_mean), &oom);
+			iapo_json_add(o, "seconds_entropy", iapo_json_double(m->seconds_entropy), &oom);
 		}
 		if (m->has_dynamic) {
-			put(o, "dynamic_groups_resampled", cJSON_CreateNumber(m->dynamic_groups_resampled), &oom);
-			put(o, "dynamic_resamples", cJSON_CreateNumber(m->dynamic_resamples), &oom);
-			put(o, "dynamic_groups_dropped", cJSON_CreateNumber(m->dynamic_groups_dropped), &oom);
+			iapo_json_add(o, "dynamic_groups_resampled", cJSON_CreateNumber(m->dynamic_groups_resampled), &oom);
+			iapo_json_add(o, "dynamic_resamples", cJSON_CreateNumber(m->dynamic_resamples), &oom);
+			iapo_json_add(o, "dynamic_groups_dropped", cJSON_CreateNumber(m->dynamic_groups_dropped), &oom);
 		}
-		if (m->has_overlong) put(o, "overlong_penalty_mean", num(m->overlong_penalty_mean), &oom);
-		if (m->has_lenpen) put(o, "length_reward_mean", num(m->length_reward_mean), &oom);
+		if (m->has_overlong) iapo_json_add(o, "overlong_penalty_mean", iapo_json_double(m->overlong_penalty_mean), &oom);
+		if (m->has_lenpen) iapo_json_add(o, "length_reward_mean", iapo_json_double(m->length_reward_mean), &oom);
 		if (m->has_gfpo) {
-			put(o, "gfpo_length_sampled", num(m->gfpo_length_sampled), &oom);
-			put(o, "gfpo_length_kept", num(m->gfpo_length_kept), &oom);
+			iapo_json_add(o, "gfpo_length_sampled", iapo_json_double(m->gfpo_length_sampled), &oom);
+			iapo_json_add(o, "gfpo_length_kept", iapo_json_double(m->gfpo_length_kept), &oom);
 		}
 	}
-	if (m->has_mask) put(o, "loss_token_fraction", num(m->loss_token_fraction), &oom);
+	if (m->has_mask) iapo_json_add(o, "loss_token_fraction", iapo_json_double(m->loss_token_fraction), &oom);
 	return oom ? -1 : 0;
 }

@@ -21,6 +21,7 @@
 #include "core/mem.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "io/json.h"
 #include "rl/reward.h"
 
 /* ---- the reference's prompt --------------------------------------------- */
@@ -191,27 +192,6 @@ static const char *field_list(const cJSON *obj, char *buf, size_t cap)
 	return buf;
 }
 
-/* obj's field at a dotted path ("reward_model.ground_truth"); a key that
- * itself contains the dots is tried first. NULL if absent. */
-static const cJSON *get_path(const cJSON *obj, const char *path)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, path);
-	if (v) return v;
-	const char *p = path;
-	v = obj;
-	while (v && *p) {
-		const char *dot = strchr(p, '.');
-		size_t n = dot ? (size_t)(dot - p) : strlen(p);
-		char key[256];
-		if (n >= sizeof key || !cJSON_IsObject(v)) return NULL;
-		memcpy(key, p, n);
-		key[n] = '\0';
-		v = cJSON_GetObjectItemCaseSensitive(v, key);
-		p += n + (dot != NULL);
-	}
-	return v;
-}
-
 typedef struct {
 	const char *path;
 	size_t line;
@@ -242,7 +222,7 @@ static int blank(const char *s)
  * written in its shortest exact form: 42, 0.5. */
 static iapo_status text_field(const rowctx *c, const char *field, char **out)
 {
-	const cJSON *v = get_path(c->row, field);
+	const cJSON *v = iapo_json_get_path(c->row, field);
 	if (!v) return missing(c, field, "a string");
 	if (cJSON_IsString(v) && v->valuestring) {
 		*out = iapo_strdup(v->valuestring);
@@ -268,7 +248,7 @@ static iapo_status text_field(const rowctx *c, const char *field, char **out)
  * is the problem (the first message if none has a role). */
 static iapo_status prompt_field(const rowctx *c, const char *field, char **out)
 {
-	const cJSON *v = get_path(c->row, field);
+	const cJSON *v = iapo_json_get_path(c->row, field);
 	if (!v) return missing(c, field, "a string or a list of messages");
 	if (cJSON_IsArray(v)) {
 		const cJSON *pick = NULL;

@@ -182,25 +182,6 @@ void iapo_sft_examples_free(iapo_sft_examples *s)
 	memset(s, 0, sizeof *s);
 }
 
-static const cJSON *get_path(const cJSON *obj, const char *path)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, path);
-	if (v) return v;
-	const char *p = path;
-	v = obj;
-	while (v && *p) {
-		const char *dot = strchr(p, '.');
-		size_t n = dot ? (size_t)(dot - p) : strlen(p);
-		char key[256];
-		if (n >= sizeof key || !cJSON_IsObject(v)) return NULL;
-		memcpy(key, p, n);
-		key[n] = '\0';
-		v = cJSON_GetObjectItemCaseSensitive(v, key);
-		p += n + (dot != NULL);
-	}
-	return v;
-}
-
 /* The completion field of every non-blank line of path (the rows the
  * dataset loader reads, in order; its own pass has checked the JSON), with
  * their line numbers. *texts[i] are owned (free each, then the arrays). */
@@ -226,7 +207,7 @@ static iapo_status read_completions(const char *path, const char *field, size_t 
 		while (a < n && (s[a] == ' ' || s[a] == '\t')) a++;
 		if (a == n) continue;
 		cJSON *row = cJSON_ParseWithLength(s, n);
-		const cJSON *v = row ? get_path(row, field) : NULL;
+		const cJSON *v = row ? iapo_json_get_path(row, field) : NULL;
 		if (!cJSON_IsString(v) || !v->valuestring[0]) {
 			st = iapo_fail(IAPO_ERR_FORMAT,
 				       "%s: line %zu: expected field \"%s\" (the completion to train on; --completion-field "

@@ -36,27 +36,6 @@
 #define ROLLOUT_VERSION 1u
 #define ROLLOUT_HEADER 64
 
-static cJSON *num(double v)
-{
-	char buf[40];
-	if (!isfinite(v)) return cJSON_CreateNull();
-	for (int prec = 1; prec <= 17; prec++) {
-		snprintf(buf, sizeof buf, "%.*g", prec, v);
-		if (strtod(buf, NULL) == v) break;
-	}
-	if (!strpbrk(buf, ".eEn")) strcat(buf, ".0");
-	return cJSON_CreateRaw(buf);
-}
-
-/* Adds to obj; on allocation failure flags *oom (checked once at the end). */
-static void add(cJSON *obj, const char *key, cJSON *v, int *oom)
-{
-	if (!v || !cJSON_AddItemToObject(obj, key, v)) {
-		cJSON_Delete(v);
-		*oom = 1;
-	}
-}
-
 static iapo_status write_json(const char *dir, const char *name, const cJSON *root, int atomic)
 {
 	char path[TRAIN_PATH];
@@ -138,47 +117,47 @@ static cJSON *metrics_json(const iapo_step_metrics *m, const cJSON *eval)
 	cJSON *o = cJSON_CreateObject();
 	if (!o) return NULL;
 	int oom = 0;
-	add(o, "step", cJSON_CreateNumber((double)m->step), &oom);
-	add(o, "epoch", num(m->epoch), &oom);
-	add(o, "iteration", cJSON_CreateNumber(m->iteration), &oom);
-	add(o, "reward_mean", num(m->reward_mean), &oom);
-	add(o, "reward_std", num(m->reward_std), &oom);
-	add(o, "frac_reward_zero_std", num(m->frac_reward_zero_std), &oom);
-	add(o, "accuracy", num(m->accuracy), &oom);
-	add(o, "format_rate", num(m->format_rate), &oom);
-	add(o, "completion_length_mean", num(m->length_mean), &oom);
-	add(o, "completion_length_min", cJSON_CreateNumber(m->length_min), &oom);
-	add(o, "completion_length_max", cJSON_CreateNumber(m->length_max), &oom);
-	add(o, "clipped_ratio", num(m->clipped_ratio), &oom);
-	add(o, "kl", num(m->kl), &oom);
-	add(o, "entropy", num(m->entropy), &oom);
-	add(o, "loss", num(m->loss), &oom);
-	add(o, "grad_norm", num(m->grad_norm), &oom);
-	add(o, "learning_rate", iapo_json_float((float)m->lr), &oom); /* a float: its shortest text */
-	add(o, "ratio_mean", num(m->ratio_mean), &oom);
-	add(o, "clip_ratio_low", num(m->clip_low), &oom);
-	add(o, "clip_ratio_high", num(m->clip_high), &oom);
-	add(o, "tokens", cJSON_CreateNumber(m->tokens), &oom);
-	add(o, "skipped", cJSON_CreateBool(m->skipped), &oom);
+	iapo_json_add(o, "step", cJSON_CreateNumber((double)m->step), &oom);
+	iapo_json_add(o, "epoch", iapo_json_double(m->epoch), &oom);
+	iapo_json_add(o, "iteration", cJSON_CreateNumber(m->iteration), &oom);
+	iapo_json_add(o, "reward_mean", iapo_json_double(m->reward_mean), &oom);
+	iapo_json_add(o, "reward_std", iapo_json_double(m->reward_std), &oom);
+	iapo_json_add(o, "frac_reward_zero_std", iapo_json_double(m->frac_reward_zero_std), &oom);
+	iapo_json_add(o, "accuracy", iapo_json_double(m->accuracy), &oom);
+	iapo_json_add(o, "format_rate", iapo_json_double(m->format_rate), &oom);
+	iapo_json_add(o, "completion_length_mean", iapo_json_double(m->length_mean), &oom);
+	iapo_json_add(o, "completion_length_min", cJSON_CreateNumber(m->length_min), &oom);
+	iapo_json_add(o, "completion_length_max", cJSON_CreateNumber(m->length_max), &oom);
+	iapo_json_add(o, "clipped_ratio", iapo_json_double(m->clipped_ratio), &oom);
+	iapo_json_add(o, "kl", iapo_json_double(m->kl), &oom);
+	iapo_json_add(o, "entropy", iapo_json_double(m->entropy), &oom);
+	iapo_json_add(o, "loss", iapo_json_double(m->loss), &oom);
+	iapo_json_add(o, "grad_norm", iapo_json_double(m->grad_norm), &oom);
+	iapo_json_add(o, "learning_rate", iapo_json_float((float)m->lr), &oom); /* a float: its shortest text */
+	iapo_json_add(o, "ratio_mean", iapo_json_double(m->ratio_mean), &oom);
+	iapo_json_add(o, "clip_ratio_low", iapo_json_double(m->clip_low), &oom);
+	iapo_json_add(o, "clip_ratio_high", iapo_json_double(m->clip_high), &oom);
+	iapo_json_add(o, "tokens", cJSON_CreateNumber(m->tokens), &oom);
+	iapo_json_add(o, "skipped", cJSON_CreateBool(m->skipped), &oom);
 	if (m->has_eval) {
-		add(o, "eval_accuracy", num(m->eval_accuracy), &oom);
-		add(o, "eval_format_rate", num(m->eval_format_rate), &oom);
-		add(o, "eval_length_mean", num(m->eval_length_mean), &oom);
-		add(o, "eval_truncated_rate", num(m->eval_truncated_rate), &oom);
-		add(o, "eval_pass@1", num(m->eval_pass_at_1), &oom);
-		add(o, "eval_problems", cJSON_CreateNumber((double)m->eval_problems), &oom);
-		add(o, "eval_samples", cJSON_CreateNumber((double)m->eval_samples), &oom);
+		iapo_json_add(o, "eval_accuracy", iapo_json_double(m->eval_accuracy), &oom);
+		iapo_json_add(o, "eval_format_rate", iapo_json_double(m->eval_format_rate), &oom);
+		iapo_json_add(o, "eval_length_mean", iapo_json_double(m->eval_length_mean), &oom);
+		iapo_json_add(o, "eval_truncated_rate", iapo_json_double(m->eval_truncated_rate), &oom);
+		iapo_json_add(o, "eval_pass@1", iapo_json_double(m->eval_pass_at_1), &oom);
+		iapo_json_add(o, "eval_problems", cJSON_CreateNumber((double)m->eval_problems), &oom);
+		iapo_json_add(o, "eval_samples", cJSON_CreateNumber((double)m->eval_samples), &oom);
 		const cJSON *pk = eval ? cJSON_GetObjectItemCaseSensitive(eval, "pass_at_k") : NULL;
 		const cJSON *lk = eval ? cJSON_GetObjectItemCaseSensitive(eval, "length_at_k") : NULL;
-		if (pk) add(o, "eval_pass_at_k", cJSON_Duplicate(pk, 1), &oom);
-		if (lk) add(o, "eval_length_at_k", cJSON_Duplicate(lk, 1), &oom);
+		if (pk) iapo_json_add(o, "eval_pass_at_k", cJSON_Duplicate(pk, 1), &oom);
+		if (lk) iapo_json_add(o, "eval_length_at_k", cJSON_Duplicate(lk, 1), &oom);
 	}
-	add(o, "seconds_rollout", num(m->seconds_rollout), &oom);
-	add(o, "seconds_scoring", num(m->seconds_scoring), &oom);
-	add(o, "seconds_reference", num(m->seconds_reference), &oom);
-	add(o, "seconds_update", num(m->seconds_update), &oom);
-	if (m->has_eval) add(o, "seconds_eval", num(m->seconds_eval), &oom);
-	add(o, "seconds_total", num(m->seconds_total), &oom);
+	iapo_json_add(o, "seconds_rollout", iapo_json_double(m->seconds_rollout), &oom);
+	iapo_json_add(o, "seconds_scoring", iapo_json_double(m->seconds_scoring), &oom);
+	iapo_json_add(o, "seconds_reference", iapo_json_double(m->seconds_reference), &oom);
+	iapo_json_add(o, "seconds_update", iapo_json_double(m->seconds_update), &oom);
+	if (m->has_eval) iapo_json_add(o, "seconds_eval", iapo_json_double(m->seconds_eval), &oom);
+	iapo_json_add(o, "seconds_total", iapo_json_double(m->seconds_total), &oom);
 	if (oom) {
 		cJSON_Delete(o);
 		return NULL;
@@ -401,26 +380,26 @@ static cJSON *state_json(const iapo_trainer *tr, const char *ckpt_final)
 	if (!o) return NULL;
 	int oom = 0;
 	long next_gen = tr->step / tr->mu;
-	add(o, "global_step", cJSON_CreateNumber((double)tr->step), &oom);
-	add(o, "epoch", num((double)tr->step / (double)(tr->per_epoch * tr->mu)), &oom);
-	add(o, "max_steps", cJSON_CreateNumber((double)tr->total), &oom);
-	add(o, "num_train_epochs", cJSON_CreateNumber((double)tr->o.epochs), &oom);
-	add(o, "steps_per_epoch", cJSON_CreateNumber((double)(tr->per_epoch * tr->mu)), &oom);
-	add(o, "train_batch_size", cJSON_CreateNumber(tr->N), &oom);
-	add(o, "prompts_per_step", cJSON_CreateNumber(tr->P), &oom);
-	add(o, "num_generations", cJSON_CreateNumber(tr->G), &oom);
-	add(o, "iterations", cJSON_CreateNumber(tr->mu), &oom);
-	add(o, "save_steps", cJSON_CreateNumber((double)tr->o.save_steps), &oom);
-	add(o, "eval_steps", cJSON_CreateNumber((double)tr->o.eval_steps), &oom);
-	add(o, "data_epoch", cJSON_CreateNumber((double)(next_gen / tr->per_epoch)), &oom);
-	add(o, "data_position", cJSON_CreateNumber((double)((next_gen % tr->per_epoch) * tr->P)), &oom);
-	add(o, "rollout_step", cJSON_CreateNumber((double)next_gen), &oom);
-	add(o, "adam_step", cJSON_CreateNumber((double)tr->adam_t), &oom);
-	add(o, "bad_steps_in_a_row", cJSON_CreateNumber(tr->bad_streak), &oom);
-	add(o, "seed", cJSON_CreateNumber((double)tr->o.seed), &oom);
-	add(o, "metric_for_best_model", cJSON_CreateString("eval_accuracy"), &oom);
-	add(o, "best_metric", tr->has_best ? num(tr->best_metric) : cJSON_CreateNull(), &oom);
-	add(o, "best_global_step", tr->has_best ? cJSON_CreateNumber((double)tr->best_step) : cJSON_CreateNull(), &oom);
+	iapo_json_add(o, "global_step", cJSON_CreateNumber((double)tr->step), &oom);
+	iapo_json_add(o, "epoch", iapo_json_double((double)tr->step / (double)(tr->per_epoch * tr->mu)), &oom);
+	iapo_json_add(o, "max_steps", cJSON_CreateNumber((double)tr->total), &oom);
+	iapo_json_add(o, "num_train_epochs", cJSON_CreateNumber((double)tr->o.epochs), &oom);
+	iapo_json_add(o, "steps_per_epoch", cJSON_CreateNumber((double)(tr->per_epoch * tr->mu)), &oom);
+	iapo_json_add(o, "train_batch_size", cJSON_CreateNumber(tr->N), &oom);
+	iapo_json_add(o, "prompts_per_step", cJSON_CreateNumber(tr->P), &oom);
+	iapo_json_add(o, "num_generations", cJSON_CreateNumber(tr->G), &oom);
+	iapo_json_add(o, "iterations", cJSON_CreateNumber(tr->mu), &oom);
+	iapo_json_add(o, "save_steps", cJSON_CreateNumber((double)tr->o.save_steps), &oom);
+	iapo_json_add(o, "eval_steps", cJSON_CreateNumber((double)tr->o.eval_steps), &oom);
+	iapo_json_add(o, "data_epoch", cJSON_CreateNumber((double)(next_gen / tr->per_epoch)), &oom);
+	iapo_json_add(o, "data_position", cJSON_CreateNumber((double)((next_gen % tr->per_epoch) * tr->P)), &oom);
+	iapo_json_add(o, "rollout_step", cJSON_CreateNumber((double)next_gen), &oom);
+	iapo_json_add(o, "adam_step", cJSON_CreateNumber((double)tr->adam_t), &oom);
+	iapo_json_add(o, "bad_steps_in_a_row", cJSON_CreateNumber(tr->bad_streak), &oom);
+	iapo_json_add(o, "seed", cJSON_CreateNumber((double)tr->o.seed), &oom);
+	iapo_json_add(o, "metric_for_best_model", cJSON_CreateString("eval_accuracy"), &oom);
+	iapo_json_add(o, "best_metric", tr->has_best ? iapo_json_double(tr->best_metric) : cJSON_CreateNull(), &oom);
+	iapo_json_add(o, "best_global_step", tr->has_best ? cJSON_CreateNumber((double)tr->best_step) : cJSON_CreateNull(), &oom);
 	char best[TRAIN_PATH];
 	const char *bp = NULL;
 	if (tr->has_best && tr->best_step == tr->step && ckpt_final)
@@ -428,9 +407,9 @@ static cJSON *state_json(const iapo_trainer *tr, const char *ckpt_final)
 	else if (tr->has_best && tr->best_ckpt_step == tr->best_step &&
 		 iapo_checkpoint_dir(tr->o.out, tr->best_step, best, sizeof best) == IAPO_OK)
 		bp = best;
-	add(o, "best_model_checkpoint", bp ? cJSON_CreateString(bp) : cJSON_CreateNull(), &oom);
-	add(o, "iapo_version", cJSON_CreateString(IAPO_VERSION), &oom);
-	add(o, "log_history", cJSON_Duplicate(tr->log_history, 1), &oom);
+	iapo_json_add(o, "best_model_checkpoint", bp ? cJSON_CreateString(bp) : cJSON_CreateNull(), &oom);
+	iapo_json_add(o, "iapo_version", cJSON_CreateString(IAPO_VERSION), &oom);
+	iapo_json_add(o, "log_history", cJSON_Duplicate(tr->log_history, 1), &oom);
 	if (oom) {
 		cJSON_Delete(o);
 		return NULL;
@@ -443,14 +422,14 @@ static cJSON *rng_json(const iapo_trainer *tr)
 	cJSON *o = cJSON_CreateObject();
 	if (!o) return NULL;
 	int oom = 0;
-	add(o, "generator", cJSON_CreateString("xoshiro256** seeded by splitmix64 of a key"), &oom);
-	add(o, "seed", cJSON_CreateNumber((double)tr->o.seed), &oom);
-	add(o, "data_order", cJSON_CreateString("epoch e: Fisher-Yates over the training rows from key (seed, \"data\", e)"), &oom);
-	add(o, "sampling", cJSON_CreateString("completion j of row k in rollout g: stream (seed, key(g, k, j))"), &oom);
-	add(o, "resampling", cJSON_CreateString("--dynamic-sampling resample, attempt a >= 1: stream (seed, key(g, k, j) mixed with a)"), &oom);
-	add(o, "loss_mask", cJSON_CreateString("S-GRPO: slot j of row k at optimizer step s: stream (seed, \"sgrp\", s, (k, j))"), &oom);
-	add(o, "next_rollout", cJSON_CreateNumber((double)(tr->step / tr->mu)), &oom);
-	add(o, "rollout_in_buffer", cJSON_CreateNumber((double)tr->buf_gen), &oom);
+	iapo_json_add(o, "generator", cJSON_CreateString("xoshiro256** seeded by splitmix64 of a key"), &oom);
+	iapo_json_add(o, "seed", cJSON_CreateNumber((double)tr->o.seed), &oom);
+	iapo_json_add(o, "data_order", cJSON_CreateString("epoch e: Fisher-Yates over the training rows from key (seed, \"data\", e)"), &oom);
+	iapo_json_add(o, "sampling", cJSON_CreateString("completion j of row k in rollout g: stream (seed, key(g, k, j))"), &oom);
+	iapo_json_add(o, "resampling", cJSON_CreateString("--dynamic-sampling resample, attempt a >= 1: stream (seed, key(g, k, j) mixed with a)"), &oom);
+	iapo_json_add(o, "loss_mask", cJSON_CreateString("S-GRPO: slot j of row k at optimizer step s: stream (seed, \"sgrp\", s, (k, j))"), &oom);
+	iapo_json_add(o, "next_rollout", cJSON_CreateNumber((double)(tr->step / tr->mu)), &oom);
+	iapo_json_add(o, "rollout_in_buffer", cJSON_CreateNumber((double)tr->buf_gen), &oom);
 	if (oom) {
 		cJSON_Delete(o);
 		return NULL;
