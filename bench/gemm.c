@@ -11,13 +11,24 @@
  *                  of OpenBLAS, ours as a fraction of the peak for that many
  *                  threads, and for small M the weight bytes streamed per second
  *
+ *   bf16_dot_peak  vdpbf16ps zmm chains, one thread and all threads
+ *   gemm_bf16      one prefill product x W^T with W in bf16 (iapo_gemm_op.Bh,
+ *                  the packed vdpbf16ps path) next to the same product in
+ *                  fp32 (the packed FMA path), same run, same operands:
+ *                  GFLOP/s by wall time (median) and by CPU time (best
+ *                  repeat; the steady number on a shared machine at 1
+ *                  thread), % of the bf16 dot peak and of the fp32 peak
+ *
  * Shapes: each linear layer of the tiny, small and qwen0.5b models at M = 256
  * tokens, as the forward y = x W^T (nt), the input gradient dx = dy W (nn) and
  * the weight gradient dW = dy^T x (tn); and the decoding forward at M = 1 and
- * 8 for qwen0.5b. Left out: attention's products (bench/model.c times them
- * in place) and bf16.
+ * 8 for qwen0.5b. gemm_bf16: the forward of every layer of the three models
+ * at M = 256 and 1024 rows (a prefill, IAPO's information pass with
+ * --info-bf16). Left out: attention's products (bench/model.c times them in
+ * place).
  *
- * Usage: gemm [--threads N] [--quick] [--shape tiny|small|qwen0.5b|decode|all]
+ * Usage: gemm [--threads N] [--quick] [--shape tiny|small|qwen0.5b|decode|bf16|all]
+ *        (--shape tiny|small|qwen0.5b also runs that model's bf16 records)
  */
 #include <cblas.h>
 
@@ -25,6 +36,7 @@
 #include "core/rng.h"
 #include "iapo.h"
 #include "kernels/gemm.h"
+#include "kernels/kernels.h"
 
 typedef struct {
 	const char *name;
@@ -45,8 +57,10 @@ static void fill(float *p, size_t n, float scale, uint64_t seed)
 	for (size_t i = 0; i < n; i++) p[i] = scale * (iapo_rng_float(&r) - 0.5f);
 }
 
-/* Operands big enough for every product of the run, allocated once. */
+/* Operands big enough for every product of the run, allocated once; bufBh
+ * holds bufB rounded to bf16. */
 static float *bufA, *bufB, *bufC;
+static uint16_t *bufBh;
 
 static void run(int lib, int ta, int tb, int M, int N, int K)
 {
@@ -78,6 +92,77 @@ static double time_one(int lib, int ta, int tb, int M, int N, int K, int quick)
 }
 
 static double peak_gflops[3]; /* by thread count 1, 2 (index = threads) */
+static double bf16_peak_gflops[3];
+
+/* x W^T through iapo_sgemm_batch, W in fp32 (bf16 == 0) or bf16. */
+static void run_nt(int bf16, int M, int N, int K)
+{
+	iapo_gemm_op o = {.transB = 1, .M = M, .N = N, .K = K, .alpha = 1.0f, .A = bufA, .lda = K,
+			  .B = bf16 ? NULL : bufB, .Bh = bf16 ? bufBh : NULL, .ldb = K, .C = bufC, .ldc = N};
+	iapo_sgemm_batch(1, &o);
+}
+
+/* Median wall seconds and least CPU seconds (all threads) of one x W^T. */
+static void time_nt(int bf16, int M, int N, int K, int quick, double *wall, double *cpu)
+{
+	double t0 = bench_now();
+	run_nt(bf16, M, N, K);
+	double first = bench_now() - t0;
+	double budget = quick ? 0.1 : 0.6;
+	int reps = (int)(budget / (first > 1e-7 ? first : 1e-7));
+	if (reps < 3) reps = 3;
+	if (reps > 51) reps = 51;
+	double v[51], best_cpu = 0;
+	for (int r = 0; r < reps; r++) {
+		double c0 = bench_cpu_now();
+		t0 = bench_now();
+		run_nt(bf16, M, N, K);
+		v[r] = bench_now() - t0;
+		double c = bench_cpu_now() - c0;
+		if (r == 0 || c < best_cpu) best_cpu = c;
+	}
+	*wall = bench_median(v, reps);
+	*cpu = best_cpu;
+}
+
+static void bench_bf16_one(const char *shape, const char *layer, int M, int N, int K, int threads, int quick)
+{
+	iapo_set_threads(threads);
+	double flop = 2.0 * M * N * K, w32, c32, w16, c16;
+	time_nt(0, M, N, K, quick, &w32, &c32);
+	int path32 = iapo_sgemm_last_path();
+	time_nt(1, M, N, K, quick, &w16, &c16);
+	int path16 = iapo_sgemm_last_path();
+	double g32 = flop / w32 * 1e-9, g16 = flop / w16 * 1e-9;
+	/* by CPU time: GFLOP/s per thread-second times the threads */
+	double gc32 = flop / c32 * 1e-9 * threads, gc16 = flop / c16 * 1e-9 * threads;
+	double pk = peak_gflops[threads < 3 ? threads : 2], pkb = bf16_peak_gflops[threads < 3 ? threads : 2];
+	bench_rec_begin("gemm_bf16");
+	bench_rec_str("shape", shape);
+	bench_rec_str("layer", layer);
+	bench_rec_str("op", "nt");
+	bench_rec_int("M", M);
+	bench_rec_int("N", N);
+	bench_rec_int("K", K);
+	bench_rec_int("threads", threads);
+	bench_rec_num("bf16_gflops", g16);
+	bench_rec_num("bf16_gflops_cpu", gc16);
+	bench_rec_num("bf16_pct_bf16_peak", pkb > 0 ? 100.0 * g16 / pkb : NAN);
+	bench_rec_num("bf16_pct_bf16_peak_cpu", pkb > 0 ? 100.0 * gc16 / pkb : NAN);
+	bench_rec_num("fp32_gflops", g32);
+	bench_rec_num("fp32_gflops_cpu", gc32);
+	bench_rec_num("fp32_pct_fp32_peak", pk > 0 ? 100.0 * g32 / pk : NAN);
+	bench_rec_num("speedup_bf16_vs_fp32", w32 / w16);
+	bench_rec_num("speedup_bf16_vs_fp32_cpu", c32 / c16);
+	bench_rec_int("bf16_path", path16);
+	bench_rec_int("fp32_path", path32);
+	bench_rec_num("loadavg_1m", bench_loadavg());
+	bench_rec_end();
+	bench_note("gemm_bf16 %-8s %-8s M=%-4d N=%-6d K=%-5d t=%d  bf16 %6.1f GFLOP/s (cpu %6.1f, %3.0f%% of bf16 peak)  "
+		   "fp32 %6.1f (cpu %6.1f)  x%.2f (cpu x%.2f)\n",
+		   shape, layer, M, N, K, threads, g16, gc16, pkb > 0 ? 100.0 * gc16 / pkb : 0.0, g32, gc32, w32 / w16,
+		   c32 / c16);
+}
 
 static void bench_one(const char *shape, const char *layer, const char *op, int M, int N, int K, int threads,
 		      int quick)
@@ -138,7 +223,7 @@ static void read_cache(char *buf, size_t n)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: gemm [--threads N] [--quick] [--shape tiny|small|qwen0.5b|decode|all]\n");
+	fprintf(stderr, "usage: gemm [--threads N] [--quick] [--shape tiny|small|qwen0.5b|decode|bf16|all]\n");
 	return 2;
 }
 
@@ -157,7 +242,7 @@ int main(int argc, char **argv)
 			return usage();
 		}
 	}
-	int found = strcmp(only, "all") == 0 || strcmp(only, "decode") == 0;
+	int found = strcmp(only, "all") == 0 || strcmp(only, "decode") == 0 || strcmp(only, "bf16") == 0;
 	for (int s = 0; s < NSHAPES; s++) found |= strcmp(only, SHAPES[s].name) == 0;
 	if (!found) return usage();
 
@@ -181,19 +266,31 @@ int main(int argc, char **argv)
 		bench_rec_num("gflops", g);
 		bench_rec_end();
 		bench_note("gemm: fp32 FMA peak, %d thread(s): %.1f GFLOP/s\n", tl[i], g);
+		if (bench_has_avx512bf16()) {
+			g = bench_bf16_peak(tl[i], quick);
+			bf16_peak_gflops[tl[i] < 3 ? tl[i] : 2] = g;
+			bench_rec_begin("bf16_dot_peak");
+			bench_rec_int("threads", tl[i]);
+			bench_rec_num("gflops", g);
+			bench_rec_end();
+			bench_note("gemm: bf16 dot peak, %d thread(s): %.1f GFLOP/s\n", tl[i], g);
+		}
 	}
 
-	/* Largest operands: qwen0.5b's lm head at 256 tokens. */
-	size_t big = (size_t)151936 * 896;
+	/* Largest operands: qwen0.5b's lm head at 256 tokens, its output at
+	 * 1024 (gemm_bf16). */
+	size_t big = (size_t)151936 * 896, bigc = (size_t)151936 * 1024;
 	bufA = iapo_alloc_aligned(big * sizeof(float));
 	bufB = iapo_alloc_aligned(big * sizeof(float));
-	bufC = iapo_alloc_aligned(big * sizeof(float));
-	if (!bufA || !bufB || !bufC) {
+	bufC = iapo_alloc_aligned(bigc * sizeof(float));
+	bufBh = iapo_alloc_aligned(big * sizeof(uint16_t));
+	if (!bufA || !bufB || !bufC || !bufBh) {
 		bench_note("gemm: out of memory\n");
 		return 1;
 	}
 	fill(bufA, big, 1.0f, 1);
 	fill(bufB, big, 0.1f, 2);
+	iapo_f32_to_bf16(bufBh, bufB, big);
 
 	for (int s = 0; s < NSHAPES; s++) {
 		const model_shape *m = &SHAPES[s];
@@ -211,6 +308,20 @@ int main(int argc, char **argv)
 				bench_one(m->name, layers[l].name, "tn", o, in, T, tl[i], quick);
 			}
 	}
+	for (int s = 0; s < NSHAPES; s++) {
+		const model_shape *m = &SHAPES[s];
+		if (strcmp(only, "all") && strcmp(only, "bf16") && strcmp(only, m->name)) continue;
+		struct { const char *name; int out, in; } layers[] = {
+			{"q", m->Q, m->C}, {"kv", m->KV, m->C}, {"o", m->C, m->Q},
+			{"gate", m->F, m->C}, {"down", m->C, m->F}, {"lm_head", m->V, m->C},
+		};
+		static const int Ms[] = {256, 1024};
+		for (size_t l = 0; l < sizeof layers / sizeof layers[0]; l++)
+			for (int mi = 0; mi < 2; mi++)
+				for (int i = 0; i < ntl; i++)
+					bench_bf16_one(m->name, layers[l].name, Ms[mi], layers[l].out, layers[l].in, tl[i],
+						       quick);
+	}
 	if (strcmp(only, "all") == 0 || strcmp(only, "decode") == 0) {
 		const model_shape *m = &SHAPES[2];
 		struct { const char *name; int out, in; } layers[] = {
@@ -227,5 +338,6 @@ int main(int argc, char **argv)
 	iapo_free_aligned(bufA);
 	iapo_free_aligned(bufB);
 	iapo_free_aligned(bufC);
+	iapo_free_aligned(bufBh);
 	return 0;
 }

@@ -32,7 +32,17 @@
  * reading W once, in place; otherwise it runs the micro-kernel on unpacked
  * rows of B. Packing would cost as much as the product there.
  *
- * Left out: bf16 and other precisions, column-major, GPUs, and runtime
+ * bf16 weights (iapo_gemm_op.Bh, x W^T): on the packed path with
+ * AVX512_BF16, A's rows are rounded to bf16 as they are packed and both
+ * operands are packed as K-pairs (two consecutive bf16 in 32 bits, the
+ * operand vdpbf16ps multiplies), so the same transpose-and-pack code and the
+ * same MR x NR tile serve, with a vdpbf16ps (two exact products per lane,
+ * summed in fp32) where the fp32 kernel has an FMA: twice the rate, half the
+ * bytes of B. Its depth slices are twice as deep (same bytes). Without
+ * AVX512_BF16 both are widened to fp32 while packing. The direct path
+ * (decoding) has its own bf16 dot kernels.
+ *
+ * Left out: other precisions, column-major, GPUs, and runtime
  * detection of cache sizes (the constants below fit AMD Zen 4/5 and Intel
  * server cores, whose L1/L2 are at least 32 KiB / 1 MiB).
  */
@@ -62,6 +72,12 @@
 #endif
 #ifndef MC_DEF
 #define MC_DEF 280
+#endif
+/* The same L1 and L2 budgets hold twice the depth in bf16 (K-pairs), and a
+ * deeper slice halves the C traffic per multiply-add, which the bf16
+ * kernel's doubled rate would otherwise feel. */
+#ifndef KC_BF_DEF
+#define KC_BF_DEF 512
 #endif
 #ifndef NC_DEF
 #define NC_DEF 2048
@@ -277,6 +293,11 @@ struct job {
 	atomic_uchar *astate;
 	size_t apack_floats, astate_floats;
 	long mtiles, kc_step;
+	/* packed path with Bh: vdpbf16ps on K-pair panels (tile_bf); a depth
+	 * slice of kc_step elements (even) is then ku_step = kc_step/2 units of
+	 * 32 bits per row or column of a panel, kc_step units otherwise */
+	int bf;
+	long ku_step;
 };
 
 /* Row i of C before the product is added: R (or beta*C) plus the bias. */
@@ -386,37 +407,39 @@ INLINE AVX512 __m512 maskz_load_h(__mmask16 m, const uint16_t *p)
 	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
 }
 
-/* n floats at p rounded to bf16 in place (bf16_round, 16 at a time). */
-static AVX512 void round_bf16_inplace(float *p, long n)
+/* 16 floats' bits rounded to bf16 (bf16_round_bits: nearest even, NaN kept
+ * a NaN), the low halves cleared. */
+INLINE AVX512 __m512i round_bf16_v(__m512i u)
 {
 	const __m512i abs = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
 	const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), quiet = _mm512_set1_epi32(0x00400000);
-	const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
+	__m512i r = _mm512_add_epi32(_mm512_add_epi32(u, half), _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
+	__mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs), inf);
+	r = _mm512_mask_or_epi32(r, nan, u, quiet);
+	return _mm512_and_si512(r, _mm512_set1_epi32((int)0xffff0000u));
+}
+
+/* n floats at p rounded to bf16 in place (bf16_round, 16 at a time). */
+static AVX512 void round_bf16_inplace(float *p, long n)
+{
 	for (long i = 0; i < n; i += 16) {
 		__mmask16 m = lanes(n - i);
-		__m512i u = _mm512_maskz_loadu_epi32(m, p + i);
-		__m512i r = _mm512_add_epi32(_mm512_add_epi32(u, half), _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
-		__mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs), inf);
-		r = _mm512_mask_or_epi32(r, nan, u, quiet);
-		_mm512_mask_storeu_epi32(p + i, m, _mm512_and_si512(r, hi));
+		_mm512_mask_storeu_epi32(p + i, m, round_bf16_v(_mm512_maskz_loadu_epi32(m, p + i)));
 	}
 }
 
 /* dst[r*ld16 + k] = src[r*lda + k] rounded to bf16 for k < K, zeros up to ld16. */
 static AVX512 void rows_to_bf16(uint16_t *dst, long ld16, const float *src, long lda, int rows, int K)
 {
-	const __m512i abs = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
-	const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), quiet = _mm512_set1_epi32(0x00400000);
 	for (int r = 0; r < rows; r++)
 		for (long k = 0; k < ld16; k += 16) {
-			__mmask16 m = lanes(K - k);
-			__m512i u = _mm512_maskz_loadu_epi32(m, src + r * lda + k);
-			__m512i v = _mm512_add_epi32(_mm512_add_epi32(u, half), _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
-			__mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs), inf);
-			v = _mm512_mask_or_epi32(v, nan, u, quiet);
+			__m512i v = round_bf16_v(_mm512_maskz_loadu_epi32(lanes(K - k), src + r * lda + k));
 			_mm256_storeu_si256((__m256i *)(dst + r * ld16 + k), _mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16)));
 		}
 }
+
+/* Mask of the first n of 32 16-bit lanes (n clamped to [0,32]). */
+static inline __mmask32 lanes32(long n) { return n <= 0 ? 0 : n >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << n) - 1); }
 
 /* In-register transpose of 16 rows of 16 floats. */
 INLINE AVX512 void transpose16(__m512 r[16])
@@ -461,49 +484,79 @@ static AVX512 void pack_rows(float *dst, const float *src, long ld, int kc, int 
 	}
 }
 
-/* dst[k*W + r] = src[r*ld + k] for r < rows, 0 for rows <= r < W; k < kc.
- * Packs a panel that must be transposed (A as stored, or B^T = W). */
-static AVX512 void pack_cols(float *dst, const float *src, long ld, int rows, int kc, int W)
+/* How pack_cols reads a row: 16 units of 32 bits from element k0 on. */
+enum {
+	PK_F32 = 0,  /* fp32 elements */
+	PK_H = 1,    /* bf16 elements, widened to fp32 */
+	PK_H2 = 2,   /* bf16, kept as pairs of consecutive elements (vdpbf16ps's operand) */
+	PK_F2H2 = 3, /* fp32 rounded to bf16 (nearest even), as pairs */
+};
+
+/* Units 16u..16u+15 of a row at src (element type as mode), n elements long. */
+INLINE AVX512 __m512 pack_load(const int mode, const void *src, long u, long n)
 {
+	static const uint16_t odd[32] = {1,  3,  5,  7,  9,  11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31,
+					 33, 35, 37, 39, 41, 43, 45, 47, 49, 51, 53, 55, 57, 59, 61, 63};
+	const float *f = src;
+	const uint16_t *h = src;
+	if (mode == PK_F32) return _mm512_maskz_loadu_ps(lanes(n - 16 * u), f + 16 * u);
+	if (mode == PK_H) return maskz_load_h(lanes(n - 16 * u), h + 16 * u);
+	if (mode == PK_H2) return _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(lanes32(n - 32 * u), h + 32 * u));
+	/* PK_F2H2: 32 floats rounded; their upper halves, in order, are 16 pairs */
+	__m512i lo = round_bf16_v(_mm512_maskz_loadu_epi32(lanes(n - 32 * u), f + 32 * u));
+	__m512i hi = round_bf16_v(_mm512_maskz_loadu_epi32(lanes(n - 32 * u - 16), f + 32 * u + 16));
+	return _mm512_castsi512_ps(_mm512_permutex2var_epi16(lo, _mm512_loadu_si512(odd), hi));
+}
+
+/* dst[k*W + r] = src[r*ld + k] for r < rows, 0 for rows <= r < W, over the
+ * units k of kc elements (an element, or a pair of elements as PK_H2 and
+ * PK_F2H2 read them, padded with a zero when kc is odd); ld in elements.
+ * Packs a panel that must be transposed (A as stored, or B^T = W), 16x16
+ * units at a time. */
+INLINE AVX512 void pack_cols_t(const int mode, float *dst, const void *src, long ld, int rows, int kc, int W)
+{
+	const int es = mode == PK_F32 || mode == PK_F2H2 ? 4 : 2; /* bytes per element */
+	const int units = mode >= PK_H2 ? (kc + 1) / 2 : kc;
 	for (int r0 = 0; r0 < W; r0 += 16) {
 		int rg = rows - r0 < 0 ? 0 : rows - r0 > 16 ? 16 : rows - r0;
 		__mmask16 sm = lanes(W - r0);
 		if (rg == 0) {
-			for (int k = 0; k < kc; k++) _mm512_mask_storeu_ps(dst + (size_t)k * W + r0, sm, _mm512_setzero_ps());
+			for (int k = 0; k < units; k++) _mm512_mask_storeu_ps(dst + (size_t)k * W + r0, sm, _mm512_setzero_ps());
 			continue;
 		}
-		for (int k = 0; k < kc; k += 16) {
-			int kk = kc - k < 16 ? kc - k : 16;
-			__mmask16 lm = lanes(kk);
+		for (int k = 0; k < units; k += 16) {
+			int kk = units - k < 16 ? units - k : 16;
 			__m512 r[16];
 			for (int i = 0; i < 16; i++)
-				r[i] = i < rg ? _mm512_maskz_loadu_ps(lm, src + (size_t)(r0 + i) * ld + k) : _mm512_setzero_ps();
+				r[i] = i < rg ? pack_load(mode, (const char *)src + (size_t)(r0 + i) * ld * es, k / 16, kc)
+					      : _mm512_setzero_ps();
 			transpose16(r);
 			for (int j = 0; j < kk; j++) _mm512_mask_storeu_ps(dst + (size_t)(k + j) * W + r0, sm, r[j]);
 		}
 	}
 }
 
-/* pack_cols from bf16 rows (B^T = W in bf16): the same panel, widened. */
+static AVX512 void pack_cols(float *dst, const float *src, long ld, int rows, int kc, int W)
+{
+	pack_cols_t(PK_F32, dst, src, ld, rows, kc, W);
+}
+
+/* B^T = W in bf16: the same panel, widened (CPUs without AVX512_BF16). */
 static AVX512 void pack_cols_h(float *dst, const uint16_t *src, long ld, int rows, int kc, int W)
 {
-	for (int r0 = 0; r0 < W; r0 += 16) {
-		int rg = rows - r0 < 0 ? 0 : rows - r0 > 16 ? 16 : rows - r0;
-		__mmask16 sm = lanes(W - r0);
-		if (rg == 0) {
-			for (int k = 0; k < kc; k++) _mm512_mask_storeu_ps(dst + (size_t)k * W + r0, sm, _mm512_setzero_ps());
-			continue;
-		}
-		for (int k = 0; k < kc; k += 16) {
-			int kk = kc - k < 16 ? kc - k : 16;
-			__mmask16 lm = lanes(kk);
-			__m512 r[16];
-			for (int i = 0; i < 16; i++)
-				r[i] = i < rg ? maskz_load_h(lm, src + (size_t)(r0 + i) * ld + k) : _mm512_setzero_ps();
-			transpose16(r);
-			for (int j = 0; j < kk; j++) _mm512_mask_storeu_ps(dst + (size_t)(k + j) * W + r0, sm, r[j]);
-		}
-	}
+	pack_cols_t(PK_H, dst, src, ld, rows, kc, W);
+}
+
+/* W in bf16, as K-pairs: unit k of column r holds elements 2k, 2k+1. */
+static AVX512 void pack_cols_h2(float *dst, const uint16_t *src, long ld, int rows, int kc, int W)
+{
+	pack_cols_t(PK_H2, dst, src, ld, rows, kc, W);
+}
+
+/* A's rows rounded to bf16, as K-pairs. */
+static AVX512 void pack_cols_f2h2(float *dst, const float *src, long ld, int rows, int kc, int W)
+{
+	pack_cols_t(PK_F2H2, dst, src, ld, rows, kc, W);
 }
 
 /* What a tile's store adds to alpha*acc: the addend row r (row i at
@@ -588,6 +641,54 @@ static const tile_fn tiles_packed[MR + 1] = {NULL, tile_p1, tile_p2, tile_p3, ti
 static const tile_fn tiles_direct[MR + 1] = {NULL, tile_d1, tile_d2, tile_d3, tile_d4, tile_d5, tile_d6, tile_d7,
 					     tile_d8, tile_d9, tile_d10, tile_d11, tile_d12, tile_d13, tile_d14};
 
+/* The bf16 micro-kernel (AVX512_BF16): as tile's packed case, with both
+ * micro-panels holding K-pairs of bf16 (pack_cols_h2, pack_cols_f2h2): A's
+ * unit (p, i) is the pair (2p, 2p+1) of row i, B's 32-bit lane j of unit p
+ * the same pair of column j. Each vdpbf16ps adds two exact products per
+ * lane in fp32, so a K-pair costs what one k costs the fp32 kernel. kc in
+ * elements (an odd one's last pair is zero-padded). */
+INLINE AVX512BF void tile_bf(const int mr, int kc, const float *a, const float *b, float *c, long ldc,
+			     const struct epi *e, const __mmask16 *m)
+{
+	const int *ai32 = (const int *)a;
+	__m512 acc[MR][NV];
+#pragma GCC unroll 16
+	for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
+		for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+	for (int i = 0; i < mr; i++)
+		for (int v = 0; v <= NR; v += 16) _mm_prefetch((const char *)(c + i * ldc + (v < NR ? v : NR - 1)), _MM_HINT_T0);
+	const int kp = (kc + 1) / 2;
+	for (int k = 0; k < kp; k++) {
+		__m512bh bv[NV];
+#pragma GCC unroll 4
+		for (int v = 0; v < NV; v++) bv[v] = (__m512bh)_mm512_load_ps(b + (size_t)k * NR + 16 * v);
+#pragma GCC unroll 16
+		for (int i = 0; i < mr; i++) {
+			__m512bh av = (__m512bh)_mm512_set1_epi32(ai32[(size_t)k * MR + i]);
+#pragma GCC unroll 4
+			for (int v = 0; v < NV; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], av, bv[v]);
+		}
+	}
+#pragma GCC unroll 16
+	for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
+		for (int v = 0; v < NV; v++) store_row(c + i * ldc + 16 * v, acc[i][v], m[v], e, i, 16 * v);
+}
+
+#define BF_TILE(R) \
+	static AVX512BF void tile_bf##R(int kc, const float *a, long ars, long acs, const float *b, long brs, \
+					float *c, long ldc, const struct epi *e, const __mmask16 *m) \
+	{ \
+		(void)ars; (void)acs; (void)brs; \
+		tile_bf(R, kc, a, b, c, ldc, e, m); \
+	}
+BF_TILE(1) BF_TILE(2) BF_TILE(3) BF_TILE(4) BF_TILE(5) BF_TILE(6) BF_TILE(7)
+BF_TILE(8) BF_TILE(9) BF_TILE(10) BF_TILE(11) BF_TILE(12) BF_TILE(13) BF_TILE(14)
+
+static const tile_fn tiles_bf[MR + 1] = {NULL, tile_bf1, tile_bf2, tile_bf3, tile_bf4, tile_bf5, tile_bf6, tile_bf7,
+					 tile_bf8, tile_bf9, tile_bf10, tile_bf11, tile_bf12, tile_bf13, tile_bf14};
+
 /* A region of rows x bytes (stride ld bytes) whose cache lines are fetched a
  * few at a time between micro-kernel calls. */
 struct prefetch {
@@ -631,7 +732,9 @@ static void prefetch_b(struct prefetch *p, const struct job *J, long pc, long kc
 
 static AVX512 void pack_b(const struct job *J, float *dst, long pc, long kc, long j0, int nr)
 {
-	if (J->Bh)
+	if (J->bf)
+		pack_cols_h2(dst, J->Bh + j0 * J->ldb + pc, J->ldb, nr, (int)kc, NR);
+	else if (J->Bh)
 		pack_cols_h(dst, J->Bh + j0 * J->ldb + pc, J->ldb, nr, (int)kc, NR);
 	else if (J->transB)
 		pack_cols(dst, J->B + j0 * J->ldb + pc, J->ldb, nr, (int)kc, NR);
@@ -653,10 +756,10 @@ static AVX512 void a_panels(const struct job *J, float *abuf, long s, long pc, l
 	for (long q = 0; q < nt; q++) {
 		const long t = t_lo + (q + rot) % nt, i0 = t * MR;
 		const int mr = (int)min_l(MR, J->M - i0);
-		float *dst = abuf + (t - t_lo) * kc * MR;
+		float *dst = abuf + (t - t_lo) * J->ku_step * MR;
 		atomic_uchar *st = J->apack ? &J->astate[s * J->mtiles + t] : NULL;
 		if (st) {
-			float *sh = J->apack + (s * J->mtiles + t) * J->kc_step * MR;
+			float *sh = J->apack + (s * J->mtiles + t) * J->ku_step * MR;
 			unsigned char v = atomic_load_explicit(st, memory_order_acquire), zero = 0;
 			if (v == 2) {
 				ap[t - t_lo] = sh;
@@ -668,11 +771,13 @@ static AVX512 void a_panels(const struct job *J, float *abuf, long s, long pc, l
 			else
 				st = NULL; /* someone else is packing it: pack our own copy */
 		}
-		if (J->transA)
+		if (J->bf)
+			pack_cols_f2h2(dst, J->A + i0 * J->lda + pc, J->lda, mr, (int)kc, MR);
+		else if (J->transA)
 			pack_rows(dst, J->A + pc * J->lda + i0, J->lda, (int)kc, mr, MR);
 		else
 			pack_cols(dst, J->A + i0 * J->lda + pc, J->lda, mr, (int)kc, MR);
-		if (J->Bh) round_bf16_inplace(dst, kc * MR); /* bf16 B: A rounded too */
+		if (J->Bh && !J->bf) round_bf16_inplace(dst, kc * MR); /* bf16 B, widened: A rounded too */
 		if (st) atomic_store_explicit(st, 2, memory_order_release);
 		ap[t - t_lo] = dst;
 	}
@@ -685,7 +790,8 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 {
 	long m = m1 - m0, n = n1 - n0, K = J->K;
 	if (m <= 0 || n <= 0) return;
-	long kc_step = ceil_div(K, ceil_div(K, J->kc));
+	const long kc_step = J->kc_step;
+	const tile_fn *tiles = J->bf ? tiles_bf : tiles_packed;
 	long mc_step = round_up(ceil_div(m, ceil_div(m, J->mc)), MR);
 	long nc_step = round_up(ceil_div(n, ceil_div(n, J->nc)), NR);
 	int one_row_block = m <= mc_step;
@@ -702,7 +808,7 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 				for (long jr = 0; jr < nc; jr += NR) {
 					long j0 = n0 + jc + jr;
 					int nr = (int)min_l(NR, nc - jr);
-					float *bp = one_row_block ? bbuf : bbuf + jr * kc;
+					float *bp = one_row_block ? bbuf : bbuf + jr * (J->bf ? (kc + 1) / 2 : kc);
 					struct prefetch pf = {0};
 					if (ic == 0) {
 						pack_b(J, bp, pc, kc, j0, nr);
@@ -729,7 +835,7 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 								first && J->R ? J->R + row * J->ldr + j0 : NULL,
 								first && J->bias ? J->bias + j0 : NULL, J->ldr};
 						prefetch_step(&pf, pf_per_tile);
-						tiles_packed[mr]((int)kc, ap[ir / MR], 0, 0, bp, 0, c, J->ldc, &e, msk);
+						tiles[mr]((int)kc, ap[ir / MR], 0, 0, bp, 0, c, J->ldc, &e, msk);
 					}
 				}
 			}
@@ -754,7 +860,7 @@ static void packed_item(void *ctx, long item, int worker)
 static int packed_plan(struct job *J, int nth)
 {
 	J->mc = blk_mc ? round_up(blk_mc < MC_MAX ? blk_mc : MC_MAX - MR, MR) : MC_DEF;
-	J->kc = blk_kc ? blk_kc : KC_DEF;
+	J->kc = blk_kc ? blk_kc : J->bf ? KC_BF_DEF : KC_DEF;
 	J->nc = blk_nc ? round_up(blk_nc, NR) : NC_DEF;
 	long mt = ceil_div(J->M, MR), nt = ceil_div(J->N, NR);
 	/* Rectangles: OVERSUB per thread when each keeps enough work and
@@ -765,10 +871,12 @@ static int packed_plan(struct job *J, int nth)
 	if (nth > 1 && (double)J->M * J->N * J->K >= (double)min_fma_per_thread * nth * OVERSUB &&
 	    (double)J->M * J->K * sizeof(float) <= OVERSUB_A_MAX)
 		items = nth * OVERSUB;
-	long kc_step = ceil_div(J->K, ceil_div(J->K, J->kc)), nslices = ceil_div(J->K, kc_step);
+	long kc_step = ceil_div(J->K, ceil_div(J->K, J->kc));
+	if (J->bf) kc_step = round_up(kc_step, 2); /* slices start on a K-pair */
+	long nslices = ceil_div(J->K, kc_step), ku_step = J->bf ? kc_step / 2 : kc_step;
 	/* With several rectangles side by side (tn > 1), op(A)'s panels are
 	 * shared when they fit: packed about once instead of tn times. */
-	size_t ashare = (size_t)nslices * (size_t)mt * (size_t)(kc_step * MR);
+	size_t ashare = (size_t)nslices * (size_t)mt * (size_t)(ku_step * MR);
 	int share = items > 1 && ashare <= (size_t)SHARE_A_MAX;
 	/* Of the grids tm x tn = items that give every rectangle a tile, take
 	 * the one that moves the least: every rectangle reads all of its rows
@@ -795,6 +903,7 @@ static int packed_plan(struct job *J, int nth)
 	J->apack_floats = J->astate_floats = 0;
 	J->mtiles = mt;
 	J->kc_step = kc_step;
+	J->ku_step = ku_step;
 	if (share && items > 1) {
 		J->apack_floats = ashare;
 		J->astate_floats = (size_t)ceil_div(nslices * mt, (long)sizeof(float));
@@ -803,8 +912,8 @@ static int packed_plan(struct job *J, int nth)
 	long m_max = ceil_div(mt, J->tm) * MR, n_max = ceil_div(nt, J->tn) * NR;
 	long mc_max = min_l(m_max, J->mc);
 	long nc_max = min_l(n_max, J->nc);
-	J->a_floats = (size_t)round_up(mc_max * kc_step, 16);
-	J->b_floats = (size_t)round_up((m_max <= J->mc ? NR : nc_max) * kc_step, 16);
+	J->a_floats = (size_t)round_up(mc_max * ku_step, 16);
+	J->b_floats = (size_t)round_up((m_max <= J->mc ? NR : nc_max) * ku_step, 16);
 	J->ws_stride = J->a_floats + J->b_floats;
 	return 1;
 }
@@ -1205,6 +1314,7 @@ static int plan(struct job *J, int nmax)
 		nth = by_bytes > nth ? by_bytes : nth;
 	}
 	J->ws_stride = 0;
+	J->bf = path == IAPO_SGEMM_PACKED && J->Bh && has_bf16();
 	if (path == IAPO_SGEMM_PACKED) {
 		packed_plan(J, nth);
 		J->items = (long)J->tm * J->tn;

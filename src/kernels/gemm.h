@@ -18,7 +18,8 @@
  *
  * bf16: a product whose B is given in bf16 (iapo_gemm_op.Bh) rounds A to bf16
  * as well and sums the exact products in fp32: with vdpbf16ps (AVX512_BF16)
- * on the direct path, by widening both to fp32 elsewhere.
+ * on the direct (decoding) and packed (prefill) paths, by widening both to
+ * fp32 on CPUs without it.
  *
  * Left out: complex and double precision, column-major, bf16 outputs or
  * activations kept in bf16 between calls, and GPUs.

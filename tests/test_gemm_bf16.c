@@ -1,0 +1,240 @@
+/*
+ * test_gemm_bf16.c — bf16 products (iapo_gemm_op.Bh, x W^T) with many rows,
+ * which take the packed path: with AVX512_BF16, K-pair panels multiplied by
+ * vdpbf16ps; without it (or with iapo_sgemm_no_bf16), panels widened to
+ * fp32. Each product is checked against a double-precision loop over the
+ * same bf16 values (A rounded to nearest even, W as given), at fp32
+ * summation tolerance: the products are exact, only the order of the sums
+ * may differ. Covered: ragged M, N, K (odd K: the last K-pair half empty),
+ * every block edge (iapo_sgemm_set_blocking, odd depths rounded to a pair),
+ * padded leading dimensions whose gaps hold NaN (an odd ldb, so W's pairs sit
+ * off 4-byte boundaries) and a sentinel outside C, the epilogues (alpha,
+ * beta over a NaN C when 0, a residual R, R == C, a bias), 1 and 2 threads,
+ * every forced path and the automatic choice (which must be the packed one).
+ * Speed is measured by bench/gemm.c (gemm_bf16 records), never here.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "iapo.h"
+#include "kernels/gemm.h"
+#include "kernels/kernels.h"
+#include "test.h"
+
+static uint64_t rng_state = 0x243f6a8885a308d3ull;
+
+/* Uniform in [-1, 1), never a bf16 denormal. */
+static float urand(void)
+{
+	rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+	return (float)((rng_state >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+
+static double bf16_value(uint16_t h)
+{
+	union {
+		uint32_t u;
+		float f;
+	} v = {.u = (uint32_t)h << 16};
+	return v.f;
+}
+
+static double round_value(float x)
+{
+	uint16_t h;
+	iapo_f32_to_bf16(&h, &x, 1);
+	return bf16_value(h);
+}
+
+/* Epilogue variants. */
+enum { E_PLAIN, E_ALPHA_BETA, E_RESIDUAL_BIAS, E_IN_PLACE, E_BETA_ONE, E_COUNT };
+
+struct spec {
+	int M, N, K, pad, epi, threads, path, no_bf16;
+};
+
+/* Runs one product; returns 1 when every element of C is within tolerance
+ * of the double loop and nothing outside C was written. */
+static int check(struct spec s, double *worst)
+{
+	const int M = s.M, N = s.N, K = s.K;
+	const int lda = K + s.pad, ldb = K + (s.pad ? 2 * s.pad - 1 : 0), ldc = N + 3 * s.pad, ldr = N + s.pad;
+	float *A = malloc(sizeof(float) * ((size_t)M * lda + 1));
+	uint16_t *Wh = malloc(sizeof(uint16_t) * ((size_t)N * ldb + 1));
+	float *C = malloc(sizeof(float) * ((size_t)M * ldc + 1));
+	float *C0 = malloc(sizeof(float) * ((size_t)M * ldc + 1));
+	float *R = malloc(sizeof(float) * ((size_t)M * ldr + 1));
+	float *bias = malloc(sizeof(float) * (size_t)N);
+	const float nan = NAN, sentinel = -777.0f;
+	uint16_t hnan;
+	iapo_f32_to_bf16(&hnan, &nan, 1);
+	for (int i = 0; i < M; i++)
+		for (int p = 0; p < lda; p++) A[(size_t)i * lda + p] = p < K ? urand() : NAN;
+	for (int j = 0; j < N; j++)
+		for (int p = 0; p < ldb; p++) {
+			float w = urand();
+			if (p < K)
+				iapo_f32_to_bf16(&Wh[(size_t)j * ldb + p], &w, 1);
+			else
+				Wh[(size_t)j * ldb + p] = hnan;
+		}
+	for (int i = 0; i < M; i++)
+		for (int j = 0; j < ldc; j++) C[(size_t)i * ldc + j] = j < N ? urand() : sentinel;
+	for (int i = 0; i < M; i++)
+		for (int j = 0; j < ldr; j++) R[(size_t)i * ldr + j] = j < N ? urand() : NAN;
+	for (int j = 0; j < N; j++) bias[j] = urand();
+
+	iapo_gemm_op o = {.transB = 1, .M = M, .N = N, .K = K, .alpha = 1.0f, .A = A, .lda = lda, .Bh = Wh, .ldb = ldb,
+			  .C = C, .ldc = ldc};
+	switch (s.epi) {
+	case E_PLAIN: /* beta 0: C is not read */
+		for (int i = 0; i < M; i++)
+			for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = NAN;
+		break;
+	case E_ALPHA_BETA: o.alpha = -0.75f, o.beta = 0.5f; break;
+	case E_RESIDUAL_BIAS: o.alpha = 1.25f, o.R = R, o.ldr = ldr, o.bias = bias; break;
+	case E_IN_PLACE: o.R = C, o.ldr = ldc, o.bias = bias; break;
+	case E_BETA_ONE: o.alpha = 2.0f, o.beta = 1.0f; break;
+	}
+	memcpy(C0, C, sizeof(float) * (size_t)M * ldc);
+
+	iapo_set_threads(s.threads);
+	int old_path = iapo_sgemm_force_path(s.path), old_bf = iapo_sgemm_no_bf16(s.no_bf16);
+	iapo_sgemm_batch(1, &o);
+	int took = iapo_sgemm_last_path();
+	iapo_sgemm_force_path(old_path);
+	iapo_sgemm_no_bf16(old_bf);
+
+	int ok = 1;
+	if ((s.path == IAPO_SGEMM_AUTO || s.path == IAPO_SGEMM_PACKED) && took != IAPO_SGEMM_PACKED) {
+		fprintf(stderr, "  took path %d, not the packed one\n", took);
+		ok = 0;
+	}
+	double tol = 2e-6 * sqrt((double)K) + 1e-6;
+	for (int i = 0; i < M && ok; i++)
+		for (int j = 0; j < ldc && ok; j++) {
+			float got = C[(size_t)i * ldc + j];
+			if (j >= N) {
+				if (got != sentinel) fprintf(stderr, "  wrote outside C at (%d,%d)\n", i, j), ok = 0;
+				continue;
+			}
+			double dot = 0, mag = 0;
+			for (int p = 0; p < K; p++) {
+				double t = round_value(A[(size_t)i * lda + p]) * bf16_value(Wh[(size_t)j * ldb + p]);
+				dot += t, mag += fabs(t);
+			}
+			double alpha = o.alpha, want = alpha * dot, scale = fabs(alpha) * mag;
+			double z = 0;
+			if (s.epi == E_RESIDUAL_BIAS) z = R[(size_t)i * ldr + j];
+			else if (s.epi == E_IN_PLACE) z = C0[(size_t)i * ldc + j];
+			else if (o.beta != 0.0f) z = o.beta * C0[(size_t)i * ldc + j];
+			if (o.bias) z += bias[j];
+			want += z, scale += fabs(z) + 1e-30;
+			double err = fabs(got - want) / scale;
+			if (err > *worst) *worst = err;
+			if (!(err <= tol)) {
+				fprintf(stderr, "  C(%d,%d) = %.9g, want %.9g (error %.3g of %.3g)\n", i, j, got, want, err,
+					scale);
+				ok = 0;
+			}
+		}
+	free(A); free(Wh); free(C); free(C0); free(R); free(bias);
+	return ok;
+}
+
+static void report(int ok, struct spec s, const char *what)
+{
+	CHECK(ok, "%s: M=%d N=%d K=%d pad=%d epi=%d threads=%d path=%d no_bf16=%d", what, s.M, s.N, s.K, s.pad, s.epi,
+	      s.threads, s.path, s.no_bf16);
+}
+
+/* Ragged shapes with the default blocking, every epilogue, both thread
+ * counts, every path. */
+static void shapes_and_epilogues(void)
+{
+	static const int shapes[][3] = {{17, 1, 1},   {17, 33, 2},   {20, 31, 3},   {29, 64, 31},  {45, 70, 33},
+					{64, 32, 64}, {100, 97, 129}, {33, 50, 1025}, {130, 40, 257}, {300, 65, 96}};
+	static const int paths[] = {IAPO_SGEMM_AUTO, IAPO_SGEMM_PACKED, IAPO_SGEMM_DIRECT, IAPO_SGEMM_PORTABLE};
+	double worst = 0;
+	for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
+		for (int epi = 0; epi < E_COUNT; epi++)
+			for (int th = 1; th <= 2; th++) {
+				struct spec s = {shapes[sh][0], shapes[sh][1], shapes[sh][2], (int)(sh % 3), epi, th, 0, 0};
+				report(check(s, &worst), s, "auto");
+				/* the other paths (and the widened packed one) on fewer cases */
+				if (epi != E_RESIDUAL_BIAS && epi != E_PLAIN) continue;
+				for (size_t p = 1; p < sizeof paths / sizeof paths[0]; p++) {
+					s.path = paths[p];
+					report(check(s, &worst), s, "forced path");
+				}
+				s.path = IAPO_SGEMM_PACKED, s.no_bf16 = 1;
+				report(check(s, &worst), s, "packed, widened");
+			}
+	fprintf(stderr, "  worst relative error %.3g\n", worst);
+}
+
+/* Small blocks: every edge of row blocks, depth slices (odd requests
+ * rounded up to a K-pair; odd K leaves a half pair in the last slice) and
+ * column blocks, with and without the shared A panels (2 threads). */
+static void block_edges(void)
+{
+	static const int blocks[][3] = {{14, 2, 32}, {14, 5, 32}, {28, 6, 64}, {42, 34, 96}, {14, 1, 64}, {56, 64, 32}};
+	static const int shapes[][3] = {{43, 97, 37}, {29, 33, 64}, {71, 65, 130}, {15, 200, 9}};
+	double worst = 0;
+	for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++) {
+		iapo_sgemm_set_blocking(blocks[b][0], blocks[b][1], blocks[b][2]);
+		for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
+			for (int th = 1; th <= 2; th++)
+				for (int nb = 0; nb <= 1; nb++) {
+					struct spec s = {shapes[sh][0], shapes[sh][1], shapes[sh][2], 1,
+							 (int)((b + sh) % E_COUNT), th, IAPO_SGEMM_PACKED, nb};
+					report(check(s, &worst), s, "blocking");
+				}
+	}
+	iapo_sgemm_set_blocking(0, 0, 0);
+	fprintf(stderr, "  worst relative error %.3g\n", worst);
+}
+
+/* The vdpbf16ps panels and the widened ones multiply the same values: the
+ * two results agree to summation order, and a batch mixing bf16 and fp32
+ * products gives each its own. */
+static void mixed_batch(void)
+{
+	const int M = 50, N = 70, K = 91;
+	float *A = malloc(sizeof(float) * M * K), *W = malloc(sizeof(float) * N * K);
+	float *C1 = malloc(sizeof(float) * M * N), *C2 = malloc(sizeof(float) * M * N);
+	float *C3 = malloc(sizeof(float) * M * N), *C4 = malloc(sizeof(float) * M * N);
+	uint16_t *Wh = malloc(sizeof(uint16_t) * N * K);
+	for (int i = 0; i < M * K; i++) A[i] = urand();
+	for (int i = 0; i < N * K; i++) W[i] = urand();
+	iapo_f32_to_bf16(Wh, W, (size_t)N * K);
+	iapo_set_threads(2);
+	iapo_gemm_op ops[2] = {
+		{.transB = 1, .M = M, .N = N, .K = K, .alpha = 1, .A = A, .lda = K, .Bh = Wh, .ldb = K, .C = C1, .ldc = N},
+		{.transB = 1, .M = M, .N = N, .K = K, .alpha = 1, .A = A, .lda = K, .B = W, .ldb = K, .C = C2, .ldc = N},
+	};
+	iapo_sgemm_batch(2, ops);
+	int old = iapo_sgemm_no_bf16(1);
+	ops[0].C = C3;
+	iapo_sgemm_batch(1, ops);
+	iapo_sgemm_no_bf16(old);
+	old = iapo_sgemm_force_path(IAPO_SGEMM_PORTABLE);
+	ops[1].C = C4;
+	iapo_sgemm_batch(1, &ops[1]);
+	iapo_sgemm_force_path(old);
+	double e13 = test_max_rel_err(C1, C3, (size_t)M * N), e24 = test_max_rel_err(C2, C4, (size_t)M * N);
+	double e12 = test_max_rel_err(C1, C2, (size_t)M * N);
+	CHECK(e13 < 1e-5, "vdpbf16ps vs widened panels: %g", e13);
+	CHECK(e24 < 1e-5, "the fp32 product of the batch: %g", e24);
+	CHECK(e12 > 1e-5 && e12 < 0.05, "bf16 and fp32 differ by rounding only: %g", e12);
+	free(A); free(W); free(C1); free(C2); free(C3); free(C4); free(Wh);
+}
+
+int main(void)
+{
+	RUN(shapes_and_epilogues);
+	RUN(block_edges);
+	RUN(mixed_batch);
+	TEST_END();
+}
