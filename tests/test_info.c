@@ -14,7 +14,10 @@
  * not computed, and still exact.
  * Also that E_t really is the entropy after prompt + o_<t + postfix (o_t
  * excluded) by a direct check of one position through the kv cache's own
- * prefill.
+ * prefill; and the cache's last layer, which carries only the rows that ask
+ * for logits past their K/V: logits equal the training forward's whether
+ * all, some or none of a call's rows ask, with two layers and with one, and
+ * the estimator on one-layer models.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -436,6 +439,131 @@ static void test_shared_prefixes(void)
 	iapo_free_aligned(w.block);
 }
 
+/* w without its layers past the first: a one-layer model, whose only layer
+ * is the last. */
+static int first_layer_only(const iapo_weights *w, iapo_weights *w1)
+{
+	memset(w1, 0, sizeof *w1);
+	w1->cfg = w->cfg;
+	w1->cfg.L = 1;
+	w1->block = iapo_alloc_aligned(iapo_param_count(&w1->cfg) * sizeof(float));
+	if (!w1->block) return -1;
+	iapo_params_point(&w1->cfg, w1->block, &w1->p);
+	size_t sizes[IAPO_NUM_PARAMS];
+	iapo_param_sizes(&w1->cfg, sizes);
+	/* per-layer tensors are (L, ...): layer 0 comes first */
+	for (int t = 0; t < IAPO_NUM_PARAMS; t++)
+		if (sizes[t]) memcpy(w1->p.t[t], w->p.t[t], sizes[t] * sizeof(float));
+	return 0;
+}
+
+/* The cache's last layer carries only the rows that ask for logits past
+ * their K/V. Two sequences' rows interleaved in one call; every row asks for
+ * logits (nothing skipped), every third row asks (out of order), or a first
+ * call where none asks and a second whose rows attend to the K/V the first
+ * left in the last layer: the logits of the rows that ask equal the training
+ * forward's, for the three families with two layers and with one. */
+static void test_last_layer_rows(void)
+{
+	enum { N = 10, SPLIT = 6 };
+	for (int kind = 0; kind < TINY_NUM; kind++)
+		for (int layers = 2; layers >= 1; layers--) {
+			iapo_weights w2, w1, *w = &w2;
+			if (tiny_weights(kind, 40 + kind, &w2)) {
+				CHECK(0, "weights");
+				return;
+			}
+			if (layers == 1) {
+				if (first_layer_only(&w2, &w1)) {
+					CHECK(0, "weights");
+					iapo_free_aligned(w2.block);
+					return;
+				}
+				w = &w1;
+			}
+			const int V = w->cfg.V;
+			int tok[2][N];
+			for (int s = 0; s < 2; s++)
+				for (int j = 0; j < N; j++) tok[s][j] = (7 * j + 31 * s + kind) % V;
+			float *ref = malloc(sizeof(float) * 2 * N * V), *lg = malloc(sizeof(float) * 2 * N * V);
+			iapo_fwd *f = NULL;
+			CHECK(iapo_fwd_new(w, 1, N, 0, &f) == IAPO_OK, "%s", iapo_errmsg());
+			int n = N, tgt[N];
+			for (int j = 0; j < N; j++) tgt[j] = -1;
+			for (int s = 0; s < 2 && f; s++)
+				CHECK(iapo_fwd_forward(f, tok[s], &n, tgt, 1, N, NULL, NULL, ref + (size_t)s * N * V) == IAPO_OK,
+				      "%s", iapo_errmsg());
+			iapo_fwd_free(f);
+			for (int pattern = 0; pattern < 3; pattern++) {
+				iapo_kv *kv = NULL;
+				CHECK(iapo_kv_new(w, 2, N, &kv) == IAPO_OK, "%s", iapo_errmsg());
+				if (!kv) break;
+				iapo_kv_row rows[2 * N];
+				int asks[2 * N], R = 0;
+				for (int j = 0; j < N; j++)
+					for (int s = 0; s < 2; s++, R++) {
+						rows[R] = (iapo_kv_row){.token = tok[s][j], .pos = j, .seq = s, .slot = j,
+									.keys = {.seq0 = s, .len0 = j + 1}};
+						asks[R] = pattern == 0 || (pattern == 1 && R % 3 == 2) || (pattern == 2 && j >= SPLIT);
+						/* logits rows out of row order */
+						rows[R].out = asks[R] ? 2 * N - 1 - R : -1;
+					}
+				if (pattern == 2) {
+					CHECK(iapo_kv_forward_rows(kv, rows, 2 * SPLIT, NULL) == IAPO_OK, "%s", iapo_errmsg());
+					CHECK(iapo_kv_forward_rows(kv, rows + 2 * SPLIT, 2 * (N - SPLIT), lg) == IAPO_OK, "%s",
+					      iapo_errmsg());
+				} else {
+					CHECK(iapo_kv_forward_rows(kv, rows, R, lg) == IAPO_OK, "%s", iapo_errmsg());
+				}
+				double worst = 0, top = 1e-30;
+				for (int r = 0; r < R; r++) {
+					if (!asks[r]) continue;
+					const float *a = lg + (size_t)rows[r].out * V;
+					const float *b = ref + ((size_t)rows[r].seq * N + rows[r].pos) * V;
+					for (int v = 0; v < V; v++) {
+						double d = fabs((double)a[v] - b[v]);
+						worst = d > worst || d != d ? (d != d ? INFINITY : d) : worst;
+						top = fabs(b[v]) > top ? fabs(b[v]) : top;
+					}
+				}
+				CHECK(worst / top <= TOL, "%s, %d layers, pattern %d: logits rel err %.3g", tiny_names[kind],
+				      layers, pattern, worst / top);
+				iapo_kv_free(kv);
+			}
+			free(ref);
+			free(lg);
+			if (layers == 1) iapo_free_aligned(w1.block);
+			iapo_free_aligned(w2.block);
+		}
+}
+
+/* The estimator on one-layer models: every postfix row but the last of a
+ * position stops after its K/V in the first layer already. */
+static void test_exact_one_layer(void)
+{
+	for (int kind = 0; kind < TINY_NUM; kind++) {
+		iapo_weights w2, w1;
+		if (tiny_weights(kind, 600 + kind, &w2) || first_layer_only(&w2, &w1)) {
+			CHECK(0, "weights");
+			return;
+		}
+		batch x;
+		batch_make(&x, w1.cfg.V, 3 + kind);
+		int post3[3] = {w1.cfg.V - 2, 7, 31};
+		iapo_info_opts o = iapo_info_defaults();
+		o.postfix = post3;
+		o.n_postfix = 3;
+		o.answer_tokens = 2;
+		o.chunk = 5;
+		char what[64];
+		snprintf(what, sizeof what, "%s one layer", tiny_names[kind]);
+		compare(&w1, &x, &o, NSEQ, what);
+		batch_free(&x);
+		iapo_free_aligned(w1.block);
+		iapo_free_aligned(w2.block);
+	}
+}
+
 static void test_errors(void)
 {
 	iapo_weights w;
@@ -502,6 +630,8 @@ int main(void)
 	RUN(test_meaning);
 	RUN(test_fewer_positions);
 	RUN(test_shared_prefixes);
+	RUN(test_last_layer_rows);
+	RUN(test_exact_one_layer);
 	RUN(test_errors);
 	TEST_END();
 }

@@ -57,6 +57,7 @@ struct iapo_kv {
 	float *lbuf;     /* (OUTG, V) */
 	float **dst; /* (OUTG) where each projected row's logits go */
 	iapo_kv_row *rows; /* (Rmax) rows built by iapo_kv_forward */
+	iapo_kv_row *lrows; /* (Rmax) the rows that go past the last layer's K/V */
 	/* bf16 snapshot of the weight matrices (iapo_kv_use_bf16), or NULL:
 	 * wh_t[which] is tensor which's copy (NULL for norms, biases, and the
 	 * embedding of an untied model, which is only looked up) */
@@ -139,6 +140,7 @@ void iapo_kv_free(iapo_kv *kv)
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) iapo_free_aligned(*bufs[i]);
 	iapo_free(kv->dst);
 	iapo_free(kv->rows);
+	iapo_free(kv->lrows);
 	iapo_free_aligned(kv->wh);
 	iapo_free(kv);
 }
@@ -178,7 +180,8 @@ iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
 	kv->pos = iapo_malloc(sizeof(int) * R);
 	kv->dst = iapo_malloc(sizeof(float *) * G);
 	kv->rows = iapo_malloc(sizeof(iapo_kv_row) * R);
-	if (!kv->len || !kv->inv_freq || !kv->tok || !kv->pos || !kv->dst || !kv->rows) {
+	kv->lrows = iapo_malloc(sizeof(iapo_kv_row) * R);
+	if (!kv->len || !kv->inv_freq || !kv->tok || !kv->pos || !kv->dst || !kv->rows || !kv->lrows) {
 		st = iapo_fail(IAPO_ERR_NOMEM, "kv cache: out of memory");
 		goto fail;
 	}
@@ -484,7 +487,36 @@ static void project(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits)
 	}
 }
 
-/* One chunk of R <= Rmax validated rows. */
+/* Moves the rows of a chunk that ask for logits to its front for the last
+ * layer: their indices in sel, the rows themselves in kv->lrows, their
+ * residual stream (x), normed input (h) and RoPE table (cs) rows likewise.
+ * Returns their number m; sel is increasing, so the copies never overwrite a
+ * row still to be moved. */
+static int compact_out_rows(iapo_kv *kv, const iapo_kv_row *rows, int R)
+{
+	const int C = kv->w->cfg.C, HD = kv->w->cfg.HD;
+	int m = 0;
+	for (int r = 0; r < R; r++) {
+		if (rows[r].out < 0) continue;
+		kv->lrows[m] = rows[r];
+		if (r != m) {
+			memcpy(kv->x + (size_t)m * C, kv->x + (size_t)r * C, sizeof(float) * (size_t)C);
+			memcpy(kv->h + (size_t)m * C, kv->h + (size_t)r * C, sizeof(float) * (size_t)C);
+			memcpy(kv->cs + (size_t)m * HD, kv->cs + (size_t)r * HD, sizeof(float) * (size_t)HD);
+		}
+		m++;
+	}
+	return m;
+}
+
+/* One chunk of R <= Rmax validated rows.
+ * In the last layer a row that asks for no logits only has to leave its K/V
+ * (later rows attend to them): nothing reads its attention output, MLP or
+ * final norm. So there the K/V projections run over all R rows and the rest
+ * of the layer (q, attention, o-proj, MLP, lm_head) over the m rows that ask
+ * for logits only. The IAPO pass (one logits row per K postfix rows) and
+ * every prefill (one per prompt) skip most of a layer this way; decoding
+ * (every row asks) runs unchanged. */
 static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits)
 {
 	const iapo_config *c = &kv->w->cfg;
@@ -497,32 +529,37 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 	}
 	iapo_embedding_forward(kv->x, p->t[IAPO_P_EMBED], kv->tok, R, C); // (R,C)
 	iapo_rope_table(kv->cs, kv->pos, R, HD, kv->inv_freq);
+	int m = R; /* rows past the K/V of the layer (all but in the last one) */
 	for (int l = 0; l < c->L; l++) {
 #define LW(which) (p->t[which] + (size_t)l * iapo_param_layer_size(c, which))
 #define LH(which) \
 	(kv->bf16_on && kv->wh_t[which] ? kv->wh_t[which] + (size_t)l * iapo_param_layer_size(c, which) : NULL)
+		if (l == c->L - 1) {
+			m = 0;
+			for (int r = 0; r < R; r++) m += rows[r].out >= 0;
+		}
 		iapo_rmsnorm_forward(kv->h, NULL, kv->x, LW(IAPO_P_LN1), R, C, c->rms_eps);
-		/* q/k/v and their biases in one parallel job */
+		/* k/v (and q unless only some rows go on) and their biases in one
+		 * parallel job */
 		iapo_gemm_op qkv[3] = {
-			{.transB = 1, .M = R, .N = Q, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WQ),
-			 .ldb = C, .C = kv->q, .ldc = Q, .bias = c->qkv_bias ? LW(IAPO_P_BQ) : NULL,
-			 .Bh = LH(IAPO_P_WQ)}, // (R,NH*HD)
 			{.transB = 1, .M = R, .N = KV, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WK),
 			 .ldb = C, .C = kv->k, .ldc = KV, .bias = c->qkv_bias ? LW(IAPO_P_BK) : NULL,
 			 .Bh = LH(IAPO_P_WK)}, // (R,NKV*HD)
 			{.transB = 1, .M = R, .N = KV, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WV),
 			 .ldb = C, .C = kv->v, .ldc = KV, .bias = c->qkv_bias ? LW(IAPO_P_BV) : NULL,
 			 .Bh = LH(IAPO_P_WV)},
+			{.transB = 1, .M = R, .N = Q, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WQ),
+			 .ldb = C, .C = kv->q, .ldc = Q, .bias = c->qkv_bias ? LW(IAPO_P_BQ) : NULL,
+			 .Bh = LH(IAPO_P_WQ)}, // (R,NH*HD)
 		};
-		iapo_matmul_batch(3, qkv);
+		iapo_matmul_batch(m == R ? 3 : 2, qkv);
 		float *q = kv->q, *k = kv->k;
 		if (c->qk_norm) {
-			iapo_rmsnorm_forward(kv->qn, NULL, kv->q, LW(IAPO_P_QNORM), R * NH, HD, c->rms_eps);
 			iapo_rmsnorm_forward(kv->kn, NULL, kv->k, LW(IAPO_P_KNORM), R * NKV, HD, c->rms_eps);
-			q = kv->qn;
 			k = kv->kn;
 		}
-		iapo_rope_apply_table(q, NH, k, NKV, kv->cs, R, HD, 0);
+		/* k now, q once it is known which rows it has (same arithmetic) */
+		iapo_rope_apply_table(k, NKV, NULL, 0, kv->cs, R, HD, 0);
 		for (int r = 0; r < R; r++)
 			for (int g = 0; g < NKV; g++) {
 				size_t off = (size_t)rows[r].slot * HD, src = (size_t)r * KV + (size_t)g * HD;
@@ -530,6 +567,19 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 				memcpy(cache_at(kv, kv->vc, l, rows[r].seq, g) + off, kv->v + src,
 				       sizeof(float) * (size_t)HD);
 			}
+		if (m < R) { /* last layer: only the rows that ask for logits go on */
+			if (m == 0) break;
+			compact_out_rows(kv, rows, R);
+			rows = kv->lrows;
+			R = m;
+			qkv[2].M = m;
+			iapo_matmul_batch(1, &qkv[2]);
+		}
+		if (c->qk_norm) {
+			iapo_rmsnorm_forward(kv->qn, NULL, kv->q, LW(IAPO_P_QNORM), R * NH, HD, c->rms_eps);
+			q = kv->qn;
+		}
+		iapo_rope_apply_table(q, NH, NULL, 0, kv->cs, R, HD, 0);
 		attend(kv, l, rows, R, q, kv->att);
 		iapo_gemm_op o = {.transB = 1, .M = R, .N = C, .K = Q, .alpha = 1.0f, .beta = 1.0f, .A = kv->att, .lda = Q,
 				  .B = LW(IAPO_P_WO), .ldb = Q, .C = kv->x, .ldc = C, .Bh = LH(IAPO_P_WO)};
@@ -549,7 +599,7 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 #undef LW
 #undef LH
 	}
-	project(kv, rows, R, logits);
+	if (m > 0) project(kv, rows, R, logits);
 }
 
 static iapo_status check_range(const iapo_kv *kv, int seq, int start, int len, int r, const char *what)

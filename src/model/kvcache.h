@@ -15,7 +15,10 @@
  *    without copying the cache.
  * Either way every row of a call goes through each weight matrix in one GEMM
  * (in chunks of at most iapo_kv_max_rows rows), and only rows that ask for
- * logits are projected to the vocabulary.
+ * logits are projected to the vocabulary; in the last layer a row that asks
+ * for none stops once its K/V are stored (nothing reads the rest: q,
+ * attention, o-proj, MLP), which spares most of a layer for every prompt row
+ * but the last of a prefill and for all but one row of each IAPO postfix.
  *
  * Leaves out: training (src/model/transformer.c), sampling (sample.h), a
  * reduced-precision K/V cache, paging. The cache reads the weights it was made with on

@@ -276,19 +276,30 @@ static iapo_status flush_prefill(iapo_info *e, int nr, int m, float *dst, int ld
 	return IAPO_OK;
 }
 
-/* Fills the cache slots of the batch; dst (may be NULL) receives C_t, t = 0..L. */
-static iapo_status prefill(iapo_info *e, const iapo_info_batch *b, float *dst, int ld, long *rows)
+/* Which positions of each sequence seq_rows runs. */
+typedef enum {
+	ROWS_ALL,  /* 0 .. P + L − 1: the own cache's prefill */
+	ROWS_LAST, /* P + L − 1 only: the last token, which decoding never feeds back */
+	ROWS_TAIL, /* P − 1 .. P + L − 1: the last token and the rows that give C (their K/V rewritten alike) */
+} seq_span;
+
+/* Runs the rows of every sequence i of the batch at the positions `span`
+ * names into its slot (e->smap[i], or i), each attending to its slot up to
+ * and including itself. Rows at positions >= P − 1 give C_{j − P + 1} into
+ * dst when dst != NULL. */
+static iapo_status seq_rows(iapo_info *e, const iapo_info_batch *b, seq_span span, float *dst, int ld, long *rows)
 {
 	int nr = 0, m = 0;
 	for (int i = 0; i < b->n; i++) {
-		const int P = b->plen[i], L = b->clen[i];
-		for (int j = 0; j < P + L; j++) {
+		const int P = b->plen[i], L = b->clen[i], slot = e->smap ? e->smap[i] : i;
+		const int first = span == ROWS_ALL ? 0 : span == ROWS_TAIL ? P - 1 : P + L - 1;
+		for (int j = first; j < P + L; j++) {
 			iapo_kv_row *r = &e->rows[nr++];
 			r->token = j < P ? b->prompts[i][j] : b->comps[i][j - P];
 			r->pos = j;
-			r->seq = i;
+			r->seq = slot;
 			r->slot = j;
-			r->keys = (iapo_kv_keys){.seq0 = i, .len0 = j + 1};
+			r->keys = (iapo_kv_keys){.seq0 = slot, .len0 = j + 1};
 			r->out = -1;
 			if (dst && j >= P - 1) {
 				e->ob[m] = i;
@@ -307,25 +318,32 @@ static iapo_status prefill(iapo_info *e, const iapo_info_batch *b, float *dst, i
 	return IAPO_OK;
 }
 
+/* Row i (postfix rows, then greedy answer rows) of chunk position j =
+ * (e->ob[j], e->ot[j]): at the true position P + t + i, its K/V in entry i of
+ * the position's W scratch entries, attending to the cached prefix prompt +
+ * o_<t of its own sequence and to entries 0..i. */
+static void position_row(const iapo_info *e, const iapo_info_batch *b, int j, int i, int token, int out,
+			 iapo_kv_row *r)
+{
+	const int seq = e->S0 + j / e->pslot, base = (j % e->pslot) * e->W;
+	const int own = e->smap ? e->smap[e->ob[j]] : e->ob[j];
+	const int pre = b->plen[e->ob[j]] + e->ot[j];
+	r->token = token;
+	r->pos = pre + i;
+	r->seq = seq;
+	r->slot = base + i;
+	r->keys = (iapo_kv_keys){.seq0 = own, .len0 = pre, .seq1 = seq, .start1 = base, .len1 = i + 1};
+	r->out = out;
+}
+
 /* One chunk of c positions (e->ob, e->ot): postfix rows, then N − 1 greedy
  * answer steps; E of each position is the sum of its steps' entropies. */
 static iapo_status run_chunk(iapo_info *e, const iapo_info_batch *b, int c, float *E, int ld, long *rows)
 {
-	const int K = e->K, Wn = e->W, S0 = e->S0;
+	const int K = e->K;
 	int R = 0;
-	for (int j = 0; j < c; j++) {
-		const int seq = S0 + j / e->pslot, base = (j % e->pslot) * Wn, own = e->smap ? e->smap[e->ob[j]] : e->ob[j];
-		const int pre = b->plen[e->ob[j]] + e->ot[j]; /* the cached prefix: prompt + o_<t */
-		for (int i = 0; i < K; i++) {
-			iapo_kv_row *r = &e->rows[R++];
-			r->token = e->postfix[i];
-			r->pos = pre + i;
-			r->seq = seq;
-			r->slot = base + i;
-			r->keys = (iapo_kv_keys){.seq0 = own, .len0 = pre, .seq1 = seq, .start1 = base, .len1 = i + 1};
-			r->out = i == K - 1 ? j : -1;
-		}
-	}
+	for (int j = 0; j < c; j++)
+		for (int i = 0; i < K; i++) position_row(e, b, j, i, e->postfix[i], i == K - 1 ? j : -1, &e->rows[R++]);
 	IAPO_TRY(iapo_kv_forward_rows(e->ckv, e->rows, R, e->logits));
 	*rows += R;
 	IAPO_TRY(entropies(e, c));
@@ -341,17 +359,7 @@ static iapo_status run_chunk(iapo_info *e, const iapo_info_batch *b, int c, floa
 			return iapo_fail(IAPO_ERR_NUMERIC,
 					 "information estimator: sequence %d, position %d: no greedy answer token (NaN logits)",
 					 e->ob[bad], e->ot[bad]);
-		for (int j = 0; j < c; j++) {
-			const int seq = S0 + j / e->pslot, base = (j % e->pslot) * Wn, own = e->smap ? e->smap[e->ob[j]] : e->ob[j];
-			const int pre = b->plen[e->ob[j]] + e->ot[j];
-			iapo_kv_row *r = &e->rows[j];
-			r->token = e->cur[j];
-			r->pos = pre + K + s - 1;
-			r->seq = seq;
-			r->slot = base + K + s - 1;
-			r->keys = (iapo_kv_keys){.seq0 = own, .len0 = pre, .seq1 = seq, .start1 = base, .len1 = K + s};
-			r->out = j;
-		}
+		for (int j = 0; j < c; j++) position_row(e, b, j, K + s - 1, e->cur[j], j, &e->rows[j]);
 		IAPO_TRY(iapo_kv_forward_rows(e->ckv, e->rows, c, e->logits));
 		*rows += c;
 		IAPO_TRY(entropies(e, c));
@@ -469,7 +477,7 @@ iapo_status iapo_info_compute(iapo_info *e, const iapo_info_batch *b, float *E, 
 	e->cap = e->chunk;
 	double t0 = omp_get_wtime();
 	iapo_status st = set_bf16(e, 1);
-	if (st == IAPO_OK) st = prefill(e, b, next ? E : C, ld, &s.rows_prefill);
+	if (st == IAPO_OK) st = seq_rows(e, b, ROWS_ALL, next ? E : C, ld, &s.rows_prefill);
 	if (st == IAPO_OK && next && C)
 		for (int i = 0; i < b->n; i++)
 			memcpy(C + (size_t)i * ld, E + (size_t)i * ld, sizeof(float) * (size_t)(b->clen[i] + 1));
@@ -487,41 +495,6 @@ int iapo_info_scratch_slots(int Tmax)
 {
 	if (Tmax < 1) return 1;
 	return (IAPO_INFO_SCRATCH_ENTRIES + Tmax - 1) / Tmax + 1;
-}
-
-/* The rows that complete each sequence's slot: its last token (position
- * P + L − 1, which decoding never feeds back), or, when dst wants C_t but
- * the rollout gave none (all_c), positions P − 1 .. P + L − 1 again (the
- * same K/V rewritten). Rows at positions >= P − 1 give C_{j − P + 1} into
- * dst when dst != NULL. */
-static iapo_status top_up(iapo_info *e, const iapo_info_batch *b, int all_c, float *dst, int ld, long *rows)
-{
-	int nr = 0, m = 0;
-	for (int i = 0; i < b->n; i++) {
-		const int P = b->plen[i], L = b->clen[i], slot = e->smap[i];
-		for (int j = all_c ? P - 1 : P + L - 1; j < P + L; j++) {
-			iapo_kv_row *r = &e->rows[nr++];
-			r->token = j < P ? b->prompts[i][j] : b->comps[i][j - P];
-			r->pos = j;
-			r->seq = slot;
-			r->slot = j;
-			r->keys = (iapo_kv_keys){.seq0 = slot, .len0 = j + 1};
-			r->out = -1;
-			if (dst && j >= P - 1) {
-				e->ob[m] = i;
-				e->ot[m] = j - (P - 1);
-				r->out = m++;
-			}
-			if (nr == PREFILL_ROWS || m == e->nlog) {
-				IAPO_TRY(flush_prefill(e, nr, m, dst, ld));
-				*rows += nr;
-				nr = m = 0;
-			}
-		}
-	}
-	if (nr > 0) IAPO_TRY(flush_prefill(e, nr, m, dst, ld));
-	*rows += nr;
-	return IAPO_OK;
 }
 
 static iapo_status check_cache(const iapo_info *e, const iapo_info_cache *c, const iapo_info_batch *b)
@@ -573,7 +546,7 @@ iapo_status iapo_info_compute_cached(iapo_info *e, const iapo_info_cache *c, con
 	double t0 = omp_get_wtime();
 	const int was16 = iapo_kv_bf16(c->kv);
 	iapo_status st = set_bf16(e, 1);
-	if (st == IAPO_OK) st = top_up(e, b, all_c, dst, ld, &s.rows_prefill);
+	if (st == IAPO_OK) st = seq_rows(e, b, all_c ? ROWS_TAIL : ROWS_LAST, dst, ld, &s.rows_prefill);
 	if (st == IAPO_OK && dst && !all_c)
 		for (int i = 0; i < b->n; i++)
 			if (b->clen[i] > 0) memcpy(dst + (size_t)i * ld, c->C[i], sizeof(float) * (size_t)b->clen[i]);
