@@ -6,10 +6,8 @@
  * resuming. The step itself is sft.c's.
  *
  * Not here: printing (the caller's progress hook does it), signals (the
- * caller owns the stop flag), the RL trainer's run directory code
- * (train_state.c works on the trainer's struct; the few pieces both need,
- * the run-directory check and metrics truncation, are small enough to
- * repeat here rather than couple the two).
+ * caller owns the stop flag), what the run directory code of `iapo train`
+ * does alike (rl/run_dir.c: --out checks, config.json, metrics truncation).
  */
 #include "rl/sft_run.h"
 
@@ -34,6 +32,7 @@
 #include "rl/info.h"
 #include "rl/optable.h"
 #include "rl/prompt.h"
+#include "rl/run_dir.h"
 #include "rl/schedule.h"
 #include "rl/sft.h"
 #include "tokenizer/tokenizer.h"
@@ -41,7 +40,6 @@
 #define PATHN 4096
 #define STATE_FILE "trainer_state.json"
 #define RNG_FILE "rng_state.json"
-#define METRICS_FILE "metrics.jsonl"
 #define KEY_SFT_DATA 0x73667464ull /* "sftd": the data order's stream */
 
 /* ---- the option table ----------------------------------------------------- */
@@ -496,65 +494,6 @@ typedef struct {
 	FILE *metrics;
 } run;
 
-static iapo_status write_json(const char *dir, const char *name, const cJSON *root)
-{
-	char path[PATHN];
-	IAPO_TRY(iapo_fs_join(path, sizeof path, dir, name));
-	char *text = cJSON_Print(root);
-	if (!text) return iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory", path);
-	size_t n = strlen(text);
-	text[n] = '\n';
-	iapo_status st = iapo_fs_write_file(path, text, n + 1);
-	iapo_free(text);
-	return st;
-}
-
-static int holds_run(const char *dir)
-{
-	char p[PATHN];
-	if (iapo_fs_join(p, sizeof p, dir, METRICS_FILE) == IAPO_OK && iapo_fs_exists(p)) return 1;
-	long k = -1;
-	if (iapo_checkpoint_latest(dir, NULL, &k) != IAPO_OK) return 0;
-	return k >= 0;
-}
-
-/* Rank 0: the run directory for a new run, or the checkpoint to resume. */
-static iapo_status prepare_dir(const iapo_sft_run_opts *o, long *ckpt)
-{
-	const char *out = o->out;
-	*ckpt = -1;
-	if (o->resume) {
-		if (!iapo_fs_is_dir(out))
-			return iapo_fail(IAPO_ERR_IO, "%s: --resume: expected an existing run directory, found %s", out,
-					 iapo_fs_exists(out) ? "a file" : "nothing");
-		IAPO_TRY(iapo_checkpoint_clean(out));
-		IAPO_TRY(iapo_checkpoint_latest(out, STATE_FILE, ckpt));
-		if (*ckpt < 0)
-			return iapo_fail(IAPO_ERR_IO, "%s: --resume: expected a checkpoint-N/ directory holding %s, found none",
-					 out, STATE_FILE);
-		return IAPO_OK;
-	}
-	if (iapo_fs_exists(out) && !iapo_fs_is_dir(out))
-		return iapo_fail(IAPO_ERR_IO, "%s: --out: expected a directory, found a file", out);
-	if (iapo_fs_is_dir(out) && holds_run(out)) {
-		if (!o->overwrite)
-			return iapo_fail(IAPO_ERR_ARG,
-					 "%s: holds an earlier run (metrics.jsonl or checkpoint-N/): add --resume to continue it "
-					 "or --overwrite to start again",
-					 out);
-		char p[PATHN];
-		IAPO_TRY(iapo_fs_join(p, sizeof p, out, METRICS_FILE));
-		IAPO_TRY(iapo_fs_remove_all(p));
-		long k;
-		while (iapo_checkpoint_latest(out, NULL, &k) == IAPO_OK && k >= 0) {
-			IAPO_TRY(iapo_checkpoint_dir(out, k, p, sizeof p));
-			IAPO_TRY(iapo_fs_remove_all(p));
-		}
-	}
-	IAPO_TRY(iapo_fs_mkdir_p(out));
-	return iapo_checkpoint_clean(out);
-}
-
 /* The directory part of a file path ("." for a bare name). */
 static void dir_of(const char *path, char *buf, size_t n)
 {
@@ -734,8 +673,8 @@ static iapo_status save_files(run *r)
 		st = iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory", tmp);
 		goto fail;
 	}
-	IAPO_CHECK(st, write_json(tmp, RNG_FILE, rng));
-	IAPO_CHECK(st, write_json(tmp, STATE_FILE, state)); /* last: marks the checkpoint complete */
+	IAPO_CHECK(st, iapo_run_dir_write_json(tmp, RNG_FILE, rng, 0));
+	IAPO_CHECK(st, iapo_run_dir_write_json(tmp, STATE_FILE, state, 0)); /* last: marks the checkpoint complete */
 	cJSON_Delete(rng);
 	cJSON_Delete(state);
 	return iapo_checkpoint_commit(tmp, r->o->out, r->step);
@@ -753,42 +692,6 @@ static iapo_status save(run *r)
 	IAPO_TRY(iapo_dist_agree(st));
 	r->saved_step = r->step;
 	return iapo_checkpoint_dir(r->o->out, r->step, r->last_ckpt, sizeof r->last_ckpt);
-}
-
-/* Keeps the lines of metrics.jsonl up to step `step`; a torn last line is dropped. */
-static iapo_status truncate_metrics(const char *out, long step)
-{
-	char p[PATHN];
-	IAPO_TRY(iapo_fs_join(p, sizeof p, out, METRICS_FILE));
-	if (!iapo_fs_exists(p)) return iapo_fs_write_file_atomic(p, "", 0);
-	char *data;
-	size_t len;
-	IAPO_TRY(iapo_fs_read_file(p, (size_t)4 << 30, &data, &len));
-	size_t keep = 0, pos = 0;
-	long line = 0;
-	iapo_status st = IAPO_OK;
-	while (pos < len) {
-		char *nl = memchr(data + pos, '\n', len - pos);
-		if (!nl) break;
-		line++;
-		size_t n = (size_t)(nl - (data + pos));
-		cJSON *o = cJSON_ParseWithLength(data + pos, n);
-		const cJSON *s = o ? cJSON_GetObjectItemCaseSensitive(o, "step") : NULL;
-		if (!cJSON_IsNumber(s)) {
-			st = iapo_fail(IAPO_ERR_FORMAT, "%s: line %ld: expected a JSON object with a \"step\", found %.40s", p,
-				       line, data + pos);
-			cJSON_Delete(o);
-			break;
-		}
-		double k = s->valuedouble;
-		cJSON_Delete(o);
-		if (k > (double)step) break;
-		pos += n + 1;
-		keep = pos;
-	}
-	if (st == IAPO_OK && keep != len) st = iapo_fs_write_file_atomic(p, data, keep);
-	iapo_free(data);
-	return st;
 }
 
 static iapo_status get_long(const cJSON *o, const char *key, const char *file, long *out)
@@ -869,7 +772,7 @@ static iapo_status resume_from(run *r, long step)
 	r->step = step;
 	r->saved_step = step;
 	snprintf(r->last_ckpt, sizeof r->last_ckpt, "%s", dir);
-	IAPO_CHECK(st, truncate_metrics(r->o->out, step));
+	IAPO_CHECK(st, iapo_run_dir_truncate_metrics(r->o->out, step));
 fail:
 	iapo_weights_free(&w);
 	cJSON_Delete(state);
@@ -906,21 +809,9 @@ static iapo_status open_outputs(run *r)
 {
 	cJSON *cfg = iapo_optable_to_json(&TABLE, r->o);
 	if (!cfg) return iapo_fail(IAPO_ERR_NOMEM, "config.json: out of memory");
-	char p[PATHN];
-	iapo_status st = iapo_fs_join(p, sizeof p, r->o->out, "config.json");
-	char *text = st == IAPO_OK ? cJSON_Print(cfg) : NULL;
+	iapo_status st = iapo_run_dir_open_outputs(r->o->out, cfg, &r->metrics);
 	cJSON_Delete(cfg);
-	IAPO_TRY(st);
-	if (!text) return iapo_fail(IAPO_ERR_NOMEM, "config.json: out of memory");
-	size_t n = strlen(text);
-	text[n] = '\n';
-	st = iapo_fs_write_file_atomic(p, text, n + 1);
-	iapo_free(text);
-	IAPO_TRY(st);
-	IAPO_TRY(iapo_fs_join(p, sizeof p, r->o->out, METRICS_FILE));
-	r->metrics = fopen(p, "a");
-	if (!r->metrics) return iapo_fail(IAPO_ERR_IO, "%s: cannot open for appending", p);
-	return IAPO_OK;
+	return st;
 }
 
 static iapo_status log_line(run *r, const iapo_sft_progress *pg, double lr, double grad_norm, double secs, double tps)
@@ -947,7 +838,7 @@ static iapo_status log_line(run *r, const iapo_sft_progress *pg, double lr, doub
 	}
 	int bad = fputs(line, r->metrics) < 0 || fputc('\n', r->metrics) == EOF || fflush(r->metrics) != 0;
 	iapo_free(line);
-	if (bad) return iapo_fail(IAPO_ERR_IO, "%s/" METRICS_FILE ": write failed", r->o->out);
+	if (bad) return iapo_fail(IAPO_ERR_IO, "%s/" IAPO_METRICS_FILE ": write failed", r->o->out);
 	return IAPO_OK;
 }
 
@@ -1110,7 +1001,7 @@ iapo_status iapo_sft_run(const iapo_sft_run_opts *o, iapo_sft_run_result *res_ou
 	r.ranks = iapo_dist_size();
 	r.saved_step = -1;
 	long ckpt = -1;
-	st = r.rank == 0 ? prepare_dir(o, &ckpt) : IAPO_OK;
+	st = r.rank == 0 ? iapo_run_dir_prepare(o->out, o->resume, o->overwrite, STATE_FILE, &ckpt) : IAPO_OK;
 	IAPO_CHECK(st, iapo_dist_agree(st));
 	IAPO_CHECK(st, iapo_dist_bcast(&ckpt, sizeof ckpt, 0));
 	st = load_model(&r);

@@ -26,88 +26,30 @@
 #include "io/fs.h"
 #include "io/json.h"
 #include "rl/checkpoint.h"
+#include "rl/run_dir.h"
 #include "rl/train_internal.h"
 
 #define STATE_FILE "trainer_state.json"
 #define RNG_FILE "rng_state.json"
 #define ROLLOUT_FILE "rollout.bin"
-#define METRICS_FILE "metrics.jsonl"
 #define ROLLOUT_MAGIC "IAPOROLL"
 #define ROLLOUT_VERSION 1u
 #define ROLLOUT_HEADER 64
 
-static iapo_status write_json(const char *dir, const char *name, const cJSON *root, int atomic)
-{
-	char path[TRAIN_PATH];
-	IAPO_TRY(iapo_fs_join(path, sizeof path, dir, name));
-	char *text = cJSON_Print(root);
-	if (!text) return iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory", path);
-	size_t n = strlen(text);
-	text[n] = '\n'; /* replace the NUL: files end with a newline */
-	iapo_status st = atomic ? iapo_fs_write_file_atomic(path, text, n + 1) : iapo_fs_write_file(path, text, n + 1);
-	iapo_free(text);
-	return st;
-}
-
 /* ---- run directory -------------------------------------------------------- */
-
-static int holds_run(const char *dir)
-{
-	char p[TRAIN_PATH];
-	if (iapo_fs_join(p, sizeof p, dir, METRICS_FILE) == IAPO_OK && iapo_fs_exists(p)) return 1;
-	long k = -1;
-	if (iapo_checkpoint_latest(dir, NULL, &k) != IAPO_OK) return 0;
-	return k >= 0;
-}
 
 iapo_status train_run_dir_prepare(iapo_trainer *tr, long *ckpt_step)
 {
-	const char *out = tr->o.out;
-	*ckpt_step = -1;
-	if (tr->o.resume) {
-		if (!iapo_fs_is_dir(out))
-			return iapo_fail(IAPO_ERR_IO, "%s: --resume: expected an existing run directory, found %s", out,
-					 iapo_fs_exists(out) ? "a file" : "nothing");
-		IAPO_TRY(iapo_checkpoint_clean(out));
-		IAPO_TRY(iapo_checkpoint_latest(out, STATE_FILE, ckpt_step));
-		if (*ckpt_step < 0)
-			return iapo_fail(IAPO_ERR_IO, "%s: --resume: expected a checkpoint-N/ directory holding %s, found none",
-					 out, STATE_FILE);
-		return IAPO_OK;
-	}
-	if (iapo_fs_exists(out) && !iapo_fs_is_dir(out))
-		return iapo_fail(IAPO_ERR_IO, "%s: --out: expected a directory, found a file", out);
-	if (iapo_fs_is_dir(out) && holds_run(out)) {
-		if (!tr->o.overwrite)
-			return iapo_fail(IAPO_ERR_ARG,
-					 "%s: holds an earlier run (metrics.jsonl or checkpoint-N/): add --resume to continue it "
-					 "or --overwrite to start again",
-					 out);
-		char p[TRAIN_PATH];
-		IAPO_TRY(iapo_fs_join(p, sizeof p, out, METRICS_FILE));
-		IAPO_TRY(iapo_fs_remove_all(p));
-		long k;
-		while (iapo_checkpoint_latest(out, NULL, &k) == IAPO_OK && k >= 0) {
-			IAPO_TRY(iapo_checkpoint_dir(out, k, p, sizeof p));
-			IAPO_TRY(iapo_fs_remove_all(p));
-		}
-	}
-	IAPO_TRY(iapo_fs_mkdir_p(out));
-	return iapo_checkpoint_clean(out);
+	return iapo_run_dir_prepare(tr->o.out, tr->o.resume, tr->o.overwrite, STATE_FILE, ckpt_step);
 }
 
 iapo_status train_open_outputs(iapo_trainer *tr)
 {
 	cJSON *cfg = iapo_train_opts_to_json(&tr->o);
 	if (!cfg) return iapo_fail(IAPO_ERR_NOMEM, "config.json: out of memory");
-	iapo_status st = write_json(tr->o.out, "config.json", cfg, 1);
+	iapo_status st = iapo_run_dir_open_outputs(tr->o.out, cfg, &tr->metrics);
 	cJSON_Delete(cfg);
-	IAPO_TRY(st);
-	char p[TRAIN_PATH];
-	IAPO_TRY(iapo_fs_join(p, sizeof p, tr->o.out, METRICS_FILE));
-	tr->metrics = fopen(p, "a");
-	if (!tr->metrics) return iapo_fail(IAPO_ERR_IO, "%s: cannot open for appending", p);
-	return IAPO_OK;
+	return st;
 }
 
 /* ---- metrics -------------------------------------------------------------- */
@@ -180,45 +122,8 @@ iapo_status train_log_metrics(iapo_trainer *tr, const iapo_step_metrics *m, cons
 	}
 	int bad = fputs(line, tr->metrics) < 0 || fputc('\n', tr->metrics) == EOF || fflush(tr->metrics) != 0;
 	iapo_free(line);
-	if (bad) return iapo_fail(IAPO_ERR_IO, "%s/" METRICS_FILE ": write failed", tr->o.out);
+	if (bad) return iapo_fail(IAPO_ERR_IO, "%s/" IAPO_METRICS_FILE ": write failed", tr->o.out);
 	return IAPO_OK;
-}
-
-/* Keeps the lines of metrics.jsonl up to step `step` (a resumed run rewrites
- * the rest); a torn last line is dropped. */
-static iapo_status truncate_metrics(const iapo_trainer *tr, long step)
-{
-	char p[TRAIN_PATH];
-	IAPO_TRY(iapo_fs_join(p, sizeof p, tr->o.out, METRICS_FILE));
-	if (!iapo_fs_exists(p)) return iapo_fs_write_file_atomic(p, "", 0);
-	char *data;
-	size_t len;
-	IAPO_TRY(iapo_fs_read_file(p, (size_t)4 << 30, &data, &len));
-	size_t keep = 0, pos = 0;
-	long line = 0;
-	iapo_status st = IAPO_OK;
-	while (pos < len) {
-		char *nl = memchr(data + pos, '\n', len - pos);
-		if (!nl) break; /* torn line */
-		line++;
-		size_t n = (size_t)(nl - (data + pos));
-		cJSON *o = cJSON_ParseWithLength(data + pos, n);
-		const cJSON *s = o ? cJSON_GetObjectItemCaseSensitive(o, "step") : NULL;
-		if (!cJSON_IsNumber(s)) {
-			st = iapo_fail(IAPO_ERR_FORMAT, "%s: line %ld: expected a JSON object with a \"step\", found %.40s", p,
-				       line, data + pos);
-			cJSON_Delete(o);
-			break;
-		}
-		double k = s->valuedouble;
-		cJSON_Delete(o);
-		if (k > (double)step) break;
-		pos += n + 1;
-		keep = pos;
-	}
-	if (st == IAPO_OK && keep != len) st = iapo_fs_write_file_atomic(p, data, keep);
-	iapo_free(data);
-	return st;
 }
 
 /* ---- rollout.bin: the rollout buffer between passes of --iterations ------- */
@@ -456,8 +361,8 @@ static iapo_status save_files(iapo_trainer *tr, const char *final, const unsigne
 		st = iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory", final);
 		goto fail;
 	}
-	IAPO_CHECK(st, write_json(tmp, RNG_FILE, rng, 0));
-	IAPO_CHECK(st, write_json(tmp, STATE_FILE, state, 0)); /* last: marks the checkpoint complete */
+	IAPO_CHECK(st, iapo_run_dir_write_json(tmp, RNG_FILE, rng, 0));
+	IAPO_CHECK(st, iapo_run_dir_write_json(tmp, STATE_FILE, state, 0)); /* last: marks the checkpoint complete */
 	cJSON_Delete(rng);
 	cJSON_Delete(state);
 	return iapo_checkpoint_commit(tmp, tr->o.out, tr->step);
@@ -559,7 +464,7 @@ iapo_status train_resume(iapo_trainer *tr, long step)
 	tr->bad_streak = (int)bad;
 	tr->step = step;
 	tr->saved_step = step;
-	IAPO_CHECK(st, truncate_metrics(tr, step));
+	IAPO_CHECK(st, iapo_run_dir_truncate_metrics(tr->o.out, step));
 	cJSON_Delete(state);
 	cJSON_Delete(rng);
 	return IAPO_OK;

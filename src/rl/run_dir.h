@@ -1,0 +1,47 @@
+/*
+ * run_dir.h — the run directory that `iapo train` (rl/train_state.c) and
+ * `iapo sft` (rl/sft_run.c) share: RUN_DIR/config.json, metrics.jsonl and
+ * checkpoint-N/. Here is what both do alike with it: decide whether --out may
+ * be used (a new run, an earlier run to --overwrite, or one to --resume),
+ * write config.json and open metrics.jsonl for appending, cut metrics.jsonl
+ * back to a checkpoint's step on resume, and write a JSON file.
+ *
+ * Rank 0 only (the callers run these on rank 0 and share the outcome).
+ * Not here: what the checkpoints and the state files hold (each command's),
+ * the checkpoint directory protocol (checkpoint.h).
+ */
+#ifndef IAPO_RL_RUN_DIR_H
+#define IAPO_RL_RUN_DIR_H
+
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+
+#include "iapo.h"
+
+#define IAPO_METRICS_FILE "metrics.jsonl"
+
+/* For a new run: --out must be a directory or nothing; one that holds an
+ * earlier run (metrics.jsonl or a checkpoint-N/) is an ARG error unless
+ * `overwrite`, which deletes that run's metrics and checkpoints; the
+ * directory is then created. *ckpt_step = -1.
+ * With `resume`: --out must exist and hold a checkpoint-N/ with `marker`
+ * (the file its state is written in last); *ckpt_step = the latest N.
+ * Both clean up the temporary directories of an interrupted save. */
+iapo_status iapo_run_dir_prepare(const char *out, int resume, int overwrite, const char *marker, long *ckpt_step);
+
+/* Writes root, pretty-printed and ending in a newline, to dir/name
+ * (atomically: a temporary file renamed in; else in place, for files inside
+ * a checkpoint still being assembled). */
+iapo_status iapo_run_dir_write_json(const char *dir, const char *name, const cJSON *root, int atomic);
+
+/* Writes out/config.json (atomically) from cfg and opens out/metrics.jsonl
+ * for appending into *metrics (the caller closes it). */
+iapo_status iapo_run_dir_open_outputs(const char *out, const cJSON *cfg, FILE **metrics);
+
+/* Keeps the lines of out/metrics.jsonl up to step `step` (a resumed run
+ * writes the rest again); a torn last line is dropped. A missing file is
+ * created empty. FORMAT error naming the line for one without a "step". */
+iapo_status iapo_run_dir_truncate_metrics(const char *out, long step);
+
+#endif
