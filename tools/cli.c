@@ -1,5 +1,6 @@
 /*
- * cli.c — option parsing helpers shared by the commands.
+ * cli.c — option parsing helpers shared by the commands, and the model and
+ * prompt preamble of the one-prompt commands (see cli.h).
  */
 #include "cli.h"
 #include "dist/dist.h"
@@ -10,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include "core/mem.h"
 
 /* Under mpirun every rank meets a usage error of the same command line:
  * rank 0 says it, all end normally. */
@@ -71,3 +75,96 @@ double cli_float(const char *cmd, const char *opt, const char *s, double lo, dou
 }
 
 int cli_is_help(const char *arg) { return !strcmp(arg, "-h") || !strcmp(arg, "--help"); }
+
+unsigned long long cli_seed(const char *cmd, const char *s)
+{
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (!*s || *end || *s == '-') cli_usage_error(cmd, "--seed: expected a non-negative integer, found '%s'", s);
+	return v;
+}
+
+double cli_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void cli_prompt_opts_default(cli_prompt_opts *p)
+{
+	memset(p, 0, sizeof *p);
+	p->max_tokens = 256;
+	p->temperature = 1.0;
+}
+
+int cli_prompt_opt(const char *cmd, int argc, char **argv, int *i, cli_prompt_opts *p)
+{
+	const char *a = argv[*i];
+	if (!strcmp(a, "--model"))
+		p->model = cli_value(cmd, argc, argv, i);
+	else if (!strcmp(a, "--prompt"))
+		p->prompt = cli_value(cmd, argc, argv, i);
+	else if (!strcmp(a, "--system"))
+		p->system = cli_value(cmd, argc, argv, i);
+	else if (!strcmp(a, "--raw"))
+		p->raw = 1;
+	else if (!strcmp(a, "--max-tokens"))
+		p->max_tokens = cli_int(cmd, a, cli_value(cmd, argc, argv, i), 0, 1 << 20);
+	else if (!strcmp(a, "--temperature"))
+		p->temperature = cli_float(cmd, a, cli_value(cmd, argc, argv, i), 0, 1e6);
+	else if (!strcmp(a, "--seed"))
+		p->seed = cli_seed(cmd, cli_value(cmd, argc, argv, i));
+	else if (!strcmp(a, "--threads"))
+		p->threads = cli_int(cmd, a, cli_value(cmd, argc, argv, i), 0, 4096);
+	else
+		return 0;
+	return 1;
+}
+
+void cli_prompt_check(const char *cmd, const cli_prompt_opts *p)
+{
+	if (!p->model) cli_usage_error(cmd, "--model DIR is required");
+	if (!p->prompt) cli_usage_error(cmd, "--prompt TEXT is required");
+	if (p->raw && p->system) cli_usage_error(cmd, "--system has no effect with --raw (the prompt is used as is)");
+}
+
+void cli_load_model(const char *cmd, const char *dir, iapo_weights *w, iapo_tokenizer **tok)
+{
+	*tok = NULL;
+	iapo_status st = iapo_weights_load(dir, w);
+	if (st != IAPO_OK) cli_fail(cmd, st);
+	if ((st = iapo_tokenizer_load(dir, tok)) != IAPO_OK) cli_fail(cmd, st);
+}
+
+void cli_prompt_tokens(const char *cmd, const iapo_tokenizer *tok, const char *system, const char *prompt, int raw,
+		       char **text, int **ids, size_t *n)
+{
+	iapo_status st;
+	*text = NULL;
+	if (raw) {
+		*text = iapo_strdup(prompt);
+		if (!*text) cli_fail(cmd, IAPO_ERR_NOMEM);
+	} else if ((st = iapo_tokenizer_chat(tok, system, prompt, 1, text)) != IAPO_OK) {
+		cli_fail(cmd, st);
+	}
+	size_t cap = 0;
+	*ids = NULL;
+	*n = 0;
+	if ((st = iapo_tokenizer_encode(tok, *text, strlen(*text), ids, n, &cap)) != IAPO_OK) cli_fail(cmd, st);
+	if (*n == 0) cli_usage_error(cmd, "--prompt: the prompt has no tokens");
+}
+
+int cli_eos_ids(const iapo_weights *w, const iapo_tokenizer *tok, int *eos)
+{
+	int n_eos = 0;
+	for (int i = 0; i < w->cfg.n_eos; i++) eos[n_eos++] = w->cfg.eos_ids[i];
+	int tok_eos[16], nt = iapo_tokenizer_eos_ids(tok, tok_eos, 16);
+	for (int i = 0; i < nt; i++) {
+		int dup = 0;
+		for (int j = 0; j < n_eos; j++) dup |= eos[j] == tok_eos[i];
+		if (!dup) eos[n_eos++] = tok_eos[i];
+	}
+	if (n_eos == 0) eos[n_eos++] = -1;
+	return n_eos;
+}

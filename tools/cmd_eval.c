@@ -348,10 +348,7 @@ int cmd_eval(int argc, char **argv)
 		} else if (!strcmp(a, "--top-k")) {
 			o.top_k = cli_int(CMD, a, cli_value(CMD, argc, argv, &i), 0, 1 << 30);
 		} else if (!strcmp(a, "--seed")) {
-			const char *v = cli_value(CMD, argc, argv, &i);
-			char *end;
-			o.seed = strtoull(v, &end, 10);
-			if (!*v || *end || *v == '-') cli_usage_error(CMD, "--seed: expected a non-negative integer, found '%s'", v);
+			o.seed = cli_seed(CMD, cli_value(CMD, argc, argv, &i));
 		} else if (!strcmp(a, "--limit")) {
 			o.limit = (size_t)cli_int(CMD, a, cli_value(CMD, argc, argv, &i), 0, 1 << 30);
 		} else if (!strcmp(a, "--batch")) {

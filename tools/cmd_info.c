@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 #include "core/mem.h"
@@ -81,13 +80,6 @@ static void help(void)
 	       IAPO_INFO_POSTFIX);
 }
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static FILE *open_out(const char *path)
 {
 	FILE *f = fopen(path, "wb");
@@ -109,11 +101,10 @@ static void close_out(FILE *f, const char *path, iapo_status st)
 
 int cmd_info(int argc, char **argv)
 {
-	const char *model = NULL, *prompt = NULL, *system = NULL, *completion = NULL;
-	const char *postfix = IAPO_INFO_POSTFIX, *html = NULL, *tsv = NULL;
-	int raw = 0, max_tokens = 256, threads = 0, answer_tokens = 1, chunk = 0, stride = 1, at_newline = 0;
-	double temperature = 1.0;
-	unsigned long long seed = 0;
+	cli_prompt_opts po;
+	cli_prompt_opts_default(&po);
+	const char *completion = NULL, *postfix = IAPO_INFO_POSTFIX, *html = NULL, *tsv = NULL;
+	int answer_tokens = 1, chunk = 0, stride = 1, at_newline = 0;
 	iapo_predict predict = IAPO_PREDICT_ANSWER;
 	iapo_tokadv_opts ao = iapo_tokadv_defaults();
 	const int no_mem_check = iapo_mem_take_flag(&argc, argv);
@@ -122,25 +113,10 @@ int cmd_info(int argc, char **argv)
 		if (cli_is_help(a)) {
 			help();
 			return 0;
-		} else if (!strcmp(a, "--model")) {
-			model = cli_value(CMD, argc, argv, &i);
-		} else if (!strcmp(a, "--prompt")) {
-			prompt = cli_value(CMD, argc, argv, &i);
-		} else if (!strcmp(a, "--system")) {
-			system = cli_value(CMD, argc, argv, &i);
-		} else if (!strcmp(a, "--raw")) {
-			raw = 1;
+		} else if (cli_prompt_opt(CMD, argc, argv, &i, &po)) {
+			continue;
 		} else if (!strcmp(a, "--completion")) {
 			completion = cli_value(CMD, argc, argv, &i);
-		} else if (!strcmp(a, "--max-tokens")) {
-			max_tokens = cli_int(CMD, a, cli_value(CMD, argc, argv, &i), 0, 1 << 20);
-		} else if (!strcmp(a, "--temperature")) {
-			temperature = cli_float(CMD, a, cli_value(CMD, argc, argv, &i), 0, 1e6);
-		} else if (!strcmp(a, "--seed")) {
-			const char *v = cli_value(CMD, argc, argv, &i);
-			char *end;
-			seed = strtoull(v, &end, 10);
-			if (!*v || *end || *v == '-') cli_usage_error(CMD, "--seed: expected a non-negative integer, found '%s'", v);
 		} else if (!strcmp(a, "--postfix")) {
 			postfix = cli_value(CMD, argc, argv, &i);
 		} else if (!strcmp(a, "--predict")) {
@@ -177,46 +153,34 @@ int cmd_info(int argc, char **argv)
 			tsv = cli_value(CMD, argc, argv, &i);
 		} else if (!strcmp(a, "--html")) {
 			html = cli_value(CMD, argc, argv, &i);
-		} else if (!strcmp(a, "--threads")) {
-			threads = cli_int(CMD, a, cli_value(CMD, argc, argv, &i), 0, 4096);
 		} else {
 			cli_usage_error(CMD, "unknown option '%s'", a);
 		}
 	}
-	if (!model) cli_usage_error(CMD, "--model DIR is required");
-	if (!prompt) cli_usage_error(CMD, "--prompt TEXT is required");
-	if (raw && system) cli_usage_error(CMD, "--system has no effect with --raw (the prompt is used as is)");
-	if (raw && !*prompt) cli_usage_error(CMD, "--prompt: expected text with --raw, found an empty string");
+	cli_prompt_check(CMD, &po);
+	if (po.raw && !*po.prompt) cli_usage_error(CMD, "--prompt: expected text with --raw, found an empty string");
 	if (predict == IAPO_PREDICT_ANSWER && !*postfix) cli_usage_error(CMD, "--postfix: expected text, found an empty string");
 	if (stride > 1 && at_newline) cli_usage_error(CMD, "--info-stride and --info-at exclude each other");
-	if (threads > 0) iapo_set_threads(threads);
+	if (po.threads > 0) iapo_set_threads(po.threads);
 
 	if (!no_mem_check) {
 		/* at most one token per byte of prompt, system and completion, plus the template's */
-		double len = (double)strlen(prompt) + (system ? (double)strlen(system) : 0) + (raw ? 0 : 128) +
-			     (completion ? (double)strlen(completion) : (double)max_tokens);
+		double len = (double)strlen(po.prompt) + (po.system ? (double)strlen(po.system) : 0) + (po.raw ? 0 : 128) +
+			     (completion ? (double)strlen(completion) : (double)po.max_tokens);
 		iapo_mem_plan plan;
 		iapo_mem_plan_init(&plan);
-		iapo_status ms = iapo_mem_plan_info(&plan, model, len > 1 << 30 ? 1 << 30 : (int)len, answer_tokens, chunk);
+		iapo_status ms = iapo_mem_plan_info(&plan, po.model, len > 1 << 30 ? 1 << 30 : (int)len, answer_tokens, chunk);
 		if ((ms = iapo_mem_guard(ms, &plan, "this analysis")) != IAPO_OK) cli_fail(CMD, ms);
 	}
-	double t0 = now();
+	double t0 = cli_now();
 	iapo_weights w;
-	iapo_tokenizer *tok = NULL;
-	iapo_status st = iapo_weights_load(model, &w);
-	if (st != IAPO_OK) cli_fail(CMD, st);
-	if ((st = iapo_tokenizer_load(model, &tok)) != IAPO_OK) cli_fail(CMD, st);
-	char *text = NULL;
-	if (raw) {
-		text = iapo_strdup(prompt);
-		if (!text) cli_fail(CMD, IAPO_ERR_NOMEM);
-	} else if ((st = iapo_tokenizer_chat(tok, system, prompt, 1, &text)) != IAPO_OK) {
-		cli_fail(CMD, st);
-	}
-	int *ids = NULL, *post = NULL;
-	size_t P = 0, cap = 0, K = 0, pcap = 0;
-	if ((st = iapo_tokenizer_encode(tok, text, strlen(text), &ids, &P, &cap)) != IAPO_OK) cli_fail(CMD, st);
-	if (P == 0) cli_usage_error(CMD, "--prompt: the prompt has no tokens");
+	iapo_tokenizer *tok;
+	cli_load_model(CMD, po.model, &w, &tok);
+	char *text;
+	int *ids, *post = NULL;
+	size_t P, K = 0, pcap = 0;
+	cli_prompt_tokens(CMD, tok, po.system, po.prompt, po.raw, &text, &ids, &P);
+	iapo_status st;
 	if ((st = iapo_tokenizer_encode(tok, postfix, strlen(postfix), &post, &K, &pcap)) != IAPO_OK) cli_fail(CMD, st);
 
 	/* the completion: given, or sampled */
@@ -225,25 +189,17 @@ int cmd_info(int argc, char **argv)
 	const char *source = "given";
 	iapo_gen_result res;
 	memset(&res, 0, sizeof res);
-	double t1 = now(), t_gen = 0;
+	double t1 = cli_now(), t_gen = 0;
 	if (completion) {
 		if ((st = iapo_tokenizer_encode(tok, completion, strlen(completion), &comp, &L, &ccap)) != IAPO_OK)
 			cli_fail(CMD, st);
 	} else {
-		int eos[IAPO_MAX_EOS + 16], n_eos = 0;
-		for (int i = 0; i < w.cfg.n_eos; i++) eos[n_eos++] = w.cfg.eos_ids[i];
-		int tok_eos[16], nt = iapo_tokenizer_eos_ids(tok, tok_eos, 16);
-		for (int i = 0; i < nt; i++) {
-			int dup = 0;
-			for (int j = 0; j < n_eos; j++) dup |= eos[j] == tok_eos[i];
-			if (!dup) eos[n_eos++] = tok_eos[i];
-		}
-		if (n_eos == 0) eos[n_eos++] = -1;
+		int eos[IAPO_MAX_EOS + 16], n_eos = cli_eos_ids(&w, tok, eos);
 		const int *prompts[1] = {ids};
 		int plen[1] = {(int)P};
-		iapo_gen_opts go = {.max_new_tokens = max_tokens,
-				    .sampler = {(float)temperature, 0, 1.0f},
-				    .seed = seed,
+		iapo_gen_opts go = {.max_new_tokens = po.max_tokens,
+				    .sampler = {(float)po.temperature, 0, 1.0f},
+				    .seed = po.seed,
 				    .eos_ids = eos,
 				    .n_eos = n_eos,
 				    .tok = tok};
@@ -251,7 +207,7 @@ int cmd_info(int argc, char **argv)
 		comp = res.tokens;
 		L = (size_t)res.n_tokens;
 		source = res.finish == IAPO_FINISH_EOS ? "sampled, ended by eos" : "sampled, stopped at --max-tokens";
-		t_gen = now() - t1;
+		t_gen = cli_now() - t1;
 	}
 
 	/* the estimator */
@@ -260,7 +216,7 @@ int cmd_info(int argc, char **argv)
 	io.postfix = post;
 	io.n_postfix = (int)K;
 	io.answer_tokens = answer_tokens;
-	io.temperature = temperature > 0 ? (float)temperature : 1.0f;
+	io.temperature = po.temperature > 0 ? (float)po.temperature : 1.0f;
 	io.chunk = chunk;
 	io.stride = stride;
 	int *nl_ids = NULL, n_nl = 0;
@@ -310,7 +266,7 @@ int cmd_info(int argc, char **argv)
 			 "decay %g, w_info %g, w_conf %g; completion %s",
 			 (double)io.temperature, iapo_gain_str(ao.gain), iapo_norm_str(ao.norm), ao.horizon,
 			 (double)ao.decay, (double)ao.w_info, (double)ao.w_conf, source);
-	iapo_info_report rep = {.model = model,
+	iapo_info_report rep = {.model = po.model,
 				.prompt_text = text,
 				.settings = settings,
 				.L = (int)L,
@@ -347,7 +303,7 @@ int cmd_info(int argc, char **argv)
 			}
 	}
 	printf("iapo info: %zu completion tokens (%s) after a %zu-token prompt (%s)\n", L, source, P,
-	       raw ? "raw" : "chat template");
+	       po.raw ? "raw" : "chat template");
 	printf("iapo info: E_0 = %.4f nats, E_L = %.4f nats, total gain %.4f, mean %.4f per token, "
 	       "near-zero gain (|S| < %g) on %d of %zu tokens\n",
 	       (double)E[0], (double)E[L], sum, L ? sum / (double)L : 0.0, IAPO_NEAR_ZERO_GAIN, near, L);
