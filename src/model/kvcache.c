@@ -58,6 +58,7 @@ struct iapo_kv {
 	float **dst; /* (OUTG) where each projected row's logits go */
 	iapo_kv_row *rows; /* (Rmax) rows built by iapo_kv_forward */
 	iapo_kv_row *lrows; /* (Rmax) the rows that go past the last layer's K/V */
+	int *atask;       /* (Rmax * NH, 3) attention tasks */
 	/* bf16 snapshot of the weight matrices (iapo_kv_use_bf16), or NULL:
 	 * wh_t[which] is tensor which's copy (NULL for norms, biases, and the
 	 * embedding of an untied model, which is only looked up) */
@@ -141,6 +142,7 @@ void iapo_kv_free(iapo_kv *kv)
 	iapo_free(kv->dst);
 	iapo_free(kv->rows);
 	iapo_free(kv->lrows);
+	iapo_free(kv->atask);
 	iapo_free_aligned(kv->wh);
 	iapo_free(kv);
 }
@@ -181,7 +183,8 @@ iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
 	kv->dst = iapo_malloc(sizeof(float *) * G);
 	kv->rows = iapo_malloc(sizeof(iapo_kv_row) * R);
 	kv->lrows = iapo_malloc(sizeof(iapo_kv_row) * R);
-	if (!kv->len || !kv->inv_freq || !kv->tok || !kv->pos || !kv->dst || !kv->rows || !kv->lrows) {
+	kv->atask = iapo_malloc(sizeof(int) * 3 * R * (size_t)c->NH);
+	if (!kv->len || !kv->inv_freq || !kv->tok || !kv->pos || !kv->dst || !kv->rows || !kv->lrows || !kv->atask) {
 		st = iapo_fail(IAPO_ERR_NOMEM, "kv cache: out of memory");
 		goto fail;
 	}
@@ -245,12 +248,13 @@ static inline float exp_nonpos(float x)
 	return y * p.f;
 }
 
-/* Query heads attended together (they share each K/V row they read); at most
- * HC_MAX and HC_FLOATS / HD of them, so scores and accumulators fit the stack. */
+/* Query vectors attended together (they share each K/V row they read: the
+ * query heads of one kv head, of one or several rows); at most HC_MAX and
+ * HC_FLOATS / HD of them, so scores and accumulators fit the stack. */
 #define HC_MAX 16
 #define HC_FLOATS 4096
 
-/* Online softmax of hc query heads q (hc, HD) that share one kv head, over n
+/* Online softmax of hc query vectors q[h] (HD each) that share one kv head, over n
  * keys K, values Vv (n, HD); running max m (hc), sum l (hc), acc (hc, HD).
  * Each head's arithmetic is the same whatever hc is, so grouping choices
  * (which depend on the batch and thread count) never change a result. */
@@ -324,7 +328,7 @@ static void pv16(float *ah, const float *p, const float *Vv, int nt, int HD)
 }
 #endif
 
-static void attend_range(const float *q, int hc, const float *K, const float *Vv, int n, int HD, float scale,
+static void attend_range(const float *const *q, int hc, const float *K, const float *Vv, int n, int HD, float scale,
 			 float *m, float *l, float *acc)
 {
 	float sc[HC_MAX * KTILE]; /* (hc, KTILE) */
@@ -344,13 +348,13 @@ static void attend_range(const float *q, int hc, const float *K, const float *Vv
 #if defined(__AVX512F__)
 		if (fast)
 			for (int h = 0; h < hc; h++)
-				scores16(q + (size_t)h * HD, K + (size_t)t0 * HD, Vv + (size_t)t0 * HD, nt, n - t0, HD, scale,
+				scores16(q[h], K + (size_t)t0 * HD, Vv + (size_t)t0 * HD, nt, n - t0, HD, scale,
 					 sc + h * KTILE, h == 0);
 #endif
 		for (int t = 0; t < nt && !fast; t++) {
 			const float *kr = K + (size_t)(t0 + t) * HD;
 			for (int h = 0; h < hc; h++) {
-				const float *qh = q + (size_t)h * HD;
+				const float *qh = q[h];
 				float s = 0;
 #pragma omp simd reduction(+ : s)
 				for (int d = 0; d < HD; d++) s += qh[d] * kr[d];
@@ -398,61 +402,92 @@ typedef struct {
 	const iapo_kv_row *rows;
 	const float *q;
 	float *att;
-	int l, hc, nchunk;
+	const int *task; /* (ntask, 3): first row of a row group, its rows, first query vector */
+	int l, vc;
 } attend_job;
 
-/* One task: (row, kv head, chunk of its query heads). */
+/* One task: (row group, kv head, vc of the group's query vectors). A row
+ * group is a run of rows that attend to the same first span (keys [0, len0)
+ * of one slot: the postfix rows of one IAPO position); its query vectors are
+ * (row, query head of the kv head) pairs, row-major. The shared span is
+ * scored for all of a task's vectors together, so each key and value tile is
+ * read from memory once for them (from L1 after the first); each row's
+ * second span (its own earlier postfix rows) follows for its vectors alone.
+ * Every vector's arithmetic is what it would be alone, so results do not
+ * depend on the grouping. */
 static void attend_task(void *ctx, long i, int worker)
 {
 	(void)worker;
 	const attend_job *A = ctx;
 	iapo_kv *kv = A->kv;
 	const iapo_kv_row *rows = A->rows;
-	const float *q = A->q;
-	float *att = A->att;
-	const int l = A->l, hc = A->hc, nchunk = A->nchunk;
 	const iapo_config *c = &kv->w->cfg;
-	const int NH = c->NH, NKV = c->NKV, HD = c->HD, grp = c->NH / c->NKV;
+	const int NH = c->NH, NKV = c->NKV, HD = c->HD, grp = c->NH / c->NKV, l = A->l;
 	const float scale = 1.0f / sqrtf((float)HD);
-	{
-		const int r = (int)(i / ((long)NKV * nchunk)), g = (int)(i / nchunk % NKV), ch = (int)(i % nchunk);
-		const int h0 = g * grp + ch * hc, nh = grp - ch * hc < hc ? grp - ch * hc : hc;
-		const iapo_kv_keys *ks = &rows[r].keys;
-		const float *qr = q + ((size_t)r * NH + h0) * HD;
-		float m[HC_MAX], lsum[HC_MAX], acc[HC_FLOATS];
-		for (int h = 0; h < nh; h++) {
-			m[h] = -INFINITY;
-			lsum[h] = 0;
-		}
-		memset(acc, 0, sizeof(float) * (size_t)nh * HD);
-		attend_range(qr, nh, cache_at(kv, kv->kc, l, ks->seq0, g), cache_at(kv, kv->vc, l, ks->seq0, g),
-			     ks->len0, HD, scale, m, lsum, acc);
+	const int *tk = A->task + 3 * (i / NKV), g = (int)(i % NKV);
+	const int r0 = tk[0], v0 = tk[2], nv = tk[1] * grp - v0 < A->vc ? tk[1] * grp - v0 : A->vc;
+	const float *qs[HC_MAX];
+	float m[HC_MAX], lsum[HC_MAX], acc[HC_FLOATS];
+	for (int k = 0; k < nv; k++) {
+		const int r = r0 + (v0 + k) / grp, h = g * grp + (v0 + k) % grp;
+		qs[k] = A->q + ((size_t)r * NH + h) * HD;
+		m[k] = -INFINITY;
+		lsum[k] = 0;
+	}
+	memset(acc, 0, sizeof(float) * (size_t)nv * HD);
+	const iapo_kv_keys *ks = &rows[r0].keys;
+	attend_range(qs, nv, cache_at(kv, kv->kc, l, ks->seq0, g), cache_at(kv, kv->vc, l, ks->seq0, g), ks->len0, HD,
+		     scale, m, lsum, acc);
+	for (int k = 0; k < nv;) { /* each row's second span, for its own vectors */
+		const int r = r0 + (v0 + k) / grp;
+		int k1 = k + 1;
+		while (k1 < nv && r0 + (v0 + k1) / grp == r) k1++;
+		ks = &rows[r].keys;
 		if (ks->len1 > 0) {
 			size_t off = (size_t)ks->start1 * HD;
-			attend_range(qr, nh, cache_at(kv, kv->kc, l, ks->seq1, g) + off,
-				     cache_at(kv, kv->vc, l, ks->seq1, g) + off, ks->len1, HD, scale, m, lsum, acc);
+			attend_range(qs + k, k1 - k, cache_at(kv, kv->kc, l, ks->seq1, g) + off,
+				     cache_at(kv, kv->vc, l, ks->seq1, g) + off, ks->len1, HD, scale, m + k, lsum + k,
+				     acc + (size_t)k * HD);
 		}
-		float *o = att + ((size_t)r * NH + h0) * HD;
-		for (int h = 0; h < nh; h++) {
-			const float inv = 1.0f / lsum[h];
-			for (int d = 0; d < HD; d++) o[(size_t)h * HD + d] = acc[(size_t)h * HD + d] * inv;
-		}
+		k = k1;
+	}
+	for (int k = 0; k < nv; k++) {
+		const int r = r0 + (v0 + k) / grp, h = g * grp + (v0 + k) % grp;
+		float *o = A->att + ((size_t)r * NH + h) * HD;
+		const float inv = 1.0f / lsum[k];
+		for (int d = 0; d < HD; d++) o[d] = acc[(size_t)k * HD + d] * inv;
 	}
 }
 
 /* att (R, NH*HD) from q (R, NH*HD) and the layer-l cache, per row's keys.
- * Tasks are (row, kv head, chunk of its query heads): whole groups when
- * there are enough rows to keep every thread busy, single heads otherwise. */
+ * Tasks are (row group, kv head, chunk of vc query vectors): whole rows' worth
+ * of query heads when there are enough tasks to keep every thread busy,
+ * single vectors otherwise. */
 static void attend(iapo_kv *kv, int l, const iapo_kv_row *rows, int R, const float *q, float *att)
 {
 	const iapo_config *c = &kv->w->cfg;
 	const int NKV = c->NKV, HD = c->HD, grp = c->NH / c->NKV;
-	int hc = grp < HC_MAX ? grp : HC_MAX;
-	if (hc > HC_FLOATS / HD) hc = HC_FLOATS / HD;
-	if ((long)R * NKV < 2L * iapo_pool_threads()) hc = 1;
-	const int nchunk = (grp + hc - 1) / hc;
-	attend_job A = {kv, rows, q, att, l, hc, nchunk};
-	iapo_pool_for((long)R * NKV * nchunk, attend_task, &A);
+	int hc = HC_MAX < HC_FLOATS / HD ? HC_MAX : HC_FLOATS / HD;
+	int ngroups = 0;
+	for (int r = 0; r < R; r++)
+		ngroups += r == 0 || rows[r].keys.seq0 != rows[r - 1].keys.seq0 ||
+			   rows[r].keys.len0 != rows[r - 1].keys.len0;
+	if ((long)ngroups * NKV < 2L * iapo_pool_threads()) hc = 1;
+	const int vc = grp <= hc ? hc / grp * grp : hc; /* whole rows when they fit */
+	int nt = 0;
+	for (int r0 = 0; r0 < R;) {
+		int r1 = r0 + 1;
+		while (r1 < R && rows[r1].keys.seq0 == rows[r0].keys.seq0 && rows[r1].keys.len0 == rows[r0].keys.len0) r1++;
+		for (int v0 = 0; v0 < (r1 - r0) * grp; v0 += vc) {
+			kv->atask[3 * nt] = r0;
+			kv->atask[3 * nt + 1] = r1 - r0;
+			kv->atask[3 * nt + 2] = v0;
+			nt++;
+		}
+		r0 = r1;
+	}
+	attend_job A = {kv, rows, q, att, kv->atask, l, vc};
+	iapo_pool_for((long)nt * NKV, attend_task, &A);
 }
 
 /* Final norm and lm_head for the rows of a chunk that want logits, OUTG at a time. */
