@@ -6,15 +6,9 @@
 # else; CSV and JSON parse (Python's csv and json modules) and agree with each
 # other and with the table; the same seed repeats the metrics, the batch size
 # does not change them, --passk first and --limit do what --help says.
-BIN=${IAPO_BIN:-build/iapo}
 PY=/usr/bin/python3
-T=${IAPO_TMP:-/tmp}/cli_eval.$$
-mkdir -p "$T"
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-check() { if [ "$2" -eq 0 ]; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/cli_lib.sh"
+cli_tmp cli_eval
 
 printf '%s\n' '{"prompt": "What is 1+1?", "answer": "2"}' '{"prompt": "What is 2+2?", "answer": "4"}' \
 	'{"prompt": "What is 3+3?", "answer": "6"}' >"$T/data.jsonl"
@@ -53,7 +47,7 @@ R="$T/run"
 	"$BIN" init --config "$T/config.json" --out "$R/checkpoint-2" --std 0.5 --seed 2 >>"$T/init.log" 2>&1 &&
 	"$BIN" init --config "$T/config.json" --out "$T/model" --std 0.5 --seed 2 >>"$T/init.log" 2>&1; rc=$?
 check "iapo init makes the models" $rc
-[ $rc -eq 0 ] || { cat "$T/init.log"; echo "$pass passed, $fail failed"; exit 1; }
+[ $rc -eq 0 ] || { cat "$T/init.log"; cli_done; exit 1; }
 # things in a run directory that are not checkpoints
 mkdir -p "$R/checkpoint-x" "$R/logs" && : >"$R/checkpoint-3" && echo '{}' >"$R/config.json"
 
@@ -138,5 +132,4 @@ assert r["n_problems"] == 2
 ' "$T/f.json"
 check "-k 1,3 --passk first --limit 2" $?
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done

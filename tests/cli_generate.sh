@@ -7,14 +7,8 @@
 # chat-templated prompt; seeds, -n and --stop behave as --help says.
 # Completions of a random model are arbitrary bytes, so outputs are compared
 # as files (cmp), never through shell variables.
-BIN=${IAPO_BIN:-build/iapo}
-T=${IAPO_TMP:-/tmp}/cli_generate.$$
-mkdir -p "$T"
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-check() { if [ "$2" -eq 0 ]; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/cli_lib.sh"
+cli_tmp cli_generate
 
 # ---- usage errors and --help (no model needed)
 "$BIN" generate >"$T/o" 2>"$T/e"; rc=$?
@@ -45,27 +39,7 @@ check "--help lists every option with defaults and the output format" $?
 
 # ---- a tiny random Qwen2 model; std 0.5 rather than HF's 0.02 so that greedy
 # decoding does not repeat one token and the texts of different prompts differ
-cat >"$T/config.json" <<'EOF'
-{
-  "architectures": ["Qwen2ForCausalLM"],
-  "model_type": "qwen2",
-  "vocab_size": 263,
-  "hidden_size": 64,
-  "intermediate_size": 128,
-  "num_hidden_layers": 2,
-  "num_attention_heads": 4,
-  "num_key_value_heads": 2,
-  "max_position_embeddings": 1024,
-  "rope_theta": 1000000.0,
-  "rms_norm_eps": 1e-06,
-  "tie_word_embeddings": true,
-  "torch_dtype": "float32"
-}
-EOF
-"$BIN" init --config "$T/config.json" --out "$T/m" --std 0.5 >"$T/init.log" 2>&1; rc=$?
-check "iapo init makes the model" $rc
-[ $rc -eq 0 ] || { cat "$T/init.log"; echo "$pass passed, $fail failed"; exit 1; }
-M="$T/m"
+cli_random_qwen2
 gen() { # out-prefix args...
 	p=$1; shift
 	"$BIN" generate --model "$M" "$@" >"$T/$p.out" 2>"$T/$p.err"
@@ -118,5 +92,4 @@ else
 	ok "--stop (not applicable to this text)"
 fi
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done

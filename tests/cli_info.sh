@@ -7,14 +7,8 @@
 # span per token, its text HTML-escaped; --raw changes the prompt and the
 # numbers; next_token mode makes answer_entropy equal policy_entropy; a
 # sampled completion respects --max-tokens; runs repeat exactly.
-BIN=${IAPO_BIN:-build/iapo}
-T=${IAPO_TMP:-/tmp}/cli_info.$$
-mkdir -p "$T"
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-check() { if [ "$2" -eq 0 ]; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/cli_lib.sh"
+cli_tmp cli_info
 
 # ---- usage errors and --help (no model needed)
 "$BIN" info >"$T/o" 2>"$T/e"; rc=$?
@@ -48,27 +42,7 @@ check "--help lists every option, the TSV columns, the 1e-6 remark, the approxim
 [ $rc -eq 1 ] && grep -q "does-not-exist" "$T/e"; check "unloadable model: exit 1 naming it" $?
 
 # ---- a tiny random Qwen2 model (std 0.5: entropies far from uniform)
-cat >"$T/config.json" <<'EOF'
-{
-  "architectures": ["Qwen2ForCausalLM"],
-  "model_type": "qwen2",
-  "vocab_size": 263,
-  "hidden_size": 64,
-  "intermediate_size": 128,
-  "num_hidden_layers": 2,
-  "num_attention_heads": 4,
-  "num_key_value_heads": 2,
-  "max_position_embeddings": 1024,
-  "rope_theta": 1000000.0,
-  "rms_norm_eps": 1e-06,
-  "tie_word_embeddings": true,
-  "torch_dtype": "float32"
-}
-EOF
-"$BIN" init --config "$T/config.json" --out "$T/m" --std 0.5 >"$T/init.log" 2>&1; rc=$?
-check "iapo init makes the model" $rc
-[ $rc -eq 0 ] || { cat "$T/init.log"; echo "$pass passed, $fail failed"; exit 1; }
-M="$T/m"
+cli_random_qwen2
 COMP='<think>2+3=5	so "5" & <b>done</b>
 </think>
 <answer>5</answer>'
@@ -150,5 +124,4 @@ check "sampled completion: at most --max-tokens rows, one span each ($rows)" $?
 "$BIN" info --model "$M" --prompt "Hello" --completion "x" --tsv "$T/no/such/dir/x.tsv" >"$T/o" 2>"$T/e"; rc=$?
 [ $rc -eq 1 ] && grep -q "no/such/dir" "$T/e"; check "unwritable --tsv: exit 1 naming it" $?
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done

@@ -3,14 +3,8 @@
 # Python reader of its safetensors, and `iapo generate` on it when that command
 # exists), deterministic per seed; bad configs exit 1 naming the file, usage
 # errors exit 2.
-BIN=${IAPO_BIN:-build/iapo}
-T=${IAPO_TMP:-/tmp}/cli_init.$$
-mkdir -p "$T"
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/cli_lib.sh"
+cli_tmp cli_init
 
 cat >"$T/qwen2.json" <<'JSON'
 {"model_type": "qwen2", "vocab_size": 300, "hidden_size": 32, "intermediate_size": 64,
@@ -66,5 +60,4 @@ check "bad --dtype: exit 2" '[ $? -eq 2 ]'
 "$BIN" init --config "$T/qwen2.json" --out "$T/m5" --seed -3 2>/dev/null
 check "bad --seed: exit 2" '[ $? -eq 2 ]'
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done

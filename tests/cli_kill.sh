@@ -17,30 +17,12 @@
 # carry rollout.bin.
 # Prints the kill counts: during a save (a temporary directory was there when
 # the process died), otherwise after start-up, or during start-up.
-BIN=${IAPO_BIN:-build/iapo}
-T=${IAPO_TMP:-/tmp}/cli_kill.$$
 KILLS1=${IAPO_KILLS:-30}
 KILLS2=${IAPO_KILLS2:-10}
-mkdir -p "$T"
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/cli_lib.sh"
+cli_tmp cli_kill
 
-cat >"$T/qwen2.json" <<'JSON'
-{"model_type": "qwen2", "vocab_size": 263, "hidden_size": 32, "intermediate_size": 64,
- "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
- "max_position_embeddings": 512, "tie_word_embeddings": true, "initializer_range": 0.1}
-JSON
-"$BIN" init --config "$T/qwen2.json" --out "$T/model" --seed 3 2>"$T/err"
-check "iapo init of the tiny model" '[ $? -eq 0 ]'
-i=0
-: >"$T/data.jsonl"
-while [ $i -lt 8 ]; do
-	echo "{\"prompt\": \"What is $i+1?\", \"answer\": \"$((i + 1))\"}" >>"$T/data.jsonl"
-	i=$((i + 1))
-done
+cli_tiny_run_setup
 
 # iapo's token terms make every step change the weights and the moments (all
 # rewards are equal here, so plain GRPO would not); a constant learning rate
@@ -204,5 +186,4 @@ rc=$?
 now=$(latest)
 check "SIGTERM: exit 0, saved checkpoint-$now, named in the message" '[ $rc -eq 0 ] && [ "$now" -gt $M ] && grep -q "interrupted after step $now of 100000; saved .*checkpoint-$now" "$T/err" && complete "$RUN/checkpoint-$now"'
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done

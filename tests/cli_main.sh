@@ -1,10 +1,7 @@
 #!/bin/sh
 # The top-level CLI: --help, --version, unknown commands, and that every listed
 # command answers --help with exit 0 on stdout.
-BIN=${IAPO_BIN:-build/iapo}
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+. "$(dirname "$0")/cli_lib.sh"
 
 out=$("$BIN" --help) && echo "$out" | grep -q "usage: iapo" && ok help || bad help
 out=$("$BIN" --version) && echo "$out" | grep -q "^iapo [0-9]" && ok version || bad version
@@ -15,5 +12,4 @@ cmds=$("$BIN" --help | sed -n '/^commands:/,/^$/p' | awk 'NF>1 {print $1}')
 for c in $cmds; do
 	out=$("$BIN" "$c" --help 2>/dev/null) && [ -n "$out" ] && ok "$c --help" || bad "$c --help"
 done
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done

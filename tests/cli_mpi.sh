@@ -8,14 +8,8 @@
 # rank killed mid-run ends the job with mpirun's report, the last checkpoint
 # complete and resumable; SIGUSR1 to mpirun (forwarded to the ranks) saves
 # and exits 0. Built without MPI: only --version is checked.
-BIN=${IAPO_BIN:-build/iapo}
-T=${IAPO_TMP:-/tmp}/cli_mpi.$$
-mkdir -p "$T"
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/cli_lib.sh"
+cli_tmp cli_mpi
 
 ver=$("$BIN" --version)
 case "$ver" in
@@ -39,19 +33,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}:detect_leaks=0"
 MPI2="timeout 60 mpirun --oversubscribe --bind-to none -np 2"
 
-cat >"$T/qwen2.json" <<'JSON'
-{"model_type": "qwen2", "vocab_size": 263, "hidden_size": 32, "intermediate_size": 64,
- "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
- "max_position_embeddings": 512, "tie_word_embeddings": true, "initializer_range": 0.1}
-JSON
-"$BIN" init --config "$T/qwen2.json" --out "$T/model" --seed 3 2>"$T/err"
-check "iapo init of the tiny model" '[ $? -eq 0 ]'
-i=0
-: >"$T/data.jsonl"
-while [ $i -lt 8 ]; do
-	echo "{\"prompt\": \"What is $i+1?\", \"answer\": \"$((i + 1))\"}" >>"$T/data.jsonl"
-	i=$((i + 1))
-done
+cli_tiny_run_setup
 SMALL="--model $T/model --data $T/data.jsonl --prompts-per-step 2 --num-generations 2 --max-completion-tokens 8
  --system x --no-one-shot --learning-rate 1e-3 --threads 1"
 # metrics.jsonl without the timing fields
@@ -113,5 +95,4 @@ rc=$?
 steps=$(wc -l <"$T/usr1/metrics.jsonl" 2>/dev/null)
 check "SIGUSR1 to mpirun: exit 0 after saving" '[ $rc -eq 0 ] && [ "$(grep -c "interrupted after step" "$T/err")" -eq 1 ] && [ -s "$T/usr1/checkpoint-$steps/trainer_state.json" ]'
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done

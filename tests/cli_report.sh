@@ -5,15 +5,9 @@
 # to RUN_DIR/report.html or --out, holds one SVG chart per plotted group and
 # no scripts or external resources, and renders in headless Chromium with its
 # charts drawn (scripts/check_report.sh; a missing Chromium is a failure).
-BIN=${IAPO_BIN:-build/iapo}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-T=${IAPO_TMP:-/tmp}/cli_report.$$
-mkdir -p "$T"
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-check() { if [ "$2" -eq 0 ]; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/cli_lib.sh"
+cli_tmp cli_report
 
 "$BIN" report >"$T/o" 2>"$T/e"; rc=$?
 [ $rc -eq 2 ] && grep -q "RUN_DIR" "$T/e"; check "no RUN_DIR: exit 2" $?
@@ -76,5 +70,4 @@ check "malformed line 4: exit 1 naming file and line, no page" $?
 cat "$T/c"
 [ $rc -eq 0 ]; check "renders in headless Chromium with 12 non-empty charts" $?
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done

@@ -8,14 +8,8 @@
 # a row without the completion field and a config without a tokenizer exit 1
 # naming the file and line / directory. Under mpirun (when built with MPI):
 # 2 ranks x batch 4 = 1 process x batch 4 x 2 accumulation steps.
-BIN=${IAPO_BIN:-build/iapo}
-T=${IAPO_TMP:-/tmp}/cli_sft.$$
-mkdir -p "$T"
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/cli_lib.sh"
+cli_tmp cli_sft
 
 "$BIN" data synth --out "$T/data" --train 400 --test 20 --steps 1 --redundancy 0 --max-value 10 >/dev/null 2>"$T/err" &&
 	"$BIN" data tokenizer --data "$T/data/train.jsonl" --out "$T/tok" --vocab 384 >/dev/null 2>>"$T/err"
@@ -123,5 +117,4 @@ check "a run that does not fit in memory is refused before the run dir exists" '
 IAPO_MEMORY_LIMIT=1M "$BIN" sft $SMALL --out "$T/memrun" --max-steps 1 --no-memory-check >"$T/out" 2>"$T/err"
 check "--no-memory-check runs it anyway" '[ $? -eq 0 ] && [ -d "$T/memrun/checkpoint-1" ]'
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done

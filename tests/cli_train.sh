@@ -5,29 +5,10 @@
 # exits 0; --config applies a JSON file (an unknown key is exit 2 naming it);
 # usage errors (inconsistent batch options, missing --data, an unknown algo) exit
 # 2; a bad data row exits 1 naming its line; --resume of a missing run exits 1.
-BIN=${IAPO_BIN:-build/iapo}
-T=${IAPO_TMP:-/tmp}/cli_train.$$
-mkdir -p "$T"
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/cli_lib.sh"
+cli_tmp cli_train
 
-cat >"$T/qwen2.json" <<'JSON'
-{"model_type": "qwen2", "vocab_size": 263, "hidden_size": 32, "intermediate_size": 64,
- "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
- "max_position_embeddings": 512, "tie_word_embeddings": true, "initializer_range": 0.1}
-JSON
-"$BIN" init --config "$T/qwen2.json" --out "$T/model" --seed 3 2>"$T/err"
-check "iapo init of the tiny model" '[ $? -eq 0 ]'
-
-i=0
-: >"$T/data.jsonl"
-while [ $i -lt 8 ]; do
-	echo "{\"prompt\": \"What is $i+1?\", \"answer\": \"$((i + 1))\"}" >>"$T/data.jsonl"
-	i=$((i + 1))
-done
+cli_tiny_run_setup
 head -n 3 "$T/data.jsonl" >"$T/eval.jsonl"
 
 # Small and fast: 2 prompts x 2 completions of at most 8 tokens.
@@ -101,5 +82,4 @@ rc=$?
 steps=$(wc -l <"$T/sig/metrics.jsonl" 2>/dev/null)
 check "SIGINT: exit 0 after saving" '[ $rc -eq 0 ] && grep -q "interrupted after step" "$T/sigerr" && [ -s "$T/sig/checkpoint-$steps/trainer_state.json" ]'
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done

@@ -5,29 +5,10 @@
 # sampling; --help lists every algorithm option with its default; a resumed
 # dapo run keeps its algorithm (RUN_DIR/config.json); inconsistent algorithm
 # options are usage errors (exit 2) naming the option.
-BIN=${IAPO_BIN:-build/iapo}
-T=${IAPO_TMP:-/tmp}/cli_train_algos.$$
-mkdir -p "$T"
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/cli_lib.sh"
+cli_tmp cli_train_algos
 
-cat >"$T/qwen2.json" <<'JSON'
-{"model_type": "qwen2", "vocab_size": 263, "hidden_size": 32, "intermediate_size": 64,
- "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
- "max_position_embeddings": 512, "tie_word_embeddings": true, "initializer_range": 0.1}
-JSON
-"$BIN" init --config "$T/qwen2.json" --out "$T/model" --seed 3 2>"$T/err"
-check "iapo init of the tiny model" '[ $? -eq 0 ]'
-
-i=0
-: >"$T/data.jsonl"
-while [ $i -lt 8 ]; do
-	echo "{\"prompt\": \"What is $i+1?\", \"answer\": \"$((i + 1))\"}" >>"$T/data.jsonl"
-	i=$((i + 1))
-done
+cli_tiny_run_setup
 
 SMALL="--model $T/model --data $T/data.jsonl --prompts-per-step 2 --num-generations 2 --max-completion-tokens 8
  --system x --no-one-shot --learning-rate 1e-3 --threads 2 --max-steps 2 --save-steps 0"
@@ -81,5 +62,4 @@ check "--overlong-buffer beyond the maximum length: exit 2" '[ $? -eq 2 ] && gre
 "$BIN" train $SMALL --out "$T/e4" --dynamic-sampling sometimes >"$T/out" 2>"$T/err"
 check "--dynamic-sampling bad value: exit 2 naming the choices" '[ $? -eq 2 ] && grep -q "off, drop or resample" "$T/err"'
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done
