@@ -172,7 +172,8 @@ iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, cons
 	const int use16 = o->weights == IAPO_GEN_WEIGHTS_BF16 || (o->weights == IAPO_GEN_WEIGHTS_AUTO && !want_ent);
 	if (kv && max_new > 0) {
 		kv_was16 = iapo_kv_bf16(kv);
-		if (!use16 || iapo_kv_use_bf16(kv, 1) != IAPO_OK) iapo_kv_use_bf16(kv, 0);
+		const int take = kv != own && o->keep_bf16 ? IAPO_KV_BF16_KEEP : 1;
+		if (!use16 || iapo_kv_use_bf16(kv, take) != IAPO_OK) iapo_kv_use_bf16(kv, 0);
 		kv_set = kv;
 	}
 	S = kv ? iapo_kv_slots(kv) : B;
@@ -293,7 +294,7 @@ done:
 	iapo_free(dec);
 	/* the caller's cache back in its precision (its snapshot is fresh) */
 	if (kv_set && kv_set != own && iapo_kv_bf16(kv_set) != kv_was16) {
-		iapo_status s2 = iapo_kv_use_bf16(kv_set, kv_was16);
+		iapo_status s2 = iapo_kv_use_bf16(kv_set, kv_was16 && o->keep_bf16 ? IAPO_KV_BF16_KEEP : kv_was16);
 		if (st == IAPO_OK) st = s2;
 	}
 	iapo_kv_free(own);

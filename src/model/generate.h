@@ -34,7 +34,8 @@ typedef enum {
 
 /* iapo_gen_opts.weights. AUTO (0, the default): a bf16 copy of the weight
  * matrices (kvcache.h's iapo_kv_use_bf16, taken afresh at every call, so it
- * follows weights that change between calls), which halves the bytes a
+ * follows weights that change between calls, unless keep_bf16 promises they
+ * did not), which halves the bytes a
  * decoding step reads; kvcache.h states how closely its tokens, log-probs and
  * entropies follow fp32's. But fp32 when entropies are asked for: they, and
  * the K/V left in a caller's cache, are then what the fp32 model gives (the
@@ -65,6 +66,12 @@ typedef struct {
 	float entropy_temperature;
 	/* Which weights the decoding multiplies by (iapo_gen_weights). */
 	int weights;
+	/* A promise: the weights have not changed since an earlier call took
+	 * the bf16 copy that the caller's cache holds (the batches of one
+	 * evaluation), so decoding in bf16 reuses it instead of converting the
+	 * weights again (kvcache.h's IAPO_KV_BF16_KEEP). Ignored without a
+	 * caller's cache. */
+	int keep_bf16;
 } iapo_gen_opts;
 
 /* One completion; arrays owned by the result (iapo_gen_results_free). */

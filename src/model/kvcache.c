@@ -36,6 +36,8 @@
 #define KTILE 64     /* keys scored per tile (on the stack) */
 #define RMAX_CAP 512 /* rows per chunk: enough for GEMM efficiency, bounded scratch */
 #define OUTG_CAP 64  /* rows per vocabulary GEMM */
+#define SLOT_EMPTY (-2) /* kv->made: nothing computed since the slot was made or reset */
+#define SLOT_MIXED (-1) /* computed with more than one set of weights */
 
 struct iapo_kv {
 	const iapo_weights *w;
@@ -65,6 +67,9 @@ struct iapo_kv {
 	uint16_t *wh;
 	const uint16_t *wh_t[IAPO_NUM_PARAMS];
 	int bf16_on; /* multiply by wh (kept allocated while off, for the next snapshot) */
+	int snap;    /* number of the snapshot in wh (1, 2, ...; 0: none taken) */
+	int *made;   /* (S) what each slot's K/V were computed with: SLOT_EMPTY, SLOT_MIXED, 0 (fp32) or a
+		      * snapshot number */
 };
 
 /* The matrices a forward multiplies by (their bf16 copies when enabled). */
@@ -90,6 +95,10 @@ iapo_status iapo_kv_use_bf16(iapo_kv *kv, int on)
 		kv->bf16_on = 0;
 		return IAPO_OK;
 	}
+	if (on == IAPO_KV_BF16_KEEP && kv->snap > 0) {
+		kv->bf16_on = 1;
+		return IAPO_OK;
+	}
 	size_t sizes[IAPO_NUM_PARAMS], total = 0;
 	iapo_param_sizes(c, sizes);
 	for (int t = 0; t < IAPO_NUM_PARAMS; t++)
@@ -111,7 +120,18 @@ iapo_status iapo_kv_use_bf16(iapo_kv *kv, int on)
 	if (c->tie_embeddings) kv->wh_t[IAPO_P_LMHEAD] = kv->wh_t[IAPO_P_EMBED];
 	kv->wh_t[IAPO_P_EMBED] = NULL; /* looked up in fp32 */
 	kv->bf16_on = 1;
+	kv->snap++;
 	return IAPO_OK;
+}
+
+int iapo_kv_bf16_snapshots(const iapo_kv *kv) { return kv->snap; }
+
+int iapo_kv_bf16_made(const iapo_kv *kv, const int *slots, int n)
+{
+	if (kv->snap == 0) return 0;
+	for (int i = 0; i < n; i++)
+		if (slots[i] < 0 || slots[i] >= kv->S || kv->made[slots[i]] != kv->snap) return 0;
+	return 1;
 }
 
 int iapo_kv_bf16(const iapo_kv *kv) { return kv->bf16_on; }
@@ -123,13 +143,17 @@ int iapo_kv_max_rows(const iapo_kv *kv) { return kv->Rmax; }
 
 void iapo_kv_reset(iapo_kv *kv, int b)
 {
-	if (b >= 0 && b < kv->S) kv->len[b] = 0;
+	if (b >= 0 && b < kv->S) {
+		kv->len[b] = 0;
+		kv->made[b] = SLOT_EMPTY;
+	}
 }
 
 void iapo_kv_free(iapo_kv *kv)
 {
 	if (!kv) return;
 	iapo_free(kv->len);
+	iapo_free(kv->made);
 	iapo_free_aligned(kv->kc);
 	iapo_free_aligned(kv->vc);
 	iapo_free(kv->inv_freq);
@@ -177,6 +201,7 @@ iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
 	size_t cache = L * (size_t)B * (size_t)Tmax * KV;
 	iapo_status st = IAPO_OK;
 	kv->len = iapo_calloc((size_t)B, sizeof(int));
+	kv->made = iapo_malloc(sizeof(int) * (size_t)B);
 	kv->inv_freq = iapo_malloc(sizeof(float) * (size_t)(c->HD / 2));
 	kv->tok = iapo_malloc(sizeof(int) * R);
 	kv->pos = iapo_malloc(sizeof(int) * R);
@@ -184,7 +209,7 @@ iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
 	kv->rows = iapo_malloc(sizeof(iapo_kv_row) * R);
 	kv->lrows = iapo_malloc(sizeof(iapo_kv_row) * R);
 	kv->atask = iapo_malloc(sizeof(int) * 3 * R * (size_t)c->NH);
-	if (!kv->len || !kv->inv_freq || !kv->tok || !kv->pos || !kv->dst || !kv->rows || !kv->lrows || !kv->atask) {
+	if (!kv->len || !kv->made || !kv->inv_freq || !kv->tok || !kv->pos || !kv->dst || !kv->rows || !kv->lrows || !kv->atask) {
 		st = iapo_fail(IAPO_ERR_NOMEM, "kv cache: out of memory");
 		goto fail;
 	}
@@ -205,6 +230,7 @@ iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
 	IAPO_CHECK(st, alloc_f(&kv->hout, G * C, "activations"));
 	IAPO_CHECK(st, alloc_f(&kv->lbuf, G * V, "logits"));
 	iapo_rope_inv_freq(c, kv->inv_freq);
+	for (int b = 0; b < B; b++) kv->made[b] = SLOT_EMPTY;
 	*out = kv;
 	return IAPO_OK;
 fail:
@@ -561,6 +587,11 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 	for (int r = 0; r < R; r++) {
 		kv->tok[r] = rows[r].token;
 		kv->pos[r] = rows[r].pos;
+	}
+	const int made = kv->bf16_on ? kv->snap : 0;
+	for (int r = 0; r < R; r++) {
+		int *mk = &kv->made[rows[r].seq];
+		*mk = *mk == SLOT_EMPTY || *mk == made ? made : SLOT_MIXED;
 	}
 	iapo_embedding_forward(kv->x, p->t[IAPO_P_EMBED], kv->tok, R, C); // (R,C)
 	iapo_rope_table(kv->cs, kv->pos, R, HD, kv->inv_freq);

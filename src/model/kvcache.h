@@ -97,8 +97,21 @@ typedef struct {
  *    under bf16 are within 0.3 nats of fp32's, 0.06 on average (measured
  *    0.2 and 0.04). */
 iapo_status iapo_kv_use_bf16(iapo_kv *kv, int on);
+/* on = IAPO_KV_BF16_KEEP: multiply by the copy this cache took last, without
+ * taking another (one is taken when there is none). The caller vouches that
+ * the weights have not changed since that copy was taken (e.g. the batches
+ * of one evaluation; at qwen0.5b a copy costs 0.1-0.3 s). */
+#define IAPO_KV_BF16_KEEP 2
 /* Whether forwards of this cache multiply by the bf16 copy now. */
 int iapo_kv_bf16(const iapo_kv *kv);
+/* Whether every one of the n slots holds K/V computed with this cache's
+ * current bf16 copy alone (since its last reset). A caller that knows the
+ * slots were computed with the weights as they are now (the IAPO pass over
+ * a bf16 rollout's cache) learns from it that the copy is current, so
+ * IAPO_KV_BF16_KEEP is safe. */
+int iapo_kv_bf16_made(const iapo_kv *kv, const int *slots, int n);
+/* How many bf16 copies this cache has taken (conversions of the weights). */
+int iapo_kv_bf16_snapshots(const iapo_kv *kv);
 
 /* Runs R rows through the model. Within a layer every row's K/V is stored
  * before any row attends, and chunks run one after another, so a row may read

@@ -453,7 +453,7 @@ static iapo_status postfix_pass(iapo_info *e, const iapo_info_batch *b, float *E
 }
 
 /* bf16 on (a fresh snapshot: the weights may have changed since the last
- * call) or off for the cache of this call. */
+ * call, or IAPO_KV_BF16_KEEP) or off for the cache of this call. */
 static iapo_status set_bf16(iapo_info *e, int on)
 {
 	if (!e->bf16) return IAPO_OK;
@@ -545,7 +545,10 @@ iapo_status iapo_info_compute_cached(iapo_info *e, const iapo_info_cache *c, con
 	const int all_c = dst && !c->C;
 	double t0 = omp_get_wtime();
 	const int was16 = iapo_kv_bf16(c->kv);
-	iapo_status st = set_bf16(e, 1);
+	/* The caller vouches that the slots hold K/V of the weights as they are
+	 * now; when the cache's bf16 copy computed all of them (a bf16 rollout),
+	 * that copy is the current weights': no second conversion. */
+	iapo_status st = set_bf16(e, iapo_kv_bf16_made(c->kv, c->slot, b->n) ? IAPO_KV_BF16_KEEP : 1);
 	if (st == IAPO_OK) st = seq_rows(e, b, all_c ? ROWS_TAIL : ROWS_LAST, dst, ld, &s.rows_prefill);
 	if (st == IAPO_OK && dst && !all_c)
 		for (int i = 0; i < b->n; i++)

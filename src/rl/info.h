@@ -151,7 +151,9 @@ iapo_status iapo_info_compute(iapo_info *e, const iapo_info_batch *b, float *E, 
  * iapo_info_compute's up to float rounding (the decode GEMMs sum in another
  * order): tests/test_info_reuse.c bounds it. A bf16 estimator switches the
  * cache to bf16 for the call and leaves it in the precision it found; the
- * trainer with --info-bf16 also samples in bf16, so all its K/V are bf16's. */
+ * trainer with --info-bf16 also samples in bf16, so all its K/V are bf16's,
+ * and then the pass multiplies by the copy the rollout took (the slots show
+ * it: iapo_kv_bf16_made) instead of converting the weights again. */
 typedef struct {
 	iapo_kv *kv;            /* made with the estimator's weights */
 	const int *slot;        /* (n) slot holding sequence i's first plen + clen − 1 tokens */
