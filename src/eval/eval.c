@@ -262,6 +262,9 @@ static iapo_status evaluate_local(const iapo_weights *w, const iapo_tokenizer *t
 		.eos_ids = eos_ids,
 		.n_eos = n_eos,
 		.tok = tok,
+		/* the weights do not change during an evaluation: the batches
+		 * share one bf16 copy in kv (converted by the first) */
+		.keep_bf16 = 1,
 	};
 	long truncated = 0;
 	const long s_lo = (long)lo * N, s_hi = (long)hi * N;
