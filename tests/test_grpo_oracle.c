@@ -22,26 +22,12 @@
 #include "model/transformer.h"
 #include "model/weights.h"
 #include "rl/grpo.h"
+#include "oracle_files.h"
 #include "test.h"
-
-static char *slurp(const char *path, size_t *n)
-{
-	FILE *fp = fopen(path, "rb");
-	if (!fp) return NULL;
-	fseek(fp, 0, SEEK_END);
-	long sz = ftell(fp);
-	fseek(fp, 0, SEEK_SET);
-	char *buf = malloc((size_t)sz + 1);
-	if (fread(buf, 1, (size_t)sz, fp) != (size_t)sz) sz = 0;
-	buf[sz] = 0;
-	fclose(fp);
-	if (n) *n = (size_t)sz;
-	return buf;
-}
 
 static cJSON *load_json(const char *path)
 {
-	char *text = slurp(path, NULL);
+	char *text = oracle_slurp(path, NULL);
 	cJSON *j = text ? cJSON_Parse(text) : NULL;
 	free(text);
 	CHECK(j != NULL, "cannot read %s (run tests/oracle/make_grpo_fixtures.sh)", path);
@@ -68,33 +54,16 @@ static void ints(const cJSON *parent, const char *key, int *out, int n)
 	for (int i = 0; i < n && i < cJSON_GetArraySize(a); i++) out[i] = cJSON_GetArrayItem(a, i)->valueint;
 }
 
-static double num(const cJSON *o, const char *key) { return cJSON_GetObjectItem(o, key)->valuedouble; }
-
-static float *read_bin(const char *dir, const char *name, size_t n)
-{
-	char path[3000];
-	size_t sz = 0;
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	float *p = (float *)slurp(path, &sz);
-	CHECK(p != NULL, "cannot read %s", path);
-	if (p && sz != n * sizeof(float)) {
-		CHECK(0, "%s: expected %zu floats, found %zu bytes", path, n, sz);
-		free(p);
-		return NULL;
-	}
-	return p;
-}
-
 static iapo_loss_opts opts_of(const cJSON *c)
 {
 	iapo_loss_opts o = {0};
 	CHECK(iapo_loss_type_parse(cJSON_GetObjectItem(c, "type")->valuestring, &o.type) == IAPO_OK, "type");
-	o.eps_low = (float)num(c, "eps_low");
-	o.eps_high = (float)num(c, "eps_high");
-	o.beta = (float)num(c, "beta");
-	o.n_seqs = (long)num(c, "n_seqs");
-	o.n_tokens = (long)num(c, "n_tokens");
-	o.max_completion_len = (int)num(c, "max_completion_len");
+	o.eps_low = (float)oracle_num(c, "eps_low");
+	o.eps_high = (float)oracle_num(c, "eps_high");
+	o.beta = (float)oracle_num(c, "beta");
+	o.n_seqs = (long)oracle_num(c, "n_seqs");
+	o.n_tokens = (long)oracle_num(c, "n_tokens");
+	o.max_completion_len = (int)oracle_num(c, "max_completion_len");
 	return o;
 }
 
@@ -110,7 +79,7 @@ static void test_loss_cases(void)
 	const cJSON *c;
 	cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "cases")) {
 		const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
-		int B = (int)num(c, "B"), T = (int)num(c, "T");
+		int B = (int)oracle_num(c, "B"), T = (int)oracle_num(c, "T");
 		size_t BT = (size_t)B * T;
 		iapo_loss_opts o = opts_of(c);
 		float *logp = floats(c, "logp", BT), *old = floats(c, "old", BT), *ref = floats(c, "ref", BT);
@@ -119,17 +88,17 @@ static void test_loss_cases(void)
 		iapo_loss_stats s = {0}, s2 = {0};
 		iapo_status st = iapo_policy_loss(&o, B, T, logp, old, ref, adv, mask, d, &s);
 		CHECK(st == IAPO_OK, "%s: %s", name, iapo_errmsg());
-		double want_loss = num(c, "loss");
+		double want_loss = oracle_num(c, "loss");
 		CHECK(fabs(s.loss - want_loss) <= 1e-5 * fabs(want_loss), "%s: loss %.9g vs torch %.9g", name, s.loss,
 		      want_loss);
 		double e = test_max_rel_err(d, want, BT);
 		CHECK(e <= 1e-5, "%s: dlogp max rel err %g", name, e);
-		CHECK(s.tokens == num(c, "tokens"), "%s: tokens %g vs %g", name, s.tokens, num(c, "tokens"));
-		CHECK(s.clipped_low == num(c, "clipped_low") && s.clipped_high == num(c, "clipped_high"),
-		      "%s: clipped %g/%g vs torch %g/%g", name, s.clipped_low, s.clipped_high, num(c, "clipped_low"),
-		      num(c, "clipped_high"));
-		CHECK_NEAR(s.ratio_sum, num(c, "ratio_sum"), 1e-6, "ratio sum");
-		CHECK_NEAR(s.kl_sum, num(c, "kl_sum"), 1e-6, "kl sum");
+		CHECK(s.tokens == oracle_num(c, "tokens"), "%s: tokens %g vs %g", name, s.tokens, oracle_num(c, "tokens"));
+		CHECK(s.clipped_low == oracle_num(c, "clipped_low") && s.clipped_high == oracle_num(c, "clipped_high"),
+		      "%s: clipped %g/%g vs torch %g/%g", name, s.clipped_low, s.clipped_high, oracle_num(c, "clipped_low"),
+		      oracle_num(c, "clipped_high"));
+		CHECK_NEAR(s.ratio_sum, oracle_num(c, "ratio_sum"), 1e-6, "ratio sum");
+		CHECK_NEAR(s.kl_sum, oracle_num(c, "kl_sum"), 1e-6, "kl sum");
 		/* the same call split after the first row (the empty one is row 1) */
 		st = iapo_policy_loss(&o, 1, T, logp, old, ref, adv, mask, d2, &s2);
 		st |= iapo_policy_loss(&o, B - 1, T, logp + T, old ? old + T : NULL, ref ? ref + T : NULL, adv + T,
@@ -142,7 +111,7 @@ static void test_loss_cases(void)
 	cJSON *a;
 	n = 0;
 	cJSON_ArrayForEach(a, cJSON_GetObjectItem(j, "advantages")) {
-		int G = (int)num(a, "G"), scale = cJSON_IsTrue(cJSON_GetObjectItem(a, "scale"));
+		int G = (int)oracle_num(a, "G"), scale = cJSON_IsTrue(cJSON_GetObjectItem(a, "scale"));
 		int na = cJSON_GetArraySize(cJSON_GetObjectItem(a, "rewards"));
 		float *r = floats(a, "rewards", na), *want = floats(a, "adv", na), *got = calloc(na, 4);
 		iapo_group_advantages(r, na, G, scale, got);
@@ -156,33 +125,6 @@ static void test_loss_cases(void)
 	cJSON_Delete(j);
 }
 
-static void check_grads(const char *what, const char *dir, const char *sub, const iapo_config *c, float *grad)
-{
-	iapo_params g;
-	iapo_params_point(c, grad, &g);
-	int checked = 0;
-	double worst = 0;
-	for (int t = 0; t < IAPO_NUM_PARAMS; t++) {
-		size_t ls = iapo_param_layer_size(c, t);
-		if (!ls) continue;
-		int nl = iapo_param_is_layered(t) ? c->L : 1;
-		for (int l = 0; l < nl; l++) {
-			char hf[256], file[400];
-			if (!iapo_param_hf_name(c, t, l, hf, sizeof hf)) continue;
-			snprintf(file, sizeof file, "%s/%s.bin", sub, hf);
-			float *want = read_bin(dir, file, ls);
-			if (!want) continue;
-			double e = test_max_rel_err(g.t[t] + (size_t)l * ls, want, ls);
-			CHECK(e <= 1e-3, "%s %s: max rel err %g", what, hf, e);
-			if (e > worst) worst = e;
-			checked++;
-			free(want);
-		}
-	}
-	CHECK(checked > 10, "%s: only %d gradient tensors compared", what, checked);
-	fprintf(stderr, "  %s: %d tensors, worst rel err %.2g\n", what, checked, worst);
-}
-
 static void test_model_end_to_end(void)
 {
 	char dir[1200], path[1300], mdir[1400];
@@ -191,7 +133,7 @@ static void test_model_end_to_end(void)
 	cJSON *m = load_json(path);
 	if (!m) return;
 	snprintf(mdir, sizeof mdir, "%s/%s", dir, cJSON_GetObjectItem(m, "dir")->valuestring);
-	int B = (int)num(m, "B"), T = (int)num(m, "T"), G = (int)num(m, "G");
+	int B = (int)oracle_num(m, "B"), T = (int)oracle_num(m, "T"), G = (int)oracle_num(m, "G");
 	size_t BT = (size_t)B * T;
 	int *lens = calloc(B, sizeof(int)), *tok = calloc(BT, sizeof(int)), *tgt = calloc(BT, sizeof(int));
 	ints(m, "lens", lens, B);
@@ -201,9 +143,9 @@ static void test_model_end_to_end(void)
 	float *ref = floats(m, "ref", BT), *want_lp = floats(m, "logp", BT);
 	float *rewards = floats(m, "rewards", B), *want_seq = floats(m, "seq_adv", B);
 	float *lp = calloc(BT, 4), *dl = calloc(BT, 4), *seq = calloc(B, 4);
-	iapo_loss_opts o = {.eps_low = (float)num(m, "eps_low"), .eps_high = (float)num(m, "eps_high"),
-			    .beta = (float)num(m, "beta"), .n_seqs = (long)num(m, "n_seqs"),
-			    .n_tokens = (long)num(m, "n_tokens"), .max_completion_len = (int)num(m, "max_completion_len")};
+	iapo_loss_opts o = {.eps_low = (float)oracle_num(m, "eps_low"), .eps_high = (float)oracle_num(m, "eps_high"),
+			    .beta = (float)oracle_num(m, "beta"), .n_seqs = (long)oracle_num(m, "n_seqs"),
+			    .n_tokens = (long)oracle_num(m, "n_tokens"), .max_completion_len = (int)oracle_num(m, "max_completion_len")};
 
 	/* the sequence advantages the token advantages were built from */
 	iapo_group_advantages(rewards, B, G, 1, seq);
@@ -221,12 +163,12 @@ static void test_model_end_to_end(void)
 	st = iapo_fwd_new(&w, B, T, 1, &f);
 	CHECK(st == IAPO_OK, "fwd_new: %s", iapo_errmsg());
 	if (st) goto out;
-	iapo_fwd_set_temperature(f, (float)num(m, "temperature"));
+	iapo_fwd_set_temperature(f, (float)oracle_num(m, "temperature"));
 
 	const char *types[3] = {"grpo", "bnpo", "dr_grpo"};
 	for (int k = 0; k < 3; k++) {
 		CHECK(iapo_loss_type_parse(types[k], &o.type) == IAPO_OK, "%s", types[k]);
-		double want_loss = num(cJSON_GetObjectItem(m, "losses"), types[k]);
+		double want_loss = oracle_num(cJSON_GetObjectItem(m, "losses"), types[k]);
 		char sub[64], what[96];
 		snprintf(sub, sizeof sub, "grads_%s", types[k]);
 
@@ -241,14 +183,14 @@ static void test_model_end_to_end(void)
 		CHECK(st == IAPO_OK, "%s: loss: %s", types[k], iapo_errmsg());
 		CHECK(fabs(s.loss - want_loss) <= 1e-4 * fabs(want_loss), "%s: loss %.9g vs torch %.9g", types[k], s.loss,
 		      want_loss);
-		CHECK(s.clipped_low == num(m, "clipped_low") && s.clipped_high == num(m, "clipped_high") &&
+		CHECK(s.clipped_low == oracle_num(m, "clipped_low") && s.clipped_high == oracle_num(m, "clipped_high") &&
 			      s.clipped_low > 0 && s.clipped_high > 0,
 		      "%s: clipped %g/%g vs torch %g/%g (both must be > 0)", types[k], s.clipped_low, s.clipped_high,
-		      num(m, "clipped_low"), num(m, "clipped_high"));
+		      oracle_num(m, "clipped_low"), oracle_num(m, "clipped_high"));
 		st = iapo_fwd_backward(f, dl, NULL, grad);
 		CHECK(st == IAPO_OK, "backward: %s", iapo_errmsg());
 		snprintf(what, sizeof what, "%s one batch", types[k]);
-		check_grads(what, dir, sub, &w.cfg, grad);
+		oracle_check_grads(what, dir, sub, &w.cfg, grad);
 		double loss_one = s.loss;
 
 		/* the same step as two micro-batches (rows 0-1 and 2-5), gradients accumulated */
@@ -269,7 +211,7 @@ static void test_model_end_to_end(void)
 		      types[k], s.loss, want_loss);
 		CHECK_NEAR(s.loss, loss_one, 1e-6, "micro-batched loss vs one batch");
 		snprintf(what, sizeof what, "%s two micro-batches", types[k]);
-		check_grads(what, dir, sub, &w.cfg, grad);
+		oracle_check_grads(what, dir, sub, &w.cfg, grad);
 	}
 out:
 	iapo_fwd_free(f);

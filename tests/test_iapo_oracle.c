@@ -24,27 +24,11 @@
 #include "rl/grpo.h"
 #include "rl/iapo_adv.h"
 #include "rl/info.h"
+#include "oracle_files.h"
 #include "test.h"
 
 #define MAXB 16
 #define LD 32
-
-static char *slurp(const char *path, size_t *n)
-{
-	FILE *fp = fopen(path, "rb");
-	if (!fp) return NULL;
-	fseek(fp, 0, SEEK_END);
-	long sz = ftell(fp);
-	fseek(fp, 0, SEEK_SET);
-	char *buf = malloc((size_t)sz + 1);
-	if (fread(buf, 1, (size_t)sz, fp) != (size_t)sz) sz = 0;
-	buf[sz] = 0;
-	fclose(fp);
-	if (n) *n = (size_t)sz;
-	return buf;
-}
-
-static double num(const cJSON *o, const char *key) { return cJSON_GetObjectItem(o, key)->valuedouble; }
 
 /* a JSON array of numbers into out (at most max); returns the count */
 static int arr(const cJSON *a, double *out, int max)
@@ -55,51 +39,19 @@ static int arr(const cJSON *a, double *out, int max)
 	return n;
 }
 
-static void check_grads(const char *dir, const iapo_config *c, float *grad)
-{
-	iapo_params g;
-	iapo_params_point(c, grad, &g);
-	int checked = 0;
-	double worst = 0;
-	for (int t = 0; t < IAPO_NUM_PARAMS; t++) {
-		size_t ls = iapo_param_layer_size(c, t);
-		if (!ls) continue;
-		int nl = iapo_param_is_layered(t) ? c->L : 1;
-		for (int l = 0; l < nl; l++) {
-			char hf[256], path[1600];
-			if (!iapo_param_hf_name(c, t, l, hf, sizeof hf)) continue;
-			snprintf(path, sizeof path, "%s/grads/%s.bin", dir, hf);
-			size_t sz = 0;
-			float *want = (float *)slurp(path, &sz);
-			CHECK(want && sz == ls * sizeof(float), "%s: expected %zu floats", path, ls);
-			if (!want || sz != ls * sizeof(float)) {
-				free(want);
-				continue;
-			}
-			double e = test_max_rel_err(g.t[t] + (size_t)l * ls, want, ls);
-			CHECK(e <= 1e-3, "%s: max rel err %g", hf, e);
-			if (e > worst) worst = e;
-			checked++;
-			free(want);
-		}
-	}
-	CHECK(checked > 10, "only %d gradient tensors compared", checked);
-	fprintf(stderr, "  gradients: %d tensors, worst rel err %.2g\n", checked, worst);
-}
-
 static void test_end_to_end(void)
 {
 	char dir[1200], path[1300], mdir[1400];
 	snprintf(dir, sizeof dir, "%s/iapo/model", test_fixtures());
 	snprintf(path, sizeof path, "%s/manifest.json", dir);
-	char *text = slurp(path, NULL);
+	char *text = oracle_slurp(path, NULL);
 	cJSON *m = text ? cJSON_Parse(text) : NULL;
 	free(text);
 	CHECK(m != NULL, "cannot read %s (run tests/oracle/make_iapo_fixtures.sh)", path);
 	if (!m) return;
 	snprintf(mdir, sizeof mdir, "%s/%s", dir, cJSON_GetObjectItem(m, "dir")->valuestring);
-	const int G = (int)num(m, "G");
-	const float temp = (float)num(m, "temperature");
+	const int G = (int)oracle_num(m, "G");
+	const float temp = (float)oracle_num(m, "temperature");
 	double tmp[64];
 	int plen_g[MAXB], clen[MAXB], plen[MAXB], post[8];
 	int ng = arr(cJSON_GetObjectItem(m, "prompt_lens"), tmp, MAXB);
@@ -193,10 +145,10 @@ static void test_end_to_end(void)
 	const cJSON *rs = cJSON_GetObjectItem(m, "reference");
 	orf.gain = IAPO_GAIN_REFERENCE;
 	orf.norm = IAPO_NORM_REFERENCE;
-	orf.horizon = (int)num(rs, "horizon");
-	orf.decay = (float)num(rs, "decay");
-	orf.w_conf = (float)num(rs, "w_conf");
-	CHECK((int)num(rs, "width") == W, "width");
+	orf.horizon = (int)oracle_num(rs, "horizon");
+	orf.decay = (float)oracle_num(rs, "decay");
+	orf.w_conf = (float)oracle_num(rs, "w_conf");
+	CHECK((int)oracle_num(rs, "width") == W, "width");
 	CHECK(iapo_tokadv_batch(&od, B, clen, E, LD, C, LD, seq, rewards, adv_d, LD) == IAPO_OK, "%s", iapo_errmsg());
 	CHECK(iapo_tokadv_batch(&orf, B, clen, E, LD, C, LD, seq, rewards, adv_r, LD) == IAPO_OK, "%s", iapo_errmsg());
 	double ead = 0, ear = 0;
@@ -233,19 +185,19 @@ static void test_end_to_end(void)
 	size_t np = iapo_param_count(&w.cfg);
 	float *grad = calloc(np, sizeof(float));
 	iapo_loss_opts lo = {.type = IAPO_LOSS_BNPO, .eps_low = 0.2f, .eps_high = 0.28f, .beta = 0,
-			     .n_seqs = B, .n_tokens = (long)num(m, "n_tokens"), .max_completion_len = W};
+			     .n_seqs = B, .n_tokens = (long)oracle_num(m, "n_tokens"), .max_completion_len = W};
 	iapo_loss_stats s = {0};
 	CHECK(iapo_fwd_forward(f, tok, lens, tgt, B, T, lp, NULL, NULL) == IAPO_OK, "%s", iapo_errmsg());
 	CHECK(iapo_policy_loss(&lo, B, T, lp, NULL, NULL, Ar, mask, dl, &s) == IAPO_OK, "%s", iapo_errmsg());
-	CHECK(fabs(s.loss - num(m, "loss_reference")) <= 1e-4 * fabs(num(m, "loss_reference")),
-	      "reference loss %.9g vs torch %.9g", s.loss, num(m, "loss_reference"));
+	CHECK(fabs(s.loss - oracle_num(m, "loss_reference")) <= 1e-4 * fabs(oracle_num(m, "loss_reference")),
+	      "reference loss %.9g vs torch %.9g", s.loss, oracle_num(m, "loss_reference"));
 	memset(&s, 0, sizeof s);
 	CHECK(iapo_policy_loss(&lo, B, T, lp, NULL, NULL, Ad, mask, dl, &s) == IAPO_OK, "%s", iapo_errmsg());
-	CHECK(fabs(s.loss - num(m, "loss_default")) <= 1e-4 * fabs(num(m, "loss_default")),
-	      "default loss %.9g vs torch %.9g", s.loss, num(m, "loss_default"));
-	fprintf(stderr, "  loss %.8f vs torch %.8f\n", s.loss, num(m, "loss_default"));
+	CHECK(fabs(s.loss - oracle_num(m, "loss_default")) <= 1e-4 * fabs(oracle_num(m, "loss_default")),
+	      "default loss %.9g vs torch %.9g", s.loss, oracle_num(m, "loss_default"));
+	fprintf(stderr, "  loss %.8f vs torch %.8f\n", s.loss, oracle_num(m, "loss_default"));
 	CHECK(iapo_fwd_backward(f, dl, NULL, grad) == IAPO_OK, "%s", iapo_errmsg());
-	check_grads(dir, &w.cfg, grad);
+	oracle_check_grads("gradients", dir, "grads", &w.cfg, grad);
 	free(grad);
 	iapo_fwd_free(f);
 out:

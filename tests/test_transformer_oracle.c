@@ -18,67 +18,12 @@
 
 #include "model/transformer.h"
 #include "model/weights.h"
+#include "oracle_files.h"
 #include "test.h"
-
-static char *slurp(const char *path, size_t *n)
-{
-	FILE *fp = fopen(path, "rb");
-	if (!fp) return NULL;
-	fseek(fp, 0, SEEK_END);
-	long sz = ftell(fp);
-	fseek(fp, 0, SEEK_SET);
-	char *buf = malloc((size_t)sz + 1);
-	if (fread(buf, 1, (size_t)sz, fp) != (size_t)sz) sz = 0;
-	buf[sz] = 0;
-	fclose(fp);
-	if (n) *n = (size_t)sz;
-	return buf;
-}
-
-/* Reads DIR/NAME as float32; checks it holds exactly n floats. */
-static float *read_bin(const char *dir, const char *name, size_t n)
-{
-	char path[3000];
-	size_t sz = 0;
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	float *p = (float *)slurp(path, &sz);
-	CHECK(p != NULL, "cannot read %s", path);
-	if (p) CHECK(sz == n * sizeof(float), "%s: expected %zu floats, found %zu bytes", path, n, sz);
-	if (p && sz != n * sizeof(float)) {
-		free(p);
-		return NULL;
-	}
-	return p;
-}
 
 static void int_array(const cJSON *a, int *out, int n)
 {
 	for (int i = 0; i < n; i++) out[i] = cJSON_GetArrayItem(a, i)->valueint;
-}
-
-/* Compares every parameter tensor (per layer) of grad with DIR/sub/<hf name>.bin. */
-static void check_grads(const char *name, const char *dir, const char *sub, const iapo_config *c, float *grad)
-{
-	iapo_params g;
-	iapo_params_point(c, grad, &g);
-	int checked = 0;
-	for (int t = 0; t < IAPO_NUM_PARAMS; t++) {
-		size_t ls = iapo_param_layer_size(c, t);
-		if (!ls) continue;
-		int nl = iapo_param_is_layered(t) ? c->L : 1;
-		for (int l = 0; l < nl; l++) {
-			char hf[256], file[400];
-			if (!iapo_param_hf_name(c, t, l, hf, sizeof hf)) continue;
-			snprintf(file, sizeof file, "%s/%s.bin", sub, hf);
-			float *want = read_bin(dir, file, ls);
-			if (!want) continue;
-			double e = test_max_rel_err(g.t[t] + (size_t)l * ls, want, ls);
-			CHECK(e <= 1e-3, "%s %s %s: max rel err %g", name, sub, hf, e);
-			checked++;
-			free(want);
-		}
-	}
-	CHECK(checked > 10, "%s: only %d gradient tensors compared", name, checked);
 }
 
 static void check_model(const char *root, const cJSON *m)
@@ -104,10 +49,10 @@ static void check_model(const char *root, const cJSON *m)
 	size_t BT = (size_t)B * T, BTV = BT * V, np = iapo_param_count(&w.cfg);
 	float *logits = calloc(BTV, 4), *lp = calloc(BT, 4), *en = calloc(BT, 4), *dl = calloc(BT, 4);
 	float *grad = calloc(np, 4), *logits2 = calloc(BTV, 4);
-	float *want_logits = read_bin(dir, "logits.bin", BTV);
-	float *want_lp1 = read_bin(dir, "logp_t1.bin", BT), *want_en1 = read_bin(dir, "entropy_t1.bin", BT);
-	float *want_lpb = read_bin(dir, "logp_tb.bin", BT), *want_enb = read_bin(dir, "entropy_tb.bin", BT);
-	float *wa = read_bin(dir, "wa.bin", BT), *wb = read_bin(dir, "wb.bin", BT);
+	float *want_logits = oracle_read_bin(dir, "logits.bin", BTV);
+	float *want_lp1 = oracle_read_bin(dir, "logp_t1.bin", BT), *want_en1 = oracle_read_bin(dir, "entropy_t1.bin", BT);
+	float *want_lpb = oracle_read_bin(dir, "logp_tb.bin", BT), *want_enb = oracle_read_bin(dir, "entropy_tb.bin", BT);
+	float *wa = oracle_read_bin(dir, "wa.bin", BT), *wb = oracle_read_bin(dir, "wb.bin", BT);
 	iapo_fwd *f = NULL, *fi = NULL;
 	if (!want_logits || !want_lp1 || !want_en1 || !want_lpb || !want_enb || !wa || !wb) goto free_all;
 
@@ -132,7 +77,7 @@ static void check_model(const char *root, const cJSON *m)
 	for (size_t i = 0; i < BT; i++) dl[i] = tgt[i] >= 0 ? -1.0f / nvalid : 0.0f;
 	st = iapo_fwd_backward(f, dl, NULL, grad);
 	CHECK(st == IAPO_OK, "%s: backward: %s", name, iapo_errmsg());
-	check_grads(name, dir, "grads_ce", &w.cfg, grad);
+	oracle_check_grads(name, dir, "grads_ce", &w.cfg, grad);
 
 	/* temperature 0.7: logp, entropy, gradients of sum wa*logp + wb*entropy */
 	iapo_fwd_set_temperature(f, temp_b);
@@ -143,7 +88,7 @@ static void check_model(const char *root, const cJSON *m)
 	memset(grad, 0, np * 4);
 	st = iapo_fwd_backward(f, wa, wb, grad);
 	CHECK(st == IAPO_OK, "%s: backward t=%g: %s", name, temp_b, iapo_errmsg());
-	check_grads(name, dir, "grads_mix", &w.cfg, grad);
+	oracle_check_grads(name, dir, "grads_mix", &w.cfg, grad);
 
 	/* the inference-only arena gives the same logits */
 	st = iapo_fwd_new(&w, B, T, 0, &fi);
@@ -190,7 +135,7 @@ int main(void)
 	char path[1100];
 	snprintf(root, sizeof root, "%s/torch", test_fixtures());
 	snprintf(path, sizeof path, "%s/manifest.json", root);
-	char *text = slurp(path, NULL);
+	char *text = oracle_slurp(path, NULL);
 	cJSON *j = text ? cJSON_Parse(text) : NULL;
 	if (!j) {
 		fprintf(stderr, "  FAIL cannot read %s (run tests/oracle/make_torch_fixtures.sh)\n", path);
