@@ -30,29 +30,15 @@
 #include "core/status.h"
 #include "rl/iapo_hook.h"
 #include "rl/trainer.h"
+#include "sanitizer.h"
 #include "test.h"
 #include "trainer_fixture.h"
 
 /* Under a sanitizer a step is ~10x slower: the learning run is cut to a few
- * steps that exercise the same code without asserting the curve. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
+ * steps that exercise the same code without asserting the curve (SANITIZED). */
 
 static fixture fx;
 static int have_fx;
-
-static void set(iapo_train_opts *o, const char *k, const char *v)
-{
-	if (iapo_train_opts_set(o, k, v) != IAPO_OK) CHECK(0, "set %s: %s", k, iapo_errmsg());
-}
 
 /* The default postfix in the fixture's tokenizer. */
 static int postfix_ids(int *ids, int cap)
@@ -146,19 +132,16 @@ static iapo_status checking_hook(void *vctx, const iapo_rollout_view *r, float *
 
 static void test_hook_matches_naive(void)
 {
-	if (!have_fx) {
-		CHECK(0, "no fixture");
-		return;
-	}
+	FIXTURE_NEED(have_fx);
 	int post[8], K = postfix_ids(post, 8);
 	CHECK(K >= 1, "postfix");
 	iapo_train_opts o;
 	if (fixture_opts(&fx, "iapo-hook", &o)) return;
-	set(&o, "prompts-per-step", "4");
-	set(&o, "num-generations", "4");
-	set(&o, "micro-batch", "8");
-	set(&o, "max-steps", "3");
-	set(&o, "save-steps", "0");
+	fixture_set(&o, "prompts-per-step", "4");
+	fixture_set(&o, "num-generations", "4");
+	fixture_set(&o, "micro-batch", "8");
+	fixture_set(&o, "max-steps", "3");
+	fixture_set(&o, "save-steps", "0");
 	iapo_trainer *tr;
 	if (K < 1 || iapo_trainer_new(&o, &tr) != IAPO_OK) {
 		CHECK(0, "trainer: %s", iapo_errmsg());
@@ -188,8 +171,8 @@ static float *run(const char *name, int steps, iapo_hook **hook, const int *post
 	if (fixture_opts(&fx, name, &o)) return NULL;
 	char b[16];
 	snprintf(b, sizeof b, "%d", steps);
-	set(&o, "max-steps", b);
-	set(&o, "save-steps", "0");
+	fixture_set(&o, "max-steps", b);
+	fixture_set(&o, "save-steps", "0");
 	iapo_trainer *tr;
 	if (iapo_trainer_new(&o, &tr) != IAPO_OK) {
 		CHECK(0, "trainer: %s", iapo_errmsg());
@@ -234,10 +217,7 @@ static float *run(const char *name, int steps, iapo_hook **hook, const int *post
 
 static void test_zero_weights_is_grpo(void)
 {
-	if (!have_fx) {
-		CHECK(0, "no fixture");
-		return;
-	}
+	FIXTURE_NEED(have_fx);
 	int post[8], K = postfix_ids(post, 8);
 	iapo_hook *h = NULL;
 	float *a = run("grpo", 4, NULL, NULL, 0, 0, 0, NULL, NULL);
@@ -256,10 +236,7 @@ static void test_zero_weights_is_grpo(void)
 
 static void test_learning(void)
 {
-	if (!have_fx) {
-		CHECK(0, "no fixture");
-		return;
-	}
+	FIXTURE_NEED(have_fx);
 	int post[8], K = postfix_ids(post, 8);
 	iapo_hook *h = NULL;
 	double early = 0, late = 0;

@@ -28,18 +28,8 @@
 #include "model/weights.h"
 #include "rl/memory.h"
 #include "rl/options.h"
+#include "sanitizer.h"
 #include "test.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
 
 static char root[1024];
 static const char *bin;

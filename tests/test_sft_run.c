@@ -36,6 +36,7 @@
 #include "rl/prompt.h"
 #include "rl/sft.h"
 #include "rl/sft_run.h"
+#include "sanitizer.h"
 #include "test.h"
 #include "tokenizer/tokenizer.h"
 
@@ -43,17 +44,7 @@
 
 /* Under a sanitizer a step is ~15x slower (350 steps: 5.5 minutes): the
  * learning run is cut to a few steps that exercise the same code, and only
- * the start of the loss curve is asserted. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
+ * the start of the loss curve is asserted (SANITIZED). */
 
 static char root[1024], data_dir[1100], tok_dir[1100], cfg_path[1100], train_path[1200], test_path[1200];
 static int ready;

@@ -20,23 +20,18 @@
 static fixture fx;
 static int have_fx;
 
-static void set(iapo_train_opts *o, const char *k, const char *v)
-{
-	if (iapo_train_opts_set(o, k, v) != IAPO_OK) CHECK(0, "set %s: %s", k, iapo_errmsg());
-}
-
 /* 4 prompts x 4 completions, `steps` steps; kv: extra name/value pairs. */
 static int opts_for(const char *run, int steps, const char *const *kv, iapo_train_opts *o)
 {
 	if (fixture_opts(&fx, run, o)) return -1;
-	set(o, "prompts-per-step", "4");
-	set(o, "num-generations", "4");
-	set(o, "micro-batch", "8");
-	set(o, "save-steps", "0");
+	fixture_set(o, "prompts-per-step", "4");
+	fixture_set(o, "num-generations", "4");
+	fixture_set(o, "micro-batch", "8");
+	fixture_set(o, "save-steps", "0");
 	char b[16];
 	snprintf(b, sizeof b, "%d", steps);
-	set(o, "max-steps", b);
-	for (; kv && kv[0]; kv += 2) set(o, kv[0], kv[1]);
+	fixture_set(o, "max-steps", b);
+	for (; kv && kv[0]; kv += 2) fixture_set(o, kv[0], kv[1]);
 	return 0;
 }
 
@@ -70,10 +65,7 @@ static char *metrics_of(const char *run, int *lines)
 
 static void test_iapo_metrics_and_grpo_equivalence(void)
 {
-	if (!have_fx) {
-		CHECK(0, "no fixture");
-		return;
-	}
+	FIXTURE_NEED(have_fx);
 	iapo_train_opts g, z, w;
 	const char *zero[] = {"algo", "iapo", "w-info", "0", "w-conf", "0", NULL};
 	const char *some[] = {"algo", "iapo", "w-info", "0.3", "w-conf", "0.3", NULL};
@@ -127,10 +119,7 @@ static void test_iapo_metrics_and_grpo_equivalence(void)
 /* Straight run of `steps`; then k steps, save, one lost step, resume, rest. */
 static void resume_case(const char *tag, const char *const *kv, int steps, int k, const char *must_have)
 {
-	if (!have_fx) {
-		CHECK(0, "no fixture");
-		return;
-	}
+	FIXTURE_NEED(have_fx);
 	char ra[64], rb[64];
 	snprintf(ra, sizeof ra, "%s-straight", tag);
 	snprintf(rb, sizeof rb, "%s-resumed", tag);
@@ -147,8 +136,8 @@ static void resume_case(const char *tag, const char *const *kv, int steps, int k
 		}
 		iapo_trainer_free(tr);
 	}
-	set(&b, "resume", NULL);
-	set(&b, "overwrite", "0");
+	fixture_set(&b, "resume", NULL);
+	fixture_set(&b, "overwrite", "0");
 	tr = NULL;
 	CHECK(iapo_trainer_new(&b, &tr) == IAPO_OK, "%s resume: %s", tag, iapo_errmsg());
 	if (tr) {

@@ -27,19 +27,14 @@
 static fixture raw_fx, chat_fx;
 static int have_raw, have_chat;
 
-static void set(iapo_train_opts *o, const char *k, const char *v)
-{
-	if (iapo_train_opts_set(o, k, v) != IAPO_OK) CHECK(0, "set %s: %s", k, iapo_errmsg());
-}
-
 /* A short, cheap configuration: 4 prompts x 4 completions per step. */
 static int small_opts(const fixture *fx, const char *run, iapo_train_opts *o)
 {
 	if (fixture_opts(fx, run, o)) return -1;
-	set(o, "prompts-per-step", "4");
-	set(o, "num-generations", "4");
-	set(o, "micro-batch", "8");
-	set(o, "save-steps", "0");
+	fixture_set(o, "prompts-per-step", "4");
+	fixture_set(o, "num-generations", "4");
+	fixture_set(o, "micro-batch", "8");
+	fixture_set(o, "save-steps", "0");
 	return 0;
 }
 
@@ -57,10 +52,7 @@ static iapo_status run_all(const iapo_train_opts *o, iapo_trainer **keep)
 
 static void test_learning(void)
 {
-	if (!have_raw) {
-		CHECK(0, "no fixture");
-		return;
-	}
+	FIXTURE_NEED(have_raw);
 	CHECK(raw_fx.sft_loss_first > 5.0 && raw_fx.sft_loss_last < 0.45,
 	      "SFT warm start: loss %.3f -> %.3f (expected from ~ln V to near ln(10)/7)", raw_fx.sft_loss_first,
 	      raw_fx.sft_loss_last);
@@ -71,14 +63,10 @@ static void test_learning(void)
 	const int steps = 120;
 	char b[16];
 	snprintf(b, sizeof b, "%d", steps);
-	set(&o, "max-steps", b);
-	set(&o, "save-steps", "0");
-	iapo_trainer *tr;
-	if (iapo_trainer_new(&o, &tr) != IAPO_OK) {
-		CHECK(0, "trainer: %s", iapo_errmsg());
-		iapo_train_opts_free(&o);
-		return;
-	}
+	fixture_set(&o, "max-steps", b);
+	fixture_set(&o, "save-steps", "0");
+	iapo_trainer *tr = fixture_trainer(&o);
+	if (!tr) return;
 	double acc[200], rew[200], t0 = iapo_now(), fmt_first = 0;
 	int n = 0;
 	for (; n < steps; n++) {
@@ -111,20 +99,17 @@ static void test_learning(void)
 
 static void test_same_seed(void)
 {
-	if (!have_chat) {
-		CHECK(0, "no fixture");
-		return;
-	}
+	FIXTURE_NEED(have_chat);
 	iapo_train_opts a, b, c;
 	if (small_opts(&chat_fx, "seed-a", &a) || small_opts(&chat_fx, "seed-b", &b) || small_opts(&chat_fx, "seed-c", &c))
 		return;
-	set(&a, "max-steps", "4");
-	set(&b, "max-steps", "4");
-	set(&c, "max-steps", "4");
-	set(&c, "seed", "43");
+	fixture_set(&a, "max-steps", "4");
+	fixture_set(&b, "max-steps", "4");
+	fixture_set(&c, "max-steps", "4");
+	fixture_set(&c, "seed", "43");
 	/* b samples 5 completions at a time instead of all 16: the streams are
 	 * keyed by (rollout, row, sample), not by batch position, so nothing changes. */
-	set(&b, "rollout-batch", "5");
+	fixture_set(&b, "rollout-batch", "5");
 	CHECK(run_all(&a, NULL) == IAPO_OK, "run a: %s", iapo_errmsg());
 	CHECK(run_all(&b, NULL) == IAPO_OK, "run b: %s", iapo_errmsg());
 	CHECK(run_all(&c, NULL) == IAPO_OK, "run c: %s", iapo_errmsg());
@@ -153,16 +138,13 @@ static void test_same_seed(void)
 
 static void test_iterations(void)
 {
-	if (!have_chat) {
-		CHECK(0, "no fixture");
-		return;
-	}
+	FIXTURE_NEED(have_chat);
 	iapo_train_opts o;
 	if (small_opts(&chat_fx, "iter", &o)) return;
-	set(&o, "iterations", "2");
-	set(&o, "max-steps", "4");
-	set(&o, "epsilon-low", "0.02");
-	set(&o, "epsilon-high", "0.02");
+	fixture_set(&o, "iterations", "2");
+	fixture_set(&o, "max-steps", "4");
+	fixture_set(&o, "epsilon-low", "0.02");
+	fixture_set(&o, "epsilon-high", "0.02");
 	CHECK(run_all(&o, NULL) == IAPO_OK, "run: %s", iapo_errmsg());
 	int n;
 	char *m = fixture_metrics(o.out, &n);
@@ -214,21 +196,14 @@ static iapo_status zero_hook(void *vctx, const iapo_rollout_view *r, float *adv)
 
 static void test_advantage_hook(void)
 {
-	if (!have_chat) {
-		CHECK(0, "no fixture");
-		return;
-	}
+	FIXTURE_NEED(have_chat);
 	iapo_train_opts o;
 	if (small_opts(&chat_fx, "hook", &o)) return;
-	set(&o, "beta", "0");
-	set(&o, "max-steps", "2");
-	set(&o, "max-prompt-tokens", "6");
-	iapo_trainer *tr;
-	if (iapo_trainer_new(&o, &tr) != IAPO_OK) {
-		CHECK(0, "%s", iapo_errmsg());
-		iapo_train_opts_free(&o);
-		return;
-	}
+	fixture_set(&o, "beta", "0");
+	fixture_set(&o, "max-steps", "2");
+	fixture_set(&o, "max-prompt-tokens", "6");
+	iapo_trainer *tr = fixture_trainer(&o);
+	if (!tr) return;
 	hook_ctx c = {0};
 	iapo_trainer_set_advantage(tr, zero_hook, &c);
 	const iapo_weights *w = iapo_trainer_weights(tr);
@@ -255,20 +230,13 @@ static void test_advantage_hook(void)
  * metrics line says so, and max-bad-steps in a row stop the run. */
 static void test_bad_steps(void)
 {
-	if (!have_chat) {
-		CHECK(0, "no fixture");
-		return;
-	}
+	FIXTURE_NEED(have_chat);
 	iapo_train_opts o;
 	if (small_opts(&chat_fx, "nan", &o)) return;
-	set(&o, "max-steps", "5");
-	set(&o, "max-bad-steps", "2");
-	iapo_trainer *tr;
-	if (iapo_trainer_new(&o, &tr) != IAPO_OK) {
-		CHECK(0, "%s", iapo_errmsg());
-		iapo_train_opts_free(&o);
-		return;
-	}
+	fixture_set(&o, "max-steps", "5");
+	fixture_set(&o, "max-bad-steps", "2");
+	iapo_trainer *tr = fixture_trainer(&o);
+	if (!tr) return;
 	hook_ctx c = {.nan = 1};
 	iapo_trainer_set_advantage(tr, zero_hook, &c);
 	const iapo_weights *w = iapo_trainer_weights(tr);
@@ -298,10 +266,7 @@ static void test_bad_steps(void)
 /* One SFT step is the same whatever the micro-batch (up to summation order). */
 static void test_sft_microbatch(void)
 {
-	if (!have_chat) {
-		CHECK(0, "no fixture");
-		return;
-	}
+	FIXTURE_NEED(have_chat);
 	iapo_weights a, b;
 	if (iapo_weights_load(chat_fx.base, &a) != IAPO_OK || iapo_weights_load(chat_fx.base, &b) != IAPO_OK) {
 		CHECK(0, "%s", iapo_errmsg());
@@ -345,16 +310,13 @@ static void test_sft_microbatch(void)
 
 static void test_eval_steps(void)
 {
-	if (!have_chat) {
-		CHECK(0, "no fixture");
-		return;
-	}
+	FIXTURE_NEED(have_chat);
 	iapo_train_opts o;
 	if (small_opts(&chat_fx, "eval", &o)) return;
-	set(&o, "max-steps", "3");
-	set(&o, "eval-data", chat_fx.eval);
-	set(&o, "eval-steps", "2");
-	set(&o, "eval-generations", "2");
+	fixture_set(&o, "max-steps", "3");
+	fixture_set(&o, "eval-data", chat_fx.eval);
+	fixture_set(&o, "eval-steps", "2");
+	fixture_set(&o, "eval-generations", "2");
 	CHECK(run_all(&o, NULL) == IAPO_OK, "run: %s", iapo_errmsg());
 	int n;
 	char *m = fixture_metrics(o.out, &n);
@@ -381,19 +343,12 @@ static void test_eval_steps(void)
 
 static void test_step_allocations(void)
 {
-	if (!have_chat) {
-		CHECK(0, "no fixture");
-		return;
-	}
+	FIXTURE_NEED(have_chat);
 	iapo_train_opts o;
 	if (small_opts(&chat_fx, "alloc", &o)) return;
-	set(&o, "max-steps", "3");
-	iapo_trainer *tr;
-	if (iapo_trainer_new(&o, &tr) != IAPO_OK) {
-		CHECK(0, "%s", iapo_errmsg());
-		iapo_train_opts_free(&o);
-		return;
-	}
+	fixture_set(&o, "max-steps", "3");
+	iapo_trainer *tr = fixture_trainer(&o);
+	if (!tr) return;
 	iapo_step_metrics m;
 	CHECK(iapo_trainer_step(tr, &m) == IAPO_OK, "%s", iapo_errmsg());
 	unsigned long a0 = iapo_mem_alloc_count();

@@ -16,25 +16,20 @@
 static fixture fx;
 static int have_fx;
 
-static void set(iapo_train_opts *o, const char *k, const char *v)
-{
-	if (iapo_train_opts_set(o, k, v) != IAPO_OK) CHECK(0, "set %s: %s", k, iapo_errmsg());
-}
-
 static int opts_for(const char *run, int iterations, iapo_train_opts *o)
 {
 	if (fixture_opts(&fx, run, o)) return -1;
-	set(o, "prompts-per-step", "4");
-	set(o, "num-generations", "4");
-	set(o, "micro-batch", "8");
-	set(o, "save-steps", "0");
-	set(o, "max-steps", "6");
-	set(o, "lr-schedule", "linear");
-	set(o, "warmup-steps", "2");
-	set(o, "learning-rate", "3e-3");
+	fixture_set(o, "prompts-per-step", "4");
+	fixture_set(o, "num-generations", "4");
+	fixture_set(o, "micro-batch", "8");
+	fixture_set(o, "save-steps", "0");
+	fixture_set(o, "max-steps", "6");
+	fixture_set(o, "lr-schedule", "linear");
+	fixture_set(o, "warmup-steps", "2");
+	fixture_set(o, "learning-rate", "3e-3");
 	char b[8];
 	snprintf(b, sizeof b, "%d", iterations);
-	set(o, "iterations", b);
+	fixture_set(o, "iterations", b);
 	return 0;
 }
 
@@ -77,10 +72,7 @@ static void compare_runs(const char *a, const char *b, const char *what)
  * resume, finish. */
 static void resume_case(int iterations, int k, int lost, const char *tag)
 {
-	if (!have_fx) {
-		CHECK(0, "no fixture");
-		return;
-	}
+	FIXTURE_NEED(have_fx);
 	char ra[64], rb[64];
 	snprintf(ra, sizeof ra, "%s-straight", tag);
 	snprintf(rb, sizeof rb, "%s-resumed", tag);
@@ -104,8 +96,8 @@ static void resume_case(int iterations, int k, int lost, const char *tag)
 	char p[1400];
 	snprintf(p, sizeof p, "%s/checkpoint-%d/rollout.bin", b.out, k);
 	CHECK(iapo_fs_exists(p) == (k % iterations != 0), "rollout.bin exactly when stopped between passes (%s)", p);
-	set(&b, "resume", NULL);
-	set(&b, "overwrite", "0");
+	fixture_set(&b, "resume", NULL);
+	fixture_set(&b, "overwrite", "0");
 	tr = NULL;
 	CHECK(iapo_trainer_new(&b, &tr) == IAPO_OK, "resume: %s", iapo_errmsg());
 	if (tr) {
@@ -125,10 +117,7 @@ static void test_resume_at_rollout_boundary(void) { resume_case(2, 4, 1, "iter2-
 
 static void test_stop_flag(void)
 {
-	if (!have_fx) {
-		CHECK(0, "no fixture");
-		return;
-	}
+	FIXTURE_NEED(have_fx);
 	iapo_train_opts a, b;
 	if (opts_for("stop-straight", 1, &a) || opts_for("stop-resumed", 1, &b)) return;
 	iapo_trainer *tr = NULL;
@@ -145,8 +134,8 @@ static void test_stop_flag(void)
 		      iapo_trainer_last_checkpoint(tr));
 		iapo_trainer_free(tr);
 	}
-	set(&b, "resume", NULL);
-	set(&b, "overwrite", "0");
+	fixture_set(&b, "resume", NULL);
+	fixture_set(&b, "overwrite", "0");
 	tr = NULL;
 	CHECK(iapo_trainer_new(&b, &tr) == IAPO_OK && iapo_trainer_run(tr, NULL, NULL, NULL) == IAPO_OK, "%s",
 	      iapo_errmsg());

@@ -32,6 +32,7 @@
 #include "rl/options.h"
 #include "rl/prompt.h"
 #include "rl/sft.h"
+#include "rl/trainer.h"
 #include "test.h"
 #include "tokenizer/tokenizer.h"
 
@@ -44,6 +45,33 @@ typedef struct {
 	int chat;        /* prompts through the chat template (else raw text) */
 	double sft_loss_first, sft_loss_last;
 } fixture;
+
+/* A test that needs a fixture fails (rather than passes) without it. */
+#define FIXTURE_NEED(have)                         \
+	do {                                       \
+		if (!(have)) {                     \
+			CHECK(0, "no fixture");    \
+			return;                    \
+		}                                  \
+	} while (0)
+
+/* Sets one option; a failed CHECK names a bad one. */
+static inline void fixture_set(iapo_train_opts *o, const char *k, const char *v)
+{
+	if (iapo_train_opts_set(o, k, v) != IAPO_OK) CHECK(0, "set %s: %s", k, iapo_errmsg());
+}
+
+/* A trainer for o, or NULL after a failed CHECK (o is then freed). */
+static inline iapo_trainer *fixture_trainer(iapo_train_opts *o)
+{
+	iapo_trainer *tr;
+	if (iapo_trainer_new(o, &tr) != IAPO_OK) {
+		CHECK(0, "trainer: %s", iapo_errmsg());
+		iapo_train_opts_free(o);
+		return NULL;
+	}
+	return tr;
+}
 
 /* The system prompt the fixture's prompts use: empty, to keep sequences short. */
 #define FIX_SYSTEM ""
@@ -184,7 +212,6 @@ static inline char *fixture_read(const char *path, size_t *len)
 	return d;
 }
 
-#endif
 
 /* metrics.jsonl of a run with the timing fields (seconds_*) removed, one
  * normalised line per step; *lines gets the count. NULL on failure. */
@@ -269,3 +296,5 @@ static inline int fixture_same_file(const char *a, const char *b)
 	iapo_free(y);
 	return same;
 }
+
+#endif
