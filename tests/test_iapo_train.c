@@ -40,24 +40,6 @@
 static fixture fx;
 static int have_fx;
 
-/* The default postfix in the fixture's tokenizer. */
-static int postfix_ids(int *ids, int cap)
-{
-	iapo_tokenizer *tok;
-	if (iapo_tokenizer_load(fx.base, &tok) != IAPO_OK) return -1;
-	int *buf = NULL;
-	size_t n = 0, c = 0;
-	iapo_status st = iapo_tokenizer_encode(tok, IAPO_INFO_POSTFIX, strlen(IAPO_INFO_POSTFIX), &buf, &n, &c);
-	iapo_tokenizer_free(tok);
-	if (st != IAPO_OK || (int)n > cap) {
-		iapo_free(buf);
-		return -1;
-	}
-	memcpy(ids, buf, n * sizeof(int));
-	iapo_free(buf);
-	return (int)n;
-}
-
 static iapo_hook *make_hook(iapo_trainer *tr, const int *post, int K, float ws, float wc)
 {
 	iapo_hook_opts ho;
@@ -133,7 +115,7 @@ static iapo_status checking_hook(void *vctx, const iapo_rollout_view *r, float *
 static void test_hook_matches_naive(void)
 {
 	FIXTURE_NEED(have_fx);
-	int post[8], K = postfix_ids(post, 8);
+	int post[8], K = fixture_postfix_ids(&fx, post, 8);
 	CHECK(K >= 1, "postfix");
 	iapo_train_opts o;
 	if (fixture_opts(&fx, "iapo-hook", &o)) return;
@@ -218,7 +200,7 @@ static float *run(const char *name, int steps, iapo_hook **hook, const int *post
 static void test_zero_weights_is_grpo(void)
 {
 	FIXTURE_NEED(have_fx);
-	int post[8], K = postfix_ids(post, 8);
+	int post[8], K = fixture_postfix_ids(&fx, post, 8);
 	iapo_hook *h = NULL;
 	float *a = run("grpo", 4, NULL, NULL, 0, 0, 0, NULL, NULL);
 	float *b = run("iapo0", 4, &h, post, K, 0, 0, NULL, NULL);
@@ -237,7 +219,7 @@ static void test_zero_weights_is_grpo(void)
 static void test_learning(void)
 {
 	FIXTURE_NEED(have_fx);
-	int post[8], K = postfix_ids(post, 8);
+	int post[8], K = fixture_postfix_ids(&fx, post, 8);
 	iapo_hook *h = NULL;
 	double early = 0, late = 0;
 	const int steps = SANITIZED ? 12 : 120;

@@ -29,6 +29,7 @@
 #include "io/fs.h"
 #include "io/json.h"
 #include "model/weights.h"
+#include "rl/info.h"
 #include "rl/options.h"
 #include "rl/prompt.h"
 #include "rl/sft.h"
@@ -84,6 +85,19 @@ static inline int fixture_write_data(const char *path, int rows, int offset)
 	return fclose(f);
 }
 
+/* Moves the n ids of an encoder's buf (freed) into ids; the count, or -1
+ * when st failed or they do not fit cap. */
+static inline int fixture_take_ids(iapo_status st, int *buf, size_t n, int *ids, int cap)
+{
+	if (st != IAPO_OK || (int)n > cap) {
+		iapo_free(buf);
+		return -1;
+	}
+	memcpy(ids, buf, n * sizeof(int));
+	iapo_free(buf);
+	return (int)n;
+}
+
 /* Prompt tokens of "d=X" as the trainer renders them (raw, or the generic
  * format's chat prompt with system FIX_SYSTEM and no one-shot) into ids;
  * returns the count, -1 on failure. */
@@ -95,13 +109,20 @@ static inline int fixture_prompt(const iapo_tokenizer *tok, int chat, int digit,
 	size_t n = 0, c = 0;
 	iapo_status st = chat ? iapo_prompt_tokens(tok, IAPO_DATA_GENERIC, FIX_SYSTEM, problem, 0, &buf, &n, &c)
 			      : iapo_tokenizer_encode(tok, problem, strlen(problem), &buf, &n, &c);
-	if (st != IAPO_OK || (int)n > cap) {
-		iapo_free(buf);
-		return -1;
-	}
-	memcpy(ids, buf, n * sizeof(int));
-	iapo_free(buf);
-	return (int)n;
+	return fixture_take_ids(st, buf, n, ids, cap);
+}
+
+/* IAPO's default postfix (IAPO_INFO_POSTFIX) in the fixture's tokenizer,
+ * into ids; the count, -1 on failure. */
+static inline int fixture_postfix_ids(const fixture *fx, int *ids, int cap)
+{
+	iapo_tokenizer *tok;
+	if (iapo_tokenizer_load(fx->base, &tok) != IAPO_OK) return -1;
+	int *buf = NULL;
+	size_t n = 0, c = 0;
+	iapo_status st = iapo_tokenizer_encode(tok, IAPO_INFO_POSTFIX, strlen(IAPO_INFO_POSTFIX), &buf, &n, &c);
+	iapo_tokenizer_free(tok);
+	return fixture_take_ids(st, buf, n, ids, cap);
 }
 
 /* Builds the fixture under IAPO_TMP/<name>: init (std 0.1) from seed, then
