@@ -19,7 +19,7 @@ printf '%s\n' '{"prompt": "What is 1+1?", "answer": "2"}' '{"prompt": "What is 2
 "$BIN" eval --model "$T" >"$T/o" 2>"$T/e"; rc=$?
 [ $rc -eq 2 ] && grep -q -- "--data" "$T/e"; check "missing --data: exit 2" $?
 for bad_opt in "-n 0" "-n x" "-k 0" "-k 1,,2" "-k 1,2," "-k a" "-n 4 -k 8" "--passk best" "--temperature -1" \
-	"--top-p 0" "--max-tokens -1" "--seed -3" "--limit -1" "--batch 0" "--format csv" "--frobnicate" "--out="; do
+	"--top-p 0" "--max-tokens -1" "--seed -3" "--seed 18446744073709551616" "--limit -1" "--batch 0" "--format csv" "--frobnicate" "--out="; do
 	# shellcheck disable=SC2086
 	"$BIN" eval --model "$T" --data "$T/data.jsonl" $bad_opt >"$T/o" 2>"$T/e"; rc=$?
 	[ $rc -eq 2 ] && [ -s "$T/e" ] && [ ! -s "$T/o" ]; check "bad option '$bad_opt': exit 2 with a message" $?

@@ -18,7 +18,7 @@ cli_tmp cli_generate
 "$BIN" generate --model "$T/none" --prompt hi --frobnicate >"$T/o" 2>"$T/e"; rc=$?
 [ $rc -eq 2 ] && grep -q "unknown option '--frobnicate'" "$T/e"; check "unknown option: exit 2" $?
 for bad_opt in "--temperature abc" "--temperature -1" "--top-p 0" "--top-p 1.5" "--top-k -3" "-n 0" \
-	"--max-tokens x" "--seed -4" "--threads 1.5" "--stop="; do
+	"--max-tokens x" "--seed -4" "--threads 1.5" "--stop=" "--seed 18446744073709551616"; do
 	# shellcheck disable=SC2086
 	"$BIN" generate --model "$T/none" --prompt hi $bad_opt >"$T/o" 2>"$T/e"; rc=$?
 	[ $rc -eq 2 ] && [ -s "$T/e" ]; check "bad value '$bad_opt': exit 2 with a message" $?

@@ -18,7 +18,7 @@ cli_tmp cli_info
 "$BIN" info --model "$T/none" --prompt hi --frobnicate >"$T/o" 2>"$T/e"; rc=$?
 [ $rc -eq 2 ] && grep -q "unknown option '--frobnicate'" "$T/e"; check "unknown option: exit 2" $?
 for bad_opt in "--answer-tokens 0" "--predict first" "--gain smooth" "--norm l2" "--temperature -1" \
-	"--horizon 0" "--chunk -1" "--max-tokens x" "--seed -1" "--decay abc" "--postfix=" "--info-stride 0" \
+	"--horizon 0" "--chunk -1" "--max-tokens x" "--seed -1" "--seed 18446744073709551616" "--decay abc" "--postfix=" "--info-stride 0" \
 	"--info-at words" "--info-stride 2 --info-at newline"; do
 	# shellcheck disable=SC2086
 	"$BIN" info --model "$T/none" --prompt hi $bad_opt >"$T/o" 2>"$T/e"; rc=$?

@@ -79,8 +79,11 @@ int cli_is_help(const char *arg) { return !strcmp(arg, "-h") || !strcmp(arg, "--
 unsigned long long cli_seed(const char *cmd, const char *s)
 {
 	char *end;
+	errno = 0;
 	unsigned long long v = strtoull(s, &end, 10);
-	if (!*s || *end || *s == '-') cli_usage_error(cmd, "--seed: expected a non-negative integer, found '%s'", s);
+	/* errno: past 2^64 - 1, which strtoull would silently clamp to */
+	if (!*s || *end || *s == '-' || errno)
+		cli_usage_error(cmd, "--seed: expected a non-negative integer, found '%s'", s);
 	return v;
 }
 
