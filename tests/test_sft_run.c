@@ -622,6 +622,15 @@ static void test_errors(void)
 	snprintf(inside, sizeof inside, "%s/err/checkpoint-3", root);
 	set(&o, "model", inside);
 	expect_error(&o, IAPO_ERR_ARG, "--overwrite would delete it", "--model inside the --out being overwritten");
+	/* The same checkpoint spelled another way ("./"): still refused, and
+	 * still there (--overwrite deletes the run before loading --model). */
+	base_opts(&o, "err-inside");
+	snprintf(inside, sizeof inside, "%s/err-inside/checkpoint-3/x", root);
+	iapo_fs_mkdir_p(inside);
+	snprintf(inside, sizeof inside, "%s/err-inside/./checkpoint-3", root);
+	set(&o, "model", inside);
+	expect_error(&o, IAPO_ERR_ARG, "--overwrite would delete it", "--model inside --out, spelled with ./");
+	CHECK(iapo_fs_is_dir(inside), "the checkpoint given as --model is kept");
 	base_opts(&o, "err");
 	o.data = NULL;
 	expect_error(&o, IAPO_ERR_ARG, "--data", "no --data");

@@ -157,9 +157,13 @@ static iapo_status check_opts(const iapo_sft_run_opts *o)
 					       "--no-one-shot do not apply");
 	if (!o->eval_data && o->eval_steps > 0)
 		return iapo_fail(IAPO_ERR_ARG, "--eval-steps %ld: expected --eval-data FILE to evaluate on", o->eval_steps);
+	/* --overwrite deletes --out's checkpoints before the model is loaded:
+	 * refuse one of them, however the path spells it (as iapo train) */
 	size_t no = strlen(o->out);
 	while (no > 1 && o->out[no - 1] == '/') no--;
-	if (o->overwrite && !strncmp(o->model, o->out, no) && !strncmp(o->model + no, "/checkpoint-", 12))
+	char rest[32];
+	if (o->overwrite && ((!strncmp(o->model, o->out, no) && !strncmp(o->model + no, "/checkpoint-", 12)) ||
+			     (iapo_fs_within(o->model, o->out, rest, sizeof rest) && !strncmp(rest, "checkpoint-", 11))))
 		return iapo_fail(IAPO_ERR_ARG, "--model %s: --overwrite would delete it first (it is a checkpoint of --out %s)",
 				 o->model, o->out);
 	iapo_data_format f;
