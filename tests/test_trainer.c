@@ -194,6 +194,16 @@ static iapo_status zero_hook(void *vctx, const iapo_rollout_view *r, float *adv)
 	return IAPO_OK;
 }
 
+/* A copy of the trainer's weights (malloc'd); *n their count. */
+static float *weights_copy(const iapo_trainer *tr, size_t *n)
+{
+	const iapo_weights *w = iapo_trainer_weights(tr);
+	*n = iapo_param_count(&w->cfg);
+	float *c = malloc(*n * sizeof(float));
+	if (c) memcpy(c, w->block, *n * sizeof(float));
+	return c;
+}
+
 static void test_advantage_hook(void)
 {
 	FIXTURE_NEED(have_chat);
@@ -206,10 +216,9 @@ static void test_advantage_hook(void)
 	if (!tr) return;
 	hook_ctx c = {0};
 	iapo_trainer_set_advantage(tr, zero_hook, &c);
-	const iapo_weights *w = iapo_trainer_weights(tr);
-	size_t n = iapo_param_count(&w->cfg);
-	float *before = malloc(n * sizeof(float));
-	memcpy(before, w->block, n * sizeof(float));
+	size_t n;
+	float *before = weights_copy(tr, &n);
+	const float *now = iapo_trainer_weights(tr)->block;
 	iapo_step_metrics m;
 	CHECK(iapo_trainer_step(tr, &m) == IAPO_OK, "%s", iapo_errmsg());
 	CHECK(c.calls == 1 && c.n == 16 && c.G == 4 && c.Tc == 10, "hook saw n %ld G %ld Tc %ld (%d calls)", c.n, c.G, c.Tc,
@@ -217,7 +226,7 @@ static void test_advantage_hook(void)
 	CHECK(c.plen_min == 6 && c.plen_max == 6 && c.last_tok_ok, "prompts left-truncated to 6 tokens (%d..%d)",
 	      c.plen_min, c.plen_max);
 	CHECK(m.grad_norm == 0 && m.loss == 0, "zero advantages, beta 0: gradient %g, loss %g", m.grad_norm, m.loss);
-	CHECK(!memcmp(before, w->block, n * sizeof(float)), "weights unchanged by a zero gradient");
+	CHECK(!memcmp(before, now, n * sizeof(float)), "weights unchanged by a zero gradient");
 	c.fail = 1;
 	CHECK(iapo_trainer_step(tr, &m) == IAPO_ERR_ARG && strstr(iapo_errmsg(), "refused on purpose"),
 	      "a failing hook stops the step: %s", iapo_errmsg());
@@ -239,13 +248,12 @@ static void test_bad_steps(void)
 	if (!tr) return;
 	hook_ctx c = {.nan = 1};
 	iapo_trainer_set_advantage(tr, zero_hook, &c);
-	const iapo_weights *w = iapo_trainer_weights(tr);
-	size_t n = iapo_param_count(&w->cfg);
-	float *before = malloc(n * sizeof(float));
-	memcpy(before, w->block, n * sizeof(float));
+	size_t n;
+	float *before = weights_copy(tr, &n);
+	const float *now = iapo_trainer_weights(tr)->block;
 	iapo_step_metrics m;
 	CHECK(iapo_trainer_step(tr, &m) == IAPO_OK && m.skipped, "first bad step: skipped, not fatal (%s)", iapo_errmsg());
-	CHECK(!memcmp(before, w->block, n * sizeof(float)), "no update on a skipped step");
+	CHECK(!memcmp(before, now, n * sizeof(float)), "no update on a skipped step");
 	c.nan = 0;
 	CHECK(iapo_trainer_step(tr, &m) == IAPO_OK && !m.skipped, "a good step resets the count");
 	c.nan = 1;
