@@ -155,13 +155,21 @@ static void test_options(void)
 	iapo_train_opts_free(&o);
 }
 
+/* An algorithm without model or tokenizer for n_seqs sequences of up to T
+ * tokens; NULL after a failed CHECK. */
+static iapo_algo *new_algo(const iapo_train_opts *o, int n_seqs, int T)
+{
+	iapo_algo *a = NULL;
+	CHECK(iapo_algo_new(o, NULL, NULL, n_seqs, T, &a) == IAPO_OK, "%s", iapo_errmsg());
+	return a;
+}
+
 static void test_shaping(void)
 {
 	iapo_train_opts o;
 	const char *kv[] = {"num-generations", "4", "overlong-buffer", "4", "overlong-penalty", "0.5", "lenpen-weight", "2", NULL};
 	CHECK(opts(&o, kv) == IAPO_OK, "%s", iapo_errmsg());
-	iapo_algo *a = NULL;
-	CHECK(iapo_algo_new(&o, NULL, NULL, 4, 20, &a) == IAPO_OK, "%s", iapo_errmsg());
+	iapo_algo *a = new_algo(&o, 4, 20);
 	if (!a) return;
 	buf b;
 	const float r[4] = {1, -1, 1, -1};
@@ -197,8 +205,7 @@ static void test_dynamic_resample(void)
 	iapo_train_opts o;
 	const char *kv[] = {"num-generations", "4", "dynamic-sampling", "resample", "dynamic-max-tries", "3", NULL};
 	CHECK(opts(&o, kv) == IAPO_OK, "%s", iapo_errmsg());
-	iapo_algo *a = NULL;
-	CHECK(iapo_algo_new(&o, NULL, NULL, 12, 20, &a) == IAPO_OK, "%s", iapo_errmsg());
+	iapo_algo *a = new_algo(&o, 12, 20);
 	if (!a) return;
 	buf b;
 	const float r[12] = {1, -1, 1, -1, /* informative */ -1, -1, -1, -1, /* all wrong */ 1, 1, 1, 1 /* all right */};
@@ -230,8 +237,7 @@ static void test_dynamic_resample(void)
 
 	/* One round only: group 1 stays all wrong and is dropped from the loss. */
 	set(&o, "dynamic-max-tries", "1");
-	a = NULL;
-	CHECK(iapo_algo_new(&o, NULL, NULL, 12, 20, &a) == IAPO_OK, "%s", iapo_errmsg());
+	a = new_algo(&o, 12, 20);
 	if (!a) return;
 	fill(&b, 12, 4, r, len);
 	f.calls = 0;
@@ -257,8 +263,7 @@ static void test_dynamic_resample(void)
 
 	/* drop: no resampling, both equal groups leave the loss. */
 	set(&o, "dynamic-sampling", "drop");
-	a = NULL;
-	CHECK(iapo_algo_new(&o, NULL, NULL, 12, 20, &a) == IAPO_OK, "%s", iapo_errmsg());
+	a = new_algo(&o, 12, 20);
 	if (!a) return;
 	fill(&b, 12, 4, r, len);
 	f.calls = 0;
@@ -276,8 +281,7 @@ static void test_gfpo(void)
 	iapo_train_opts o;
 	const char *kv[] = {"algo", "gfpo", NULL};
 	CHECK(opts(&o, kv) == IAPO_OK, "%s", iapo_errmsg());
-	iapo_algo *a = NULL;
-	CHECK(iapo_algo_new(&o, NULL, NULL, 12, 20, &a) == IAPO_OK, "%s", iapo_errmsg());
+	iapo_algo *a = new_algo(&o, 12, 20);
 	if (!a) return;
 	buf b;
 	const float r[16] = {1, -1, 1, 1, -1, 1, -1, 1, 1, 1, 1, 1, -1, 1, 1, -1};
@@ -303,8 +307,7 @@ static void test_gfpo(void)
 	/* With dynamic sampling the survivors decide, and a resample takes all G' slots. */
 	set(&o, "dynamic-sampling", "resample");
 	set(&o, "dynamic-max-tries", "1");
-	a = NULL;
-	CHECK(iapo_algo_new(&o, NULL, NULL, 12, 20, &a) == IAPO_OK, "%s", iapo_errmsg());
+	a = new_algo(&o, 12, 20);
 	if (!a) return;
 	/* group 0: the 6 shortest all reward 1 (the long ones -1): resampled. */
 	const float r2[16] = {1, 1, -1, 1, 1, 1, -1, 1, 1, 1, 1, 1, -1, 1, 1, -1};
@@ -325,8 +328,7 @@ static void test_sgrpo(void)
 	iapo_train_opts o;
 	const char *kv[] = {"algo", "sgrpo", "num-generations", "2", "sgrpo-alpha", "2", "sgrpo-k", "4", NULL};
 	CHECK(opts(&o, kv) == IAPO_OK, "%s", iapo_errmsg());
-	iapo_algo *a = NULL;
-	CHECK(iapo_algo_new(&o, NULL, NULL, 20, 20, &a) == IAPO_OK, "%s", iapo_errmsg());
+	iapo_algo *a = new_algo(&o, 20, 20);
 	if (!a) return;
 	buf b;
 	float r[20];
