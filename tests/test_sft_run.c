@@ -113,17 +113,25 @@ static char *first_field(const char *path, const char *field)
 	return s;
 }
 
+/* The test tokenizer and model config; -1 after a failed CHECK. */
+static int load_tok_cfg(iapo_tokenizer **tok, iapo_config *cfg)
+{
+	*tok = NULL;
+	if (iapo_tokenizer_load(tok_dir, tok) != IAPO_OK || iapo_config_load(cfg_path, cfg) != IAPO_OK) {
+		CHECK(0, "load: %s", iapo_errmsg());
+		iapo_tokenizer_free(*tok);
+		return -1;
+	}
+	return 0;
+}
+
 static void test_sequences(void)
 {
 	iapo_tokenizer *tok = NULL;
 	iapo_weights w;
 	memset(&w, 0, sizeof w);
 	iapo_config cfg;
-	if (iapo_tokenizer_load(tok_dir, &tok) != IAPO_OK || iapo_config_load(cfg_path, &cfg) != IAPO_OK) {
-		CHECK(0, "load: %s", iapo_errmsg());
-		iapo_tokenizer_free(tok);
-		return;
-	}
+	if (load_tok_cfg(&tok, &cfg)) return;
 	iapo_sft_run_opts o;
 	base_opts(&o, "seq");
 	iapo_sft_examples ex;
@@ -193,11 +201,7 @@ static void test_early_exit(void)
 {
 	iapo_tokenizer *tok = NULL;
 	iapo_config cfg;
-	if (iapo_tokenizer_load(tok_dir, &tok) != IAPO_OK || iapo_config_load(cfg_path, &cfg) != IAPO_OK) {
-		CHECK(0, "load: %s", iapo_errmsg());
-		iapo_tokenizer_free(tok);
-		return;
-	}
+	if (load_tok_cfg(&tok, &cfg)) return;
 	iapo_sft_run_opts o;
 	base_opts(&o, "early");
 	iapo_sft_examples plain, half, all, again;
