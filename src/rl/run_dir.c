@@ -80,6 +80,39 @@ iapo_status iapo_run_dir_open_outputs(const char *out, const cJSON *cfg, FILE **
 	return IAPO_OK;
 }
 
+iapo_status iapo_run_dir_save_checkpoint(const char *out, long step, const iapo_run_checkpoint *c, cJSON *rng,
+					 cJSON *state)
+{
+	char tmp[PATHN], p[PATHN];
+	iapo_status st = iapo_checkpoint_begin(out, step, tmp, sizeof tmp);
+	if (st != IAPO_OK) {
+		cJSON_Delete(rng);
+		cJSON_Delete(state);
+		return st;
+	}
+	IAPO_CHECK(st, iapo_weights_save(c->w, tmp, c->tokdir, "F32", 0));
+	IAPO_CHECK(st, iapo_fs_join(p, sizeof p, tmp, IAPO_OPTIMIZER_FILE));
+	IAPO_CHECK(st, iapo_optimizer_save(p, c->m, c->v, c->n, c->t));
+	if (c->extra_name) {
+		IAPO_CHECK(st, iapo_fs_join(p, sizeof p, tmp, c->extra_name));
+		IAPO_CHECK(st, iapo_fs_write_file(p, c->extra, c->extra_len));
+	}
+	if (!rng || !state) {
+		st = iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory", tmp);
+		goto fail;
+	}
+	IAPO_CHECK(st, iapo_run_dir_write_json(tmp, IAPO_RNG_FILE, rng, 0));
+	IAPO_CHECK(st, iapo_run_dir_write_json(tmp, IAPO_STATE_FILE, state, 0)); /* last: marks it complete */
+	cJSON_Delete(rng);
+	cJSON_Delete(state);
+	return iapo_checkpoint_commit(tmp, out, step);
+fail:
+	cJSON_Delete(rng);
+	cJSON_Delete(state);
+	iapo_checkpoint_abort(tmp);
+	return st;
+}
+
 iapo_status iapo_run_dir_truncate_metrics(const char *out, long step)
 {
 	char p[PATHN];

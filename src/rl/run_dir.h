@@ -3,12 +3,13 @@
  * `iapo sft` (rl/sft_run.c) share: RUN_DIR/config.json, metrics.jsonl and
  * checkpoint-N/. Here is what both do alike with it: decide whether --out may
  * be used (a new run, an earlier run to --overwrite, or one to --resume),
- * write config.json and open metrics.jsonl for appending, cut metrics.jsonl
- * back to a checkpoint's step on resume, and write a JSON file.
+ * write config.json and open metrics.jsonl for appending, save a checkpoint
+ * (model, optimizer.bin, the state files), cut metrics.jsonl back to a
+ * checkpoint's step on resume, and write a JSON file.
  *
  * Rank 0 only (the callers run these on rank 0 and share the outcome).
- * Not here: what the checkpoints and the state files hold (each command's),
- * the checkpoint directory protocol (checkpoint.h).
+ * Not here: what the state files hold (each command's), the checkpoint
+ * directory protocol and optimizer.bin (checkpoint.h).
  */
 #ifndef IAPO_RL_RUN_DIR_H
 #define IAPO_RL_RUN_DIR_H
@@ -18,8 +19,23 @@
 #include <cjson/cJSON.h>
 
 #include "iapo.h"
+#include "model/weights.h"
 
 #define IAPO_METRICS_FILE "metrics.jsonl"
+#define IAPO_STATE_FILE "trainer_state.json" /* written last: marks a checkpoint complete */
+#define IAPO_RNG_FILE "rng_state.json"
+
+/* What a checkpoint-N/ holds besides the run's own JSON. */
+typedef struct {
+	const iapo_weights *w; /* the model: an HF directory with ... */
+	const char *tokdir;    /* ... the tokenizer files of this directory */
+	const float *m, *v;    /* AdamW moments (n floats each) and step: optimizer.bin */
+	size_t n;
+	long t;
+	const char *extra_name; /* another file (NULL: none) and its bytes */
+	const void *extra;
+	size_t extra_len;
+} iapo_run_checkpoint;
 
 /* For a new run: --out must be a directory or nothing; one that holds an
  * earlier run (metrics.jsonl or a checkpoint-N/) is an ARG error unless
@@ -38,6 +54,13 @@ iapo_status iapo_run_dir_write_json(const char *dir, const char *name, const cJS
 /* Writes out/config.json (atomically) from cfg and opens out/metrics.jsonl
  * for appending into *metrics (the caller closes it). */
 iapo_status iapo_run_dir_open_outputs(const char *out, const cJSON *cfg, FILE **metrics);
+
+/* Writes out/checkpoint-<step>: c's files, then rng as rng_state.json and
+ * state as trainer_state.json (last), assembled in a temporary directory and
+ * renamed into place in one step; on failure nothing is left. rng and state
+ * are taken (deleted here); NULL for either is an out-of-memory error. */
+iapo_status iapo_run_dir_save_checkpoint(const char *out, long step, const iapo_run_checkpoint *c, cJSON *rng,
+					 cJSON *state);
 
 /* Keeps the lines of out/metrics.jsonl up to step `step` (a resumed run
  * writes the rest again); a torn last line is dropped. A missing file is

@@ -38,8 +38,6 @@
 #include "tokenizer/tokenizer.h"
 
 #define PATHN 4096
-#define STATE_FILE "trainer_state.json"
-#define RNG_FILE "rng_state.json"
 #define KEY_SFT_DATA 0x73667464ull /* "sftd": the data order's stream */
 
 /* ---- the option table ----------------------------------------------------- */
@@ -663,30 +661,11 @@ static cJSON *rng_json(const run *r)
 /* Rank 0: checkpoint-<step> assembled in a temporary directory and renamed in. */
 static iapo_status save_files(run *r)
 {
-	char tmp[PATHN], p[PATHN];
-	IAPO_TRY(iapo_checkpoint_begin(r->o->out, r->step, tmp, sizeof tmp));
-	iapo_status st;
-	cJSON *state = NULL, *rng = NULL;
 	float *m, *v;
 	long *t;
 	iapo_sft_state(r->sft, &m, &v, &t);
-	IAPO_CHECK(st, iapo_weights_save(&r->w, tmp, r->tokdir, "F32", 0));
-	IAPO_CHECK(st, iapo_fs_join(p, sizeof p, tmp, IAPO_OPTIMIZER_FILE));
-	IAPO_CHECK(st, iapo_optimizer_save(p, m, v, iapo_param_count(&r->w.cfg), *t));
-	if (!(rng = rng_json(r)) || !(state = state_json(r))) {
-		st = iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory", tmp);
-		goto fail;
-	}
-	IAPO_CHECK(st, iapo_run_dir_write_json(tmp, RNG_FILE, rng, 0));
-	IAPO_CHECK(st, iapo_run_dir_write_json(tmp, STATE_FILE, state, 0)); /* last: marks the checkpoint complete */
-	cJSON_Delete(rng);
-	cJSON_Delete(state);
-	return iapo_checkpoint_commit(tmp, r->o->out, r->step);
-fail:
-	cJSON_Delete(rng);
-	cJSON_Delete(state);
-	iapo_checkpoint_abort(tmp);
-	return st;
+	iapo_run_checkpoint c = {.w = &r->w, .tokdir = r->tokdir, .m = m, .v = v, .n = iapo_param_count(&r->w.cfg), .t = *t};
+	return iapo_run_dir_save_checkpoint(r->o->out, r->step, &c, rng_json(r), state_json(r));
 }
 
 /* Collective: rank 0 writes, every rank learns the outcome. */
@@ -713,7 +692,7 @@ static iapo_status resume_from(run *r, long step)
 	memset(&w, 0, sizeof w);
 	iapo_status st;
 	long v, adam_t;
-	IAPO_CHECK(st, iapo_fs_join(p, sizeof p, dir, STATE_FILE));
+	IAPO_CHECK(st, iapo_fs_join(p, sizeof p, dir, IAPO_STATE_FILE));
 	IAPO_CHECK(st, iapo_json_load(p, (size_t)1 << 30, &state));
 	IAPO_CHECK(st, get_long(state, "global_step", p, &v));
 	if (v != step) {
@@ -1005,7 +984,7 @@ iapo_status iapo_sft_run(const iapo_sft_run_opts *o, iapo_sft_run_result *res_ou
 	r.ranks = iapo_dist_size();
 	r.saved_step = -1;
 	long ckpt = -1;
-	st = r.rank == 0 ? iapo_run_dir_prepare(o->out, o->resume, o->overwrite, STATE_FILE, &ckpt) : IAPO_OK;
+	st = r.rank == 0 ? iapo_run_dir_prepare(o->out, o->resume, o->overwrite, IAPO_STATE_FILE, &ckpt) : IAPO_OK;
 	IAPO_CHECK(st, iapo_dist_agree(st));
 	IAPO_CHECK(st, iapo_dist_bcast(&ckpt, sizeof ckpt, 0));
 	st = load_model(&r);

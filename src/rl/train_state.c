@@ -29,8 +29,6 @@
 #include "rl/run_dir.h"
 #include "rl/train_internal.h"
 
-#define STATE_FILE "trainer_state.json"
-#define RNG_FILE "rng_state.json"
 #define ROLLOUT_FILE "rollout.bin"
 #define ROLLOUT_MAGIC "IAPOROLL"
 #define ROLLOUT_VERSION 1u
@@ -40,7 +38,7 @@
 
 iapo_status train_run_dir_prepare(iapo_trainer *tr, long *ckpt_step)
 {
-	return iapo_run_dir_prepare(tr->o.out, tr->o.resume, tr->o.overwrite, STATE_FILE, ckpt_step);
+	return iapo_run_dir_prepare(tr->o.out, tr->o.resume, tr->o.overwrite, IAPO_STATE_FILE, ckpt_step);
 }
 
 iapo_status train_open_outputs(iapo_trainer *tr)
@@ -346,31 +344,16 @@ static cJSON *rng_json(const iapo_trainer *tr)
  * into place. roll: rollout.bin's bytes, or NULL. */
 static iapo_status save_files(iapo_trainer *tr, const char *final, const unsigned char *roll, size_t roll_len)
 {
-	char tmp[TRAIN_PATH], p[TRAIN_PATH];
-	IAPO_TRY(iapo_checkpoint_begin(tr->o.out, tr->step, tmp, sizeof tmp));
-	iapo_status st;
-	cJSON *state = NULL, *rng = NULL;
-	IAPO_CHECK(st, iapo_weights_save(&tr->w, tmp, tr->o.model, "F32", 0));
-	IAPO_CHECK(st, iapo_fs_join(p, sizeof p, tmp, IAPO_OPTIMIZER_FILE));
-	IAPO_CHECK(st, iapo_optimizer_save(p, tr->m, tr->v, tr->n_params, tr->adam_t));
-	if (roll) {
-		IAPO_CHECK(st, iapo_fs_join(p, sizeof p, tmp, ROLLOUT_FILE));
-		IAPO_CHECK(st, iapo_fs_write_file(p, roll, roll_len));
-	}
-	if (!(rng = rng_json(tr)) || !(state = state_json(tr, final))) {
-		st = iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory", final);
-		goto fail;
-	}
-	IAPO_CHECK(st, iapo_run_dir_write_json(tmp, RNG_FILE, rng, 0));
-	IAPO_CHECK(st, iapo_run_dir_write_json(tmp, STATE_FILE, state, 0)); /* last: marks the checkpoint complete */
-	cJSON_Delete(rng);
-	cJSON_Delete(state);
-	return iapo_checkpoint_commit(tmp, tr->o.out, tr->step);
-fail:
-	cJSON_Delete(rng);
-	cJSON_Delete(state);
-	iapo_checkpoint_abort(tmp);
-	return st;
+	iapo_run_checkpoint c = {.w = &tr->w,
+				 .tokdir = tr->o.model,
+				 .m = tr->m,
+				 .v = tr->v,
+				 .n = tr->n_params,
+				 .t = tr->adam_t,
+				 .extra_name = roll ? ROLLOUT_FILE : NULL,
+				 .extra = roll,
+				 .extra_len = roll_len};
+	return iapo_run_dir_save_checkpoint(tr->o.out, tr->step, &c, rng_json(tr), state_json(tr, final));
 }
 
 iapo_status train_save(iapo_trainer *tr)
@@ -401,7 +384,7 @@ iapo_status train_resume(iapo_trainer *tr, long step)
 	cJSON *state = NULL, *rng = NULL;
 	iapo_status st;
 	long v;
-	IAPO_CHECK(st, iapo_fs_join(p, sizeof p, dir, STATE_FILE));
+	IAPO_CHECK(st, iapo_fs_join(p, sizeof p, dir, IAPO_STATE_FILE));
 	IAPO_CHECK(st, iapo_json_load(p, (size_t)1 << 30, &state));
 	IAPO_CHECK(st, get_long(state, "global_step", p, &v));
 	if (v != step) {
@@ -444,7 +427,7 @@ iapo_status train_resume(iapo_trainer *tr, long step)
 	}
 	tr->log_history = hist;
 
-	IAPO_CHECK(st, iapo_fs_join(p, sizeof p, dir, RNG_FILE));
+	IAPO_CHECK(st, iapo_fs_join(p, sizeof p, dir, IAPO_RNG_FILE));
 	IAPO_CHECK(st, iapo_json_load(p, (size_t)1 << 20, &rng));
 	IAPO_CHECK(st, get_long(rng, "seed", p, &v));
 	if (v != tr->o.seed) {
