@@ -267,6 +267,13 @@ void iapo_json_add(cJSON *obj, const char *key, cJSON *v, int *oom)
 	}
 }
 
+cJSON *iapo_json_built(cJSON *obj, int oom)
+{
+	if (!oom) return obj;
+	cJSON_Delete(obj);
+	return NULL;
+}
+
 const cJSON *iapo_json_get_path(const cJSON *obj, const char *path)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, path);

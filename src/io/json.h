@@ -57,6 +57,8 @@ cJSON *iapo_json_double(double v);
 /* Adds v to obj under key; on a NULL v or a failed add, deletes v and sets
  * *oom (for builders that check once at the end). */
 void iapo_json_add(cJSON *obj, const char *key, cJSON *v, int *oom);
+/* The end of such a builder: obj, or NULL (obj deleted) when *oom was set. */
+cJSON *iapo_json_built(cJSON *obj, int oom);
 /* obj's member at a dotted path ("reward_model.ground_truth"); a key that
  * itself holds the dots is tried first. NULL if absent. */
 const cJSON *iapo_json_get_path(const cJSON *obj, const char *path);

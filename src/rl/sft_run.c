@@ -635,11 +635,7 @@ static cJSON *state_json(const run *r)
 	iapo_json_add(s, "logging_tokens", iapo_json_double(r->acc_tokens), &oom);
 	iapo_json_add(s, "iapo_version", cJSON_CreateString(IAPO_VERSION), &oom);
 	iapo_json_add(s, "log_history", cJSON_Duplicate(r->log_history, 1), &oom);
-	if (oom) {
-		cJSON_Delete(s);
-		return NULL;
-	}
-	return s;
+	return iapo_json_built(s, oom);
 }
 
 static cJSON *rng_json(const run *r)
@@ -651,11 +647,7 @@ static cJSON *rng_json(const run *r)
 	iapo_json_add(s, "seed", cJSON_CreateNumber((double)r->o->seed), &oom);
 	iapo_json_add(s, "data_order", cJSON_CreateString("epoch e: Fisher-Yates over the training rows from key (seed, \"sftd\", e)"), &oom);
 	iapo_json_add(s, "next_step", cJSON_CreateNumber((double)r->step), &oom);
-	if (oom) {
-		cJSON_Delete(s);
-		return NULL;
-	}
-	return s;
+	return iapo_json_built(s, oom);
 }
 
 /* Rank 0: checkpoint-<step> assembled in a temporary directory and renamed in. */

@@ -98,11 +98,7 @@ static cJSON *metrics_json(const iapo_step_metrics *m, const cJSON *eval)
 	iapo_json_add(o, "seconds_update", iapo_json_double(m->seconds_update), &oom);
 	if (m->has_eval) iapo_json_add(o, "seconds_eval", iapo_json_double(m->seconds_eval), &oom);
 	iapo_json_add(o, "seconds_total", iapo_json_double(m->seconds_total), &oom);
-	if (oom) {
-		cJSON_Delete(o);
-		return NULL;
-	}
-	return o;
+	return iapo_json_built(o, oom);
 }
 
 iapo_status train_log_metrics(iapo_trainer *tr, const iapo_step_metrics *m, const cJSON *eval)
@@ -313,11 +309,7 @@ static cJSON *state_json(const iapo_trainer *tr, const char *ckpt_final)
 	iapo_json_add(o, "best_model_checkpoint", bp ? cJSON_CreateString(bp) : cJSON_CreateNull(), &oom);
 	iapo_json_add(o, "iapo_version", cJSON_CreateString(IAPO_VERSION), &oom);
 	iapo_json_add(o, "log_history", cJSON_Duplicate(tr->log_history, 1), &oom);
-	if (oom) {
-		cJSON_Delete(o);
-		return NULL;
-	}
-	return o;
+	return iapo_json_built(o, oom);
 }
 
 static cJSON *rng_json(const iapo_trainer *tr)
@@ -333,11 +325,7 @@ static cJSON *rng_json(const iapo_trainer *tr)
 	iapo_json_add(o, "loss_mask", cJSON_CreateString("S-GRPO: slot j of row k at optimizer step s: stream (seed, \"sgrp\", s, (k, j))"), &oom);
 	iapo_json_add(o, "next_rollout", cJSON_CreateNumber((double)(tr->step / tr->mu)), &oom);
 	iapo_json_add(o, "rollout_in_buffer", cJSON_CreateNumber((double)tr->buf_gen), &oom);
-	if (oom) {
-		cJSON_Delete(o);
-		return NULL;
-	}
-	return o;
+	return iapo_json_built(o, oom);
 }
 
 /* Rank 0's part of a save: the files, into a temporary directory renamed
