@@ -41,16 +41,7 @@ def main():
         sys.exit("usage: grpo_model.py OUTDIR")
     out = os.path.join(sys.argv[1], "model")
     gen = torch.Generator().manual_seed(7)
-    cfg = dict(mtf.MODELS["qwen2"], torch_dtype="float32", bos_token_id=1, eos_token_id=2)
-    mdir = os.path.join(out, "qwen2")
-    os.makedirs(mdir, exist_ok=True)
-    with open(os.path.join(mdir, "config.json"), "w") as fh:
-        json.dump(cfg, fh, indent=2)
-    with open(os.path.join(mdir, "generation_config.json"), "w") as fh:
-        json.dump({"bos_token_id": 1, "eos_token_id": 2}, fh, indent=2)
-    hf_model.write_safetensors(os.path.join(mdir, "model.safetensors"), mtf.random_tensors(cfg, gen))
-    cfg2, tensors = hf_model.load_dir(mdir)
-    model = hf_model.HFModel(cfg2, tensors, dtype=torch.float64)
+    cfg, model = mtf.write_random_model(os.path.join(out, "qwen2"), mtf.MODELS["qwen2"], gen)
 
     B = len(COMPLETION_LENS)
     lens = [PROMPT_LENS[b // G] + COMPLETION_LENS[b] for b in range(B)]

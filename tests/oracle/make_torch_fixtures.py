@@ -99,21 +99,28 @@ def write_bin(path, t):
         fh.write(struct.pack("<%df" % t.numel(), *t.tolist()))
 
 
-def build(outdir, name, cfg, seed):
-    gen = torch.Generator().manual_seed(seed)
-    mdir = os.path.join(outdir, name)
-    os.makedirs(os.path.join(mdir, "grads_ce"), exist_ok=True)
-    os.makedirs(os.path.join(mdir, "grads_mix"), exist_ok=True)
+def write_random_model(mdir, cfg, gen):
+    """An HF model directory at mdir: cfg (float32, bos 1, eos 2), a
+    generation_config and random weights drawn from gen. Returns the config
+    written and the float64 model read back from disk, so the oracle sees
+    exactly what the C side loads."""
     cfg = dict(cfg, torch_dtype="float32", bos_token_id=1, eos_token_id=2)
+    os.makedirs(mdir, exist_ok=True)
     with open(os.path.join(mdir, "config.json"), "w") as fh:
         json.dump(cfg, fh, indent=2)
     with open(os.path.join(mdir, "generation_config.json"), "w") as fh:
         json.dump({"bos_token_id": 1, "eos_token_id": 2}, fh, indent=2)
     hf_model.write_safetensors(os.path.join(mdir, "model.safetensors"), random_tensors(cfg, gen))
-
-    # Reload from disk so the oracle sees exactly what the C side loads.
     cfg2, tensors = hf_model.load_dir(mdir)
-    model = hf_model.HFModel(cfg2, tensors, dtype=torch.float64)
+    return cfg, hf_model.HFModel(cfg2, tensors, dtype=torch.float64)
+
+
+def build(outdir, name, cfg, seed):
+    gen = torch.Generator().manual_seed(seed)
+    mdir = os.path.join(outdir, name)
+    os.makedirs(os.path.join(mdir, "grads_ce"), exist_ok=True)
+    os.makedirs(os.path.join(mdir, "grads_mix"), exist_ok=True)
+    cfg, model = write_random_model(mdir, cfg, gen)
     V = cfg["vocab_size"]
     ids = torch.randint(3, V, (B, T), generator=gen)
     mask = torch.zeros(B, T, dtype=torch.float64)
