@@ -12,6 +12,9 @@
  *                  threads, and for small M the weight bytes streamed per second
  *
  *   bf16_dot_peak  vdpbf16ps zmm chains, one thread and all threads
+ *   peak_cpu       both peaks on one thread by its own CPU time (a shared
+ *                  machine's descheduling left out): the denominator of the
+ *                  *_cpu percentages, times the thread count
  *   gemm_bf16      one prefill product x W^T with W in bf16 (iapo_gemm_op.Bh,
  *                  the packed vdpbf16ps path) next to the same product in
  *                  fp32 (the packed FMA path), same run, same operands:
@@ -93,6 +96,41 @@ static double time_one(int lib, int ta, int tb, int M, int N, int K, int quick)
 
 static double peak_gflops[3]; /* by thread count 1, 2 (index = threads) */
 static double bf16_peak_gflops[3];
+/* One thread's peaks by its own CPU time: what a core does while it runs,
+ * the denominator for the CPU-time rates on a shared machine. */
+static double fp32_peak_cpu, bf16_peak_cpu;
+
+static double thread_cpu_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Best of 5 runs of about 0.1 s (0.03 quick) of a peak kernel on this
+ * thread, GFLOP/s by thread CPU time. */
+static double peak_cpu(int which, int quick)
+{
+	const double flop_per_iter = BENCH_CHAINS * (which == BENCH_KERNEL_FMA ? 32.0 : 64.0);
+	long iters = 1L << 16;
+	double t = 0;
+	for (;;) {
+		double c0 = thread_cpu_now();
+		bench_sink_ += bench_run_kernel(which, iters, 1.0f);
+		t = thread_cpu_now() - c0;
+		if (t >= 0.01 || iters >= (1L << 40)) break;
+		iters *= 4;
+	}
+	iters = (long)((double)iters * (quick ? 0.03 : 0.1) / (t > 1e-9 ? t : 1e-9)) + 1;
+	double best = 0;
+	for (int r = 0; r < 5; r++) {
+		double c0 = thread_cpu_now();
+		bench_sink_ += bench_run_kernel(which, iters, 1.0f + 0.01f * (float)r);
+		double g = flop_per_iter * (double)iters / (thread_cpu_now() - c0) * 1e-9;
+		if (g > best) best = g;
+	}
+	return best;
+}
 
 /* x W^T through iapo_sgemm_batch, W in fp32 (bf16 == 0) or bf16. */
 static void run_nt(int bf16, int M, int N, int K)
@@ -137,6 +175,7 @@ static void bench_bf16_one(const char *shape, const char *layer, int M, int N, i
 	/* by CPU time: GFLOP/s per thread-second times the threads */
 	double gc32 = flop / c32 * 1e-9 * threads, gc16 = flop / c16 * 1e-9 * threads;
 	double pk = peak_gflops[threads < 3 ? threads : 2], pkb = bf16_peak_gflops[threads < 3 ? threads : 2];
+	double pkc = fp32_peak_cpu * threads, pkbc = bf16_peak_cpu * threads;
 	bench_rec_begin("gemm_bf16");
 	bench_rec_str("shape", shape);
 	bench_rec_str("layer", layer);
@@ -148,10 +187,11 @@ static void bench_bf16_one(const char *shape, const char *layer, int M, int N, i
 	bench_rec_num("bf16_gflops", g16);
 	bench_rec_num("bf16_gflops_cpu", gc16);
 	bench_rec_num("bf16_pct_bf16_peak", pkb > 0 ? 100.0 * g16 / pkb : NAN);
-	bench_rec_num("bf16_pct_bf16_peak_cpu", pkb > 0 ? 100.0 * gc16 / pkb : NAN);
+	bench_rec_num("bf16_pct_bf16_peak_cpu", pkbc > 0 ? 100.0 * gc16 / pkbc : NAN);
 	bench_rec_num("fp32_gflops", g32);
 	bench_rec_num("fp32_gflops_cpu", gc32);
 	bench_rec_num("fp32_pct_fp32_peak", pk > 0 ? 100.0 * g32 / pk : NAN);
+	bench_rec_num("fp32_pct_fp32_peak_cpu", pkc > 0 ? 100.0 * gc32 / pkc : NAN);
 	bench_rec_num("speedup_bf16_vs_fp32", w32 / w16);
 	bench_rec_num("speedup_bf16_vs_fp32_cpu", c32 / c16);
 	bench_rec_int("bf16_path", path16);
@@ -160,7 +200,7 @@ static void bench_bf16_one(const char *shape, const char *layer, int M, int N, i
 	bench_rec_end();
 	bench_note("gemm_bf16 %-8s %-8s M=%-4d N=%-6d K=%-5d t=%d  bf16 %6.1f GFLOP/s (cpu %6.1f, %3.0f%% of bf16 peak)  "
 		   "fp32 %6.1f (cpu %6.1f)  x%.2f (cpu x%.2f)\n",
-		   shape, layer, M, N, K, threads, g16, gc16, pkb > 0 ? 100.0 * gc16 / pkb : 0.0, g32, gc32, w32 / w16,
+		   shape, layer, M, N, K, threads, g16, gc16, pkbc > 0 ? 100.0 * gc16 / pkbc : 0.0, g32, gc32, w32 / w16,
 		   c32 / c16);
 }
 
@@ -258,6 +298,16 @@ int main(int argc, char **argv)
 		   bench_env_coretype());
 
 	int tl[2] = {1, threads}, ntl = threads > 1 ? 2 : 1;
+	if (bench_has_avx512f()) {
+		fp32_peak_cpu = peak_cpu(BENCH_KERNEL_FMA, quick);
+		if (bench_has_avx512bf16() && BENCH_HAVE_BF16_KERNEL) bf16_peak_cpu = peak_cpu(BENCH_KERNEL_BF16, quick);
+		bench_rec_begin("peak_cpu");
+		bench_rec_num("fp32_gflops", fp32_peak_cpu);
+		bench_rec_num("bf16_gflops", bf16_peak_cpu);
+		bench_rec_end();
+		bench_note("gemm: one thread by its CPU time: fp32 FMA peak %.1f, bf16 dot peak %.1f GFLOP/s\n",
+			   fp32_peak_cpu, bf16_peak_cpu);
+	}
 	for (int i = 0; i < ntl; i++) {
 		double g = bench_fp32_peak(tl[i], quick);
 		peak_gflops[tl[i] < 3 ? tl[i] : 2] = g;
