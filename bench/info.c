@@ -12,7 +12,10 @@
  *               entropies on (IAPO's C_t; their cost alone is measured too,
  *               rollout_entropy_seconds) into a cache with scratch slots
  *   info_cached the exact pass over the rollout's cache (what `iapo train
- *               --algo iapo` runs): one top-up row per sequence + postfix rows
+ *               --algo iapo` runs): one top-up row per sequence + postfix rows;
+ *               also (cached_bf16_*) the bf16 pass over a bf16 rollout's
+ *               cache, as `--info-bf16` trains (the rollout's bf16 copy of
+ *               the weights reused)
  *   info        the exact pass with its own prefill (--info-recompute): total,
  *               its prefill and its postfix pass; rows through the model
  *   fwd_bwd     one training forward + backward of the same batch (B = 8,
@@ -30,9 +33,11 @@
  *               GRPO step without reference log-probs) and of fwd_bwd; the
  *               speed-up over the naive pass
  *
- * rollout, info_cached, info and fwd_bwd warm up once, then run in turn for
- * up to 5 rounds within a time budget (1 with --quick) and report medians, so
- * a load change on a shared machine hits them alike; the variants take the
+ * rollout, info_cached, info and fwd_bwd (and the bf16 rollout and pass) warm
+ * up once, then run in turn for up to 5 rounds within a time budget (1 with
+ * --quick) and report medians of wall and of CPU seconds (cpu_*: at 1 thread
+ * the time the work itself ran on a shared machine), so a load change hits
+ * them alike; the variants take the
  * median of up to 3 repeats; the naive pass runs once, unwarmed (it takes
  * seconds to minutes, so a cold start is noise). Left out: the reference
  * model's forward (beta > 0), the optimiser step, several micro-batches.
@@ -110,6 +115,8 @@ typedef struct {
 	const float *ent[G];         /* the rollout's sampling entropies */
 	iapo_info_batch batch;
 	iapo_info *info;
+	iapo_info *info16;           /* the bf16 estimator (--info-bf16) */
+	int bf16;                    /* the rollout decodes with bf16 weights (as --info-bf16 trains) */
 	iapo_info_opts io;
 	float *E, *C;                /* (G, COMP+1) */
 	iapo_info_stats stats;
@@ -130,7 +137,7 @@ static iapo_status run_info(ctx *x) { return iapo_info_compute(x->info, &x->batc
 static iapo_status run_cached(ctx *x)
 {
 	iapo_info_cache c = {.kv = x->kv, .slot = x->slot, .C = x->ent, .scratch0 = G, .nscratch = x->nscratch};
-	return iapo_info_compute_cached(x->info, &c, &x->batch, x->E, x->C, COMP + 1, &x->stats);
+	return iapo_info_compute_cached(x->bf16 ? x->info16 : x->info, &c, &x->batch, x->E, x->C, COMP + 1, &x->stats);
 }
 
 static iapo_status run_naive(ctx *x)
@@ -152,7 +159,7 @@ static iapo_status run_rollout(ctx *x)
 {
 	int eos = -1;
 	iapo_gen_opts o = {.max_new_tokens = COMP, .sampler = {1.0f, 0, 1.0f}, .seed = 5, .eos_ids = &eos, .n_eos = 1,
-			   .entropy_temperature = 1.0f};
+			   .entropy_temperature = 1.0f, .weights = x->bf16 ? IAPO_GEN_WEIGHTS_BF16 : IAPO_GEN_WEIGHTS_FP32};
 	iapo_gen_results_free(x->res, G);
 	IAPO_TRY(iapo_generate(x->w, x->prompts, x->plen, G, &o, x->kv, x->res, NULL));
 	for (int g = 0; g < G; g++) {
@@ -327,9 +334,15 @@ static iapo_status bench_shape(const model_shape *s, int threads, int quick, int
 	x.io.postfix = postfix;
 	x.io.n_postfix = KPOST;
 
-	double info_s, pre_s, pass_s, cached_s, cpre_s, cpass_s, naive_s, fb_s, roll_s, ent_s;
+	double info_s, pre_s, pass_s, cached_s, cpre_s, cpass_s, naive_s, fb_s, roll_s, ent_s, cached16_s, roll16_s;
+	double cpu_info, cpu_cached, cpu_fb, cpu_roll, cpu_cached16, cpu_roll16;
 	x.nscratch = iapo_info_scratch_slots(T);
 	IAPO_CHECK(st, iapo_info_new(&w, G, T, &x.io, &x.info));
+	{
+		iapo_info_opts io16 = x.io;
+		io16.bf16 = 1;
+		IAPO_CHECK(st, iapo_info_new(&w, G, T, &io16, &x.info16));
+	}
 	IAPO_CHECK(st, iapo_fwd_new(&w, G, T, 1, &x.f));
 	IAPO_CHECK(st, iapo_kv_new(&w, G + x.nscratch, T, &x.kv));
 	IAPO_CHECK(st, run_rollout(&x)); /* the batch's completions: the rollout's samples */
@@ -339,41 +352,65 @@ static iapo_status bench_shape(const model_shape *s, int threads, int quick, int
 	IAPO_CHECK(st, run_cached(&x));
 	IAPO_CHECK(st, run_info(&x));
 	IAPO_CHECK(st, run_fwd_bwd(&x));
+	x.bf16 = 1; /* warm the bf16 pair too */
+	IAPO_CHECK(st, run_rollout(&x));
+	IAPO_CHECK(st, run_cached(&x));
+	x.bf16 = 0;
+	IAPO_CHECK(st, run_rollout(&x));
 	{
 		/* in turn, round after round, so that a load change on a shared
-		 * machine hits them alike; medians over the rounds. The cached pass
-		 * follows a rollout, as in training. */
-		double vi[ROUNDS], vp[ROUNDS], vq[ROUNDS], vc[ROUNDS], vcp[ROUNDS], vcq[ROUNDS], vf[ROUNDS], vr[ROUNDS];
-		double spent = 0, t0;
+		 * machine hits them alike; medians over the rounds, of wall and of
+		 * CPU seconds (1 thread: the time the work ran, whatever else the
+		 * machine ran meanwhile). The cached pass follows a rollout, as in
+		 * training; so does the bf16 pass, after a bf16 rollout into the
+		 * same cache (--info-bf16 as `iapo train` runs it; its completions
+		 * differ, their lengths do not: EOS is ignored). The fp32 rollout
+		 * comes last, so the cache ends with its K/V. */
+		enum { ROLL, CACHED, INFO, FB, ROLL16, CACHED16, NTIMED };
+		double v[NTIMED][ROUNDS], u[NTIMED][ROUNDS], vp[ROUNDS], vq[ROUNDS], vcp[ROUNDS], vcq[ROUNDS];
+		double spent = 0;
 		int n = 0;
 		while (n < rounds && (n == 0 || spent <= budget)) {
-			t0 = bench_now();
-			IAPO_CHECK(st, run_rollout(&x));
-			vr[n] = bench_now() - t0;
-			t0 = bench_now();
-			IAPO_CHECK(st, run_cached(&x));
-			vc[n] = bench_now() - t0;
-			vcp[n] = x.stats.seconds_prefill;
-			vcq[n] = x.stats.seconds_pass;
-			t0 = bench_now();
-			IAPO_CHECK(st, run_info(&x));
-			vi[n] = bench_now() - t0;
-			vp[n] = x.stats.seconds_prefill;
-			vq[n] = x.stats.seconds_pass;
-			t0 = bench_now();
-			IAPO_CHECK(st, run_fwd_bwd(&x));
-			vf[n] = bench_now() - t0;
-			spent += vi[n] + vf[n] + vr[n] + vc[n];
+			for (int k = 0; k < NTIMED; k++) {
+				static const int order[NTIMED] = {ROLL16, CACHED16, ROLL, CACHED, INFO, FB};
+				const int what = order[k];
+				const fn f = what == ROLL || what == ROLL16 ? run_rollout
+					     : what == CACHED || what == CACHED16 ? run_cached
+					     : what == INFO ? run_info
+							    : run_fwd_bwd;
+				x.bf16 = what == ROLL16 || what == CACHED16;
+				const double t0 = bench_now(), c0 = bench_cpu_now();
+				IAPO_CHECK(st, f(&x));
+				v[what][n] = bench_now() - t0;
+				u[what][n] = bench_cpu_now() - c0;
+				spent += v[what][n];
+				if (what == CACHED) {
+					vcp[n] = x.stats.seconds_prefill;
+					vcq[n] = x.stats.seconds_pass;
+				} else if (what == INFO) {
+					vp[n] = x.stats.seconds_prefill;
+					vq[n] = x.stats.seconds_pass;
+				}
+			}
+			x.bf16 = 0;
 			n++;
 		}
-		info_s = bench_median(vi, n);
+		info_s = bench_median(v[INFO], n);
 		pre_s = bench_median(vp, n);
 		pass_s = bench_median(vq, n);
-		cached_s = bench_median(vc, n);
+		cached_s = bench_median(v[CACHED], n);
 		cpre_s = bench_median(vcp, n);
 		cpass_s = bench_median(vcq, n);
-		fb_s = bench_median(vf, n);
-		roll_s = bench_median(vr, n);
+		fb_s = bench_median(v[FB], n);
+		roll_s = bench_median(v[ROLL], n);
+		cached16_s = bench_median(v[CACHED16], n);
+		roll16_s = bench_median(v[ROLL16], n);
+		cpu_info = bench_median(u[INFO], n);
+		cpu_cached = bench_median(u[CACHED], n);
+		cpu_fb = bench_median(u[FB], n);
+		cpu_roll = bench_median(u[ROLL], n);
+		cpu_cached16 = bench_median(u[CACHED16], n);
+		cpu_roll16 = bench_median(u[ROLL16], n);
 		x.reps = n;
 	}
 	ent_s = entropy_cost(c.V);
@@ -394,6 +431,10 @@ static iapo_status bench_shape(const model_shape *s, int threads, int quick, int
 	bench_rec_num("cached_seconds", cached_s);
 	bench_rec_num("cached_seconds_top_up", cpre_s);
 	bench_rec_num("cached_seconds_pass", cpass_s);
+	bench_rec_num("cpu_seconds", cpu_info);
+	bench_rec_num("cached_cpu_seconds", cpu_cached);
+	bench_rec_num("cached_bf16_seconds", cached16_s);
+	bench_rec_num("cached_bf16_cpu_seconds", cpu_cached16);
 	bench_rec_int("rows_prefill", is.rows_prefill);
 	bench_rec_int("rows_pass", is.rows_pass);
 	bench_rec_num("positions_per_s", (double)is.positions / info_s);
@@ -406,6 +447,7 @@ static iapo_status bench_shape(const model_shape *s, int threads, int quick, int
 	bench_rec_int("T", T);
 	bench_rec_int("rounds", x.reps);
 	bench_rec_num("seconds", fb_s);
+	bench_rec_num("cpu_seconds", cpu_fb);
 	bench_rec_end();
 	bench_rec_begin("rollout");
 	bench_rec_str("shape", s->name);
@@ -415,6 +457,9 @@ static iapo_status bench_shape(const model_shape *s, int threads, int quick, int
 	bench_rec_int("new_tokens", COMP);
 	bench_rec_int("rounds", x.reps);
 	bench_rec_num("seconds", roll_s);
+	bench_rec_num("cpu_seconds", cpu_roll);
+	bench_rec_num("bf16_seconds", roll16_s);
+	bench_rec_num("bf16_cpu_seconds", cpu_roll16);
 	bench_rec_num("entropy_seconds", ent_s);
 	bench_rec_end();
 	iapo_fwd_free(x.f);
@@ -459,6 +504,11 @@ static iapo_status bench_shape(const model_shape *s, int threads, int quick, int
 	bench_rec_num("info_pass_only_over_step", pass_s / step);
 	bench_rec_num("info_over_fwd_bwd", info_s / fb_s);
 	bench_rec_num("info_cached_over_fwd_bwd", cached_s / fb_s);
+	bench_rec_num("cpu_info_cached_over_step", cpu_cached / (cpu_roll + cpu_fb));
+	bench_rec_num("cpu_info_cached_over_fwd_bwd", cpu_cached / cpu_fb);
+	bench_rec_num("cpu_info_cached_bf16_over_step", cpu_cached16 / (cpu_roll + cpu_fb));
+	bench_rec_num("cpu_info_cached_bf16_over_fwd_bwd", cpu_cached16 / cpu_fb);
+	bench_rec_num("cpu_info_over_fwd_bwd", cpu_info / cpu_fb);
 	bench_rec_num("info_over_rollout", info_s / roll_s);
 	bench_rec_num("rollout_entropy_over_step", ent_s / step);
 	bench_rec_num("prefill_share_of_info", pre_s / info_s);
@@ -472,8 +522,13 @@ static iapo_status bench_shape(const model_shape *s, int threads, int quick, int
 		   "%.0fx faster than naive\n",
 		   s->name, cached_s, cpre_s, cpass_s, info_s, pre_s, naive_s * G, fb_s, roll_s, ent_s, s->name,
 		   100 * cached_s / step, cached_s / fb_s, 100 * info_s / step, info_s / fb_s, naive_s * G / cached_s);
+	bench_note("info: %-6s CPU s: cached %.3f = %.1f%% of rollout+update, %.2fx fwd+bwd (%.3f); bf16 rollout %.3f + "
+		   "bf16 pass %.3f = %.1f%% of an fp32 step, %.2fx fwd+bwd\n",
+		   s->name, cpu_cached, 100 * cpu_cached / (cpu_roll + cpu_fb), cpu_cached / cpu_fb, cpu_fb, cpu_roll16,
+		   cpu_cached16, 100 * cpu_cached16 / (cpu_roll + cpu_fb), cpu_cached16 / cpu_fb);
 fail:
 	iapo_info_free(x.info);
+	iapo_info_free(x.info16);
 	iapo_fwd_free(x.f);
 	iapo_kv_free(x.kv);
 	iapo_gen_results_free(x.res, G);
