@@ -9,6 +9,7 @@
 #include "core/mem.h"
 #include "core/status.h"
 #include "io/fs.h"
+#include "io/json.h"
 #include "rl/checkpoint.h"
 
 #define PATHN 4096
@@ -78,6 +79,17 @@ iapo_status iapo_run_dir_open_outputs(const char *out, const cJSON *cfg, FILE **
 	*metrics = fopen(p, "a");
 	if (!*metrics) return iapo_fail(IAPO_ERR_IO, "%s: cannot open for appending", p);
 	return IAPO_OK;
+}
+
+cJSON *iapo_run_dir_rng_json(long seed, const char *data_order, int *oom)
+{
+	*oom = 0;
+	cJSON *o = cJSON_CreateObject();
+	if (!o) return NULL;
+	iapo_json_add(o, "generator", cJSON_CreateString("xoshiro256** seeded by splitmix64 of a key"), oom);
+	iapo_json_add(o, "seed", cJSON_CreateNumber((double)seed), oom);
+	iapo_json_add(o, "data_order", cJSON_CreateString(data_order), oom);
+	return o;
 }
 
 iapo_status iapo_run_dir_save_checkpoint(const char *out, long step, const iapo_run_checkpoint *c, cJSON *rng,

@@ -55,6 +55,11 @@ iapo_status iapo_run_dir_write_json(const char *dir, const char *name, const cJS
  * for appending into *metrics (the caller closes it). */
 iapo_status iapo_run_dir_open_outputs(const char *out, const cJSON *cfg, FILE **metrics);
 
+/* The start of rng_state.json: {"generator", "seed", "data_order"} (the
+ * caller adds its streams, then iapo_json_built(o, *oom)); NULL when even
+ * the object cannot be made. */
+cJSON *iapo_run_dir_rng_json(long seed, const char *data_order, int *oom);
+
 /* Writes out/checkpoint-<step>: c's files, then rng as rng_state.json and
  * state as trainer_state.json (last), assembled in a temporary directory and
  * renamed into place in one step; on failure nothing is left. rng and state

@@ -640,12 +640,9 @@ static cJSON *state_json(const run *r)
 
 static cJSON *rng_json(const run *r)
 {
-	cJSON *s = cJSON_CreateObject();
+	int oom;
+	cJSON *s = iapo_run_dir_rng_json(r->o->seed, "epoch e: Fisher-Yates over the training rows from key (seed, \"sftd\", e)", &oom);
 	if (!s) return NULL;
-	int oom = 0;
-	iapo_json_add(s, "generator", cJSON_CreateString("xoshiro256** seeded by splitmix64 of a key"), &oom);
-	iapo_json_add(s, "seed", cJSON_CreateNumber((double)r->o->seed), &oom);
-	iapo_json_add(s, "data_order", cJSON_CreateString("epoch e: Fisher-Yates over the training rows from key (seed, \"sftd\", e)"), &oom);
 	iapo_json_add(s, "next_step", cJSON_CreateNumber((double)r->step), &oom);
 	return iapo_json_built(s, oom);
 }

@@ -314,12 +314,9 @@ static cJSON *state_json(const iapo_trainer *tr, const char *ckpt_final)
 
 static cJSON *rng_json(const iapo_trainer *tr)
 {
-	cJSON *o = cJSON_CreateObject();
+	int oom;
+	cJSON *o = iapo_run_dir_rng_json(tr->o.seed, "epoch e: Fisher-Yates over the training rows from key (seed, \"data\", e)", &oom);
 	if (!o) return NULL;
-	int oom = 0;
-	iapo_json_add(o, "generator", cJSON_CreateString("xoshiro256** seeded by splitmix64 of a key"), &oom);
-	iapo_json_add(o, "seed", cJSON_CreateNumber((double)tr->o.seed), &oom);
-	iapo_json_add(o, "data_order", cJSON_CreateString("epoch e: Fisher-Yates over the training rows from key (seed, \"data\", e)"), &oom);
 	iapo_json_add(o, "sampling", cJSON_CreateString("completion j of row k in rollout g: stream (seed, key(g, k, j))"), &oom);
 	iapo_json_add(o, "resampling", cJSON_CreateString("--dynamic-sampling resample, attempt a >= 1: stream (seed, key(g, k, j) mixed with a)"), &oom);
 	iapo_json_add(o, "loss_mask", cJSON_CreateString("S-GRPO: slot j of row k at optimizer step s: stream (seed, \"sgrp\", s, (k, j))"), &oom);
