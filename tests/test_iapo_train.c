@@ -42,20 +42,8 @@ static int have_fx;
 
 static iapo_hook *make_hook(iapo_trainer *tr, const int *post, int K, float ws, float wc)
 {
-	iapo_hook_opts ho;
-	memset(&ho, 0, sizeof ho);
-	ho.info = iapo_info_defaults();
-	ho.info.postfix = post;
-	ho.info.n_postfix = K;
-	ho.adv = iapo_tokadv_defaults();
-	ho.adv.w_info = ws;
-	ho.adv.w_conf = wc;
-	const iapo_train_opts *o = iapo_trainer_opts(tr);
-	iapo_hook *h = NULL;
-	CHECK(iapo_hook_new(iapo_trainer_weights(tr), (int)(o->prompts_per_step * o->num_generations), 64, &ho, &h) ==
-		      IAPO_OK,
-	      "%s", iapo_errmsg());
-	return h;
+	iapo_hook_opts ho = fixture_hook_opts(post, K, ws, wc);
+	return fixture_hook(tr, &ho);
 }
 
 typedef struct {

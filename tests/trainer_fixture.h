@@ -29,6 +29,7 @@
 #include "io/fs.h"
 #include "io/json.h"
 #include "model/weights.h"
+#include "rl/iapo_hook.h"
 #include "rl/info.h"
 #include "rl/options.h"
 #include "rl/prompt.h"
@@ -72,6 +73,33 @@ static inline iapo_trainer *fixture_trainer(iapo_train_opts *o)
 		return NULL;
 	}
 	return tr;
+}
+
+/* IAPO hook options with the estimator's and the advantage's defaults but
+ * for the postfix (post, K tokens) and the weights of S and C. */
+static inline iapo_hook_opts fixture_hook_opts(const int *post, int K, float w_info, float w_conf)
+{
+	iapo_hook_opts ho;
+	memset(&ho, 0, sizeof ho);
+	ho.info = iapo_info_defaults();
+	ho.info.postfix = post;
+	ho.info.n_postfix = K;
+	ho.adv = iapo_tokadv_defaults();
+	ho.adv.w_info = w_info;
+	ho.adv.w_conf = w_conf;
+	return ho;
+}
+
+/* An IAPO advantage hook for tr's rollouts (prompts-per-step x
+ * num-generations sequences, chunk 64); NULL after a failed CHECK. */
+static inline iapo_hook *fixture_hook(iapo_trainer *tr, const iapo_hook_opts *ho)
+{
+	const iapo_train_opts *o = iapo_trainer_opts(tr);
+	iapo_hook *h = NULL;
+	CHECK(iapo_hook_new(iapo_trainer_weights(tr), (int)(o->prompts_per_step * o->num_generations), 64, ho, &h) ==
+		      IAPO_OK,
+	      "%s", iapo_errmsg());
+	return h;
 }
 
 /* The system prompt the fixture's prompts use: empty, to keep sequences short. */
