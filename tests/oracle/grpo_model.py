@@ -15,7 +15,6 @@ batch as the whole step) it writes the loss and d loss / d every parameter
 (autograd, float64) under OUTDIR/model/grads_<type>/<hf name>.bin, and the
 inputs in OUTDIR/model/manifest.json.
 """
-import json
 import os
 import sys
 
@@ -94,10 +93,7 @@ def main():
         for n, g in zip(names, grads):
             mtf.write_bin(os.path.join(gdir, n + ".bin"), g)
         manifest["losses"][lt] = loss.item()
-    tmp = os.path.join(out, "manifest.json.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(manifest, fh, indent=1)
-    os.replace(tmp, os.path.join(out, "manifest.json"))
+    mtf.write_manifest(out, manifest)
 
 
 if __name__ == "__main__":

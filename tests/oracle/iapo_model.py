@@ -28,7 +28,6 @@ iapo-reference §4, not from iapo's C code:
 Writes OUTDIR/model/manifest.json, OUTDIR/model/qwen2/ (the model) and
 OUTDIR/model/grads/<hf name>.bin.
 """
-import json
 import os
 import sys
 
@@ -173,10 +172,7 @@ def main():
         "reference": {"horizon": REF_HORIZON, "decay": REF_DECAY, "w_conf": REF_W_CONF, "width": W},
         "n_tokens": n_tokens, "loss_default": loss.item(), "loss_reference": loss_ref.item(), "params": names,
     }
-    tmp = os.path.join(out, "manifest.json.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(manifest, fh, indent=1)
-    os.replace(tmp, os.path.join(out, "manifest.json"))
+    mtf.write_manifest(out, manifest)
 
 
 if __name__ == "__main__":

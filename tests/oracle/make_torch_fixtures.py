@@ -99,6 +99,15 @@ def write_bin(path, t):
         fh.write(struct.pack("<%df" % t.numel(), *t.tolist()))
 
 
+def write_manifest(outdir, manifest):
+    """outdir/manifest.json, written last and renamed in: a fixture set with
+    a manifest is complete."""
+    tmp = os.path.join(outdir, "manifest.json.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(manifest, fh, indent=1)
+    os.replace(tmp, os.path.join(outdir, "manifest.json"))
+
+
 def write_random_model(mdir, cfg, gen):
     """An HF model directory at mdir: cfg (float32, bos 1, eos 2), a
     generation_config and random weights drawn from gen. Returns the config
@@ -168,10 +177,7 @@ def main():
     manifest = {"torch": torch.__version__, "models": []}
     for i, (name, cfg) in enumerate(MODELS.items()):
         manifest["models"].append(build(outdir, name, cfg, 1234 + i))
-    tmp = os.path.join(outdir, "manifest.json.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(manifest, fh, indent=1)
-    os.replace(tmp, os.path.join(outdir, "manifest.json"))
+    write_manifest(outdir, manifest)
 
 
 if __name__ == "__main__":
