@@ -8,7 +8,8 @@
 # ok NAME, bad NAME and check NAME STATUS|CODE; cli_tmp NAME (T = a fresh
 # scratch directory under IAPO_TMP, removed on exit); cli_done (the summary
 # line run.sh reads, and the script's exit status); and the tiny models and
-# data several tests run on (cli_tiny_run_setup, cli_random_qwen2).
+# data several tests run on (cli_tiny_run_setup, cli_random_qwen2), and the
+# usage checks generate and info share (cli_prompt_usage).
 # Not here: anything one script alone uses.
 
 BIN=${IAPO_BIN:-build/iapo}
@@ -36,6 +37,24 @@ cli_tmp() {
 cli_done() {
 	echo "$pass passed, $fail failed"
 	[ "$fail" -eq 0 ]
+}
+
+# cli_prompt_usage CMD: the usage errors the one-prompt commands (generate,
+# info: tools/cli.c's cli_prompt_opts) give alike, each exit 2 with a message.
+cli_prompt_usage() {
+	"$BIN" "$1" >"$T/o" 2>"$T/e"; rc=$?
+	[ $rc -eq 2 ] && grep -q -- "--model" "$T/e" && [ ! -s "$T/o" ]; check "missing --model: exit 2, says so" $?
+	"$BIN" "$1" --model "$T/none" >"$T/o" 2>"$T/e"; rc=$?
+	[ $rc -eq 2 ] && grep -q -- "--prompt" "$T/e"; check "missing --prompt: exit 2" $?
+	"$BIN" "$1" --model "$T/none" --prompt hi --frobnicate >"$T/o" 2>"$T/e"; rc=$?
+	[ $rc -eq 2 ] && grep -q "unknown option '--frobnicate'" "$T/e"; check "unknown option: exit 2" $?
+	for bad_opt in "--temperature -1" "--max-tokens x" "--seed -1" "--seed 18446744073709551616"; do
+		# shellcheck disable=SC2086
+		"$BIN" "$1" --model "$T/none" --prompt hi $bad_opt >"$T/o" 2>"$T/e"; rc=$?
+		[ $rc -eq 2 ] && [ -s "$T/e" ]; check "bad value '$bad_opt': exit 2 with a message" $?
+	done
+	"$BIN" "$1" --model "$T/none" --prompt hi --raw --system sys >"$T/o" 2>"$T/e"; rc=$?
+	[ $rc -eq 2 ]; check "--system with --raw: exit 2" $?
 }
 
 # The trainer tests' run: $T/qwen2.json, a tiny random Qwen2 ($T/model, seed 3,
