@@ -125,6 +125,26 @@ fail:
 	return st;
 }
 
+iapo_status iapo_run_dir_state_long(const cJSON *o, const char *key, const char *file, long *out)
+{
+	return iapo_json_req_int(o, key, file, -1, (long)1 << 53, out);
+}
+
+iapo_status iapo_run_dir_load_state(const char *out, long step, char *path, size_t n, cJSON **state)
+{
+	char dir[PATHN];
+	*state = NULL;
+	IAPO_TRY(iapo_checkpoint_dir(out, step, dir, sizeof dir));
+	IAPO_TRY(iapo_fs_join(path, n, dir, IAPO_STATE_FILE));
+	IAPO_TRY(iapo_json_load(path, (size_t)1 << 30, state));
+	long v;
+	IAPO_TRY(iapo_run_dir_state_long(*state, "global_step", path, &v));
+	if (v != step)
+		return iapo_fail(IAPO_ERR_FORMAT, "%s: global_step: expected %ld (the directory's name), found %ld", path, step,
+				 v);
+	return IAPO_OK;
+}
+
 iapo_status iapo_run_dir_truncate_metrics(const char *out, long step)
 {
 	char p[PATHN];

@@ -67,6 +67,14 @@ cJSON *iapo_run_dir_rng_json(long seed, const char *data_order, int *oom);
 iapo_status iapo_run_dir_save_checkpoint(const char *out, long step, const iapo_run_checkpoint *c, cJSON *rng,
 					 cJSON *state);
 
+/* A counter of a state file: an integer in [-1, 2^53] (FORMAT error naming
+ * file and key). */
+iapo_status iapo_run_dir_state_long(const cJSON *o, const char *key, const char *file, long *out);
+/* Reads out/checkpoint-<step>/trainer_state.json into *state (the caller
+ * deletes it, also on error) and checks that its global_step is step. path
+ * (n bytes) gets the file's path, for the caller's messages. */
+iapo_status iapo_run_dir_load_state(const char *out, long step, char *path, size_t n, cJSON **state);
+
 /* Keeps the lines of out/metrics.jsonl up to step `step` (a resumed run
  * writes the rest again); a torn last line is dropped. A missing file is
  * created empty. FORMAT error naming the line for one without a "step". */

@@ -666,11 +666,6 @@ static iapo_status save(run *r)
 	return iapo_checkpoint_dir(r->o->out, r->step, r->last_ckpt, sizeof r->last_ckpt);
 }
 
-static iapo_status get_long(const cJSON *o, const char *key, const char *file, long *out)
-{
-	return iapo_json_req_int(o, key, file, -1, (long)1 << 53, out);
-}
-
 /* Rank 0: weights, optimizer and counters of checkpoint `step`. */
 static iapo_status resume_from(run *r, long step)
 {
@@ -681,35 +676,29 @@ static iapo_status resume_from(run *r, long step)
 	memset(&w, 0, sizeof w);
 	iapo_status st;
 	long v, adam_t;
-	IAPO_CHECK(st, iapo_fs_join(p, sizeof p, dir, IAPO_STATE_FILE));
-	IAPO_CHECK(st, iapo_json_load(p, (size_t)1 << 30, &state));
-	IAPO_CHECK(st, get_long(state, "global_step", p, &v));
-	if (v != step) {
-		st = iapo_fail(IAPO_ERR_FORMAT, "%s: global_step: expected %ld (the directory's name), found %ld", p, step, v);
-		goto fail;
-	}
-	IAPO_CHECK(st, get_long(state, "seed", p, &v));
+	IAPO_CHECK(st, iapo_run_dir_load_state(r->o->out, step, p, sizeof p, &state));
+	IAPO_CHECK(st, iapo_run_dir_state_long(state, "seed", p, &v));
 	if (v != r->o->seed) {
 		st = iapo_fail(IAPO_ERR_ARG, "%s: seed: the run used %ld, the options give %ld", p, v, r->o->seed);
 		goto fail;
 	}
-	IAPO_CHECK(st, get_long(state, "train_batch_size", p, &v));
+	IAPO_CHECK(st, iapo_run_dir_state_long(state, "train_batch_size", p, &v));
 	if (v != r->step_n) {
 		st = iapo_fail(IAPO_ERR_ARG, "%s: train_batch_size: the run used %ld examples per step, the options give %ld", p,
 			       v, r->step_n);
 		goto fail;
 	}
-	IAPO_CHECK(st, get_long(state, "train_examples", p, &v));
+	IAPO_CHECK(st, iapo_run_dir_state_long(state, "train_examples", p, &v));
 	if (v != (long)r->train.n) {
 		st = iapo_fail(IAPO_ERR_ARG, "%s: train_examples: the run used %ld rows, --data gives %zu (was it changed?)", p,
 			       v, r->train.n);
 		goto fail;
 	}
-	IAPO_CHECK(st, get_long(state, "adam_step", p, &adam_t));
-	IAPO_CHECK(st, get_long(state, "bad_steps_in_a_row", p, &v));
+	IAPO_CHECK(st, iapo_run_dir_state_long(state, "adam_step", p, &adam_t));
+	IAPO_CHECK(st, iapo_run_dir_state_long(state, "bad_steps_in_a_row", p, &v));
 	r->bad_streak = (int)v;
-	IAPO_CHECK(st, get_long(state, "logging_steps_done", p, &r->acc_steps));
-	IAPO_CHECK(st, get_long(state, "logging_skipped", p, &r->acc_skipped));
+	IAPO_CHECK(st, iapo_run_dir_state_long(state, "logging_steps_done", p, &r->acc_steps));
+	IAPO_CHECK(st, iapo_run_dir_state_long(state, "logging_skipped", p, &r->acc_skipped));
 	IAPO_CHECK(st, iapo_json_req_num(state, "logging_loss_sum", p, &r->acc_loss));
 	IAPO_CHECK(st, iapo_json_req_num(state, "logging_tokens", p, &r->acc_tokens));
 	cJSON *hist = cJSON_DetachItemFromObjectCaseSensitive(state, "log_history");

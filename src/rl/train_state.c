@@ -357,11 +357,6 @@ iapo_status train_save(iapo_trainer *tr)
 	return IAPO_OK;
 }
 
-static iapo_status get_long(const cJSON *o, const char *key, const char *file, long *out)
-{
-	return iapo_json_req_int(o, key, file, -1, (long)1 << 53, out);
-}
-
 iapo_status train_resume(iapo_trainer *tr, long step)
 {
 	char dir[TRAIN_PATH], p[TRAIN_PATH];
@@ -369,37 +364,31 @@ iapo_status train_resume(iapo_trainer *tr, long step)
 	cJSON *state = NULL, *rng = NULL;
 	iapo_status st;
 	long v;
-	IAPO_CHECK(st, iapo_fs_join(p, sizeof p, dir, IAPO_STATE_FILE));
-	IAPO_CHECK(st, iapo_json_load(p, (size_t)1 << 30, &state));
-	IAPO_CHECK(st, get_long(state, "global_step", p, &v));
-	if (v != step) {
-		st = iapo_fail(IAPO_ERR_FORMAT, "%s: global_step: expected %ld (the directory's name), found %ld", p, step, v);
-		goto fail;
-	}
-	IAPO_CHECK(st, get_long(state, "train_batch_size", p, &v));
+	IAPO_CHECK(st, iapo_run_dir_load_state(tr->o.out, step, p, sizeof p, &state));
+	IAPO_CHECK(st, iapo_run_dir_state_long(state, "train_batch_size", p, &v));
 	if (v != tr->N) {
 		st = iapo_fail(IAPO_ERR_ARG, "%s: train_batch_size: the run used %ld completions per step, the options give %d",
 			       p, v, tr->N);
 		goto fail;
 	}
-	IAPO_CHECK(st, get_long(state, "iterations", p, &v));
+	IAPO_CHECK(st, iapo_run_dir_state_long(state, "iterations", p, &v));
 	if (v != tr->mu) {
 		st = iapo_fail(IAPO_ERR_ARG, "%s: iterations: the run used %ld, the options give %d", p, v, tr->mu);
 		goto fail;
 	}
-	IAPO_CHECK(st, get_long(state, "seed", p, &v));
+	IAPO_CHECK(st, iapo_run_dir_state_long(state, "seed", p, &v));
 	if (v != tr->o.seed) {
 		st = iapo_fail(IAPO_ERR_ARG, "%s: seed: the run used %ld, the options give %ld", p, v, tr->o.seed);
 		goto fail;
 	}
 	long adam_t, bad;
-	IAPO_CHECK(st, get_long(state, "adam_step", p, &adam_t));
-	IAPO_CHECK(st, get_long(state, "bad_steps_in_a_row", p, &bad));
+	IAPO_CHECK(st, iapo_run_dir_state_long(state, "adam_step", p, &adam_t));
+	IAPO_CHECK(st, iapo_run_dir_state_long(state, "bad_steps_in_a_row", p, &bad));
 	const cJSON *best = cJSON_GetObjectItemCaseSensitive(state, "best_metric");
 	if (cJSON_IsNumber(best)) {
 		tr->has_best = 1;
 		tr->best_metric = best->valuedouble;
-		IAPO_CHECK(st, get_long(state, "best_global_step", p, &tr->best_step));
+		IAPO_CHECK(st, iapo_run_dir_state_long(state, "best_global_step", p, &tr->best_step));
 		const cJSON *bc = cJSON_GetObjectItemCaseSensitive(state, "best_model_checkpoint");
 		if (cJSON_IsString(bc)) tr->best_ckpt_step = tr->best_step;
 	}
@@ -414,7 +403,7 @@ iapo_status train_resume(iapo_trainer *tr, long step)
 
 	IAPO_CHECK(st, iapo_fs_join(p, sizeof p, dir, IAPO_RNG_FILE));
 	IAPO_CHECK(st, iapo_json_load(p, (size_t)1 << 20, &rng));
-	IAPO_CHECK(st, get_long(rng, "seed", p, &v));
+	IAPO_CHECK(st, iapo_run_dir_state_long(rng, "seed", p, &v));
 	if (v != tr->o.seed) {
 		st = iapo_fail(IAPO_ERR_FORMAT, "%s: seed: expected %ld (trainer_state.json's), found %ld", p, tr->o.seed, v);
 		goto fail;
