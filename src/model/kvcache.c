@@ -16,7 +16,11 @@
  * (row, query head); each (row, head) is summed in a fixed order, so results
  * do not depend on the thread count or on which rows share a call. With
  * AVX-512 (and a head dim that is a multiple of 16) a tile's scores are 16
- * dot products reduced together and P.V keeps the head's sum in registers.
+ * dot products reduced together, its max, exponentials and sum run 16 lanes
+ * at a time, and P.V keeps the head's sum in registers (two partial sums per
+ * 16 columns, so small head dims are not bound by the FMA latency). Rows
+ * that attend to the same first span (the postfix rows of one IAPO position)
+ * are scored together, so each key/value tile is read once for all of them.
  */
 #include "model/kvcache.h"
 
@@ -322,34 +326,125 @@ static void scores16(const float *q, const float *K, const float *Vv, int nt, in
 			prefetch_rows(K, t0 + 32, 16, n_all, HD);
 			prefetch_rows(Vv, t0 + 16, 16, n_all, HD);
 		}
-		const float *kr[16];
-		for (int t = 0; t < 16; t++) kr[t] = K + (size_t)(t0 + (t < n ? t : 0)) * HD;
 		__m512 acc[16];
 		for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
-		for (int d = 0; d < HD; d += 16) {
-			__m512 qv = _mm512_loadu_ps(q + d);
+		if (n == 16) { /* a full tile: one base and fixed strides, no pointer table */
+			const float *k0 = K + (size_t)t0 * HD;
+			for (int d = 0; d < HD; d += 16) {
+				__m512 qv = _mm512_loadu_ps(q + d);
 #pragma GCC unroll 16
-			for (int t = 0; t < 16; t++) acc[t] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kr[t] + d), acc[t]);
+				for (int t = 0; t < 16; t++)
+					acc[t] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + (size_t)t * HD + d), acc[t]);
+			}
+		} else {
+			const float *kr[16];
+			for (int t = 0; t < 16; t++) kr[t] = K + (size_t)(t0 + (t < n ? t : 0)) * HD;
+			for (int d = 0; d < HD; d += 16) {
+				__m512 qv = _mm512_loadu_ps(q + d);
+#pragma GCC unroll 16
+				for (int t = 0; t < 16; t++) acc[t] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kr[t] + d), acc[t]);
+			}
 		}
 		__m512 s = _mm512_mul_ps(reduce16(acc), _mm512_set1_ps(scale));
 		_mm512_mask_storeu_ps(sh + t0, (__mmask16)((1u << n) - 1), s);
 	}
 }
 
+/* exp_nonpos on 16 lanes (the same polynomial and exponent trick). */
+static inline __m512 exp_nonpos16(__m512 x)
+{
+	const __m512 big = _mm512_set1_ps(12582912.0f);
+	x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+	const __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), big);
+	const __m512 fx = _mm512_sub_ps(t, big);
+	const __m512 r = _mm512_fmadd_ps(fx, _mm512_set1_ps(2.12194440e-4f),
+					 _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x));
+	__m512 y = _mm512_set1_ps(1.9875691500e-4f);
+	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
+	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+	y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+	y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(y, r), r, r), _mm512_set1_ps(1.0f));
+	const __m512i e = _mm512_slli_epi32(
+		_mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(0x4B400000)),
+				 _mm512_set1_epi32(127)),
+		23);
+	return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+}
+
+static inline __mmask16 tail_mask(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
+
+/* One tile of one query vector's online softmax, 16 lanes at a time (the
+ * scalar loops below were not vectorised: max, exp and sum took as long as
+ * the dot products): the tile's max into *m (rescaling *l and the
+ * accumulator ah (HD) when it grows), sh[0..nt) = exp(sh − max), their sum
+ * added to *l. */
+static void softmax_tile16(float *sh, int nt, float *m, float *l, float *ah, int HD)
+{
+	__m512 vmx = _mm512_set1_ps(-INFINITY);
+	for (int t = 0; t < nt; t += 16)
+		vmx = _mm512_max_ps(vmx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail_mask(nt - t), sh + t));
+	float mx = _mm512_reduce_max_ps(vmx);
+	if (mx > *m) {
+		const float corr = expf(*m - mx); /* 0 on the first tile (m = -inf) */
+		*l *= corr;
+		const __m512 c = _mm512_set1_ps(corr);
+		for (int d = 0; d < HD; d += 16) _mm512_storeu_ps(ah + d, _mm512_mul_ps(_mm512_loadu_ps(ah + d), c));
+		*m = mx;
+	}
+	mx = *m;
+	const __m512 vm = _mm512_set1_ps(mx);
+	__m512 sum = _mm512_setzero_ps();
+	for (int t = 0; t < nt; t += 16) {
+		const __mmask16 k = tail_mask(nt - t);
+		const __m512 e = _mm512_maskz_mov_ps(k, exp_nonpos16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, sh + t), vm)));
+		_mm512_mask_storeu_ps(sh + t, k, e);
+		sum = _mm512_add_ps(sum, e);
+	}
+	*l += _mm512_reduce_add_ps(sum);
+}
+
+/* nr (1..4) blocks of 16 columns of ah += sum_t p[t] V[t]: two partial sums
+ * (even and odd t) per block, so that up to 8 independent FMA chains hide
+ * the FMA latency (one chain per block, with 1-2 blocks at head dims 16-32,
+ * left it latency-bound). Inlined with a constant nr, the sums stay in
+ * registers. */
+static inline __attribute__((always_inline)) void pv_cols(float *ah, const float *p, const float *Vv, int nt, int HD,
+							 int nr)
+{
+	__m512 a[4], b[4];
+	for (int v = 0; v < nr; v++) {
+		a[v] = _mm512_loadu_ps(ah + 16 * v);
+		b[v] = _mm512_setzero_ps();
+	}
+	int t = 0;
+	for (; t + 1 < nt; t += 2) {
+		const __m512 w0 = _mm512_set1_ps(p[t]), w1 = _mm512_set1_ps(p[t + 1]);
+		const float *r0 = Vv + (size_t)t * HD, *r1 = r0 + HD;
+		for (int v = 0; v < nr; v++) {
+			a[v] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(r0 + 16 * v), a[v]);
+			b[v] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(r1 + 16 * v), b[v]);
+		}
+	}
+	if (t < nt) {
+		const __m512 w0 = _mm512_set1_ps(p[t]);
+		for (int v = 0; v < nr; v++) a[v] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(Vv + (size_t)t * HD + 16 * v), a[v]);
+	}
+	for (int v = 0; v < nr; v++) _mm512_storeu_ps(ah + 16 * v, _mm512_add_ps(a[v], b[v]));
+}
+
 /* ah (HD) += sum_t p[t] V[t] for t < nt, the head's accumulator in registers
- * (HD a multiple of 16, at most 256). */
+ * (HD a multiple of 16, at most 256): 64 columns at a time, then the rest. */
 static void pv16(float *ah, const float *p, const float *Vv, int nt, int HD)
 {
-	for (int v0 = 0; v0 < HD; v0 += 64) {
-		const int nv = HD - v0 < 64 ? (HD - v0) / 16 : 4;
-		__m512 acc[4];
-		for (int v = 0; v < nv; v++) acc[v] = _mm512_loadu_ps(ah + v0 + 16 * v);
-		for (int t = 0; t < nt; t++) {
-			__m512 w = _mm512_set1_ps(p[t]);
-			const float *vr = Vv + (size_t)t * HD + v0;
-			for (int v = 0; v < nv; v++) acc[v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vr + 16 * v), acc[v]);
-		}
-		for (int v = 0; v < nv; v++) _mm512_storeu_ps(ah + v0 + 16 * v, acc[v]);
+	int v0 = 0;
+	for (; v0 + 64 <= HD; v0 += 64) pv_cols(ah + v0, p, Vv + v0, nt, HD, 4);
+	switch ((HD - v0) / 16) {
+	case 3: pv_cols(ah + v0, p, Vv + v0, nt, HD, 3); break;
+	case 2: pv_cols(ah + v0, p, Vv + v0, nt, HD, 2); break;
+	case 1: pv_cols(ah + v0, p, Vv + v0, nt, HD, 1); break;
+	default: break;
 	}
 }
 #endif
@@ -387,6 +482,15 @@ static void attend_range(const float *const *q, int hc, const float *K, const fl
 				sc[h * KTILE + t] = s * scale;
 			}
 		}
+#if defined(__AVX512F__)
+		if (fast) {
+			for (int h = 0; h < hc; h++) {
+				softmax_tile16(sc + h * KTILE, nt, &m[h], &l[h], acc + (size_t)h * HD, HD);
+				pv16(acc + (size_t)h * HD, sc + h * KTILE, Vv + (size_t)t0 * HD, nt, HD);
+			}
+			continue;
+		}
+#endif
 		for (int h = 0; h < hc; h++) {
 			float *sh = sc + h * KTILE, *ah = acc + (size_t)h * HD, mx = m[h];
 			for (int t = 0; t < nt; t++) mx = sh[t] > mx ? sh[t] : mx;
@@ -405,12 +509,6 @@ static void attend_range(const float *const *q, int hc, const float *K, const fl
 			}
 			l[h] += sum;
 		}
-#if defined(__AVX512F__)
-		if (fast) {
-			for (int h = 0; h < hc; h++) pv16(acc + (size_t)h * HD, sc + h * KTILE, Vv + (size_t)t0 * HD, nt, HD);
-			continue;
-		}
-#endif
 		for (int t = 0; t < nt; t++) {
 			const float *vr = Vv + (size_t)(t0 + t) * HD;
 			for (int h = 0; h < hc; h++) {
