@@ -11,6 +11,8 @@
  * off 4-byte boundaries) and a sentinel outside C, the epilogues (alpha,
  * beta over a NaN C when 0, a residual R, R == C, a bias), 1 and 2 threads,
  * every forced path and the automatic choice (which must be the packed one).
+ * Also decoding's shapes (M <= 16, the direct path's dot kernels): every K
+ * tail, and the same bits whatever the thread count.
  * Speed is measured by bench/gemm.c (gemm_bf16 records), never here.
  */
 #include <math.h>
@@ -107,8 +109,10 @@ static int check(struct spec s, double *worst)
 	iapo_sgemm_no_bf16(old_bf);
 
 	int ok = 1;
-	if ((s.path == IAPO_SGEMM_AUTO || s.path == IAPO_SGEMM_PACKED) && took != IAPO_SGEMM_PACKED) {
-		fprintf(stderr, "  took path %d, not the packed one\n", took);
+	/* up to 16 rows the automatic choice is the direct path (decoding) */
+	int want_path = s.path == IAPO_SGEMM_AUTO ? (M <= 16 ? IAPO_SGEMM_DIRECT : IAPO_SGEMM_PACKED) : s.path;
+	if (want_path != IAPO_SGEMM_PORTABLE && took != want_path) {
+		fprintf(stderr, "  took path %d, not %d\n", took, want_path);
 		ok = 0;
 	}
 	double tol = 2e-6 * sqrt((double)K) + 1e-6;
@@ -196,6 +200,46 @@ static void block_edges(void)
 	fprintf(stderr, "  worst relative error %.3g\n", worst);
 }
 
+/* Decoding shapes (M <= 16: the direct path's dot kernels; 8 rows at a
+ * time with one row of W, or two when K is cut into slices): every K tail
+ * (none, under and over one 32-element block of the last 64), with the
+ * epilogues; and the same bits with 1 and 2 threads. */
+static void decoding_shapes(void)
+{
+	static const int Ms[] = {1, 7, 8, 9, 16};
+	static const int Ks[] = {1, 31, 33, 64, 100, 127, 896, 2049, 4870};
+	double worst = 0;
+	for (size_t m = 0; m < sizeof Ms / sizeof Ms[0]; m++)
+		for (size_t k = 0; k < sizeof Ks / sizeof Ks[0]; k++)
+			for (int th = 1; th <= 2; th++) {
+				struct spec s = {Ms[m], 37, Ks[k], (int)(k % 2), (int)((m + k) % E_COUNT), th,
+						 IAPO_SGEMM_AUTO, 0};
+				report(check(s, &worst), s, "decoding");
+				s.no_bf16 = 1;
+				report(check(s, &worst), s, "decoding, widened");
+			}
+	fprintf(stderr, "  worst relative error %.3g\n", worst);
+	/* thread count does not change a bit */
+	const int M = 8, N = 301, K = 896;
+	float *A = malloc(sizeof(float) * M * K), *C1 = malloc(sizeof(float) * M * N), *C2 = malloc(sizeof(float) * M * N);
+	uint16_t *Wh = malloc(sizeof(uint16_t) * N * K);
+	for (int i = 0; i < M * K; i++) A[i] = urand();
+	for (int i = 0; i < N * K; i++) {
+		float w = urand();
+		iapo_f32_to_bf16(&Wh[i], &w, 1);
+	}
+	iapo_gemm_op o = {.transB = 1, .M = M, .N = N, .K = K, .alpha = 1, .A = A, .lda = K, .Bh = Wh, .ldb = K, .C = C1, .ldc = N};
+	iapo_set_threads(1);
+	iapo_sgemm_batch(1, &o);
+	iapo_set_threads(2);
+	iapo_sgemm_set_blocking(1, 1, 1); /* every thread, even for this small product */
+	o.C = C2;
+	iapo_sgemm_batch(1, &o);
+	iapo_sgemm_set_blocking(0, 0, 0);
+	CHECK(memcmp(C1, C2, sizeof(float) * M * N) == 0, "1 and 2 threads give the same bits");
+	free(A); free(C1); free(C2); free(Wh);
+}
+
 /* The vdpbf16ps panels and the widened ones multiply the same values: the
  * two results agree to summation order, and a batch mixing bf16 and fp32
  * products gives each its own. */
@@ -235,6 +279,7 @@ int main(void)
 {
 	RUN(shapes_and_epilogues);
 	RUN(block_edges);
+	RUN(decoding_shapes);
 	RUN(mixed_batch);
 	TEST_END();
 }

@@ -1152,8 +1152,9 @@ static AVX512BF void dotbf_8x2(int K, const float *a, const uint16_t *ah, long l
 	__m512 acc[16];
 #pragma GCC unroll 16
 	for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
+	const int Kf = K & ~31;
 	for (int k = 0; k < K; k += 32) {
-		const __mmask32 lm = K - k >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << (K - k)) - 1);
+		const __mmask32 lm = k < Kf ? 0xFFFFFFFFu : lanes32(K - k);
 		__m512i b0 = _mm512_maskz_loadu_epi16(lm, bh + k);
 		__m512i b1 = _mm512_maskz_loadu_epi16(lm, bh + ldb + k);
 		__asm__("" : "+v"(b0), "+v"(b1));
@@ -1167,6 +1168,63 @@ static AVX512BF void dotbf_8x2(int K, const float *a, const uint16_t *ah, long l
 		}
 	}
 	store_8x2(REDUCE16(acc), c, ldc, e);
+}
+
+/* Dot products of 8 rows of A with one row of B by vdpbf16ps: every row of
+ * W read start to end before the next, so that W, whose rows follow each
+ * other, streams as one sequence; 16 accumulators (two per row of A, for
+ * alternate 32-element blocks) to cover vdpbf16ps's latency. */
+static AVX512BF void dotbf_8x1(int K, const float *a, const uint16_t *ah, long lda, const float *b,
+			       const uint16_t *bh, long ldb, float *c, long ldc, const struct epi *e, const char *pf)
+{
+	(void)a; (void)b; (void)ldb;
+	__m512 acc[16];
+#pragma GCC unroll 16
+	for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
+	int k = 0;
+	for (; k + 64 <= K; k += 64) {
+		__m512i b0 = _mm512_loadu_si512((const void *)(bh + k));
+		__m512i b1 = _mm512_loadu_si512((const void *)(bh + k + 32));
+		__asm__("" : "+v"(b0), "+v"(b1));
+		_mm_prefetch(pf + k * 2, DOT_PF_HINT);
+		_mm_prefetch(pf + k * 2 + 64, DOT_PF_HINT);
+#pragma GCC unroll 8
+		for (int i = 0; i < 8; i++) {
+			__m512bh a0 = (__m512bh)_mm512_loadu_si512((const void *)(ah + i * lda + k));
+			__m512bh a1 = (__m512bh)_mm512_loadu_si512((const void *)(ah + i * lda + k + 32));
+			acc[i] = _mm512_dpbf16_ps(acc[i], a0, (__m512bh)b0);
+			acc[8 + i] = _mm512_dpbf16_ps(acc[8 + i], a1, (__m512bh)b1);
+		}
+	}
+	if (k < K) {
+		const __mmask32 lm = lanes32(K - k);
+		__m512i b0 = _mm512_maskz_loadu_epi16(lm, bh + k);
+		_mm_prefetch(pf + k * 2, DOT_PF_HINT);
+#pragma GCC unroll 8
+		for (int i = 0; i < 8; i++) {
+			__m512bh a0 = (__m512bh)_mm512_loadu_si512((const void *)(ah + i * lda + k));
+			acc[i] = _mm512_dpbf16_ps(acc[i], a0, (__m512bh)b0);
+		}
+		if (k + 32 < K) {
+			__m512i b1 = _mm512_maskz_loadu_epi16(lanes32(K - k - 32), bh + k + 32);
+#pragma GCC unroll 8
+			for (int i = 0; i < 8; i++) {
+				__m512bh a1 = (__m512bh)_mm512_loadu_si512((const void *)(ah + i * lda + k + 32));
+				acc[8 + i] = _mm512_dpbf16_ps(acc[8 + i], a1, (__m512bh)b1);
+			}
+		}
+	}
+	__m512 s = REDUCE16(acc);
+	__m256 r = _mm256_add_ps(_mm512_castps512_ps256(s), _mm512_extractf32x8_ps(s, 1));
+	float sum[8];
+	_mm256_storeu_ps(sum, _mm256_mul_ps(r, _mm256_set1_ps(e->alpha)));
+	for (int i = 0; i < 8; i++) {
+		float v = sum[i], *cc = c + i * ldc;
+		if (e->bias) v += e->bias[0];
+		if (e->r) v += e->r[i * e->ldr];
+		else if (e->beta != 0.0f) v += e->beta * *cc;
+		*cc = v;
+	}
 }
 
 /* Direct path, columns [n0,n1): C = alpha*op(A)*op(B) + beta*C for M <= DIRECT_M. */
@@ -1191,16 +1249,18 @@ static AVX512 void direct_cols(const struct job *J, long n0, long n1)
 		 * 4-row passes over a block of W, as below, leave the second pass
 		 * with nothing to fetch ahead: half the bandwidth on qwen0.5b's
 		 * down projection). */
-		const dot_fn d8 = mode == 2 ? dotbf_8x2 : mode == 1 ? doth_8x2 : dot_8x2;
 		const long nslice = ceil_div(J->K, k8), kc = round_up(ceil_div(J->K, nslice), 32);
+		/* bf16 rows in one slice: one row of W at a time (dotbf_8x1) */
+		const int one = mode == 2 && nslice == 1;
+		const dot_fn d8 = one ? dotbf_8x1 : mode == 2 ? dotbf_8x2 : mode == 1 ? doth_8x2 : dot_8x2;
 		const long es = mode ? 2 : 4;
 		for (long k0 = 0; k0 < J->K; k0 += kc) {
 			const int kk = (int)min_l(kc, J->K - k0);
 			for (long j = n0; j < n1;) {
-				int nb = n1 - j >= 2 ? 2 : 1;
+				int nb = n1 - j >= 2 && !one ? 2 : 1;
 				const char *pf = wb + (j + pfr + nb <= J->N ? j + pfr : j) * wrow + k0 * es;
 				for (int i = 0; i < J->M;) {
-					int mb = J->M - i >= 8 && nb == 2 ? 8 : J->M - i < DOT_MB ? J->M - i : DOT_MB;
+					int mb = J->M - i >= 8 && (nb == 2 || one) ? 8 : J->M - i < DOT_MB ? J->M - i : DOT_MB;
 					struct epi e = {J->alpha, J->beta, J->R ? J->R + i * J->ldr + j : NULL,
 							J->bias ? J->bias + j : NULL, J->ldr};
 					if (k0 > 0) e = (struct epi){J->alpha, 1.0f, NULL, NULL, 0};
