@@ -308,24 +308,16 @@ int main(int argc, char **argv)
 		bench_note("gemm: one thread by its CPU time: fp32 FMA peak %.1f, bf16 dot peak %.1f GFLOP/s\n",
 			   fp32_peak_cpu, bf16_peak_cpu);
 	}
-	for (int i = 0; i < ntl; i++) {
-		double g = bench_fp32_peak(tl[i], quick);
-		peak_gflops[tl[i] < 3 ? tl[i] : 2] = g;
-		bench_rec_begin("fp32_fma_peak");
-		bench_rec_int("threads", tl[i]);
-		bench_rec_num("gflops", g);
-		bench_rec_end();
-		bench_note("gemm: fp32 FMA peak, %d thread(s): %.1f GFLOP/s\n", tl[i], g);
-		if (bench_has_avx512bf16()) {
-			g = bench_bf16_peak(tl[i], quick);
-			bf16_peak_gflops[tl[i] < 3 ? tl[i] : 2] = g;
-			bench_rec_begin("bf16_dot_peak");
+	for (int i = 0; i < ntl; i++)
+		for (int bf = 0; bf <= bench_has_avx512bf16(); bf++) {
+			double g = bf ? bench_bf16_peak(tl[i], quick) : bench_fp32_peak(tl[i], quick);
+			(bf ? bf16_peak_gflops : peak_gflops)[tl[i] < 3 ? tl[i] : 2] = g;
+			bench_rec_begin(bf ? "bf16_dot_peak" : "fp32_fma_peak");
 			bench_rec_int("threads", tl[i]);
 			bench_rec_num("gflops", g);
 			bench_rec_end();
-			bench_note("gemm: bf16 dot peak, %d thread(s): %.1f GFLOP/s\n", tl[i], g);
+			bench_note("gemm: %s peak, %d thread(s): %.1f GFLOP/s\n", bf ? "bf16 dot" : "fp32 FMA", tl[i], g);
 		}
-	}
 
 	/* Largest operands: qwen0.5b's lm head at 256 tokens, its output at
 	 * 1024 (gemm_bf16). */

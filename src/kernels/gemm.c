@@ -582,6 +582,28 @@ INLINE AVX512 void store_row(float *c, __m512 acc, __mmask16 m, const struct epi
 	_mm512_mask_storeu_ps(c, m, r);
 }
 
+/* A tile's accumulators zeroed, and every line of its C fetched: C is
+ * needed only after the k loop. */
+INLINE AVX512 void tile_begin(const int mr, __m512 acc[MR][NV], const float *c, long ldc)
+{
+#pragma GCC unroll 16
+	for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
+		for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+	for (int i = 0; i < mr; i++)
+		for (int v = 0; v <= NR; v += 16) _mm_prefetch((const char *)(c + i * ldc + (v < NR ? v : NR - 1)), _MM_HINT_T0);
+}
+
+/* The tile's rows stored with the epilogue (store_row). */
+INLINE AVX512 void tile_end(const int mr, __m512 acc[MR][NV], float *c, long ldc, const struct epi *e,
+			    const __mmask16 *m)
+{
+#pragma GCC unroll 16
+	for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
+		for (int v = 0; v < NV; v++) store_row(c + i * ldc + 16 * v, acc[i][v], m[v], e, i, 16 * v);
+}
+
 /* The micro-kernel: C(mr, NR) = alpha * sum_k a(i,k) b(k,:) + beta*C, with
  * a(i,k) = a[i*ars + k*acs] and b(k,:) = b[k*brs ...]. packed: b is a
  * 64-byte aligned, zero-padded micro-panel; otherwise B's columns beyond the
@@ -591,13 +613,7 @@ INLINE AVX512 void tile(const int mr, const int packed, int kc, const float *a, 
 			float *c, long ldc, const struct epi *e, const __mmask16 *m)
 {
 	__m512 acc[MR][NV];
-#pragma GCC unroll 16
-	for (int i = 0; i < mr; i++)
-#pragma GCC unroll 4
-		for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
-	/* C is needed only after the k loop: fetch every line of the tile now. */
-	for (int i = 0; i < mr; i++)
-		for (int v = 0; v <= NR; v += 16) _mm_prefetch((const char *)(c + i * ldc + (v < NR ? v : NR - 1)), _MM_HINT_T0);
+	tile_begin(mr, acc, c, ldc);
 	for (int k = 0; k < kc; k++) {
 		__m512 bv[NV];
 #pragma GCC unroll 4
@@ -611,10 +627,7 @@ INLINE AVX512 void tile(const int mr, const int packed, int kc, const float *a, 
 			for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
 		}
 	}
-#pragma GCC unroll 16
-	for (int i = 0; i < mr; i++)
-#pragma GCC unroll 4
-		for (int v = 0; v < NV; v++) store_row(c + i * ldc + 16 * v, acc[i][v], m[v], e, i, 16 * v);
+	tile_end(mr, acc, c, ldc, e, m);
 }
 
 typedef void (*tile_fn)(int kc, const float *a, long ars, long acs, const float *b, long brs, float *c, long ldc,
@@ -652,12 +665,7 @@ INLINE AVX512BF void tile_bf(const int mr, int kc, const float *a, const float *
 {
 	const int *ai32 = (const int *)a;
 	__m512 acc[MR][NV];
-#pragma GCC unroll 16
-	for (int i = 0; i < mr; i++)
-#pragma GCC unroll 4
-		for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
-	for (int i = 0; i < mr; i++)
-		for (int v = 0; v <= NR; v += 16) _mm_prefetch((const char *)(c + i * ldc + (v < NR ? v : NR - 1)), _MM_HINT_T0);
+	tile_begin(mr, acc, c, ldc);
 	const int kp = (kc + 1) / 2;
 	for (int k = 0; k < kp; k++) {
 		__m512bh bv[NV];
@@ -670,10 +678,7 @@ INLINE AVX512BF void tile_bf(const int mr, int kc, const float *a, const float *
 			for (int v = 0; v < NV; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], av, bv[v]);
 		}
 	}
-#pragma GCC unroll 16
-	for (int i = 0; i < mr; i++)
-#pragma GCC unroll 4
-		for (int v = 0; v < NV; v++) store_row(c + i * ldc + 16 * v, acc[i][v], m[v], e, i, 16 * v);
+	tile_end(mr, acc, c, ldc, e, m);
 }
 
 #define BF_TILE(R) \
