@@ -3,7 +3,7 @@
 # counts, determinism across runs and a different seed, a tokenizer that
 # `iapo tokenize` uses to round-trip a trace, --help, and the exit status
 # and message of each bad option (2) or bad input (1).
-. "$(dirname "$0")/cli_lib.sh"
+. "$(dirname "$0")/lib_cli.sh"
 cli_tmp cli_data
 
 # synth: the three files, the asked-for row counts, a summary on stdout.

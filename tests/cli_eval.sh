@@ -7,7 +7,7 @@
 # other and with the table; the same seed repeats the metrics, the batch size
 # does not change them, --passk first and --limit do what --help says.
 PY=/usr/bin/python3
-. "$(dirname "$0")/cli_lib.sh"
+. "$(dirname "$0")/lib_cli.sh"
 cli_tmp cli_eval
 
 printf '%s\n' '{"prompt": "What is 1+1?", "answer": "2"}' '{"prompt": "What is 2+2?", "answer": "4"}' \

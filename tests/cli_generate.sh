@@ -7,7 +7,7 @@
 # chat-templated prompt; seeds, -n and --stop behave as --help says.
 # Completions of a random model are arbitrary bytes, so outputs are compared
 # as files (cmp), never through shell variables.
-. "$(dirname "$0")/cli_lib.sh"
+. "$(dirname "$0")/lib_cli.sh"
 cli_tmp cli_generate
 
 # ---- usage errors and --help (no model needed)

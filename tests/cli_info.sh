@@ -7,7 +7,7 @@
 # span per token, its text HTML-escaped; --raw changes the prompt and the
 # numbers; next_token mode makes answer_entropy equal policy_entropy; a
 # sampled completion respects --max-tokens; runs repeat exactly.
-. "$(dirname "$0")/cli_lib.sh"
+. "$(dirname "$0")/lib_cli.sh"
 cli_tmp cli_info
 
 # ---- usage errors and --help (no model needed)

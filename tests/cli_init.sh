@@ -3,7 +3,7 @@
 # Python reader of its safetensors, and `iapo generate` on it when that command
 # exists), deterministic per seed; bad configs exit 1 naming the file, usage
 # errors exit 2.
-. "$(dirname "$0")/cli_lib.sh"
+. "$(dirname "$0")/lib_cli.sh"
 cli_tmp cli_init
 
 cat >"$T/qwen2.json" <<'JSON'

@@ -19,7 +19,7 @@
 # the process died), otherwise after start-up, or during start-up.
 KILLS1=${IAPO_KILLS:-30}
 KILLS2=${IAPO_KILLS2:-10}
-. "$(dirname "$0")/cli_lib.sh"
+. "$(dirname "$0")/lib_cli.sh"
 cli_tmp cli_kill
 
 cli_tiny_run_setup

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The top-level CLI: --help, --version, unknown commands, and that every listed
 # command answers --help with exit 0 on stdout.
-. "$(dirname "$0")/cli_lib.sh"
+. "$(dirname "$0")/lib_cli.sh"
 
 out=$("$BIN" --help) && echo "$out" | grep -q "usage: iapo" && ok help || bad help
 out=$("$BIN" --version) && echo "$out" | grep -q "^iapo [0-9]" && ok version || bad version

@@ -8,7 +8,7 @@
 # rank killed mid-run ends the job with mpirun's report, the last checkpoint
 # complete and resumable; SIGUSR1 to mpirun (forwarded to the ranks) saves
 # and exits 0. Built without MPI: only --version is checked.
-. "$(dirname "$0")/cli_lib.sh"
+. "$(dirname "$0")/lib_cli.sh"
 cli_tmp cli_mpi
 
 ver=$("$BIN" --version)

@@ -6,7 +6,7 @@
 # no scripts or external resources, and renders in headless Chromium with its
 # charts drawn (scripts/check_report.sh; a missing Chromium is a failure).
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-. "$(dirname "$0")/cli_lib.sh"
+. "$(dirname "$0")/lib_cli.sh"
 cli_tmp cli_report
 
 "$BIN" report >"$T/o" 2>"$T/e"; rc=$?

@@ -8,7 +8,7 @@
 # a row without the completion field and a config without a tokenizer exit 1
 # naming the file and line / directory. Under mpirun (when built with MPI):
 # 2 ranks x batch 4 = 1 process x batch 4 x 2 accumulation steps.
-. "$(dirname "$0")/cli_lib.sh"
+. "$(dirname "$0")/lib_cli.sh"
 cli_tmp cli_sft
 
 "$BIN" data synth --out "$T/data" --train 400 --test 20 --steps 1 --redundancy 0 --max-value 10 >/dev/null 2>"$T/err" &&

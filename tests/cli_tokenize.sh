@@ -4,7 +4,7 @@
 # chat template ids, --help, and the exit status and message of each error.
 FIX=${IAPO_FIXTURES:-build/fixtures}
 MODEL="$FIX/qwen3-tokenizer"
-. "$(dirname "$0")/cli_lib.sh"
+. "$(dirname "$0")/lib_cli.sh"
 cli_tmp cli_tokenize
 
 # Encode: ids per line (known from the HF tokenizer), nothing on stderr.

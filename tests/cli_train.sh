@@ -5,7 +5,7 @@
 # exits 0; --config applies a JSON file (an unknown key is exit 2 naming it);
 # usage errors (inconsistent batch options, missing --data, an unknown algo) exit
 # 2; a bad data row exits 1 naming its line; --resume of a missing run exits 1.
-. "$(dirname "$0")/cli_lib.sh"
+. "$(dirname "$0")/lib_cli.sh"
 cli_tmp cli_train
 
 cli_tiny_run_setup

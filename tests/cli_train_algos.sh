@@ -5,7 +5,7 @@
 # sampling; --help lists every algorithm option with its default; a resumed
 # dapo run keeps its algorithm (RUN_DIR/config.json); inconsistent algorithm
 # options are usage errors (exit 2) naming the option.
-. "$(dirname "$0")/cli_lib.sh"
+. "$(dirname "$0")/lib_cli.sh"
 cli_tmp cli_train_algos
 
 cli_tiny_run_setup

@@ -1,8 +1,9 @@
-# tests/cli_lib.sh — what the CLI tests share; each tests/cli_<name>.sh starts
-#	. "$(dirname "$0")/cli_lib.sh"
+# tests/lib_cli.sh — what the CLI tests share; each tests/cli_<name>.sh starts
+#	. "$(dirname "$0")/lib_cli.sh"
 # ($0 is the script's own path, so the lib is found whatever the working
 # directory; tests/run.sh runs `sh tests/cli_<name>.sh` from the repository
-# root). POSIX sh, sourced, never run on its own.
+# root). POSIX sh, sourced, never run on its own: hence lib_cli.sh, not
+# cli_lib.sh, which run.sh's tests/cli_*.sh loop would run as a test.
 #
 # It gives: BIN (env IAPO_BIN, else build/iapo); the counters pass/fail with
 # ok NAME, bad NAME and check NAME STATUS|CODE; cli_tmp NAME (T = a fresh
