@@ -81,6 +81,20 @@ iapo_status iapo_run_dir_open_outputs(const char *out, const cJSON *cfg, FILE **
 	return IAPO_OK;
 }
 
+iapo_status iapo_run_dir_log(FILE *metrics, const char *out, cJSON *history, cJSON *o)
+{
+	char *line = o ? cJSON_PrintUnformatted(o) : NULL;
+	if (!line || !cJSON_AddItemToArray(history, o)) {
+		iapo_free(line);
+		cJSON_Delete(o);
+		return iapo_fail(IAPO_ERR_NOMEM, "metrics: out of memory");
+	}
+	int bad = fputs(line, metrics) < 0 || fputc('\n', metrics) == EOF || fflush(metrics) != 0;
+	iapo_free(line);
+	if (bad) return iapo_fail(IAPO_ERR_IO, "%s/" IAPO_METRICS_FILE ": write failed", out);
+	return IAPO_OK;
+}
+
 cJSON *iapo_run_dir_rng_json(long seed, const char *data_order, int *oom)
 {
 	*oom = 0;

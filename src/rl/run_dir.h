@@ -60,6 +60,11 @@ iapo_status iapo_run_dir_open_outputs(const char *out, const cJSON *cfg, FILE **
  * the object cannot be made. */
 cJSON *iapo_run_dir_rng_json(long seed, const char *data_order, int *oom);
 
+/* Appends the metrics line o (NULL: an allocation failed building it) to
+ * the open metrics.jsonl of run directory out, flushed, and o itself to
+ * history (trainer_state.json's log_history), which takes it. */
+iapo_status iapo_run_dir_log(FILE *metrics, const char *out, cJSON *history, cJSON *o);
+
 /* Writes out/checkpoint-<step>: c's files, then rng as rng_state.json and
  * state as trainer_state.json (last), assembled in a temporary directory and
  * renamed into place in one step; on failure nothing is left. rng and state

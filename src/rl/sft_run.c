@@ -791,16 +791,7 @@ static iapo_status log_line(run *r, const iapo_sft_progress *pg, double lr, doub
 		iapo_json_add(o, "tokens_per_second", iapo_json_double(tps), &oom);
 		iapo_json_add(o, "seconds_total", iapo_json_double(secs), &oom);
 	}
-	char *line = !oom ? cJSON_PrintUnformatted(o) : NULL;
-	if (!line || !cJSON_AddItemToArray(r->log_history, o)) {
-		iapo_free(line);
-		cJSON_Delete(o);
-		return iapo_fail(IAPO_ERR_NOMEM, "metrics: out of memory");
-	}
-	int bad = fputs(line, r->metrics) < 0 || fputc('\n', r->metrics) == EOF || fflush(r->metrics) != 0;
-	iapo_free(line);
-	if (bad) return iapo_fail(IAPO_ERR_IO, "%s/" IAPO_METRICS_FILE ": write failed", r->o->out);
-	return IAPO_OK;
+	return iapo_run_dir_log(r->metrics, r->o->out, r->log_history, iapo_json_built(o, oom));
 }
 
 /* Collective: the mean completion cross-entropy of --eval-data; each rank

@@ -108,16 +108,7 @@ iapo_status train_log_metrics(iapo_trainer *tr, const iapo_step_metrics *m, cons
 		cJSON_Delete(o);
 		o = NULL;
 	}
-	char *line = o ? cJSON_PrintUnformatted(o) : NULL;
-	if (!line || !cJSON_AddItemToArray(tr->log_history, o)) {
-		iapo_free(line);
-		cJSON_Delete(o);
-		return iapo_fail(IAPO_ERR_NOMEM, "metrics: out of memory");
-	}
-	int bad = fputs(line, tr->metrics) < 0 || fputc('\n', tr->metrics) == EOF || fflush(tr->metrics) != 0;
-	iapo_free(line);
-	if (bad) return iapo_fail(IAPO_ERR_IO, "%s/" IAPO_METRICS_FILE ": write failed", tr->o.out);
-	return IAPO_OK;
+	return iapo_run_dir_log(tr->metrics, tr->o.out, tr->log_history, o);
 }
 
 /* ---- rollout.bin: the rollout buffer between passes of --iterations ------- */
