@@ -12,7 +12,9 @@
  * slot only (smaller chunks); C recomputed when the rollout gave none; the
  * sampling entropies of generate equal the full forward's entropies; no
  * allocation inside a call; argument errors (a sequence slot among the
- * scratch slots, a slot that holds too few positions, no scratch).
+ * scratch slots, a slot that holds too few positions, no scratch); generate
+ * with a slot map (two sequences resampled into their own slots, the rest
+ * kept) and the pass over the mixed batch.
  * And the opt-in bf16 estimator (an approximation): E, C and the token
  * advantages against fp32 within BF16_*_TOL (C_t, t < L, stays the rollout's;
  * only C_L comes from a bf16 row), and the cache it borrowed is
@@ -305,6 +307,73 @@ static void test_bf16(void)
 	rollout_free(&x);
 }
 
+/* generate with a slot map (generate.h's slots), as a resampled group:
+ * generated sequences 0 and 3 sampled again, with another seed, into their
+ * own slots. The other slots keep their K/V; the new samples are what the
+ * same call without a map gives; the pass over the whole batch (two old
+ * sequences, two new) equals the recomputed one. Bad maps are ARG. */
+static void test_slot_map(void)
+{
+	rollout x;
+	if (rollout_make(&x, TINY_QWEN2, 1.0f)) {
+		CHECK(0, "rollout: %s", iapo_errmsg());
+		rollout_free(&x);
+		return;
+	}
+	const int re[2] = {0, 3}, kept[2] = {1, 2};
+	int len0[2] = {iapo_kv_len(x.kv, kept[0]), iapo_kv_len(x.kv, kept[1])};
+	const int *pp[2] = {x.prompt[re[0]], x.prompt[re[1]]};
+	const int pl[2] = {PL[re[0]], PL[re[1]]};
+	iapo_gen_opts go;
+	memset(&go, 0, sizeof go);
+	go.max_new_tokens = NEW;
+	go.sampler.temperature = 1.0f;
+	go.sampler.top_p = 1.0f;
+	go.seed = 99;
+	go.entropy_temperature = 1.0f;
+	go.slots = re;
+	iapo_gen_result r2[2], r3[2];
+	CHECK(iapo_generate(&x.w, pp, pl, 2, &go, x.kv, r2, NULL) == IAPO_OK, "%s", iapo_errmsg());
+	CHECK(iapo_kv_len(x.kv, kept[0]) == len0[0] && iapo_kv_len(x.kv, kept[1]) == len0[1],
+	      "slots outside the map keep their K/V");
+	iapo_gen_opts plain = go;
+	plain.slots = NULL;
+	CHECK(iapo_generate(&x.w, pp, pl, 2, &plain, NULL, r3, NULL) == IAPO_OK, "%s", iapo_errmsg());
+	int same = 1;
+	for (int j = 0; j < 2; j++) {
+		same &= r2[j].n_tokens == r3[j].n_tokens &&
+			!memcmp(r2[j].tokens, r3[j].tokens, sizeof(int) * (size_t)r2[j].n_tokens);
+		for (int t = 0; same && t < r2[j].n_tokens; t++) same &= fabsf(r2[j].entropy[t] - r3[j].entropy[t]) <= 1e-5f;
+	}
+	CHECK(same, "mapped = unmapped samples and entropies");
+	iapo_gen_results_free(r3, 2);
+	for (int j = 0; j < 2; j++) {
+		iapo_gen_results_free(&x.res[re[j]], 1);
+		x.res[re[j]] = r2[j];
+	}
+	for (int k = 0; k < NSEQ; k++) {
+		const int i = ORDER[k];
+		x.bc[k] = x.res[i].tokens;
+		x.bcl[k] = x.res[i].n_tokens;
+		x.bent[k] = x.res[i].entropy;
+	}
+	int post[2] = {x.w.cfg.V - 2, 7};
+	iapo_info_opts o = iapo_info_defaults();
+	o.postfix = post;
+	o.n_postfix = 2;
+	compare(&x, &o, 1, x.nscratch, "slot map: two resampled sequences");
+	/* bad maps */
+	iapo_gen_result r4[2];
+	const int dup[2] = {1, 1}, out[2] = {0, NSEQ + x.nscratch};
+	go.slots = dup;
+	CHECK(iapo_generate(&x.w, pp, pl, 2, &go, x.kv, r4, NULL) == IAPO_ERR_ARG, "a slot twice");
+	go.slots = out;
+	CHECK(iapo_generate(&x.w, pp, pl, 2, &go, x.kv, r4, NULL) == IAPO_ERR_ARG, "a slot past the cache");
+	go.slots = re;
+	CHECK(iapo_generate(&x.w, pp, pl, 2, &go, NULL, r4, NULL) == IAPO_ERR_ARG, "a map without a cache");
+	rollout_free(&x);
+}
+
 static void test_errors(void)
 {
 	rollout x;
@@ -342,6 +411,7 @@ int main(void)
 	RUN(test_reuse_qwen3);
 	RUN(test_generate_entropy);
 	RUN(test_bf16);
+	RUN(test_slot_map);
 	RUN(test_errors);
 	TEST_END();
 }

@@ -109,6 +109,12 @@ static iapo_status check_opts(const iapo_weights *w, const int *const *prompts, 
 	if (o->weights < IAPO_GEN_WEIGHTS_AUTO || o->weights > IAPO_GEN_WEIGHTS_BF16)
 		return iapo_fail(IAPO_ERR_ARG, "generate: weights: expected 0 (auto), 1 (fp32) or 2 (bf16), found %d",
 				 o->weights);
+	if (o->slots)
+		for (int b = 0; b < B; b++)
+			for (int c = 0; c < b; c++)
+				if (o->slots[c] == o->slots[b])
+					return iapo_fail(IAPO_ERR_ARG, "generate: slots: expected distinct slots, found %d twice",
+							 o->slots[b]);
 	if (o->n_eos < 0 || (o->n_eos > 0 && !o->eos_ids))
 		return iapo_fail(IAPO_ERR_ARG, "generate: eos ids: expected a list, found %d ids", o->n_eos);
 	for (int b = 0; b < B; b++) {
@@ -123,6 +129,9 @@ static iapo_status check_opts(const iapo_weights *w, const int *const *prompts, 
 	}
 	return IAPO_OK;
 }
+
+/* The cache slot of sequence b. */
+#define SLOT(b) (o->slots ? o->slots[b] : (b))
 
 iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, const int *prompt_lens, int B,
 			  const iapo_gen_opts *o, iapo_kv *kv, iapo_gen_result *res, iapo_gen_stats *stats)
@@ -141,6 +150,13 @@ iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, cons
 	/* The last sampled token is never fed back, hence the - 1. */
 	const int need = maxP + (max_new > 0 ? max_new - 1 : 0);
 	iapo_kv *own = NULL;
+	if (o->slots && !kv)
+		return iapo_fail(IAPO_ERR_ARG, "generate: slots: expected a caller's cache to put them in, found none");
+	if (o->slots)
+		for (int b = 0; b < B; b++)
+			if (o->slots[b] < 0 || o->slots[b] >= iapo_kv_slots(kv))
+				return iapo_fail(IAPO_ERR_ARG, "generate: slot of sequence %d: expected one in [0, %d), found %d",
+						 b, iapo_kv_slots(kv), o->slots[b]);
 	if (kv && (iapo_kv_slots(kv) < B || iapo_kv_tmax(kv) < need))
 		return iapo_fail(IAPO_ERR_ARG,
 				 "generate: kv cache: expected >= %d slots of >= %d positions, found %d of %d", B, need,
@@ -196,14 +212,22 @@ iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, cons
 	if (max_new == 0) goto done;
 	logits = iapo_alloc_aligned(sizeof(float) * (size_t)S * V);
 	if (!greedy) scratch = iapo_alloc_aligned(sizeof(float) * IAPO_SAMPLE_SCRATCH(V) * (size_t)nthr);
-	if (want_ent) ent = iapo_malloc(sizeof(float) * (size_t)B);
+	if (want_ent) ent = iapo_malloc(sizeof(float) * (size_t)S);
 	if (!logits || (!greedy && !scratch) || (want_ent && !ent)) goto nomem;
 
 	double t0 = now();
+	/* rows of logits and entropies are slots; slots outside the map keep
+	 * their K/V, take no tokens and give finite zero logits */
+	memset(logits, 0, sizeof(float) * (size_t)S * V);
 	for (int b = 0; b < S; b++) {
-		iapo_kv_reset(kv, b);
-		n[b] = b < B ? prompt_lens[b] : 0;
-		tokp[b] = b < B ? prompts[b] : NULL;
+		if (!o->slots) iapo_kv_reset(kv, b);
+		n[b] = 0;
+		tokp[b] = NULL;
+	}
+	for (int b = 0; b < B; b++) {
+		iapo_kv_reset(kv, SLOT(b));
+		n[SLOT(b)] = prompt_lens[b];
+		tokp[SLOT(b)] = prompts[b];
 	}
 	IAPO_CHECK(st, iapo_kv_forward(kv, tokp, n, logits));
 	double t1 = now();
@@ -211,17 +235,18 @@ iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, cons
 
 	for (;;) {
 		/* Rows of finished sequences hold old, finite logits: harmless. */
-		if (want_ent) iapo_logprob_entropy_forward(NULL, ent, logits, NULL, B, V, o->entropy_temperature);
+		if (want_ent)
+			iapo_logprob_entropy_forward(NULL, ent, logits, NULL, o->slots ? S : B, V, o->entropy_temperature);
 		/* Sample every live sequence (each from its own stream). */
 #pragma omp parallel for schedule(dynamic, 1) if (B > 1)
 		for (int b = 0; b < B; b++) {
 			if (!ss[b].live) continue;
 			float *scr = greedy ? NULL : scratch + IAPO_SAMPLE_SCRATCH(V) * (size_t)omp_get_thread_num();
-			sampled[b] = iapo_sample(logits + (size_t)b * V, V, &o->sampler, &ss[b].rng, scr);
+			sampled[b] = iapo_sample(logits + (size_t)SLOT(b) * V, V, &o->sampler, &ss[b].rng, scr);
 		}
 		int live = 0;
 		for (int b = 0; b < B; b++) {
-			n[b] = 0;
+			n[SLOT(b)] = 0;
 			if (!ss[b].live) continue;
 			iapo_gen_result *r = &res[b];
 			int t = sampled[b];
@@ -231,7 +256,7 @@ iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, cons
 					       r->n_tokens);
 				goto fail;
 			}
-			if (want_ent) r->entropy[r->n_tokens] = ent[b];
+			if (want_ent) r->entropy[r->n_tokens] = ent[SLOT(b)];
 			r->tokens[r->n_tokens++] = t;
 			if (stats) stats->generated_tokens++;
 			int is_eos = 0;
@@ -266,8 +291,8 @@ iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, cons
 				ss[b].live = 0;
 				continue;
 			}
-			n[b] = 1;
-			tokp[b] = &r->tokens[r->n_tokens - 1];
+			n[SLOT(b)] = 1;
+			tokp[SLOT(b)] = &r->tokens[r->n_tokens - 1];
 			live++;
 		}
 		if (!live) break;

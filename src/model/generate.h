@@ -72,6 +72,12 @@ typedef struct {
 	 * weights again (kvcache.h's IAPO_KV_BF16_KEEP). Ignored without a
 	 * caller's cache. */
 	int keep_bf16;
+	/* (B) distinct slots of the caller's cache that sequences 0..B-1 go
+	 * into; only these are reset, so the K/V the other slots hold survive
+	 * the call (e.g. a group resampled while the rest of the batch keeps
+	 * its K/V for the IAPO pass). NULL: sequence b in slot b, and every
+	 * slot is reset. Needs a caller's cache. */
+	const int *slots;
 } iapo_gen_opts;
 
 /* One completion; arrays owned by the result (iapo_gen_results_free). */
@@ -97,8 +103,8 @@ typedef struct {
 
 /* Generates a completion for each of B prompts (prompts[i], prompt_lens[i] >=
  * 1 tokens). kv: a cache with >= B slots and Tmax >= longest prompt +
- * max_new_tokens, reused across calls to avoid reallocating it (its slots
- * 0..B-1 are reset); NULL: one is made and freed here. results: (B), filled
+ * max_new_tokens, reused across calls to avoid reallocating it (every slot
+ * is reset, or only o->slots); NULL: one is made and freed here. results: (B), filled
  * on success (free with iapo_gen_results_free); on failure they are left
  * empty. stats may be NULL. Errors: ARG (bad options, empty prompt, a cache
  * too small), NUMERIC (logits with NaN), NOMEM. */
