@@ -12,8 +12,9 @@
  * --info-recompute. With --dynamic-sampling drop, sequences of groups whose
  * rewards are all equal are skipped (advantage = the group's, never read)
  * and the others keep exactly the advantages of the full computation; with
- * --dynamic-sampling resample, whatever the resampling left in the cache is
- * matched to its sequences by content, the rest recomputed. With
+ * --dynamic-sampling resample, a resampling round samples each sequence into
+ * its own slot (generate's slot map) and leaves the others' K/V, so every
+ * sequence is offered from the cache (or skipped), matched by content. With
  * --iterations 2 the estimate is made once per rollout, right after it, so
  * the cache is still the policy's (the hook is not called on the second
  * pass). With --info-bf16 (rollout and estimator in bf16) the advantages
@@ -187,12 +188,13 @@ static void test_dropped_groups(void)
 	run_case("drop", 3, 16, 1, "dynamic-sampling", "drop", NULL);
 }
 
-/* Resampled groups: a resampling round's generate call reuses the cache's
- * first slots, so only what the last call left is offered (matched by
- * content); the rest is recomputed, and all agree. */
+/* Resampled groups: a resampling round's generate call writes the
+ * resampled sequences into their own slots and leaves the rest, so all 16
+ * sequences come from the cache (or are skipped), and agree with the
+ * recomputed advantages. (Before the slot map: 8 of 48.) */
 static void test_resampled_groups(void)
 {
-	run_case("resample", 3, -1, -1, "dynamic-sampling", "resample", "dynamic-max-tries", "2", NULL);
+	run_case("resample", 3, 16, -1, "dynamic-sampling", "resample", "dynamic-max-tries", "2", NULL);
 }
 
 /* --info-bf16: the rollout samples in bf16 too and the estimator reads its

@@ -77,6 +77,7 @@ struct iapo_trainer {
 	const int **pptr;                                    /* (N) prompt pointers */
 	const int **gen_ptr;                                 /* (R) */
 	int *gen_len;                                        /* (R) */
+	int *gen_slot;                                       /* (R) rollout-cache slot of each generated sequence */
 	uint64_t *keys;                                      /* (R) */
 	iapo_gen_result *res;                                /* (R) */
 	double rollout_secs, scoring_secs, reference_secs;   /* of the buffer's rollout */

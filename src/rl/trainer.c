@@ -200,6 +200,7 @@ static iapo_status allocate(iapo_trainer *tr)
 	ALLOC(tr->pptr, N);
 	ALLOC(tr->gen_ptr, tr->R);
 	ALLOC(tr->gen_len, tr->R);
+	ALLOC(tr->gen_slot, tr->R);
 	ALLOC(tr->keys, tr->R);
 	ALLOC(tr->res, tr->R);
 	ALLOC(tr->mtok, MT);
@@ -335,7 +336,7 @@ void iapo_trainer_free(iapo_trainer *tr)
 	iapo_dataset_free(&tr->eval);
 	void *arrays[] = {tr->pool, tr->prompt_off, tr->prompt_len, tr->perm, tr->row, tr->plen, tr->clen,
 			  tr->finish, tr->correct, tr->fmt_ok, tr->reward, tr->seq_adv, tr->ctok, tr->adv,
-			  tr->old_logp, tr->ref_logp, (void *)tr->pptr, (void *)tr->gen_ptr, tr->gen_len, tr->keys,
+			  tr->old_logp, tr->ref_logp, (void *)tr->pptr, (void *)tr->gen_ptr, tr->gen_len, tr->gen_slot, tr->keys,
 			  tr->res, tr->mtok, tr->mlen, tr->mtgt, tr->mlogp, tr->ment, tr->mold, tr->mref,
 			  tr->madv, tr->mmask, tr->mdlogp, (void *)tr->kv_ptok, tr->kv_plen, tr->kv_clen,
 			  tr->kv_ctok, tr->kv_ent, tr->kv_slot, (void *)tr->kv_entp, tr->unused};
@@ -388,20 +389,21 @@ static iapo_algo_buffer buffer_view(iapo_trainer *tr, long g, int n, int group)
 	return b;
 }
 
-/* Notes what slots 0..B-1 of the rollout cache hold after a generate call
- * (gen_ptr/gen_len and the results): decoding fed back every sampled token
- * but the last. */
+/* Notes what slots gen_slot[0..B-1] of the rollout cache hold after a
+ * generate call (gen_ptr/gen_len and the results): decoding fed back every
+ * sampled token but the last. */
 static void record_slots(iapo_trainer *tr, int B)
 {
 	const int Tc = tr->Tc;
 	for (int b = 0; b < B; b++) {
 		const iapo_gen_result *res = &tr->res[b];
+		const int s = tr->gen_slot[b];
 		if (res->n_tokens > Tc || !res->entropy) continue;
-		tr->kv_ptok[b] = tr->gen_ptr[b];
-		tr->kv_plen[b] = tr->gen_len[b];
-		tr->kv_clen[b] = res->n_tokens;
-		memcpy(tr->kv_ctok + (size_t)b * Tc, res->tokens, sizeof(int) * (size_t)res->n_tokens);
-		memcpy(tr->kv_ent + (size_t)b * Tc, res->entropy, sizeof(float) * (size_t)res->n_tokens);
+		tr->kv_ptok[s] = tr->gen_ptr[b];
+		tr->kv_plen[s] = tr->gen_len[b];
+		tr->kv_clen[s] = res->n_tokens;
+		memcpy(tr->kv_ctok + (size_t)s * Tc, res->tokens, sizeof(int) * (size_t)res->n_tokens);
+		memcpy(tr->kv_ent + (size_t)s * Tc, res->entropy, sizeof(float) * (size_t)res->n_tokens);
 	}
 	tr->kv_adam_t = tr->adam_t;
 }
@@ -450,6 +452,11 @@ static iapo_status sample_seqs(iapo_trainer *tr, long g, const int *seqs, int n,
 	 * asked for) would make IAPO sample in fp32 and GRPO in bf16. */
 	go.weights = tr->o.rollout_bf16 || (tr->kv_reuse && tr->o.info_bf16) ? IAPO_GEN_WEIGHTS_BF16
 									   : IAPO_GEN_WEIGHTS_FP32;
+	/* When every buffer sequence has a slot (no --rollout-batch), a
+	 * resampling round samples sequence i into slot i and generate resets
+	 * only those, so the other sequences' K/V stay for the IAPO pass. */
+	const int mapped = seqs && tr->kv_reuse && tr->R == tr->n_cap;
+	go.slots = mapped ? tr->gen_slot : NULL;
 	double gen = 0, score = 0;
 	for (int k0 = 0; k0 < n; k0 += tr->R) {
 		int B = n - k0 < tr->R ? n - k0 : tr->R;
@@ -458,10 +465,11 @@ static iapo_status sample_seqs(iapo_trainer *tr, long g, const int *seqs, int n,
 			tr->gen_ptr[b] = tr->pptr[i];
 			tr->gen_len[b] = tr->plen[i];
 			tr->keys[b] = iapo_algo_sample_key(g, tr->row[i], i % Gs, attempt);
+			tr->gen_slot[b] = mapped ? i : b;
 		}
 		double t0 = iapo_now();
-		if (tr->kv_reuse)
-			for (int b = 0; b < tr->R; b++) tr->kv_clen[b] = -1; /* generate resets every slot */
+		if (tr->kv_reuse) /* the slots generate resets */
+			for (int b = 0; b < (mapped ? B : tr->R); b++) tr->kv_clen[mapped ? tr->gen_slot[b] : b] = -1;
 		IAPO_TRY(iapo_generate(&tr->w, tr->gen_ptr, tr->gen_len, B, &go, tr->kv, tr->res, NULL));
 		double t1 = iapo_now();
 		if (tr->kv_reuse) record_slots(tr, B);
