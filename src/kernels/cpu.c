@@ -31,6 +31,7 @@
 
 #include "kernels/gemm.h"
 #include "kernels/pool.h"
+#include "kernels/simd.h"
 
 /* Elements of work below which an item (or a whole kernel) is not split. */
 #define GRAIN 8192
@@ -684,35 +685,6 @@ static void att_bwd_plain(void *c, long item, int worker)
 
 typedef float v16 __attribute__((vector_size(64)));
 
-#if defined(__AVX512F__)
-/* In-register transpose of 16 rows of 16 floats (as gemm.c's). */
-static inline __attribute__((always_inline)) void transpose16(__m512 r[16])
-{
-	__m512 t[16], u[16];
-	for (int i = 0; i < 8; i++) {
-		t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-		t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-	}
-	for (int q = 0; q < 4; q++) {
-		__m512d a = _mm512_castps_pd(t[4 * q]), b = _mm512_castps_pd(t[4 * q + 1]);
-		__m512d c = _mm512_castps_pd(t[4 * q + 2]), d = _mm512_castps_pd(t[4 * q + 3]);
-		u[4 * q + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-		u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-		u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-		u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-	}
-	for (int j = 0; j < 4; j++) {
-		__m512 v0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
-		__m512 v1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xdd);
-		__m512 v2 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
-		__m512 v3 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xdd);
-		r[j] = _mm512_shuffle_f32x4(v0, v2, 0x88);
-		r[j + 8] = _mm512_shuffle_f32x4(v0, v2, 0xdd);
-		r[j + 4] = _mm512_shuffle_f32x4(v1, v3, 0x88);
-		r[j + 12] = _mm512_shuffle_f32x4(v1, v3, 0xdd);
-	}
-}
-#endif
 
 static inline v16 vld(const float *p)
 {
@@ -746,7 +718,7 @@ static void transpose_rows(float *t, const float *src, size_t ld, int n, int HD)
 			__m512 r[16];
 			for (int i = 0; i < 16; i++)
 				r[i] = i0 + i < n ? _mm512_loadu_ps(src + (size_t)(i0 + i) * ld + d0) : _mm512_setzero_ps();
-			transpose16(r);
+			iapo_transpose16(r);
 			for (int d = 0; d < 16; d++) _mm512_storeu_ps(t + (size_t)(d0 + d) * BQ + i0, r[d]);
 		}
 #else

@@ -58,6 +58,7 @@
 #include "core/mem.h"
 #include "iapo.h"
 #include "kernels/pool.h"
+#include "kernels/simd.h"
 
 /* Micro-tile: MR rows of C by NV zmm vectors (NR = 16*NV columns). */
 #define MR 14
@@ -441,37 +442,6 @@ static AVX512 void rows_to_bf16(uint16_t *dst, long ld16, const float *src, long
 /* Mask of the first n of 32 16-bit lanes (n clamped to [0,32]). */
 static inline __mmask32 lanes32(long n) { return n <= 0 ? 0 : n >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << n) - 1); }
 
-/* In-register transpose of 16 rows of 16 floats. */
-INLINE AVX512 void transpose16(__m512 r[16])
-{
-	__m512 t[16], u[16];
-	for (int i = 0; i < 8; i++) {
-		t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-		t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-	}
-	/* t[4q..4q+3] hold rows 4q..4q+3 interleaved; pairs of 64-bit lanes
-	 * gather 4 rows of one column per 128-bit lane. */
-	for (int q = 0; q < 4; q++) {
-		__m512d a = _mm512_castps_pd(t[4 * q]), b = _mm512_castps_pd(t[4 * q + 1]);
-		__m512d c = _mm512_castps_pd(t[4 * q + 2]), d = _mm512_castps_pd(t[4 * q + 3]);
-		u[4 * q + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c)); /* cols 0,4,8,12 */
-		u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c)); /* cols 1,5,9,13 */
-		u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d)); /* cols 2,6,10,14 */
-		u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d)); /* cols 3,7,11,15 */
-	}
-	/* u[4q+j] lane l = rows 4q..4q+3 of column j + 4l; gather 128-bit lanes. */
-	for (int j = 0; j < 4; j++) {
-		__m512 v0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);      /* r0-3 c j, j+8 | r4-7 c j, j+8 */
-		__m512 v1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xdd);      /* ... c j+4, j+12 */
-		__m512 v2 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88); /* r8-15 c j, j+8 */
-		__m512 v3 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xdd);
-		r[j] = _mm512_shuffle_f32x4(v0, v2, 0x88);
-		r[j + 8] = _mm512_shuffle_f32x4(v0, v2, 0xdd);
-		r[j + 4] = _mm512_shuffle_f32x4(v1, v3, 0x88);
-		r[j + 12] = _mm512_shuffle_f32x4(v1, v3, 0xdd);
-	}
-}
-
 /* dst[k*W + c] = src[k*ld + c] for c < cols, 0 for cols <= c < W; k < kc.
  * Packs a panel whose rows are already contiguous (B as stored, or A^T). */
 static AVX512 void pack_rows(float *dst, const float *src, long ld, int kc, int cols, int W)
@@ -530,7 +500,7 @@ INLINE AVX512 void pack_cols_t(const int mode, float *dst, const void *src, long
 			for (int i = 0; i < 16; i++)
 				r[i] = i < rg ? pack_load(mode, (const char *)src + (size_t)(r0 + i) * ld * es, k / 16, kc)
 					      : _mm512_setzero_ps();
-			transpose16(r);
+			iapo_transpose16(r);
 			for (int j = 0; j < kk; j++) _mm512_mask_storeu_ps(dst + (size_t)(k + j) * W + r0, sm, r[j]);
 		}
 	}
