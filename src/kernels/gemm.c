@@ -893,6 +893,32 @@ static int packed_plan(struct job *J, int nth)
 	return 1;
 }
 
+/* The dot kernels' mb x nb accumulators zeroed. */
+INLINE AVX512 void dots_zero(const int mb, const int nb, __m512 acc[DOT_MB][DOT_NB])
+{
+#pragma GCC unroll 8
+	for (int i = 0; i < mb; i++)
+#pragma GCC unroll 8
+		for (int j = 0; j < nb; j++) acc[i][j] = _mm512_setzero_ps();
+}
+
+/* C(i, j) = alpha * (the sum of acc[i][j]'s lanes) + the epilogue's addend. */
+INLINE AVX512 void dots_store(const int mb, const int nb, __m512 acc[DOT_MB][DOT_NB], float *c, long ldc,
+			      const struct epi *e)
+{
+#pragma GCC unroll 8
+	for (int i = 0; i < mb; i++)
+#pragma GCC unroll 8
+		for (int j = 0; j < nb; j++) {
+			float s = e->alpha * _mm512_reduce_add_ps(acc[i][j]);
+			float *cc = c + i * ldc + j;
+			if (e->bias) s += e->bias[j];
+			if (e->r) s += e->r[i * e->ldr + j];
+			else if (e->beta != 0.0f) s += e->beta * *cc;
+			*cc = s;
+		}
+}
+
 /* Dot products of mb rows of A with nb rows of B (B transposed), K long.
  * half: A's and B's rows are bf16 at ah and bh (a and b unused), widened to
  * fp32 as they are loaded (CPUs without AVX512_BF16). pf is a byte address a
@@ -903,10 +929,7 @@ INLINE AVX512 void dot_block(const int mb, const int nb, const int half, int K, 
 {
 	const long pfs = half ? 2 : 4; /* bytes per element of B */
 	__m512 acc[DOT_MB][DOT_NB];
-#pragma GCC unroll 8
-	for (int i = 0; i < mb; i++)
-#pragma GCC unroll 8
-		for (int j = 0; j < nb; j++) acc[i][j] = _mm512_setzero_ps();
+	dots_zero(mb, nb, acc);
 	int k = 0;
 	for (; k + 16 <= K; k += 16) {
 		__m512 bv[DOT_NB];
@@ -940,17 +963,7 @@ INLINE AVX512 void dot_block(const int mb, const int nb, const int half, int K, 
 			for (int j = 0; j < nb; j++) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
 		}
 	}
-#pragma GCC unroll 8
-	for (int i = 0; i < mb; i++)
-#pragma GCC unroll 8
-		for (int j = 0; j < nb; j++) {
-			float s = e->alpha * _mm512_reduce_add_ps(acc[i][j]);
-			float *cc = c + i * ldc + j;
-			if (e->bias) s += e->bias[j];
-			if (e->r) s += e->r[i * e->ldr + j];
-			else if (e->beta != 0.0f) s += e->beta * *cc;
-			*cc = s;
-		}
+	dots_store(mb, nb, acc, c, ldc, e);
 }
 
 /* dot_block with bf16 A and B multiplied by vdpbf16ps (AVX512_BF16): 32
@@ -961,10 +974,7 @@ INLINE AVX512BF void dotbf_block(const int mb, const int nb, int K, const uint16
 				 long ldb, float *c, long ldc, const struct epi *e, const char *pf)
 {
 	__m512 acc[DOT_MB][DOT_NB];
-#pragma GCC unroll 8
-	for (int i = 0; i < mb; i++)
-#pragma GCC unroll 8
-		for (int j = 0; j < nb; j++) acc[i][j] = _mm512_setzero_ps();
+	dots_zero(mb, nb, acc);
 	for (int k = 0; k < K; k += 32) {
 		const __mmask32 lm = K - k >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << (K - k)) - 1);
 		__m512i bv[DOT_NB];
@@ -982,17 +992,7 @@ INLINE AVX512BF void dotbf_block(const int mb, const int nb, int K, const uint16
 			for (int j = 0; j < nb; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)av, (__m512bh)bv[j]);
 		}
 	}
-#pragma GCC unroll 8
-	for (int i = 0; i < mb; i++)
-#pragma GCC unroll 8
-		for (int j = 0; j < nb; j++) {
-			float s = e->alpha * _mm512_reduce_add_ps(acc[i][j]);
-			float *cc = c + i * ldc + j;
-			if (e->bias) s += e->bias[j];
-			if (e->r) s += e->r[i * e->ldr + j];
-			else if (e->beta != 0.0f) s += e->beta * *cc;
-			*cc = s;
-		}
+	dots_store(mb, nb, acc, c, ldc, e);
 }
 
 typedef void (*dot_fn)(int K, const float *a, const uint16_t *ah, long lda, const float *b, const uint16_t *bh,
