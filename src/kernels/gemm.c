@@ -30,7 +30,11 @@
  * The direct path serves small M (decoding): with B transposed (x W^T) it
  * computes dot products along K of a few rows of A against a few rows of W,
  * reading W once, in place; otherwise it runs the micro-kernel on unpacked
- * rows of B. Packing would cost as much as the product there.
+ * rows of B. Packing would cost as much as the product there. With bf16
+ * weights and 8 or more rows it takes one row of W at a time against 8 rows
+ * of A (dotbf_8x1), so that W, whose rows follow each other, streams as one
+ * sequence; rows too long for L1 are cut into k slices, two rows of W at a
+ * time.
  *
  * bf16 weights (iapo_gemm_op.Bh, x W^T): on the packed path with
  * AVX512_BF16, A's rows are rounded to bf16 as they are packed and both
