@@ -5,7 +5,9 @@
  * demo's (smaller: 2000 training problems of the demo's task — 2-4
  * operations, quantities <= 20, redundancy 0.5 — a 512-token BPE, a Qwen2
  * 64 wide with 2 layers, 2000 SFT steps of 16 traces, 30% of the rows also
- * training an early exit; ~50 s of CPU), then reads 300 held-out traces (the generator's
+ * training an early exit; one thread: 45 s of CPU, 48 s wall at nice 15 on
+ * the shared 2-core machine — two threads cost 88 s of CPU for the same
+ * numbers, a 64-wide model being too small to split), then reads 300 held-out traces (the generator's
  * own, with its per-character labels) teacher-forced through IAPO's
  * early-exit estimator (demo/span_info.h) and checks:
  *  - the base is uncertain before reasoning and surer after it (E_0 > 1 nat,
@@ -107,7 +109,7 @@ static int build_base(char *model, size_t cap, char *test_path, size_t tcap)
 	set(&o, "out", out);
 	set(&o, "system", "");
 	set(&o, "no-one-shot", NULL);
-	set(&o, "threads", "2");
+	set(&o, "threads", "1");
 	set(&o, "overwrite", NULL);
 	set(&o, "seed", "11");
 	set(&o, "max-steps", SANITIZED ? "4" : "2000");
