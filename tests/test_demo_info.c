@@ -7,9 +7,10 @@
  * 64 wide with 2 layers, 2000 SFT steps of 16 traces, 30% of the rows also
  * training an early exit; one thread: 45 s of CPU, 48 s wall at nice 15 on
  * the shared 2-core machine — two threads cost 88 s of CPU for the same
- * numbers, a 64-wide model being too small to split), then reads 300 held-out traces (the generator's
- * own, with its per-character labels) teacher-forced through IAPO's
- * early-exit estimator (demo/span_info.h) and checks:
+ * numbers, a 64-wide model being too small to split), then reads 300
+ * held-out traces (the generator's own, with its per-character labels)
+ * teacher-forced through IAPO's early-exit estimator (demo/span_info.h)
+ * and checks:
  *  - the base is uncertain before reasoning and surer after it (E_0 > 1 nat,
  *    E_L at least 0.5 nat lower): without that the gains measure nothing;
  *  - the mean information gain S_t = E_t − E_{t+1} of the answer-determining
