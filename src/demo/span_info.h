@@ -24,7 +24,9 @@
  * steps; mean |S| is still 12-80x larger on steps). A base that also saw
  * early exits in SFT (cut trace + "</think>\n<answer>", loss on the answer
  * only) has E_0 ~1.6 and a ratio ~0.001: the check reads the base's
- * calibration as much as the estimator. bench/demo_info prints both.
+ * calibration as much as the estimator. bench/demo_info prints both;
+ * tests/test_demo_info.c checks ratio <= 0.1 on a 64x2 early-exit base it
+ * trains itself (2000 steps held on 5 seeds, max 0.091; 1000 did not).
  *
  * Not here: generating traces with the model (the traces are the generator's
  * own, so the labels are exact), plots, the CLI.
