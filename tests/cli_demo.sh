@@ -12,15 +12,9 @@
 # table (a missing Chromium is a failure: scripts/install-deps.sh --test).
 # Under ASan (build-asan) a much smaller demo (2 methods, a few steps) runs
 # instead: the same stages and files, no timing-heavy checks.
-BIN=${IAPO_BIN:-build/iapo}
+. "$(dirname "$0")/lib_cli.sh"
+cli_tmp cli_demo
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-T=${IAPO_TMP:-/tmp}/cli_demo.$$
-mkdir -p "$T"
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-check() { if [ "$2" -eq 0 ]; then ok "$1"; else bad "$1"; fi; }
 
 # ---- usage
 "$BIN" demo --frob >"$T/o" 2>"$T/e"; rc=$?
@@ -154,5 +148,4 @@ PY
 [ $rc -eq 0 ] && grep -q "training the base model (the settings or the iapo binary changed)" "$T/e3"
 check "a changed SFT setting rebuilds the base and says why" $?
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done
