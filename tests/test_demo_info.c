@@ -42,19 +42,9 @@
 #include "io/fs.h"
 #include "model/weights.h"
 #include "rl/sft_run.h"
+#include "sanitizer.h"
 #include "test.h"
 #include "tokenizer/tokenizer.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
 
 #define ROWS 300
 

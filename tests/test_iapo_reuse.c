@@ -37,46 +37,12 @@
 static fixture fx;
 static int have_fx;
 
-static void set(iapo_train_opts *o, const char *k, const char *v)
-{
-	if (iapo_train_opts_set(o, k, v) != IAPO_OK) CHECK(0, "set %s: %s", k, iapo_errmsg());
-}
-
-static int postfix_ids(int *ids, int cap)
-{
-	iapo_tokenizer *tok;
-	if (iapo_tokenizer_load(fx.base, &tok) != IAPO_OK) return -1;
-	int *buf = NULL;
-	size_t n = 0, c = 0;
-	iapo_status st = iapo_tokenizer_encode(tok, IAPO_INFO_POSTFIX, strlen(IAPO_INFO_POSTFIX), &buf, &n, &c);
-	iapo_tokenizer_free(tok);
-	if (st != IAPO_OK || (int)n > cap) {
-		iapo_free(buf);
-		return -1;
-	}
-	memcpy(ids, buf, n * sizeof(int));
-	iapo_free(buf);
-	return (int)n;
-}
-
 static iapo_hook *make_hook(iapo_trainer *tr, const int *post, int K, int bf16)
 {
-	iapo_hook_opts ho;
-	memset(&ho, 0, sizeof ho);
-	ho.info = iapo_info_defaults();
-	ho.info.postfix = post;
-	ho.info.n_postfix = K;
+	iapo_hook_opts ho = fixture_hook_opts(post, K, 0.3f, 0.3f);
 	ho.info.temperature = 1.0f;
 	ho.info.bf16 = bf16;
-	ho.adv = iapo_tokadv_defaults();
-	ho.adv.w_info = 0.3f;
-	ho.adv.w_conf = 0.3f;
-	const iapo_train_opts *o = iapo_trainer_opts(tr);
-	iapo_hook *h = NULL;
-	CHECK(iapo_hook_new(iapo_trainer_weights(tr), (int)(o->prompts_per_step * o->num_generations), 64, &ho, &h) ==
-		      IAPO_OK,
-	      "%s", iapo_errmsg());
-	return h;
+	return fixture_hook(tr, &ho);
 }
 
 typedef struct {
@@ -124,27 +90,24 @@ static iapo_status checking_hook(void *vctx, const iapo_rollout_view *r, float *
  * skipped (-1: any number) */
 static void run_case(const char *name, int steps, int want_cover, int want_skips, ...)
 {
-	if (!have_fx) {
-		CHECK(0, "no fixture");
-		return;
-	}
-	int post[8], K = postfix_ids(post, 8);
+	FIXTURE_NEED(have_fx);
+	int post[8], K = fixture_postfix_ids(&fx, post, 8);
 	iapo_train_opts o;
 	if (K < 1 || fixture_opts(&fx, name, &o)) {
 		CHECK(0, "setup");
 		return;
 	}
-	set(&o, "algo", "iapo");
-	set(&o, "prompts-per-step", "4");
-	set(&o, "num-generations", "4");
-	set(&o, "micro-batch", "8");
-	set(&o, "save-steps", "0");
+	fixture_set(&o, "algo", "iapo");
+	fixture_set(&o, "prompts-per-step", "4");
+	fixture_set(&o, "num-generations", "4");
+	fixture_set(&o, "micro-batch", "8");
+	fixture_set(&o, "save-steps", "0");
 	char b[16];
 	snprintf(b, sizeof b, "%d", steps);
-	set(&o, "max-steps", b);
+	fixture_set(&o, "max-steps", b);
 	va_list ap;
 	va_start(ap, want_skips);
-	for (const char *k; (k = va_arg(ap, const char *));) set(&o, k, va_arg(ap, const char *));
+	for (const char *k; (k = va_arg(ap, const char *));) fixture_set(&o, k, va_arg(ap, const char *));
 	va_end(ap);
 	iapo_trainer *tr;
 	if (iapo_trainer_new(&o, &tr) != IAPO_OK) {
@@ -214,13 +177,13 @@ static void first_step(const char *name, const char *algo, int bf16, iapo_step_m
 		CHECK(0, "setup");
 		return;
 	}
-	set(&o, "algo", algo);
-	set(&o, "prompts-per-step", "4");
-	set(&o, "num-generations", "4");
-	set(&o, "save-steps", "0");
-	set(&o, "micro-batch", "8");
-	set(&o, "max-steps", "1");
-	if (bf16) set(&o, "rollout-bf16", "true");
+	fixture_set(&o, "algo", algo);
+	fixture_set(&o, "prompts-per-step", "4");
+	fixture_set(&o, "num-generations", "4");
+	fixture_set(&o, "save-steps", "0");
+	fixture_set(&o, "micro-batch", "8");
+	fixture_set(&o, "max-steps", "1");
+	if (bf16) fixture_set(&o, "rollout-bf16", "true");
 	iapo_trainer *tr;
 	if (iapo_trainer_new(&o, &tr) != IAPO_OK) {
 		CHECK(0, "%s: trainer: %s", name, iapo_errmsg());
@@ -233,10 +196,7 @@ static void first_step(const char *name, const char *algo, int bf16, iapo_step_m
 
 static void test_same_samples(void)
 {
-	if (!have_fx) {
-		CHECK(0, "no fixture");
-		return;
-	}
+	FIXTURE_NEED(have_fx);
 	for (int bf16 = 0; bf16 < 2; bf16++) {
 		iapo_step_metrics g, i;
 		first_step(bf16 ? "same-grpo-bf16" : "same-grpo", "grpo", bf16, &g);
