@@ -1,9 +1,10 @@
 /*
  * bench.h — what the benchmark programs (bench/peak.c, bench/model.c) share:
- * a monotonic clock, medians, a JSON-lines writer, option parsing helpers, and
+ * a monotonic clock, medians, a JSON-lines writer, option parsing helpers,
  * the machine's measured limits (fp32 FMA peak, bf16 dot-product peak, memory
  * read bandwidth) so that every program can put its own numbers next to
- * limits measured in the same run.
+ * limits measured in the same run, and the Qwen2 model shapes that
+ * bench/model.c and bench/info.c measure.
  *
  * Header-only (static inline) because each bench program is linked as its own
  * program against libiapo; the limits are benchmark code, not library code.
@@ -35,6 +36,7 @@
 #endif
 
 #include "core/mem.h"
+#include "model/model.h"
 
 /* ---------------------------------------------------------------- clock */
 
@@ -401,6 +403,49 @@ static inline int bench_mem_read_bw(size_t bytes, int threads, int passes, bench
 	out->passes = passes;
 	out->kernel = avx ? "avx512" : "plain";
 	return 1;
+}
+
+
+/* --------------------------------------------------------- model shapes */
+
+typedef struct {
+	const char *name;
+	int V, C, L, NH, NKV, F;
+} bench_model_shape;
+
+static const bench_model_shape BENCH_SHAPES[] = {
+	{"tiny", 512, 256, 4, 4, 2, 768},
+	{"small", 8192, 512, 8, 8, 4, 1536},
+	{"qwen0.5b", 151936, 896, 24, 14, 2, 4864},
+};
+#define BENCH_NSHAPES ((int)(sizeof BENCH_SHAPES / sizeof BENCH_SHAPES[0]))
+
+/* Qwen2 as Qwen2.5-0.5B configures it: tied embeddings, q/k/v bias. The
+ * last vocabulary id is the EOS (random weights: never sampled in practice). */
+static inline void bench_qwen2_config(const bench_model_shape *s, iapo_config *c)
+{
+	memset(c, 0, sizeof *c);
+	c->arch = IAPO_ARCH_QWEN2;
+	snprintf(c->model_type, sizeof c->model_type, "qwen2");
+	c->V = s->V;
+	c->C = s->C;
+	c->L = s->L;
+	c->NH = s->NH;
+	c->NKV = s->NKV;
+	c->HD = s->C / s->NH;
+	c->F = s->F;
+	c->max_pos = 32768;
+	c->rope_theta = 1e6f;
+	c->rms_eps = 1e-6f;
+	c->tie_embeddings = 1;
+	c->qkv_bias = 1;
+	c->qk_norm = 0;
+	c->rope_kind = IAPO_ROPE_DEFAULT;
+	c->bos_id = -1;
+	c->eos_ids[0] = s->V - 1;
+	c->n_eos = 1;
+	c->pad_id = -1;
+	snprintf(c->torch_dtype, sizeof c->torch_dtype, "float32");
 }
 
 #endif

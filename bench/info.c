@@ -68,44 +68,7 @@
 #include "rl/info.h"
 #include "rl/prompt.h"
 
-typedef struct {
-	const char *name;
-	int V, C, L, NH, NKV, F;
-} model_shape;
-
-static const model_shape SHAPES[] = {
-	{"tiny", 512, 256, 4, 4, 2, 768},
-	{"small", 8192, 512, 8, 8, 4, 1536},
-	{"qwen0.5b", 151936, 896, 24, 14, 2, 4864},
-};
-#define NSHAPES ((int)(sizeof SHAPES / sizeof SHAPES[0]))
-
 enum { G = 8, PROMPT = 64, COMP = 192, T = PROMPT + COMP, KPOST = 4, MAX_REPS = 3, ROUNDS = 5 };
-
-static void make_config(const model_shape *s, iapo_config *c)
-{
-	memset(c, 0, sizeof *c);
-	c->arch = IAPO_ARCH_QWEN2;
-	snprintf(c->model_type, sizeof c->model_type, "qwen2");
-	c->V = s->V;
-	c->C = s->C;
-	c->L = s->L;
-	c->NH = s->NH;
-	c->NKV = s->NKV;
-	c->HD = s->C / s->NH;
-	c->F = s->F;
-	c->max_pos = 32768;
-	c->rope_theta = 1e6f;
-	c->rms_eps = 1e-6f;
-	c->tie_embeddings = 1;
-	c->qkv_bias = 1;
-	c->rope_kind = IAPO_ROPE_DEFAULT;
-	c->bos_id = -1;
-	c->eos_ids[0] = s->V - 1;
-	c->n_eos = 1;
-	c->pad_id = -1;
-	snprintf(c->torch_dtype, sizeof c->torch_dtype, "float32");
-}
 
 typedef struct {
 	const iapo_weights *w;
@@ -291,10 +254,10 @@ static double entropy_cost(int V)
 	return t;
 }
 
-static iapo_status bench_shape(const model_shape *s, int threads, int quick, int naive)
+static iapo_status bench_shape(const bench_model_shape *s, int threads, int quick, int naive)
 {
 	iapo_config c;
-	make_config(s, &c);
+	bench_qwen2_config(s, &c);
 	IAPO_TRY(iapo_config_validate(&c, s->name));
 	iapo_weights w;
 	memset(&w, 0, sizeof w);
@@ -775,13 +738,13 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	int found = strcmp(shape, "all") == 0;
-	for (int s = 0; s < NSHAPES; s++) found |= strcmp(shape, SHAPES[s].name) == 0;
+	for (int s = 0; s < BENCH_NSHAPES; s++) found |= strcmp(shape, BENCH_SHAPES[s].name) == 0;
 	if (!found) return usage();
-	for (int s = 0; s < NSHAPES; s++) {
-		if (strcmp(shape, SHAPES[s].name) && (strcmp(shape, "all") || s == 2)) continue;
-		iapo_status st = bench_shape(&SHAPES[s], threads, quick, naive);
+	for (int s = 0; s < BENCH_NSHAPES; s++) {
+		if (strcmp(shape, BENCH_SHAPES[s].name) && (strcmp(shape, "all") || s == 2)) continue;
+		iapo_status st = bench_shape(&BENCH_SHAPES[s], threads, quick, naive);
 		if (st != IAPO_OK) {
-			bench_note("info: %s: %s\n", SHAPES[s].name, iapo_errmsg());
+			bench_note("info: %s: %s\n", BENCH_SHAPES[s].name, iapo_errmsg());
 			return 1;
 		}
 	}

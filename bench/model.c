@@ -36,46 +36,7 @@
 #include "model/weights.h"
 #include "rl/adamw.h"
 
-typedef struct {
-	const char *name;
-	int V, C, L, NH, NKV, F;
-} model_shape;
-
-static const model_shape SHAPES[] = {
-	{"tiny", 512, 256, 4, 4, 2, 768},
-	{"small", 8192, 512, 8, 8, 4, 1536},
-	{"qwen0.5b", 151936, 896, 24, 14, 2, 4864},
-};
-#define NSHAPES ((int)(sizeof SHAPES / sizeof SHAPES[0]))
-
 enum { TRAIN_B = 1, TRAIN_T = 256, DEC_B = 8, DEC_PROMPT = 64, DEC_NEW = 128 };
-
-/* Qwen2 as Qwen2.5-0.5B configures it: tied embeddings, q/k/v bias. */
-static void make_config(const model_shape *s, iapo_config *c)
-{
-	memset(c, 0, sizeof *c);
-	c->arch = IAPO_ARCH_QWEN2;
-	snprintf(c->model_type, sizeof c->model_type, "qwen2");
-	c->V = s->V;
-	c->C = s->C;
-	c->L = s->L;
-	c->NH = s->NH;
-	c->NKV = s->NKV;
-	c->HD = s->C / s->NH;
-	c->F = s->F;
-	c->max_pos = 32768;
-	c->rope_theta = 1e6f;
-	c->rms_eps = 1e-6f;
-	c->tie_embeddings = 1;
-	c->qkv_bias = 1;
-	c->qk_norm = 0;
-	c->rope_kind = IAPO_ROPE_DEFAULT;
-	c->bos_id = -1;
-	c->eos_ids[0] = s->V - 1;
-	c->n_eos = 1;
-	c->pad_id = -1;
-	snprintf(c->torch_dtype, sizeof c->torch_dtype, "float32");
-}
 
 /* ------------------------------------------------------------ FLOP counts */
 
@@ -461,10 +422,10 @@ static int want(const char *list, const char *item)
 	return 0;
 }
 
-static iapo_status bench_shape(const model_shape *s, run_env *e)
+static iapo_status bench_shape(const bench_model_shape *s, run_env *e)
 {
 	iapo_config c;
-	make_config(s, &c);
+	bench_qwen2_config(s, &c);
 	IAPO_TRY(iapo_config_validate(&c, s->name));
 	iapo_weights w;
 	memset(&w, 0, sizeof w);
@@ -531,7 +492,7 @@ int main(int argc, char **argv)
 		}
 	}
 	int found = strcmp(shape, "all") == 0;
-	for (int s = 0; s < NSHAPES; s++) found |= strcmp(shape, SHAPES[s].name) == 0;
+	for (int s = 0; s < BENCH_NSHAPES; s++) found |= strcmp(shape, BENCH_SHAPES[s].name) == 0;
 	if (!found) return usage();
 
 	iapo_set_threads(threads);
@@ -545,12 +506,12 @@ int main(int argc, char **argv)
 	if (bench_mem_read_bw((size_t)1 << 30, threads, quick ? 2 : 4, &bw)) e.bw = bw.best_gbs;
 	bench_note("model: memory read %.1f GB/s (measured now)\n", e.bw);
 
-	for (int s = 0; s < NSHAPES; s++) {
-		if (strcmp(shape, "all") && strcmp(shape, SHAPES[s].name)) continue;
-		measure_peak(&e, quick, SHAPES[s].name);
-		iapo_status st = bench_shape(&SHAPES[s], &e);
+	for (int s = 0; s < BENCH_NSHAPES; s++) {
+		if (strcmp(shape, "all") && strcmp(shape, BENCH_SHAPES[s].name)) continue;
+		measure_peak(&e, quick, BENCH_SHAPES[s].name);
+		iapo_status st = bench_shape(&BENCH_SHAPES[s], &e);
 		if (st != IAPO_OK) {
-			bench_note("model: %s: %s\n", SHAPES[s].name, iapo_errmsg());
+			bench_note("model: %s: %s\n", BENCH_SHAPES[s].name, iapo_errmsg());
 			return 1;
 		}
 	}

@@ -44,7 +44,7 @@ typedef struct {
 	int P, G, Tc, steps; /* the GRPO step measured */
 } shape;
 
-/* bench/model.c's shapes; the batch keeps a qwen0.5b step within minutes. */
+/* bench.h's BENCH_SHAPES; the batch keeps a qwen0.5b step within minutes. */
 static const shape SHAPES[] = {
 	{"tiny", 512, 256, 4, 4, 2, 768, 4, 4, 32, 4},
 	{"small", 8192, 512, 8, 8, 4, 1536, 4, 4, 32, 3},
@@ -54,21 +54,7 @@ static const shape SHAPES[] = {
 
 static void make_config(const shape *s, iapo_config *c)
 {
-	memset(c, 0, sizeof *c);
-	c->arch = IAPO_ARCH_QWEN2;
-	snprintf(c->model_type, sizeof c->model_type, "qwen2");
-	c->V = s->V, c->C = s->C, c->L = s->L, c->NH = s->NH, c->NKV = s->NKV, c->HD = s->C / s->NH, c->F = s->F;
-	c->max_pos = 32768;
-	c->rope_theta = 1e6f;
-	c->rms_eps = 1e-6f;
-	c->tie_embeddings = 1;
-	c->qkv_bias = 1;
-	c->rope_kind = IAPO_ROPE_DEFAULT;
-	c->bos_id = -1;
-	c->eos_ids[0] = s->V - 1; /* random weights: never sampled in practice */
-	c->n_eos = 1;
-	c->pad_id = -1;
-	snprintf(c->torch_dtype, sizeof c->torch_dtype, "float32");
+	bench_qwen2_config(&(bench_model_shape){s->name, s->V, s->C, s->L, s->NH, s->NKV, s->F}, c);
 }
 
 static const shape *find_shape(const char *name)
