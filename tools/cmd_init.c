@@ -11,7 +11,6 @@
 #include "cli.h"
 #include "core/status.h"
 #include "io/fs.h"
-#include "io/json.h"
 #include "model/weights.h"
 #include "tokenizer/tokenizer.h"
 
@@ -42,17 +41,6 @@ static void help(void)
 	       "\n"
 	       "The config's vocab_size must cover the tokenizer's vocabulary. When the config\n"
 	       "names no eos_token_id, the tokenizer's end-of-sequence tokens are used.\n");
-}
-
-/* initializer_range of the config file, or 0.02. */
-static double config_std(const char *path)
-{
-	cJSON *root;
-	double std = 0.02;
-	if (iapo_json_load(path, (size_t)16 << 20, &root) != IAPO_OK) return std;
-	if (iapo_json_opt_num(root, "initializer_range", path, 0.02, &std) != IAPO_OK || !(std >= 0)) std = 0.02;
-	cJSON_Delete(root);
-	return std;
 }
 
 int cmd_init(int argc, char **argv)
@@ -94,7 +82,7 @@ int cmd_init(int argc, char **argv)
 	iapo_config cfg;
 	iapo_status st = iapo_config_load(config, &cfg);
 	if (st != IAPO_OK) cli_fail(CMD, st);
-	if (std < 0) std = config_std(config);
+	if (std < 0) std = iapo_config_init_std(config);
 
 	/* The byte-level tokenizer is written to a scratch directory beside
 	 * --out and copied by the save like any other tokenizer. */

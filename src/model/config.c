@@ -331,6 +331,16 @@ iapo_status iapo_config_load(const char *path, iapo_config *cfg)
 	return load_both(AT_FDCWD, path, path, fits ? gen : NULL, gen, cfg);
 }
 
+double iapo_config_init_std(const char *path)
+{
+	cJSON *root;
+	double std = 0.02;
+	if (iapo_json_load(path, JSON_CAP, &root) != IAPO_OK) return std;
+	if (iapo_json_opt_num(root, "initializer_range", path, 0.02, &std) != IAPO_OK || !(std >= 0)) std = 0.02;
+	cJSON_Delete(root);
+	return std;
+}
+
 iapo_status iapo_config_load_at(int dirfd, const char *dir, iapo_config *cfg)
 {
 	char cp[4096], gp[4096];

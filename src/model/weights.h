@@ -29,6 +29,10 @@ iapo_status iapo_config_load(const char *config_json_path, iapo_config *cfg);
 /* Loads config.json and generation_config.json of the directory open as
  * dirfd (`dir` names it in messages). */
 iapo_status iapo_config_load_at(int dirfd, const char *dir, iapo_config *cfg);
+/* initializer_range of the config.json at path (the std of a fresh model's
+ * weights), or HF's 0.02 when the file, the field or its value is missing or
+ * bad. */
+double iapo_config_init_std(const char *config_json_path);
 /* Writes config.json for cfg (every field needed to rebuild it, plus
  * architectures, model_type and torch_dtype, e.g. "bfloat16") to path. Not
  * atomic: meant for a file inside a directory made visible atomically. */

@@ -508,16 +508,6 @@ static void dir_of(const char *path, char *buf, size_t n)
 		snprintf(buf, n, "%.*s", (int)(slash - path), path);
 }
 
-static double config_std(const char *path)
-{
-	cJSON *root;
-	double std = 0.02;
-	if (iapo_json_load(path, (size_t)16 << 20, &root) != IAPO_OK) return std;
-	if (iapo_json_opt_num(root, "initializer_range", path, 0.02, &std) != IAPO_OK || !(std >= 0)) std = 0.02;
-	cJSON_Delete(root);
-	return std;
-}
-
 static void add_eos(iapo_config *cfg, int id)
 {
 	for (int i = 0; i < cfg->n_eos; i++)
@@ -551,7 +541,7 @@ static iapo_status load_model(run *r)
 		iapo_config cfg;
 		IAPO_TRY(iapo_config_load(o->model, &cfg));
 		if (cfg.n_eos == 0) cfg.n_eos = iapo_tokenizer_eos_ids(r->tok, cfg.eos_ids, IAPO_MAX_EOS);
-		double std = o->init_std >= 0 ? o->init_std : config_std(o->model);
+		double std = o->init_std >= 0 ? o->init_std : iapo_config_init_std(o->model);
 		IAPO_TRY(iapo_weights_init_random(&r->w, &cfg, (uint64_t)o->seed, (float)std));
 	} else {
 		IAPO_TRY(iapo_weights_load(o->model, &r->w));
