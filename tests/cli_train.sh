@@ -26,6 +26,8 @@ check "no temporary directories" '[ -z "$(ls -a "$T/run" | grep -e .tmp- -e .old
 check "config.json holds the resolved options" 'grep -q "\"micro-batch\":[[:space:]]*4" "$T/run/config.json" && grep -q "\"max-steps\":[[:space:]]*2" "$T/run/config.json"'
 check "plain progress lines off a terminal" 'grep -q "^train step 2/2 reward" "$T/err" && grep -q "final checkpoint .*checkpoint-2" "$T/err"'
 check "checkpoint loads: iapo generate" '"$BIN" generate --model "$T/run/checkpoint-2" --prompt hi --max-tokens 2 --temperature 0 >/dev/null 2>&1'
+"$BIN" train $SMALL --out "$T/nokl" --max-steps 1 --beta 0 >"$T/out" 2>"$T/err"
+check "--beta 0: no reference model, so no kl in metrics.jsonl (not a measured 0)" '[ $? -eq 0 ] && grep -q "\"entropy\":" "$T/nokl/metrics.jsonl" && ! grep -q "\"kl\":" "$T/nokl/metrics.jsonl"'
 
 "$BIN" train --out "$T/run" --resume >"$T/out" 2>"$T/err"
 check "--resume of a finished run: exit 0, nothing to do" '[ $? -eq 0 ] && grep -q "resuming after step 2" "$T/err" && [ "$(wc -l <"$T/run/metrics.jsonl")" -eq 2 ]'

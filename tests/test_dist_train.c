@@ -237,7 +237,7 @@ static void compare_metrics_n(const char *a, const char *b, const char *what, in
 		for (size_t k = 0; k < sizeof NEAR / sizeof *NEAR; k++) {
 			double x = fixture_field(la, NEAR[k]), y = fixture_field(lb, NEAR[k]);
 			double tol = METRIC_TOL * fmax(1e-3, fabs(y));
-			CHECK(fabs(x - y) <= tol, "%s: step %d %s: %.9g vs %.9g (tol %.2g)", what, l + 1, NEAR[k], x, y, tol);
+			CHECK((isnan(x) && isnan(y)) || fabs(x - y) <= tol, "%s: step %d %s: %.9g vs %.9g (tol %.2g)", what, l + 1, NEAR[k], x, y, tol);
 		}
 	}
 	free(ma);

@@ -69,7 +69,7 @@ static cJSON *metrics_json(const iapo_step_metrics *m, const cJSON *eval)
 	iapo_json_add(o, "completion_length_min", cJSON_CreateNumber(m->length_min), &oom);
 	iapo_json_add(o, "completion_length_max", cJSON_CreateNumber(m->length_max), &oom);
 	iapo_json_add(o, "clipped_ratio", iapo_json_double(m->clipped_ratio), &oom);
-	iapo_json_add(o, "kl", iapo_json_double(m->kl), &oom);
+	if (m->has_kl) iapo_json_add(o, "kl", iapo_json_double(m->kl), &oom);
 	iapo_json_add(o, "entropy", iapo_json_double(m->entropy), &oom);
 	iapo_json_add(o, "loss", iapo_json_double(m->loss), &oom);
 	iapo_json_add(o, "grad_norm", iapo_json_double(m->grad_norm), &oom);

@@ -738,7 +738,8 @@ static iapo_status update(iapo_trainer *tr, long s, iapo_step_metrics *m)
 	m->grad_norm = norm;
 	m->lr = lr;
 	m->tokens = ntok;
-	m->kl = tr->ref.block ? ls.kl_sum / tk : 0;
+	m->has_kl = tr->ref.block != NULL;
+	m->kl = m->has_kl ? ls.kl_sum / tk : 0;
 	m->entropy = ntok > 0 ? ent / ntok : 0;
 	m->ratio_mean = ls.tokens > 0 ? ls.ratio_sum / tk : 1;
 	m->clip_low = ls.clipped_low / tk;

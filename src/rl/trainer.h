@@ -70,6 +70,8 @@ typedef struct {
 	int length_min, length_max;
 	double clipped_ratio;  /* completions that hit --max-completion-tokens */
 	double kl, entropy;    /* means over completion tokens */
+	int has_kl;            /* a reference model was scored (beta != 0); without one kl is not
+	                        * measured and metrics.jsonl leaves it out, as TRL does */
 	double loss, grad_norm, lr;
 	double ratio_mean, clip_low, clip_high; /* token fractions */
 	double tokens;         /* completion tokens in the step */
