@@ -41,17 +41,24 @@
 #include "kernels/gemm.h"
 #include "kernels/kernels.h"
 
+/* A shape's linear layers as out x in (bench.h's BENCH_SHAPES): q, k/v (one:
+ * they share a shape), o, gate (up has its shape), down, lm_head. */
 typedef struct {
 	const char *name;
-	int V, C, Q, KV, F; /* vocab, hidden, q width, k/v width, MLP width */
-} model_shape;
+	int out, in;
+} shape_layer;
+enum { NLAYERS = 6 };
 
-static const model_shape SHAPES[] = {
-	{"tiny", 512, 256, 256, 128, 768},
-	{"small", 8192, 512, 512, 256, 1536},
-	{"qwen0.5b", 151936, 896, 896, 128, 4864},
-};
-#define NSHAPES ((int)(sizeof SHAPES / sizeof SHAPES[0]))
+static void shape_layers(const bench_model_shape *m, shape_layer *l)
+{
+	const int hd = m->C / m->NH, q = m->NH * hd, kv = m->NKV * hd;
+	l[0] = (shape_layer){"q", q, m->C};
+	l[1] = (shape_layer){"kv", kv, m->C};
+	l[2] = (shape_layer){"o", m->C, q};
+	l[3] = (shape_layer){"gate", m->F, m->C};
+	l[4] = (shape_layer){"down", m->C, m->F};
+	l[5] = (shape_layer){"lm_head", m->V, m->C};
+}
 
 static void fill(float *p, size_t n, float scale, uint64_t seed)
 {
@@ -283,7 +290,7 @@ int main(int argc, char **argv)
 		}
 	}
 	int found = strcmp(only, "all") == 0 || strcmp(only, "decode") == 0 || strcmp(only, "bf16") == 0;
-	for (int s = 0; s < NSHAPES; s++) found |= strcmp(only, SHAPES[s].name) == 0;
+	for (int s = 0; s < BENCH_NSHAPES; s++) found |= strcmp(only, BENCH_SHAPES[s].name) == 0;
 	if (!found) return usage();
 
 	char caches[256];
@@ -334,15 +341,13 @@ int main(int argc, char **argv)
 	fill(bufB, big, 0.1f, 2);
 	iapo_f32_to_bf16(bufBh, bufB, big);
 
-	for (int s = 0; s < NSHAPES; s++) {
-		const model_shape *m = &SHAPES[s];
+	shape_layer layers[NLAYERS];
+	for (int s = 0; s < BENCH_NSHAPES; s++) {
+		const bench_model_shape *m = &BENCH_SHAPES[s];
 		if (strcmp(only, "all") && strcmp(only, m->name)) continue;
-		struct { const char *name; int out, in; } layers[] = {
-			{"q", m->Q, m->C}, {"kv", m->KV, m->C}, {"o", m->C, m->Q},
-			{"gate", m->F, m->C}, {"down", m->C, m->F}, {"lm_head", m->V, m->C},
-		};
+		shape_layers(m, layers);
 		const int T = 256;
-		for (size_t l = 0; l < sizeof layers / sizeof layers[0]; l++)
+		for (int l = 0; l < NLAYERS; l++)
 			for (int i = 0; i < ntl; i++) {
 				int o = layers[l].out, in = layers[l].in;
 				bench_one(m->name, layers[l].name, "nt", T, o, in, tl[i], quick);
@@ -350,32 +355,27 @@ int main(int argc, char **argv)
 				bench_one(m->name, layers[l].name, "tn", o, in, T, tl[i], quick);
 			}
 	}
-	for (int s = 0; s < NSHAPES; s++) {
-		const model_shape *m = &SHAPES[s];
+	for (int s = 0; s < BENCH_NSHAPES; s++) {
+		const bench_model_shape *m = &BENCH_SHAPES[s];
 		if (strcmp(only, "all") && strcmp(only, "bf16") && strcmp(only, m->name)) continue;
-		struct { const char *name; int out, in; } layers[] = {
-			{"q", m->Q, m->C}, {"kv", m->KV, m->C}, {"o", m->C, m->Q},
-			{"gate", m->F, m->C}, {"down", m->C, m->F}, {"lm_head", m->V, m->C},
-		};
+		shape_layers(m, layers);
 		static const int Ms[] = {256, 1024};
-		for (size_t l = 0; l < sizeof layers / sizeof layers[0]; l++)
+		for (int l = 0; l < NLAYERS; l++)
 			for (int mi = 0; mi < 2; mi++)
 				for (int i = 0; i < ntl; i++)
 					bench_bf16_one(m->name, layers[l].name, Ms[mi], layers[l].out, layers[l].in, tl[i],
 						       quick);
 	}
 	if (strcmp(only, "all") == 0 || strcmp(only, "decode") == 0) {
-		const model_shape *m = &SHAPES[2];
-		struct { const char *name; int out, in; } layers[] = {
-			{"q", m->Q, m->C}, {"kv", m->KV, m->C}, {"gate", m->F, m->C},
-			{"down", m->C, m->F}, {"lm_head", m->V, m->C},
-		};
+		shape_layers(&BENCH_SHAPES[2], layers); /* qwen0.5b */
 		static const int Ms[] = {1, 8, 16};
-		for (size_t l = 0; l < sizeof layers / sizeof layers[0]; l++)
+		for (int l = 0; l < NLAYERS; l++) {
+			if (strcmp(layers[l].name, "o") == 0) continue; /* q's shape at qwen0.5b */
 			for (int mi = 0; mi < 3; mi++)
 				for (int i = 0; i < ntl; i++)
 					bench_one("decode", layers[l].name, "nt", Ms[mi], layers[l].out, layers[l].in, tl[i],
 						  quick);
+		}
 	}
 	iapo_free_aligned(bufA);
 	iapo_free_aligned(bufB);

@@ -26,18 +26,6 @@
 #include "core/mem.h"
 #include "core/rng.h"
 
-typedef struct {
-	const char *name;
-	int V, C, NH, NKV, HD, F;
-} gemm_shape;
-
-static const gemm_shape SHAPES[] = {
-	{"tiny", 512, 256, 4, 2, 64, 768},
-	{"small", 8192, 512, 8, 4, 64, 1536},
-	{"qwen0.5b", 151936, 896, 14, 2, 64, 4864},
-};
-#define NSHAPES ((int)(sizeof SHAPES / sizeof SHAPES[0]))
-
 static const char *cpu_model(char *buf, size_t n)
 {
 	snprintf(buf, n, "unknown");
@@ -164,12 +152,12 @@ static int bench_layer(const char *shape, const char *layer, int M, int N, int K
 	return ok;
 }
 
-static int bench_shape(const gemm_shape *s, int threads, int quick, const char *corename)
+static int bench_shape(const bench_model_shape *s, int threads, int quick, const char *corename)
 {
-	const int M = 256;
+	const int M = 256, hd = s->C / s->NH;
 	struct { const char *name; int N, K; } layers[] = {
-		{"q", s->NH * s->HD, s->C},   {"k", s->NKV * s->HD, s->C},
-		{"v", s->NKV * s->HD, s->C},  {"o", s->C, s->NH * s->HD},
+		{"q", s->NH * hd, s->C},   {"k", s->NKV * hd, s->C},
+		{"v", s->NKV * hd, s->C},  {"o", s->C, s->NH * hd},
 		{"gate", s->F, s->C},         {"up", s->F, s->C},
 		{"down", s->C, s->F},         {"lm_head", s->V, s->C},
 	};
@@ -210,7 +198,7 @@ int main(int argc, char **argv)
 		}
 	}
 	int found = strcmp(shape, "all") == 0;
-	for (int s = 0; s < NSHAPES; s++) found |= strcmp(shape, SHAPES[s].name) == 0;
+	for (int s = 0; s < BENCH_NSHAPES; s++) found |= strcmp(shape, BENCH_SHAPES[s].name) == 0;
 	if (!found) return usage();
 
 	iapo_set_threads(threads);
@@ -267,9 +255,9 @@ int main(int argc, char **argv)
 	}
 
 	if (sgemm) {
-		for (int s = 0; s < NSHAPES; s++) {
-			if (strcmp(shape, "all") && strcmp(shape, SHAPES[s].name)) continue;
-			if (!bench_shape(&SHAPES[s], threads, quick, corename)) return 1;
+		for (int s = 0; s < BENCH_NSHAPES; s++) {
+			if (strcmp(shape, "all") && strcmp(shape, BENCH_SHAPES[s].name)) continue;
+			if (!bench_shape(&BENCH_SHAPES[s], threads, quick, corename)) return 1;
 		}
 	}
 	return 0;
