@@ -58,7 +58,7 @@ typedef struct {
 
 /* Samples NSEQ completions (temperature temp, eos on) into a cache with
  * scratch slots after the sequences. Returns 0 on success. */
-static int rollout_make(rollout *x, int kind, float temp)
+static int rollout_fill(rollout *x, int kind, float temp)
 {
 	memset(x, 0, sizeof *x);
 	if (tiny_weights(kind, 900 + kind, &x->w)) return -1;
@@ -102,6 +102,15 @@ static void rollout_free(rollout *x)
 	iapo_gen_results_free(x->res, NSEQ);
 	for (int i = 0; i < NSEQ; i++) free(x->prompt[i]);
 	iapo_free_aligned(x->w.block);
+}
+
+/* rollout_fill, or a failed check naming the model and nothing left to free. */
+static int rollout_make(rollout *x, int kind, float temp)
+{
+	if (rollout_fill(x, kind, temp) == 0) return 0;
+	CHECK(0, "%s: rollout: %s", tiny_names[kind], iapo_errmsg());
+	rollout_free(x);
+	return -1;
 }
 
 static iapo_info_cache cache_of(rollout *x, int with_c, int nscratch)
@@ -169,11 +178,7 @@ static double compare(rollout *x, const iapo_info_opts *o, int with_c, int nscra
 static void reuse_for(int kind)
 {
 	rollout x;
-	if (rollout_make(&x, kind, 1.0f)) {
-		CHECK(0, "%s: rollout: %s", tiny_names[kind], iapo_errmsg());
-		rollout_free(&x);
-		return;
-	}
+	if (rollout_make(&x, kind, 1.0f)) return;
 	const int V = x.w.cfg.V;
 	int post3[3] = {V - 2, 7, 31};
 	double worst = 0, e;
@@ -221,11 +226,7 @@ static void test_reuse_qwen3(void) { reuse_for(TINY_QWEN3); }
 static void test_generate_entropy(void)
 {
 	rollout x;
-	if (rollout_make(&x, TINY_QWEN2, 0.7f)) {
-		CHECK(0, "rollout: %s", iapo_errmsg());
-		rollout_free(&x);
-		return;
-	}
+	if (rollout_make(&x, TINY_QWEN2, 0.7f)) return;
 	const int T = x.Tmax;
 	iapo_fwd *f;
 	CHECK(iapo_fwd_new(&x.w, 1, T, 0, &f) == IAPO_OK, "%s", iapo_errmsg());
@@ -266,11 +267,7 @@ static void advantages(const rollout *x, const float *E, const float *C, float *
 static void test_bf16(void)
 {
 	rollout x;
-	if (rollout_make(&x, TINY_QWEN2, 1.0f)) {
-		CHECK(0, "rollout: %s", iapo_errmsg());
-		rollout_free(&x);
-		return;
-	}
+	if (rollout_make(&x, TINY_QWEN2, 1.0f)) return;
 	int post3[3] = {x.w.cfg.V - 2, 7, 31};
 	iapo_info_opts o = iapo_info_defaults();
 	o.postfix = post3;
@@ -315,11 +312,7 @@ static void test_bf16(void)
 static void test_slot_map(void)
 {
 	rollout x;
-	if (rollout_make(&x, TINY_QWEN2, 1.0f)) {
-		CHECK(0, "rollout: %s", iapo_errmsg());
-		rollout_free(&x);
-		return;
-	}
+	if (rollout_make(&x, TINY_QWEN2, 1.0f)) return;
 	const int re[2] = {0, 3}, kept[2] = {1, 2};
 	int len0[2] = {iapo_kv_len(x.kv, kept[0]), iapo_kv_len(x.kv, kept[1])};
 	const int *pp[2] = {x.prompt[re[0]], x.prompt[re[1]]};
@@ -377,11 +370,7 @@ static void test_slot_map(void)
 static void test_errors(void)
 {
 	rollout x;
-	if (rollout_make(&x, TINY_QWEN2, 1.0f)) {
-		CHECK(0, "rollout: %s", iapo_errmsg());
-		rollout_free(&x);
-		return;
-	}
+	if (rollout_make(&x, TINY_QWEN2, 1.0f)) return;
 	int post[2] = {3, 4};
 	iapo_info_opts o = iapo_info_defaults();
 	o.postfix = post;
