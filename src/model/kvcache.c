@@ -1,29 +1,35 @@
 /*
  * kvcache.c — the cached inference forward (see kvcache.h for the contract).
  *
- * Layout: K and V caches are (L, S, NKV, Tmax, HD): for one layer, slot and
- * kv head the keys are contiguous in position, so a query head walks them
- * with unit stride. Scratch activations are sized for Rmax rows (one chunk)
- * and the vocabulary projection for OUTG rows at a time; both are allocated
- * in iapo_kv_new.
+ * Layout: the V cache is (L, S, NKV, Tpad, HD): for one layer, slot and kv
+ * head the values are contiguous in position; the K cache holds the same
+ * keys in tiles of KT positions, each stored transposed (HD, KT), so that a
+ * tile's scores are lanes of FMAs without horizontal sums (Tpad: Tmax
+ * rounded up to whole tiles). Scratch activations are sized for Rmax rows
+ * (one chunk) and the vocabulary projection for OUTG rows at a time; both
+ * are allocated in iapo_kv_new.
  *
  * A chunk of R rows runs the same layer wiring as the training forward
  * (transformer.c): RMSNorm, q/k/v projections (+ bias), per-head q/k RMSNorm
  * (Qwen3), RoPE at each row's position, K/V stored into their slots, cached
  * attention, output projection added to the residual, RMSNorm, SwiGLU MLP
  * added to the residual; then the final norm and lm_head for rows that want
- * logits. Attention is an online softmax over tiles of keys, parallel over
- * (row, query head); each (row, head) is summed in a fixed order, so results
- * do not depend on the thread count or on which rows share a call. With
- * AVX-512 (and a head dim that is a multiple of 16) a tile's scores are 16
- * dot products reduced together, its max, exponentials and sum run 16 lanes
- * at a time, and P.V keeps the head's sum in registers (two partial sums per
- * 16 columns, so small head dims are not bound by the FMA latency). Rows
- * that attend to the same first span (the postfix rows of one IAPO position)
- * are scored together, so each key/value tile is read once for all of them.
+ * logits. Attention is an online softmax over tiles of keys at absolute
+ * positions, parallel over (block of rows, kv head); each (row, head) is
+ * summed in a fixed order, so results do not depend on the thread count or
+ * on which rows share a call. A block is a run of rows whose first span is
+ * in the same slot (a prefill's rows, the postfix rows of many consecutive
+ * IAPO positions): their query vectors are scored against each key tile
+ * together, a small matrix product with the keys in registers shared by up
+ * to 6 vectors, each vector masked to its own keys (see attend_span). With
+ * AVX-512 and a head dim that is a multiple of 16 the scores, the softmax's
+ * max, exponentials and sum and P.V run 16 lanes at a time (P.V with two
+ * partial sums per 16 columns, so small head dims are not bound by the FMA
+ * latency, and each value row loaded once for several vectors).
  */
 #include "model/kvcache.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -36,8 +42,8 @@
 #include "kernels/kernels.h"
 #include "kernels/pool.h"
 
-#define HD_MAX 512   /* head dims in use are 64..256; HD_MAX <= HC_FLOATS */
-#define KTILE 64     /* keys scored per tile (on the stack) */
+#define HD_MAX 512   /* head dims in use are 64..256; HD_MAX <= VB_FLOATS */
+#define KT 64        /* keys per attention tile; the K cache stores each tile as (HD, KT) */
 #define RMAX_CAP 512 /* rows per chunk: enough for GEMM efficiency, bounded scratch */
 #define OUTG_CAP 64  /* rows per vocabulary GEMM */
 #define SLOT_EMPTY (-2) /* kv->made: nothing computed since the slot was made or reset */
@@ -45,9 +51,10 @@
 
 struct iapo_kv {
 	const iapo_weights *w;
-	int S, Tmax, Rmax, OUTG;
+	int S, Tmax, Tpad, Rmax, OUTG; /* Tpad: Tmax rounded up to whole tiles of KT */
 	int *len;        /* (S) */
-	float *kc, *vc;  /* (L, S, NKV, Tmax, HD) each */
+	float *kc;       /* (L, S, NKV, Tpad / KT, HD, KT): each tile of keys transposed */
+	float *vc;       /* (L, S, NKV, Tpad, HD) */
 	float *inv_freq; /* (HD/2) */
 	float *cs;       /* (Rmax, HD) RoPE cos | sin of the chunk's rows */
 	/* chunk scratch */
@@ -198,11 +205,12 @@ iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
 	kv->w = w;
 	kv->S = B;
 	kv->Tmax = Tmax;
+	kv->Tpad = (Tmax + KT - 1) / KT * KT;
 	long rows = (long)B * Tmax;
 	kv->Rmax = rows < RMAX_CAP ? (int)rows : RMAX_CAP;
 	kv->OUTG = kv->Rmax < OUTG_CAP ? kv->Rmax : OUTG_CAP;
 	size_t R = (size_t)kv->Rmax, G = (size_t)kv->OUTG;
-	size_t cache = L * (size_t)B * (size_t)Tmax * KV;
+	size_t cache = L * (size_t)B * (size_t)kv->Tpad * KV;
 	iapo_status st = IAPO_OK;
 	kv->len = iapo_calloc((size_t)B, sizeof(int));
 	kv->made = iapo_malloc(sizeof(int) * (size_t)B);
@@ -219,6 +227,10 @@ iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
 	}
 	IAPO_CHECK(st, alloc_f(&kv->kc, cache, "key cache"));
 	IAPO_CHECK(st, alloc_f(&kv->vc, cache, "value cache"));
+	/* attention reads whole tiles (and masks the keys no row may see): never
+	 * uninitialised memory */
+	memset(kv->kc, 0, cache * sizeof(float));
+	memset(kv->vc, 0, cache * sizeof(float));
 	IAPO_CHECK(st, alloc_f(&kv->cs, R * (size_t)c->HD, "rope table"));
 	IAPO_CHECK(st, alloc_f(&kv->x, R * C, "activations"));
 	IAPO_CHECK(st, alloc_f(&kv->h, R * C, "activations"));
@@ -242,11 +254,12 @@ fail:
 	return st;
 }
 
-/* Base of the keys (or values) of one layer, slot and kv head: (Tmax, HD). */
+/* Base of the keys (tiles of (HD, KT)) or values ((Tpad, HD)) of one layer,
+ * slot and kv head. */
 static inline float *cache_at(const iapo_kv *kv, float *cache, int l, int seq, int g)
 {
 	const iapo_config *c = &kv->w->cfg;
-	return cache + ((((size_t)l * kv->S + seq) * c->NKV + g) * kv->Tmax) * c->HD;
+	return cache + ((((size_t)l * kv->S + seq) * c->NKV + g) * kv->Tpad) * c->HD;
 }
 
 /* exp(x) for x <= 0 (scores minus their running max), Cephes' polynomial
@@ -278,77 +291,34 @@ static inline float exp_nonpos(float x)
 	return y * p.f;
 }
 
-/* Query vectors attended together (they share each K/V row they read: the
- * query heads of one kv head, of one or several rows); at most HC_MAX and
- * HC_FLOATS / HD of them, so scores and accumulators fit the stack. */
-#define HC_MAX 16
-#define HC_FLOATS 4096
+/* Attention over the cache. A task attends a block of query vectors that
+ * share one kv head: the query heads of that kv head for a run of rows whose
+ * first span is in the same slot (consecutive positions of one sequence: a
+ * prefill's rows, or the postfix rows of many IAPO positions), each vector
+ * over its own key range. Keys are visited in tiles of KT at absolute
+ * positions of the slot (multiples of KT), and for each tile every vector
+ * whose range meets it takes, in this order: its scores for its lanes of the
+ * tile, the tile's max over them (rescaling its sum and accumulator when it
+ * grows), their exponentials and sum, and P.V. That sequence of operations
+ * depends only on the vector and its range, never on the block's other
+ * vectors, which only share the loads of each key and value: results do not
+ * depend on the grouping or the thread count. The K cache holds each tile
+ * transposed, (HD, KT): a score is one chain of HD FMAs down a lane (no
+ * horizontal sum), and a row of the tile's keys in registers serves SB query
+ * vectors at once. */
+#define VB_FLOATS 4096 /* accumulator floats of one task (on the stack) */
+#define VB_MAX 64      /* query vectors of one task */
 
-/* Online softmax of hc query vectors q[h] (HD each) that share one kv head, over n
- * keys K, values Vv (n, HD); running max m (hc), sum l (hc), acc (hc, HD).
- * Each head's arithmetic is the same whatever hc is, so grouping choices
- * (which depend on the batch and thread count) never change a result. */
+typedef struct {
+	const float *q; /* (HD) */
+	int lo, hi;     /* keys [lo, hi) of the span's slot */
+	float m, l;     /* running max and sum */
+	float *acc;     /* (HD) */
+	float *p;       /* (KT) the current tile's scores, then weights */
+} qvec;
+
 #if defined(__AVX512F__)
-/* Lane i: the sum of a[i]'s lanes (45 shuffles and adds, not 16 reductions). */
-static inline __m512 reduce16(const __m512 a[16])
-{
-	__m512 u[8], w[4];
-	for (int p = 0; p < 8; p++)
-		u[p] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * p], a[2 * p + 1]), _mm512_unpackhi_ps(a[2 * p], a[2 * p + 1]));
-	for (int g = 0; g < 4; g++) {
-		__m512d x = _mm512_castps_pd(u[2 * g]), y = _mm512_castps_pd(u[2 * g + 1]);
-		w[g] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
-	}
-	__m512 x = _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], 0x88), _mm512_shuffle_f32x4(w[0], w[1], 0xdd));
-	__m512 y = _mm512_add_ps(_mm512_shuffle_f32x4(w[2], w[3], 0x88), _mm512_shuffle_f32x4(w[2], w[3], 0xdd));
-	return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xdd));
-}
-
-/* Fetches rows [t0, t0 + n) of a (n_all, HD) cache (clipped to n_all)
- * ahead of use: the hardware prefetcher of this VM barely follows short
- * streams, and each (row, kv head) task reads its own few tens of KB. */
-static inline void prefetch_rows(const float *X, int t0, int n, int n_all, int HD)
-{
-	const int t1 = t0 + n < n_all ? t0 + n : n_all;
-	const char *p = (const char *)(X + (size_t)t0 * HD), *e = (const char *)(X + (size_t)t1 * HD);
-	for (; p < e; p += 64) _mm_prefetch(p, _MM_HINT_T0);
-}
-
-/* sh[t] = scale * q . K[t] for t < nt, 16 keys at a time (HD a multiple of
- * 16); keys past nt reuse row 0 and their lanes are not stored. pf: fetch
- * the keys 32 ahead (and their values) as well. */
-static void scores16(const float *q, const float *K, const float *Vv, int nt, int n_all, int HD, float scale,
-		     float *sh, int pf)
-{
-	for (int t0 = 0; t0 < nt; t0 += 16) {
-		const int n = nt - t0 < 16 ? nt - t0 : 16;
-		if (pf) {
-			prefetch_rows(K, t0 + 32, 16, n_all, HD);
-			prefetch_rows(Vv, t0 + 16, 16, n_all, HD);
-		}
-		__m512 acc[16];
-		for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
-		if (n == 16) { /* a full tile: one base and fixed strides, no pointer table */
-			const float *k0 = K + (size_t)t0 * HD;
-			for (int d = 0; d < HD; d += 16) {
-				__m512 qv = _mm512_loadu_ps(q + d);
-#pragma GCC unroll 16
-				for (int t = 0; t < 16; t++)
-					acc[t] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + (size_t)t * HD + d), acc[t]);
-			}
-		} else {
-			const float *kr[16];
-			for (int t = 0; t < 16; t++) kr[t] = K + (size_t)(t0 + (t < n ? t : 0)) * HD;
-			for (int d = 0; d < HD; d += 16) {
-				__m512 qv = _mm512_loadu_ps(q + d);
-#pragma GCC unroll 16
-				for (int t = 0; t < 16; t++) acc[t] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kr[t] + d), acc[t]);
-			}
-		}
-		__m512 s = _mm512_mul_ps(reduce16(acc), _mm512_set1_ps(scale));
-		_mm512_mask_storeu_ps(sh + t0, (__mmask16)((1u << n) - 1), s);
-	}
-}
+#define SB 6 /* query vectors per register block of scores: 6 x 4 accumulators */
 
 /* exp_nonpos on 16 lanes (the same polynomial and exponent trick). */
 static inline __m512 exp_nonpos16(__m512 x)
@@ -373,150 +343,228 @@ static inline __m512 exp_nonpos16(__m512 x)
 	return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
 }
 
-static inline __mmask16 tail_mask(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
-
-/* One tile of one query vector's online softmax, 16 lanes at a time (the
- * scalar loops below were not vectorised: max, exp and sum took as long as
- * the dot products): the tile's max into *m (rescaling *l and the
- * accumulator ah (HD) when it grows), sh[0..nt) = exp(sh − max), their sum
- * added to *l. */
-static void softmax_tile16(float *sh, int nt, float *m, float *l, float *ah, int HD)
+/* v[i]->p[16 g0 .. 16 (g0 + NG)) = scale * q_i . keys of those lanes, for NB
+ * vectors, each lane a chain over d = 0..HD-1. Kt: the tile (HD, KT). */
+static inline __attribute__((always_inline)) void scores_blk(qvec *const *v, const int NB, const int NG, int g0,
+							    const float *Kt, int HD, __m512 vs)
 {
-	__m512 vmx = _mm512_set1_ps(-INFINITY);
-	for (int t = 0; t < nt; t += 16)
-		vmx = _mm512_max_ps(vmx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail_mask(nt - t), sh + t));
-	float mx = _mm512_reduce_max_ps(vmx);
-	if (mx > *m) {
-		const float corr = expf(*m - mx); /* 0 on the first tile (m = -inf) */
-		*l *= corr;
-		const __m512 c = _mm512_set1_ps(corr);
-		for (int d = 0; d < HD; d += 16) _mm512_storeu_ps(ah + d, _mm512_mul_ps(_mm512_loadu_ps(ah + d), c));
-		*m = mx;
+	__m512 acc[SB][4];
+	const float *q[SB];
+	for (int i = 0; i < NB; i++) {
+		q[i] = v[i]->q;
+		for (int g = 0; g < NG; g++) acc[i][g] = _mm512_setzero_ps();
 	}
-	mx = *m;
-	const __m512 vm = _mm512_set1_ps(mx);
-	__m512 sum = _mm512_setzero_ps();
-	for (int t = 0; t < nt; t += 16) {
-		const __mmask16 k = tail_mask(nt - t);
-		const __m512 e = _mm512_maskz_mov_ps(k, exp_nonpos16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, sh + t), vm)));
-		_mm512_mask_storeu_ps(sh + t, k, e);
-		sum = _mm512_add_ps(sum, e);
-	}
-	*l += _mm512_reduce_add_ps(sum);
-}
-
-/* nr (1..4) blocks of 16 columns of ah += sum_t p[t] V[t]: two partial sums
- * (even and odd t) per block, so that up to 8 independent FMA chains hide
- * the FMA latency (one chain per block, with 1-2 blocks at head dims 16-32,
- * left it latency-bound). Inlined with a constant nr, the sums stay in
- * registers. */
-static inline __attribute__((always_inline)) void pv_cols(float *ah, const float *p, const float *Vv, int nt, int HD,
-							 int nr)
-{
-	__m512 a[4], b[4];
-	for (int v = 0; v < nr; v++) {
-		a[v] = _mm512_loadu_ps(ah + 16 * v);
-		b[v] = _mm512_setzero_ps();
-	}
-	int t = 0;
-	for (; t + 1 < nt; t += 2) {
-		const __m512 w0 = _mm512_set1_ps(p[t]), w1 = _mm512_set1_ps(p[t + 1]);
-		const float *r0 = Vv + (size_t)t * HD, *r1 = r0 + HD;
-		for (int v = 0; v < nr; v++) {
-			a[v] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(r0 + 16 * v), a[v]);
-			b[v] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(r1 + 16 * v), b[v]);
+	const float *kt = Kt + 16 * g0;
+	for (int d = 0; d < HD; d++, kt += KT) {
+		__m512 k[4];
+		for (int g = 0; g < NG; g++) {
+			k[g] = _mm512_loadu_ps(kt + 16 * g);
+			/* keep the keys in registers: GCC otherwise folds the load into
+			 * every vector's FMA (NB loads per key row instead of one) */
+			__asm__("" : "+v"(k[g]));
+		}
+		for (int i = 0; i < NB; i++) {
+			const __m512 qb = _mm512_set1_ps(q[i][d]);
+			for (int g = 0; g < NG; g++) acc[i][g] = _mm512_fmadd_ps(qb, k[g], acc[i][g]);
 		}
 	}
-	if (t < nt) {
-		const __m512 w0 = _mm512_set1_ps(p[t]);
-		for (int v = 0; v < nr; v++) a[v] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(Vv + (size_t)t * HD + 16 * v), a[v]);
-	}
-	for (int v = 0; v < nr; v++) _mm512_storeu_ps(ah + 16 * v, _mm512_add_ps(a[v], b[v]));
+	for (int i = 0; i < NB; i++)
+		for (int g = 0; g < NG; g++) _mm512_storeu_ps(v[i]->p + 16 * (g0 + g), _mm512_mul_ps(acc[i][g], vs));
 }
 
-/* ah (HD) += sum_t p[t] V[t] for t < nt, the head's accumulator in registers
- * (HD a multiple of 16, at most 256): 64 columns at a time, then the rest. */
-static void pv16(float *ah, const float *p, const float *Vv, int nt, int HD)
+static void scores_any(qvec *const *v, int nb, int g0, int ng, const float *Kt, int HD, float scale)
 {
-	int v0 = 0;
-	for (; v0 + 64 <= HD; v0 += 64) pv_cols(ah + v0, p, Vv + v0, nt, HD, 4);
-	switch ((HD - v0) / 16) {
-	case 3: pv_cols(ah + v0, p, Vv + v0, nt, HD, 3); break;
-	case 2: pv_cols(ah + v0, p, Vv + v0, nt, HD, 2); break;
-	case 1: pv_cols(ah + v0, p, Vv + v0, nt, HD, 1); break;
+	const __m512 vs = _mm512_set1_ps(scale);
+	switch (nb * 8 + ng) {
+#define SC(NB, NG) \
+	case (NB) * 8 + (NG): scores_blk(v, NB, NG, g0, Kt, HD, vs); break;
+#define SC4(NB) SC(NB, 1) SC(NB, 2) SC(NB, 3) SC(NB, 4)
+		SC4(1) SC4(2) SC4(3) SC4(4) SC4(5) SC4(6)
+#undef SC4
+#undef SC
 	default: break;
 	}
 }
-#endif
 
-static void attend_range(const float *const *q, int hc, const float *K, const float *Vv, int n, int HD, float scale,
-			 float *m, float *l, float *acc)
+/* Lanes 16 g + i of a tile with a <= 16 g + i < b. */
+static inline __mmask16 lane_mask(int g, int a, int b)
 {
-	float sc[HC_MAX * KTILE]; /* (hc, KTILE) */
-#if defined(__AVX512F__)
-	const int fast = HD % 16 == 0;
-#else
-	const int fast = 0;
-#endif
-#if defined(__AVX512F__)
-	if (fast) { /* the first keys and values, before the first scores need them */
-		prefetch_rows(K, 0, 32, n, HD);
-		prefetch_rows(Vv, 0, 16, n, HD);
+	int x = a - 16 * g, y = b - 16 * g;
+	x = x < 0 ? 0 : x > 16 ? 16 : x;
+	y = y < 0 ? 0 : y > 16 ? 16 : y;
+	return (__mmask16)(((1u << y) - 1) & ~((1u << x) - 1));
+}
+
+/* One vector's online softmax step over its lanes [a, b) of the tile (its
+ * scores in v->p): the max (rescaling v->l and v->acc when it grows),
+ * p = exp(score - max) on those lanes and 0 on the rest of groups [G0, G1)
+ * (P.V runs over the block's union of lanes), the sum added to v->l. */
+static void softmax_vec(qvec *v, int a, int b, int G0, int G1, int HD)
+{
+	const int ga = a / 16, gb = (b + 15) / 16;
+	const __m512 ninf = _mm512_set1_ps(-INFINITY);
+	__m512 vmx = ninf;
+	for (int g = ga; g < gb; g++)
+		vmx = _mm512_max_ps(vmx, _mm512_mask_mov_ps(ninf, lane_mask(g, a, b), _mm512_loadu_ps(v->p + 16 * g)));
+	const float mx = _mm512_reduce_max_ps(vmx);
+	if (mx > v->m) {
+		const float corr = expf(v->m - mx); /* 0 on the first tile (m = -inf) */
+		v->l *= corr;
+		const __m512 c = _mm512_set1_ps(corr);
+		for (int d = 0; d < HD; d += 16) _mm512_storeu_ps(v->acc + d, _mm512_mul_ps(_mm512_loadu_ps(v->acc + d), c));
+		v->m = mx;
 	}
-#endif
-	for (int t0 = 0; t0 < n; t0 += KTILE) {
-		const int nt = n - t0 < KTILE ? n - t0 : KTILE;
-#if defined(__AVX512F__)
-		if (fast)
-			for (int h = 0; h < hc; h++)
-				scores16(q[h], K + (size_t)t0 * HD, Vv + (size_t)t0 * HD, nt, n - t0, HD, scale,
-					 sc + h * KTILE, h == 0);
-#endif
-		for (int t = 0; t < nt && !fast; t++) {
-			const float *kr = K + (size_t)(t0 + t) * HD;
-			for (int h = 0; h < hc; h++) {
-				const float *qh = q[h];
-				float s = 0;
-#pragma omp simd reduction(+ : s)
-				for (int d = 0; d < HD; d++) s += qh[d] * kr[d];
-				sc[h * KTILE + t] = s * scale;
+	const __m512 vm = _mm512_set1_ps(v->m);
+	__m512 sum = _mm512_setzero_ps();
+	for (int g = ga; g < gb; g++) {
+		const __m512 e =
+			_mm512_maskz_mov_ps(lane_mask(g, a, b), exp_nonpos16(_mm512_sub_ps(_mm512_loadu_ps(v->p + 16 * g), vm)));
+		_mm512_storeu_ps(v->p + 16 * g, e);
+		sum = _mm512_add_ps(sum, e);
+	}
+	for (int g = G0; g < ga; g++) _mm512_storeu_ps(v->p + 16 * g, _mm512_setzero_ps());
+	for (int g = gb; g < G1; g++) _mm512_storeu_ps(v->p + 16 * g, _mm512_setzero_ps());
+	v->l += _mm512_reduce_add_ps(sum);
+}
+
+/* Columns [c0, c0 + 16 NR) of v[i]->acc += sum_t p_i[t] V[t] over tile rows
+ * t in [ta, tb) (ta even), for NB vectors: per vector and 16 columns two
+ * partial sums, even and odd t (a single chain per column block left head
+ * dims 16-32 bound by the FMA latency), added at the end of the tile. Each
+ * row of values is loaded once for the NB vectors. */
+static inline __attribute__((always_inline)) void pv_blk(qvec *const *v, const int NB, const int NR, int c0,
+							const float *Vt, int ta, int tb, int HD)
+{
+	__m512 a[SB][4], b[SB][4];
+	const float *p[SB];
+	for (int i = 0; i < NB; i++) {
+		p[i] = v[i]->p;
+		for (int c = 0; c < NR; c++) {
+			a[i][c] = _mm512_loadu_ps(v[i]->acc + c0 + 16 * c);
+			b[i][c] = _mm512_setzero_ps();
+		}
+	}
+	int t = ta;
+	for (; t + 1 < tb; t += 2) {
+		const float *r0 = Vt + (size_t)t * HD + c0, *r1 = r0 + HD;
+		__m512 x0[4], x1[4];
+		for (int c = 0; c < NR; c++) {
+			x0[c] = _mm512_loadu_ps(r0 + 16 * c);
+			x1[c] = _mm512_loadu_ps(r1 + 16 * c);
+		}
+		for (int i = 0; i < NB; i++) {
+			const __m512 w0 = _mm512_set1_ps(p[i][t]), w1 = _mm512_set1_ps(p[i][t + 1]);
+			for (int c = 0; c < NR; c++) {
+				a[i][c] = _mm512_fmadd_ps(w0, x0[c], a[i][c]);
+				b[i][c] = _mm512_fmadd_ps(w1, x1[c], b[i][c]);
 			}
 		}
+	}
+	if (t < tb) {
+		const float *r0 = Vt + (size_t)t * HD + c0;
+		for (int i = 0; i < NB; i++) {
+			const __m512 w0 = _mm512_set1_ps(p[i][t]);
+			for (int c = 0; c < NR; c++) a[i][c] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(r0 + 16 * c), a[i][c]);
+		}
+	}
+	for (int i = 0; i < NB; i++)
+		for (int c = 0; c < NR; c++) _mm512_storeu_ps(v[i]->acc + c0 + 16 * c, _mm512_add_ps(a[i][c], b[i][c]));
+}
+
+/* P.V of a tile for na vectors: 64 columns at a time, as many vectors per
+ * pass as keep the sums in registers (6, 6, 3, 2 for 1-4 column blocks). */
+static void pv_any(qvec *const *v, int na, const float *Vt, int ta, int tb, int HD)
+{
+	for (int c0 = 0; c0 < HD; c0 += 64) {
+		const int nr = (HD - c0) / 16 < 4 ? (HD - c0) / 16 : 4, per = nr == 4 ? 2 : nr == 3 ? 3 : 6;
+		for (int i = 0; i < na; i += per) {
+			const int nb = na - i < per ? na - i : per;
+			switch (nr * 8 + nb) {
+#define PV(NR, NB) \
+	case (NR) * 8 + (NB): pv_blk(v + i, NB, NR, c0, Vt, ta, tb, HD); break;
+				PV(1, 1) PV(1, 2) PV(1, 3) PV(1, 4) PV(1, 5) PV(1, 6)
+				PV(2, 1) PV(2, 2) PV(2, 3) PV(2, 4) PV(2, 5) PV(2, 6)
+				PV(3, 1) PV(3, 2) PV(3, 3)
+				PV(4, 1) PV(4, 2)
+#undef PV
+			default: break;
+			}
+		}
+	}
+}
+#endif
+
+/* The same steps for one vector and one tile in plain C (no AVX-512, or a
+ * head dim that is not a multiple of 16). */
+static void tile_plain(qvec *v, int a, int b, const float *Kt, const float *Vt, int HD, float scale)
+{
+	float mx = -INFINITY;
+	for (int t = a; t < b; t++) {
+		float s = 0;
+		for (int d = 0; d < HD; d++) s += v->q[d] * Kt[(size_t)d * KT + t];
+		v->p[t] = s * scale;
+		mx = v->p[t] > mx ? v->p[t] : mx;
+	}
+	if (mx > v->m) {
+		const float corr = expf(v->m - mx);
+		v->l *= corr;
+		for (int d = 0; d < HD; d++) v->acc[d] *= corr;
+		v->m = mx;
+	}
+	float sum = 0;
+	for (int t = a; t < b; t++) {
+		v->p[t] = exp_nonpos(v->p[t] - v->m);
+		sum += v->p[t];
+	}
+	v->l += sum;
+	for (int t = a; t < b; t++) {
+		const float *vr = Vt + (size_t)t * HD, w = v->p[t];
+		for (int d = 0; d < HD; d++) v->acc[d] += w * vr[d];
+	}
+}
+
+/* Each of the nv vectors attends to keys [lo, hi) of one slot and kv head:
+ * Kb its keys (tiles of (HD, KT)), Vb its values (Tpad, HD). */
+static void attend_span(qvec *v, int nv, const float *Kb, const float *Vb, int HD, float scale)
+{
+	int lo = INT_MAX, hi = 0;
+	for (int i = 0; i < nv; i++)
+		if (v[i].hi > v[i].lo) {
+			lo = v[i].lo < lo ? v[i].lo : lo;
+			hi = v[i].hi > hi ? v[i].hi : hi;
+		}
+#if defined(__AVX512F__)
+	const int fast = HD % 16 == 0;
+#endif
+	for (int t0 = hi > lo ? lo / KT * KT : hi; t0 < hi; t0 += KT) {
+		const float *Kt = Kb + (size_t)t0 * HD, *Vt = Vb + (size_t)t0 * HD;
+		qvec *act[VB_MAX];
+		int na = 0, ua = KT, ub = 0;
+		for (int i = 0; i < nv; i++) {
+			const int a = v[i].lo - t0 > 0 ? v[i].lo - t0 : 0, b = v[i].hi - t0 < KT ? v[i].hi - t0 : KT;
+			if (a >= b) continue;
+			act[na++] = &v[i];
+			ua = a < ua ? a : ua;
+			ub = b > ub ? b : ub;
+		}
+		if (na == 0) continue;
 #if defined(__AVX512F__)
 		if (fast) {
-			for (int h = 0; h < hc; h++) {
-				softmax_tile16(sc + h * KTILE, nt, &m[h], &l[h], acc + (size_t)h * HD, HD);
-				pv16(acc + (size_t)h * HD, sc + h * KTILE, Vv + (size_t)t0 * HD, nt, HD);
+			const int G0 = ua / 16, G1 = (ub + 15) / 16;
+			for (int i = 0; i < na; i += SB) scores_any(act + i, na - i < SB ? na - i : SB, G0, G1 - G0, Kt, HD, scale);
+			for (int i = 0; i < na; i++) {
+				const int a = act[i]->lo - t0 > 0 ? act[i]->lo - t0 : 0;
+				const int b = act[i]->hi - t0 < KT ? act[i]->hi - t0 : KT;
+				softmax_vec(act[i], a, b, G0, G1, HD);
 			}
+			pv_any(act, na, Vt, ua & ~1, ub, HD);
 			continue;
 		}
 #endif
-		for (int h = 0; h < hc; h++) {
-			float *sh = sc + h * KTILE, *ah = acc + (size_t)h * HD, mx = m[h];
-			for (int t = 0; t < nt; t++) mx = sh[t] > mx ? sh[t] : mx;
-			if (mx > m[h]) {
-				float corr = expf(m[h] - mx); /* 0 on the first tile (m = -inf) */
-				l[h] *= corr;
-#pragma omp simd
-				for (int d = 0; d < HD; d++) ah[d] *= corr;
-				m[h] = mx;
-			}
-			float sum = 0;
-#pragma omp simd reduction(+ : sum)
-			for (int t = 0; t < nt; t++) {
-				sh[t] = exp_nonpos(sh[t] - mx);
-				sum += sh[t];
-			}
-			l[h] += sum;
-		}
-		for (int t = 0; t < nt; t++) {
-			const float *vr = Vv + (size_t)(t0 + t) * HD;
-			for (int h = 0; h < hc; h++) {
-				const float p = sc[h * KTILE + t];
-				float *ah = acc + (size_t)h * HD;
-#pragma omp simd
-				for (int d = 0; d < HD; d++) ah[d] += p * vr[d];
-			}
+		for (int i = 0; i < na; i++) {
+			const int a = act[i]->lo - t0 > 0 ? act[i]->lo - t0 : 0;
+			const int b = act[i]->hi - t0 < KT ? act[i]->hi - t0 : KT;
+			tile_plain(act[i], a, b, Kt, Vt, HD, scale);
 		}
 	}
 }
@@ -526,19 +574,14 @@ typedef struct {
 	const iapo_kv_row *rows;
 	const float *q;
 	float *att;
-	const int *task; /* (ntask, 3): first row of a row group, its rows, first query vector */
+	const int *task; /* (ntask, 3): first row of a block, its rows, first query vector */
 	int l, vc;
 } attend_job;
 
-/* One task: (row group, kv head, vc of the group's query vectors). A row
- * group is a run of rows that attend to the same first span (keys [0, len0)
- * of one slot: the postfix rows of one IAPO position); its query vectors are
- * (row, query head of the kv head) pairs, row-major. The shared span is
- * scored for all of a task's vectors together, so each key and value tile is
- * read from memory once for them (from L1 after the first); each row's
- * second span (its own earlier postfix rows) follows for its vectors alone.
- * Every vector's arithmetic is what it would be alone, so results do not
- * depend on the grouping. */
+/* One task: (block of rows, kv head, vc of the block's query vectors). The
+ * vectors are (row, query head of the kv head) pairs, row-major. Each
+ * attends to its row's first span, then to its second (its own earlier
+ * postfix rows; a block's rows that have one share its slot). */
 static void attend_task(void *ctx, long i, int worker)
 {
 	(void)worker;
@@ -550,65 +593,73 @@ static void attend_task(void *ctx, long i, int worker)
 	const float scale = 1.0f / sqrtf((float)HD);
 	const int *tk = A->task + 3 * (i / NKV), g = (int)(i % NKV);
 	const int r0 = tk[0], v0 = tk[2], nv = tk[1] * grp - v0 < A->vc ? tk[1] * grp - v0 : A->vc;
-	const float *qs[HC_MAX];
-	float m[HC_MAX], lsum[HC_MAX], acc[HC_FLOATS];
+	qvec v[VB_MAX];
+	float acc[VB_FLOATS] __attribute__((aligned(64)));
+	float p[VB_MAX * KT] __attribute__((aligned(64)));
+	int s1 = -1;
 	for (int k = 0; k < nv; k++) {
 		const int r = r0 + (v0 + k) / grp, h = g * grp + (v0 + k) % grp;
-		qs[k] = A->q + ((size_t)r * NH + h) * HD;
-		m[k] = -INFINITY;
-		lsum[k] = 0;
+		v[k] = (qvec){.q = A->q + ((size_t)r * NH + h) * HD, .lo = 0, .hi = rows[r].keys.len0, .m = -INFINITY,
+			      .l = 0, .acc = acc + (size_t)k * HD, .p = p + (size_t)k * KT};
+		if (rows[r].keys.len1 > 0) s1 = rows[r].keys.seq1;
 	}
 	memset(acc, 0, sizeof(float) * (size_t)nv * HD);
-	const iapo_kv_keys *ks = &rows[r0].keys;
-	attend_range(qs, nv, cache_at(kv, kv->kc, l, ks->seq0, g), cache_at(kv, kv->vc, l, ks->seq0, g), ks->len0, HD,
-		     scale, m, lsum, acc);
-	for (int k = 0; k < nv;) { /* each row's second span, for its own vectors */
-		const int r = r0 + (v0 + k) / grp;
-		int k1 = k + 1;
-		while (k1 < nv && r0 + (v0 + k1) / grp == r) k1++;
-		ks = &rows[r].keys;
-		if (ks->len1 > 0) {
-			size_t off = (size_t)ks->start1 * HD;
-			attend_range(qs + k, k1 - k, cache_at(kv, kv->kc, l, ks->seq1, g) + off,
-				     cache_at(kv, kv->vc, l, ks->seq1, g) + off, ks->len1, HD, scale, m + k, lsum + k,
-				     acc + (size_t)k * HD);
+	const int s0 = rows[r0].keys.seq0;
+	attend_span(v, nv, cache_at(kv, kv->kc, l, s0, g), cache_at(kv, kv->vc, l, s0, g), HD, scale);
+	if (s1 >= 0) {
+		for (int k = 0; k < nv; k++) {
+			const iapo_kv_keys *ks = &rows[r0 + (v0 + k) / grp].keys;
+			v[k].lo = ks->len1 > 0 ? ks->start1 : 0;
+			v[k].hi = ks->len1 > 0 ? ks->start1 + ks->len1 : 0;
 		}
-		k = k1;
+		attend_span(v, nv, cache_at(kv, kv->kc, l, s1, g), cache_at(kv, kv->vc, l, s1, g), HD, scale);
 	}
 	for (int k = 0; k < nv; k++) {
 		const int r = r0 + (v0 + k) / grp, h = g * grp + (v0 + k) % grp;
 		float *o = A->att + ((size_t)r * NH + h) * HD;
-		const float inv = 1.0f / lsum[k];
-		for (int d = 0; d < HD; d++) o[d] = acc[(size_t)k * HD + d] * inv;
+		const float inv = 1.0f / v[k].l;
+		for (int d = 0; d < HD; d++) o[d] = v[k].acc[d] * inv;
 	}
 }
 
 /* att (R, NH*HD) from q (R, NH*HD) and the layer-l cache, per row's keys.
- * Tasks are (row group, kv head, chunk of vc query vectors): whole rows' worth
- * of query heads when there are enough tasks to keep every thread busy,
- * single vectors otherwise. */
+ * Blocks are runs of up to VB_MAX / grp rows (VB_FLOATS / HD vectors) with
+ * the same first slot and, among rows with a second span, the same second
+ * slot. Tasks are (block, kv head, chunk of vc query vectors): whole blocks
+ * when there are enough of them to keep every thread busy, single vectors
+ * otherwise. */
 static void attend(iapo_kv *kv, int l, const iapo_kv_row *rows, int R, const float *q, float *att)
 {
 	const iapo_config *c = &kv->w->cfg;
 	const int NKV = c->NKV, HD = c->HD, grp = c->NH / c->NKV;
-	int hc = HC_MAX < HC_FLOATS / HD ? HC_MAX : HC_FLOATS / HD;
-	int ngroups = 0;
-	for (int r = 0; r < R; r++)
-		ngroups += r == 0 || rows[r].keys.seq0 != rows[r - 1].keys.seq0 ||
-			   rows[r].keys.len0 != rows[r - 1].keys.len0;
-	if ((long)ngroups * NKV < 2L * iapo_pool_threads()) hc = 1;
-	const int vc = grp <= hc ? hc / grp * grp : hc; /* whole rows when they fit */
-	int nt = 0;
+	const int vcap = VB_MAX < VB_FLOATS / HD ? VB_MAX : VB_FLOATS / HD;
+	const int rcap = vcap / grp > 0 ? vcap / grp : 1;
+	int nb = 0;
 	for (int r0 = 0; r0 < R;) {
-		int r1 = r0 + 1;
-		while (r1 < R && rows[r1].keys.seq0 == rows[r0].keys.seq0 && rows[r1].keys.len0 == rows[r0].keys.len0) r1++;
-		for (int v0 = 0; v0 < (r1 - r0) * grp; v0 += vc) {
-			kv->atask[3 * nt] = r0;
-			kv->atask[3 * nt + 1] = r1 - r0;
-			kv->atask[3 * nt + 2] = v0;
-			nt++;
+		int r1 = r0 + 1, s1 = rows[r0].keys.len1 > 0 ? rows[r0].keys.seq1 : -1;
+		for (; r1 < R && r1 - r0 < rcap && rows[r1].keys.seq0 == rows[r0].keys.seq0; r1++) {
+			if (rows[r1].keys.len1 <= 0) continue;
+			if (s1 >= 0 && rows[r1].keys.seq1 != s1) break;
+			s1 = rows[r1].keys.seq1;
 		}
+		kv->atask[3 * nb] = r0;
+		kv->atask[3 * nb + 1] = r1 - r0;
+		nb++;
 		r0 = r1;
+	}
+	const int split = (long)nb * NKV < 2L * iapo_pool_threads();
+	const int vc = split ? 1 : grp <= vcap ? rcap * grp : vcap;
+	/* expand blocks into tasks of vc vectors (from the back: tasks only grow) */
+	int nt = 0;
+	for (int b = 0; b < nb; b++) nt += (kv->atask[3 * b + 1] * grp + vc - 1) / vc;
+	for (int b = nb - 1, t = nt; b >= 0; b--) {
+		const int r0 = kv->atask[3 * b], n = kv->atask[3 * b + 1];
+		for (int v0 = (n * grp - 1) / vc * vc; v0 >= 0; v0 -= vc) {
+			t--;
+			kv->atask[3 * t] = r0;
+			kv->atask[3 * t + 1] = n;
+			kv->atask[3 * t + 2] = v0;
+		}
 	}
 	attend_job A = {kv, rows, q, att, kv->atask, l, vc};
 	iapo_pool_for((long)nt * NKV, attend_task, &A);
@@ -726,8 +777,10 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 		iapo_rope_apply_table(k, NKV, NULL, 0, kv->cs, R, HD, 0);
 		for (int r = 0; r < R; r++)
 			for (int g = 0; g < NKV; g++) {
-				size_t off = (size_t)rows[r].slot * HD, src = (size_t)r * KV + (size_t)g * HD;
-				memcpy(cache_at(kv, kv->kc, l, rows[r].seq, g) + off, k + src, sizeof(float) * (size_t)HD);
+				const int t = rows[r].slot;
+				size_t off = (size_t)t * HD, src = (size_t)r * KV + (size_t)g * HD;
+				float *kt = cache_at(kv, kv->kc, l, rows[r].seq, g) + (size_t)(t / KT) * KT * HD + t % KT;
+				for (int d = 0; d < HD; d++) kt[(size_t)d * KT] = k[src + d];
 				memcpy(cache_at(kv, kv->vc, l, rows[r].seq, g) + off, kv->v + src,
 				       sizeof(float) * (size_t)HD);
 			}

@@ -1,0 +1,179 @@
+/*
+ * test_info_attend.c — the cached attention that the IAPO information pass
+ * runs (model/kvcache.c): blocks of many positions' postfix rows scored
+ * together against each key tile, each row masked to its own prefix and its
+ * own earlier postfix rows. For head dims 16, 24 (the plain path), 32, 48,
+ * 64, 80 and 128 and GQA groups 1, 2 and 7, on two cached sequences with
+ * prefixes that end on and around the tile edges (1..2, 15..17, 31..33,
+ * 63..66, 127..129 keys) and postfix spans in a scratch slot that straddle a
+ * tile edge:
+ *  - every position's logits equal the training forward of prefix + postfix
+ *    (tolerance: a wrong mask, tile edge or slot shows up far above it);
+ *  - the same rows in another order (blocks of other rows, or of one row),
+ *    on one thread instead of two, give the same bits: each row's sums do
+ *    not depend on which rows share its block.
+ * test_decode.c covers decoding and prefill through the same kernel.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "core/status.h"
+#include "kernels/kernels.h"
+#include "model/kvcache.h"
+#include "test.h"
+#include "test_decode_models.h"
+
+#define TOL 1e-4
+#define K 3     /* postfix rows per position */
+#define TMAX 200
+#define BASE 41 /* first scratch entry: position 7's span [62, 65) straddles key 64 */
+
+/* tiny_weights_v's filling, for a Qwen2 config with other head shapes. */
+static int make_model(int NH, int NKV, int HD, uint64_t seed, iapo_weights *w)
+{
+	memset(w, 0, sizeof *w);
+	w->cfg = tiny_config(TINY_QWEN2);
+	w->cfg.NH = NH;
+	w->cfg.NKV = NKV;
+	w->cfg.HD = HD;
+	size_t n = iapo_param_count(&w->cfg);
+	w->block = iapo_alloc_aligned(n * sizeof(float));
+	if (!w->block) return -1;
+	iapo_params_point(&w->cfg, w->block, &w->p);
+	size_t sizes[IAPO_NUM_PARAMS];
+	iapo_param_sizes(&w->cfg, sizes);
+	iapo_rng r;
+	iapo_rng_seed(&r, seed, 78, 0, 0);
+	for (int t = 0; t < IAPO_NUM_PARAMS; t++) {
+		int is_norm = t == IAPO_P_LN1 || t == IAPO_P_LN2 || t == IAPO_P_NORM || t == IAPO_P_QNORM ||
+			      t == IAPO_P_KNORM;
+		int is_bias = t == IAPO_P_BQ || t == IAPO_P_BK || t == IAPO_P_BV;
+		for (size_t i = 0; i < sizes[t]; i++) {
+			float g = iapo_rng_normal(&r);
+			w->p.t[t][i] = is_norm ? 1 + 0.1f * g : (is_bias ? 0.1f * g : 0.15f * g);
+		}
+	}
+	for (size_t i = 0; i < sizes[IAPO_P_EMBED]; i++) w->p.t[IAPO_P_EMBED][i] *= 4;
+	return 0;
+}
+
+typedef struct {
+	int seq, len0; /* the cached sequence and the prefix the position's postfix follows */
+} position;
+
+static const position POS[] = {
+	{0, 1},  {0, 2},  {0, 15}, {0, 16}, {0, 17}, {0, 63}, {0, 64},  {0, 65},  {0, 66},  {0, 100},
+	{0, 127}, {0, 128}, {0, 129}, {0, 140}, {1, 1}, {1, 31}, {1, 32}, {1, 33}, {1, 63}, {1, 64},
+	{1, 65}, {1, 70},
+};
+#define NP ((int)(sizeof POS / sizeof POS[0]))
+
+/* Row i of position j at index `at` of rows; scratch slot 2. */
+static void make_row(iapo_kv_row *rows, int at, int j, int i, const int *post)
+{
+	iapo_kv_row *w = &rows[at];
+	const int base = BASE + K * j;
+	w->token = post[i];
+	w->pos = POS[j].len0 + i;
+	w->seq = 2;
+	w->slot = base + i;
+	w->keys = (iapo_kv_keys){.seq0 = POS[j].seq, .len0 = POS[j].len0, .seq1 = 2, .start1 = base, .len1 = i + 1};
+	w->out = i == K - 1 ? j : -1;
+}
+
+static void one_shape(int NH, int NKV, int HD)
+{
+	iapo_weights w;
+	iapo_fwd *f = NULL;
+	iapo_kv *kv = NULL;
+	if (make_model(NH, NKV, HD, 500 + (uint64_t)HD * 16 + (uint64_t)NH, &w)) {
+		CHECK(0, "setup: out of memory");
+		return;
+	}
+	CHECK(iapo_fwd_new_params(&w.cfg, &w.p, 1, TMAX, 0, &f) == IAPO_OK, "fwd: %s", iapo_errmsg());
+	CHECK(iapo_kv_new(&w, 3, TMAX, &kv) == IAPO_OK, "kv_new: %s", iapo_errmsg());
+	const int V = w.cfg.V, R = NP * K;
+	int seq[2][TMAX], post[K], order[NP * K];
+	iapo_rng r;
+	iapo_rng_seed(&r, 41, (uint64_t)HD, (uint64_t)NH, 0);
+	for (int s = 0; s < 2; s++)
+		for (int t = 0; t < TMAX; t++) seq[s][t] = (int)iapo_rng_below(&r, (uint64_t)V);
+	for (int i = 0; i < K; i++) post[i] = (int)iapo_rng_below(&r, (uint64_t)V);
+	iapo_kv_row *rows = malloc(sizeof(iapo_kv_row) * R);
+	float *a = malloc(sizeof(float) * NP * V), *b = malloc(sizeof(float) * NP * V);
+	float *ref = malloc(sizeof(float) * V), *all = malloc(sizeof(float) * TMAX * V);
+	float *lg = malloc(sizeof(float) * 3 * V);
+	if (!f || !kv || !rows || !a || !b || !ref || !all || !lg) goto done;
+	const int *tok[3] = {seq[0], seq[1], NULL};
+	int n[3] = {140, 70, 0};
+	CHECK(iapo_kv_forward(kv, tok, n, lg) == IAPO_OK, "prefill: %s", iapo_errmsg());
+
+	/* A: positions in order (blocks of consecutive positions), 2 threads */
+	for (int j = 0; j < NP; j++)
+		for (int i = 0; i < K; i++) make_row(rows, j * K + i, j, i, post);
+	iapo_set_threads(2);
+	CHECK(iapo_kv_forward_rows(kv, rows, R, a) == IAPO_OK, "rows: %s", iapo_errmsg());
+	for (int j = 0; j < NP; j++) {
+		int full[TMAX];
+		memcpy(full, seq[POS[j].seq], sizeof(int) * (size_t)POS[j].len0);
+		memcpy(full + POS[j].len0, post, sizeof post);
+		if (tiny_full_logits(&w, f, full, POS[j].len0 + K, ref, all)) {
+			CHECK(0, "full forward: %s", iapo_errmsg());
+			continue;
+		}
+		double e = test_max_rel_err(a + (size_t)j * V, ref, (size_t)V);
+		CHECK(e <= TOL, "NH %d NKV %d HD %d: sequence %d, prefix %d: max rel err %.3g", NH, NKV, HD, POS[j].seq,
+		      POS[j].len0, e);
+	}
+
+	/* B: the same rows shuffled (other block mates, mostly blocks of one
+	 * row), 1 thread: the same bits */
+	for (int x = 0; x < R; x++) order[x] = x;
+	for (int x = R - 1; x > 0; x--) {
+		int y = (int)iapo_rng_below(&r, (uint64_t)x + 1), t = order[x];
+		order[x] = order[y];
+		order[y] = t;
+	}
+	for (int x = 0; x < R; x++) make_row(rows, x, order[x] / K, order[x] % K, post);
+	iapo_set_threads(1);
+	CHECK(iapo_kv_forward_rows(kv, rows, R, b) == IAPO_OK, "rows: %s", iapo_errmsg());
+	CHECK(!memcmp(a, b, sizeof(float) * (size_t)NP * V), "NH %d NKV %d HD %d: shuffled rows, 1 thread: other bits",
+	      NH, NKV, HD);
+
+	/* C: positions in reverse order, 2 threads (blocks cut elsewhere) */
+	for (int j = 0; j < NP; j++)
+		for (int i = 0; i < K; i++) make_row(rows, (NP - 1 - j) * K + i, j, i, post);
+	iapo_set_threads(2);
+	CHECK(iapo_kv_forward_rows(kv, rows, R, b) == IAPO_OK, "rows: %s", iapo_errmsg());
+	CHECK(!memcmp(a, b, sizeof(float) * (size_t)NP * V), "NH %d NKV %d HD %d: reversed positions: other bits", NH,
+	      NKV, HD);
+done:
+	free(rows);
+	free(a);
+	free(b);
+	free(ref);
+	free(all);
+	free(lg);
+	iapo_kv_free(kv);
+	iapo_fwd_free(f);
+	iapo_free_aligned(w.block);
+}
+
+static void test_head_dims(void)
+{
+	one_shape(4, 2, 32);  /* the demo's model: HD 32, groups of 2 */
+	one_shape(14, 2, 64); /* qwen0.5b: groups of 7 */
+	one_shape(4, 1, 128); /* HD 128, one kv head */
+	one_shape(2, 2, 16);
+	one_shape(2, 1, 48);  /* three column blocks */
+	one_shape(4, 4, 80);  /* 64 + 16 columns */
+	one_shape(2, 2, 24);  /* not a multiple of 16: the plain path */
+}
+
+int main(void)
+{
+	(void)tiny_weights; /* the header's, for other tests */
+	RUN(test_head_dims);
+	TEST_END();
+}
