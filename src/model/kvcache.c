@@ -407,8 +407,10 @@ static void softmax_vec(qvec *v, int a, int b, int G0, int G1, int HD)
 	for (int g = ga; g < gb; g++)
 		vmx = _mm512_max_ps(vmx, _mm512_mask_mov_ps(ninf, lane_mask(g, a, b), _mm512_loadu_ps(v->p + 16 * g)));
 	const float mx = _mm512_reduce_max_ps(vmx);
-	if (mx > v->m) {
-		const float corr = expf(v->m - mx); /* 0 on the first tile (m = -inf) */
+	if (v->m == -INFINITY) { /* the first tile: nothing to rescale */
+		v->m = mx;
+	} else if (mx > v->m) {
+		const float corr = exp_nonpos(v->m - mx);
 		v->l *= corr;
 		const __m512 c = _mm512_set1_ps(corr);
 		for (int d = 0; d < HD; d += 16) _mm512_storeu_ps(v->acc + d, _mm512_mul_ps(_mm512_loadu_ps(v->acc + d), c));
