@@ -548,17 +548,18 @@ static void real_free(real_ctx *x)
 /* One estimate over the rollout's cache (cached) or with its own prefill,
  * into E, C; Ŝ and the advantages into S, A. */
 static iapo_status real_estimate(real_ctx *x, const iapo_info_opts *io, int cached, float *E, float *C, float *S,
-				 float *A, double *secs, iapo_info_stats *stats)
+				 float *A, double *secs, double *cpu, iapo_info_stats *stats)
 {
 	iapo_info *e;
 	IAPO_TRY(iapo_info_new(&x->w, x->n, x->Tmax, io, &e));
 	iapo_info_batch b = {.n = x->n, .prompts = (const int *const *)x->prompt, .plen = x->plen, .comps = x->comps,
 			     .clen = x->clen};
 	iapo_info_cache c = {.kv = x->kv, .slot = x->slot, .C = x->ent, .scratch0 = x->n, .nscratch = x->nscratch};
-	double t0 = bench_now();
+	double t0 = bench_now(), c0 = bench_cpu_now();
 	iapo_status st = cached ? iapo_info_compute_cached(e, &c, &b, E, C, x->ld, stats)
 				: iapo_info_compute(e, &b, E, C, x->ld, stats);
 	*secs = bench_now() - t0;
+	*cpu = bench_cpu_now() - c0;
 	iapo_info_free(e);
 	IAPO_TRY(st);
 	return token_adv(x->n, x->clen, E, C, x->ld, A, S, x->ld);
@@ -619,9 +620,9 @@ static iapo_status bench_real(const char *model, const char *data, int nprompts,
 	go.seed = 11;
 	go.entropy_temperature = 1.0f;
 	go.tok = x.tok;
-	double t0 = bench_now();
+	double t0 = bench_now(), c0 = bench_cpu_now();
 	IAPO_CHECK(st, iapo_generate(&x.w, (const int *const *)x.prompt, x.plen, x.n, &go, x.kv, x.res, NULL));
-	const double roll_s = bench_now() - t0;
+	const double roll_s = bench_now() - t0, roll_cpu = bench_cpu_now() - c0;
 	long tokens = 0;
 	for (int i = 0; i < x.n; i++) {
 		x.comps[i] = x.res[i].tokens;
@@ -634,10 +635,10 @@ static iapo_status bench_real(const char *model, const char *data, int nprompts,
 	iapo_info_opts io = iapo_info_defaults();
 	io.postfix = post;
 	io.n_postfix = (int)K;
-	double exact_s, own_s, s;
+	double exact_s, own_s, s, exact_cpu, own_cpu, cpu;
 	iapo_info_stats ist;
-	IAPO_CHECK(st, real_estimate(&x, &io, 0, x.E1, x.C1, x.S1, x.A1, &own_s, &ist));
-	IAPO_CHECK(st, real_estimate(&x, &io, 1, x.E, x.C, x.S, x.A, &exact_s, &ist));
+	IAPO_CHECK(st, real_estimate(&x, &io, 0, x.E1, x.C1, x.S1, x.A1, &own_s, &own_cpu, &ist));
+	IAPO_CHECK(st, real_estimate(&x, &io, 1, x.E, x.C, x.S, x.A, &exact_s, &exact_cpu, &ist));
 	deviation dE = deviate(x.E1, x.E, x.n, x.clen, x.ld), dA = deviate(x.A1, x.A, x.n, x.clen, x.ld);
 	bench_rec_begin("info_real");
 	bench_rec_str("model", model);
@@ -647,6 +648,9 @@ static iapo_status bench_real(const char *model, const char *data, int nprompts,
 	bench_rec_int("postfix", (int)K);
 	bench_rec_num("rollout_seconds", roll_s);
 	bench_rec_num("cached_seconds", exact_s);
+	bench_rec_num("rollout_cpu_seconds", roll_cpu);
+	bench_rec_num("cached_cpu_seconds", exact_cpu);
+	bench_rec_num("own_prefill_cpu_seconds", own_cpu);
 	bench_rec_int("positions_computed", ist.positions);
 	bench_rec_int("positions_shared", ist.shared);
 	bench_rec_num("own_prefill_seconds", own_s);
@@ -668,13 +672,14 @@ static iapo_status bench_real(const char *model, const char *data, int nprompts,
 			ao.n_at = x.n_nl;
 			if (x.n_nl == 0) ao.stride = 1 << 30;
 		}
-		IAPO_CHECK(st, real_estimate(&x, &ao, 1, x.E1, x.C1, x.S1, x.A1, &s, &ist));
+		IAPO_CHECK(st, real_estimate(&x, &ao, 1, x.E1, x.C1, x.S1, x.A1, &s, &cpu, &ist));
 		deviation dS = deviate(x.S, x.S1, x.n, x.clen, x.ld), dAd = deviate(x.A, x.A1, x.n, x.clen, x.ld);
 		bench_rec_begin("info_approx");
 		bench_rec_str("variant", APPROX[a].name);
 		bench_rec_int("threads", threads);
 		bench_rec_num("seconds", s);
 		bench_rec_num("seconds_over_exact", s / exact_s);
+		bench_rec_num("cpu_seconds", cpu);
 		bench_rec_num("S_hat_corr", dS.corr);
 		bench_rec_num("S_hat_max_abs_diff", dS.max_d);
 		bench_rec_num("S_hat_mean_abs_diff", dS.mean_d);

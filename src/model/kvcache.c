@@ -227,10 +227,6 @@ iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
 	}
 	IAPO_CHECK(st, alloc_f(&kv->kc, cache, "key cache"));
 	IAPO_CHECK(st, alloc_f(&kv->vc, cache, "value cache"));
-	/* attention reads whole tiles (and masks the keys no row may see): never
-	 * uninitialised memory */
-	memset(kv->kc, 0, cache * sizeof(float));
-	memset(kv->vc, 0, cache * sizeof(float));
 	IAPO_CHECK(st, alloc_f(&kv->cs, R * (size_t)c->HD, "rope table"));
 	IAPO_CHECK(st, alloc_f(&kv->x, R * C, "activations"));
 	IAPO_CHECK(st, alloc_f(&kv->h, R * C, "activations"));
@@ -430,8 +426,8 @@ static void softmax_vec(qvec *v, int a, int b, int G0, int G1, int HD)
 }
 
 /* Columns [c0, c0 + 16 NR) of v[i]->acc += sum_t p_i[t] V[t] over tile rows
- * t in [ta, tb) (ta even), for NB vectors: per vector and 16 columns two
- * partial sums, even and odd t (a single chain per column block left head
+ * t in [ta, tb), for NB vectors: per vector and 16 columns two partial sums,
+ * even and odd t (a single chain per column block left head
  * dims 16-32 bound by the FMA latency), added at the end of the tile. Each
  * row of values is loaded once for the NB vectors. */
 static inline __attribute__((always_inline)) void pv_blk(qvec *const *v, const int NB, const int NR, int c0,
@@ -447,6 +443,14 @@ static inline __attribute__((always_inline)) void pv_blk(qvec *const *v, const i
 		}
 	}
 	int t = ta;
+	if (t & 1) { /* odd rows go to the b sums, whatever row the pass starts at */
+		const float *r1 = Vt + (size_t)t * HD + c0;
+		for (int i = 0; i < NB; i++) {
+			const __m512 w1 = _mm512_set1_ps(p[i][t]);
+			for (int c = 0; c < NR; c++) b[i][c] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(r1 + 16 * c), b[i][c]);
+		}
+		t++;
+	}
 	for (; t + 1 < tb; t += 2) {
 		const float *r0 = Vt + (size_t)t * HD + c0, *r1 = r0 + HD;
 		__m512 x0[4], x1[4];
@@ -526,7 +530,12 @@ static void tile_plain(qvec *v, int a, int b, const float *Kt, const float *Vt, 
 }
 
 /* Each of the nv vectors attends to keys [lo, hi) of one slot and kv head:
- * Kb its keys (tiles of (HD, KT)), Vb its values (Tpad, HD). */
+ * Kb its keys (tiles of (HD, KT)), Vb its values (Tpad, HD). In each tile
+ * P.V runs over the union of the vectors' keys there (weight 0 outside a
+ * vector's own), so every key of that union must have been written (a row
+ * may only attend to written keys, and the vectors of one call share a first
+ * slot, or a second span's start); scores of other lanes are masked,
+ * whatever the memory holds. */
 static void attend_span(qvec *v, int nv, const float *Kb, const float *Vb, int HD, float scale)
 {
 	int lo = INT_MAX, hi = 0;
@@ -559,7 +568,7 @@ static void attend_span(qvec *v, int nv, const float *Kb, const float *Vb, int H
 				const int b = act[i]->hi - t0 < KT ? act[i]->hi - t0 : KT;
 				softmax_vec(act[i], a, b, G0, G1, HD);
 			}
-			pv_any(act, na, Vt, ua & ~1, ub, HD);
+			pv_any(act, na, Vt, ua, ub, HD);
 			continue;
 		}
 #endif
@@ -583,7 +592,7 @@ typedef struct {
 /* One task: (block of rows, kv head, vc of the block's query vectors). The
  * vectors are (row, query head of the kv head) pairs, row-major. Each
  * attends to its row's first span, then to its second (its own earlier
- * postfix rows; a block's rows that have one share its slot). */
+ * postfix rows). */
 static void attend_task(void *ctx, long i, int worker)
 {
 	(void)worker;
@@ -598,23 +607,38 @@ static void attend_task(void *ctx, long i, int worker)
 	qvec v[VB_MAX];
 	float acc[VB_FLOATS] __attribute__((aligned(64)));
 	float p[VB_MAX * KT] __attribute__((aligned(64)));
-	int s1 = -1;
 	for (int k = 0; k < nv; k++) {
 		const int r = r0 + (v0 + k) / grp, h = g * grp + (v0 + k) % grp;
 		v[k] = (qvec){.q = A->q + ((size_t)r * NH + h) * HD, .lo = 0, .hi = rows[r].keys.len0, .m = -INFINITY,
 			      .l = 0, .acc = acc + (size_t)k * HD, .p = p + (size_t)k * KT};
-		if (rows[r].keys.len1 > 0) s1 = rows[r].keys.seq1;
 	}
 	memset(acc, 0, sizeof(float) * (size_t)nv * HD);
 	const int s0 = rows[r0].keys.seq0;
 	attend_span(v, nv, cache_at(kv, kv->kc, l, s0, g), cache_at(kv, kv->vc, l, s0, g), HD, scale);
-	if (s1 >= 0) {
-		for (int k = 0; k < nv; k++) {
-			const iapo_kv_keys *ks = &rows[r0 + (v0 + k) / grp].keys;
-			v[k].lo = ks->len1 > 0 ? ks->start1 : 0;
-			v[k].hi = ks->len1 > 0 ? ks->start1 + ks->len1 : 0;
+	/* second spans, for runs of vectors whose span starts at the same entry
+	 * (the rows of one position): P.V of a block runs over the union of its
+	 * vectors' keys (weight 0 outside each one's own), and within one
+	 * position that union holds only keys its rows wrote, never the unwritten
+	 * gap before the next position's entries */
+	for (int k = 0; k < nv;) {
+		const iapo_kv_keys *ks = &rows[r0 + (v0 + k) / grp].keys;
+		int k1 = k + 1;
+		if (ks->len1 <= 0) {
+			k = k1;
+			continue;
 		}
-		attend_span(v, nv, cache_at(kv, kv->kc, l, s1, g), cache_at(kv, kv->vc, l, s1, g), HD, scale);
+		for (; k1 < nv; k1++) {
+			const iapo_kv_keys *x = &rows[r0 + (v0 + k1) / grp].keys;
+			if (x->len1 <= 0 || x->seq1 != ks->seq1 || x->start1 != ks->start1) break;
+		}
+		for (int j = k; j < k1; j++) {
+			const iapo_kv_keys *x = &rows[r0 + (v0 + j) / grp].keys;
+			v[j].lo = x->start1;
+			v[j].hi = x->start1 + x->len1;
+		}
+		attend_span(v + k, k1 - k, cache_at(kv, kv->kc, l, ks->seq1, g), cache_at(kv, kv->vc, l, ks->seq1, g),
+			    HD, scale);
+		k = k1;
 	}
 	for (int k = 0; k < nv; k++) {
 		const int r = r0 + (v0 + k) / grp, h = g * grp + (v0 + k) % grp;
@@ -626,8 +650,7 @@ static void attend_task(void *ctx, long i, int worker)
 
 /* att (R, NH*HD) from q (R, NH*HD) and the layer-l cache, per row's keys.
  * Blocks are runs of up to VB_MAX / grp rows (VB_FLOATS / HD vectors) with
- * the same first slot and, among rows with a second span, the same second
- * slot. Tasks are (block, kv head, chunk of vc query vectors): whole blocks
+ * the same first slot. Tasks are (block, kv head, chunk of vc query vectors): whole blocks
  * when there are enough of them to keep every thread busy, single vectors
  * otherwise. */
 static void attend(iapo_kv *kv, int l, const iapo_kv_row *rows, int R, const float *q, float *att)
@@ -638,12 +661,8 @@ static void attend(iapo_kv *kv, int l, const iapo_kv_row *rows, int R, const flo
 	const int rcap = vcap / grp > 0 ? vcap / grp : 1;
 	int nb = 0;
 	for (int r0 = 0; r0 < R;) {
-		int r1 = r0 + 1, s1 = rows[r0].keys.len1 > 0 ? rows[r0].keys.seq1 : -1;
-		for (; r1 < R && r1 - r0 < rcap && rows[r1].keys.seq0 == rows[r0].keys.seq0; r1++) {
-			if (rows[r1].keys.len1 <= 0) continue;
-			if (s1 >= 0 && rows[r1].keys.seq1 != s1) break;
-			s1 = rows[r1].keys.seq1;
-		}
+		int r1 = r0 + 1;
+		while (r1 < R && r1 - r0 < rcap && rows[r1].keys.seq0 == rows[r0].keys.seq0) r1++;
 		kv->atask[3 * nb] = r0;
 		kv->atask[3 * nb + 1] = r1 - r0;
 		nb++;
