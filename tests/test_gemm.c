@@ -166,6 +166,18 @@ static void test_direct_k_slices(void)
 	free(A); free(B); free(C1); free(C2);
 }
 
+/* The packed path's default depth slices (KC_DEF): K past one and two
+ * slices, the epilogue (beta) applied once, every transpose, 1-2 threads. */
+static void test_default_slices(void)
+{
+	static const int Ks[] = {511, 513, 1100};
+	for (int t = 0; t < 4; t++)
+		for (int k = 0; k < 3; k++) {
+			struct spec s = {t & 1, t >> 1, 45, 70, Ks[k], k % 2, 1.0f, 0.5f * k, IAPO_SGEMM_PACKED, 1 + (t + k) % 2};
+			CHECK(check_one(s), "transposes %d K=%d", t, Ks[k]);
+		}
+}
+
 /* Every size on the diagonal and with each dimension alone at 1. */
 static void test_sizes(void)
 {
@@ -330,6 +342,7 @@ int main(void)
 	RUN(test_paths_and_transposes);
 	RUN(test_sizes);
 	RUN(test_direct_k_slices);
+	RUN(test_default_slices);
 	RUN(test_alpha_beta);
 	RUN(test_small_blocking);
 	RUN(test_dispatch);
