@@ -22,6 +22,17 @@
  *                  repeat; the steady number on a shared machine at 1
  *                  thread), % of the bf16 dot peak and of the fp32 peak
  *
+ *   decode_stream  one decoding step's products at qwen0.5b, M = 8 rows:
+ *                  every matrix of the 24 layers (q, k, v batched, o, gate
+ *                  and up batched, down, as the KV cache calls them) and the
+ *                  lm_head, each read once from memory (1976 MB in fp32,
+ *                  988 MB in bf16), against a plain read of 1 GiB measured by
+ *                  the same process (bench.h, as bench/model's bound): GB/s
+ *                  of weights by wall time (median step) and by CPU time
+ *                  (least), and the % of that read. A decode step is ~95% these
+ *                  products (perf, 1 thread), so this is its streaming rate
+ *                  without attention and sampling.
+ *
  * Shapes: each linear layer of the tiny, small and qwen0.5b models at M = 256
  * tokens, as the forward y = x W^T (nt), the input gradient dx = dy W (nn) and
  * the weight gradient dW = dy^T x (tn); and the decoding forward at M = 1 and
@@ -30,7 +41,7 @@
  * --info-bf16). Left out: attention's products (bench/model.c times them in
  * place).
  *
- * Usage: gemm [--threads N] [--quick] [--shape tiny|small|qwen0.5b|decode|bf16|all]
+ * Usage: gemm [--threads N] [--quick] [--shape tiny|small|qwen0.5b|decode|bf16|stream|all]
  *        (--shape tiny|small|qwen0.5b also runs that model's bf16 records)
  */
 #include <cblas.h>
@@ -240,6 +251,114 @@ static void bench_one(const char *shape, const char *layer, const char *op, int 
 		   shape, layer, op, M, N, K, threads, g_ours, peak > 0 ? 100.0 * g_ours / peak : 0.0, g_blas);
 }
 
+/* One decoding step's products at qwen0.5b (decode_stream in the header):
+ * weights W (fp32) or Wh (bf16) laid out matrix after matrix, A (8 x 4864),
+ * C (8 x 151936). Returns the step's bytes of weights. */
+static double stream_step(const float *W, const uint16_t *Wh, const float *A, float *C)
+{
+	const bench_model_shape *m = &BENCH_SHAPES[2];
+	const int hd = m->C / m->NH, Q = m->NH * hd, KV = m->NKV * hd, Cm = m->C, F = m->F;
+	size_t off = 0;
+	double bytes = 0;
+#define STREAM_OP(n, k, c) \
+	((iapo_gemm_op){.transB = 1, .M = 8, .N = (n), .K = (k), .alpha = 1.0f, .A = A, .lda = (k), \
+			.B = Wh ? NULL : W + off, .Bh = Wh ? Wh + off : NULL, .ldb = (k), .C = (c), .ldc = (n)})
+#define STREAM_NEXT(n, k) (off += (size_t)(n) * (size_t)(k), bytes += (double)(n) * (k) * (Wh ? 2 : 4))
+	for (int l = 0; l < m->L; l++) {
+		iapo_gemm_op qkv[3], gu[2], o, d;
+		qkv[0] = STREAM_OP(Q, Cm, C);
+		STREAM_NEXT(Q, Cm);
+		qkv[1] = STREAM_OP(KV, Cm, C + 8 * Q);
+		STREAM_NEXT(KV, Cm);
+		qkv[2] = STREAM_OP(KV, Cm, C + 8 * (Q + KV));
+		STREAM_NEXT(KV, Cm);
+		iapo_sgemm_batch(3, qkv);
+		o = STREAM_OP(Cm, Q, C);
+		STREAM_NEXT(Cm, Q);
+		iapo_sgemm_batch(1, &o);
+		gu[0] = STREAM_OP(F, Cm, C);
+		STREAM_NEXT(F, Cm);
+		gu[1] = STREAM_OP(F, Cm, C + 8 * F);
+		STREAM_NEXT(F, Cm);
+		iapo_sgemm_batch(2, gu);
+		d = STREAM_OP(Cm, F, C);
+		STREAM_NEXT(Cm, F);
+		iapo_sgemm_batch(1, &d);
+	}
+	iapo_gemm_op h = STREAM_OP(m->V, Cm, C);
+	STREAM_NEXT(m->V, Cm);
+	iapo_sgemm_batch(1, &h);
+#undef STREAM_OP
+#undef STREAM_NEXT
+	return bytes;
+}
+
+static void bench_stream(int threads, int quick)
+{
+	const bench_model_shape *m = &BENCH_SHAPES[2];
+	const int hd = m->C / m->NH, Q = m->NH * hd, KV = m->NKV * hd;
+	const size_t n = (size_t)m->L * ((size_t)2 * Q * m->C + (size_t)2 * KV * m->C + (size_t)3 * m->C * m->F) +
+			 (size_t)m->V * m->C;
+	float *W = iapo_alloc_aligned(n * sizeof(float));
+	uint16_t *Wh = iapo_alloc_aligned(n * sizeof(uint16_t));
+	float *A = iapo_alloc_aligned(sizeof(float) * 8 * (size_t)m->F);
+	float *C = iapo_alloc_aligned(sizeof(float) * 8 * 2 * (size_t)(m->V > m->F ? m->V : m->F));
+	if (!W || !Wh || !A || !C) {
+		bench_note("gemm: decode_stream: out of memory\n");
+		iapo_free_aligned(W);
+		iapo_free_aligned(Wh);
+		iapo_free_aligned(A);
+		iapo_free_aligned(C);
+		return;
+	}
+	/* values of a weight matrix's size (a cheap hash; the rate does not
+	 * depend on them), and the bf16 copy */
+	for (size_t i = 0; i < n; i++) W[i] = (float)((uint32_t)(i * 2654435761u) >> 22) * 1e-5f - 0.005f;
+	iapo_f32_to_bf16(Wh, W, n);
+	fill(A, 8 * (size_t)m->F, 1.0f, 3);
+	int tl[2] = {1, threads}, ntl = threads > 1 ? 2 : 1;
+	for (int ti = 0; ti < ntl; ti++) {
+		iapo_set_threads(tl[ti]);
+		bench_bw bw;
+		double read = bench_mem_read_bw((size_t)1 << 30, tl[ti], quick ? 2 : 4, &bw) ? bw.best_gbs : NAN;
+		for (int bf = 0; bf <= 1; bf++) {
+			const int reps = quick ? 3 : 7;
+			double v[7], cpu_best = 0, bytes = stream_step(W, bf ? Wh : NULL, A, C); /* warm-up */
+			for (int r = 0; r < reps; r++) {
+				double c0 = bench_cpu_now(), t0 = bench_now();
+				stream_step(W, bf ? Wh : NULL, A, C);
+				v[r] = bench_now() - t0;
+				double c = bench_cpu_now() - c0;
+				if (r == 0 || c < cpu_best) cpu_best = c;
+			}
+			double med = bench_median(v, reps), gbs = bytes / med * 1e-9;
+			double gbs_cpu = bytes / cpu_best * 1e-9 * tl[ti];
+			bench_rec_begin("decode_stream");
+			bench_rec_str("shape", m->name);
+			bench_rec_str("weights", bf ? "bf16" : "fp32");
+			bench_rec_int("M", 8);
+			bench_rec_int("threads", tl[ti]);
+			bench_rec_num("weight_bytes", bytes);
+			bench_rec_num("step_seconds", med);
+			bench_rec_num("gb_per_s", gbs);
+			bench_rec_num("gb_per_s_cpu", gbs_cpu);
+			bench_rec_num("mem_read_gb_per_s", read);
+			bench_rec_num("pct_mem_read", 100.0 * gbs / read);
+			bench_rec_num("gemv_tokens_per_s", 8.0 / med);
+			bench_rec_num("loadavg_1m", bench_loadavg());
+			bench_rec_end();
+			bench_note("decode_stream qwen0.5b %s t=%d: %.0f MB/step in %.1f ms: %.1f GB/s (cpu %.1f), plain read "
+				   "%.1f GB/s (%.0f%%), %.0f tokens/s of products alone\n",
+				   bf ? "bf16" : "fp32", tl[ti], bytes * 1e-6, med * 1e3, gbs, gbs_cpu, read,
+				   100.0 * gbs / read, 8.0 / med);
+		}
+	}
+	iapo_free_aligned(W);
+	iapo_free_aligned(Wh);
+	iapo_free_aligned(A);
+	iapo_free_aligned(C);
+}
+
 static void read_cache(char *buf, size_t n)
 {
 	size_t used = 0;
@@ -270,7 +389,7 @@ static void read_cache(char *buf, size_t n)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: gemm [--threads N] [--quick] [--shape tiny|small|qwen0.5b|decode|bf16|all]\n");
+	fprintf(stderr, "usage: gemm [--threads N] [--quick] [--shape tiny|small|qwen0.5b|decode|bf16|stream|all]\n");
 	return 2;
 }
 
@@ -289,7 +408,8 @@ int main(int argc, char **argv)
 			return usage();
 		}
 	}
-	int found = strcmp(only, "all") == 0 || strcmp(only, "decode") == 0 || strcmp(only, "bf16") == 0;
+	int found = strcmp(only, "all") == 0 || strcmp(only, "decode") == 0 || strcmp(only, "bf16") == 0 ||
+		    strcmp(only, "stream") == 0;
 	for (int s = 0; s < BENCH_NSHAPES; s++) found |= strcmp(only, BENCH_SHAPES[s].name) == 0;
 	if (!found) return usage();
 
@@ -381,5 +501,7 @@ int main(int argc, char **argv)
 	iapo_free_aligned(bufB);
 	iapo_free_aligned(bufC);
 	iapo_free_aligned(bufBh);
+	/* after the others' buffers are gone: 3 GB of its own */
+	if (strcmp(only, "all") == 0 || strcmp(only, "stream") == 0) bench_stream(threads, quick);
 	return 0;
 }
