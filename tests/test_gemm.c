@@ -143,9 +143,10 @@ static void test_direct_k_slices(void)
 			CHECK(check_one(s), "M=%d N=%d K=%d", s.M, s.N, s.K);
 		}
 	/* more than 8 rows: the slices shrink so that all rows of A fit L1
-	 * (8 * 1024 / M floats, a multiple of 32); K just past one slice */
-	static const int Mx[] = {11, 12, 16}, Kx[] = {737, 673, 513};
-	for (int m = 0; m < 3; m++)
+	 * (8 * 1024 / M floats, a multiple of 32, at least 32: a forced direct
+	 * path with hundreds of rows); K just past one slice */
+	static const int Mx[] = {11, 12, 16, 300}, Kx[] = {737, 673, 513, 70};
+	for (int m = 0; m < 4; m++)
 		for (int t = 1; t <= 2; t++) {
 			struct spec s = {0, 1, Mx[m], 37 + 2 * m, Kx[m], t - 1, 1.0f, 0.25f * (t - 1), IAPO_SGEMM_DIRECT, t};
 			CHECK(check_one(s), "M=%d N=%d K=%d threads=%d", s.M, s.N, s.K, t);

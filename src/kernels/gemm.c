@@ -1235,7 +1235,7 @@ static AVX512 void direct_cols(const struct job *J, long n0, long n1)
 	 * lm_head at M = 16 ran at 10.6 GB/s on one core, 12.2 with 512-float
 	 * slices; M = 12: 14.1 -> 18.7-20.4) */
 	const long kmax = mode ? DOT8BF_K_MAX : DOT8_K_MAX;
-	const long k8 = J->M <= 8 ? kmax : kmax * 8 / J->M / 32 * 32;
+	const long k8 = J->M <= 8 ? kmax : (kmax * 8 / J->M >= 64 ? kmax * 8 / J->M / 32 * 32 : 32);
 	const long pfr = wrow >= DOT_PF_BYTES / 2 ? 2 : DOT_PF_BYTES / wrow; /* rows ahead */
 	if (J->transB && J->M >= 8) {
 		/* x W^T, 8 rows of A at a time against pairs of W's rows. Longer
