@@ -47,6 +47,12 @@ printf '{"max-steps": 1, "learnig-rate": 2e-3}\n' >"$T/typo.json"
 "$BIN" train $SMALL --out "$T/r2" --config "$T/typo.json" >"$T/out" 2>"$T/err"
 check "--config unknown key: exit 2 naming it" '[ $? -eq 2 ] && grep -q "typo.json: key .learnig-rate.: unknown option" "$T/err"'
 
+check "rollouts sample in bf16 by default (config.json says so)" 'grep -q "\"rollout-bf16\":[[:space:]]*true" "$T/run/config.json" && grep -q "\"rollout-fp32\":[[:space:]]*false" "$T/run/config.json"'
+"$BIN" train $SMALL --out "$T/fp32" --max-steps 1 --rollout-fp32 >"$T/out" 2>"$T/err"
+check "--rollout-fp32: the way back, recorded as rollout-bf16 false" '[ $? -eq 0 ] && grep -q "\"rollout-bf16\":[[:space:]]*false" "$T/fp32/config.json"'
+"$BIN" train $SMALL --out "$T/r7" --rollout-bf16 --rollout-fp32 >"$T/out" 2>"$T/err"
+check "--rollout-bf16 with --rollout-fp32: exit 2" '[ $? -eq 2 ] && grep -q "contradict" "$T/err"'
+
 "$BIN" train $SMALL --out "$T/r3" --micro-batch 3 --grad-accum 2 >"$T/out" 2>"$T/err"
 check "inconsistent batch options: exit 2" '[ $? -eq 2 ] && grep -q "inconsistent batch options" "$T/err"'
 "$BIN" train --model "$T/model" --out "$T/r4" >"$T/out" 2>"$T/err"
@@ -68,7 +74,7 @@ check "bad data row: exit 1 with its line" '[ $? -eq 1 ] && grep -q "broken.json
 "$BIN" train --out "$T/nowhere" --resume >"$T/out" 2>"$T/err"
 check "--resume of a missing run: exit 1 naming it" '[ $? -eq 1 ] && grep -q "nowhere: --resume" "$T/err"'
 "$BIN" train --help >"$T/out" 2>&1
-check "--help documents the defaults" '[ $? -eq 0 ] && grep -q -- "--learning-rate F .*default 1e-6" "$T/out" && grep -q -- "--loss-type T .*default bnpo" "$T/out" && grep -q -- "--num-generations G .*default 8" "$T/out"'
+check "--help documents the defaults" '[ $? -eq 0 ] && grep -q -- "--learning-rate F .*default 1e-6" "$T/out" && grep -q -- "--loss-type T .*default bnpo" "$T/out" && grep -q -- "--num-generations G .*default 8" "$T/out" && grep -q -- "--rollout-bf16 .*ON BY DEFAULT" "$T/out" && grep -q -- "--rollout-fp32 " "$T/out"'
 
 # SIGINT: the step finishes, a checkpoint is saved, exit 0.
 "$BIN" train $SMALL --out "$T/sig" --max-steps 100000 --save-steps 0 --max-completion-tokens 32 >"$T/out" 2>"$T/sigerr" &

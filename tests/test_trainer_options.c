@@ -4,8 +4,10 @@
  * subset (and inconsistent ones refused with the numbers), JSON config files
  * (kebab or snake keys, unknown keys and wrong types named), precedence
  * (RUN_DIR/config.json < --config < command line), the resolved options as
- * JSON and back. Also the progress line the CLI draws with them
- * (src/core/progress.h): redrawn in place on a terminal, plain lines otherwise.
+ * JSON and back; the rollout precision (bf16 by default, --rollout-fp32)
+ * and the IAPO pass that follows from it. Also the progress line the CLI
+ * draws with them (src/core/progress.h): redrawn in place on a terminal,
+ * plain lines otherwise.
  */
 #include <math.h>
 
@@ -224,6 +226,53 @@ static void test_args(void)
 	iapo_train_opts_free(&o);
 }
 
+/* Rollout precision: bf16 by default for every --algo, --rollout-fp32 the
+ * way back; IAPO's pass follows its rollout (bf16 pass over a bf16 cache,
+ * exact over an fp32 one), and contradictions are refused. */
+typedef struct {
+	const char *argv[8];
+	int ok, bf16, info_bf16; /* expected after resolve; ok = 0: an ARG error naming `err` */
+	const char *err;
+} precision_case;
+
+static void test_precision(void)
+{
+	char cfg[1200];
+	write_text("fp32.json", "{\"rollout-bf16\": false}", cfg, sizeof cfg);
+	const precision_case cases[] = {
+		{{NULL}, 1, 1, 0, NULL},
+		{{"--algo", "iapo", NULL}, 1, 1, 1, NULL},
+		{{"--algo", "iapo", "--rollout-bf16", NULL}, 1, 1, 1, NULL},
+		{{"--algo", "iapo", "--rollout-fp32", NULL}, 1, 0, 0, NULL},
+		{{"--rollout-fp32", NULL}, 1, 0, 0, NULL},
+		{{"--algo", "iapo", "--rollout-fp32", "--info-recompute", "--info-bf16", NULL}, 1, 0, 1, NULL},
+		{{"--algo", "iapo", "--info-recompute", NULL}, 1, 1, 0, NULL},
+		/* a config.json from before bf16 became the default resumes in fp32 */
+		{{"--algo", "iapo", "--config", cfg, NULL}, 1, 0, 0, NULL},
+		{{"--rollout-bf16", "--rollout-fp32", NULL}, 0, 0, 0, "contradict"},
+		{{"--algo", "iapo", "--rollout-fp32", "--info-bf16", NULL}, 0, 0, 0, "--info-recompute"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		const precision_case *c = &cases[i];
+		char *argv[16] = {"train", "--model", "m", "--data", "d.jsonl", "--out", "r"};
+		int argc = 7;
+		for (int j = 0; c->argv[j]; j++) argv[argc++] = (char *)c->argv[j];
+		iapo_train_opts o;
+		int help;
+		iapo_train_opts_default(&o);
+		iapo_status st = iapo_train_opts_from_args(&o, argc, argv, &help);
+		if (st == IAPO_OK) st = iapo_train_opts_resolve(&o);
+		if (c->ok)
+			CHECK(st == IAPO_OK && o.rollout_bf16 == c->bf16 && o.info_bf16 == c->info_bf16,
+			      "case %zu: %s; rollout_bf16 %d info_bf16 %d", i, st ? iapo_errmsg() : "ok", o.rollout_bf16,
+			      o.info_bf16);
+		else
+			CHECK(st == IAPO_ERR_ARG && strstr(iapo_errmsg(), c->err), "case %zu: %s", i,
+			      st ? iapo_errmsg() : "accepted");
+		iapo_train_opts_free(&o);
+	}
+}
+
 static char *slurp(FILE *f)
 {
 	static char buf[4096];
@@ -276,6 +325,7 @@ int main(void)
 	RUN(test_values);
 	RUN(test_json);
 	RUN(test_args);
+	RUN(test_precision);
 	RUN(test_progress);
 	iapo_fs_remove_all(dir);
 	TEST_END();

@@ -51,7 +51,7 @@ typedef struct {
 	/* sampling */
 	double temperature, top_p;
 	long top_k;
-	int rollout_bf16;
+	int rollout_bf16, rollout_fp32;
 	/* optimiser */
 	double learning_rate;
 	long warmup_steps;

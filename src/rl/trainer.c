@@ -446,10 +446,11 @@ static iapo_status sample_seqs(iapo_trainer *tr, long g, const int *seqs, int n,
 	/* the policy entropies C_t of IAPO, from the sampling logits */
 	if (tr->kv_reuse) go.entropy_temperature = tr->o.temperature > 0 ? (float)tr->o.temperature : 1.0f;
 	/* Every algorithm samples in the same precision, so that their runs
-	 * differ only by what they do with the samples: fp32 unless
-	 * --rollout-bf16 (or IAPO's --info-bf16, whose estimator then reads the
-	 * bf16 rollout's K/V). generate's own default (bf16 unless entropies are
-	 * asked for) would make IAPO sample in fp32 and GRPO in bf16. */
+	 * differ only by what they do with the samples: bf16 unless
+	 * --rollout-fp32 (options.c; IAPO's --info-bf16, whose estimator reads
+	 * the bf16 rollout's K/V, samples in bf16 too). generate's own default
+	 * (bf16 unless entropies are asked for) would make IAPO sample in fp32
+	 * and GRPO in bf16. */
 	go.weights = tr->o.rollout_bf16 || (tr->kv_reuse && tr->o.info_bf16) ? IAPO_GEN_WEIGHTS_BF16
 									   : IAPO_GEN_WEIGHTS_FP32;
 	/* When every buffer sequence has a slot (no --rollout-batch), a
