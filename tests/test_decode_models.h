@@ -72,16 +72,13 @@ static iapo_config tiny_config(int kind)
 	return c;
 }
 
-/* Random weights: matrices N(0, 0.15), norms 1 + N(0, 0.1), biases N(0, 0.1).
- * V > 0 overrides the vocabulary size (eos becomes V - 1). */
-static int tiny_weights_v(int kind, uint64_t seed, int V, iapo_weights *w)
+/* Random weights for config cfg: matrices N(0, 0.15), norms 1 + N(0, 0.1),
+ * biases N(0, 0.1), embeddings x4 so that logits spread widely; stream picks
+ * the random stream (callers keep their own so their values stay fixed). */
+static int tiny_weights_cfg(const iapo_config *cfg, uint64_t seed, uint64_t stream, iapo_weights *w)
 {
 	memset(w, 0, sizeof *w);
-	w->cfg = tiny_config(kind);
-	if (V > 0) {
-		w->cfg.V = V;
-		w->cfg.eos_ids[0] = V - 1;
-	}
+	w->cfg = *cfg;
 	size_t n = iapo_param_count(&w->cfg);
 	w->block = iapo_alloc_aligned(n * sizeof(float));
 	if (!w->block) return -1;
@@ -89,9 +86,8 @@ static int tiny_weights_v(int kind, uint64_t seed, int V, iapo_weights *w)
 	size_t sizes[IAPO_NUM_PARAMS];
 	iapo_param_sizes(&w->cfg, sizes);
 	iapo_rng r;
-	iapo_rng_seed(&r, seed, 77, 0, 0);
+	iapo_rng_seed(&r, seed, stream, 0, 0);
 	for (int t = 0; t < IAPO_NUM_PARAMS; t++) {
-		if (!sizes[t]) continue;
 		int is_norm = t == IAPO_P_LN1 || t == IAPO_P_LN2 || t == IAPO_P_NORM || t == IAPO_P_QNORM ||
 			      t == IAPO_P_KNORM;
 		int is_bias = t == IAPO_P_BQ || t == IAPO_P_BK || t == IAPO_P_BV;
@@ -100,9 +96,20 @@ static int tiny_weights_v(int kind, uint64_t seed, int V, iapo_weights *w)
 			w->p.t[t][i] = is_norm ? 1 + 0.1f * g : (is_bias ? 0.1f * g : 0.15f * g);
 		}
 	}
-	/* Make embeddings and lm_head larger so logits spread widely. */
 	for (size_t i = 0; i < sizes[IAPO_P_EMBED]; i++) w->p.t[IAPO_P_EMBED][i] *= 4;
 	return 0;
+}
+
+/* tiny_config(kind)'s random weights; V > 0 overrides the vocabulary size
+ * (eos becomes V - 1). */
+static int tiny_weights_v(int kind, uint64_t seed, int V, iapo_weights *w)
+{
+	iapo_config c = tiny_config(kind);
+	if (V > 0) {
+		c.V = V;
+		c.eos_ids[0] = V - 1;
+	}
+	return tiny_weights_cfg(&c, seed, 77, w);
 }
 
 static int tiny_weights(int kind, uint64_t seed, iapo_weights *w) { return tiny_weights_v(kind, seed, 0, w); }

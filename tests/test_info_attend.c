@@ -29,33 +29,14 @@
 #define TMAX 200
 #define BASE 41 /* first scratch entry: position 7's span [62, 65) straddles key 64 */
 
-/* tiny_weights_v's filling, for a Qwen2 config with other head shapes. */
+/* A Qwen2 tiny model with other head shapes (its own random stream). */
 static int make_model(int NH, int NKV, int HD, uint64_t seed, iapo_weights *w)
 {
-	memset(w, 0, sizeof *w);
-	w->cfg = tiny_config(TINY_QWEN2);
-	w->cfg.NH = NH;
-	w->cfg.NKV = NKV;
-	w->cfg.HD = HD;
-	size_t n = iapo_param_count(&w->cfg);
-	w->block = iapo_alloc_aligned(n * sizeof(float));
-	if (!w->block) return -1;
-	iapo_params_point(&w->cfg, w->block, &w->p);
-	size_t sizes[IAPO_NUM_PARAMS];
-	iapo_param_sizes(&w->cfg, sizes);
-	iapo_rng r;
-	iapo_rng_seed(&r, seed, 78, 0, 0);
-	for (int t = 0; t < IAPO_NUM_PARAMS; t++) {
-		int is_norm = t == IAPO_P_LN1 || t == IAPO_P_LN2 || t == IAPO_P_NORM || t == IAPO_P_QNORM ||
-			      t == IAPO_P_KNORM;
-		int is_bias = t == IAPO_P_BQ || t == IAPO_P_BK || t == IAPO_P_BV;
-		for (size_t i = 0; i < sizes[t]; i++) {
-			float g = iapo_rng_normal(&r);
-			w->p.t[t][i] = is_norm ? 1 + 0.1f * g : (is_bias ? 0.1f * g : 0.15f * g);
-		}
-	}
-	for (size_t i = 0; i < sizes[IAPO_P_EMBED]; i++) w->p.t[IAPO_P_EMBED][i] *= 4;
-	return 0;
+	iapo_config c = tiny_config(TINY_QWEN2);
+	c.NH = NH;
+	c.NKV = NKV;
+	c.HD = HD;
+	return tiny_weights_cfg(&c, seed, 78, w);
 }
 
 typedef struct {
