@@ -22,6 +22,7 @@
 #include "core/mem.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "core/text.h"
 #include "io/fs.h"
 #include "io/json.h"
 
@@ -172,49 +173,19 @@ static void draw_plan(iapo_rng *r, const iapo_synth_opts *o, plan_t *p)
 /* ---- text with spans ---- */
 
 typedef struct {
-	char *p;
-	size_t len, cap;
+	iapo_text s; /* s.failed: an allocation failed, everything after is dropped, the caller reports NOMEM */
 	iapo_synth_span *spans;
 	int n_spans, spans_cap;
-	int oom; /* an allocation failed: everything after is dropped, the caller reports NOMEM */
 	int run_on;	 /* sentences run on with spaces instead of one per line */
 	int n_sentences; /* written so far */
 } text_t;
-
-static void vput(text_t *t, const char *fmt, va_list ap)
-{
-	if (t->oom) return;
-	va_list ap2;
-	va_copy(ap2, ap);
-	int k = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
-	if (k < 0) {
-		t->oom = 1;
-		va_end(ap2);
-		return;
-	}
-	if (!t->p || t->len + (size_t)k + 1 > t->cap) {
-		size_t cap = t->cap ? t->cap : 256;
-		while (cap < t->len + (size_t)k + 1) cap *= 2;
-		char *q = iapo_realloc(t->p, cap);
-		if (!q) {
-			t->oom = 1;
-			va_end(ap2);
-			return;
-		}
-		t->p = q;
-		t->cap = cap;
-		vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap2);
-	}
-	va_end(ap2);
-	t->len += (size_t)k;
-}
 
 static void put(text_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void put(text_t *t, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vput(t, fmt, ap);
+	(void)iapo_text_vfmt(&t->s, fmt, ap);
 	va_end(ap);
 }
 
@@ -222,18 +193,18 @@ static void add_span(text_t *t, size_t start, iapo_synth_kind kind)
 {
 	/* One span per sentence, even next to one of the same kind, so that each
 	 * step span holds exactly one computation. */
-	if (t->oom || t->len == start) return;
+	if (t->s.failed || t->s.len == start) return;
 	if (t->n_spans == t->spans_cap) {
 		int cap = t->spans_cap ? 2 * t->spans_cap : 16;
 		iapo_synth_span *s = iapo_realloc(t->spans, (size_t)cap * sizeof *s);
 		if (!s) {
-			t->oom = 1;
+			t->s.failed = 1;
 			return;
 		}
 		t->spans = s;
 		t->spans_cap = cap;
 	}
-	t->spans[t->n_spans++] = (iapo_synth_span){(int)start, (int)t->len, kind};
+	t->spans[t->n_spans++] = (iapo_synth_span){(int)start, (int)t->s.len, kind};
 }
 
 /* A sentence's span holds its separator where the tokenizer will put it:
@@ -242,7 +213,7 @@ static void add_span(text_t *t, size_t start, iapo_synth_kind kind)
  * straddles two spans. */
 static size_t open_sentence(text_t *t)
 {
-	size_t start = t->len;
+	size_t start = t->s.len;
 	if (t->run_on && t->n_sentences) put(t, " ");
 	return start;
 }
@@ -261,7 +232,7 @@ static void sentence(text_t *t, iapo_synth_kind kind, const char *fmt, ...)
 	size_t start = open_sentence(t);
 	va_list ap;
 	va_start(ap, fmt);
-	vput(t, fmt, ap);
+	(void)iapo_text_vfmt(&t->s, fmt, ap);
 	va_end(ap);
 	close_sentence(t, start, kind);
 }
@@ -456,11 +427,11 @@ static void write_trace(text_t *t, iapo_rng *r, const plan_t *p, double v)
 		if (chance(r, 0.5 * v)) summary(t, (first + 1 + draw_int(r, 0, 2)) % 4, p);
 	}
 	/* The last sentence ends its line in a run-on trace too. */
-	if (t->run_on && !t->oom) {
+	if (t->run_on && !t->s.failed) {
 		put(t, "\n");
-		if (!t->oom) t->spans[t->n_spans - 1].end = (int)t->len;
+		if (!t->s.failed) t->spans[t->n_spans - 1].end = (int)t->s.len;
 	}
-	size_t start = t->len;
+	size_t start = t->s.len;
 	put(t, "</think>\n<answer>%d</answer>", p->st[p->n_steps - 1].c);
 	add_span(t, start, IAPO_SYNTH_ANSWER);
 }
@@ -491,14 +462,14 @@ iapo_status iapo_synth_problem_make(const iapo_synth_opts *o, uint64_t stream, u
 	question(&q, &p);
 	write_trace(&c, &r, &p, v);
 	iapo_free(q.spans);
-	if (q.oom || c.oom) {
-		iapo_free(q.p);
-		iapo_free(c.p);
+	if (q.s.failed || c.s.failed) {
+		iapo_free(q.s.p);
+		iapo_free(c.s.p);
 		iapo_free(c.spans);
 		return iapo_fail(IAPO_ERR_NOMEM, "synth: out of memory writing a problem");
 	}
-	out->prompt = q.p;
-	out->completion = c.p;
+	out->prompt = q.s.p;
+	out->completion = c.s.p;
 	out->spans = c.spans;
 	out->n_spans = c.n_spans;
 	out->n_steps = p.n_steps;
@@ -507,7 +478,7 @@ iapo_status iapo_synth_problem_make(const iapo_synth_opts *o, uint64_t stream, u
 	size_t red = 0;
 	for (int i = 0; i < c.n_spans; i++)
 		if (iapo_synth_kind_redundant(c.spans[i].kind)) red += (size_t)(c.spans[i].end - c.spans[i].start);
-	out->redundant_share = c.len ? (double)red / (double)c.len : 0;
+	out->redundant_share = c.s.len ? (double)red / (double)c.s.len : 0;
 	return IAPO_OK;
 }
 
@@ -558,28 +529,15 @@ static int set_has(prompt_set *s, const char *str, int add)
 	return 0;
 }
 
-typedef struct {
-	char *p;
-	size_t len, cap;
-} bytes_t;
-
-static iapo_status bytes_put(bytes_t *b, const char *s, size_t n)
+/* Appends to a split's JSONL text, which starts at 64 KiB: splits hold thousands of rows. */
+static iapo_status bytes_put(iapo_text *b, const char *s, size_t n)
 {
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 1 << 16;
-		while (cap < b->len + n + 1) cap *= 2;
-		char *q = iapo_realloc(b->p, cap);
-		if (!q) return iapo_fail(IAPO_ERR_NOMEM, "synth: out of memory (%zu bytes of JSONL)", cap);
-		b->p = q;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
+	if (iapo_text_put_n(b, s, n, (size_t)1 << 16) != IAPO_OK)
+		return iapo_fail(IAPO_ERR_NOMEM, "synth: out of memory (%zu bytes of JSONL)", b->len + n);
 	return IAPO_OK;
 }
 
-static iapo_status row_json(const iapo_synth_problem *p, bytes_t *out)
+static iapo_status row_json(const iapo_synth_problem *p, iapo_text *out)
 {
 	cJSON *o = cJSON_CreateObject();
 	int ok = o && cJSON_AddStringToObject(o, "prompt", p->prompt) && cJSON_AddStringToObject(o, "answer", p->answer) &&
@@ -633,7 +591,7 @@ static void stats_finish(stats_acc *a)
 /* Draws n distinct problems from stream, none of whose prompts is in `seen`
  * (each drawn prompt is added to it), as JSONL into out. */
 static iapo_status draw_split(const iapo_synth_opts *o, uint64_t stream, int n, const char *name, prompt_set *seen,
-			      bytes_t *out, stats_acc *acc)
+			      iapo_text *out, stats_acc *acc)
 {
 	/* Generous: with the default options fewer than 1 draw in 1000 repeats. */
 	uint64_t limit = 50 * (uint64_t)n + 1000, index = 0;
@@ -732,7 +690,7 @@ static iapo_status write_meta(const iapo_synth_opts *o, const char *dir, const i
 	return s;
 }
 
-static iapo_status write_split(const char *dir, const char *name, const bytes_t *b)
+static iapo_status write_split(const char *dir, const char *name, const iapo_text *b)
 {
 	char path[4096];
 	IAPO_TRY(iapo_fs_join(path, sizeof path, dir, name));
@@ -746,7 +704,7 @@ iapo_status iapo_synth_generate(const iapo_synth_opts *o, const char *out_dir, i
 	if (!out_dir || !*out_dir) return iapo_fail(IAPO_ERR_ARG, "--out: expected a directory");
 	iapo_json_init();
 	prompt_set seen = {0};
-	bytes_t tr = {0}, te = {0};
+	iapo_text tr = {0}, te = {0};
 	stats_acc a_tr = {0}, a_te = {0};
 	iapo_status st;
 	IAPO_CHECK(st, set_init(&seen, (size_t)o->n_train + (size_t)o->n_test));
@@ -760,7 +718,7 @@ iapo_status iapo_synth_generate(const iapo_synth_opts *o, const char *out_dir, i
 	if (test) *test = a_te.s;
 fail:
 	set_free(&seen);
-	iapo_free(tr.p);
-	iapo_free(te.p);
+	iapo_text_free(&tr);
+	iapo_text_free(&te);
 	return st;
 }

@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 
 #include "core/mem.h"
 #include "core/status.h"
+#include "core/text.h"
 #include "io/fs.h"
 #include "io/half.h"
 #include "io/json.h"
@@ -384,69 +384,15 @@ size_t iapo_st_entry_bytes(const iapo_st_entry *e)
 	return n * iapo_dtype_size(e->dtype);
 }
 
-/* A growable text buffer for the header. */
-typedef struct {
-	char *p;
-	size_t len, cap;
-	int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-	if (b->oom) return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (b->len + n + 1 > cap) cap *= 2;
-		char *q = iapo_realloc(b->p, cap);
-		if (!q) {
-			b->oom = 1;
-			return;
-		}
-		b->p = q;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void sb_fmt(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_fmt(sbuf *b, const char *fmt, ...)
-{
-	char tmp[256];
-	va_list ap;
-	va_start(ap, fmt);
-	int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
-	va_end(ap);
-	if (k > 0) sb_put(b, tmp, (size_t)k < sizeof tmp ? (size_t)k : sizeof tmp - 1);
-}
-
-static void sb_json_string(sbuf *b, const char *s)
-{
-	sb_put(b, "\"", 1);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\') {
-			char esc[2] = {'\\', (char)c};
-			sb_put(b, esc, 2);
-		} else if (c < 0x20) {
-			sb_fmt(b, "\\u%04x", c);
-		} else {
-			sb_put(b, (const char *)&c, 1);
-		}
-	}
-	sb_put(b, "\"", 1);
-}
-
 iapo_status iapo_safetensors_write(const char *path, const iapo_st_entry *e, int n)
 {
-	sbuf h = {0};
+	iapo_text h = {0};
 	iapo_status s = IAPO_OK;
 	unsigned char *conv = NULL;
 	int fd = -1;
 	char tmp[4096] = "";
 	static const char meta[] = "{\"__metadata__\":{\"format\":\"pt\"}";
-	sb_put(&h, meta, sizeof meta - 1);
+	iapo_text_put(&h, meta, sizeof meta - 1);
 	size_t off = 0;
 	for (int i = 0; i < n; i++) {
 		if (e[i].dtype != IAPO_DT_F32 && e[i].dtype != IAPO_DT_BF16 && e[i].dtype != IAPO_DT_F16) {
@@ -455,17 +401,17 @@ iapo_status iapo_safetensors_write(const char *path, const iapo_st_entry *e, int
 			goto fail;
 		}
 		size_t bytes = iapo_st_entry_bytes(&e[i]);
-		sb_put(&h, ",", 1);
-		sb_json_string(&h, e[i].name);
-		sb_fmt(&h, ":{\"dtype\":\"%s\",\"shape\":[", iapo_dtype_name(e[i].dtype));
-		for (int d = 0; d < e[i].ndim; d++) sb_fmt(&h, "%s%lld", d ? "," : "", (long long)e[i].shape[d]);
-		sb_fmt(&h, "],\"data_offsets\":[%zu,%zu]}", off, off + bytes);
+		iapo_text_put(&h, ",", 1);
+		iapo_text_json_string(&h, e[i].name);
+		iapo_text_fmt(&h, ":{\"dtype\":\"%s\",\"shape\":[", iapo_dtype_name(e[i].dtype));
+		for (int d = 0; d < e[i].ndim; d++) iapo_text_fmt(&h, "%s%lld", d ? "," : "", (long long)e[i].shape[d]);
+		iapo_text_fmt(&h, "],\"data_offsets\":[%zu,%zu]}", off, off + bytes);
 		off += bytes;
 	}
-	sb_put(&h, "}", 1);
+	iapo_text_put(&h, "}", 1);
 	/* Pad with spaces so the data area starts 8-byte aligned. */
-	while (!h.oom && (h.len % 8) != 0) sb_put(&h, " ", 1);
-	if (h.oom) {
+	while (!h.failed && (h.len % 8) != 0) iapo_text_put(&h, " ", 1);
+	if (h.failed) {
 		s = iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory building the header", path);
 		goto fail;
 	}
@@ -525,12 +471,12 @@ iapo_status iapo_safetensors_write(const char *path, const iapo_st_entry *e, int
 		goto fail;
 	}
 	iapo_free(conv);
-	iapo_free(h.p);
+	iapo_text_free(&h);
 	return IAPO_OK;
 fail:
 	if (fd >= 0) close(fd);
 	if (tmp[0]) unlink(tmp);
 	iapo_free(conv);
-	iapo_free(h.p);
+	iapo_text_free(&h);
 	return s;
 }

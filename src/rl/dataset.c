@@ -21,6 +21,7 @@
 #include "core/mem.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "core/text.h"
 #include "io/json.h"
 #include "rl/reward.h"
 
@@ -96,30 +97,20 @@ typedef struct {
 	const char *path;
 	char blk[1 << 16];
 	size_t pos, end;
-	char *line; /* the current line, NUL-terminated, without its '\n' */
-	size_t len, cap;
+	iapo_text line; /* the current line, without its '\n'; reused, so it grows only with longer lines */
 } reader;
 
 static iapo_status line_append(reader *r, const char *p, size_t n)
 {
-	if (r->len + n + 1 > r->cap) {
-		size_t cap = r->cap ? r->cap : 256;
-		while (cap < r->len + n + 1) cap *= 2;
-		char *q = iapo_realloc(r->line, cap);
-		if (!q) return iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory for a line of %zu bytes", r->path, cap);
-		r->line = q;
-		r->cap = cap;
-	}
-	memcpy(r->line + r->len, p, n);
-	r->len += n;
-	r->line[r->len] = '\0';
+	if (iapo_text_put(&r->line, p, n) != IAPO_OK)
+		return iapo_fail(IAPO_ERR_NOMEM, "%s: out of memory for a line of %zu bytes", r->path, r->line.len + n);
 	return IAPO_OK;
 }
 
 /* Reads the next line into r->line; *got = 0 at the end of the file. */
 static iapo_status read_line(reader *r, int *got)
 {
-	r->len = 0;
+	r->line.len = 0;
 	*got = 0;
 	IAPO_TRY(line_append(r, "", 0));
 	for (;;) {
@@ -129,7 +120,7 @@ static iapo_status read_line(reader *r, int *got)
 			if (r->end == 0) {
 				if (ferror(r->f))
 					return iapo_fail(IAPO_ERR_IO, "%s: read failed: %s", r->path, strerror(errno));
-				*got = r->len > 0;
+				*got = r->line.len > 0;
 				return IAPO_OK;
 			}
 		}
@@ -473,8 +464,8 @@ iapo_status iapo_dataset_load(const char *path, const iapo_dataset_opts *opts, i
 		int got;
 		IAPO_CHECK(st, read_line(r, &got));
 		if (!got) break;
-		char *s = r->line;
-		size_t n = r->len;
+		char *s = r->line.p;
+		size_t n = r->line.len;
 		if (n && s[n - 1] == '\r') s[--n] = '\0';
 		if (line == 1 && n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) s += 3, n -= 3; /* a UTF-8 BOM */
 		size_t a = 0;
@@ -543,7 +534,7 @@ fail:
 	cJSON_Delete(row);
 	iapo_free(set.slot);
 	if (r->f) fclose(r->f);
-	iapo_free(r->line);
+	iapo_text_free(&r->line);
 	iapo_free(r);
 	iapo_dataset_free(&ds);
 	return st;

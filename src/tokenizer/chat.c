@@ -22,6 +22,7 @@
 
 #include "core/mem.h"
 #include "core/status.h"
+#include "core/text.h"
 #include "tokenizer/tok_internal.h"
 
 /* Copies a Jinja string literal's text up to `end` (exclusive) with its
@@ -116,35 +117,8 @@ iapo_status tok_chat_setup(iapo_tokenizer *t)
 	return IAPO_OK;
 }
 
-typedef struct {
-	char *p;
-	size_t len, cap;
-	int failed;
-} sbuf;
-
-static void put(sbuf *b, const char *s, size_t n)
-{
-	if (b->failed) return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n + 1) cap *= 2;
-		char *q = iapo_realloc(b->p, cap);
-		if (!q) {
-			b->failed = 1;
-			return;
-		}
-		b->p = q;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void puts_(sbuf *b, const char *s) { put(b, s, strlen(s)); }
-
 /* Jinja's trim: Python's str.strip() of whitespace. */
-static void put_trimmed(sbuf *b, const char *s)
+static void put_trimmed(iapo_text *b, const char *s)
 {
 	size_t n = strlen(s), i = 0;
 	while (i < n) {
@@ -161,7 +135,7 @@ static void put_trimmed(sbuf *b, const char *s)
 		if (k > 4 || k > e - i || !tok_py_isspace(cp)) break;
 		e -= k;
 	}
-	put(b, s + i, e - i);
+	iapo_text_put(b, s + i, e - i);
 }
 
 /* Python's str.lstrip/rstrip of one character set, on [*b, *e). */
@@ -201,7 +175,7 @@ static int ends_with(const char *s, const char *suf)
  * branch without tools): the text after the last </think> is the answer; the
  * text before the first </think>, after its last <think>, is the reasoning.
  * Reasoning is written out only for turns after the last user query. */
-static void qwen3_assistant(sbuf *b, const char *content, int after_last_query, int is_last)
+static void qwen3_assistant(iapo_text *b, const char *content, int after_last_query, int is_last)
 {
 	const char *cb = content, *ce = content + strlen(content);
 	const char *rb = ce, *re = ce; /* empty reasoning */
@@ -217,30 +191,30 @@ static void qwen3_assistant(sbuf *b, const char *content, int after_last_query, 
 		cb = last + strlen("</think>");
 		strip_chars(&cb, &ce, "\n", 1, 0);
 	}
-	puts_(b, "<|im_start|>assistant\n");
+	iapo_text_puts(b, "<|im_start|>assistant\n");
 	if (after_last_query && (is_last || re > rb)) {
 		strip_chars(&rb, &re, "\n", 1, 1);
 		strip_chars(&cb, &ce, "\n", 1, 0);
-		puts_(b, "<think>\n");
-		put(b, rb, (size_t)(re - rb));
-		puts_(b, "\n</think>\n\n");
+		iapo_text_puts(b, "<think>\n");
+		iapo_text_put(b, rb, (size_t)(re - rb));
+		iapo_text_puts(b, "\n</think>\n\n");
 	}
-	put(b, cb, (size_t)(ce - cb));
-	puts_(b, "<|im_end|>\n");
+	iapo_text_put(b, cb, (size_t)(ce - cb));
+	iapo_text_puts(b, "<|im_end|>\n");
 }
 
-static iapo_status render_chatml(const iapo_tokenizer *t, const iapo_chat_msg *m, int n, int gen, sbuf *b)
+static iapo_status render_chatml(const iapo_tokenizer *t, const iapo_chat_msg *m, int n, int gen, iapo_text *b)
 {
 	int first = 0;
 	if (!strcmp(m[0].role, "system")) {
-		puts_(b, "<|im_start|>system\n");
-		puts_(b, m[0].content);
-		puts_(b, "<|im_end|>\n");
+		iapo_text_puts(b, "<|im_start|>system\n");
+		iapo_text_puts(b, m[0].content);
+		iapo_text_puts(b, "<|im_end|>\n");
 		first = 1;
 	} else if (t->default_system) {
-		puts_(b, "<|im_start|>system\n");
-		puts_(b, t->default_system);
-		puts_(b, "<|im_end|>\n");
+		iapo_text_puts(b, "<|im_start|>system\n");
+		iapo_text_puts(b, t->default_system);
+		iapo_text_puts(b, "<|im_end|>\n");
 	}
 	/* Qwen3: the last user message that is not a tool response (the last
 	 * message when there is none). */
@@ -256,44 +230,44 @@ static iapo_status render_chatml(const iapo_tokenizer *t, const iapo_chat_msg *m
 			qwen3_assistant(b, m[i].content, i > last_query, i == n - 1);
 			continue;
 		}
-		puts_(b, "<|im_start|>");
-		puts_(b, m[i].role);
-		puts_(b, "\n");
-		puts_(b, m[i].content);
-		puts_(b, "<|im_end|>\n");
+		iapo_text_puts(b, "<|im_start|>");
+		iapo_text_puts(b, m[i].role);
+		iapo_text_puts(b, "\n");
+		iapo_text_puts(b, m[i].content);
+		iapo_text_puts(b, "<|im_end|>\n");
 	}
-	if (gen) puts_(b, t->gen_think ? "<|im_start|>assistant\n<think>\n" : "<|im_start|>assistant\n");
+	if (gen) iapo_text_puts(b, t->gen_think ? "<|im_start|>assistant\n<think>\n" : "<|im_start|>assistant\n");
 	return IAPO_OK;
 }
 
-static void llama_turn(sbuf *b, const char *role, const char *content)
+static void llama_turn(iapo_text *b, const char *role, const char *content)
 {
-	puts_(b, "<|start_header_id|>");
-	puts_(b, role);
-	puts_(b, "<|end_header_id|>\n\n");
+	iapo_text_puts(b, "<|start_header_id|>");
+	iapo_text_puts(b, role);
+	iapo_text_puts(b, "<|end_header_id|>\n\n");
 	put_trimmed(b, content);
-	puts_(b, "<|eot_id|>");
+	iapo_text_puts(b, "<|eot_id|>");
 }
 
-static void render_llama(const iapo_tokenizer *t, const iapo_chat_msg *m, int n, int gen, sbuf *b)
+static void render_llama(const iapo_tokenizer *t, const iapo_chat_msg *m, int n, int gen, iapo_text *b)
 {
-	if (t->bos_token) puts_(b, t->bos_token);
+	if (t->bos_token) iapo_text_puts(b, t->bos_token);
 	int first = 0;
 	if (t->chat_kind == CHAT_LLAMA31) {
 		/* 3.1+ always opens with a system header holding the dates, then
 		 * the first message's content when that message is a system one. */
-		puts_(b, "<|start_header_id|>system<|end_header_id|>\n\n");
-		puts_(b, "Cutting Knowledge Date: December 2023\nToday Date: ");
-		puts_(b, t->llama_date);
-		puts_(b, "\n\n");
+		iapo_text_puts(b, "<|start_header_id|>system<|end_header_id|>\n\n");
+		iapo_text_puts(b, "Cutting Knowledge Date: December 2023\nToday Date: ");
+		iapo_text_puts(b, t->llama_date);
+		iapo_text_puts(b, "\n\n");
 		if (!strcmp(m[0].role, "system")) {
 			put_trimmed(b, m[0].content);
 			first = 1;
 		}
-		puts_(b, "<|eot_id|>");
+		iapo_text_puts(b, "<|eot_id|>");
 	}
 	for (int i = first; i < n; i++) llama_turn(b, m[i].role, m[i].content);
-	if (gen) puts_(b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+	if (gen) iapo_text_puts(b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
 iapo_status iapo_tokenizer_chat_messages(const iapo_tokenizer *t, const iapo_chat_msg *msgs, int n,
@@ -322,13 +296,13 @@ iapo_status iapo_tokenizer_chat_messages(const iapo_tokenizer *t, const iapo_cha
 					 "than Qwen3's are not rendered (message %d)",
 					 src, i);
 	}
-	sbuf b = {0};
+	iapo_text b = {0};
 	if (t->chat_kind == CHAT_CHATML)
 		render_chatml(t, msgs, n, add_generation_prompt, &b);
 	else
 		render_llama(t, msgs, n, add_generation_prompt, &b);
 	if (b.failed || !b.p) {
-		iapo_free(b.p);
+		iapo_text_free(&b);
 		return iapo_fail(IAPO_ERR_NOMEM, "out of memory rendering a chat template");
 	}
 	*out = b.p;
