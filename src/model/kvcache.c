@@ -341,11 +341,11 @@ static inline __m512 exp_nonpos16(__m512 x)
 
 /* v[i]->p[16 g0 .. 16 (g0 + NG)) = scale * q_i . keys of those lanes, for NB
  * vectors, each lane a chain over d = 0..HD-1. Kt: the tile (HD, KT). pv
- * (or NULL): the tile's values, fetched along; pk (or NULL): the next tile's
- * keys, pkn lines of each of its rows. */
+ * (or NULL): the values P.V will read, pvl lines fetched along, pvn of them
+ * per d; pk (or NULL): the next tile's keys, pkn lines of each of its rows. */
 static inline __attribute__((always_inline)) void scores_blk(qvec *const *v, const int NB, const int NG, int g0,
 							    const float *Kt, int HD, __m512 vs, const char *pv,
-							    const char *pk, int pkn)
+							    int pvl, int pvn, const char *pk, int pkn)
 {
 	__m512 acc[SB][4];
 	const float *q[SB];
@@ -355,11 +355,11 @@ static inline __attribute__((always_inline)) void scores_blk(qvec *const *v, con
 	}
 	const float *kt = Kt + 16 * g0;
 	for (int d = 0; d < HD; d++, kt += KT) {
-		if (pv) { /* a 1/HD share of this tile's values (KT * HD floats: 4 lines per d) and row d of the
-			   * next tile's keys, ahead of use: the hardware prefetcher of this VM barely follows
-			   * short streams, and a decoding step reads every sequence's cache from memory (without
-			   * it decoding 64 sequences of the demo's model took 17% longer) */
-			for (int x = 0; x < 4; x++) _mm_prefetch(pv + 256 * d + 64 * x, _MM_HINT_T0);
+		if (pv) { /* a 1/HD share of the values P.V reads and row d of the next tile's keys, ahead
+			   * of use: the hardware prefetcher of this VM barely follows short streams, and a
+			   * decoding step reads every sequence's cache from memory (without it decoding 64
+			   * sequences of the demo's model took 17% longer) */
+			for (int x = pvn * d; x < pvn * d + pvn && x < pvl; x++) _mm_prefetch(pv + 64 * x, _MM_HINT_T0);
 			if (pk)
 				for (int x = 0; x < pkn; x++) _mm_prefetch(pk + (size_t)KT * 4 * d + 64 * x, _MM_HINT_T0);
 		}
@@ -380,12 +380,13 @@ static inline __attribute__((always_inline)) void scores_blk(qvec *const *v, con
 }
 
 static void scores_any(qvec *const *v, int nb, int g0, int ng, const float *Kt, int HD, float scale, const char *pv,
-		       const char *pk, int pkn)
+		       int pvl, const char *pk, int pkn)
 {
 	const __m512 vs = _mm512_set1_ps(scale);
+	const int pvn = (pvl + HD - 1) / HD;
 	switch (nb * 8 + ng) {
 #define SC(NB, NG) \
-	case (NB) * 8 + (NG): scores_blk(v, NB, NG, g0, Kt, HD, vs, pv, pk, pkn); break;
+	case (NB) * 8 + (NG): scores_blk(v, NB, NG, g0, Kt, HD, vs, pv, pvl, pvn, pk, pkn); break;
 #define SC4(NB) SC(NB, 1) SC(NB, 2) SC(NB, 3) SC(NB, 4)
 		SC4(1) SC4(2) SC4(3) SC4(4) SC4(5) SC4(6)
 #undef SC4
@@ -574,14 +575,17 @@ static void attend_span(qvec *v, int nv, const float *Kb, const float *Vb, int H
 #if defined(__AVX512F__)
 		if (fast) {
 			const int G0 = ua / 16, G1 = (ub + 15) / 16;
-			/* the first register block fetches this tile's values (KT * HD
-			 * floats: 4 lines for each of the HD key rows) and the next
-			 * tile's keys ahead */
+			/* the first register block fetches the values P.V reads (rows
+			 * [ua, ub) of the tile: (ub - ua) HD / 16 lines, HD a multiple
+			 * of 16) and the next tile's keys ahead. Only those rows: a
+			 * decoding step's last tile is partly empty, and fetching all
+			 * of it (KT rows) cost decoding 3-10% (small, demo model) */
 			const int nn = hi - t0 - KT < KT ? hi - t0 - KT : KT;
 			const char *pk = nn > 0 ? (const char *)(Kt + (size_t)KT * HD) : NULL;
 			for (int i = 0; i < na; i += SB)
 				scores_any(act + i, na - i < SB ? na - i : SB, G0, G1 - G0, Kt, HD, scale,
-					   i == 0 ? (const char *)Vt : NULL, pk, (nn + 15) / 16);
+					   i == 0 ? (const char *)(Vt + (size_t)ua * HD) : NULL, (ub - ua) * HD / 16, pk,
+					   (nn + 15) / 16);
 			for (int i = 0; i < na; i++) {
 				const int a = act[i]->lo - t0 > 0 ? act[i]->lo - t0 : 0;
 				const int b = act[i]->hi - t0 < KT ? act[i]->hi - t0 : KT;
