@@ -46,6 +46,12 @@
  * AVX512_BF16 both are widened to fp32 while packing. The direct path
  * (decoding) has its own bf16 dot kernels.
  *
+ * Weights packed ahead (iapo_gemm_wpack, gemm.h): x W^T's B panels are
+ * the same on every call with the same W, so a pack made once per weight
+ * snapshot, in the very layout pack_b writes (depth slice by slice), is
+ * read in place of packing; the product is the same to the bit, and a
+ * product whose blocking no longer matches the pack packs as before.
+ *
  * Left out: other precisions, column-major, GPUs, and runtime
  * detection of cache sizes (the constants below fit AMD Zen 4/5 and Intel
  * server cores, whose L1/L2 are at least 32 KiB / 1 MiB).
@@ -60,6 +66,7 @@
 #include <string.h>
 
 #include "core/mem.h"
+#include "core/status.h"
 #include "iapo.h"
 #include "kernels/pool.h"
 #include "kernels/simd.h"
@@ -308,6 +315,8 @@ struct job {
 	 * 32 bits per row or column of a panel, kc_step units otherwise */
 	int bf;
 	long ku_step;
+	/* op(B) packed ahead (iapo_gemm_op.Bp), when it fits this product */
+	const iapo_gemm_wpack *wp;
 };
 
 /* Row i of C before the product is added: R (or beta*C) plus the bias. */
@@ -726,6 +735,102 @@ static AVX512 void pack_b(const struct job *J, float *dst, long pc, long kc, lon
 		pack_rows(dst, J->B + pc * J->ldb + j0, J->ldb, (int)kc, nr, NR);
 }
 
+/* ---- weights packed ahead (iapo_gemm_wpack) -------------------------------- */
+
+/* W's micro-panels exactly as pack_b lays them out in a product, all of
+ * them: depth slice after depth slice (kc_step deep, the last one shorter),
+ * within a slice NR-column panel after panel, each ku x NR (ku = the
+ * slice's units: elements, or K-pairs when bf). A product that finds its
+ * panel here multiplies the same numbers in the same order as one that
+ * packed it, hence the same result to the bit. */
+struct iapo_gemm_wpack {
+	int N, K, ldw;
+	const float *W;
+	const uint16_t *Wh;
+	int bf;       /* K-pair panels (vdpbf16ps); from Wh on CPUs with AVX512_BF16 */
+	long kc_step; /* the depth slice the panels were cut with */
+	long npan;    /* NR-column panels */
+	float *buf;   /* NULL on CPUs without AVX-512 */
+	size_t floats;
+};
+
+static long depth_step(long K, int bf);
+
+static float *wpack_panel(const iapo_gemm_wpack *p, long pc, long kc, long j0)
+{
+	long before = p->bf ? pc / 2 : pc, ku = p->bf ? (kc + 1) / 2 : kc;
+	return p->buf + (size_t)p->npan * NR * (size_t)before + (size_t)(j0 / NR) * NR * (size_t)ku;
+}
+
+/* Whether product J (packed path, planned) can read its B from p. */
+static int wpack_fits(const iapo_gemm_wpack *p, const struct job *J)
+{
+	return p && p->buf && J->transB && !J->transA && p->N == J->N && p->K == J->K &&
+	       (p->Wh != NULL) == (J->Bh != NULL) && p->bf == J->bf && p->kc_step == J->kc_step;
+}
+
+/* Panels per item of the packing job. */
+#define WPACK_CHUNK 16
+
+static void wpack_item(void *ctx, long item, int worker)
+{
+	(void)worker;
+	const iapo_gemm_wpack *p = ctx;
+	/* pack_b reads these fields of a job */
+	struct job J = {.transB = 1, .B = p->W, .Bh = p->Wh, .ldb = p->ldw, .bf = p->bf};
+	for (long q = item * WPACK_CHUNK; q < p->npan && q < (item + 1) * WPACK_CHUNK; q++) {
+		int nr = (int)min_l(NR, p->N - q * NR);
+		for (long pc = 0; pc < p->K; pc += p->kc_step) {
+			long kc = min_l(p->kc_step, p->K - pc);
+			pack_b(&J, wpack_panel(p, pc, kc, q * NR), pc, kc, q * NR, nr);
+		}
+	}
+}
+
+iapo_status iapo_gemm_wpack_create(iapo_gemm_wpack **out, int N, int K, const float *W, const uint16_t *Wh, int ldw)
+{
+	if (!out) return iapo_fail(IAPO_ERR_ARG, "gemm.c: wpack out: expected a pointer, found NULL");
+	*out = NULL;
+	if (N <= 0 || K <= 0 || ldw < K)
+		return iapo_fail(IAPO_ERR_ARG, "gemm.c: wpack shape: expected N, K > 0 and ldw >= K, found %d, %d, %d", N,
+				 K, ldw);
+	if (!W == !Wh)
+		return iapo_fail(IAPO_ERR_ARG, "gemm.c: wpack weights: expected exactly one of W and Wh, found %s",
+				 W ? "both" : "neither");
+	iapo_gemm_wpack *p = iapo_calloc(1, sizeof *p);
+	if (!p) return iapo_fail(IAPO_ERR_NOMEM, "gemm.c: wpack: out of memory");
+	*p = (iapo_gemm_wpack){.N = N, .K = K, .ldw = ldw, .W = W, .Wh = Wh, .bf = Wh && has_bf16()};
+	p->npan = ceil_div(N, NR);
+	if (has_avx512()) {
+		p->floats = (size_t)p->npan * NR * (size_t)(p->bf ? ceil_div(K, 2) : K);
+		p->buf = iapo_alloc_aligned(p->floats * sizeof(float));
+		if (!p->buf) {
+			size_t bytes = p->floats * sizeof(float);
+			iapo_free(p);
+			return iapo_fail(IAPO_ERR_NOMEM, "gemm.c: wpack: out of memory for %zu panel bytes", bytes);
+		}
+	}
+	iapo_gemm_wpack_update(p);
+	*out = p;
+	return IAPO_OK;
+}
+
+void iapo_gemm_wpack_update(iapo_gemm_wpack *p)
+{
+	if (!p || !p->buf) return;
+	p->kc_step = depth_step(p->K, p->bf);
+	iapo_pool_for(ceil_div(p->npan, WPACK_CHUNK), wpack_item, p);
+}
+
+void iapo_gemm_wpack_free(iapo_gemm_wpack *p)
+{
+	if (!p) return;
+	iapo_free_aligned(p->buf);
+	iapo_free(p);
+}
+
+size_t iapo_gemm_wpack_bytes(const iapo_gemm_wpack *p) { return p && p->buf ? p->floats * sizeof(float) : 0; }
+
 /* A's micro-panels for row tiles [t_lo, t_hi) of depth slice s (at pc,
  * kc deep) into ap[]: shared panels already packed; panels no one has
  * started, packed into the shared buffer by this thread; panels another
@@ -792,9 +897,11 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 				for (long jr = 0; jr < nc; jr += NR) {
 					long j0 = n0 + jc + jr;
 					int nr = (int)min_l(NR, nc - jr);
-					float *bp = one_row_block ? bbuf : bbuf + jr * (J->bf ? (kc + 1) / 2 : kc);
+					float *bp = J->wp ? wpack_panel(J->wp, pc, kc, j0)
+						  : one_row_block ? bbuf
+								  : bbuf + jr * (J->bf ? (kc + 1) / 2 : kc);
 					struct prefetch pf = {0};
-					if (ic == 0) {
+					if (ic == 0 && !J->wp) {
 						pack_b(J, bp, pc, kc, j0, nr);
 						/* While this panel is multiplied, pull the source of
 						 * the next one (in this depth slice or the next)
@@ -839,6 +946,14 @@ static void packed_item(void *ctx, long item, int worker)
 	packed_rect(J, abuf, bbuf, m0, m1, n0, n1, (item % J->tn) * ceil_div(ceil_div(m1 - m0, MR), J->tn));
 }
 
+/* The depth slice packed_plan chooses for depth K (bf: K-pair panels). */
+static long depth_step(long K, int bf)
+{
+	long kc = blk_kc ? blk_kc : bf ? KC_BF_DEF : KC_DEF;
+	long step = ceil_div(K, ceil_div(K, kc));
+	return bf ? round_up(step, 2) : step;
+}
+
 /* Sets the grid of rectangles and buffer sizes for nth threads; returns 0
  * when the workspace could not be had. */
 static int packed_plan(struct job *J, int nth)
@@ -847,6 +962,7 @@ static int packed_plan(struct job *J, int nth)
 	J->kc = blk_kc ? blk_kc : J->bf ? KC_BF_DEF : KC_DEF;
 	J->nc = blk_nc ? round_up(blk_nc, NR) : NC_DEF;
 	long mt = ceil_div(J->M, MR), nt = ceil_div(J->N, NR);
+	/* (depth_step repeats the next two lines for the weight packs) */
 	/* Rectangles: OVERSUB per thread when each keeps enough work and
 	 * op(A) fits L2 (every rectangle of a row range streams all of its A:
 	 * more rectangles of a larger A cost more L3 traffic than the balance
@@ -1374,6 +1490,7 @@ static int plan(struct job *J, int nmax)
 	if (path == IAPO_SGEMM_PACKED) {
 		packed_plan(J, nth);
 		J->items = (long)J->tm * J->tn;
+		if (!wpack_fits(J->wp, J)) J->wp = NULL;
 	} else if (path == IAPO_SGEMM_DIRECT) {
 		/* Column pieces (whole units), at least 4 per thread and about
 		 * one per MB of weights: they stream from memory, and a thread
@@ -1457,7 +1574,7 @@ static struct job make_job(const iapo_gemm_op *o)
 {
 	struct job J = {.transA = o->transA, .transB = o->transB, .M = o->M, .N = o->N, .K = o->K,
 			.alpha = o->alpha, .beta = o->beta, .A = o->A, .B = o->B, .C = o->C, .lda = o->lda,
-			.ldb = o->ldb, .ldc = o->ldc, .R = o->R, .ldr = o->ldr, .bias = o->bias, .Bh = o->Bh};
+			.ldb = o->ldb, .ldc = o->ldc, .R = o->R, .ldr = o->ldr, .bias = o->bias, .Bh = o->Bh, .wp = o->Bp};
 	return J;
 }
 

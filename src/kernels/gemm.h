@@ -27,7 +27,14 @@
 #ifndef IAPO_KERNELS_GEMM_H
 #define IAPO_KERNELS_GEMM_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "iapo.h"
+
+/* A weight matrix W (N,K) packed once into the micro-panels that the packed
+ * path multiplies by (see iapo_gemm_wpack_create). Opaque. */
+typedef struct iapo_gemm_wpack iapo_gemm_wpack;
 
 /* C(M,N) = alpha * op(A) * op(B) + beta * C, row-major, op = transpose when
  * transX != 0. A is (M,K) (or (K,M) when transA), B is (K,N) (or (N,K) when
@@ -52,7 +59,14 @@ void iapo_sgemm(int transA, int transB, int M, int N, int K, float alpha, const 
  * vdpbf16ps's 32 products per instruction. The products are exact in fp32,
  * so every path computes the same sums up to their order.
  * The fast paths take x W^T (transB, not transA); other shapes run the
- * portable loop. Zero-initialise and fill the fields you need. */
+ * portable loop. Bp, when not NULL, is op(B)'s micro-panels packed ahead
+ * (iapo_gemm_wpack_create from this B, or Bh, with the same N and K): the
+ * packed path then reads them instead of packing B on every call, with a
+ * bit-identical result. It is a hint: B (or Bh) must still be given, since
+ * the direct path (few rows), the portable path and a pack that no longer
+ * fits (a depth-slice override, bf16 kernels switched, another shape) read
+ * B itself, as if Bp were NULL. Zero-initialise and fill the fields you
+ * need. */
 typedef struct {
 	int transA, transB, M, N, K;
 	float alpha, beta;
@@ -66,6 +80,7 @@ typedef struct {
 	int ldr;
 	const float *bias;
 	const uint16_t *Bh;
+	const iapo_gemm_wpack *Bp;
 } iapo_gemm_op;
 
 /* Runs n independent products as one parallel job (their pieces share the
@@ -73,6 +88,27 @@ typedef struct {
  * wait, not n). The products' C must not overlap each other or any A, B, R
  * of the batch (R may be its own product's C). */
 void iapo_sgemm_batch(int n, const iapo_gemm_op *ops);
+
+/* Packs W (N rows of K, row stride ldw) for products x W^T (op(B) = W^T,
+ * transB, as the forward's projections and the lm_head), from fp32 W or
+ * from bf16 Wh (exactly one non-NULL; the pack's format follows it and the
+ * CPU's bf16 kernels at this call). The pack owns its memory (one aligned
+ * allocation of about N*K floats, or N*K/2 from bf16; iapo_gemm_wpack_bytes)
+ * and remembers W/Wh: after the weights change (an optimizer step, a new
+ * bf16 copy), iapo_gemm_wpack_update repacks from the same addresses.
+ * Packing runs on the iapo_get_threads() pool. Returns IAPO_ERR_ARG on a
+ * bad shape or pointer, IAPO_ERR_NOMEM when the allocation fails (*out
+ * NULL then). On CPUs without AVX-512 the pack holds nothing and products
+ * ignore it. The depth slice in force (iapo_sgemm_set_blocking's kc) is
+ * built into the layout: while another one is set, products ignore the
+ * pack until _update repacks it under the new one. */
+iapo_status iapo_gemm_wpack_create(iapo_gemm_wpack **out, int N, int K, const float *W, const uint16_t *Wh, int ldw);
+/* Repacks from the W or Wh given at creation (the current depth slice). */
+void iapo_gemm_wpack_update(iapo_gemm_wpack *p);
+/* NULL is a no-op. Not while a product that uses it runs. */
+void iapo_gemm_wpack_free(iapo_gemm_wpack *p);
+/* Bytes of packed panels held. */
+size_t iapo_gemm_wpack_bytes(const iapo_gemm_wpack *p);
 
 /* ---- test hooks (not thread-safe; set them before calling, from one thread) ---- */
 
