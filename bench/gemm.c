@@ -31,9 +31,14 @@
  *                  988 MB in bf16), against a plain read of 1 GiB measured by
  *                  the same process (bench.h, as bench/model's bound): GB/s
  *                  of weights by wall time (median step) and by CPU time
- *                  (least), and the % of that read. A decode step is ~95% these
- *                  products (perf, 1 thread), so this is its streaming rate
- *                  without attention and sampling.
+ *                  (mean over the steps), and the % of that read. A decode
+ *                  step is ~95% these products (perf, 1 thread), so this is
+ *                  its streaming rate without attention and sampling.
+ *   gemm_wpack     qwen0.5b's x W^T at M = 512 (the information pass's
+ *                  chunks; lm_head also at 256), fp32 and bf16 W, packing
+ *                  W's panels on every call against reading them packed
+ *                  ahead (iapo_gemm_wpack): seconds by wall (median) and CPU
+ *                  (mean), the saving, and what one pack costs
  *
  * Shapes: each linear layer of the tiny, small and qwen0.5b models at M = 256
  * tokens, as the forward y = x W^T (nt), the input gradient dx = dy W (nn) and
@@ -43,8 +48,9 @@
  * --info-bf16). Left out: attention's products (bench/model.c times them in
  * place).
  *
- * Usage: gemm [--threads N] [--quick] [--shape tiny|small|qwen0.5b|decode|bf16|stream|all]
- *        (--shape tiny|small|qwen0.5b also runs that model's bf16 records)
+ * Usage: gemm [--threads N] [--quick] [--shape tiny|small|qwen0.5b|decode|bf16|stream|wpack|all]
+ *        (--shape tiny|small|qwen0.5b also runs that model's bf16 records,
+ *        qwen0.5b the gemm_wpack records too)
  */
 #include <cblas.h>
 
@@ -152,11 +158,15 @@ static double peak_cpu(int which, int quick)
 	return best;
 }
 
-/* x W^T through iapo_sgemm_batch, W in fp32 (bf16 == 0) or bf16. */
+/* x W^T through iapo_sgemm_batch, W in fp32 (bf16 == 0) or bf16; with
+ * its panels packed ahead when run_pack is set (gemm_wpack). */
+static const iapo_gemm_wpack *run_pack;
+
 static void run_nt(int bf16, int M, int N, int K)
 {
 	iapo_gemm_op o = {.transB = 1, .M = M, .N = N, .K = K, .alpha = 1.0f, .A = bufA, .lda = K,
-			  .B = bf16 ? NULL : bufB, .Bh = bf16 ? bufBh : NULL, .ldb = K, .C = bufC, .ldc = N};
+			  .B = bf16 ? NULL : bufB, .Bh = bf16 ? bufBh : NULL, .ldb = K, .C = bufC, .ldc = N,
+			  .Bp = run_pack};
 	iapo_sgemm_batch(1, &o);
 }
 
@@ -234,6 +244,58 @@ static void bench_bf16_one(const char *shape, const char *layer, int M, int N, i
 		   "%3.0f%%)  fp32 %6.1f (%3.0f%%; cpu %6.1f)  x%.2f (cpu x%.2f)\n",
 		   shape, layer, M, N, K, threads, g16, pkb > 0 ? 100.0 * g16 / pkb : 0.0, gc16,
 		   pkbc > 0 ? 100.0 * gc16 / pkbc : 0.0, g32, pk > 0 ? 100.0 * g32 / pk : 0.0, gc32, w32 / w16, c32 / c16);
+}
+
+/* x W^T packed on every call against the same product reading W's panels
+ * packed ahead (iapo_gemm_wpack), fp32 or bf16 W; also what one pack
+ * costs (iapo_gemm_wpack_update, median of 3). */
+static void bench_wpack_one(const char *layer, int M, int N, int K, int bf16, int threads, int quick)
+{
+	iapo_set_threads(threads);
+	iapo_gemm_wpack *wp = NULL;
+	if (iapo_gemm_wpack_create(&wp, N, K, bf16 ? NULL : bufB, bf16 ? bufBh : NULL, K) != IAPO_OK) {
+		bench_note("gemm_wpack: %s\n", iapo_errmsg());
+		return;
+	}
+	double pv[3];
+	for (int r = 0; r < 3; r++) {
+		double t0 = bench_now();
+		iapo_gemm_wpack_update(wp);
+		pv[r] = bench_now() - t0;
+	}
+	double pack_s = bench_median(pv, 3);
+	double flop = 2.0 * M * N * K, w0, c0, w1, c1;
+	run_pack = NULL;
+	time_nt(bf16, M, N, K, quick, &w0, &c0);
+	run_pack = wp;
+	time_nt(bf16, M, N, K, quick, &w1, &c1);
+	run_pack = NULL;
+	double pk = (bf16 ? bf16_peak_gflops : peak_gflops)[threads < 3 ? threads : 2];
+	bench_rec_begin("gemm_wpack");
+	bench_rec_str("shape", "qwen0.5b");
+	bench_rec_str("layer", layer);
+	bench_rec_str("weights", bf16 ? "bf16" : "fp32");
+	bench_rec_int("M", M);
+	bench_rec_int("N", N);
+	bench_rec_int("K", K);
+	bench_rec_int("threads", threads);
+	bench_rec_num("percall_seconds", w0);
+	bench_rec_num("prepacked_seconds", w1);
+	bench_rec_num("percall_cpu_seconds", c0);
+	bench_rec_num("prepacked_cpu_seconds", c1);
+	bench_rec_num("saving_pct", 100.0 * (w0 - w1) / w0);
+	bench_rec_num("saving_pct_cpu", 100.0 * (c0 - c1) / c0);
+	bench_rec_num("prepacked_pct_peak", pk > 0 ? 100.0 * flop / w1 * 1e-9 / pk : NAN);
+	bench_rec_num("pack_seconds", pack_s);
+	bench_rec_num("pack_bytes", (double)iapo_gemm_wpack_bytes(wp));
+	bench_rec_num("loadavg_1m", bench_loadavg());
+	bench_rec_end();
+	bench_note("gemm_wpack qwen0.5b %-8s %s M=%-4d N=%-6d K=%-5d t=%d  per call %7.3f ms (cpu %7.3f), packed ahead "
+		   "%7.3f ms (cpu %7.3f): %+5.1f%% (cpu %+5.1f%%), %3.0f%% of peak; one pack %.3f ms\n",
+		   layer, bf16 ? "bf16" : "fp32", M, N, K, threads, w0 * 1e3, c0 * 1e3, w1 * 1e3, c1 * 1e3,
+		   100.0 * (w0 - w1) / w0, 100.0 * (c0 - c1) / c0, pk > 0 ? 100.0 * flop / w1 * 1e-9 / pk : 0.0,
+		   pack_s * 1e3);
+	iapo_gemm_wpack_free(wp);
 }
 
 static void bench_one(const char *shape, const char *layer, const char *op, int M, int N, int K, int threads,
@@ -404,7 +466,7 @@ static void read_cache(char *buf, size_t n)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: gemm [--threads N] [--quick] [--shape tiny|small|qwen0.5b|decode|bf16|stream|all]\n");
+	fprintf(stderr, "usage: gemm [--threads N] [--quick] [--shape tiny|small|qwen0.5b|decode|bf16|stream|wpack|all]\n");
 	return 2;
 }
 
@@ -424,7 +486,7 @@ int main(int argc, char **argv)
 		}
 	}
 	int found = strcmp(only, "all") == 0 || strcmp(only, "decode") == 0 || strcmp(only, "bf16") == 0 ||
-		    strcmp(only, "stream") == 0;
+		    strcmp(only, "stream") == 0 || strcmp(only, "wpack") == 0;
 	for (int s = 0; s < BENCH_NSHAPES; s++) found |= strcmp(only, BENCH_SHAPES[s].name) == 0;
 	if (!found) return usage();
 
@@ -500,6 +562,20 @@ int main(int argc, char **argv)
 				for (int i = 0; i < ntl; i++)
 					bench_bf16_one(m->name, layers[l].name, Ms[mi], layers[l].out, layers[l].in, tl[i],
 						       quick);
+	}
+	if (strcmp(only, "all") == 0 || strcmp(only, "wpack") == 0 || strcmp(only, "qwen0.5b") == 0) {
+		/* the information pass's chunks (512 rows) and a training
+		 * forward's lm_head (256) */
+		shape_layers(&BENCH_SHAPES[2], layers);
+		for (int bf = 0; bf <= 1; bf++)
+			for (int l = 0; l < NLAYERS; l++)
+				for (int i = 0; i < ntl; i++) {
+					if (strcmp(layers[l].name, "o") == 0) continue; /* q's shape at qwen0.5b */
+					bench_wpack_one(layers[l].name, 512, layers[l].out, layers[l].in, bf, tl[i], quick);
+					if (l == NLAYERS - 1)
+						bench_wpack_one(layers[l].name, 256, layers[l].out, layers[l].in, bf, tl[i],
+								quick);
+				}
 	}
 	if (strcmp(only, "all") == 0 || strcmp(only, "decode") == 0) {
 		shape_layers(&BENCH_SHAPES[2], layers); /* qwen0.5b */
