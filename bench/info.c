@@ -50,7 +50,10 @@
  * gain) and the token advantages on these REAL traces: --info-stride 2, 4, 8,
  * --info-at newline, bf16 weights; records info_real and info_approx.
  *
- * Usage: info [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick] [--no-naive]
+ * --pack: the estimators pack the weight matrices into GEMM panels once per
+ * call (iapo_info_opts.pack_weights) rather than in every chunk's product.
+ *
+ * Usage: info [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick] [--no-naive] [--pack]
  *        info --model DIR --data FILE [--prompts N] [--max-new N] [--threads N]
  * ("all" = tiny and small).
  */
@@ -254,6 +257,8 @@ static double entropy_cost(int V)
 	return t;
 }
 
+static int pack_weights; /* --pack: every estimator packs the weight matrices once per call */
+
 static iapo_status bench_shape(const bench_model_shape *s, int threads, int quick, int naive)
 {
 	iapo_config c;
@@ -296,6 +301,7 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 	x.io = iapo_info_defaults();
 	x.io.postfix = postfix;
 	x.io.n_postfix = KPOST;
+	x.io.pack_weights = pack_weights;
 
 	double info_s, pre_s, pass_s, cached_s, cpre_s, cpass_s, naive_s, fb_s, roll_s, ent_s, cached16_s, roll16_s;
 	double cpu_info, cpu_cached, cpu_fb, cpu_roll, cpu_cached16, cpu_roll16;
@@ -388,6 +394,12 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 	bench_rec_int("chunk", iapo_info_chunk(x.info));
 	bench_rec_int("rounds", x.reps);
 	bench_rec_num("mbytes", (double)iapo_info_bytes(x.info) / 1048576.0);
+	if (pack_weights) { /* the packs the cached pass keeps in the rollout's cache (fp32 here) */
+		size_t pb = 0;
+		IAPO_CHECK(st, iapo_kv_pack_weights(x.kv, 1, &pb));
+		iapo_kv_pack_weights(x.kv, 0, NULL);
+		bench_rec_num("pack_mbytes", (double)pb / 1048576.0);
+	}
 	bench_rec_num("seconds", info_s);
 	bench_rec_num("seconds_prefill", pre_s);
 	bench_rec_num("seconds_pass", pass_s);
@@ -703,7 +715,7 @@ fail:
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: info [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick] [--no-naive]\n"
+	fprintf(stderr, "usage: info [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick] [--no-naive] [--pack]\n"
 			"       info --model DIR --data FILE [--prompts N] [--max-new N] [--threads N]\n");
 	return 2;
 }
@@ -721,6 +733,8 @@ int main(int argc, char **argv)
 			if (!bench_parse_pos_int(argv[++i], &max_new)) return usage();
 		} else if (strcmp(argv[i], "--quick") == 0) {
 			quick = 1;
+		} else if (strcmp(argv[i], "--pack") == 0) {
+			pack_weights = 1;
 		} else if (strcmp(argv[i], "--no-naive") == 0) {
 			naive = 0;
 		} else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc) {

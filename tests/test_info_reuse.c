@@ -304,6 +304,47 @@ static void test_bf16(void)
 	rollout_free(&x);
 }
 
+/* Weight panels packed once per call (pack_weights) give the same bits as
+ * packing in every product, fp32 and bf16; after the weights change the
+ * next call packs them again (a stale pack would be read and differ). */
+static void test_pack_weights(void)
+{
+	rollout x;
+	if (rollout_make(&x, TINY_QWEN2, 1.0f)) return;
+	int post3[3] = {x.w.cfg.V - 2, 7, 31};
+	iapo_info_opts o = iapo_info_defaults();
+	o.postfix = post3;
+	o.n_postfix = 3;
+	iapo_info_cache c = cache_of(&x, 1, x.nscratch);
+	float E0[NSEQ * LD], C0[NSEQ * LD], E1[NSEQ * LD], C1[NSEQ * LD];
+	for (int b16 = 0; b16 <= 1; b16++) {
+		iapo_info *plain, *packed;
+		o.bf16 = b16;
+		o.pack_weights = 0;
+		CHECK(iapo_info_new(&x.w, NSEQ, x.Tmax, &o, &plain) == IAPO_OK, "%s", iapo_errmsg());
+		o.pack_weights = 1;
+		CHECK(iapo_info_new(&x.w, NSEQ, x.Tmax, &o, &packed) == IAPO_OK, "%s", iapo_errmsg());
+		for (int step = 0; step < 2; step++) {
+			if (step == 1) /* an optimiser step: every gate weight moves */
+				for (size_t i = 0; i < iapo_param_layer_size(&x.w.cfg, IAPO_P_WGATE) * (size_t)x.w.cfg.L; i++)
+					x.w.p.t[IAPO_P_WGATE][i] *= 1.0625f;
+			for (int k = 0; k < NSEQ * LD; k++) E0[k] = C0[k] = E1[k] = C1[k] = NAN;
+			CHECK(iapo_info_compute_cached(plain, &c, &x.b, E0, C0, LD, NULL) == IAPO_OK, "%s", iapo_errmsg());
+			CHECK(iapo_info_compute_cached(packed, &c, &x.b, E1, C1, LD, NULL) == IAPO_OK, "%s", iapo_errmsg());
+			CHECK(!memcmp(E0, E1, sizeof E0) && !memcmp(C0, C1, sizeof C0),
+			      "bf16 %d, step %d: packed weights changed E or C (rel err %.3g, %.3g)", b16, step,
+			      rel_err(&x, E1, E0), rel_err(&x, C1, C0));
+		}
+		iapo_info_free(plain);
+		iapo_info_free(packed);
+	}
+	size_t bytes = 0;
+	CHECK(iapo_kv_pack_weights(x.kv, 1, &bytes) == IAPO_OK && bytes > 0, "pack: %zu bytes: %s", bytes,
+	      iapo_errmsg());
+	CHECK(iapo_kv_pack_weights(x.kv, 0, &bytes) == IAPO_OK && bytes == 0, "unpack");
+	rollout_free(&x);
+}
+
 /* generate with a slot map (generate.h's slots), as a resampled group:
  * generated sequences 0 and 3 sampled again, with another seed, into their
  * own slots. The other slots keep their K/V; the new samples are what the
@@ -400,6 +441,7 @@ int main(void)
 	RUN(test_reuse_qwen3);
 	RUN(test_generate_entropy);
 	RUN(test_bf16);
+	RUN(test_pack_weights);
 	RUN(test_slot_map);
 	RUN(test_errors);
 	TEST_END();

@@ -81,7 +81,15 @@ struct iapo_kv {
 	int snap;    /* number of the snapshot in wh (1, 2, ...; 0: none taken) */
 	int *made;   /* (S) what each slot's K/V were computed with: SLOT_EMPTY, SLOT_MIXED, 0 (fp32) or a
 		      * snapshot number */
+	/* weight panels packed ahead (iapo_kv_pack_weights), or NULL: wp[b16][NPACK l + i]
+	 * for layer l's matrix PACKED[i], wp[b16][NPACK L] the lm_head; b16 = 1: packed
+	 * from the bf16 copy (both kept, for callers that alternate precisions) */
+	iapo_gemm_wpack **wp[2];
+	int wp_on;   /* 1 + b16: products read wp[b16] while bf16_on == b16; 0: none */
 };
+
+#define NPACK 7
+static const int PACKED[NPACK] = {IAPO_P_WQ, IAPO_P_WK, IAPO_P_WV, IAPO_P_WO, IAPO_P_WGATE, IAPO_P_WUP, IAPO_P_WDOWN};
 
 /* The matrices a forward multiplies by (their bf16 copies when enabled). */
 static int bf16_tensor(const iapo_config *c, int which)
@@ -129,6 +137,7 @@ iapo_status iapo_kv_use_bf16(iapo_kv *kv, int on)
 		off += (sizes[t] + 31) & ~(size_t)31;
 	}
 	if (c->tie_embeddings) kv->wh_t[IAPO_P_LMHEAD] = kv->wh_t[IAPO_P_EMBED];
+	kv->wp_on = 0; /* packs of the last copy are stale now */
 	kv->wh_t[IAPO_P_EMBED] = NULL; /* looked up in fp32 */
 	kv->bf16_on = 1;
 	kv->snap++;
@@ -179,7 +188,58 @@ void iapo_kv_free(iapo_kv *kv)
 	iapo_free(kv->lrows);
 	iapo_free(kv->atask);
 	iapo_free_aligned(kv->wh);
+	for (int b = 0; b < 2; b++) {
+		if (kv->wp[b])
+			for (int i = 0; i <= NPACK * kv->w->cfg.L; i++) iapo_gemm_wpack_free(kv->wp[b][i]);
+		iapo_free(kv->wp[b]);
+	}
 	iapo_free(kv);
+}
+
+/* (N, K) of matrix `which` as x W^T multiplies by it. */
+static void pack_shape(const iapo_config *c, int which, int *N, int *K)
+{
+	const int Q = c->NH * c->HD, KV = c->NKV * c->HD;
+	switch (which) {
+	case IAPO_P_WQ: *N = Q, *K = c->C; break;
+	case IAPO_P_WK: case IAPO_P_WV: *N = KV, *K = c->C; break;
+	case IAPO_P_WO: *N = c->C, *K = Q; break;
+	case IAPO_P_WGATE: case IAPO_P_WUP: *N = c->F, *K = c->C; break;
+	case IAPO_P_WDOWN: *N = c->C, *K = c->F; break;
+	default: *N = c->V, *K = c->C; break; /* the lm_head */
+	}
+}
+
+iapo_status iapo_kv_pack_weights(iapo_kv *kv, int on, size_t *bytes)
+{
+	const iapo_config *c = &kv->w->cfg;
+	const int L = c->L, n = NPACK * L + 1;
+	if (bytes) *bytes = 0;
+	kv->wp_on = 0;
+	if (!on) return IAPO_OK;
+	const int b16 = kv->bf16_on;
+	if (!kv->wp[b16] && !(kv->wp[b16] = iapo_calloc((size_t)n, sizeof *kv->wp[b16])))
+		return iapo_fail(IAPO_ERR_NOMEM, "kv cache: out of memory: weight pack table");
+	iapo_gemm_wpack **wp = kv->wp[b16];
+	size_t total = 0;
+	for (int i = 0; i < n; i++) {
+		const int which = i < NPACK * L ? PACKED[i % NPACK] : IAPO_P_LMHEAD, l = i < NPACK * L ? i / NPACK : 0;
+		if (wp[i]) {
+			iapo_gemm_wpack_update(wp[i]);
+		} else {
+			int N, K;
+			pack_shape(c, which, &N, &K);
+			const size_t off = (size_t)l * iapo_param_layer_size(c, which);
+			const float *W = b16 ? NULL : kv->w->p.t[which] + off;
+			const uint16_t *Wh = b16 ? kv->wh_t[which] + off : NULL;
+			iapo_status st = iapo_gemm_wpack_create(&wp[i], N, K, W, Wh, K);
+			if (st != IAPO_OK) return iapo_fail_prefix(st, "kv cache: weight packs");
+		}
+		total += iapo_gemm_wpack_bytes(wp[i]);
+	}
+	if (bytes) *bytes = total;
+	kv->wp_on = 1 + b16;
+	return IAPO_OK;
 }
 
 static iapo_status alloc_f(float **p, size_t n, const char *what)
@@ -716,6 +776,7 @@ static void project(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits)
 	const int C = c->C, V = c->V;
 	const float *norm = kv->w->p.t[IAPO_P_NORM], *lm = kv->w->p.t[IAPO_P_LMHEAD];
 	const uint16_t *lmh = kv->bf16_on ? kv->wh_t[IAPO_P_LMHEAD] : NULL;
+	const iapo_gemm_wpack *lmp = kv->wp_on == 1 + kv->bf16_on ? kv->wp[kv->bf16_on][NPACK * c->L] : NULL;
 	int m = 0;
 	for (int r = 0; r <= R; r++) {
 		if (r < R && rows[r].out >= 0) {
@@ -730,7 +791,7 @@ static void project(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits)
 			int consecutive = 1;
 			for (int j = 1; j < m && consecutive; j++) consecutive = kv->dst[j] == kv->dst[0] + (size_t)j * V;
 			iapo_gemm_op head = {.transB = 1, .M = m, .N = V, .K = C, .alpha = 1.0f, .A = kv->hout, .lda = C,
-					     .B = lm, .ldb = C, .C = consecutive ? kv->dst[0] : kv->lbuf, .ldc = V, .Bh = lmh};
+					     .B = lm, .ldb = C, .C = consecutive ? kv->dst[0] : kv->lbuf, .ldc = V, .Bh = lmh, .Bp = lmp};
 			iapo_matmul_batch(1, &head);
 			if (!consecutive) {
 				for (int j = 0; j < m; j++)
@@ -789,10 +850,12 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 	iapo_embedding_forward(kv->x, p->t[IAPO_P_EMBED], kv->tok, R, C); // (R,C)
 	iapo_rope_table(kv->cs, kv->pos, R, HD, kv->inv_freq);
 	int m = R; /* rows past the K/V of the layer (all but in the last one) */
+	iapo_gemm_wpack *const *packs = kv->wp_on == 1 + kv->bf16_on ? kv->wp[kv->bf16_on] : NULL;
 	for (int l = 0; l < c->L; l++) {
 #define LW(which) (p->t[which] + (size_t)l * iapo_param_layer_size(c, which))
 #define LH(which) \
 	(kv->bf16_on && kv->wh_t[which] ? kv->wh_t[which] + (size_t)l * iapo_param_layer_size(c, which) : NULL)
+#define LP(i) (packs ? packs[NPACK * l + (i)] : NULL)
 		if (l == c->L - 1) {
 			m = 0;
 			for (int r = 0; r < R; r++) m += rows[r].out >= 0;
@@ -803,13 +866,13 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 		iapo_gemm_op qkv[3] = {
 			{.transB = 1, .M = R, .N = KV, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WK),
 			 .ldb = C, .C = kv->k, .ldc = KV, .bias = c->qkv_bias ? LW(IAPO_P_BK) : NULL,
-			 .Bh = LH(IAPO_P_WK)}, // (R,NKV*HD)
+			 .Bh = LH(IAPO_P_WK), .Bp = LP(1)}, // (R,NKV*HD)
 			{.transB = 1, .M = R, .N = KV, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WV),
 			 .ldb = C, .C = kv->v, .ldc = KV, .bias = c->qkv_bias ? LW(IAPO_P_BV) : NULL,
-			 .Bh = LH(IAPO_P_WV)},
+			 .Bh = LH(IAPO_P_WV), .Bp = LP(2)},
 			{.transB = 1, .M = R, .N = Q, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WQ),
 			 .ldb = C, .C = kv->q, .ldc = Q, .bias = c->qkv_bias ? LW(IAPO_P_BQ) : NULL,
-			 .Bh = LH(IAPO_P_WQ)}, // (R,NH*HD)
+			 .Bh = LH(IAPO_P_WQ), .Bp = LP(0)}, // (R,NH*HD)
 		};
 		iapo_matmul_batch(m == R ? 3 : 2, qkv);
 		float *q = kv->q, *k = kv->k;
@@ -843,22 +906,23 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 		iapo_rope_apply_table(q, NH, NULL, 0, kv->cs, R, HD, 0);
 		attend(kv, l, rows, R, q, kv->att);
 		iapo_gemm_op o = {.transB = 1, .M = R, .N = C, .K = Q, .alpha = 1.0f, .beta = 1.0f, .A = kv->att, .lda = Q,
-				  .B = LW(IAPO_P_WO), .ldb = Q, .C = kv->x, .ldc = C, .Bh = LH(IAPO_P_WO)};
+				  .B = LW(IAPO_P_WO), .ldb = Q, .C = kv->x, .ldc = C, .Bh = LH(IAPO_P_WO), .Bp = LP(3)};
 		iapo_matmul_batch(1, &o); // x += (R,C)
 		iapo_rmsnorm_forward(kv->h, NULL, kv->x, LW(IAPO_P_LN2), R, C, c->rms_eps);
 		iapo_gemm_op gu[2] = {
 			{.transB = 1, .M = R, .N = F, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WGATE),
-			 .ldb = C, .C = kv->gate, .ldc = F, .Bh = LH(IAPO_P_WGATE)}, // (R,F)
+			 .ldb = C, .C = kv->gate, .ldc = F, .Bh = LH(IAPO_P_WGATE), .Bp = LP(4)}, // (R,F)
 			{.transB = 1, .M = R, .N = F, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WUP),
-			 .ldb = C, .C = kv->up, .ldc = F, .Bh = LH(IAPO_P_WUP)},
+			 .ldb = C, .C = kv->up, .ldc = F, .Bh = LH(IAPO_P_WUP), .Bp = LP(5)},
 		};
 		iapo_matmul_batch(2, gu);
 		iapo_swiglu_forward(kv->act, kv->gate, kv->up, (size_t)R * F);
 		iapo_gemm_op d = {.transB = 1, .M = R, .N = C, .K = F, .alpha = 1.0f, .beta = 1.0f, .A = kv->act, .lda = F,
-				  .B = LW(IAPO_P_WDOWN), .ldb = F, .C = kv->x, .ldc = C, .Bh = LH(IAPO_P_WDOWN)};
+				  .B = LW(IAPO_P_WDOWN), .ldb = F, .C = kv->x, .ldc = C, .Bh = LH(IAPO_P_WDOWN), .Bp = LP(6)};
 		iapo_matmul_batch(1, &d); // x += (R,C)
 #undef LW
 #undef LH
+#undef LP
 	}
 	if (m > 0) project(kv, rows, R, logits);
 }

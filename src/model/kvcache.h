@@ -113,6 +113,19 @@ int iapo_kv_bf16_made(const iapo_kv *kv, const int *slots, int n);
 /* How many bf16 copies this cache has taken (conversions of the weights). */
 int iapo_kv_bf16_snapshots(const iapo_kv *kv);
 
+/* With on != 0: packs every weight matrix a forward multiplies by (the
+ * fp32 weights, or the bf16 copy while that is on) into the GEMM's panels
+ * now (kernels/gemm.h, iapo_gemm_wpack), and products of many rows read
+ * those instead of packing the weights again on every call (decoding's few
+ * rows never pack). Results are bit-identical. The packs are of the weights
+ * as they are now: call again after they change (the next call repacks in
+ * place); a new bf16 copy, the other precision or on == 0 stops their use
+ * (the memory, one set per precision, is kept for the next call and freed
+ * with the cache). *bytes (may be NULL): the packs' size, about one more
+ * copy of the matrices. IAPO_ERR_NOMEM when they cannot be allocated (then
+ * none are used). */
+iapo_status iapo_kv_pack_weights(iapo_kv *kv, int on, size_t *bytes);
+
 /* Runs R rows through the model. Within a layer every row's K/V is stored
  * before any row attends, and chunks run one after another, so a row may read
  * keys written by itself, by earlier rows of the call, or by earlier calls —

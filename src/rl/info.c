@@ -51,6 +51,7 @@ struct iapo_info {
 	int *at;        /* (n_at) sorted token ids, or NULL */
 	int n_at;
 	int bf16;       /* multiply by bf16 copies of the weight matrices */
+	int pack;       /* pack the weight matrices once per call (iapo_kv_pack_weights) */
 	size_t bytes;
 	/* the cache of the current call: e->kv, or the caller's (compute_cached) */
 	iapo_kv *ckv;
@@ -238,6 +239,7 @@ iapo_status iapo_info_new(const iapo_weights *w, int Bmax, int Tmax, const iapo_
 		memcpy(e->postfix, o->postfix, sizeof(int) * (size_t)e->K);
 		e->stride = o->stride > 1 ? o->stride : 1;
 		e->bf16 = o->bf16 != 0;
+		e->pack = o->pack_weights != 0;
 		if (o->n_at > 0) {
 			IAPO_CHECK(st, iapo_alloc_or_fail((void **)&e->at, sizeof(int) * (size_t)o->n_at, "at tokens"));
 			memcpy(e->at, o->at_tokens, sizeof(int) * (size_t)o->n_at);
@@ -461,6 +463,16 @@ static iapo_status set_bf16(iapo_info *e, int on)
 	return st == IAPO_OK ? st : iapo_fail_prefix(st, "information estimator: bf16 weights");
 }
 
+/* Weight panels packed for this call (after the precision is set: the
+ * packs are of the weights as they are now, taken at every call, so never
+ * stale), or their use ended (the cache's other users pack per call). */
+static iapo_status set_pack(iapo_info *e, int on)
+{
+	if (!e->pack) return IAPO_OK;
+	iapo_status st = iapo_kv_pack_weights(e->ckv, on, NULL);
+	return st == IAPO_OK ? st : iapo_fail_prefix(st, "information estimator: weight packs");
+}
+
 iapo_status iapo_info_compute(iapo_info *e, const iapo_info_batch *b, float *E, float *C, int ld,
 			      iapo_info_stats *stats)
 {
@@ -477,6 +489,7 @@ iapo_status iapo_info_compute(iapo_info *e, const iapo_info_batch *b, float *E, 
 	e->cap = e->chunk;
 	double t0 = omp_get_wtime();
 	iapo_status st = set_bf16(e, 1);
+	if (st == IAPO_OK) st = set_pack(e, 1);
 	if (st == IAPO_OK) st = seq_rows(e, b, ROWS_ALL, next ? E : C, ld, &s.rows_prefill);
 	if (st == IAPO_OK && next && C)
 		for (int i = 0; i < b->n; i++)
@@ -485,6 +498,7 @@ iapo_status iapo_info_compute(iapo_info *e, const iapo_info_batch *b, float *E, 
 	if (st == IAPO_OK && !next) st = postfix_pass(e, b, E, ld, &s);
 	else
 		for (int i = 0; i < b->n; i++) s.positions += b->clen[i] + 1;
+	set_pack(e, 0);
 	s.seconds_prefill = t1 - t0;
 	s.seconds_pass = omp_get_wtime() - t1;
 	if (stats) *stats = s;
@@ -549,6 +563,7 @@ iapo_status iapo_info_compute_cached(iapo_info *e, const iapo_info_cache *c, con
 	 * now; when the cache's bf16 copy computed all of them (a bf16 rollout),
 	 * that copy is the current weights': no second conversion. */
 	iapo_status st = set_bf16(e, iapo_kv_bf16_made(c->kv, c->slot, b->n) ? IAPO_KV_BF16_KEEP : 1);
+	if (st == IAPO_OK) st = set_pack(e, 1);
 	if (st == IAPO_OK) st = seq_rows(e, b, all_c ? ROWS_TAIL : ROWS_LAST, dst, ld, &s.rows_prefill);
 	if (st == IAPO_OK && dst && !all_c)
 		for (int i = 0; i < b->n; i++)
@@ -560,6 +575,7 @@ iapo_status iapo_info_compute_cached(iapo_info *e, const iapo_info_cache *c, con
 	if (st == IAPO_OK && !next) st = postfix_pass(e, b, E, ld, &s);
 	else
 		for (int i = 0; i < b->n; i++) s.positions += b->clen[i] + 1;
+	set_pack(e, 0);
 	iapo_status off = was16 ? IAPO_OK : set_bf16(e, 0); /* the cache back in its precision */
 	if (st == IAPO_OK) st = off;
 	s.seconds_prefill = t1 - t0;

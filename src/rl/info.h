@@ -91,6 +91,9 @@ typedef struct {
 	size_t mem_budget;  /* bytes for the chunk's scratch and logits when chunk == 0; 0 = 256 MiB */
 	int bf16;           /* APPROXIMATION, off by default: multiply by a bf16 copy of the weight
 			     * matrices (kvcache.h's iapo_kv_use_bf16, taken afresh at every call) */
+	int pack_weights;   /* exact, off by default: pack the weight matrices into GEMM panels once per
+			     * call (kvcache.h's iapo_kv_pack_weights) instead of once per chunk's product;
+			     * costs about one more fp32 copy of the matrices (bf16: half) */
 } iapo_info_opts;
 
 /* answer mode, no postfix (set one), N = 1, temperature 1, automatic chunk. */
