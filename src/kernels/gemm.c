@@ -962,7 +962,6 @@ static int packed_plan(struct job *J, int nth)
 	J->kc = blk_kc ? blk_kc : J->bf ? KC_BF_DEF : KC_DEF;
 	J->nc = blk_nc ? round_up(blk_nc, NR) : NC_DEF;
 	long mt = ceil_div(J->M, MR), nt = ceil_div(J->N, NR);
-	/* (depth_step repeats the next two lines for the weight packs) */
 	/* Rectangles: OVERSUB per thread when each keeps enough work and
 	 * op(A) fits L2 (every rectangle of a row range streams all of its A:
 	 * more rectangles of a larger A cost more L3 traffic than the balance
@@ -971,8 +970,8 @@ static int packed_plan(struct job *J, int nth)
 	if (nth > 1 && (double)J->M * J->N * J->K >= (double)min_fma_per_thread * nth * OVERSUB &&
 	    (double)J->M * J->K * sizeof(float) <= OVERSUB_A_MAX)
 		items = nth * OVERSUB;
-	long kc_step = ceil_div(J->K, ceil_div(J->K, J->kc));
-	if (J->bf) kc_step = round_up(kc_step, 2); /* slices start on a K-pair */
+	/* the same slices as the weight packs, which depend on it */
+	long kc_step = depth_step(J->K, J->bf);
 	long nslices = ceil_div(J->K, kc_step), ku_step = J->bf ? kc_step / 2 : kc_step;
 	/* With several rectangles side by side (tn > 1), op(A)'s panels are
 	 * shared when they fit: packed about once instead of tn times. */
