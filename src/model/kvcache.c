@@ -29,6 +29,7 @@
  */
 #include "model/kvcache.h"
 
+#include <assert.h>
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -196,18 +197,13 @@ void iapo_kv_free(iapo_kv *kv)
 	iapo_free(kv);
 }
 
-/* (N, K) of matrix `which` as x W^T multiplies by it. */
-static void pack_shape(const iapo_config *c, int which, int *N, int *K)
+/* Where layer l's matrix `which` (one of PACKED) sits in a pack table. */
+static int pack_slot(int l, int which)
 {
-	const int Q = c->NH * c->HD, KV = c->NKV * c->HD;
-	switch (which) {
-	case IAPO_P_WQ: *N = Q, *K = c->C; break;
-	case IAPO_P_WK: case IAPO_P_WV: *N = KV, *K = c->C; break;
-	case IAPO_P_WO: *N = c->C, *K = Q; break;
-	case IAPO_P_WGATE: case IAPO_P_WUP: *N = c->F, *K = c->C; break;
-	case IAPO_P_WDOWN: *N = c->C, *K = c->F; break;
-	default: *N = c->V, *K = c->C; break; /* the lm_head */
-	}
+	int i = 0;
+	while (i < NPACK && PACKED[i] != which) i++;
+	assert(i < NPACK);
+	return NPACK * l + i;
 }
 
 iapo_status iapo_kv_pack_weights(iapo_kv *kv, int on, size_t *bytes)
@@ -227,8 +223,9 @@ iapo_status iapo_kv_pack_weights(iapo_kv *kv, int on, size_t *bytes)
 		if (wp[i]) {
 			iapo_gemm_wpack_update(wp[i]);
 		} else {
-			int N, K;
-			pack_shape(c, which, &N, &K);
+			int64_t NK[2]; /* (N, K) as x W^T multiplies by it; a tied lm_head has the embedding's */
+			iapo_param_shape(c, which == IAPO_P_LMHEAD ? IAPO_P_EMBED : which, NK);
+			const int N = (int)NK[0], K = (int)NK[1];
 			const size_t off = (size_t)l * iapo_param_layer_size(c, which);
 			const float *W = b16 ? NULL : kv->w->p.t[which] + off;
 			const uint16_t *Wh = b16 ? kv->wh_t[which] + off : NULL;
@@ -855,7 +852,7 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 #define LW(which) (p->t[which] + (size_t)l * iapo_param_layer_size(c, which))
 #define LH(which) \
 	(kv->bf16_on && kv->wh_t[which] ? kv->wh_t[which] + (size_t)l * iapo_param_layer_size(c, which) : NULL)
-#define LP(i) (packs ? packs[NPACK * l + (i)] : NULL)
+#define LP(which) (packs ? packs[pack_slot(l, which)] : NULL)
 		if (l == c->L - 1) {
 			m = 0;
 			for (int r = 0; r < R; r++) m += rows[r].out >= 0;
@@ -866,13 +863,13 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 		iapo_gemm_op qkv[3] = {
 			{.transB = 1, .M = R, .N = KV, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WK),
 			 .ldb = C, .C = kv->k, .ldc = KV, .bias = c->qkv_bias ? LW(IAPO_P_BK) : NULL,
-			 .Bh = LH(IAPO_P_WK), .Bp = LP(1)}, // (R,NKV*HD)
+			 .Bh = LH(IAPO_P_WK), .Bp = LP(IAPO_P_WK)}, // (R,NKV*HD)
 			{.transB = 1, .M = R, .N = KV, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WV),
 			 .ldb = C, .C = kv->v, .ldc = KV, .bias = c->qkv_bias ? LW(IAPO_P_BV) : NULL,
-			 .Bh = LH(IAPO_P_WV), .Bp = LP(2)},
+			 .Bh = LH(IAPO_P_WV), .Bp = LP(IAPO_P_WV)},
 			{.transB = 1, .M = R, .N = Q, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WQ),
 			 .ldb = C, .C = kv->q, .ldc = Q, .bias = c->qkv_bias ? LW(IAPO_P_BQ) : NULL,
-			 .Bh = LH(IAPO_P_WQ), .Bp = LP(0)}, // (R,NH*HD)
+			 .Bh = LH(IAPO_P_WQ), .Bp = LP(IAPO_P_WQ)}, // (R,NH*HD)
 		};
 		iapo_matmul_batch(m == R ? 3 : 2, qkv);
 		float *q = kv->q, *k = kv->k;
@@ -906,19 +903,19 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 		iapo_rope_apply_table(q, NH, NULL, 0, kv->cs, R, HD, 0);
 		attend(kv, l, rows, R, q, kv->att);
 		iapo_gemm_op o = {.transB = 1, .M = R, .N = C, .K = Q, .alpha = 1.0f, .beta = 1.0f, .A = kv->att, .lda = Q,
-				  .B = LW(IAPO_P_WO), .ldb = Q, .C = kv->x, .ldc = C, .Bh = LH(IAPO_P_WO), .Bp = LP(3)};
+				  .B = LW(IAPO_P_WO), .ldb = Q, .C = kv->x, .ldc = C, .Bh = LH(IAPO_P_WO), .Bp = LP(IAPO_P_WO)};
 		iapo_matmul_batch(1, &o); // x += (R,C)
 		iapo_rmsnorm_forward(kv->h, NULL, kv->x, LW(IAPO_P_LN2), R, C, c->rms_eps);
 		iapo_gemm_op gu[2] = {
 			{.transB = 1, .M = R, .N = F, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WGATE),
-			 .ldb = C, .C = kv->gate, .ldc = F, .Bh = LH(IAPO_P_WGATE), .Bp = LP(4)}, // (R,F)
+			 .ldb = C, .C = kv->gate, .ldc = F, .Bh = LH(IAPO_P_WGATE), .Bp = LP(IAPO_P_WGATE)}, // (R,F)
 			{.transB = 1, .M = R, .N = F, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WUP),
-			 .ldb = C, .C = kv->up, .ldc = F, .Bh = LH(IAPO_P_WUP), .Bp = LP(5)},
+			 .ldb = C, .C = kv->up, .ldc = F, .Bh = LH(IAPO_P_WUP), .Bp = LP(IAPO_P_WUP)},
 		};
 		iapo_matmul_batch(2, gu);
 		iapo_swiglu_forward(kv->act, kv->gate, kv->up, (size_t)R * F);
 		iapo_gemm_op d = {.transB = 1, .M = R, .N = C, .K = F, .alpha = 1.0f, .beta = 1.0f, .A = kv->act, .lda = F,
-				  .B = LW(IAPO_P_WDOWN), .ldb = F, .C = kv->x, .ldc = C, .Bh = LH(IAPO_P_WDOWN), .Bp = LP(6)};
+				  .B = LW(IAPO_P_WDOWN), .ldb = F, .C = kv->x, .ldc = C, .Bh = LH(IAPO_P_WDOWN), .Bp = LP(IAPO_P_WDOWN)};
 		iapo_matmul_batch(1, &d); // x += (R,C)
 #undef LW
 #undef LH
