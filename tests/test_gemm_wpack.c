@@ -17,18 +17,15 @@
 #include <string.h>
 
 #include "core/mem.h"
+#include "core/rng.h"
 #include "iapo.h"
 #include "kernels/gemm.h"
 #include "kernels/kernels.h"
 #include "test.h"
 
-static uint64_t rng_state = 0x13198a2e03707344ull;
+static iapo_rng rng; /* seeded in main */
 
-static float urand(void)
-{
-	rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-	return (float)((rng_state >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-}
+static float urand(void) { return 2.0f * iapo_rng_float(&rng) - 1.0f; }
 
 struct shape {
 	int M, N, K, ldw, bf16, beta_r_bias;
@@ -211,6 +208,7 @@ static void test_arguments(void)
 
 int main(void)
 {
+	iapo_rng_seed(&rng, 0x13198a2e03707344ull, 0, 0, 0);
 	RUN(test_same_bits);
 	RUN(test_depth_override);
 	RUN(test_update);
