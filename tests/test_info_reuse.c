@@ -175,29 +175,35 @@ static double compare(rollout *x, const iapo_info_opts *o, int with_c, int nscra
 	return worst;
 }
 
+/* The estimator's defaults with the 3-token postfix these tests use,
+ * {V - 2, 7, 31}, written to post (which must outlive the options). */
+static iapo_info_opts opts_post3(int post[3], int V)
+{
+	post[0] = V - 2, post[1] = 7, post[2] = 31;
+	iapo_info_opts o = iapo_info_defaults();
+	o.postfix = post;
+	o.n_postfix = 3;
+	return o;
+}
+
 static void reuse_for(int kind)
 {
 	rollout x;
 	if (rollout_make(&x, kind, 1.0f)) return;
-	const int V = x.w.cfg.V;
-	int post3[3] = {V - 2, 7, 31};
+	int post3[3];
 	double worst = 0, e;
 	char what[128];
 	const int chunks[] = {1, 5, 0};
 	for (size_t ci = 0; ci < sizeof chunks / sizeof *chunks; ci++)
 		for (int N = 1; N <= 2; N++) {
-			iapo_info_opts o = iapo_info_defaults();
-			o.postfix = post3;
-			o.n_postfix = 3;
+			iapo_info_opts o = opts_post3(post3, x.w.cfg.V);
 			o.chunk = chunks[ci];
 			o.answer_tokens = N;
 			snprintf(what, sizeof what, "%s chunk=%d N=%d", tiny_names[kind], o.chunk, N);
 			e = compare(&x, &o, 1, x.nscratch, what);
 			worst = e > worst ? e : worst;
 		}
-	iapo_info_opts o = iapo_info_defaults();
-	o.postfix = post3;
-	o.n_postfix = 3;
+	iapo_info_opts o = opts_post3(post3, x.w.cfg.V);
 	snprintf(what, sizeof what, "%s one scratch slot", tiny_names[kind]);
 	e = compare(&x, &o, 1, 1, what);
 	worst = e > worst ? e : worst;
@@ -268,10 +274,8 @@ static void test_bf16(void)
 {
 	rollout x;
 	if (rollout_make(&x, TINY_QWEN2, 1.0f)) return;
-	int post3[3] = {x.w.cfg.V - 2, 7, 31};
-	iapo_info_opts o = iapo_info_defaults();
-	o.postfix = post3;
-	o.n_postfix = 3;
+	int post3[3];
+	iapo_info_opts o = opts_post3(post3, x.w.cfg.V);
 	float E0[NSEQ * LD], C0[NSEQ * LD], E1[NSEQ * LD], C1[NSEQ * LD], E2[NSEQ * LD], C2[NSEQ * LD];
 	float A0[NSEQ * NEW], A1[NSEQ * NEW];
 	memset(A0, 0, sizeof A0);
@@ -311,10 +315,8 @@ static void test_pack_weights(void)
 {
 	rollout x;
 	if (rollout_make(&x, TINY_QWEN2, 1.0f)) return;
-	int post3[3] = {x.w.cfg.V - 2, 7, 31};
-	iapo_info_opts o = iapo_info_defaults();
-	o.postfix = post3;
-	o.n_postfix = 3;
+	int post3[3];
+	iapo_info_opts o = opts_post3(post3, x.w.cfg.V);
 	iapo_info_cache c = cache_of(&x, 1, x.nscratch);
 	float E0[NSEQ * LD], C0[NSEQ * LD], E1[NSEQ * LD], C1[NSEQ * LD];
 	for (int b16 = 0; b16 <= 1; b16++) {
