@@ -11,7 +11,9 @@
  *    (tolerance: a wrong mask, tile edge or slot shows up far above it);
  *  - the same rows in another order (blocks of other rows, or of one row),
  *    on one thread instead of two, give the same bits: each row's sums do
- *    not depend on which rows share its block.
+ *    not depend on which rows share its block;
+ *  - every position twice in one call (enough rows of few tokens for layer
+ *    0 to compute q/k/v once per distinct token): the same bits again.
  * test_decode.c covers decoding and prefill through the same kernel.
  */
 #include <stdlib.h>
@@ -73,7 +75,7 @@ static void one_shape(int NH, int NKV, int HD)
 		return;
 	}
 	CHECK(iapo_fwd_new_params(&w.cfg, &w.p, 1, TMAX, 0, &f) == IAPO_OK, "fwd: %s", iapo_errmsg());
-	CHECK(iapo_kv_new(&w, 3, TMAX, &kv) == IAPO_OK, "kv_new: %s", iapo_errmsg());
+	CHECK(iapo_kv_new(&w, 4, TMAX, &kv) == IAPO_OK, "kv_new: %s", iapo_errmsg());
 	const int V = w.cfg.V, R = NP * K;
 	int seq[2][TMAX], post[K], order[NP * K];
 	iapo_rng r;
@@ -81,13 +83,14 @@ static void one_shape(int NH, int NKV, int HD)
 	for (int s = 0; s < 2; s++)
 		for (int t = 0; t < TMAX; t++) seq[s][t] = (int)iapo_rng_below(&r, (uint64_t)V);
 	for (int i = 0; i < K; i++) post[i] = (int)iapo_rng_below(&r, (uint64_t)V);
-	iapo_kv_row *rows = malloc(sizeof(iapo_kv_row) * R);
+	iapo_kv_row *rows = malloc(sizeof(iapo_kv_row) * R), *rows2 = malloc(sizeof(iapo_kv_row) * 2 * R);
+	float *b2 = malloc(sizeof(float) * 2 * NP * V);
 	float *a = malloc(sizeof(float) * NP * V), *b = malloc(sizeof(float) * NP * V);
 	float *ref = malloc(sizeof(float) * V), *all = malloc(sizeof(float) * TMAX * V);
-	float *lg = malloc(sizeof(float) * 3 * V);
-	if (!f || !kv || !rows || !a || !b || !ref || !all || !lg) goto done;
-	const int *tok[3] = {seq[0], seq[1], NULL};
-	int n[3] = {140, 70, 0};
+	float *lg = malloc(sizeof(float) * 4 * V);
+	if (!f || !kv || !rows || !rows2 || !b2 || !a || !b || !ref || !all || !lg) goto done;
+	const int *tok[4] = {seq[0], seq[1], NULL, NULL};
+	int n[4] = {140, 70, 0, 0};
 	CHECK(iapo_kv_forward(kv, tok, n, lg) == IAPO_OK, "prefill: %s", iapo_errmsg());
 
 	/* A: positions in order (blocks of consecutive positions), 2 threads */
@@ -129,8 +132,25 @@ static void one_shape(int NH, int NKV, int HD)
 	CHECK(iapo_kv_forward_rows(kv, rows, R, b) == IAPO_OK, "rows: %s", iapo_errmsg());
 	CHECK(!memcmp(a, b, sizeof(float) * (size_t)NP * V), "NH %d NKV %d HD %d: reversed positions: other bits", NH,
 	      NKV, HD);
+
+	/* D: every position twice (the second copy in scratch slot 3), 2R rows
+	 * of K distinct tokens: enough rows (>= 128) for layer 0 to run q/k/v
+	 * once per distinct token and copy them (kvcache.c share_rows; A has
+	 * too few rows for it). Both copies: A's bits */
+	for (int x = 0; x < 2 * R; x++) {
+		const int j = (x / K) % NP, i = x % K, cp = x / R;
+		make_row(rows2, x, j, i, post);
+		rows2[x].seq = rows2[x].keys.seq1 = 2 + cp;
+		rows2[x].out = i == K - 1 ? j + NP * cp : -1;
+	}
+	iapo_set_threads(2);
+	CHECK(iapo_kv_forward_rows(kv, rows2, 2 * R, b2) == IAPO_OK, "rows: %s", iapo_errmsg());
+	CHECK(!memcmp(a, b2, sizeof(float) * (size_t)NP * V) && !memcmp(a, b2 + (size_t)NP * V, sizeof(float) * (size_t)NP * V),
+	      "NH %d NKV %d HD %d: layer 0 shared between rows of one token: other bits", NH, NKV, HD);
 done:
 	free(rows);
+	free(rows2);
+	free(b2);
 	free(a);
 	free(b);
 	free(ref);

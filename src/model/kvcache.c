@@ -47,6 +47,8 @@
 #define KT 64        /* keys per attention tile; the K cache stores each tile as (HD, KT) */
 #define RMAX_CAP 512 /* rows per chunk: enough for GEMM efficiency, bounded scratch */
 #define OUTG_CAP 64  /* rows per vocabulary GEMM */
+#define UHASH (4 * RMAX_CAP) /* share_rows' table: a power of two, at least twice Rmax */
+#define SHARE_MIN_M 32 /* rows of the shared q/k/v product at least (see share_rows) */
 #define SLOT_EMPTY (-2) /* kv->made: nothing computed since the slot was made or reset */
 #define SLOT_MIXED (-1) /* computed with more than one set of weights */
 
@@ -73,6 +75,8 @@ struct iapo_kv {
 	iapo_kv_row *rows; /* (Rmax) rows built by iapo_kv_forward */
 	iapo_kv_row *lrows; /* (Rmax) the rows that go past the last layer's K/V */
 	int *atask;       /* (Rmax * NH, 3) attention tasks */
+	int *uidx;        /* (Rmax) layer 0: the front row of share_rows' product each row copies */
+	int *uhash;       /* (UHASH) token -> first row, open addressing, for share_rows */
 	/* bf16 snapshot of the weight matrices (iapo_kv_use_bf16), or NULL:
 	 * wh_t[which] is tensor which's copy (NULL for norms, biases, and the
 	 * embedding of an untied model, which is only looked up) */
@@ -188,6 +192,8 @@ void iapo_kv_free(iapo_kv *kv)
 	iapo_free(kv->rows);
 	iapo_free(kv->lrows);
 	iapo_free(kv->atask);
+	iapo_free(kv->uidx);
+	iapo_free(kv->uhash);
 	iapo_free_aligned(kv->wh);
 	for (int b = 0; b < 2; b++) {
 		if (kv->wp[b])
@@ -278,7 +284,10 @@ iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
 	kv->rows = iapo_malloc(sizeof(iapo_kv_row) * R);
 	kv->lrows = iapo_malloc(sizeof(iapo_kv_row) * R);
 	kv->atask = iapo_malloc(sizeof(int) * 3 * R * (size_t)c->NH);
-	if (!kv->len || !kv->made || !kv->inv_freq || !kv->tok || !kv->pos || !kv->dst || !kv->rows || !kv->lrows || !kv->atask) {
+	kv->uidx = iapo_malloc(sizeof(int) * R);
+	kv->uhash = iapo_malloc(sizeof(int) * UHASH);
+	if (!kv->len || !kv->made || !kv->inv_freq || !kv->tok || !kv->pos || !kv->dst || !kv->rows || !kv->lrows || !kv->atask ||
+	    !kv->uidx || !kv->uhash) {
 		st = iapo_fail(IAPO_ERR_NOMEM, "kv cache: out of memory");
 		goto fail;
 	}
@@ -728,6 +737,31 @@ static void attend_task(void *ctx, long i, int worker)
 	}
 }
 
+/* K/V of rows [0, R) (keys k, values kv->v: (R, NKV*HD)) into the layer-l
+ * cache. Runs of rows with consecutive slots of one tile (a prefill, the
+ * postfix rows of consecutive IAPO positions) go d by d, so each line of a
+ * tile's row is written once per run rather than once per key. */
+static void store_kv(iapo_kv *kv, int l, const iapo_kv_row *rows, int R, const float *k)
+{
+	const iapo_config *c = &kv->w->cfg;
+	const int NKV = c->NKV, HD = c->HD, KV = NKV * HD;
+	for (int r = 0; r < R;) {
+		const int seq = rows[r].seq, t0 = rows[r].slot;
+		int n = 1;
+		while (r + n < R && rows[r + n].seq == seq && rows[r + n].slot == t0 + n && (t0 + n) % KT) n++;
+		for (int g = 0; g < NKV; g++) {
+			float *kt = cache_at(kv, kv->kc, l, seq, g) + (size_t)(t0 / KT) * KT * HD + t0 % KT;
+			const float *ks = k + (size_t)r * KV + (size_t)g * HD, *vs = kv->v + (size_t)r * KV + (size_t)g * HD;
+			for (int d = 0; d < HD; d++)
+				for (int j = 0; j < n; j++) kt[(size_t)d * KT + j] = ks[(size_t)j * KV + d];
+			float *vd = cache_at(kv, kv->vc, l, seq, g) + (size_t)t0 * HD;
+			for (int j = 0; j < n; j++)
+				memcpy(vd + (size_t)j * HD, vs + (size_t)j * KV, sizeof(float) * (size_t)HD);
+		}
+		r += n;
+	}
+}
+
 /* att (R, NH*HD) from q (R, NH*HD) and the layer-l cache, per row's keys.
  * Blocks are runs of up to VB_MAX / grp rows (VB_FLOATS / HD vectors) with
  * the same first slot. Tasks are (block, kv head, chunk of vc query vectors): whole blocks
@@ -821,6 +855,62 @@ static int compact_out_rows(iapo_kv *kv, const iapo_kv_row *rows, int R)
 	return m;
 }
 
+/* Layer 0's q/k/v before RoPE are a function of the row's token alone (its
+ * embedding, normed, times W + b), so rows with the same token share them:
+ * the IAPO pass feeds the same K postfix tokens at every position, K - 1 of
+ * every K rows. When a chunk's R rows hold at most R / 4 distinct tokens,
+ * this moves the first row of each distinct token's normed input (kv->h) to
+ * the front (rows [0, U), in order of first appearance: a row never moves
+ * down, so none is overwritten before it moves), pads the front to at least
+ * SHARE_MIN_M rows with copies of row 0 (so the product takes the same
+ * packed path as R rows would, and every row's sums are the same bits), and
+ * records in kv->uidx the front row each row copies. Returns the rows of
+ * the product to run, or 0 when sharing does not pay (then nothing moved). */
+static int share_rows(iapo_kv *kv, int R)
+{
+	const int C = kv->w->cfg.C;
+	if (R < 4 * SHARE_MIN_M) return 0;
+	int *first = kv->uhash, U = 0;
+	for (int i = 0; i < UHASH; i++) first[i] = -1;
+	for (int r = 0; r < R; r++) {
+		const int tok = kv->tok[r];
+		unsigned hsh = (unsigned)tok * 2654435761u;
+		int slot = (int)(hsh >> 20) & (UHASH - 1);
+		while (first[slot] >= 0 && kv->tok[first[slot]] != tok) slot = (slot + 1) & (UHASH - 1);
+		if (first[slot] < 0) {
+			if (++U > R / 4) return 0;
+			first[slot] = r;
+			kv->uidx[r] = -1; /* a new token: numbered below */
+		} else {
+			kv->uidx[r] = first[slot];
+		}
+	}
+	/* number the distinct tokens in order of first appearance; move their
+	 * normed rows to the front */
+	int u = 0;
+	for (int r = 0; r < R; r++) {
+		if (kv->uidx[r] >= 0) {
+			kv->uidx[r] = kv->uidx[kv->uidx[r]]; /* the first row's number (set: it came earlier) */
+			continue;
+		}
+		if (r != u) memcpy(kv->h + (size_t)u * C, kv->h + (size_t)r * C, sizeof(float) * (size_t)C);
+		kv->uidx[r] = u++;
+	}
+	const int M = U < SHARE_MIN_M ? SHARE_MIN_M : U;
+	for (int r = U; r < M; r++) memcpy(kv->h + (size_t)r * C, kv->h, sizeof(float) * (size_t)C);
+	return M;
+}
+
+/* Rows of a (R, n) matrix whose first rows hold share_rows' products: row r
+ * takes front row kv->uidx[r]. From the last row down, so every front row
+ * is read before it is overwritten (kv->uidx[r] <= r, and rows below r
+ * read only rows below them). */
+static void unshare_rows(const iapo_kv *kv, float *a, int R, int n)
+{
+	for (int r = R - 1; r >= 0; r--)
+		if (kv->uidx[r] != r) memcpy(a + (size_t)r * n, a + (size_t)kv->uidx[r] * n, sizeof(float) * (size_t)n);
+}
+
 /* One chunk of R <= Rmax validated rows.
  * In the last layer a row that asks for no logits only has to leave its K/V
  * (later rows attend to them): nothing reads its attention output, MLP or
@@ -871,7 +961,20 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 			 .ldb = C, .C = kv->q, .ldc = Q, .bias = c->qkv_bias ? LW(IAPO_P_BQ) : NULL,
 			 .Bh = LH(IAPO_P_WQ), .Bp = LP(IAPO_P_WQ)}, // (R,NH*HD)
 		};
-		iapo_matmul_batch(m == R ? 3 : 2, qkv);
+		/* layer 0 of a chunk with few distinct tokens: the products of
+		 * those alone, copied to the rows that share them (not when layer
+		 * 0 is also the last: its q runs later, over the rows of kv->h) */
+		const int shared = l == 0 && c->L > 1 ? share_rows(kv, R) : 0;
+		if (shared) {
+			for (int i = 0; i < 3; i++) qkv[i].M = shared;
+			iapo_matmul_batch(3, qkv);
+			unshare_rows(kv, kv->k, R, KV);
+			unshare_rows(kv, kv->v, R, KV);
+			unshare_rows(kv, kv->q, R, Q);
+			for (int i = 0; i < 3; i++) qkv[i].M = R;
+		} else {
+			iapo_matmul_batch(m == R ? 3 : 2, qkv);
+		}
 		float *q = kv->q, *k = kv->k;
 		if (c->qk_norm) {
 			iapo_rmsnorm_forward(kv->kn, NULL, kv->k, LW(IAPO_P_KNORM), R * NKV, HD, c->rms_eps);
@@ -879,15 +982,7 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 		}
 		/* k now, q once it is known which rows it has (same arithmetic) */
 		iapo_rope_apply_table(k, NKV, NULL, 0, kv->cs, R, HD, 0);
-		for (int r = 0; r < R; r++)
-			for (int g = 0; g < NKV; g++) {
-				const int t = rows[r].slot;
-				size_t off = (size_t)t * HD, src = (size_t)r * KV + (size_t)g * HD;
-				float *kt = cache_at(kv, kv->kc, l, rows[r].seq, g) + (size_t)(t / KT) * KT * HD + t % KT;
-				for (int d = 0; d < HD; d++) kt[(size_t)d * KT] = k[src + d];
-				memcpy(cache_at(kv, kv->vc, l, rows[r].seq, g) + off, kv->v + src,
-				       sizeof(float) * (size_t)HD);
-			}
+		store_kv(kv, l, rows, R, k);
 		if (m < R) { /* last layer: only the rows that ask for logits go on */
 			if (m == 0) break;
 			compact_out_rows(kv, rows, R);

@@ -19,6 +19,10 @@
  * for none stops once its K/V are stored (nothing reads the rest: q,
  * attention, o-proj, MLP), which spares most of a layer for every prompt row
  * but the last of a prefill and for all but one row of each IAPO postfix.
+ * In layer 0 a chunk of many rows but few distinct tokens (the IAPO pass:
+ * the same K postfix tokens at every position) runs the q/k/v products once
+ * per distinct token and copies them (bit-identical: a row's product does
+ * not depend on the other rows of the GEMM).
  *
  * Leaves out: training (src/model/transformer.c), sampling (sample.h), a
  * reduced-precision K/V cache, paging. The cache reads the weights it was made with on
