@@ -865,11 +865,15 @@ static int compact_out_rows(iapo_kv *kv, const iapo_kv_row *rows, int R)
  * SHARE_MIN_M rows with copies of row 0 (so the product takes the same
  * packed path as R rows would, and every row's sums are the same bits), and
  * records in kv->uidx the front row each row copies. Returns the rows of
- * the product to run, or 0 when sharing does not pay (then nothing moved). */
+ * the product to run, or 0 when sharing does not pay or its products do
+ * not fit kv->gate (then nothing moved). */
 static int share_rows(iapo_kv *kv, int R)
 {
-	const int C = kv->w->cfg.C;
-	if (R < 4 * SHARE_MIN_M) return 0;
+	const iapo_config *c = &kv->w->cfg;
+	const int C = c->C;
+	/* the products go to kv->gate (R, F), free until the MLP: R / 4 rows of
+	 * q, k and v must fit */
+	if (R < 4 * SHARE_MIN_M || (long)c->NH * c->HD + 2L * c->NKV * c->HD > 4L * c->F) return 0;
 	int *first = kv->uhash, U = 0;
 	for (int i = 0; i < UHASH; i++) first[i] = -1;
 	for (int r = 0; r < R; r++) {
@@ -901,14 +905,29 @@ static int share_rows(iapo_kv *kv, int R)
 	return M;
 }
 
-/* Rows of a (R, n) matrix whose first rows hold share_rows' products: row r
- * takes front row kv->uidx[r]. From the last row down, so every front row
- * is read before it is overwritten (kv->uidx[r] <= r, and rows below r
- * read only rows below them). */
-static void unshare_rows(const iapo_kv *kv, float *a, int R, int n)
+/* share_rows' products (M rows each of q, k, v side by side in kv->gate,
+ * row stride Q + 2 KV) copied to every row of kv->q, kv->k, kv->v: row r
+ * takes product row kv->uidx[r]. Rows are independent, so the copies run on
+ * the pool, ROWS_PER_COPY rows an item. */
+#define ROWS_PER_COPY 64
+typedef struct {
+	iapo_kv *kv;
+	int R, Q, KV;
+} unshare_job;
+
+static void unshare_item(void *ctx, long i, int worker)
 {
-	for (int r = R - 1; r >= 0; r--)
-		if (kv->uidx[r] != r) memcpy(a + (size_t)r * n, a + (size_t)kv->uidx[r] * n, sizeof(float) * (size_t)n);
+	(void)worker;
+	const unshare_job *J = ctx;
+	iapo_kv *kv = J->kv;
+	const int Q = J->Q, KV = J->KV, r1 = (int)(i + 1) * ROWS_PER_COPY < J->R ? (int)(i + 1) * ROWS_PER_COPY : J->R;
+	const size_t ld = (size_t)Q + 2 * (size_t)KV;
+	for (int r = (int)i * ROWS_PER_COPY; r < r1; r++) {
+		const float *src = kv->gate + (size_t)kv->uidx[r] * ld;
+		memcpy(kv->q + (size_t)r * Q, src, sizeof(float) * (size_t)Q);
+		memcpy(kv->k + (size_t)r * KV, src + Q, sizeof(float) * (size_t)KV);
+		memcpy(kv->v + (size_t)r * KV, src + Q + KV, sizeof(float) * (size_t)KV);
+	}
 }
 
 /* One chunk of R <= Rmax validated rows.
@@ -966,12 +985,17 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 		 * 0 is also the last: its q runs later, over the rows of kv->h) */
 		const int shared = l == 0 && c->L > 1 ? share_rows(kv, R) : 0;
 		if (shared) {
-			for (int i = 0; i < 3; i++) qkv[i].M = shared;
-			iapo_matmul_batch(3, qkv);
-			unshare_rows(kv, kv->k, R, KV);
-			unshare_rows(kv, kv->v, R, KV);
-			unshare_rows(kv, kv->q, R, Q);
-			for (int i = 0; i < 3; i++) qkv[i].M = R;
+			iapo_gemm_op sq[3] = {qkv[0], qkv[1], qkv[2]};
+			const int ld = Q + 2 * KV;
+			float *out[3] = {kv->gate + Q, kv->gate + Q + KV, kv->gate}; /* k, v, q */
+			for (int i = 0; i < 3; i++) {
+				sq[i].M = shared;
+				sq[i].C = out[i];
+				sq[i].ldc = ld;
+			}
+			iapo_matmul_batch(3, sq);
+			unshare_job J = {kv, R, Q, KV};
+			iapo_pool_for((R + ROWS_PER_COPY - 1) / ROWS_PER_COPY, unshare_item, &J);
 		} else {
 			iapo_matmul_batch(m == R ? 3 : 2, qkv);
 		}
