@@ -26,6 +26,14 @@
  * enough, so that the others have something to take. The grid is chosen to
  * duplicate the smaller operand's packing (the activations, usually) rather
  * than the weights.
+ * Split-K: where the grid would pack op(A) once per rectangle (an op(A)
+ * too large to share in L2) or C has few columns, each thread instead
+ * takes an equal share of the depth slices over all of C, packing only its
+ * own slices of both operands; thread 0 sums into C with the epilogue, the
+ * others into partial sums in the workspace, and whichever thread finishes
+ * a region of C (row block x NR columns) last adds the partials into it,
+ * in thread order. The sums are fixed for a given thread count (with two
+ * slices they are the sequential ones: (epilogue + slice 0) + slice 1).
  *
  * The direct path serves small M (decoding): with B transposed (x W^T) it
  * computes dot products along K of a few rows of A against a few rows of W,
@@ -144,6 +152,8 @@
 #define SHARE_A_MAX (1L << 23)
 
 static int force_path;
+static int split_mode = 1;
+static _Thread_local int last_split;
 static int blk_mc, blk_kc, blk_nc;
 static long min_fma_per_thread = MIN_FMA_PER_THREAD;
 static _Thread_local int last_path;
@@ -164,6 +174,15 @@ void iapo_sgemm_set_blocking(int mc, int kc, int nc)
 }
 
 int iapo_sgemm_last_path(void) { return last_path; }
+
+int iapo_sgemm_split_k(int mode)
+{
+	int old = split_mode;
+	split_mode = mode;
+	return old;
+}
+
+int iapo_sgemm_last_split(void) { return last_split; }
 
 static int has_avx512(void)
 {
@@ -317,6 +336,16 @@ struct job {
 	long ku_step;
 	/* op(B) packed ahead (iapo_gemm_op.Bp), when it fits this product */
 	const iapo_gemm_wpack *wp;
+	/* split-K (packed path): sk > 1 groups of depth slices, one item
+	 * each; group 0 sums into C with the epilogue, group g > 0 into its
+	 * partial skp + (g-1)*M*ldp; the group that finishes a region of C
+	 * (row block x NR columns) last adds the partials into it, in group
+	 * order (skcnt: groups done per region) */
+	int sk;
+	float *skp;
+	atomic_int *skcnt;
+	long ldp, sk_regions, sk_npan;
+	size_t sk_floats;
 };
 
 /* Row i of C before the product is added: R (or beta*C) plus the bias. */
@@ -872,13 +901,37 @@ static AVX512 void a_panels(const struct job *J, float *abuf, long s, long pc, l
 	}
 }
 
-/* Rows [m0,m1) x columns [n0,n1) of C with the thread's own buffers; rot
- * staggers the shared-panel order (a_panels). */
-static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, long m0, long m1, long n0, long n1,
-			       long rot)
+/* Region (row block rb, NR-column panel jp) of a split-K product done by
+ * one more group; the last of them adds the partials of groups 1.. into C
+ * (C + P1 + P2 ..., the same sums whichever thread comes last). */
+static AVX512 void sk_region_done(const struct job *J, long rb, long jp, long r0, long rows, long j0, int nr)
 {
-	long m = m1 - m0, n = n1 - n0, K = J->K;
+	if (atomic_fetch_add_explicit(&J->skcnt[rb * J->sk_npan + jp], 1, memory_order_acq_rel) != J->sk - 1) return;
+	__mmask16 msk[NV];
+	for (int v = 0; v < NV; v++) msk[v] = lanes(nr - 16 * v);
+	for (long i = r0; i < r0 + rows; i++) {
+		float *c = J->C + i * J->ldc + j0;
+		for (int v = 0; v < NV; v++) {
+			__m512 x = _mm512_maskz_loadu_ps(msk[v], c + 16 * v);
+			for (int g = 1; g < J->sk; g++)
+				x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(msk[v], J->skp + ((size_t)(g - 1) * J->M + i) * J->ldp +
+											  j0 + 16 * v));
+			_mm512_mask_storeu_ps(c + 16 * v, msk[v], x);
+		}
+	}
+}
+
+/* Rows [m0,m1) x columns [n0,n1) of C, depth [k0,k1) (whole slices), with
+ * the thread's own buffers; rot staggers the shared-panel order
+ * (a_panels). group: split-K group (0 without split-K); a group > 0 sums
+ * into its partial instead of C, without the epilogue. */
+static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, long m0, long m1, long n0, long n1,
+			       long rot, long k0, long k1, int group)
+{
+	long m = m1 - m0, n = n1 - n0, K = k1;
 	if (m <= 0 || n <= 0) return;
+	float *const Cd = group ? J->skp + (size_t)(group - 1) * J->M * J->ldp : J->C;
+	const long ldcd = group ? J->ldp : J->ldc;
 	const long kc_step = J->kc_step;
 	const tile_fn *tiles = J->bf ? tiles_bf : tiles_packed;
 	long mc_step = round_up(ceil_div(m, ceil_div(m, J->mc)), MR);
@@ -886,9 +939,9 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 	int one_row_block = m <= mc_step;
 	for (long jc = 0; jc < n; jc += nc_step) {
 		long nc = min_l(nc_step, n - jc);
-		for (long pc = 0; pc < K; pc += kc_step) {
+		for (long pc = k0; pc < K; pc += kc_step) {
 			long kc = min_l(kc_step, K - pc);
-			const int first = pc == 0;
+			const int first = pc == k0;
 			for (long ic = 0; ic < m; ic += mc_step) {
 				long mc = min_l(mc_step, m - ic);
 				const float *ap[MC_MAX / MR + 1];
@@ -919,15 +972,18 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 					for (long ir = 0; ir < mc; ir += MR) {
 						int mr = (int)min_l(MR, mc - ir);
 						long row = m0 + ic + ir;
-						float *c = J->C + row * J->ldc + j0;
+						float *c = Cd + row * ldcd + j0;
 						/* the epilogue once, with the first depth slice;
-						 * later slices add to C */
+						 * later slices add to C (a partial: alpha only) */
 						struct epi e = {J->alpha, first ? J->beta : 1.0f,
 								first && J->R ? J->R + row * J->ldr + j0 : NULL,
 								first && J->bias ? J->bias + j0 : NULL, J->ldr};
+						if (group && first) e = (struct epi){J->alpha, 0.0f, NULL, NULL, 0};
 						prefetch_step(&pf, pf_per_tile);
-						tiles[mr]((int)kc, ap[ir / MR], 0, 0, bp, 0, c, J->ldc, &e, msk);
+						tiles[mr]((int)kc, ap[ir / MR], 0, 0, bp, 0, c, ldcd, &e, msk);
 					}
+					if (J->sk > 1 && pc + kc >= K)
+						sk_region_done(J, (m0 + ic) / mc_step, j0 / NR, m0 + ic, mc, j0, nr);
 				}
 			}
 		}
@@ -941,9 +997,17 @@ static void packed_item(void *ctx, long item, int worker)
 	float *abuf = J->ws + (size_t)worker * J->ws_stride;
 	float *bbuf = abuf + J->a_floats;
 	long m0, m1, n0, n1;
+	if (J->sk > 1) {
+		/* group `item`: its share of the depth slices, all of C */
+		long ns = ceil_div(J->K, J->kc_step);
+		long s0 = ns * item / J->sk, s1 = ns * (item + 1) / J->sk;
+		packed_rect(J, abuf, bbuf, 0, J->M, 0, J->N, 0, s0 * J->kc_step, min_l(J->K, s1 * J->kc_step),
+			    (int)item);
+		return;
+	}
 	split_range(J->M, MR, J->tm, (int)(item / J->tn), &m0, &m1);
 	split_range(J->N, NR, J->tn, (int)(item % J->tn), &n0, &n1);
-	packed_rect(J, abuf, bbuf, m0, m1, n0, n1, (item % J->tn) * ceil_div(ceil_div(m1 - m0, MR), J->tn));
+	packed_rect(J, abuf, bbuf, m0, m1, n0, n1, (item % J->tn) * ceil_div(ceil_div(m1 - m0, MR), J->tn), 0, J->K, 0);
 }
 
 /* The depth slice packed_plan chooses for depth K (bf: K-pair panels). */
@@ -1001,9 +1065,29 @@ static int packed_plan(struct job *J, int nth)
 		if (best_tm) break;
 	}
 	if (!best_tm) items = best_tm = 1;
+	/* Split-K: each thread a share of the depth slices over all of C,
+	 * partial sums added region by region (sk_region_done), when the
+	 * grid would pack op(A) once per column rectangle (too large to
+	 * share in L2: the lm_head's dx, the down projection, ...) or C has
+	 * few columns (k/v, N <= 128: the grid's rectangles then read A's
+	 * panels packed by the other core). Measured on 2 threads, M = 256,
+	 * each product alternating with the grid in one process (fastest
+	 * decile): qwen0.5b kv nt -1.5..-2.4%, down nt -1.4..-5%, gate nn
+	 * -1.4..-2.3%, lm_head nn -1..-3%, small lm_head nn -5%. Only
+	 * whole slices in equal shares (or many): 3 slices on 2 threads ran
+	 * 3-4% slower, and thinner slices to even them out as much. */
+	J->sk = 0;
+	J->sk_floats = 0;
+	int want_sk = split_mode == 2 || (split_mode == 1 && ((best_tm == 1 && items > 1 && !a_once) || J->N <= 4 * NR));
+	if (nth > 1 && want_sk && nslices >= nth && (nslices % nth == 0 || nslices >= 4 * nth)) {
+		J->sk = nth;
+		items = nth;
+		best_tm = 1;
+		share = 0;
+	}
 	J->nth = nth < items ? nth : items;
 	J->tm = best_tm;
-	J->tn = items / best_tm;
+	J->tn = J->sk ? 1 : items / best_tm;
 	J->apack = NULL;
 	J->astate = NULL;
 	J->apack_floats = J->astate_floats = 0;
@@ -1021,6 +1105,14 @@ static int packed_plan(struct job *J, int nth)
 	J->a_floats = (size_t)round_up(mc_max * ku_step, 16);
 	J->b_floats = (size_t)round_up((m_max <= J->mc ? NR : nc_max) * ku_step, 16);
 	J->ws_stride = J->a_floats + J->b_floats;
+	if (J->sk) {
+		long mc_step = round_up(ceil_div(J->M, ceil_div(J->M, J->mc)), MR);
+		J->sk_npan = nt;
+		J->sk_regions = ceil_div(J->M, mc_step) * nt;
+		J->ldp = round_up(J->N, 16);
+		J->sk_floats = (size_t)(J->sk - 1) * (size_t)J->M * (size_t)J->ldp +
+			       (size_t)ceil_div(J->sk_regions * (long)sizeof(atomic_int), (long)sizeof(float));
+	}
 	return 1;
 }
 
@@ -1488,7 +1580,7 @@ static int plan(struct job *J, int nmax)
 	J->bf = path == IAPO_SGEMM_PACKED && J->Bh && has_bf16();
 	if (path == IAPO_SGEMM_PACKED) {
 		packed_plan(J, nth);
-		J->items = (long)J->tm * J->tn;
+		J->items = J->sk ? J->sk : (long)J->tm * J->tn;
 		if (!wpack_fits(J->wp, J)) J->wp = NULL;
 	} else if (path == IAPO_SGEMM_DIRECT) {
 		/* Column pieces (whole units), at least 4 per thread and about
@@ -1514,7 +1606,7 @@ static void run_jobs(struct job *jobs, int n, int nmax)
 	size_t stride = 0, shared = 0, ah = 0;
 	for (int i = 0; i < n; i++) {
 		stride = jobs[i].ws_stride > stride ? jobs[i].ws_stride : stride;
-		shared += jobs[i].apack_floats + jobs[i].astate_floats;
+		shared += jobs[i].apack_floats + jobs[i].astate_floats + jobs[i].sk_floats;
 		if (jobs[i].path == IAPO_SGEMM_DIRECT && jobs[i].Bh) {
 			jobs[i].ldah = round_up(jobs[i].K, 32);
 			ah += (size_t)jobs[i].M * (size_t)jobs[i].ldah / 2; /* floats */
@@ -1547,6 +1639,13 @@ static void run_jobs(struct job *jobs, int n, int nmax)
 					memset(J->astate, 0, J->astate_floats * sizeof(float));
 					next += J->apack_floats + J->astate_floats;
 				}
+				if (J->sk_floats) {
+					J->skp = next;
+					next += (size_t)(J->sk - 1) * (size_t)J->M * (size_t)J->ldp;
+					J->skcnt = (atomic_int *)next;
+					memset(J->skcnt, 0, (size_t)J->sk_regions * sizeof(atomic_int));
+					next += J->sk_floats - (size_t)(J->sk - 1) * (size_t)J->M * (size_t)J->ldp;
+				}
 			} else {
 				/* No workspace: finish the product without one. */
 				int dot = J->transB && !J->transA;
@@ -1560,6 +1659,7 @@ static void run_jobs(struct job *jobs, int n, int nmax)
 		J->first = total;
 		total += J->items;
 		last_path = J->path;
+		last_split = J->path == IAPO_SGEMM_PACKED ? J->sk : 0;
 	}
 	struct batch b = {jobs, n};
 	if (nmax < 2 || total < 2) {
@@ -1581,6 +1681,7 @@ void iapo_sgemm_batch(int n, const iapo_gemm_op *ops)
 {
 	enum { CAP = 16 };
 	last_path = 0;
+	last_split = 0;
 	int nmax = iapo_pool_threads();
 	for (int i0 = 0; i0 < n; i0 += CAP) {
 		struct job jobs[CAP];

@@ -132,5 +132,13 @@ int iapo_sgemm_no_bf16(int off);
 /* Which path the last call on this thread took (an IAPO_SGEMM_* value; 0 if
  * it had nothing to multiply). */
 int iapo_sgemm_last_path(void);
+/* Split-K on the packed path (each thread a share of the depth slices, the
+ * partial sums added afterwards): 0 never, 1 where the tuned rule picks it
+ * (the default), 2 wherever the slices allow (at least one per thread, in
+ * equal shares or at least four per thread); returns the previous setting. */
+int iapo_sgemm_split_k(int mode);
+/* Split-K groups (threads sharing the depth) of the last call's last
+ * product on this thread; 0 without split-K. */
+int iapo_sgemm_last_split(void);
 
 #endif
