@@ -34,6 +34,13 @@
  *                  (mean over the steps), and the % of that read. A decode
  *                  step is ~95% these products (perf, 1 thread), so this is
  *                  its streaming rate without attention and sampling.
+ *   gemm_qkv       a layer's q/k/v projections at M = 256 as the model
+ *                  issues them (src/model/transformer.c): the forward's one
+ *                  batch of three x W^T with their biases (one parallel
+ *                  job), and the backward's three batches, each an input
+ *                  gradient dy W (k and v accumulating into q's) with its
+ *                  weight gradient dy^T x: what the forward and backward
+ *                  pay for k and v, next to the standalone kv records
  *   gemm_wpack     qwen0.5b's x W^T at M = 512 (the information pass's
  *                  chunks; lm_head also at 256), fp32 and bf16 W, packing
  *                  W's panels on every call against reading them packed
@@ -327,6 +334,85 @@ static void bench_one(const char *shape, const char *layer, const char *op, int 
 		   shape, layer, op, M, N, K, threads, g_ours, peak > 0 ? 100.0 * g_ours / peak : 0.0, g_blas);
 }
 
+/* Median seconds of n batches run back to back (ops[i] has cnt[i]
+ * products), after a warm-up. */
+static double time_batches(int n, const iapo_gemm_op *const *ops, const int *cnt, int quick)
+{
+	double t0 = bench_now();
+	for (int i = 0; i < n; i++) iapo_sgemm_batch(cnt[i], ops[i]);
+	double first = bench_now() - t0;
+	double budget = quick ? 0.05 : 0.3;
+	int reps = (int)(budget / (first > 1e-7 ? first : 1e-7));
+	if (reps < 3) reps = 3;
+	if (reps > 51) reps = 51;
+	double v[51];
+	for (int r = 0; r < reps; r++) {
+		t0 = bench_now();
+		for (int i = 0; i < n; i++) iapo_sgemm_batch(cnt[i], ops[i]);
+		v[r] = bench_now() - t0;
+	}
+	return bench_median(v, reps);
+}
+
+/* gemm_qkv (see the header): the q/k/v projections of one layer at
+ * T = 256 rows, batched as layer_forward and layer_backward batch them. */
+static void bench_qkv_one(const bench_model_shape *m, int threads, int quick)
+{
+	const int T = 256, hd = m->C / m->NH, Q = m->NH * hd, KV = m->NKV * hd, C = m->C;
+	iapo_set_threads(threads);
+	/* operands carved from the run's buffers (a few MB at most) */
+	float *x = bufA, *dq = x + (size_t)T * C, *dk = dq + (size_t)T * Q, *dv = dk + (size_t)T * KV;
+	float *Wq = bufB, *Wk = Wq + (size_t)Q * C, *Wv = Wk + (size_t)KV * C, *bias = Wv + (size_t)KV * C;
+	float *q = bufC, *k = q + (size_t)T * Q, *v = k + (size_t)T * KV, *dx = v + (size_t)T * KV;
+	float *dWq = dx + (size_t)T * C, *dWk = dWq + (size_t)Q * C, *dWv = dWk + (size_t)KV * C;
+#define QKV_NT(y, W, n, b) \
+	((iapo_gemm_op){.transB = 1, .M = T, .N = (n), .K = C, .alpha = 1.0f, .A = x, .lda = C, .B = (W), .ldb = C, \
+			.C = (y), .ldc = (n), .bias = (b)})
+#define QKV_NN(dy, W, k, acc) \
+	((iapo_gemm_op){.M = T, .N = C, .K = (k), .alpha = 1.0f, .beta = (acc) ? 1.0f : 0.0f, .A = (dy), .lda = (k), \
+			.B = (W), .ldb = C, .C = dx, .ldc = C})
+#define QKV_TN(dW, dy, n) \
+	((iapo_gemm_op){.transA = 1, .M = (n), .N = C, .K = T, .alpha = 1.0f, .beta = 1.0f, .A = (dy), .lda = (n), \
+			.B = x, .ldb = C, .C = (dW), .ldc = C})
+	const iapo_gemm_op fwd[3] = {QKV_NT(q, Wq, Q, bias), QKV_NT(k, Wk, KV, bias + Q), QKV_NT(v, Wv, KV, bias + Q + KV)};
+	const iapo_gemm_op bq[2] = {QKV_NN(dq, Wq, Q, 0), QKV_TN(dWq, dq, Q)};
+	const iapo_gemm_op bk[2] = {QKV_NN(dk, Wk, KV, 1), QKV_TN(dWk, dk, KV)};
+	const iapo_gemm_op bv[2] = {QKV_NN(dv, Wv, KV, 1), QKV_TN(dWv, dv, KV)};
+#undef QKV_NT
+#undef QKV_NN
+#undef QKV_TN
+	const iapo_gemm_op *f1[1] = {fwd}, *b3[3] = {bq, bk, bv}, *b1q[1] = {bq}, *b1k[1] = {bk}, *b1v[1] = {bv};
+	const int c3[1] = {3}, c222[3] = {2, 2, 2}, c2[1] = {2};
+	double tf = time_batches(1, f1, c3, quick), tb = time_batches(3, b3, c222, quick);
+	double tq = time_batches(1, b1q, c2, quick), tk = time_batches(1, b1k, c2, quick),
+	       tv = time_batches(1, b1v, c2, quick);
+	double ff = 2.0 * T * (Q + 2.0 * KV) * C, fq = 2.0 * 2.0 * T * Q * C, fkv = 2.0 * 2.0 * T * KV * C;
+	double pk = peak_gflops[threads < 3 ? threads : 2];
+	double gf = ff / tf * 1e-9, gb = 2 * ff / tb * 1e-9;
+	bench_rec_begin("gemm_qkv");
+	bench_rec_str("shape", m->name);
+	bench_rec_int("M", T);
+	bench_rec_int("q_N", Q);
+	bench_rec_int("kv_N", KV);
+	bench_rec_int("K", C);
+	bench_rec_int("threads", threads);
+	bench_rec_num("fwd_seconds", tf);
+	bench_rec_num("fwd_gflops", gf);
+	bench_rec_num("fwd_pct_peak", pk > 0 ? 100.0 * gf / pk : NAN);
+	bench_rec_num("bwd_seconds", tb);
+	bench_rec_num("bwd_gflops", gb);
+	bench_rec_num("bwd_pct_peak", pk > 0 ? 100.0 * gb / pk : NAN);
+	bench_rec_num("bwd_q_gflops", fq / tq * 1e-9);
+	bench_rec_num("bwd_k_gflops", fkv / tk * 1e-9);
+	bench_rec_num("bwd_v_gflops", fkv / tv * 1e-9);
+	bench_rec_num("loadavg_1m", bench_loadavg());
+	bench_rec_end();
+	bench_note("gemm_qkv %-8s M=%d q N=%d kv N=%d K=%d t=%d  fwd batch %6.1f GFLOP/s (%3.0f%% of peak)  bwd batches "
+		   "%6.1f (%3.0f%%; q %6.1f, k %6.1f, v %6.1f)\n",
+		   m->name, T, Q, KV, C, threads, gf, pk > 0 ? 100.0 * gf / pk : 0.0, gb, pk > 0 ? 100.0 * gb / pk : 0.0,
+		   fq / tq * 1e-9, fkv / tk * 1e-9, fkv / tv * 1e-9);
+}
+
 /* One decoding step's products at qwen0.5b (decode_stream in the header):
  * weights W (fp32) or Wh (bf16) laid out matrix after matrix, A (8 x 4864),
  * C (8 x 151936). Returns the step's bytes of weights. */
@@ -551,6 +637,7 @@ int main(int argc, char **argv)
 				bench_one(m->name, layers[l].name, "nn", T, in, o, tl[i], quick);
 				bench_one(m->name, layers[l].name, "tn", o, in, T, tl[i], quick);
 			}
+		for (int i = 0; i < ntl; i++) bench_qkv_one(m, tl[i], quick);
 	}
 	for (int s = 0; s < BENCH_NSHAPES; s++) {
 		const bench_model_shape *m = &BENCH_SHAPES[s];
