@@ -120,7 +120,9 @@
 #define DOT_NB 5
 /* Longest K for the 8-row dot kernel: 8 rows of A must stay in L1 (32 KB);
  * in bf16 twice as long. */
+#ifndef DOT8_K_MAX
 #define DOT8_K_MAX 1024
+#endif
 #ifndef DOT8BF_K_MAX
 #define DOT8BF_K_MAX 2048
 #endif
