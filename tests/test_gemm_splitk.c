@@ -8,10 +8,10 @@
  * against a double-precision loop for every transpose, ragged edges, K not
  * a multiple of the slice, alpha/beta (beta 0 over NaN), the epilogue (an
  * addend R, also R == C, and a bias) and several products in one batch;
- * the same bits on every repeat with the same thread count; with exactly
- * two slices, the same bits as one thread (the two partial sums are added
- * in the sequential order), fp32 and bf16 weights; weights packed ahead;
- * no allocation in steady state. No timing: bench/gemm.c measures speed.
+ * the same bits on every repeat with the same thread count; x W^T split
+ * only with one slice per thread, where the partial sums are added in the
+ * sequential order, so that its bits are one thread's (fp32 and bf16
+ * weights, weights packed ahead); no allocation in steady state. No timing: bench/gemm.c measures speed.
  */
 #include <math.h>
 #include <stdint.h>
@@ -131,6 +131,8 @@ static void test_rule(void)
 	CHECK(run_check(kv, 1, 0, 0), "k/v shape, 1 thread: no split");
 	struct prod dx = {0, 0, 64, 256, 4608, 0, 1.0f, 0.0f, 0, 0, 0}; /* A 1.2 MB: packed per rectangle */
 	CHECK(run_check(dx, 2, 2, 0), "large A, 9 slices: split-K");
+	struct prod xwt = {0, 1, 64, 256, 4608, 0, 1.0f, 0.0f, 0, 0, 0};
+	CHECK(run_check(xwt, 2, 0, 0), "x W^T, large A, 9 slices: no split (one slice per thread only)");
 	struct prod three = {0, 1, 64, 128, 1536, 0, 1.0f, 0.0f, 0, 0, 0};
 	CHECK(run_check(three, 2, 0, 0), "3 slices on 2 threads: no split");
 	struct prod wide = {0, 1, 256, 512, 1024, 0, 1.0f, 0.0f, 0, 0, 0}; /* A 1 MB, shared once */
@@ -154,14 +156,17 @@ static void test_against_reference(void)
 	int n = 0;
 	for (int t = 0; t < 4; t++)
 		for (int k = 0; k < 5; k++) {
-			struct prod p = {t & 1, t >> 1, Ms[(t + k) % 4], Ns[(t + 2 * k) % 5], Ks[k], k % 2, ab[k % 3][0],
+			/* x W^T splits only with one slice per thread */
+			int K = t == 2 ? 79 + k % 2 : Ks[k];
+			struct prod p = {t & 1, t >> 1, Ms[(t + k) % 4], Ns[(t + 2 * k) % 5], K, k % 2, ab[k % 3][0],
 					 ab[k % 3][1], 0, 0, 0};
 			CHECK(run_check(p, 2, 2, 0), "transposes %d K=%d", t, p.K);
 			n++;
 		}
 	/* epilogues on x W^T and dy W: addend R, R == C, bias, in a batch */
 	for (int e = 0; e < 6; e++) {
-		struct prod p = {0, e % 2 == 0, 70, 45 + 10 * e, 301, e % 2, 1.0f, 0.0f, e < 4, e == 1 || e == 3, e >= 2};
+		struct prod p = {0, e % 2 == 0, 70, 45 + 10 * e, e % 2 ? 301 : 80, e % 2, 1.0f, 0.0f, e < 4, e == 1 || e == 3,
+				 e >= 2};
 		CHECK(run_check(p, 2, 2, e >= 3), "epilogue %d", e);
 	}
 	iapo_sgemm_set_blocking(0, 0, 0);
@@ -176,18 +181,24 @@ static void test_against_reference(void)
 	(void)n;
 }
 
-/* x W^T, M x N x K, into C at the given threads and split mode; also
- * reports the split taken. */
-static void product(int M, int N, int K, const float *A, const float *W, const uint16_t *Wh,
-		    const iapo_gemm_wpack *wp, float *C, int threads, int mode, int *split)
+/* x W^T (or, nn, x W with W read as K x N), M x N x K, into C at the
+ * given threads and split mode; also reports the split taken. */
+static void product_t(int nn, int M, int N, int K, const float *A, const float *W, const uint16_t *Wh,
+		      const iapo_gemm_wpack *wp, float *C, int threads, int mode, int *split)
 {
 	int old = iapo_sgemm_split_k(mode);
 	iapo_set_threads(threads);
-	iapo_gemm_op o = {.transB = 1, .M = M, .N = N, .K = K, .alpha = 1.0f, .A = A, .lda = K, .B = Wh ? NULL : W,
-			  .Bh = Wh, .Bp = wp, .ldb = K, .C = C, .ldc = N, .bias = W + 7};
+	iapo_gemm_op o = {.transB = !nn, .M = M, .N = N, .K = K, .alpha = 1.0f, .A = A, .lda = K, .B = Wh ? NULL : W,
+			  .Bh = Wh, .Bp = wp, .ldb = nn ? N : K, .C = C, .ldc = N, .bias = W + 7};
 	iapo_sgemm_batch(1, &o);
 	*split = iapo_sgemm_last_split();
 	iapo_sgemm_split_k(old);
+}
+
+static void product(int M, int N, int K, const float *A, const float *W, const uint16_t *Wh,
+		    const iapo_gemm_wpack *wp, float *C, int threads, int mode, int *split)
+{
+	product_t(0, M, N, K, A, W, Wh, wp, C, threads, mode, split);
 }
 
 /* The same bits on every call at a thread count; with two slices the same
@@ -201,11 +212,15 @@ static void test_bits(void)
 	size_t cn = (size_t)M * N;
 	float *c1 = malloc(cn * 4), *c2 = malloc(cn * 4), *c3 = malloc(cn * 4);
 	int s1, s2, s3;
+	product_t(1, M, N, K, A, W, NULL, NULL, c1, 2, 2, &s1);
+	product_t(1, M, N, K, A, W, NULL, NULL, c3, 1, 1, &s3); /* other work in between */
+	product_t(1, M, N, K, A, W, NULL, NULL, c2, 2, 2, &s2);
+	CHECK(s1 == 2 && s2 == 2 && s3 == 0, "dy W splits %d %d %d", s1, s2, s3);
+	CHECK(!memcmp(c1, c2, cn * 4), "dy W, 6 slices: split-K not repeatable");
+	/* x W^T with 6 slices does not split, even forced: one thread's bits */
 	product(M, N, K, A, W, NULL, NULL, c1, 2, 2, &s1);
-	product(M, N, K, A, W, NULL, NULL, c3, 1, 1, &s3); /* other work in between */
-	product(M, N, K, A, W, NULL, NULL, c2, 2, 2, &s2);
-	CHECK(s1 == 2 && s2 == 2 && s3 == 0, "splits %d %d %d", s1, s2, s3);
-	CHECK(!memcmp(c1, c2, cn * 4), "6 slices: split-K not repeatable");
+	product(M, N, K, A, W, NULL, NULL, c2, 1, 1, &s2);
+	CHECK(s1 == 0 && !memcmp(c1, c2, cn * 4), "x W^T, 6 slices: split %d, or other bits than 1 thread", s1);
 	/* two slices (of 500, fp32 and bf16 alike): C = (epilogue + slice 0) +
 	 * slice 1 either way */
 	const int Kt = 1000;

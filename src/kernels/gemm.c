@@ -32,8 +32,10 @@
  * own slices of both operands; thread 0 sums into C with the epilogue, the
  * others into partial sums in the workspace, and whichever thread finishes
  * a region of C (row block x NR columns) last adds the partials into it,
- * in thread order. The sums are fixed for a given thread count (with two
- * slices they are the sequential ones: (epilogue + slice 0) + slice 1).
+ * in thread order. The sums are fixed for a given thread count; x W^T
+ * splits only with one slice per thread, whose sums are the sequential
+ * ones ((epilogue + slice 0) + slice 1 ...), so x W^T gives one thread's
+ * bits whatever the thread count and the number of rows.
  *
  * The direct path serves small M (decoding): with B transposed (x W^T) it
  * computes dot products along K of a few rows of A against a few rows of W,
@@ -1077,11 +1079,20 @@ static int packed_plan(struct job *J, int nth)
 	 * decile): qwen0.5b kv nt -1.5..-2.4%, down nt -1.4..-5%, gate nn
 	 * -1.4..-2.3%, lm_head nn -1..-3%, small lm_head nn -5%. Only
 	 * whole slices in equal shares (or many): 3 slices on 2 threads ran
-	 * 3-4% slower, and thinner slices to even them out as much. */
+	 * 3-4% slower, and thinner slices to even them out as much.
+	 * x W^T (the forward, prefill, the information pass) splits only
+	 * with one slice per thread, where the partials are added in the
+	 * sequential order: its bits stay those of one thread whatever the
+	 * thread count and the rows (generate.h promises a sequence's
+	 * completion independent of both; several slices per thread would
+	 * sum in another order, and whether a product splits depends on M).
+	 * That leaves down nt's 5% on the table. */
 	J->sk = 0;
 	J->sk_floats = 0;
 	int want_sk = split_mode == 2 || (split_mode == 1 && ((best_tm == 1 && items > 1 && !a_once) || J->N <= 4 * NR));
-	if (nth > 1 && want_sk && nslices >= nth && (nslices % nth == 0 || nslices >= 4 * nth)) {
+	int xwt = J->transB && !J->transA;
+	if (nth > 1 && want_sk && nslices >= nth &&
+	    (xwt ? nslices == nth : nslices % nth == 0 || nslices >= 4 * nth)) {
 		J->sk = nth;
 		items = nth;
 		best_tm = 1;

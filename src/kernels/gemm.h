@@ -135,7 +135,10 @@ int iapo_sgemm_last_path(void);
 /* Split-K on the packed path (each thread a share of the depth slices, the
  * partial sums added afterwards): 0 never, 1 where the tuned rule picks it
  * (the default), 2 wherever the slices allow (at least one per thread, in
- * equal shares or at least four per thread); returns the previous setting. */
+ * equal shares or at least four per thread; x W^T only with exactly one
+ * per thread, so that x W^T keeps one thread's bits at any thread count and
+ * any M); returns the previous setting. Other products' bits may differ
+ * between thread counts (fixed for a given one). */
 int iapo_sgemm_split_k(int mode);
 /* Split-K groups (threads sharing the depth) of the last call's last
  * product on this thread; 0 without split-K. */
