@@ -108,11 +108,12 @@ static void run(int lib, int ta, int tb, int M, int N, int K)
 		iapo_sgemm(ta, tb, M, N, K, 1.0f, bufA, lda, bufB, ldb, 0.0f, bufC, N);
 }
 
-/* Median seconds of one product after a warm-up call. */
-static double time_one(int lib, int ta, int tb, int M, int N, int K, int quick)
+/* Median seconds of fn(ctx) after a warm-up call: as many repeats as fit
+ * the budget (0.3 s, 0.05 s with --quick), 3 to 51 of them. */
+static double time_median(void (*fn)(const void *), const void *ctx, int quick)
 {
 	double t0 = bench_now();
-	run(lib, ta, tb, M, N, K);
+	fn(ctx);
 	double first = bench_now() - t0;
 	double budget = quick ? 0.05 : 0.3;
 	int reps = (int)(budget / (first > 1e-7 ? first : 1e-7));
@@ -121,10 +122,27 @@ static double time_one(int lib, int ta, int tb, int M, int N, int K, int quick)
 	double v[51];
 	for (int r = 0; r < reps; r++) {
 		t0 = bench_now();
-		run(lib, ta, tb, M, N, K);
+		fn(ctx);
 		v[r] = bench_now() - t0;
 	}
 	return bench_median(v, reps);
+}
+
+struct one_product {
+	int lib, ta, tb, M, N, K;
+};
+
+static void run_product(const void *ctx)
+{
+	const struct one_product *p = ctx;
+	run(p->lib, p->ta, p->tb, p->M, p->N, p->K);
+}
+
+/* Median seconds of one product. */
+static double time_one(int lib, int ta, int tb, int M, int N, int K, int quick)
+{
+	struct one_product p = {lib, ta, tb, M, N, K};
+	return time_median(run_product, &p, quick);
 }
 
 static double peak_gflops[3]; /* by thread count 1, 2 (index = threads) */
@@ -334,24 +352,24 @@ static void bench_one(const char *shape, const char *layer, const char *op, int 
 		   shape, layer, op, M, N, K, threads, g_ours, peak > 0 ? 100.0 * g_ours / peak : 0.0, g_blas);
 }
 
+struct batches {
+	int n;
+	const iapo_gemm_op *const *ops;
+	const int *cnt;
+};
+
+static void run_batches(const void *ctx)
+{
+	const struct batches *b = ctx;
+	for (int i = 0; i < b->n; i++) iapo_sgemm_batch(b->cnt[i], b->ops[i]);
+}
+
 /* Median seconds of n batches run back to back (ops[i] has cnt[i]
- * products), after a warm-up. */
+ * products). */
 static double time_batches(int n, const iapo_gemm_op *const *ops, const int *cnt, int quick)
 {
-	double t0 = bench_now();
-	for (int i = 0; i < n; i++) iapo_sgemm_batch(cnt[i], ops[i]);
-	double first = bench_now() - t0;
-	double budget = quick ? 0.05 : 0.3;
-	int reps = (int)(budget / (first > 1e-7 ? first : 1e-7));
-	if (reps < 3) reps = 3;
-	if (reps > 51) reps = 51;
-	double v[51];
-	for (int r = 0; r < reps; r++) {
-		t0 = bench_now();
-		for (int i = 0; i < n; i++) iapo_sgemm_batch(cnt[i], ops[i]);
-		v[r] = bench_now() - t0;
-	}
-	return bench_median(v, reps);
+	struct batches b = {n, ops, cnt};
+	return time_median(run_batches, &b, quick);
 }
 
 /* gemm_qkv (see the header): the q/k/v projections of one layer at
