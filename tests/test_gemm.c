@@ -16,6 +16,7 @@
 #include "core/mem.h"
 #include "iapo.h"
 #include "kernels/gemm.h"
+#include "gemm_ref.h"
 #include "test.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -75,13 +76,7 @@ static int check_one(struct spec s)
 				}
 				continue;
 			}
-			double ref = 0, mag = 0;
-			for (int p = 0; p < s.K; p++) {
-				double a = s.ta ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p];
-				double b = s.tb ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j];
-				ref += a * b;
-				mag += fabs(a * b);
-			}
+			double mag, ref = gemm_ref_dot(s.ta, s.tb, A, lda, B, ldb, i, j, s.K, &mag);
 			ref *= s.alpha;
 			mag *= fabs(s.alpha);
 			if (s.beta != 0.0f) {

@@ -21,6 +21,7 @@
 #include "iapo.h"
 #include "kernels/gemm.h"
 #include "kernels/kernels.h"
+#include "gemm_ref.h"
 #include "test.h"
 
 static iapo_rng rng;
@@ -91,13 +92,7 @@ static int run_check(struct prod p, int threads, int want_split, int batch2)
 				if (got != -777.0f) fprintf(stderr, "  wrote outside C at (%d,%d)\n", i, j), ok = 0;
 				continue;
 			}
-			double ref = 0, mag = 0;
-			for (int k = 0; k < p.K; k++) {
-				double a = p.ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
-				double b = p.tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
-				ref += a * b;
-				mag += fabs(a * b);
-			}
+			double mag, ref = gemm_ref_dot(p.ta, p.tb, A, lda, B, ldb, i, j, p.K, &mag);
 			ref *= p.alpha, mag *= fabs(p.alpha);
 			double z = p.with_r ? (p.r_is_c ? C0[(size_t)i * ldc + j] : R[(size_t)i * ldr + j])
 					    : p.beta != 0.0f ? (double)p.beta * C0[(size_t)i * ldc + j] : 0.0;
