@@ -148,7 +148,6 @@ static void test_against_reference(void)
 	static const int Ks[] = {80, 157, 301, 333, 397};
 	static const float ab[][2] = {{1, 0}, {0.5f, -2}, {-1.5f, 1}};
 	iapo_sgemm_set_blocking(0, 40, 0);
-	int n = 0;
 	for (int t = 0; t < 4; t++)
 		for (int k = 0; k < 5; k++) {
 			/* x W^T splits only with one slice per thread */
@@ -156,7 +155,6 @@ static void test_against_reference(void)
 			struct prod p = {t & 1, t >> 1, Ms[(t + k) % 4], Ns[(t + 2 * k) % 5], K, k % 2, ab[k % 3][0],
 					 ab[k % 3][1], 0, 0, 0};
 			CHECK(run_check(p, 2, 2, 0), "transposes %d K=%d", t, p.K);
-			n++;
 		}
 	/* epilogues on x W^T and dy W: addend R, R == C, bias, in a batch */
 	for (int e = 0; e < 6; e++) {
@@ -173,7 +171,6 @@ static void test_against_reference(void)
 	struct prod d2 = {0, 0, 33, 64, 4100, 0, 2.0f, 0.0f, 1, 0, 0};
 	CHECK(run_check(d2, 2, 2, 0), "K = 4100");
 	iapo_sgemm_split_k(old);
-	(void)n;
 }
 
 /* x W^T (or, nn, x W with W read as K x N), M x N x K, into C at the
