@@ -91,6 +91,13 @@ struct iapo_kv {
 	 * from the bf16 copy (both kept, for callers that alternate precisions) */
 	iapo_gemm_wpack **wp[2];
 	int wp_on;   /* 1 + b16: products read wp[b16] while bf16_on == b16; 0: none */
+	/* bf16 attention (iapo_kv_attn_bf16): a bf16 copy of kc and vc in the
+	 * layouts vdpbf16ps multiplies, allocated on first use; kb's tiles are
+	 * (HD/2, KT, 2): keys t of dims 2i and 2i+1 side by side; vb is
+	 * (Tpad/2, HD, 2): rows 2j and 2j+1 of each dim side by side */
+	uint16_t *kb, *vb;
+	int ab_on;   /* attention reads kb/vb, and every K/V store writes them too */
+	int *hw;     /* (S) keys [0, hw) of the slot written since its reset (what turning on converts) */
 };
 
 #define NPACK 7
@@ -171,6 +178,7 @@ void iapo_kv_reset(iapo_kv *kv, int b)
 	if (b >= 0 && b < kv->S) {
 		kv->len[b] = 0;
 		kv->made[b] = SLOT_EMPTY;
+		kv->hw[b] = 0;
 	}
 }
 
@@ -179,6 +187,9 @@ void iapo_kv_free(iapo_kv *kv)
 	if (!kv) return;
 	iapo_free(kv->len);
 	iapo_free(kv->made);
+	iapo_free(kv->hw);
+	iapo_free_aligned(kv->kb);
+	iapo_free_aligned(kv->vb);
 	iapo_free_aligned(kv->kc);
 	iapo_free_aligned(kv->vc);
 	iapo_free(kv->inv_freq);
@@ -277,6 +288,7 @@ iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
 	iapo_status st = IAPO_OK;
 	kv->len = iapo_calloc((size_t)B, sizeof(int));
 	kv->made = iapo_malloc(sizeof(int) * (size_t)B);
+	kv->hw = iapo_calloc((size_t)B, sizeof(int));
 	kv->inv_freq = iapo_malloc(sizeof(float) * (size_t)(c->HD / 2));
 	kv->tok = iapo_malloc(sizeof(int) * R);
 	kv->pos = iapo_malloc(sizeof(int) * R);
@@ -286,7 +298,7 @@ iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
 	kv->atask = iapo_malloc(sizeof(int) * 3 * R * (size_t)c->NH);
 	kv->uidx = iapo_malloc(sizeof(int) * R);
 	kv->uhash = iapo_malloc(sizeof(int) * UHASH);
-	if (!kv->len || !kv->made || !kv->inv_freq || !kv->tok || !kv->pos || !kv->dst || !kv->rows || !kv->lrows || !kv->atask ||
+	if (!kv->len || !kv->made || !kv->hw || !kv->inv_freq || !kv->tok || !kv->pos || !kv->dst || !kv->rows || !kv->lrows || !kv->atask ||
 	    !kv->uidx || !kv->uhash) {
 		st = iapo_fail(IAPO_ERR_NOMEM, "kv cache: out of memory");
 		goto fail;
@@ -377,6 +389,8 @@ typedef struct {
 	float m, l;     /* running max and sum */
 	float *acc;     /* (HD) */
 	float *p;       /* (KT) the current tile's scores, then weights */
+	const uint32_t *qh; /* bf16 attention: q as HD / 2 pairs of bf16 */
+	uint32_t *ph;   /* bf16 attention: (KT / 2) the tile's weights as pairs of bf16 */
 } qvec;
 
 #if defined(__AVX512F__)
@@ -577,6 +591,199 @@ static void pv_any(qvec *const *v, int na, const float *Vt, int ta, int tb, int 
 		}
 	}
 }
+
+#if defined(__AVX512BF16__)
+/* bf16 attention (iapo_kv_attn_bf16): the same steps over the bf16 copy of
+ * the cache. Scores: per pair of dims one vdpbf16ps per 16 keys (the keys of
+ * dims 2i and 2i+1 side by side in kb, the query's pair broadcast), summed in
+ * fp32; the softmax as above in fp32; P.V: the weights rounded to bf16, per
+ * pair of rows one vdpbf16ps per 16 columns, summed in fp32 into the fp32
+ * accumulator. Half the instructions and half the bytes of the fp32 kernel;
+ * the price is the rounding of q, K, V and the weights to 8 bits of mantissa
+ * (tests/test_info_bf16.c bounds what that does to E and the advantages). */
+#define AB_ON 1
+
+/* 16 keys of rows a and b (16 floats each) as 16 pairs (a_i, b_i) of bf16. */
+static inline __m512i pair16(const float *a, const float *b)
+{
+	const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22,
+					     6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+	const __m512i ab = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(b), _mm512_loadu_ps(a)); /* a 0..15, b 16..31 */
+	return _mm512_permutexvar_epi16(idx, ab);
+}
+
+/* Keys and values [t0, t1) of layer l, slot seq, kv head g: the fp32 cache
+ * rounded into the bf16 copy, in whole groups of 16 keys and pairs of value
+ * rows (the neighbours converted along are either written, and then the same
+ * bits again, or unwritten, and then masked wherever they are read). */
+static void shadow_put(iapo_kv *kv, int l, int seq, int g, int t0, int t1)
+{
+	const int HD = kv->w->cfg.HD;
+	const size_t base = (size_t)(cache_at(kv, kv->kc, l, seq, g) - kv->kc);
+	const float *K = kv->kc + base, *V = kv->vc + base;
+	uint16_t *Kh = kv->kb + base, *Vh = kv->vb + base;
+	for (int tb = t0 / KT * KT; tb < t1; tb += KT) {
+		const int a = (t0 > tb ? t0 - tb : 0) / 16, b = ((t1 - tb < KT ? t1 - tb : KT) + 15) / 16;
+		const float *kt = K + (size_t)tb * HD;
+		uint16_t *kh = Kh + (size_t)tb * HD;
+		for (int dp = 0; dp < HD / 2; dp++)
+			for (int x = a; x < b; x++)
+				_mm512_storeu_si512(kh + (size_t)dp * 2 * KT + 32 * x,
+						    pair16(kt + (size_t)2 * dp * KT + 16 * x, kt + (size_t)(2 * dp + 1) * KT + 16 * x));
+	}
+	for (int t = t0 & ~1; t < t1; t += 2)
+		for (int c = 0; c < HD; c += 16)
+			_mm512_storeu_si512(Vh + (size_t)t * HD + 2 * c, pair16(V + (size_t)t * HD + c, V + (size_t)(t + 1) * HD + c));
+}
+
+/* scores_blk over the bf16 tile (HD/2, KT, 2): pv/pvl/pvn and pk/pkn as
+ * there (pk's rows are 4 KT bytes apart). */
+static inline __attribute__((always_inline)) void scores_blk_bf(qvec *const *v, const int NB, const int NG, int g0,
+							       const uint16_t *Kt, int HD, __m512 vs, const char *pv,
+							       int pvl, int pvn, const char *pk, int pkn)
+{
+	__m512 acc[SB][4];
+	const uint32_t *q[SB];
+	for (int i = 0; i < NB; i++) {
+		q[i] = v[i]->qh;
+		for (int g = 0; g < NG; g++) acc[i][g] = _mm512_setzero_ps();
+	}
+	const uint16_t *kt = Kt + 32 * g0;
+	for (int dp = 0; dp < HD / 2; dp++, kt += 2 * KT) {
+		if (pv) {
+			for (int x = pvn * dp; x < pvn * dp + pvn && x < pvl; x++) _mm_prefetch(pv + 64 * x, _MM_HINT_T0);
+			if (pk)
+				for (int x = 0; x < pkn; x++) _mm_prefetch(pk + (size_t)KT * 4 * dp + 64 * x, _MM_HINT_T0);
+		}
+		__m512i k[4];
+		for (int g = 0; g < NG; g++) {
+			k[g] = _mm512_loadu_si512(kt + 32 * g);
+			__asm__("" : "+v"(k[g]));
+		}
+		for (int i = 0; i < NB; i++) {
+			const __m512i qb = _mm512_set1_epi32((int)q[i][dp]);
+			for (int g = 0; g < NG; g++) acc[i][g] = _mm512_dpbf16_ps(acc[i][g], (__m512bh)qb, (__m512bh)k[g]);
+		}
+	}
+	for (int i = 0; i < NB; i++)
+		for (int g = 0; g < NG; g++) _mm512_storeu_ps(v[i]->p + 16 * (g0 + g), _mm512_mul_ps(acc[i][g], vs));
+}
+
+static void scores_any_bf(qvec *const *v, int nb, int g0, int ng, const uint16_t *Kt, int HD, float scale,
+			  const char *pv, int pvl, const char *pk, int pkn)
+{
+	const __m512 vs = _mm512_set1_ps(scale);
+	const int pvn = (pvl + HD / 2 - 1) / (HD / 2);
+	switch (nb * 8 + ng) {
+#define SC(NB, NG) \
+	case (NB) * 8 + (NG): scores_blk_bf(v, NB, NG, g0, Kt, HD, vs, pv, pvl, pvn, pk, pkn); break;
+#define SC4(NB) SC(NB, 1) SC(NB, 2) SC(NB, 3) SC(NB, 4)
+		SC4(1) SC4(2) SC4(3) SC4(4) SC4(5) SC4(6)
+#undef SC4
+#undef SC
+	default: break;
+	}
+}
+
+/* Columns [c0, c0 + 16 NR) of v[i]->acc += sum over row pairs j in [ja, jb)
+ * of the bf16 weights (p[2j], p[2j+1]) . rows (2j, 2j+1) of the tile's
+ * values, for NB vectors; ma / mb mask the first / last pair's lanes (a row
+ * outside [ta, tb) may hold anything: its weight 0 must not meet a NaN).
+ * Two partial sums per 16 columns (even and odd pairs). */
+static inline __attribute__((always_inline)) void pv_blk_bf(qvec *const *v, const int NB, const int NR, int c0,
+							   const uint16_t *Vt, int ja, int jb, __mmask32 ma,
+							   __mmask32 mb, int HD)
+{
+	__m512 a[SB][4], b[SB][4];
+	const uint32_t *p[SB];
+	for (int i = 0; i < NB; i++) {
+		p[i] = v[i]->ph;
+		for (int c = 0; c < NR; c++) {
+			a[i][c] = _mm512_loadu_ps(v[i]->acc + c0 + 16 * c);
+			b[i][c] = _mm512_setzero_ps();
+		}
+	}
+	for (int j = ja; j < jb; j++) {
+		const uint16_t *r = Vt + (size_t)j * 2 * HD + 2 * c0;
+		const __mmask32 m = (j == ja ? ma : 0xFFFFFFFFu) & (j == jb - 1 ? mb : 0xFFFFFFFFu);
+		__m512i x[4];
+		for (int c = 0; c < NR; c++) x[c] = _mm512_maskz_loadu_epi16(m, r + 32 * c);
+		for (int i = 0; i < NB; i++) {
+			const __m512i w = _mm512_set1_epi32((int)p[i][j]);
+			if ((j - ja) & 1)
+				for (int c = 0; c < NR; c++) b[i][c] = _mm512_dpbf16_ps(b[i][c], (__m512bh)w, (__m512bh)x[c]);
+			else
+				for (int c = 0; c < NR; c++) a[i][c] = _mm512_dpbf16_ps(a[i][c], (__m512bh)w, (__m512bh)x[c]);
+		}
+	}
+	for (int i = 0; i < NB; i++)
+		for (int c = 0; c < NR; c++) _mm512_storeu_ps(v[i]->acc + c0 + 16 * c, _mm512_add_ps(a[i][c], b[i][c]));
+}
+
+static void pv_any_bf(qvec *const *v, int na, const uint16_t *Vt, int ta, int tb, int HD)
+{
+	const int ja = ta / 2, jb = (tb + 1) / 2;
+	const __mmask32 ma = ta & 1 ? 0xAAAAAAAAu : 0xFFFFFFFFu, mb = tb & 1 ? 0x55555555u : 0xFFFFFFFFu;
+	for (int c0 = 0; c0 < HD; c0 += 64) {
+		const int nr = (HD - c0) / 16 < 4 ? (HD - c0) / 16 : 4, per = nr == 4 ? 2 : nr == 3 ? 3 : 6;
+		for (int i = 0; i < na; i += per) {
+			const int nb = na - i < per ? na - i : per;
+			switch (nr * 8 + nb) {
+#define PV(NR, NB) \
+	case (NR) * 8 + (NB): pv_blk_bf(v + i, NB, NR, c0, Vt, ja, jb, ma, mb, HD); break;
+				PV(1, 1) PV(1, 2) PV(1, 3) PV(1, 4) PV(1, 5) PV(1, 6)
+				PV(2, 1) PV(2, 2) PV(2, 3) PV(2, 4) PV(2, 5) PV(2, 6)
+				PV(3, 1) PV(3, 2) PV(3, 3)
+				PV(4, 1) PV(4, 2)
+#undef PV
+			default: break;
+			}
+		}
+	}
+}
+
+/* attend_span over the bf16 copy (Kb tiles (HD/2, KT, 2), Vb (Tpad/2, HD,
+ * 2)); each vector's qh holds its query in bf16 pairs, ph room for KT / 2
+ * pairs of weights. */
+static void attend_span_bf(qvec *v, int nv, const uint16_t *Kb, const uint16_t *Vb, int HD, float scale)
+{
+	int lo = INT_MAX, hi = 0;
+	for (int i = 0; i < nv; i++)
+		if (v[i].hi > v[i].lo) {
+			lo = v[i].lo < lo ? v[i].lo : lo;
+			hi = v[i].hi > hi ? v[i].hi : hi;
+		}
+	for (int t0 = hi > lo ? lo / KT * KT : hi; t0 < hi; t0 += KT) {
+		const uint16_t *Kt = Kb + (size_t)t0 * HD, *Vt = Vb + (size_t)t0 * HD;
+		qvec *act[VB_MAX];
+		int na = 0, ua = KT, ub = 0;
+		for (int i = 0; i < nv; i++) {
+			const int a = v[i].lo - t0 > 0 ? v[i].lo - t0 : 0, b = v[i].hi - t0 < KT ? v[i].hi - t0 : KT;
+			if (a >= b) continue;
+			act[na++] = &v[i];
+			ua = a < ua ? a : ua;
+			ub = b > ub ? b : ub;
+		}
+		if (na == 0) continue;
+		const int G0 = ua / 16, G1 = (ub + 15) / 16;
+		const int nn = hi - t0 - KT < KT ? hi - t0 - KT : KT;
+		const char *pk = nn > 0 ? (const char *)(Kt + (size_t)KT * HD) : NULL;
+		const int pa = ua & ~1, pb = (ub + 1) & ~1; /* the value rows P.V reads, in pairs */
+		for (int i = 0; i < na; i += SB)
+			scores_any_bf(act + i, na - i < SB ? na - i : SB, G0, G1 - G0, Kt, HD, scale,
+				      i == 0 ? (const char *)(Vt + (size_t)pa * HD) : NULL, (pb - pa) * HD / 32, pk,
+				      (nn + 15) / 16);
+		for (int i = 0; i < na; i++) {
+			qvec *x = act[i];
+			const int a = x->lo - t0 > 0 ? x->lo - t0 : 0, b = x->hi - t0 < KT ? x->hi - t0 : KT;
+			softmax_vec(x, a, b, G0, G1, HD);
+			for (int g = G0; g < G1; g++)
+				_mm256_storeu_si256((__m256i *)(x->ph + 8 * g), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x->p + 16 * g)));
+		}
+		pv_any_bf(act, na, Vt, ua, ub, HD);
+	}
+}
+#endif
 #endif
 
 /* The same steps for one vector and one tile in plain C (no AVX-512, or a
@@ -702,8 +909,25 @@ static void attend_task(void *ctx, long i, int worker)
 			      .l = 0, .acc = acc + (size_t)k * HD, .p = p + (size_t)k * KT};
 	}
 	memset(acc, 0, sizeof(float) * (size_t)nv * HD);
-	const int s0 = rows[r0].keys.seq0;
-	attend_span(v, nv, cache_at(kv, kv->kc, l, s0, g), cache_at(kv, kv->vc, l, s0, g), HD, scale);
+#if defined(AB_ON)
+	uint16_t qh[VB_FLOATS] __attribute__((aligned(64)));
+	uint32_t ph[VB_MAX * KT / 2] __attribute__((aligned(64)));
+	if (kv->ab_on)
+		for (int k = 0; k < nv; k++) {
+			for (int d = 0; d < HD; d += 16)
+				_mm256_storeu_si256((__m256i *)(qh + (size_t)k * HD + d),
+						    (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(v[k].q + d)));
+			v[k].qh = (const uint32_t *)(qh + (size_t)k * HD);
+			v[k].ph = ph + (size_t)k * KT / 2;
+		}
+#define SPAN(vv, n, seq)                                                                                         \
+	(kv->ab_on ? attend_span_bf(vv, n, kv->kb + (cache_at(kv, kv->kc, l, seq, g) - kv->kc),                   \
+				    kv->vb + (cache_at(kv, kv->kc, l, seq, g) - kv->kc), HD, scale)                \
+		   : attend_span(vv, n, cache_at(kv, kv->kc, l, seq, g), cache_at(kv, kv->vc, l, seq, g), HD, scale))
+#else
+#define SPAN(vv, n, seq) attend_span(vv, n, cache_at(kv, kv->kc, l, seq, g), cache_at(kv, kv->vc, l, seq, g), HD, scale)
+#endif
+	SPAN(v, nv, rows[r0].keys.seq0);
 	/* second spans, for runs of vectors whose span starts at the same entry
 	 * (the rows of one position): P.V of a block runs over the union of its
 	 * vectors' keys (weight 0 outside each one's own), and within one
@@ -725,8 +949,7 @@ static void attend_task(void *ctx, long i, int worker)
 			v[j].lo = x->start1;
 			v[j].hi = x->start1 + x->len1;
 		}
-		attend_span(v + k, k1 - k, cache_at(kv, kv->kc, l, ks->seq1, g), cache_at(kv, kv->vc, l, ks->seq1, g),
-			    HD, scale);
+		SPAN(v + k, k1 - k, ks->seq1);
 		k = k1;
 	}
 	for (int k = 0; k < nv; k++) {
@@ -735,6 +958,7 @@ static void attend_task(void *ctx, long i, int worker)
 		const float inv = 1.0f / v[k].l;
 		for (int d = 0; d < HD; d++) o[d] = v[k].acc[d] * inv;
 	}
+#undef SPAN
 }
 
 /* K/V of rows [0, R) (keys k, values kv->v: (R, NKV*HD)) into the layer-l
@@ -757,7 +981,11 @@ static void store_kv(iapo_kv *kv, int l, const iapo_kv_row *rows, int R, const f
 			float *vd = cache_at(kv, kv->vc, l, seq, g) + (size_t)t0 * HD;
 			for (int j = 0; j < n; j++)
 				memcpy(vd + (size_t)j * HD, vs + (size_t)j * KV, sizeof(float) * (size_t)HD);
+#if defined(AB_ON)
+			if (kv->ab_on) shadow_put(kv, l, seq, g, t0, t0 + n);
+#endif
 		}
+		if (t0 + n > kv->hw[seq]) kv->hw[seq] = t0 + n;
 		r += n;
 	}
 }
@@ -929,6 +1157,47 @@ static void unshare_item(void *ctx, long i, int worker)
 		memcpy(kv->v + (size_t)r * KV, src + Q + KV, sizeof(float) * (size_t)KV);
 	}
 }
+
+iapo_status iapo_kv_attn_bf16(iapo_kv *kv, int on, const int *slots, int n)
+{
+	kv->ab_on = 0;
+#if defined(AB_ON)
+	const iapo_config *c = &kv->w->cfg;
+	if (!on || c->HD % 16) return IAPO_OK;
+	for (int i = 0; i < n; i++)
+		if (slots[i] < 0 || slots[i] >= kv->S)
+			return iapo_fail(IAPO_ERR_ARG, "kv cache: bf16 attention: slot %d: expected one in [0, %d), found %d",
+					 i, kv->S, slots[i]);
+	if (!kv->kb) {
+		const size_t cache = (size_t)c->L * kv->S * c->NKV * kv->Tpad * c->HD;
+		kv->kb = iapo_alloc_aligned(cache * sizeof(uint16_t));
+		kv->vb = iapo_alloc_aligned(cache * sizeof(uint16_t));
+		if (!kv->kb || !kv->vb) {
+			iapo_free_aligned(kv->kb);
+			iapo_free_aligned(kv->vb);
+			kv->kb = kv->vb = NULL;
+			return iapo_fail(IAPO_ERR_NOMEM, "kv cache: out of memory: bf16 K/V (2 x %zu bytes)",
+					 cache * sizeof(uint16_t));
+		}
+		/* finite everywhere: a lane never written is masked where it is
+		 * read, and zeros keep even a masked product clean */
+		memset(kv->kb, 0, cache * sizeof(uint16_t));
+		memset(kv->vb, 0, cache * sizeof(uint16_t));
+	}
+	for (int i = 0; i < n; i++)
+		if (kv->hw[slots[i]] > 0)
+			for (int l = 0; l < c->L; l++)
+				for (int g = 0; g < c->NKV; g++) shadow_put(kv, l, slots[i], g, 0, kv->hw[slots[i]]);
+	kv->ab_on = 1;
+#else
+	(void)on;
+	(void)slots;
+	(void)n;
+#endif
+	return IAPO_OK;
+}
+
+int iapo_kv_attn_bf16_on(const iapo_kv *kv) { return kv->ab_on; }
 
 /* One chunk of R <= Rmax validated rows.
  * In the last layer a row that asks for no logits only has to leave its K/V

@@ -25,7 +25,8 @@
  * not depend on the other rows of the GEMM).
  *
  * Leaves out: training (src/model/transformer.c), sampling (sample.h), a
- * reduced-precision K/V cache, paging. The cache reads the weights it was made with on
+ * reduced-precision K/V cache for decoding (the IAPO pass's bf16 attention
+ * keeps a bf16 copy beside the fp32 cache), paging. The cache reads the weights it was made with on
  * every call (it keeps the pointer, not a copy): they must outlive it, and
  * after the weights change, cached K/V are stale until the slots are reset.
  * Opt-in: a bf16 copy of the weight matrices (iapo_kv_use_bf16), a snapshot
@@ -129,6 +130,23 @@ int iapo_kv_bf16_snapshots(const iapo_kv *kv);
  * copy of the matrices. IAPO_ERR_NOMEM when they cannot be allocated (then
  * none are used). */
 iapo_status iapo_kv_pack_weights(iapo_kv *kv, int on, size_t *bytes);
+
+/* With on != 0: the attention of later forwards multiplies in bf16 (an
+ * APPROXIMATION, for the IAPO pass in bf16; decoding never turns it on): q
+ * and a bf16 copy of the K/V cache (kept beside the fp32 cache, which every
+ * store still writes) by vdpbf16ps, the softmax in fp32, its weights rounded
+ * to bf16 for P.V, every sum in fp32. Turning it on converts the K/V that
+ * each of the n slots given holds (every position stored since its reset);
+ * while on, every K/V store writes both copies, so a row may attend to
+ * those slots and to keys stored since, never to keys of other slots stored
+ * before. on == 0: fp32 attention again (the copy, half the cache's bytes,
+ * is kept for the next call and freed with the cache). Without AVX512_BF16
+ * at compile time, or with a head dim that is not a multiple of 16, it
+ * stays off (fp32 attention; iapo_kv_attn_bf16_on says which). The error
+ * bound the IAPO pass relies on: tests/test_info_bf16.c. IAPO_ERR_NOMEM when
+ * the copy cannot be allocated, IAPO_ERR_ARG for a bad slot (then it is off). */
+iapo_status iapo_kv_attn_bf16(iapo_kv *kv, int on, const int *slots, int n);
+int iapo_kv_attn_bf16_on(const iapo_kv *kv);
 
 /* Runs R rows through the model. Within a layer every row's K/V is stored
  * before any row attends, and chunks run one after another, so a row may read

@@ -51,6 +51,7 @@ struct iapo_info {
 	int *at;        /* (n_at) sorted token ids, or NULL */
 	int n_at;
 	int bf16;       /* multiply by bf16 copies of the weight matrices */
+	int attn16;     /* and attend in bf16 (iapo_kv_attn_bf16) */
 	int pack;       /* pack the weight matrices once per call (iapo_kv_pack_weights) */
 	size_t bytes;
 	/* the cache of the current call: e->kv, or the caller's (compute_cached) */
@@ -239,6 +240,7 @@ iapo_status iapo_info_new(const iapo_weights *w, int Bmax, int Tmax, const iapo_
 		memcpy(e->postfix, o->postfix, sizeof(int) * (size_t)e->K);
 		e->stride = o->stride > 1 ? o->stride : 1;
 		e->bf16 = o->bf16 != 0;
+		e->attn16 = e->bf16 && !o->attn_fp32;
 		e->pack = o->pack_weights != 0;
 		if (o->n_at > 0) {
 			IAPO_CHECK(st, iapo_alloc_or_fail((void **)&e->at, sizeof(int) * (size_t)o->n_at, "at tokens"));
@@ -463,6 +465,16 @@ static iapo_status set_bf16(iapo_info *e, int on)
 	return st == IAPO_OK ? st : iapo_fail_prefix(st, "information estimator: bf16 weights");
 }
 
+/* bf16 attention on (converting the K/V that the n slots hold) or off for
+ * the cache of this call; off again at the end of every call, so the
+ * cache's other users (decoding) attend in fp32. */
+static iapo_status set_attn(iapo_info *e, int on, const int *slots, int n)
+{
+	if (!e->attn16) return IAPO_OK;
+	iapo_status st = iapo_kv_attn_bf16(e->ckv, on, slots, n);
+	return st == IAPO_OK ? st : iapo_fail_prefix(st, "information estimator: bf16 attention");
+}
+
 /* Weight panels packed for this call (after the precision is set: the
  * packs are of the weights as they are now, taken at every call, so never
  * stale), or their use ended (the cache's other users pack per call). */
@@ -489,6 +501,7 @@ iapo_status iapo_info_compute(iapo_info *e, const iapo_info_batch *b, float *E, 
 	e->cap = e->chunk;
 	double t0 = omp_get_wtime();
 	iapo_status st = set_bf16(e, 1);
+	if (st == IAPO_OK) st = set_attn(e, 1, NULL, 0); /* the prefill writes every key it reads */
 	if (st == IAPO_OK) st = set_pack(e, 1);
 	if (st == IAPO_OK) st = seq_rows(e, b, ROWS_ALL, next ? E : C, ld, &s.rows_prefill);
 	if (st == IAPO_OK && next && C)
@@ -499,6 +512,7 @@ iapo_status iapo_info_compute(iapo_info *e, const iapo_info_batch *b, float *E, 
 	else
 		for (int i = 0; i < b->n; i++) s.positions += b->clen[i] + 1;
 	set_pack(e, 0);
+	set_attn(e, 0, NULL, 0);
 	s.seconds_prefill = t1 - t0;
 	s.seconds_pass = omp_get_wtime() - t1;
 	if (stats) *stats = s;
@@ -563,6 +577,7 @@ iapo_status iapo_info_compute_cached(iapo_info *e, const iapo_info_cache *c, con
 	 * now; when the cache's bf16 copy computed all of them (a bf16 rollout),
 	 * that copy is the current weights': no second conversion. */
 	iapo_status st = set_bf16(e, iapo_kv_bf16_made(c->kv, c->slot, b->n) ? IAPO_KV_BF16_KEEP : 1);
+	if (st == IAPO_OK) st = set_attn(e, 1, c->slot, b->n);
 	if (st == IAPO_OK) st = set_pack(e, 1);
 	if (st == IAPO_OK) st = seq_rows(e, b, all_c ? ROWS_TAIL : ROWS_LAST, dst, ld, &s.rows_prefill);
 	if (st == IAPO_OK && dst && !all_c)
@@ -576,6 +591,7 @@ iapo_status iapo_info_compute_cached(iapo_info *e, const iapo_info_cache *c, con
 	else
 		for (int i = 0; i < b->n; i++) s.positions += b->clen[i] + 1;
 	set_pack(e, 0);
+	set_attn(e, 0, NULL, 0);
 	iapo_status off = was16 ? IAPO_OK : set_bf16(e, 0); /* the cache back in its precision */
 	if (st == IAPO_OK) st = off;
 	s.seconds_prefill = t1 - t0;

@@ -94,6 +94,9 @@ typedef struct {
 	int pack_weights;   /* exact, off by default: pack the weight matrices into GEMM panels once per
 			     * call (kvcache.h's iapo_kv_pack_weights) instead of once per chunk's product;
 			     * costs about one more fp32 copy of the matrices (bf16: half) */
+	int attn_fp32;      /* with bf16: the attention in fp32 over the fp32 K/V cache (as before
+			     * session 7); 0 (default): in bf16 too (kvcache.h's iapo_kv_attn_bf16),
+			     * within the tolerance tests/test_info_bf16.c states */
 } iapo_info_opts;
 
 /* answer mode, no postfix (set one), N = 1, temperature 1, automatic chunk. */
