@@ -15,9 +15,16 @@ stderr:
             run (every weight read once per step, in the precision that run
             multiplies by: fp32, or bf16 matrices for dec-bf16), target within
             1.5x at qwen0.5b (>= 67%)
-  gemm      iapo's GFLOP/s per product shape (bench/gemm, all threads) as a
-            percentage of the highest fp32 FMA peak measured in the run (by
-            any program, same thread count), target >= 80% for the large ones
+  gemm      iapo's GFLOP/s per product shape (bench/gemm) as a percentage of
+            the fp32 FMA peak measured next to it on the same threads: the
+            median over bench/gemm's rounds (pct_peak), with the least and
+            the most round (pct_peak_min/max) and the count of adjacent peaks
+            at the one-CPU rate; pct_run_peak is the median rate over the
+            highest peak measured in the run (same thread count), the
+            method before session 7 and the one for records without rounds;
+            target >= 80% for the large ones
+  gemm_qkv  the same for the q/k/v batches as the model issues them (fwd,
+            bwd)
 Missing records (a shape not run, the peer not installed) give no line.
 Reads only; changes nothing. Usage: table.py RESULTS.jsonl
 """
@@ -109,11 +116,12 @@ def main():
                 s, name, d["decode_tokens_per_s"], d.get("mem_bw_gb_per_s") or 0, d["bw_bound_tokens_per_s"],
                 pct or 0, "" if tgt is None else (">= %.0f%%: %s" % (tgt, "ok" if judged >= tgt else "BELOW")),
                 "" if own is None else "  (%.0f%% of its bf16 bound)" % own))
-    gem = [r for r in records if r.get("bench") == "gemm" and r.get("M", 0) > 16]
+    gem = [r for r in records if r.get("bench") in ("gemm", "gemm_qkv") and r.get("M", 0) > 16]
     for nthreads in sorted({r.get("threads", 1) for r in gem}, reverse=True):
-        # The denominator: the highest fp32 peak any program of the run
-        # measured at this thread count (a peak measured while another
-        # process held a core is too low and would flatter the GEMM).
+        # The run's denominator (older records, and the run_peak column): the
+        # highest fp32 peak any program of the run measured at this thread
+        # count (a peak measured while another process held a core is too low
+        # and would flatter the GEMM).
         peaks = [r.get("gflops") for r in records
                  if r.get("bench") == "fp32_fma_peak" and r.get("threads") == nthreads]
         peaks += [r.get("fp32_peak_now_gflops") for r in records
@@ -122,21 +130,49 @@ def main():
                   if r.get("bench") == "model_limits" and nthreads == 1]
         peak = max([p for p in peaks if p] or [0])
         w("")
-        w("GEMM, M=256 tokens, %d thread%s: %% of the fp32 FMA peak, %.0f GFLOP/s, the highest measured in the run"
-          % (nthreads, "s" if nthreads > 1 else "", peak))
-        w("(nt: y = x W^T, nn: dx = dy W, tn: dW = dy^T x)")
-        w("%-9s %-8s %6s %6s %6s" % ("shape", "layer", "nt", "nn", "tn"))
+        w("GEMM, M=256 tokens, %d thread%s: %% of the fp32 FMA peak measured next to each product on the same"
+          % (nthreads, "s" if nthreads > 1 else ""))
+        w("threads (bench/gemm: median over its rounds, least-most in brackets; * = some adjacent peaks at the")
+        w("one-CPU rate); run_peak: the median rate over the run's highest peak, %.0f GFLOP/s" % peak)
+        w("(nt: y = x W^T, nn: dx = dy W, tn: dW = dy^T x; qkv: q/k/v as the model batches them, fwd / bwd)")
+        w("%-9s %-8s %-16s %-16s %-16s %s" % ("shape", "layer", "nt", "nn", "tn", "run_peak nt/nn/tn"))
         seen = {}
+
+        def one(r, key, prefix, op, gflops):
+            adj = r.get(prefix + "pct_adj_peak")
+            run = 100.0 * gflops / peak if gflops and peak > 0 else None
+            pct = adj if adj is not None else run
+            if pct is None:
+                return
+            lo, hi = r.get(prefix + "pct_adj_peak_min"), r.get(prefix + "pct_adj_peak_max")
+            cell = "%.0f%%" % pct
+            if lo is not None and hi is not None:
+                cell += " (%.0f-%.0f)" % (lo, hi)
+            if r.get(prefix + "one_cpu_peaks"):
+                cell += "*"
+            seen.setdefault(key, {})[op] = (cell, run)
+            emit(what=r["bench"], shape=r["shape"], layer=key[1], op=op, M=r["M"], N=r.get("N"), K=r["K"],
+                 threads=nthreads, gflops=gflops, pct_peak=round(pct, 1),
+                 pct_peak_min=lo, pct_peak_max=hi, rounds=r.get("rounds"),
+                 adj_peak_gflops=r.get(prefix + "adj_peak_gflops"),
+                 one_cpu_peaks=r.get(prefix + "one_cpu_peaks"),
+                 one_cpu_peaks_shared=r.get(prefix + "one_cpu_peaks_shared"),
+                 run_peak_gflops=peak, pct_run_peak=None if run is None else round(run, 1),
+                 target_pct=GEMM_TARGET, met=pct >= GEMM_TARGET)
+
         for r in gem:
-            if r.get("threads") != nthreads or not r.get("iapo_gflops") or peak <= 0:
+            if r.get("threads") != nthreads:
                 continue
-            pct = 100.0 * r["iapo_gflops"] / peak
-            seen.setdefault((r["shape"], r["layer"]), {})[r["op"]] = pct
-            emit(what="gemm", shape=r["shape"], layer=r["layer"], op=r["op"], M=r["M"], N=r["N"], K=r["K"],
-                 threads=nthreads, gflops=r.get("iapo_gflops"), peak_gflops=peak, pct_peak=round(pct, 1),
-                 target_pct=GEMM_TARGET)
+            if r["bench"] == "gemm":
+                one(r, (r["shape"], r["layer"]), "iapo_", r["op"], r.get("iapo_gflops"))
+            else:
+                one(r, (r["shape"], "qkv"), "fwd_", "fwd", r.get("fwd_gflops"))
+                one(r, (r["shape"], "qkv"), "bwd_", "bwd", r.get("bwd_gflops"))
         for (s, layer), ops in seen.items():
-            w("%-9s %-8s %5s%% %5s%% %5s%%" % (s, layer, fmt(ops.get("nt")), fmt(ops.get("nn")), fmt(ops.get("tn"))))
+            cols = ("fwd", "bwd", None) if layer == "qkv" else ("nt", "nn", "tn")
+            cells = [ops.get(c, ("-", None)) if c else ("", None) for c in cols]
+            w("%-9s %-8s %-16s %-16s %-16s %s" % (s, layer, cells[0][0], cells[1][0], cells[2][0],
+                                                  "/".join(fmt(c[1]) for c in cells if c[0])))
     sys.stderr.write("\n".join(lines) + "\n")
     return 0
 
