@@ -5,10 +5,12 @@
  * calls from inside an item and from inside an OpenMP region run inline on
  * the caller, two application threads may call at once (one of them runs its
  * items itself), and thousands of short jobs in a row neither lose nor
- * repeat an item (generation reuse of the job slots). No timing.
+ * repeat an item (generation reuse of the job slots); IAPO_PIN=1 pins the
+ * pool's threads one to a CPU without pinning OpenMP's team. No timing.
  */
 #include <omp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,8 +144,49 @@ static void concurrent_callers(void)
 	CHECK(a[1] + b[1] == 0, "worker index misuse with two callers: %d, %d", a[1], b[1]);
 }
 
+/* IAPO_PIN=1 (set before the pool's first job with 2+ threads): with 2+
+ * CPUs, every item runs on a thread pinned to one CPU, and the OpenMP team
+ * was started before the caller was pinned, so its other threads keep
+ * every CPU (a thread inherits its creator's CPUs). The other cases then
+ * run pinned too. */
+static void mask_item(void *ctx, long i, int worker)
+{
+	(void)worker;
+	cpu_set_t set;
+	((int *)ctx)[i] = sched_getaffinity(0, sizeof set, &set) ? -1 : CPU_COUNT(&set);
+}
+
+static void placement(void)
+{
+	cpu_set_t set;
+	CHECK(sched_getaffinity(0, sizeof set, &set) == 0, "sched_getaffinity");
+	const int ncpu = CPU_COUNT(&set);
+	setenv("IAPO_PIN", "1", 1);
+	iapo_set_threads(2);
+	int masks[64] = {0};
+	iapo_pool_for(64, mask_item, masks);
+	if (ncpu < 2) {
+		CHECK(!iapo_pool_pinned(), "pinned with %d CPU", ncpu);
+		return;
+	}
+	CHECK(iapo_pool_pinned(), "IAPO_PIN=1, 2 threads, %d CPUs: not pinned", ncpu);
+	int wide = 0;
+	for (int i = 0; i < 64; i++) wide += masks[i] != 1;
+	CHECK(wide == 0, "%d of 64 items ran on a thread not pinned to one CPU", wide);
+	int team[2] = {0, 0};
+#pragma omp parallel num_threads(2)
+	{
+		cpu_set_t s2;
+		int t = omp_get_thread_num();
+		if (t < 2) team[t] = sched_getaffinity(0, sizeof s2, &s2) ? -1 : CPU_COUNT(&s2);
+	}
+	CHECK(team[1] == ncpu, "OpenMP's second thread has %d CPUs, not %d: it inherited the pinned caller's", team[1],
+	      ncpu);
+}
+
 int main(void)
 {
+	RUN(placement);
 	RUN(every_item_once);
 	RUN(many_short_jobs);
 	RUN(nested_calls_run_inline);

@@ -27,6 +27,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "iapo.h"
@@ -120,10 +121,73 @@ static void finish(unsigned ran, long n)
 	if ((long)d == n && atomic_load(&P.caller_asleep)) wake_all(&P.done);
 }
 
+/* Placement, only when asked (IAPO_PIN=1) and the threads fit the CPUs
+ * this process may run on: the first caller is pinned to the first of
+ * those CPUs and worker i to the i-th, so that the guest's scheduler cannot
+ * put two of them on one CPU. Measured on this 2-vCPU VM, 2 threads,
+ * alternating processes (bench/README, GEMM section, session 7): with a
+ * nice-19 neighbour, bench/gemm's adjacent peaks at the one-CPU rate with
+ * both items on one CPU went from 4-15 of 108 a run to 0, and two 2-thread
+ * processes side by side ran 10-25% more products each; but beside an
+ * un-niced 1-thread process in another session a pinned process ran 10-29%
+ * fewer (its worker waits on the busy CPU, where unpinned the scheduler
+ * gives the process one CPU for both threads). So it is not the default.
+ * A failing system call leaves the thread where it was. Decided once, at
+ * the first call with 2+ threads. */
+static int placed;          /* 0 undecided, 1 pinned, 2 not */
+#if defined(__linux__)
+static cpu_set_t place_set; /* the first caller's CPUs, before pinning */
+#endif
+
+/* Pins the calling thread to the k-th CPU of place_set (k mod its size). */
+static void pin_self(int k)
+{
+#if defined(__linux__)
+	int n = CPU_COUNT(&place_set);
+	if (n < 1) return;
+	k %= n;
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, &place_set) && k-- == 0) {
+			cpu_set_t one;
+			CPU_ZERO(&one);
+			CPU_SET(c, &one);
+			(void)sched_setaffinity(0, sizeof one, &one);
+			return;
+		}
+#else
+	(void)k;
+#endif
+}
+
+/* Decides placement for a first job of nth threads (under P.lock). */
+static void place(int nth)
+{
+	placed = 2;
+#if defined(__linux__)
+	const char *e = getenv("IAPO_PIN");
+	if (!e || atoi(e) != 1 || sched_getaffinity(0, sizeof place_set, &place_set)) return;
+	int n = CPU_COUNT(&place_set);
+	if (n < 2 || nth > n) return;
+	/* A thread inherits its creator's CPUs: let OpenMP start its team
+	 * (the kernels outside the pool, OpenBLAS) before the caller is
+	 * pinned, or the team would share the caller's one CPU. */
+	static atomic_int team_started; /* a body, or GCC drops the region */
+#pragma omp parallel num_threads(nth)
+	atomic_fetch_add(&team_started, 1);
+	pin_self(0);
+	placed = 1;
+#else
+	(void)nth;
+#endif
+}
+
+int iapo_pool_pinned(void) { return placed == 1; }
+
 static void *worker_main(void *arg)
 {
 	const int id = (int)(intptr_t)arg;
 	in_item = 1;
+	if (placed == 1) pin_self(id);
 	uint32_t seen = (uint32_t)(atomic_load(&P.state) >> 32);
 	for (;;) {
 		uint64_t s = atomic_load_explicit(&P.state, memory_order_acquire);
@@ -187,6 +251,7 @@ void iapo_pool_for(long n, iapo_pool_fn fn, void *ctx)
 		in_item = was;
 		return;
 	}
+	if (!placed) place(nth);
 	int have = grow(nth - 1) + 1;
 	if (nth > have) nth = have;
 	if (nth > n) nth = (int)n;

@@ -19,7 +19,10 @@
  * Thread count: iapo_get_threads() of the calling thread. Calls from inside
  * a pool item, from inside an OpenMP parallel region, or while another thread
  * is using the pool run every item on the calling thread, in order.
- * Left out: priorities, affinity, nested parallelism, task graphs.
+ * Placement: IAPO_PIN=1 in the environment pins the first caller and the
+ * workers one to a CPU when the threads fit the process's CPUs; off by
+ * default (pool.c says why).
+ * Left out: priorities, nested parallelism, task graphs.
  */
 #ifndef IAPO_KERNELS_POOL_H
 #define IAPO_KERNELS_POOL_H
@@ -36,6 +39,10 @@ void iapo_pool_for(long n, iapo_pool_fn fn, void *ctx);
 /* Threads a call of iapo_pool_for from this thread may use now (1 inside an
  * item or an OpenMP region); bound for per-worker scratch. */
 int iapo_pool_threads(void);
+
+/* 1 when the pool pinned its threads to CPUs (IAPO_PIN=1 and the threads
+ * fit), 0 when not, or not decided yet (no call with 2+ threads). */
+int iapo_pool_pinned(void);
 
 /* Upper bound of the worker index over every call (scratch sized by it is
  * always enough): the most threads any call may use. */
