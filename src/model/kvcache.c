@@ -49,6 +49,7 @@
 #define OUTG_CAP 64  /* rows per vocabulary GEMM */
 #define UHASH (4 * RMAX_CAP) /* share_rows' table: a power of two, at least twice Rmax */
 #define SHARE_MIN_M 32 /* rows of the shared q/k/v product at least (see share_rows) */
+#define ROPE_TAB_MAX 8192 /* positions in kv->ropet at most (later ones are computed per row) */
 #define SLOT_EMPTY (-2) /* kv->made: nothing computed since the slot was made or reset */
 #define SLOT_MIXED (-1) /* computed with more than one set of weights */
 
@@ -60,6 +61,9 @@ struct iapo_kv {
 	float *vc;       /* (L, S, NKV, Tpad, HD) */
 	float *inv_freq; /* (HD/2) */
 	float *cs;       /* (Rmax, HD) RoPE cos | sin of the chunk's rows */
+	float *ropet;    /* (ntab, HD) the same for positions [0, ntab), computed once (the IAPO
+			  * pass meets every position K times, and sincosf is ~0.6% of it) */
+	int ntab;
 	/* chunk scratch */
 	int *tok, *pos;  /* (Rmax) */
 	float *x;        /* (Rmax, C) residual stream */
@@ -194,6 +198,7 @@ void iapo_kv_free(iapo_kv *kv)
 	iapo_free_aligned(kv->vc);
 	iapo_free(kv->inv_freq);
 	iapo_free_aligned(kv->cs);
+	iapo_free_aligned(kv->ropet);
 	iapo_free(kv->tok);
 	iapo_free(kv->pos);
 	float **bufs[] = {&kv->x, &kv->h, &kv->q, &kv->qn, &kv->k, &kv->kn, &kv->v, &kv->att,
@@ -306,6 +311,9 @@ iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
 	IAPO_CHECK(st, alloc_f(&kv->kc, cache, "key cache"));
 	IAPO_CHECK(st, alloc_f(&kv->vc, cache, "value cache"));
 	IAPO_CHECK(st, alloc_f(&kv->cs, R * (size_t)c->HD, "rope table"));
+	/* positions past Tmax too: the IAPO pass's postfix rows run to Tmax + K + N - 2 */
+	kv->ntab = Tmax + 64 < ROPE_TAB_MAX ? Tmax + 64 : ROPE_TAB_MAX;
+	IAPO_CHECK(st, alloc_f(&kv->ropet, (size_t)kv->ntab * c->HD, "rope table"));
 	IAPO_CHECK(st, alloc_f(&kv->x, R * C, "activations"));
 	IAPO_CHECK(st, alloc_f(&kv->h, R * C, "activations"));
 	IAPO_CHECK(st, alloc_f(&kv->q, R * Q, "activations"));
@@ -320,6 +328,11 @@ iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
 	IAPO_CHECK(st, alloc_f(&kv->hout, G * C, "activations"));
 	IAPO_CHECK(st, alloc_f(&kv->lbuf, G * V, "logits"));
 	iapo_rope_inv_freq(c, kv->inv_freq);
+	for (int t0 = 0; t0 < kv->ntab; t0 += kv->Rmax) {
+		const int n = kv->ntab - t0 < kv->Rmax ? kv->ntab - t0 : kv->Rmax;
+		for (int i = 0; i < n; i++) kv->tok[i] = t0 + i;
+		iapo_rope_table(kv->ropet + (size_t)t0 * c->HD, kv->tok, n, c->HD, kv->inv_freq);
+	}
 	for (int b = 0; b < B; b++) kv->made[b] = SLOT_EMPTY;
 	*out = kv;
 	return IAPO_OK;
@@ -391,6 +404,7 @@ typedef struct {
 	float *p;       /* (KT) the current tile's scores, then weights */
 	const uint32_t *qh; /* bf16 attention: q as HD / 2 pairs of bf16 */
 	uint32_t *ph;   /* bf16 attention: (KT / 2) the tile's weights as pairs of bf16 */
+	float *ls;      /* bf16 attention: (16) the running sum by lane (l unused) */
 } qvec;
 
 #if defined(__AVX512F__)
@@ -685,6 +699,54 @@ static void scores_any_bf(qvec *const *v, int nb, int g0, int ng, const uint16_t
 	}
 }
 
+/* softmax_vec for the bf16 attention: the weights go to v->ph as bf16
+ * pairs (0 on the rest of groups [G0, G1)), the sum stays in 16 lanes
+ * (v->ls, reduced once at the end, not per tile), and the running max is
+ * raised only when a score exceeds it by more than LAZY_MAX: the weights,
+ * up to e^8, and their sum share the same max, so the ratio is the same,
+ * and fp32 and bf16 hold them easily. Most tiles then need no horizontal
+ * max and no rescaling of the accumulator. */
+#define LAZY_MAX 8.0f
+static void softmax_vec_bf(qvec *v, int a, int b, int G0, int G1, int HD)
+{
+	const int ga = a / 16, gb = (b + 15) / 16;
+	__m512 s[KT / 16];
+	__mmask16 mk[KT / 16];
+	for (int g = ga; g < gb; g++) {
+		mk[g] = lane_mask(g, a, b);
+		s[g] = _mm512_loadu_ps(v->p + 16 * g);
+	}
+	__mmask16 over = 0;
+	if (v->m != -INFINITY) {
+		const __m512 lim = _mm512_set1_ps(v->m + LAZY_MAX);
+		for (int g = ga; g < gb; g++) over |= _mm512_mask_cmp_ps_mask(mk[g], s[g], lim, _CMP_GT_OQ);
+	}
+	if (v->m == -INFINITY || over) {
+		const __m512 ninf = _mm512_set1_ps(-INFINITY);
+		__m512 vmx = ninf;
+		for (int g = ga; g < gb; g++) vmx = _mm512_max_ps(vmx, _mm512_mask_mov_ps(ninf, mk[g], s[g]));
+		const float mx = _mm512_reduce_max_ps(vmx);
+		if (v->m != -INFINITY) {
+			const __m512 c = _mm512_set1_ps(exp_nonpos(v->m - mx));
+			_mm512_storeu_ps(v->ls, _mm512_mul_ps(_mm512_loadu_ps(v->ls), c));
+			for (int d = 0; d < HD; d += 16)
+				_mm512_storeu_ps(v->acc + d, _mm512_mul_ps(_mm512_loadu_ps(v->acc + d), c));
+		}
+		v->m = mx;
+	}
+	const __m512 vm = _mm512_set1_ps(v->m);
+	__m512 sum = _mm512_loadu_ps(v->ls);
+	for (int g = G0; g < G1; g++) {
+		__m512 e = _mm512_setzero_ps();
+		if (g >= ga && g < gb) {
+			e = _mm512_maskz_mov_ps(mk[g], exp_nonpos16(_mm512_sub_ps(s[g], vm)));
+			sum = _mm512_add_ps(sum, e);
+		}
+		_mm256_storeu_si256((__m256i *)(v->ph + 8 * g), (__m256i)_mm512_cvtneps_pbh(e));
+	}
+	_mm512_storeu_ps(v->ls, sum);
+}
+
 /* Columns [c0, c0 + 16 NR) of v[i]->acc += sum over row pairs j in [ja, jb)
  * of the bf16 weights (p[2j], p[2j+1]) . rows (2j, 2j+1) of the tile's
  * values, for NB vectors; ma / mb mask the first / last pair's lanes (a row
@@ -776,9 +838,7 @@ static void attend_span_bf(qvec *v, int nv, const uint16_t *Kb, const uint16_t *
 		for (int i = 0; i < na; i++) {
 			qvec *x = act[i];
 			const int a = x->lo - t0 > 0 ? x->lo - t0 : 0, b = x->hi - t0 < KT ? x->hi - t0 : KT;
-			softmax_vec(x, a, b, G0, G1, HD);
-			for (int g = G0; g < G1; g++)
-				_mm256_storeu_si256((__m256i *)(x->ph + 8 * g), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x->p + 16 * g)));
+			softmax_vec_bf(x, a, b, G0, G1, HD);
 		}
 		pv_any_bf(act, na, Vt, ua, ub, HD);
 	}
@@ -912,8 +972,11 @@ static void attend_task(void *ctx, long i, int worker)
 #if defined(AB_ON)
 	uint16_t qh[VB_FLOATS] __attribute__((aligned(64)));
 	uint32_t ph[VB_MAX * KT / 2] __attribute__((aligned(64)));
+	float ls[VB_MAX * 16] __attribute__((aligned(64)));
 	if (kv->ab_on)
 		for (int k = 0; k < nv; k++) {
+			v[k].ls = ls + 16 * k;
+			_mm512_storeu_ps(v[k].ls, _mm512_setzero_ps());
 			for (int d = 0; d < HD; d += 16)
 				_mm256_storeu_si256((__m256i *)(qh + (size_t)k * HD + d),
 						    (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(v[k].q + d)));
@@ -955,6 +1018,9 @@ static void attend_task(void *ctx, long i, int worker)
 	for (int k = 0; k < nv; k++) {
 		const int r = r0 + (v0 + k) / grp, h = g * grp + (v0 + k) % grp;
 		float *o = A->att + ((size_t)r * NH + h) * HD;
+#if defined(AB_ON)
+		if (kv->ab_on) v[k].l = _mm512_reduce_add_ps(_mm512_loadu_ps(v[k].ls));
+#endif
 		const float inv = 1.0f / v[k].l;
 		for (int d = 0; d < HD; d++) o[d] = v[k].acc[d] * inv;
 	}
@@ -965,10 +1031,11 @@ static void attend_task(void *ctx, long i, int worker)
  * cache. Runs of rows with consecutive slots of one tile (a prefill, the
  * postfix rows of consecutive IAPO positions) go d by d, so each line of a
  * tile's row is written once per run rather than once per key. */
-static void store_kv(iapo_kv *kv, int l, const iapo_kv_row *rows, int R, const float *k)
+static void store_kv(iapo_kv *kv, int l, const iapo_kv_row *rows, int R, const float *k, int shared)
 {
 	const iapo_config *c = &kv->w->cfg;
 	const int NKV = c->NKV, HD = c->HD, KV = NKV * HD;
+	const size_t ld = (size_t)c->NH * HD + 2 * (size_t)KV; /* share_rows' products: row r's v at uidx[r] */
 	for (int r = 0; r < R;) {
 		const int seq = rows[r].seq, t0 = rows[r].slot;
 		int n = 1;
@@ -979,8 +1046,11 @@ static void store_kv(iapo_kv *kv, int l, const iapo_kv_row *rows, int R, const f
 			for (int d = 0; d < HD; d++)
 				for (int j = 0; j < n; j++) kt[(size_t)d * KT + j] = ks[(size_t)j * KV + d];
 			float *vd = cache_at(kv, kv->vc, l, seq, g) + (size_t)t0 * HD;
-			for (int j = 0; j < n; j++)
-				memcpy(vd + (size_t)j * HD, vs + (size_t)j * KV, sizeof(float) * (size_t)HD);
+			for (int j = 0; j < n; j++) {
+				const float *src = shared ? kv->gate + (size_t)kv->uidx[r + j] * ld + (ld - KV) + (size_t)g * HD
+							  : vs + (size_t)j * KV;
+				memcpy(vd + (size_t)j * HD, src, sizeof(float) * (size_t)HD);
+			}
 #if defined(AB_ON)
 			if (kv->ab_on) shadow_put(kv, l, seq, g, t0, t0 + n);
 #endif
@@ -1134,8 +1204,9 @@ static int share_rows(iapo_kv *kv, int R)
 }
 
 /* share_rows' products (M rows each of q, k, v side by side in kv->gate,
- * row stride Q + 2 KV) copied to every row of kv->q, kv->k, kv->v: row r
- * takes product row kv->uidx[r]. Rows are independent, so the copies run on
+ * row stride Q + 2 KV) copied to every row of kv->q and kv->k: row r
+ * takes product row kv->uidx[r] (its v too, which store_kv reads from the
+ * product itself). Rows are independent, so the copies run on
  * the pool, ROWS_PER_COPY rows an item. */
 #define ROWS_PER_COPY 64
 typedef struct {
@@ -1154,7 +1225,7 @@ static void unshare_item(void *ctx, long i, int worker)
 		const float *src = kv->gate + (size_t)kv->uidx[r] * ld;
 		memcpy(kv->q + (size_t)r * Q, src, sizeof(float) * (size_t)Q);
 		memcpy(kv->k + (size_t)r * KV, src + Q, sizeof(float) * (size_t)KV);
-		memcpy(kv->v + (size_t)r * KV, src + Q + KV, sizeof(float) * (size_t)KV);
+		/* v: store_kv reads it from kv->gate (nothing else reads layer 0's v) */
 	}
 }
 
@@ -1223,7 +1294,12 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 		*mk = *mk == SLOT_EMPTY || *mk == made ? made : SLOT_MIXED;
 	}
 	iapo_embedding_forward(kv->x, p->t[IAPO_P_EMBED], kv->tok, R, C); // (R,C)
-	iapo_rope_table(kv->cs, kv->pos, R, HD, kv->inv_freq);
+	for (int r = 0; r < R; r++) { /* rows of the table (the same bits as computing them now) */
+		if (kv->pos[r] < kv->ntab)
+			memcpy(kv->cs + (size_t)r * HD, kv->ropet + (size_t)kv->pos[r] * HD, sizeof(float) * (size_t)HD);
+		else
+			iapo_rope_table(kv->cs + (size_t)r * HD, kv->pos + r, 1, HD, kv->inv_freq);
+	}
 	int m = R; /* rows past the K/V of the layer (all but in the last one) */
 	iapo_gemm_wpack *const *packs = kv->wp_on == 1 + kv->bf16_on ? kv->wp[kv->bf16_on] : NULL;
 	for (int l = 0; l < c->L; l++) {
@@ -1275,7 +1351,7 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 		}
 		/* k now, q once it is known which rows it has (same arithmetic) */
 		iapo_rope_apply_table(k, NKV, NULL, 0, kv->cs, R, HD, 0);
-		store_kv(kv, l, rows, R, k);
+		store_kv(kv, l, rows, R, k, shared > 0);
 		if (m < R) { /* last layer: only the rows that ask for logits go on */
 			if (m == 0) break;
 			compact_out_rows(kv, rows, R);
