@@ -19,6 +19,7 @@
 #include "core/mem.h"
 #include "core/status.h"
 #include "kernels/kernels.h"
+#include "kernels/pool.h"
 
 const char *iapo_finish_str(iapo_finish f)
 {
@@ -133,6 +134,30 @@ static iapo_status check_opts(const iapo_weights *w, const int *const *prompts, 
 /* The cache slot of sequence b. */
 #define SLOT(b) (o->slots ? o->slots[b] : (b))
 
+/* One step's sampling, one sequence an item on the kernels' pool (not an
+ * OpenMP region: its threads would fight the pool's spinning worker for the
+ * second CPU at every token; KERN measured the 2-thread rollout's CPU
+ * halve). Each sequence draws from its own stream, so the tokens do not
+ * depend on which thread samples them. */
+typedef struct {
+	seq_state *ss;
+	int *sampled;
+	const float *logits;
+	float *scratch;
+	const iapo_gen_opts *o;
+	int V, greedy;
+} samp_job;
+
+static void samp_item(void *ctx, long i, int worker)
+{
+	const samp_job *J = ctx;
+	const int b = (int)i;
+	const iapo_gen_opts *o = J->o;
+	if (!J->ss[b].live) return;
+	float *scr = J->greedy ? NULL : J->scratch + IAPO_SAMPLE_SCRATCH(J->V) * (size_t)worker;
+	J->sampled[b] = iapo_sample(J->logits + (size_t)SLOT(b) * J->V, J->V, &o->sampler, &J->ss[b].rng, scr);
+}
+
 iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, const int *prompt_lens, int B,
 			  const iapo_gen_opts *o, iapo_kv *kv, iapo_gen_result *res, iapo_gen_stats *stats)
 {
@@ -163,7 +188,7 @@ iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, cons
 				 iapo_kv_slots(kv), iapo_kv_tmax(kv));
 
 	iapo_status st = IAPO_OK;
-	const int nthr = omp_get_max_threads();
+	const int nthr = omp_get_max_threads() > iapo_pool_threads() ? omp_get_max_threads() : iapo_pool_threads();
 	int S = 0;
 	seq_state *ss = NULL;
 	int *n = NULL, *sampled = NULL;
@@ -238,12 +263,8 @@ iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, cons
 		if (want_ent)
 			iapo_logprob_entropy_forward(NULL, ent, logits, NULL, o->slots ? S : B, V, o->entropy_temperature);
 		/* Sample every live sequence (each from its own stream). */
-#pragma omp parallel for schedule(dynamic, 1) if (B > 1)
-		for (int b = 0; b < B; b++) {
-			if (!ss[b].live) continue;
-			float *scr = greedy ? NULL : scratch + IAPO_SAMPLE_SCRATCH(V) * (size_t)omp_get_thread_num();
-			sampled[b] = iapo_sample(logits + (size_t)SLOT(b) * V, V, &o->sampler, &ss[b].rng, scr);
-		}
+		samp_job sj = {ss, sampled, logits, scratch, o, V, greedy};
+		iapo_pool_for(B, samp_item, &sj);
 		int live = 0;
 		for (int b = 0; b < B; b++) {
 			n[SLOT(b)] = 0;
