@@ -21,6 +21,7 @@
 #include "core/mem.h"
 #include "core/status.h"
 #include "kernels/kernels.h"
+#include "kernels/pool.h"
 #include "model/kvcache.h"
 #include "model/sample.h"
 #include "model/transformer.h"
@@ -340,6 +341,15 @@ static void position_row(const iapo_info *e, const iapo_info_batch *b, int j, in
 	r->out = out;
 }
 
+/* The greedy answer token of logits row j, on the kernels' pool (an OpenMP
+ * region's threads would fight the pool's spinning worker for a CPU). */
+static void argmax_item(void *ctx, long j, int worker)
+{
+	(void)worker;
+	iapo_info *e = ctx;
+	e->cur[j] = iapo_sample_argmax(e->logits + (size_t)j * e->V, e->V);
+}
+
 /* One chunk of c positions (e->ob, e->ot): postfix rows, then N − 1 greedy
  * answer steps; E of each position is the sum of its steps' entropies. */
 static iapo_status run_chunk(iapo_info *e, const iapo_info_batch *b, int c, float *E, int ld, long *rows)
@@ -354,11 +364,9 @@ static iapo_status run_chunk(iapo_info *e, const iapo_info_batch *b, int c, floa
 	for (int j = 0; j < c; j++) E[(size_t)e->ob[j] * ld + e->ot[j]] = e->ent[j];
 	for (int s = 1; s < e->N; s++) {
 		int bad = -1;
-#pragma omp parallel for if ((size_t)c * e->V > 65536) reduction(max : bad)
-		for (int j = 0; j < c; j++) {
-			e->cur[j] = iapo_sample_argmax(e->logits + (size_t)j * e->V, e->V);
-			if (e->cur[j] < 0) bad = j > bad ? j : bad;
-		}
+		iapo_pool_for(c, argmax_item, e);
+		for (int j = 0; j < c; j++)
+			if (e->cur[j] < 0) bad = j;
 		if (bad >= 0)
 			return iapo_fail(IAPO_ERR_NUMERIC,
 					 "information estimator: sequence %d, position %d: no greedy answer token (NaN logits)",
