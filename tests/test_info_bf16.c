@@ -26,7 +26,9 @@
  *    C within 3% of the largest entropy for the tiny models (measured 1.8%),
  *    15% for the HD 64 one (low entropies: measured 9%, bf16 weights alone
  *    6%); head dim 24 (Qwen3: no bf16 path) gives fp32 attention's bits; the
- *    cache attends in fp32 again after the call (decoding never in bf16).
+ *    cache attends in fp32 again after the call (decoding never in bf16);
+ *    1 and 2 threads give the same bits (each vector's sums run in a fixed
+ *    order; the stores, on the pool, only move data).
  * Fault checks (by hand, 2026-11-27; each made both cases fail): scores
  * without their last pair of dims; P.V without its odd pairs of rows; P.V's
  * edge masks swapped; the conversion at turn-on skipped; every score scaled
@@ -39,6 +41,7 @@
 #include "core/mem.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "kernels/kernels.h"
 #include "model/generate.h"
 #include "model/kvcache.h"
 #include "rl/iapo_adv.h"
@@ -264,8 +267,14 @@ static void pass_model(const char *name, iapo_weights *w, double etol)
 	static float E0[NSEQ * LD], C0[NSEQ * LD], E1[NSEQ * LD], C1[NSEQ * LD], E2[NSEQ * LD], C2[NSEQ * LD];
 	CHECK(iapo_info_compute_cached(e32, &ic, &b, E0, C0, LD, NULL) == IAPO_OK, "%s", iapo_errmsg());
 	CHECK(iapo_info_compute_cached(e16a, &ic, &b, E1, C1, LD, NULL) == IAPO_OK, "%s", iapo_errmsg());
+	iapo_set_threads(2);
 	CHECK(iapo_info_compute_cached(e16, &ic, &b, E2, C2, LD, NULL) == IAPO_OK, "%s", iapo_errmsg());
 	CHECK(!iapo_kv_attn_bf16_on(kv), "%s: the cache was left attending in bf16", name);
+	static float E3[NSEQ * LD], C3[NSEQ * LD];
+	iapo_set_threads(1);
+	CHECK(iapo_info_compute_cached(e16, &ic, &b, E3, C3, LD, NULL) == IAPO_OK, "%s", iapo_errmsg());
+	CHECK(!memcmp(E2, E3, sizeof E2) && !memcmp(C2, C3, sizeof C2), "%s: bf16 pass: 1 and 2 threads: other bits",
+	      name);
 	const double eE = rel_err(cl, E2, E0), eC = rel_err(cl, C2, C0), da = adv_diff(cl, E0, C0, E2, C2);
 	const double aE = rel_err(cl, E2, E1), aC = rel_err(cl, C2, C1), ada = adv_diff(cl, E1, C1, E2, C2);
 	const double wE = rel_err(cl, E1, E0), wda = adv_diff(cl, E0, C0, E1, C1);

@@ -49,6 +49,8 @@
 #define OUTG_CAP 64  /* rows per vocabulary GEMM */
 #define UHASH (4 * RMAX_CAP) /* share_rows' table: a power of two, at least twice Rmax */
 #define SHARE_MIN_M 32 /* rows of the shared q/k/v product at least (see share_rows) */
+#define STORE_PAR_ROWS 64 /* store_kv runs on the pool from this many rows of a chunk */
+#define STORE_PAR_SLOTS 16 /* and at most this many slots */
 #define ROPE_TAB_MAX 8192 /* positions in kv->ropet at most (later ones are computed per row) */
 #define SLOT_EMPTY (-2) /* kv->made: nothing computed since the slot was made or reset */
 #define SLOT_MIXED (-1) /* computed with more than one set of weights */
@@ -102,6 +104,7 @@ struct iapo_kv {
 	uint16_t *kb, *vb;
 	int ab_on;   /* attention reads kb/vb, and every K/V store writes them too */
 	int *hw;     /* (S) keys [0, hw) of the slot written since its reset (what turning on converts) */
+	int *sidx, *slist; /* (S), (Rmax): store_kv's distinct slots (sidx -1 between calls) */
 };
 
 #define NPACK 7
@@ -192,6 +195,8 @@ void iapo_kv_free(iapo_kv *kv)
 	iapo_free(kv->len);
 	iapo_free(kv->made);
 	iapo_free(kv->hw);
+	iapo_free(kv->sidx);
+	iapo_free(kv->slist);
 	iapo_free_aligned(kv->kb);
 	iapo_free_aligned(kv->vb);
 	iapo_free_aligned(kv->kc);
@@ -294,6 +299,8 @@ iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
 	kv->len = iapo_calloc((size_t)B, sizeof(int));
 	kv->made = iapo_malloc(sizeof(int) * (size_t)B);
 	kv->hw = iapo_calloc((size_t)B, sizeof(int));
+	kv->sidx = iapo_malloc(sizeof(int) * (size_t)B);
+	kv->slist = iapo_malloc(sizeof(int) * R);
 	kv->inv_freq = iapo_malloc(sizeof(float) * (size_t)(c->HD / 2));
 	kv->tok = iapo_malloc(sizeof(int) * R);
 	kv->pos = iapo_malloc(sizeof(int) * R);
@@ -303,7 +310,7 @@ iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
 	kv->atask = iapo_malloc(sizeof(int) * 3 * R * (size_t)c->NH);
 	kv->uidx = iapo_malloc(sizeof(int) * R);
 	kv->uhash = iapo_malloc(sizeof(int) * UHASH);
-	if (!kv->len || !kv->made || !kv->hw || !kv->inv_freq || !kv->tok || !kv->pos || !kv->dst || !kv->rows || !kv->lrows || !kv->atask ||
+	if (!kv->len || !kv->made || !kv->hw || !kv->sidx || !kv->slist || !kv->inv_freq || !kv->tok || !kv->pos || !kv->dst || !kv->rows || !kv->lrows || !kv->atask ||
 	    !kv->uidx || !kv->uhash) {
 		st = iapo_fail(IAPO_ERR_NOMEM, "kv cache: out of memory");
 		goto fail;
@@ -333,7 +340,7 @@ iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
 		for (int i = 0; i < n; i++) kv->tok[i] = t0 + i;
 		iapo_rope_table(kv->ropet + (size_t)t0 * c->HD, kv->tok, n, c->HD, kv->inv_freq);
 	}
-	for (int b = 0; b < B; b++) kv->made[b] = SLOT_EMPTY;
+	for (int b = 0; b < B; b++) kv->made[b] = SLOT_EMPTY, kv->sidx[b] = -1;
 	*out = kv;
 	return IAPO_OK;
 fail:
@@ -1031,32 +1038,73 @@ static void attend_task(void *ctx, long i, int worker)
  * cache. Runs of rows with consecutive slots of one tile (a prefill, the
  * postfix rows of consecutive IAPO positions) go d by d, so each line of a
  * tile's row is written once per run rather than once per key. */
-static void store_kv(iapo_kv *kv, int l, const iapo_kv_row *rows, int R, const float *k, int shared)
+/* store_kv's runs of one kv head g, of slot seq only (seq >= 0) or of all. */
+static void store_runs(iapo_kv *kv, int l, const iapo_kv_row *rows, int R, const float *k, int shared, int seq, int g)
 {
 	const iapo_config *c = &kv->w->cfg;
-	const int NKV = c->NKV, HD = c->HD, KV = NKV * HD;
+	const int HD = c->HD, KV = c->NKV * HD;
 	const size_t ld = (size_t)c->NH * HD + 2 * (size_t)KV; /* share_rows' products: row r's v at uidx[r] */
 	for (int r = 0; r < R;) {
-		const int seq = rows[r].seq, t0 = rows[r].slot;
+		const int s = rows[r].seq, t0 = rows[r].slot;
 		int n = 1;
-		while (r + n < R && rows[r + n].seq == seq && rows[r + n].slot == t0 + n && (t0 + n) % KT) n++;
-		for (int g = 0; g < NKV; g++) {
-			float *kt = cache_at(kv, kv->kc, l, seq, g) + (size_t)(t0 / KT) * KT * HD + t0 % KT;
-			const float *ks = k + (size_t)r * KV + (size_t)g * HD, *vs = kv->v + (size_t)r * KV + (size_t)g * HD;
-			for (int d = 0; d < HD; d++)
-				for (int j = 0; j < n; j++) kt[(size_t)d * KT + j] = ks[(size_t)j * KV + d];
-			float *vd = cache_at(kv, kv->vc, l, seq, g) + (size_t)t0 * HD;
-			for (int j = 0; j < n; j++) {
-				const float *src = shared ? kv->gate + (size_t)kv->uidx[r + j] * ld + (ld - KV) + (size_t)g * HD
-							  : vs + (size_t)j * KV;
-				memcpy(vd + (size_t)j * HD, src, sizeof(float) * (size_t)HD);
-			}
-#if defined(AB_ON)
-			if (kv->ab_on) shadow_put(kv, l, seq, g, t0, t0 + n);
-#endif
+		while (r + n < R && rows[r + n].seq == s && rows[r + n].slot == t0 + n && (t0 + n) % KT) n++;
+		if (seq >= 0 && s != seq) {
+			r += n;
+			continue;
 		}
-		if (t0 + n > kv->hw[seq]) kv->hw[seq] = t0 + n;
+		float *kt = cache_at(kv, kv->kc, l, s, g) + (size_t)(t0 / KT) * KT * HD + t0 % KT;
+		const float *ks = k + (size_t)r * KV + (size_t)g * HD, *vs = kv->v + (size_t)r * KV + (size_t)g * HD;
+		for (int d = 0; d < HD; d++)
+			for (int j = 0; j < n; j++) kt[(size_t)d * KT + j] = ks[(size_t)j * KV + d];
+		float *vd = cache_at(kv, kv->vc, l, s, g) + (size_t)t0 * HD;
+		for (int j = 0; j < n; j++) {
+			const float *src = shared ? kv->gate + (size_t)kv->uidx[r + j] * ld + (ld - KV) + (size_t)g * HD
+						  : vs + (size_t)j * KV;
+			memcpy(vd + (size_t)j * HD, src, sizeof(float) * (size_t)HD);
+		}
+#if defined(AB_ON)
+		if (kv->ab_on) shadow_put(kv, l, s, g, t0, t0 + n);
+#endif
 		r += n;
+	}
+}
+
+typedef struct {
+	iapo_kv *kv;
+	const iapo_kv_row *rows;
+	const float *k;
+	int R, l, shared;
+} store_job;
+
+static void store_item(void *ctx, long i, int worker)
+{
+	(void)worker;
+	const store_job *J = ctx;
+	const int NKV = J->kv->w->cfg.NKV;
+	store_runs(J->kv, J->l, J->rows, J->R, J->k, J->shared, J->kv->slist[i / NKV], (int)(i % NKV));
+}
+
+static void store_kv(iapo_kv *kv, int l, const iapo_kv_row *rows, int R, const float *k, int shared)
+{
+	const int NKV = kv->w->cfg.NKV;
+	int ns = 0; /* the chunk's slots, in order of appearance */
+	for (int r = 0; r < R; r++) {
+		const int s = rows[r].seq;
+		if (kv->sidx[s] < 0) {
+			kv->sidx[s] = ns;
+			kv->slist[ns++] = s;
+		}
+		if (rows[r].slot + 1 > kv->hw[s]) kv->hw[s] = rows[r].slot + 1;
+	}
+	for (int i = 0; i < ns; i++) kv->sidx[kv->slist[i]] = -1;
+	/* a chunk of many rows in few slots (a prefill, the IAPO pass): one
+	 * item per (slot, kv head), disjoint memory (the bf16 copy's whole
+	 * groups included), on the pool; decoding's rows (one per slot) serially */
+	if (R >= STORE_PAR_ROWS && ns <= STORE_PAR_SLOTS && iapo_pool_threads() > 1) {
+		store_job J = {kv, rows, k, R, l, shared};
+		iapo_pool_for((long)ns * NKV, store_item, &J);
+	} else {
+		for (int g = 0; g < NKV; g++) store_runs(kv, l, rows, R, k, shared, -1, g);
 	}
 }
 
@@ -1229,6 +1277,24 @@ static void unshare_item(void *ctx, long i, int worker)
 	}
 }
 
+#if defined(AB_ON)
+typedef struct {
+	iapo_kv *kv;
+	const int *slots;
+} convert_job;
+
+/* Turning bf16 attention on: item (slot i, layer, kv head) converted. */
+static void convert_item(void *ctx, long i, int worker)
+{
+	(void)worker;
+	const convert_job *J = ctx;
+	const iapo_config *c = &J->kv->w->cfg;
+	const int g = (int)(i % c->NKV), l = (int)(i / c->NKV % c->L), k = (int)(i / ((long)c->NKV * c->L));
+	const int s = J->slots[k];
+	if (J->kv->sidx[s] == k) shadow_put(J->kv, l, s, g, 0, J->kv->hw[s]); /* a slot given twice: once */
+}
+#endif
+
 iapo_status iapo_kv_attn_bf16(iapo_kv *kv, int on, const int *slots, int n)
 {
 	kv->ab_on = 0;
@@ -1255,10 +1321,11 @@ iapo_status iapo_kv_attn_bf16(iapo_kv *kv, int on, const int *slots, int n)
 		memset(kv->kb, 0, cache * sizeof(uint16_t));
 		memset(kv->vb, 0, cache * sizeof(uint16_t));
 	}
+	convert_job J = {kv, slots};
 	for (int i = 0; i < n; i++)
-		if (kv->hw[slots[i]] > 0)
-			for (int l = 0; l < c->L; l++)
-				for (int g = 0; g < c->NKV; g++) shadow_put(kv, l, slots[i], g, 0, kv->hw[slots[i]]);
+		if (kv->sidx[slots[i]] < 0) kv->sidx[slots[i]] = i;
+	iapo_pool_for((long)n * c->L * c->NKV, convert_item, &J);
+	for (int i = 0; i < n; i++) kv->sidx[slots[i]] = -1;
 	kv->ab_on = 1;
 #else
 	(void)on;
