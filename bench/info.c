@@ -24,7 +24,8 @@
  *               forward per prefix), measured on ONE sequence and multiplied
  *               by G (the record says so): the full batch takes minutes
  *   info_variant the cached pass with a 1-token postfix, with --info-stride 4
- *               and with bf16 weights (both approximations): time, and how
+ *               and in bf16 (weights and attention; and bf16 weights with
+ *               fp32 attention, as before session 7): time, and how
  *               far they move the token advantages (defaults, A_i = 0,
  *               correct) from the exact ones — on RANDOM weights, whose
  *               entropies jump from token to token, so this overstates what a
@@ -48,7 +49,8 @@
  * exact estimate (over the rollout's cache, checked against the own-prefill
  * pass), and how far the approximations move Ŝ (the normalised information
  * gain) and the token advantages on these REAL traces: --info-stride 2, 4, 8,
- * --info-at newline, bf16 weights; records info_real and info_approx.
+ * --info-at newline, bf16 (weights and attention, and weights only);
+ * records info_real and info_approx.
  *
  * --pack: the estimators pack the weight matrices into GEMM panels once per
  * call (iapo_info_opts.pack_weights) rather than in every chunk's product.
@@ -192,14 +194,16 @@ static deviation deviate(const float *a, const float *b, int n, const int *len, 
 	return r;
 }
 
-/* The cached pass with other options: time, and (adv_exact) the advantages' deviation from exact ones. */
+/* The cached pass with other options: time, and (adv_exact) the advantages' deviation from exact ones.
+ * bf16: 1 bf16 weights and attention, 2 bf16 weights with fp32 attention. */
 static iapo_status variant(ctx *x, const char *name, int K, int stride, int bf16, const float *adv_exact,
 			   double budget, int reps, int threads, const char *shape, double step_s)
 {
 	iapo_info_opts io = x->io;
 	io.n_postfix = K;
 	io.stride = stride;
-	io.bf16 = bf16;
+	io.bf16 = bf16 != 0;
+	io.attn_fp32 = bf16 == 2;
 	IAPO_TRY(iapo_info_new(x->w, G, T, &io, &x->info));
 	double secs, pre, pass;
 	iapo_status st = time_it(run_cached, x, 1, budget, reps, &secs, &pre, &pass);
@@ -222,7 +226,8 @@ static iapo_status variant(ctx *x, const char *name, int K, int stride, int bf16
 	bench_rec_str("variant", name);
 	bench_rec_int("postfix", K);
 	bench_rec_int("stride", stride);
-	bench_rec_bool("bf16", bf16);
+	bench_rec_bool("bf16", bf16 != 0);
+	bench_rec_bool("attn_fp32", bf16 == 2);
 	bench_rec_num("seconds", secs);
 	bench_rec_num("seconds_over_step", secs / step_s);
 	bench_rec_int("positions", is.positions);
@@ -454,6 +459,7 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 	IAPO_CHECK(st, variant(&x, "postfix1", 1, 1, 0, NULL, budget, reps, threads, s->name, step));
 	IAPO_CHECK(st, variant(&x, "stride4", KPOST, 4, 0, x.adv_exact, budget, reps, threads, s->name, step));
 	IAPO_CHECK(st, variant(&x, "bf16", KPOST, 1, 1, x.adv_exact, budget, reps, threads, s->name, step));
+	IAPO_CHECK(st, variant(&x, "bf16_attn_fp32", KPOST, 1, 2, x.adv_exact, budget, reps, threads, s->name, step));
 
 	naive_s = NAN;
 	if (naive) {
@@ -523,11 +529,12 @@ fail:
 
 typedef struct {
 	const char *name;
-	int stride, newline, bf16;
+	int stride, newline, bf16; /* bf16: 1 weights and attention, 2 weights only */
 } approx;
 
 static const approx APPROX[] = {
 	{"stride2", 2, 0, 0}, {"stride4", 4, 0, 0}, {"stride8", 8, 0, 0}, {"newline", 1, 1, 0}, {"bf16", 1, 0, 1},
+	{"bf16_attn_fp32", 1, 0, 2},
 };
 
 typedef struct {
@@ -678,7 +685,8 @@ static iapo_status bench_real(const char *model, const char *data, int nprompts,
 	for (size_t a = 0; a < sizeof APPROX / sizeof *APPROX; a++) {
 		iapo_info_opts ao = io;
 		ao.stride = APPROX[a].stride;
-		ao.bf16 = APPROX[a].bf16;
+		ao.bf16 = APPROX[a].bf16 != 0;
+		ao.attn_fp32 = APPROX[a].bf16 == 2;
 		if (APPROX[a].newline) {
 			ao.at_tokens = x.nl;
 			ao.n_at = x.n_nl;

@@ -25,7 +25,10 @@
  * AVX-512 and a head dim that is a multiple of 16 the scores, the softmax's
  * max, exponentials and sum and P.V run 16 lanes at a time (P.V with two
  * partial sums per 16 columns, so small head dims are not bound by the FMA
- * latency, and each value row loaded once for several vectors).
+ * latency, and each value row loaded once for several vectors). The bf16
+ * IAPO pass turns on bf16 attention (iapo_kv_attn_bf16): the same tiles
+ * over a bf16 copy of the cache in vdpbf16ps's pair layouts, written beside
+ * the fp32 cache by every store while on; decoding always attends in fp32.
  */
 #include "model/kvcache.h"
 
