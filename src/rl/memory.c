@@ -110,8 +110,15 @@ double iapo_mem_kv(const iapo_config *c, int B, int Tmax)
 	if (R > KV_RMAX) R = KV_RMAX;
 	const double G = R < KV_OUTG ? R : KV_OUTG;
 	const double cache = 2.0 * L * B * (double)Tmax * KV;
-	const double scratch = R * c->HD + 2 * R * C + 3 * R * Q + 3 * R * KV + 3 * R * F + G * C + G * c->V;
+	/* the scratch begins with the RoPE table of positions [0, Tmax + 64) */
+	const double scratch = ((double)Tmax + 64) * c->HD + R * c->HD + 2 * R * C + 3 * R * Q + 3 * R * KV + 3 * R * F + G * C + G * c->V;
 	return 4.0 * (cache + scratch) + R * KV_ROW_BYTES + 4.0 * B;
+}
+
+double iapo_mem_kv_bf16(const iapo_config *c, int B, int Tmax)
+{
+	if (c->HD % 16) return 0; /* kvcache.c attends in fp32 then */
+	return 2.0 * 2.0 * c->L * B * (double)Tmax * c->NKV * c->HD;
 }
 
 double iapo_mem_generate(const iapo_config *c, int B, int Tmax, int threads)
@@ -130,7 +137,7 @@ double iapo_mem_bf16_weights(const iapo_config *c)
 }
 
 double iapo_mem_info(const iapo_config *c, int Bmax, int Tmax, int n_postfix, int answer_tokens, int chunk,
-		     int own_cache)
+		     int own_cache, int attn_bf16)
 {
 	const int answer = n_postfix > 0;
 	const double K = answer ? n_postfix : 0, Na = answer ? (answer_tokens > 0 ? answer_tokens : 1) : 1;
@@ -157,7 +164,9 @@ double iapo_mem_info(const iapo_config *c, int Bmax, int Tmax, int n_postfix, in
 	if (pre < 1) pre = 1;
 	const double nlog = ch > pre ? ch : pre;
 	const double nrows = ch * K > INFO_ROWS ? ch * K : INFO_ROWS;
-	const double kv = own_cache ? iapo_mem_kv(c, Bmax + (int)nscratch, (int)Tkv) : 0;
+	const int slots = Bmax + (int)nscratch;
+	const double kv = own_cache ? iapo_mem_kv(c, slots, (int)Tkv) + (attn_bf16 ? iapo_mem_kv_bf16(c, slots, (int)Tkv) : 0)
+				    : 0;
 	return kv + nrows * KV_ROW_BYTES + nlog * (V4 + 12.0) + 4.0 * ch;
 }
 
@@ -259,7 +268,7 @@ iapo_status iapo_mem_plan_info(iapo_mem_plan *p, const char *model_dir, int max_
 	IAPO_TRY(plan_model(p, model_dir, &c, threads, &load));
 	if (max_len < 1) max_len = 1;
 	double gen = iapo_mem_generate(&c, 1, max_len, threads) + iapo_mem_bf16_weights(&c);
-	double info = iapo_mem_info(&c, 1, max_len, POSTFIX_TOKENS, answer_tokens, chunk, 1);
+	double info = iapo_mem_info(&c, 1, max_len, POSTFIX_TOKENS, answer_tokens, chunk, 1, 0);
 	iapo_mem_add(p, "KV cache and logits", "--max-tokens", gen);
 	iapo_mem_add(p, "information estimator", "--chunk, --max-tokens", info);
 	add_load(p, load, gen + info);
@@ -317,6 +326,14 @@ iapo_status iapo_mem_plan_train(iapo_mem_plan *p, const iapo_train_opts *o)
 	x = iapo_mem_generate(&c, R + extra, Tmax, threads) + (reuse ? 4.0 * R * (Tmax + Tc) : 0);
 	iapo_mem_add(p, "rollout KV cache", "--rollout-batch, --max-completion-tokens", x);
 	run += x;
+	/* a bf16 pass attends over a bf16 copy of the cache it reads (info.c's
+	 * attn16; there is no option for fp32 attention in a bf16 pass) */
+	const int attn_bf16 = iapo && o->info_bf16;
+	if (reuse && attn_bf16) {
+		x = iapo_mem_kv_bf16(&c, R + extra, Tmax);
+		iapo_mem_add(p, "bf16 copy of the rollout KV cache (information pass)", "--rollout-fp32", x);
+		run += x;
+	}
 	/* trainer.c samples with bf16 weights only under --rollout-bf16 (or
 	 * IAPO's --info-bf16) */
 	if (o->rollout_bf16 || (reuse && o->info_bf16)) {
@@ -334,10 +351,11 @@ iapo_status iapo_mem_plan_train(iapo_mem_plan *p, const iapo_train_opts *o)
 	const int batch = n_loc < 16 ? n_loc : 16;
 	x = 0;
 	if (iapo)
-		x = iapo_mem_info(&c, batch, Tmax, POSTFIX_TOKENS, (int)o->answer_tokens, (int)o->info_chunk, !reuse) +
+		x = iapo_mem_info(&c, batch, Tmax, POSTFIX_TOKENS, (int)o->answer_tokens, (int)o->info_chunk, !reuse,
+				  attn_bf16) +
 		    8.0 * n_loc * (Tmax + 1);
 	else if (!strcmp(o->algo, "gtpo"))
-		x = iapo_mem_info(&c, batch, Tmax, 0, 1, 0, 1) + 4.0 * n_loc * (Tc + 1);
+		x = iapo_mem_info(&c, batch, Tmax, 0, 1, 0, 1, 0) + 4.0 * n_loc * (Tc + 1);
 	iapo_mem_add(p, "information estimator", "--info-chunk, --max-completion-tokens", x);
 	run += x;
 	/* trainer.c: 4 per-token arrays of the step, 9 of the micro-batch,

@@ -63,6 +63,10 @@ double iapo_mem_weights(const iapo_config *c);
 double iapo_mem_fwd(const iapo_config *c, int B, int T, int with_backward);
 /* iapo_kv_new(B, Tmax): the caches, a chunk's scratch, its logits rows. */
 double iapo_mem_kv(const iapo_config *c, int B, int Tmax);
+/* The bf16 copy of the K/V that a bf16 information pass attends over
+ * (iapo_kv_attn_bf16, allocated on its first call and kept): half the fp32
+ * cache; 0 for head dims that keep fp32 attention. */
+double iapo_mem_kv_bf16(const iapo_config *c, int B, int Tmax);
 /* iapo_generate of B sequences through a cache of Tmax positions: the cache,
  * (B, V) logits and the sampler's scratch for `threads` threads. */
 double iapo_mem_generate(const iapo_config *c, int B, int Tmax, int threads);
@@ -72,9 +76,10 @@ double iapo_mem_bf16_weights(const iapo_config *c);
 /* iapo_info_new(Bmax, Tmax) in answer mode with a postfix of n_postfix tokens
  * (next-token mode when n_postfix == 0), answer_tokens, chunk (0 = automatic
  * within the default budget); own_cache: with the KV cache it makes for
- * itself (0 when it works in the rollout's, as IAPO's hook does). */
+ * itself (0 when it works in the rollout's, as IAPO's hook does), and then
+ * attn_bf16: with that cache's bf16 copy (a bf16 pass attends in bf16). */
 double iapo_mem_info(const iapo_config *c, int Bmax, int Tmax, int n_postfix, int answer_tokens, int chunk,
-		     int own_cache);
+		     int own_cache, int attn_bf16);
 /* Sum of the sizes of the regular files in dir whose names end in suffix
  * (e.g. ".safetensors"); 0 when dir cannot be read. */
 double iapo_mem_dir_bytes(const char *dir, const char *suffix);
