@@ -417,6 +417,33 @@ typedef struct {
 	float *ls;      /* bf16 attention: (16) the running sum by lane (l unused) */
 } qvec;
 
+/* The union [*lo, *hi) of the vectors' key spans (empty: *lo > *hi). */
+static void span_union(const qvec *v, int nv, int *lo, int *hi)
+{
+	*lo = INT_MAX, *hi = 0;
+	for (int i = 0; i < nv; i++)
+		if (v[i].hi > v[i].lo) {
+			*lo = v[i].lo < *lo ? v[i].lo : *lo;
+			*hi = v[i].hi > *hi ? v[i].hi : *hi;
+		}
+}
+
+/* The vectors with keys in the tile at t0, into act; [*ua, *ub) the union
+ * of their keys there, as tile offsets. Returns how many. */
+static int tile_active(qvec *v, int nv, int t0, qvec **act, int *ua, int *ub)
+{
+	int na = 0;
+	*ua = KT, *ub = 0;
+	for (int i = 0; i < nv; i++) {
+		const int a = v[i].lo - t0 > 0 ? v[i].lo - t0 : 0, b = v[i].hi - t0 < KT ? v[i].hi - t0 : KT;
+		if (a >= b) continue;
+		act[na++] = &v[i];
+		*ua = a < *ua ? a : *ua;
+		*ub = b > *ub ? b : *ub;
+	}
+	return na;
+}
+
 #if defined(__AVX512F__)
 #define SB 6 /* query vectors per register block of scores: 6 x 4 accumulators */
 
@@ -819,23 +846,13 @@ static void pv_any_bf(qvec *const *v, int na, const uint16_t *Vt, int ta, int tb
  * pairs of weights. */
 static void attend_span_bf(qvec *v, int nv, const uint16_t *Kb, const uint16_t *Vb, int HD, float scale)
 {
-	int lo = INT_MAX, hi = 0;
-	for (int i = 0; i < nv; i++)
-		if (v[i].hi > v[i].lo) {
-			lo = v[i].lo < lo ? v[i].lo : lo;
-			hi = v[i].hi > hi ? v[i].hi : hi;
-		}
+	int lo, hi;
+	span_union(v, nv, &lo, &hi);
 	for (int t0 = hi > lo ? lo / KT * KT : hi; t0 < hi; t0 += KT) {
 		const uint16_t *Kt = Kb + (size_t)t0 * HD, *Vt = Vb + (size_t)t0 * HD;
 		qvec *act[VB_MAX];
-		int na = 0, ua = KT, ub = 0;
-		for (int i = 0; i < nv; i++) {
-			const int a = v[i].lo - t0 > 0 ? v[i].lo - t0 : 0, b = v[i].hi - t0 < KT ? v[i].hi - t0 : KT;
-			if (a >= b) continue;
-			act[na++] = &v[i];
-			ua = a < ua ? a : ua;
-			ub = b > ub ? b : ub;
-		}
+		int ua, ub;
+		const int na = tile_active(v, nv, t0, act, &ua, &ub);
 		if (na == 0) continue;
 		const int G0 = ua / 16, G1 = (ub + 15) / 16;
 		const int nn = hi - t0 - KT < KT ? hi - t0 - KT : KT;
@@ -894,26 +911,16 @@ static void tile_plain(qvec *v, int a, int b, const float *Kt, const float *Vt, 
  * whatever the memory holds. */
 static void attend_span(qvec *v, int nv, const float *Kb, const float *Vb, int HD, float scale)
 {
-	int lo = INT_MAX, hi = 0;
-	for (int i = 0; i < nv; i++)
-		if (v[i].hi > v[i].lo) {
-			lo = v[i].lo < lo ? v[i].lo : lo;
-			hi = v[i].hi > hi ? v[i].hi : hi;
-		}
+	int lo, hi;
+	span_union(v, nv, &lo, &hi);
 #if defined(__AVX512F__)
 	const int fast = HD % 16 == 0;
 #endif
 	for (int t0 = hi > lo ? lo / KT * KT : hi; t0 < hi; t0 += KT) {
 		const float *Kt = Kb + (size_t)t0 * HD, *Vt = Vb + (size_t)t0 * HD;
 		qvec *act[VB_MAX];
-		int na = 0, ua = KT, ub = 0;
-		for (int i = 0; i < nv; i++) {
-			const int a = v[i].lo - t0 > 0 ? v[i].lo - t0 : 0, b = v[i].hi - t0 < KT ? v[i].hi - t0 : KT;
-			if (a >= b) continue;
-			act[na++] = &v[i];
-			ua = a < ua ? a : ua;
-			ub = b > ub ? b : ub;
-		}
+		int ua, ub;
+		const int na = tile_active(v, nv, t0, act, &ua, &ub);
 		if (na == 0) continue;
 #if defined(__AVX512F__)
 		if (fast) {
