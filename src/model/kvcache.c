@@ -470,6 +470,20 @@ static inline __m512 exp_nonpos16(__m512 x)
 	return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
 }
 
+/* Step d of a score block's depth loop: a 1/HD share (pvn lines) of the pvl
+ * lines of values P.V reads and row d of the next tile's keys (pkn lines,
+ * rows 4 KT bytes apart; none when pk is NULL), fetched ahead of use: the
+ * hardware prefetcher of this VM barely follows short streams, and a
+ * decoding step reads every sequence's cache from memory (without it
+ * decoding 64 sequences of the demo's model took 17% longer). */
+static inline __attribute__((always_inline)) void fetch_ahead(const char *pv, int pvl, int pvn, const char *pk,
+							     int pkn, int d)
+{
+	for (int x = pvn * d; x < pvn * d + pvn && x < pvl; x++) _mm_prefetch(pv + 64 * x, _MM_HINT_T0);
+	if (pk)
+		for (int x = 0; x < pkn; x++) _mm_prefetch(pk + (size_t)KT * 4 * d + 64 * x, _MM_HINT_T0);
+}
+
 /* v[i]->p[16 g0 .. 16 (g0 + NG)) = scale * q_i . keys of those lanes, for NB
  * vectors, each lane a chain over d = 0..HD-1. Kt: the tile (HD, KT). pv
  * (or NULL): the values P.V will read, pvl lines fetched along, pvn of them
@@ -486,14 +500,7 @@ static inline __attribute__((always_inline)) void scores_blk(qvec *const *v, con
 	}
 	const float *kt = Kt + 16 * g0;
 	for (int d = 0; d < HD; d++, kt += KT) {
-		if (pv) { /* a 1/HD share of the values P.V reads and row d of the next tile's keys, ahead
-			   * of use: the hardware prefetcher of this VM barely follows short streams, and a
-			   * decoding step reads every sequence's cache from memory (without it decoding 64
-			   * sequences of the demo's model took 17% longer) */
-			for (int x = pvn * d; x < pvn * d + pvn && x < pvl; x++) _mm_prefetch(pv + 64 * x, _MM_HINT_T0);
-			if (pk)
-				for (int x = 0; x < pkn; x++) _mm_prefetch(pk + (size_t)KT * 4 * d + 64 * x, _MM_HINT_T0);
-		}
+		if (pv) fetch_ahead(pv, pvl, pvn, pk, pkn, d);
 		__m512 k[4];
 		for (int g = 0; g < NG; g++) {
 			k[g] = _mm512_loadu_ps(kt + 16 * g);
@@ -701,11 +708,7 @@ static inline __attribute__((always_inline)) void scores_blk_bf(qvec *const *v, 
 	}
 	const uint16_t *kt = Kt + 32 * g0;
 	for (int dp = 0; dp < HD / 2; dp++, kt += 2 * KT) {
-		if (pv) {
-			for (int x = pvn * dp; x < pvn * dp + pvn && x < pvl; x++) _mm_prefetch(pv + 64 * x, _MM_HINT_T0);
-			if (pk)
-				for (int x = 0; x < pkn; x++) _mm_prefetch(pk + (size_t)KT * 4 * dp + 64 * x, _MM_HINT_T0);
-		}
+		if (pv) fetch_ahead(pv, pvl, pvn, pk, pkn, dp);
 		__m512i k[4];
 		for (int g = 0; g < NG; g++) {
 			k[g] = _mm512_loadu_si512(kt + 32 * g);
