@@ -110,24 +110,36 @@ static void run(int lib, int ta, int tb, int M, int N, int K)
 		iapo_sgemm(ta, tb, M, N, K, 1.0f, bufA, lda, bufB, ldb, 0.0f, bufC, N);
 }
 
+/* Seconds of one warm-up call of fn(ctx). */
+static double time_call(void (*fn)(const void *), const void *ctx)
+{
+	double t0 = bench_now();
+	fn(ctx);
+	return bench_now() - t0;
+}
+
+/* Repeats of a call that took `first` seconds that fit `budget`, least to
+ * 51 of them. */
+static int fit_reps(double first, double budget, int least)
+{
+	int reps = (int)(budget / (first > 1e-7 ? first : 1e-7));
+	return reps < least ? least : reps > 51 ? 51 : reps;
+}
+
+/* Median seconds of reps <= 51 calls of fn(ctx). */
+static double median_calls(void (*fn)(const void *), const void *ctx, int reps)
+{
+	double v[51];
+	for (int r = 0; r < reps; r++) v[r] = time_call(fn, ctx);
+	return bench_median(v, reps);
+}
+
 /* Median seconds of fn(ctx) after a warm-up call: as many repeats as fit
  * the budget (0.3 s, 0.05 s with --quick), 3 to 51 of them. */
 static double time_median(void (*fn)(const void *), const void *ctx, int quick)
 {
-	double t0 = bench_now();
-	fn(ctx);
-	double first = bench_now() - t0;
-	double budget = quick ? 0.05 : 0.3;
-	int reps = (int)(budget / (first > 1e-7 ? first : 1e-7));
-	if (reps < 3) reps = 3;
-	if (reps > 51) reps = 51;
-	double v[51];
-	for (int r = 0; r < reps; r++) {
-		t0 = bench_now();
-		fn(ctx);
-		v[r] = bench_now() - t0;
-	}
-	return bench_median(v, reps);
+	const double first = time_call(fn, ctx);
+	return median_calls(fn, ctx, fit_reps(first, quick ? 0.05 : 0.3, 3));
 }
 
 struct one_product {
@@ -217,22 +229,12 @@ struct rounds {
 static void time_rounds(void (*fn)(const void *), const void *ctx, double flop, int threads, double budget,
 			struct rounds *r)
 {
-	double t0 = bench_now();
-	fn(ctx);
-	double first = bench_now() - t0;
-	int reps = (int)(budget / ROUNDS / (first > 1e-7 ? first : 1e-7));
-	if (reps < 1) reps = 1;
-	if (reps > 51) reps = 51;
-	double pk[ROUNDS + 1], g[ROUNDS], pct[ROUNDS], v[51];
+	const int reps = fit_reps(time_call(fn, ctx), budget / ROUNDS, 1);
+	double pk[ROUNDS + 1], g[ROUNDS], pct[ROUNDS];
 	int sh[ROUNDS + 1];
 	pk[0] = adj_peak(threads, &sh[0]);
 	for (int i = 0; i < ROUNDS; i++) {
-		for (int k = 0; k < reps; k++) {
-			t0 = bench_now();
-			fn(ctx);
-			v[k] = bench_now() - t0;
-		}
-		g[i] = flop / bench_median(v, reps) * 1e-9;
+		g[i] = flop / median_calls(fn, ctx, reps) * 1e-9;
 		pk[i + 1] = adj_peak(threads, &sh[i + 1]);
 		/* the higher of the two: a burst that ran on one CPU must not
 		 * flatter the round */
