@@ -5,8 +5,9 @@
  * blocks, padded leading dimensions (the padding holds NaN in A and B and a
  * sentinel in C, so reading or writing outside the matrices shows), alpha and
  * beta variants (beta 0 over a NaN-filled C), degenerate sizes, 1 and 2
- * threads, no allocation in steady state, and the fallback when the
- * workspace cannot be allocated. No timing here: bench/gemm.c measures speed.
+ * threads, no allocation in steady state, the fallback when the
+ * workspace cannot be allocated, and A's rows read in place by the packed
+ * path giving the same bits as A packed. No timing here: bench/gemm.c measures speed.
  */
 #include <math.h>
 #include <omp.h>
@@ -239,6 +240,54 @@ static void test_small_blocking(void)
 	iapo_sgemm_set_blocking(0, 0, 0);
 }
 
+/* The packed path reading A's rows in place (iapo_sgemm_a_rows 1 and 2)
+ * multiplies the same numbers in the same order as with A packed (0): the
+ * same bits, for every transpose (only op(A) = A reads in place), ragged
+ * tiles, several depth and row blocks, padded rows (NaN in the gap), rows
+ * 4 KB apart (K = 1024, packed under the tuned rule, in place under 2),
+ * alpha/beta, 1 and 2 threads (split-K included); and against the loop. */
+static void test_a_rows(void)
+{
+	static const int shapes[][3] = {{256, 128, 896}, {45, 70, 1100}, {129, 65, 77}, {31, 257, 1024}, {17, 40, 33}};
+	for (int t = 0; t < 4; t++)
+		for (int si = 0; si < 5; si++)
+			for (int th = 1; th <= 2; th++) {
+				const int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], pad = si % 2 ? 3 : 0;
+				const int ta = t & 1, tb = t >> 1;
+				int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+				int lda = ac + pad, ldb = bc + pad, ldc = N + pad;
+				float *A = make_mat(ar, ac, lda, NAN), *B = make_mat(br, bc, ldb, NAN);
+				float *C0 = make_mat(M, N, ldc, -777.0f);
+				float *C[3];
+				if (si == 2) iapo_sgemm_set_blocking(28, 20, 64);
+				iapo_set_threads(th);
+				iapo_sgemm_force_path(IAPO_SGEMM_PACKED);
+				for (int mode = 0; mode < 3; mode++) {
+					C[mode] = malloc(sizeof(float) * ((size_t)M * ldc + 1));
+					memcpy(C[mode], C0, sizeof(float) * (size_t)M * ldc);
+					int old = iapo_sgemm_a_rows(mode);
+					iapo_sgemm(ta, tb, M, N, K, si == 4 ? -0.5f : 1.0f, A, lda, B, ldb, si % 2 ? 0.5f : 0.0f,
+						   C[mode], ldc);
+					iapo_sgemm_a_rows(old);
+				}
+				iapo_sgemm_force_path(IAPO_SGEMM_AUTO);
+				iapo_sgemm_set_blocking(0, 0, 0);
+				CHECK(memcmp(C[0], C[1], sizeof(float) * (size_t)M * ldc) == 0 &&
+					      memcmp(C[0], C[2], sizeof(float) * (size_t)M * ldc) == 0,
+				      "A in place changed the bits: t=%d M=%d N=%d K=%d threads %d", t, M, N, K, th);
+				for (int mode = 0; mode < 3; mode++) free(C[mode]);
+				free(A); free(B); free(C0);
+			}
+	int old = iapo_sgemm_a_rows(2);
+	for (int t = 0; t < 4; t++) {
+		struct spec s = {t & 1, t >> 1, 40, 50, 1024, 0, 1.0f, 0.0f, IAPO_SGEMM_PACKED, 2};
+		CHECK(check_one(s), "A in place, rows 4 KB apart, transposes %d", t);
+		struct spec s2 = {t & 1, t >> 1, 61, 97, 600, 7, 1.5f, -1.0f, IAPO_SGEMM_PACKED, 1 + t % 2};
+		CHECK(check_one(s2), "A in place, transposes %d", t);
+	}
+	iapo_sgemm_a_rows(old);
+}
+
 /* The paths the dispatcher promises: direct for small M, packed otherwise. */
 static void test_dispatch(void)
 {
@@ -341,6 +390,7 @@ int main(void)
 	RUN(test_default_slices);
 	RUN(test_alpha_beta);
 	RUN(test_small_blocking);
+	RUN(test_a_rows);
 	RUN(test_dispatch);
 	RUN(test_no_steady_allocation);
 	RUN(test_allocation_failure);

@@ -18,6 +18,12 @@
  * the first row block reads it (and, when there is only one row block, into a
  * single L1-sized slot). Packing transposes with 16x16 in-register transposes,
  * so the forward's x W^T costs no more to pack than W's own layout.
+ * Where op(A) is A as stored (x W^T, dy W) the micro-kernel reads A's rows
+ * in place instead of packed panels: the broadcasts take one float of each
+ * of MR rows per k, MR lines every 16 k, which L1 holds as well as a packed
+ * panel, unless the rows' stride maps them all to one L1 set (a multiple of
+ * 4 KB). Packing A is a transpose, 8% of qwen0.5b's kv x W^T (N = 128) on
+ * one thread, and at 2 threads the shared panels cost more again.
  *
  * Threads (kernels/pool.h) take independent rectangles of C from a shared
  * counter, each packing its own operands: no barriers inside a product, and
@@ -157,6 +163,7 @@
 
 static int force_path;
 static int split_mode = 1;
+static int a_rows_mode = 1;
 static _Thread_local int last_split;
 static int blk_mc, blk_kc, blk_nc;
 static long min_fma_per_thread = MIN_FMA_PER_THREAD;
@@ -187,6 +194,13 @@ int iapo_sgemm_split_k(int mode)
 }
 
 int iapo_sgemm_last_split(void) { return last_split; }
+
+int iapo_sgemm_a_rows(int mode)
+{
+	int old = a_rows_mode;
+	a_rows_mode = mode;
+	return old;
+}
 
 static int has_avx512(void)
 {
@@ -340,6 +354,8 @@ struct job {
 	long ku_step;
 	/* op(B) packed ahead (iapo_gemm_op.Bp), when it fits this product */
 	const iapo_gemm_wpack *wp;
+	/* the micro-kernel reads A's rows in place (tiles_rows), unpacked */
+	int a_rows;
 	/* split-K (packed path): sk > 1 groups of depth slices, one item
 	 * each; group 0 sums into C with the epilogue, group g > 0 into its
 	 * partial skp + (g-1)*M*ldp; the group that finishes a region of C
@@ -662,6 +678,12 @@ typedef void (*tile_fn)(int kc, const float *a, long ars, long acs, const float 
 		(void)ars; (void)acs; (void)brs; \
 		tile(R, 1, kc, a, 1, MR, b, NR, c, ldc, e, m); \
 	} \
+	static AVX512 void tile_r##R(int kc, const float *a, long ars, long acs, const float *b, long brs, float *c, \
+				     long ldc, const struct epi *e, const __mmask16 *m) \
+	{ \
+		(void)acs; (void)brs; \
+		tile(R, 1, kc, a, ars, 1, b, NR, c, ldc, e, m); \
+	} \
 	static AVX512 void tile_d##R(int kc, const float *a, long ars, long acs, const float *b, long brs, float *c, \
 				     long ldc, const struct epi *e, const __mmask16 *m) \
 	{ \
@@ -672,6 +694,9 @@ PACKED_TILE(8) PACKED_TILE(9) PACKED_TILE(10) PACKED_TILE(11) PACKED_TILE(12) PA
 
 static const tile_fn tiles_packed[MR + 1] = {NULL, tile_p1, tile_p2, tile_p3, tile_p4, tile_p5, tile_p6, tile_p7,
 					     tile_p8, tile_p9, tile_p10, tile_p11, tile_p12, tile_p13, tile_p14};
+/* A's rows in place (row stride ars), B a packed micro-panel. */
+static const tile_fn tiles_rows[MR + 1] = {NULL, tile_r1, tile_r2, tile_r3, tile_r4, tile_r5, tile_r6, tile_r7,
+					   tile_r8, tile_r9, tile_r10, tile_r11, tile_r12, tile_r13, tile_r14};
 static const tile_fn tiles_direct[MR + 1] = {NULL, tile_d1, tile_d2, tile_d3, tile_d4, tile_d5, tile_d6, tile_d7,
 					     tile_d8, tile_d9, tile_d10, tile_d11, tile_d12, tile_d13, tile_d14};
 
@@ -937,7 +962,7 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 	float *const Cd = group ? J->skp + (size_t)(group - 1) * J->M * J->ldp : J->C;
 	const long ldcd = group ? J->ldp : J->ldc;
 	const long kc_step = J->kc_step;
-	const tile_fn *tiles = J->bf ? tiles_bf : tiles_packed;
+	const tile_fn *tiles = J->bf ? tiles_bf : J->a_rows ? tiles_rows : tiles_packed;
 	long mc_step = round_up(ceil_div(m, ceil_div(m, J->mc)), MR);
 	long nc_step = round_up(ceil_div(n, ceil_div(n, J->nc)), NR);
 	int one_row_block = m <= mc_step;
@@ -950,7 +975,10 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 				long mc = min_l(mc_step, m - ic);
 				const float *ap[MC_MAX / MR + 1];
 				const long t_lo = (m0 + ic) / MR, t_hi = ceil_div(m0 + ic + mc, MR);
-				a_panels(J, abuf, pc / kc_step, pc, kc, t_lo, t_hi, rot, ap);
+				if (J->a_rows)
+					for (long t = t_lo; t < t_hi; t++) ap[t - t_lo] = J->A + t * MR * J->lda + pc;
+				else
+					a_panels(J, abuf, pc / kc_step, pc, kc, t_lo, t_hi, rot, ap);
 				for (long jr = 0; jr < nc; jr += NR) {
 					long j0 = n0 + jc + jr;
 					int nr = (int)min_l(NR, nc - jr);
@@ -984,7 +1012,7 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 								first && J->bias ? J->bias + j0 : NULL, J->ldr};
 						if (group && first) e = (struct epi){J->alpha, 0.0f, NULL, NULL, 0};
 						prefetch_step(&pf, pf_per_tile);
-						tiles[mr]((int)kc, ap[ir / MR], 0, 0, bp, 0, c, ldcd, &e, msk);
+						tiles[mr]((int)kc, ap[ir / MR], J->lda, 0, bp, 0, c, ldcd, &e, msk);
 					}
 					if (J->sk > 1 && pc + kc >= K)
 						sk_region_done(J, (m0 + ic) / mc_step, j0 / NR, m0 + ic, mc, j0, nr);
@@ -1041,6 +1069,16 @@ static int packed_plan(struct job *J, int nth)
 	/* the same slices as the weight packs, which depend on it */
 	long kc_step = depth_step(J->K, J->bf);
 	long nslices = ceil_div(J->K, kc_step), ku_step = J->bf ? kc_step / 2 : kc_step;
+	/* A's rows read in place where op(A) = A in fp32 (bf16 products
+	 * round A as they pack it) and MR rows do not share one L1 set.
+	 * Measured against packing, M = 256, one process alternating (median
+	 * call, % of the fp32 peak): qwen0.5b kv x W^T 81 -> 88% on one
+	 * thread, 73 -> 83% on two; o x W^T 74 -> 85%, kv dy W 74 -> 85% on
+	 * two; small and tiny's x W^T +1-4% on one; lm_head the same (A's
+	 * packing is <1% of it). Rows 4 KB apart (K = 1024, 2048, 3072)
+	 * lost 2.5-4% on one thread, so they are packed. */
+	J->a_rows = a_rows_mode && !J->transA && !J->Bh &&
+		    (a_rows_mode == 2 || (J->lda * (long)sizeof(float)) % 4096 != 0);
 	/* With several rectangles side by side (tn > 1), op(A)'s panels are
 	 * shared when they fit: packed about once instead of tn times. */
 	size_t ashare = (size_t)nslices * (size_t)mt * (size_t)(ku_step * MR);
@@ -1107,7 +1145,9 @@ static int packed_plan(struct job *J, int nth)
 	J->mtiles = mt;
 	J->kc_step = kc_step;
 	J->ku_step = ku_step;
-	if (share && items > 1) {
+	/* (the grid is chosen as if A were shared also when its rows are
+	 * read in place: their reads cost what the shared panels' do) */
+	if (share && items > 1 && !J->a_rows) {
 		J->apack_floats = ashare;
 		J->astate_floats = (size_t)ceil_div(nslices * mt, (long)sizeof(float));
 	}
@@ -1115,7 +1155,7 @@ static int packed_plan(struct job *J, int nth)
 	long m_max = ceil_div(mt, J->tm) * MR, n_max = ceil_div(nt, J->tn) * NR;
 	long mc_max = min_l(m_max, J->mc);
 	long nc_max = min_l(n_max, J->nc);
-	J->a_floats = (size_t)round_up(mc_max * ku_step, 16);
+	J->a_floats = J->a_rows ? 0 : (size_t)round_up(mc_max * ku_step, 16);
 	J->b_floats = (size_t)round_up((m_max <= J->mc ? NR : nc_max) * ku_step, 16);
 	J->ws_stride = J->a_floats + J->b_floats;
 	if (J->sk) {

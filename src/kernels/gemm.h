@@ -143,5 +143,10 @@ int iapo_sgemm_split_k(int mode);
 /* Split-K groups (threads sharing the depth) of the last call's last
  * product on this thread; 0 without split-K. */
 int iapo_sgemm_last_split(void);
+/* Packed path with op(A) = A in fp32: 0 always packs A's panels, 1 reads
+ * A's rows in place where the tuned rule picks it (the default), 2 wherever
+ * it can (whatever the row stride); returns the previous setting. The
+ * products are the same to the bit either way. */
+int iapo_sgemm_a_rows(int mode);
 
 #endif
