@@ -115,9 +115,10 @@ static int run_check(struct prod p, int threads, int want_split, int batch2)
 	return ok;
 }
 
-/* The tuned rule: N <= 128 columns with two slices (k/v), an op(A) too
- * large to share (the lm_head's dx: many slices), never on one thread nor
- * with three slices on two threads. */
+/* The tuned rule: N <= 128 columns with two slices (k/v) when A is packed
+ * (here its rows are 4 KB apart: K = 1024), the grid when A's rows are read
+ * in place (K = 896), an op(A) too large to share (the lm_head's dx: many
+ * slices), never on one thread nor with three slices on two threads. */
 static void test_rule(void)
 {
 	if (!avx512()) return;
@@ -132,6 +133,11 @@ static void test_rule(void)
 	CHECK(run_check(three, 2, 0, 0), "3 slices on 2 threads: no split");
 	struct prod wide = {0, 1, 256, 512, 1024, 0, 1.0f, 0.0f, 0, 0, 0}; /* A 1 MB, shared once */
 	CHECK(run_check(wide, 2, 0, 0), "wide C, shared A: the grid");
+	struct prod kv_rows = {0, 1, 64, 128, 896, 0, 1.0f, 0.0f, 0, 0, 0};
+	CHECK(run_check(kv_rows, 2, 0, 0), "k/v shape, A's rows in place: the grid");
+	int old_rows = iapo_sgemm_a_rows(0);
+	CHECK(run_check(kv_rows, 2, 2, 0), "k/v shape, A packed: split-K");
+	iapo_sgemm_a_rows(old_rows);
 	int old = iapo_sgemm_split_k(0);
 	CHECK(run_check(kv, 2, 0, 0), "split-K off");
 	iapo_sgemm_split_k(old);

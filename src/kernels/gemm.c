@@ -1070,15 +1070,19 @@ static int packed_plan(struct job *J, int nth)
 	long kc_step = depth_step(J->K, J->bf);
 	long nslices = ceil_div(J->K, kc_step), ku_step = J->bf ? kc_step / 2 : kc_step;
 	/* A's rows read in place where op(A) = A in fp32 (bf16 products
-	 * round A as they pack it) and MR rows do not share one L1 set.
-	 * Measured against packing, M = 256, one process alternating (median
-	 * call, % of the fp32 peak): qwen0.5b kv x W^T 81 -> 88% on one
-	 * thread, 73 -> 83% on two; o x W^T 74 -> 85%, kv dy W 74 -> 85% on
-	 * two; small and tiny's x W^T +1-4% on one; lm_head the same (A's
-	 * packing is <1% of it). Rows 4 KB apart (K = 1024, 2048, 3072)
-	 * lost 2.5-4% on one thread, so they are packed. */
+	 * round A as they pack it), MR rows do not share one L1 set, and
+	 * C is not very wide. Measured against packing, M = 256, one
+	 * process alternating (median of rounds, % of the fp32 peak):
+	 * qwen0.5b kv x W^T 83 -> 88% on one thread, 78 -> 88% on two (with
+	 * the grid below instead of split-K); q and o x W^T 76-78 -> 82-87%,
+	 * q dy W 77 -> 87%, down x W^T 81 -> 83% on two; the rest of
+	 * qwen0.5b's x W^T and dy W within +-1%, small and tiny's x W^T +1-4%
+	 * on one. Rows 4 KB apart (K = 1024, 2048, 3072) lost 2.5-4% on one
+	 * thread, and the lm_head (N = 151936: 4748 micro-panels of B each
+	 * stream A's rows; the packed panels stream better) 1-1.5% on two:
+	 * those pack A. */
 	J->a_rows = a_rows_mode && !J->transA && !J->Bh &&
-		    (a_rows_mode == 2 || (J->lda * (long)sizeof(float)) % 4096 != 0);
+		    (a_rows_mode == 2 || ((J->lda * (long)sizeof(float)) % 4096 != 0 && J->N < 8192));
 	/* With several rectangles side by side (tn > 1), op(A)'s panels are
 	 * shared when they fit: packed about once instead of tn times. */
 	size_t ashare = (size_t)nslices * (size_t)mt * (size_t)(ku_step * MR);
@@ -1124,10 +1128,14 @@ static int packed_plan(struct job *J, int nth)
 	 * thread count and the rows (generate.h promises a sequence's
 	 * completion independent of both; several slices per thread would
 	 * sum in another order, and whether a product splits depends on M).
-	 * That leaves down nt's 5% on the table. */
+	 * That leaves down nt's 5% on the table. With A's rows read in place
+	 * (a_rows) a narrow C takes the grid: nothing of A is packed, and the
+	 * rectangles balance where split-K's two halves wait for each other
+	 * and add partials (qwen0.5b kv x W^T, 2 threads, two runs: 84 -> 88%,
+	 * 68 -> 86%). */
 	J->sk = 0;
 	J->sk_floats = 0;
-	int want_sk = split_mode == 2 || (split_mode == 1 && ((best_tm == 1 && items > 1 && !a_once) || J->N <= 4 * NR));
+	int want_sk = split_mode == 2 || (split_mode == 1 && ((best_tm == 1 && items > 1 && !a_once) || (J->N <= 4 * NR && !J->a_rows)));
 	int xwt = J->transB && !J->transA;
 	if (nth > 1 && want_sk && nslices >= nth &&
 	    (xwt ? nslices == nth : nslices % nth == 0 || nslices >= 4 * nth)) {
