@@ -6,8 +6,9 @@
  * sentinel in C, so reading or writing outside the matrices shows), alpha and
  * beta variants (beta 0 over a NaN-filled C), degenerate sizes, 1 and 2
  * threads, no allocation in steady state, the fallback when the
- * workspace cannot be allocated, and A's rows read in place by the packed
- * path giving the same bits as A packed. No timing here: bench/gemm.c measures speed.
+ * workspace cannot be allocated, A's rows read in place by the packed
+ * path giving the same bits as A packed, and a very wide C (the lm_head's)
+ * summed in one depth slice whatever M and the threads. No timing here: bench/gemm.c measures speed.
  */
 #include <math.h>
 #include <omp.h>
@@ -292,6 +293,47 @@ static void test_a_rows(void)
 	iapo_sgemm_a_rows(old);
 }
 
+/* x W^T with a C at least 32768 columns wide and K <= 1024 (the lm_head)
+ * sums in one depth slice: against the loop; the bits of a forced one-slice
+ * blocking (and not those of two slices); the same bits on 1 and 2 threads,
+ * for the first rows of a product with more rows, and with W packed ahead. */
+static void test_wide_c_slice(void)
+{
+	if (!__builtin_cpu_supports("avx512f")) return;
+	struct spec s = {0, 1, 20, 32800, 900, 0, 1.0f, 0.0f, IAPO_SGEMM_AUTO, 2};
+	CHECK(check_one(s), "wide C, K = 900");
+	const int M = 37, N = 32800, K = 900;
+	float *A = make_mat(M, K, K, 0), *W = make_mat(N, K, K, 0);
+	size_t cn = (size_t)M * N;
+	float *c[6];
+	for (int i = 0; i < 6; i++) c[i] = malloc(cn * sizeof(float));
+	iapo_set_threads(2);
+	iapo_sgemm(0, 1, M, N, K, 1.0f, A, K, W, K, 0.0f, c[0], N);
+	iapo_set_threads(1);
+	iapo_sgemm(0, 1, M, N, K, 1.0f, A, K, W, K, 0.0f, c[1], N);
+	iapo_sgemm(0, 1, 20, N, K, 1.0f, A, K, W, K, 0.0f, c[2], N);
+	iapo_set_threads(2);
+	iapo_sgemm_set_blocking(0, K, 0);
+	iapo_sgemm(0, 1, M, N, K, 1.0f, A, K, W, K, 0.0f, c[3], N);
+	iapo_sgemm_set_blocking(0, K / 2, 0);
+	iapo_sgemm(0, 1, M, N, K, 1.0f, A, K, W, K, 0.0f, c[4], N);
+	iapo_sgemm_set_blocking(0, 0, 0);
+	iapo_gemm_wpack *wp = NULL;
+	CHECK(iapo_gemm_wpack_create(&wp, N, K, W, NULL, K) == IAPO_OK, "wpack: %s", iapo_errmsg());
+	iapo_gemm_op o = {.transB = 1, .M = M, .N = N, .K = K, .alpha = 1.0f, .A = A, .lda = K, .B = W, .ldb = K,
+			  .Bp = wp, .C = c[5], .ldc = N};
+	iapo_sgemm_batch(1, &o);
+	iapo_gemm_wpack_free(wp);
+	CHECK(!memcmp(c[0], c[3], cn * 4), "wide C: not the bits of one depth slice");
+	CHECK(memcmp(c[0], c[4], cn * 4) != 0, "wide C: the bits of two depth slices");
+	CHECK(!memcmp(c[0], c[1], cn * 4), "wide C: 2 threads other bits than 1");
+	CHECK(!memcmp(c[0], c[2], (size_t)20 * N * 4), "wide C: 20 rows other bits than the first 20 of 37");
+	CHECK(!memcmp(c[0], c[5], cn * 4), "wide C: packed ahead other bits");
+	for (int i = 0; i < 6; i++) free(c[i]);
+	free(A);
+	free(W);
+}
+
 /* The paths the dispatcher promises: direct for small M, packed otherwise. */
 static void test_dispatch(void)
 {
@@ -395,6 +437,7 @@ int main(void)
 	RUN(test_alpha_beta);
 	RUN(test_small_blocking);
 	RUN(test_a_rows);
+	RUN(test_wide_c_slice);
 	RUN(test_dispatch);
 	RUN(test_no_steady_allocation);
 	RUN(test_allocation_failure);
