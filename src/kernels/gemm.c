@@ -23,7 +23,8 @@
  * of MR rows per k, MR lines every 16 k, which L1 holds as well as a packed
  * panel, unless the rows' stride maps them all to one L1 set (a multiple of
  * 4 KB). Packing A is a transpose, 8% of qwen0.5b's kv x W^T (N = 128) on
- * one thread, and at 2 threads the shared panels cost more again.
+ * one thread, and at 2 threads the shared panels cost more again. A very
+ * wide C and split-K (an A from L3 or memory) still pack A.
  *
  * Threads (kernels/pool.h) take independent rectangles of C from a shared
  * counter, each packing its own operands: no barriers inside a product, and
@@ -1158,6 +1159,13 @@ static int packed_plan(struct job *J, int nth)
 		items = nth;
 		best_tm = 1;
 		share = 0;
+		/* Split-K packs A: each thread only its own slices, nothing
+		 * shared, and an A this large comes from L3 or memory, whose
+		 * latency the packing loop hides and the micro-kernel, reading
+		 * rows in place, does not (2 threads: qwen0.5b lm_head dy W
+		 * 78.6 -> 84.7%, gate dy W 78.0 -> 80.3%, one process
+		 * alternating; bench/gemm read them 3-4 points under packing). */
+		J->a_rows = 0;
 	}
 	J->nth = nth < items ? nth : items;
 	J->tm = best_tm;

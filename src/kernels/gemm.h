@@ -145,7 +145,8 @@ int iapo_sgemm_split_k(int mode);
 int iapo_sgemm_last_split(void);
 /* Packed path with op(A) = A in fp32: 0 always packs A's panels, 1 reads
  * A's rows in place where the tuned rule picks it (the default), 2 wherever
- * it can (whatever the row stride); returns the previous setting. The
+ * it can (whatever the row stride and the width of C; split-K always packs
+ * A); returns the previous setting. With the same split-K choice the
  * products are the same to the bit either way. */
 int iapo_sgemm_a_rows(int mode);
 
