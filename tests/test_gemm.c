@@ -6,7 +6,7 @@
  * sentinel in C, so reading or writing outside the matrices shows), alpha and
  * beta variants (beta 0 over a NaN-filled C), degenerate sizes, 1 and 2
  * threads, no allocation in steady state, the fallback when the
- * workspace cannot be allocated, A's rows read in place by the packed
+ * workspace cannot be allocated, op(A) read in place by the packed
  * path giving the same bits as A packed, and a very wide C (the lm_head's)
  * summed in one depth slice whatever M and the threads. No timing here: bench/gemm.c measures speed.
  */
@@ -241,9 +241,9 @@ static void test_small_blocking(void)
 	iapo_sgemm_set_blocking(0, 0, 0);
 }
 
-/* The packed path reading A's rows in place (iapo_sgemm_a_rows 1 and 2)
+/* The packed path reading op(A) in place (iapo_sgemm_a_rows 1 and 2)
  * multiplies the same numbers in the same order as with A packed (0): the
- * same bits, for every transpose (only op(A) = A reads in place), ragged
+ * same bits, for every transpose (A's rows, or A^T's columns), ragged
  * tiles, several depth and row blocks, padded rows (NaN in the gap), rows
  * 4 KB apart (K = 1024, packed under the tuned rule, in place under 2),
  * alpha/beta, 1 and 2 threads; and against the loop. Split-K is off for

@@ -18,13 +18,15 @@
  * the first row block reads it (and, when there is only one row block, into a
  * single L1-sized slot). Packing transposes with 16x16 in-register transposes,
  * so the forward's x W^T costs no more to pack than W's own layout.
- * Where op(A) is A as stored (x W^T, dy W) the micro-kernel reads A's rows
- * in place instead of packed panels: the broadcasts take one float of each
- * of MR rows per k, MR lines every 16 k, which L1 holds as well as a packed
- * panel, unless the rows' stride maps them all to one L1 set (a multiple of
- * 4 KB). Packing A is a transpose, 8% of qwen0.5b's kv x W^T (N = 128) on
- * one thread, and at 2 threads the shared panels cost more again. A very
- * wide C and split-K (an A from L3 or memory) still pack A.
+ * The micro-kernel reads op(A) in place instead of packed panels where it
+ * can: where op(A) is A as stored (x W^T, dy W) the broadcasts take one
+ * float of each of MR rows per k, MR lines every 16 k, which L1 holds as
+ * well as a packed panel unless the rows' stride maps them all to one L1
+ * set (a multiple of 4 KB); where op(A) = A^T (dy^T x) they take MR
+ * consecutive floats of one row per k. Packing A is a transpose, 8% of
+ * qwen0.5b's kv x W^T (N = 128) on one thread, and at 2 threads the shared
+ * panels cost more again. A very wide C and split-K (an A from L3 or
+ * memory) still pack A.
  *
  * Threads (kernels/pool.h) take independent rectangles of C from a shared
  * counter, each packing its own operands: no barriers inside a product, and
@@ -689,6 +691,12 @@ typedef void (*tile_fn)(int kc, const float *a, long ars, long acs, const float 
 		(void)acs; (void)brs; \
 		tile(R, 1, kc, a, ars, 1, b, NR, c, ldc, e, m); \
 	} \
+	static AVX512 void tile_t##R(int kc, const float *a, long ars, long acs, const float *b, long brs, float *c, \
+				     long ldc, const struct epi *e, const __mmask16 *m) \
+	{ \
+		(void)ars; (void)brs; \
+		tile(R, 1, kc, a, 1, acs, b, NR, c, ldc, e, m); \
+	} \
 	static AVX512 void tile_d##R(int kc, const float *a, long ars, long acs, const float *b, long brs, float *c, \
 				     long ldc, const struct epi *e, const __mmask16 *m) \
 	{ \
@@ -699,9 +707,12 @@ PACKED_TILE(8) PACKED_TILE(9) PACKED_TILE(10) PACKED_TILE(11) PACKED_TILE(12) PA
 
 static const tile_fn tiles_packed[MR + 1] = {NULL, tile_p1, tile_p2, tile_p3, tile_p4, tile_p5, tile_p6, tile_p7,
 					     tile_p8, tile_p9, tile_p10, tile_p11, tile_p12, tile_p13, tile_p14};
-/* A's rows in place (row stride ars), B a packed micro-panel. */
+/* A's rows in place (row stride ars), or op(A) = A^T in place (A's row
+ * stride acs), B a packed micro-panel. */
 static const tile_fn tiles_rows[MR + 1] = {NULL, tile_r1, tile_r2, tile_r3, tile_r4, tile_r5, tile_r6, tile_r7,
 					   tile_r8, tile_r9, tile_r10, tile_r11, tile_r12, tile_r13, tile_r14};
+static const tile_fn tiles_cols[MR + 1] = {NULL, tile_t1, tile_t2, tile_t3, tile_t4, tile_t5, tile_t6, tile_t7,
+					   tile_t8, tile_t9, tile_t10, tile_t11, tile_t12, tile_t13, tile_t14};
 static const tile_fn tiles_direct[MR + 1] = {NULL, tile_d1, tile_d2, tile_d3, tile_d4, tile_d5, tile_d6, tile_d7,
 					     tile_d8, tile_d9, tile_d10, tile_d11, tile_d12, tile_d13, tile_d14};
 
@@ -967,7 +978,7 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 	float *const Cd = group ? J->skp + (size_t)(group - 1) * J->M * J->ldp : J->C;
 	const long ldcd = group ? J->ldp : J->ldc;
 	const long kc_step = J->kc_step;
-	const tile_fn *tiles = J->bf ? tiles_bf : J->a_rows ? tiles_rows : tiles_packed;
+	const tile_fn *tiles = J->bf ? tiles_bf : J->a_rows ? (J->transA ? tiles_cols : tiles_rows) : tiles_packed;
 	long mc_step = round_up(ceil_div(m, ceil_div(m, J->mc)), MR);
 	long nc_step = round_up(ceil_div(n, ceil_div(n, J->nc)), NR);
 	int one_row_block = m <= mc_step;
@@ -981,7 +992,8 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 				const float *ap[MC_MAX / MR + 1];
 				const long t_lo = (m0 + ic) / MR, t_hi = ceil_div(m0 + ic + mc, MR);
 				if (J->a_rows)
-					for (long t = t_lo; t < t_hi; t++) ap[t - t_lo] = J->A + t * MR * J->lda + pc;
+					for (long t = t_lo; t < t_hi; t++)
+						ap[t - t_lo] = J->transA ? J->A + pc * J->lda + t * MR : J->A + t * MR * J->lda + pc;
 				else
 					a_panels(J, abuf, pc / kc_step, pc, kc, t_lo, t_hi, rot, ap);
 				for (long jr = 0; jr < nc; jr += NR) {
@@ -1017,7 +1029,7 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 								first && J->bias ? J->bias + j0 : NULL, J->ldr};
 						if (group && first) e = (struct epi){J->alpha, 0.0f, NULL, NULL, 0};
 						prefetch_step(&pf, pf_per_tile);
-						tiles[mr]((int)kc, ap[ir / MR], J->lda, 0, bp, 0, c, ldcd, &e, msk);
+						tiles[mr]((int)kc, ap[ir / MR], J->lda, J->lda, bp, 0, c, ldcd, &e, msk);
 					}
 					if (J->sk > 1 && pc + kc >= K)
 						sk_region_done(J, (m0 + ic) / mc_step, j0 / NR, m0 + ic, mc, j0, nr);
@@ -1096,9 +1108,14 @@ static int packed_plan(struct job *J, int nth)
 	 * on one. Rows 4 KB apart (K = 1024, 2048, 3072) lost 2.5-4% on one
 	 * thread, and the lm_head (N = 151936: 4748 micro-panels of B each
 	 * stream A's rows; the packed panels stream better) 1-1.5% on two:
-	 * those pack A. */
-	J->a_rows = a_rows_mode && !J->transA && !J->Bh &&
-		    (a_rows_mode == 2 || ((J->lda * (long)sizeof(float)) % 4096 != 0 && J->N < 8192));
+	 * those pack A. op(A) = A^T (the weight gradients dy^T x) reads a
+	 * row's MR consecutive floats per k, whatever the stride: 2 threads
+	 * q / kv / o / gate dy^T x 82-84 -> 84-90%, small's and tiny's q
+	 * 57-74 -> 81-87%, lm_head's 83.5 -> 86.0%; 1 thread -2..+4%; rows
+	 * 4 KB apart +-1%. */
+	J->a_rows = a_rows_mode && !J->Bh &&
+		    (a_rows_mode == 2 ||
+		     (J->N < 8192 && (J->transA || (J->lda * (long)sizeof(float)) % 4096 != 0)));
 	/* With several rectangles side by side (tn > 1), op(A)'s panels are
 	 * shared when they fit: packed about once instead of tn times. */
 	size_t ashare = (size_t)nslices * (size_t)mt * (size_t)(ku_step * MR);

@@ -143,8 +143,8 @@ int iapo_sgemm_split_k(int mode);
 /* Split-K groups (threads sharing the depth) of the last call's last
  * product on this thread; 0 without split-K. */
 int iapo_sgemm_last_split(void);
-/* Packed path with op(A) = A in fp32: 0 always packs A's panels, 1 reads
- * A's rows in place where the tuned rule picks it (the default), 2 wherever
+/* Packed path with fp32 A: 0 always packs A's panels, 1 reads op(A) in
+ * place where the tuned rule picks it (the default), 2 wherever
  * it can (whatever the row stride and the width of C; split-K always packs
  * A); returns the previous setting. With the same split-K choice the
  * products are the same to the bit either way. */
