@@ -1,11 +1,12 @@
 /*
  * test_mem.c — src/core/mem.c's aligned blocks: ordinary blocks are 64-byte
- * aligned and zeroed; blocks of IAPO_MEM_HUGE_MIN bytes and more are zeroed,
+ * aligned and zeroed; by default so are the largest; with IAPO_HUGEPAGES=1,
+ * blocks of IAPO_MEM_HUGE_MIN bytes and more are zeroed,
  * 2 MB-aligned and advised for transparent huge pages (the VMA's "hg" flag in
  * /proc/self/smaps, which madvise(MADV_HUGEPAGE) sets whatever the system's
  * THP mode), unmapped by iapo_free_aligned (mincore then fails), each found
- * again when several are freed out of order; IAPO_HUGEPAGES=0 gives an
- * ordinary block; failure injection still fails them. Whether the kernel
+ * again when several are freed out of order; without IAPO_HUGEPAGES=1 (or
+ * with 0) they are ordinary blocks; failure injection still fails them. Whether the kernel
  * actually backs a block with 2 MB pages depends on free memory, so it is
  * printed, not tested. No timing.
  */
@@ -145,10 +146,11 @@ static void several_freed_out_of_order(void)
 	}
 }
 
-static void env_turns_it_off(void)
+static void ordinary_without_the_env(const char *val)
 {
-	setenv("IAPO_HUGEPAGES", "0", 1);
-	CHECK(!iapo_mem_huge_wanted(IAPO_MEM_HUGE_MIN), "IAPO_HUGEPAGES=0: not wanted");
+	if (val) setenv("IAPO_HUGEPAGES", val, 1);
+	else unsetenv("IAPO_HUGEPAGES");
+	CHECK(!iapo_mem_huge_wanted(IAPO_MEM_HUGE_MIN), "IAPO_HUGEPAGES=%s: not wanted", val ? val : "(unset)");
 	float *x = iapo_alloc_aligned(IAPO_MEM_HUGE_MIN);
 	CHECK(x != NULL, "block");
 	if (x) {
@@ -158,9 +160,12 @@ static void env_turns_it_off(void)
 		CHECK(((uintptr_t)x & 63) == 0 && zeroed(x, IAPO_MEM_HUGE_MIN / sizeof(float)), "aligned, zeroed");
 		iapo_free_aligned(x);
 	}
-	unsetenv("IAPO_HUGEPAGES");
-	CHECK(iapo_mem_huge_wanted(IAPO_MEM_HUGE_MIN), "wanted again without it");
+	setenv("IAPO_HUGEPAGES", "1", 1);
+	CHECK(iapo_mem_huge_wanted(IAPO_MEM_HUGE_MIN), "wanted again with IAPO_HUGEPAGES=1");
 }
+
+static void off_by_default(void) { ordinary_without_the_env(NULL); }
+static void off_with_zero(void) { ordinary_without_the_env("0"); }
 
 static void failure_injection(void)
 {
@@ -176,10 +181,12 @@ static void failure_injection(void)
 
 int main(void)
 {
+	RUN(off_by_default);
+	RUN(off_with_zero);
+	setenv("IAPO_HUGEPAGES", "1", 1); /* the rest test the huge path */
 	RUN(small_block_is_ordinary);
 	RUN(huge_block_is_advised_and_unmapped);
 	RUN(several_freed_out_of_order);
-	RUN(env_turns_it_off);
 	RUN(failure_injection);
 	TEST_END();
 }

@@ -1,7 +1,8 @@
 /*
  * mem.c — allocation wrappers with a counter and a failure-injection hook,
- * and huge pages for the few very large blocks (a model's weights, its
- * gradients and optimizer state, a bf16 copy): see iapo_alloc_aligned.
+ * and, opt-in (IAPO_HUGEPAGES=1), huge pages for the few very large blocks
+ * (a model's weights, its gradients and optimizer state, a bf16 copy): see
+ * iapo_alloc_aligned.
  * Left out: explicit hugetlbfs pages (they need the administrator to reserve
  * them), NUMA placement.
  */
@@ -75,7 +76,7 @@ int iapo_mem_huge_wanted(size_t n)
 {
 	if (n < IAPO_MEM_HUGE_MIN) return 0;
 	const char *e = getenv("IAPO_HUGEPAGES"); /* read per call: huge blocks are few */
-	return !(e && strcmp(e, "0") == 0);
+	return e && strcmp(e, "1") == 0;
 }
 
 /* A zeroed block of n bytes at a 2 MB boundary, advised for transparent huge

@@ -17,23 +17,25 @@ void *iapo_realloc(void *p, size_t n);
 char *iapo_strdup(const char *s);
 void iapo_free(void *p);
 /* 64-byte aligned, zero-filled; free with iapo_free_aligned.
- * Blocks of IAPO_MEM_HUGE_MIN bytes and more (a model's weights from ~70M
- * parameters up, their gradients and AdamW moments, a bf16 copy) are mapped
- * on their own at a 2 MB boundary and advised for transparent huge pages
- * (madvise MADV_HUGEPAGE), unless IAPO_HUGEPAGES=0 is in the environment.
- * Why: a decoding step streams every weight once, and with 4 KB pages the
- * stream crosses a page (a TLB miss, and the end of what the hardware
- * prefetcher follows) every 4 KB; qwen0.5b's fp32 decoding runs ~12% faster
- * on 2 MB pages (bench/README.md, decode, session 8). Why only the large
- * blocks: where THP's defrag mode is `madvise` an advised fault may compact
- * memory first, and on a VM whose free memory is handed back to the host
- * the first touch of a fresh 2 MB page costs the host's faults; tests and
- * small models, whose blocks are all smaller, never take this path. */
+ * With IAPO_HUGEPAGES=1 in the environment (off by default), blocks of
+ * IAPO_MEM_HUGE_MIN bytes and more (a model's weights from ~70M parameters
+ * up, their gradients and AdamW moments, a bf16 copy) are mapped on their
+ * own at a 2 MB boundary and advised for transparent huge pages (madvise
+ * MADV_HUGEPAGE). Why: a decoding step streams every weight once, and with
+ * 4 KB pages the stream crosses a page (a TLB miss, and the end of what the
+ * hardware prefetcher follows) every 4 KB; in one process alternating the
+ * two, qwen0.5b's fp32 decoding ran 3-12% faster on 2 MB pages. Why not by
+ * default: on this development VM (free memory handed back to the host)
+ * the first touch of fresh 2 MB pages cost 1-6 s more system time per
+ * qwen0.5b process, and whole `bench/model` runs decoded no faster at the
+ * median, with a wider spread (bench/README.md, decode, session 8). Why
+ * only the large blocks: where THP's defrag mode is `madvise` an advised
+ * fault may compact memory first; tests and small models never pay it. */
 void *iapo_alloc_aligned(size_t n);
 void iapo_free_aligned(void *p);
 #define IAPO_MEM_HUGE_MIN ((size_t)256 << 20)
-/* Whether a block of n bytes takes the huge-page path now (n and the
- * environment), for tests. */
+/* Whether a block of n bytes takes the huge-page path now (its size and
+ * IAPO_HUGEPAGES), for tests. */
 int iapo_mem_huge_wanted(size_t n);
 
 /* Allocates or records "out of memory: <what> (<n> bytes)" and returns NOMEM. */
