@@ -27,7 +27,7 @@ void iapo_free(void *p);
  * two, qwen0.5b's fp32 decoding ran 3-12% faster on 2 MB pages. Why not by
  * default: on this development VM (free memory handed back to the host)
  * the first touch of fresh 2 MB pages cost 1-6 s more system time per
- * qwen0.5b process, and whole `bench/model` runs decoded no faster at the
+ * qwen0.5b process, and whole `bench/model` runs decoded only ~3% faster at the
  * median, with a wider spread (bench/README.md, decode, session 8). Why
  * only the large blocks: where THP's defrag mode is `madvise` an advised
  * fault may compact memory first; tests and small models never pay it. */
