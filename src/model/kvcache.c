@@ -1329,10 +1329,9 @@ iapo_status iapo_kv_attn_bf16(iapo_kv *kv, int on, const int *slots, int n)
 			return iapo_fail(IAPO_ERR_NOMEM, "kv cache: out of memory: bf16 K/V (2 x %zu bytes)",
 					 cache * sizeof(uint16_t));
 		}
-		/* finite everywhere: a lane never written is masked where it is
-		 * read, and zeros keep even a masked product clean */
-		memset(kv->kb, 0, cache * sizeof(uint16_t));
-		memset(kv->vb, 0, cache * sizeof(uint16_t));
+		/* zeros from iapo_alloc_aligned, so finite everywhere: a lane
+		 * never written is masked where it is read, and zeros keep even a
+		 * masked product clean */
 	}
 	convert_job J = {kv, slots};
 	for (int i = 0; i < n; i++)
