@@ -6,6 +6,7 @@
  * determinism per seed, and a 152k vocabulary.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,6 +75,47 @@ static void test_greedy(void)
 	iapo_rng r;
 	iapo_rng_seed(&r, 1, 0, 0, 0);
 	CHECK(iapo_sample(l3, 3, &t, &r, scratch) == -1, "NaN reported when sampling");
+}
+
+/* The obvious loop: first index of the largest value; -1 on a NaN, on +inf
+ * as the maximum, or with no value above -inf. */
+static int argmax_ref(const float *l, int V)
+{
+	int best = -1;
+	for (int i = 0; i < V; i++) {
+		if (isnan(l[i])) return -1;
+		if (l[i] > -INFINITY && (best < 0 || l[i] > l[best])) best = i;
+	}
+	return best >= 0 && isinf(l[best]) ? -1 : best;
+}
+
+/* iapo_sample_argmax (16 lanes where AVX-512 is built in) against the loop:
+ * every length to 70 (ragged tails), a 152k vocabulary, values from a small
+ * set so that maxima tie across lanes, -inf runs, and a NaN or +inf placed
+ * anywhere, the tail included. */
+static void test_argmax_cases(void)
+{
+	static float l[151936];
+	iapo_rng r;
+	iapo_rng_seed(&r, 11, 0, 0, 0);
+	int bad = 0, cases = 0;
+	for (int rep = 0; rep < 40; rep++)
+		for (int V = 1; V <= 71; V += (V < 70 ? 1 : 151936 - 70)) {
+			const int kind = (int)(iapo_rng_double(&r) * 6); /* 0-2 plain, 3 -inf, 4 NaN, 5 +inf */
+			for (int i = 0; i < V; i++) {
+				const double u = iapo_rng_double(&r);
+				l[i] = kind == 3 && u < 0.7 ? -INFINITY : (float)(int)(u * 9) - 4.0f;
+			}
+			const int at = (int)(iapo_rng_double(&r) * V);
+			if (kind == 4) l[at] = NAN;
+			if (kind == 5) l[at] = INFINITY;
+			if (kind == 3 && rep % 4 == 0)
+				for (int i = 0; i < V; i++) l[i] = -INFINITY;
+			const int got = iapo_sample_argmax(l, V), want = argmax_ref(l, V);
+			if (got != want && bad++ < 5) fprintf(stderr, "  V=%d kind=%d: argmax %d, the loop %d\n", V, kind, got, want);
+			cases++;
+		}
+	CHECK(bad == 0, "%d of %d cases differ from the loop", bad, cases);
 }
 
 static void test_temperature_limit(void)
@@ -265,6 +307,7 @@ static void test_same_seed(void)
 int main(void)
 {
 	RUN(test_greedy);
+	RUN(test_argmax_cases);
 	RUN(test_temperature_limit);
 	RUN(test_top_k_one);
 	RUN(test_nucleus_exact);

@@ -17,6 +17,10 @@
  */
 #include "model/sample.h"
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,10 +31,50 @@ typedef struct {
 	float id; /* token id, exact as a float below 2^24 */
 } cand;
 
+#if defined(__AVX512F__)
+/* 16 lanes, each keeping the first index of its largest value (strictly
+ * greater replaces); the lanes' winners then decide by value and, on a tie,
+ * the lower index: the scalar loop's first index of the largest value. A
+ * greedy step reads V logits per sequence (152k at Qwen's vocabulary), which
+ * the scalar loop's compare-and-branch took ~1-2% of a qwen0.5b decoding
+ * step to do (bench/README.md, decoding, session 8). */
+static int argmax_lanes(const float *logits, int V, float *bv_out)
+{
+	__m512 bv = _mm512_set1_ps(-INFINITY);
+	__m512i bi = _mm512_set1_epi32(-1), idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	const __m512i sixteen = _mm512_set1_epi32(16);
+	for (int i = 0; i < V; i += 16, idx = _mm512_add_epi32(idx, sixteen)) {
+		const __mmask16 m = V - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (V - i)) - 1);
+		const __m512 v = _mm512_maskz_loadu_ps(m, logits + i);
+		if (_mm512_mask_cmp_ps_mask(m, v, v, _CMP_UNORD_Q)) return -2; /* a NaN */
+		const __mmask16 gt = _mm512_mask_cmp_ps_mask(m, v, bv, _CMP_GT_OQ);
+		bv = _mm512_mask_mov_ps(bv, gt, v);
+		bi = _mm512_mask_mov_epi32(bi, gt, idx);
+	}
+	float val[16];
+	int id[16];
+	_mm512_storeu_ps(val, bv);
+	_mm512_storeu_si512((void *)id, bi);
+	int best = -1;
+	float m = -INFINITY;
+	for (int l = 0; l < 16; l++)
+		if (id[l] >= 0 && (best < 0 || val[l] > m || (val[l] == m && id[l] < best))) {
+			m = val[l];
+			best = id[l];
+		}
+	*bv_out = m;
+	return best;
+}
+#endif
+
 int iapo_sample_argmax(const float *logits, int V)
 {
 	int best = -1;
 	float bv = -INFINITY;
+#if defined(__AVX512F__)
+	best = argmax_lanes(logits, V, &bv);
+	if (best == -2) return -1;
+#else
 	for (int i = 0; i < V; i++) {
 		float x = logits[i];
 		if (x != x) return -1;
@@ -39,6 +83,7 @@ int iapo_sample_argmax(const float *logits, int V)
 			best = i;
 		}
 	}
+#endif
 	if (best >= 0 && !isfinite(bv)) return -1; /* +inf: no meaningful distribution */
 	return best;
 }
