@@ -15,7 +15,8 @@ same batches, JSON lines on stdout and commentary on stderr:
                 64-token random prompts prefilled in one batched pass, then
                 128 new tokens each (the first from the prefill's logits, then
                 127 one-token steps of all 8 rows; EOS ignored), as
-                bench/model.c's "decode" record
+                bench/model.c's "decode" record; with the read bandwidth of
+                this process right before and after (read_bw)
   peer_info     the IAPO information pass (KV cache preloaded, chunked): not
                 written yet; bench_info() below is the hook for it
 
@@ -35,7 +36,9 @@ Timing as bench/model.c: one warm-up, then repeats until a time budget is
 spent (8 s, --quick 1 s; at least 2 repeats, --quick 1; at most 7), median.
 
 Usage: peer.py [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick]
-               [--what train,decode,info] [--no-check]
+               [--what train,decode,info] [--no-check] [--round N]
+(--round N tags the peer_decode record with "round": N, for bench/run.sh's
+paired rounds against bench/model.)
 """
 import argparse
 import json
@@ -303,6 +306,32 @@ def bench_train(shape, tensors, args):
     note("%-8s train   %8.1f tokens/s (%d reps, median %.3f s)" % (shape[0], tps, reps, sec))
 
 
+NEAR_BW_MIN = 512 << 20
+
+
+def read_bw(m, passes=3):
+    """Read bandwidth next to the decode, in this process (GB/s, best of
+    passes): a sum over the model's own weight matrices when they fill at
+    least 512 MB (qwen0.5b), as bench/model.c's near_read_bw; None for the
+    smaller shapes (tiny's sit in the L3 cache, and small's 1-3 MB tensors
+    leave torch's per-call cost in the figure: 21-26 GB/s where our read of
+    the same bytes gave 50-55). Descriptive only: it shows which of the
+    host's memory "modes" (27-83 GB/s) this process ran in; nothing is
+    divided by it. torch's sum may top out under a plain read's rate."""
+    ws = [t for t in m.parameters() if t.dim() == 2]
+    nbytes = sum(t.numel() * t.element_size() for t in ws)
+    if nbytes < NEAR_BW_MIN:
+        return None
+    best = 0.0
+    with torch.no_grad():
+        for _ in range(passes):
+            t0 = time.perf_counter()
+            for t in ws:
+                t.sum()
+            best = max(best, nbytes / (time.perf_counter() - t0) * 1e-9)
+    return best
+
+
 def bench_decode(shape, tensors, args):
     cfg = config(shape)
     m = Qwen2(cfg, tensors, requires_grad=False)
@@ -324,6 +353,7 @@ def bench_decode(shape, tensors, args):
             t2 = time.perf_counter()
         times["prefill"], times["decode"] = t1 - t0, t2 - t1
 
+    bw_before = read_bw(m)
     run(8, 3)  # warm-up: every weight and the whole code path once
     pre, dec, spent = [], [], 0.0
     while len(pre) < MAX_REPS and (len(pre) < 1 or spent + pre[-1] + dec[-1] <= args.budget):
@@ -331,15 +361,21 @@ def bench_decode(shape, tensors, args):
         pre.append(times["prefill"])
         dec.append(times["decode"])
         spent += pre[-1] + dec[-1]
+    bw_after = read_bw(m)
     pre_s, dec_s = sorted(pre)[len(pre) // 2], sorted(dec)[len(dec) // 2]
     steps = DEC_NEW - 1
+    extra = {"round": args.round} if args.round else {}
     record("peer_decode", shape=shape[0], B=DEC_B, prompt=DEC_PROMPT, new_tokens=DEC_NEW,
-           threads=torch.get_num_threads(), repeats=len(pre), prefill_seconds=pre_s,
+           threads=torch.get_num_threads(), **extra, repeats=len(pre), prefill_seconds=pre_s,
            prefill_tokens_per_s=DEC_B * DEC_PROMPT / pre_s, decode_seconds=dec_s, decode_steps=steps,
            decode_tokens_per_s=DEC_B * steps / dec_s, best_decode_tokens_per_s=DEC_B * steps / min(dec),
-           generate_tokens_per_s=DEC_B * DEC_NEW / (pre_s + dec_s), loadavg_1m=loadavg())
-    note("%-8s decode  prefill %8.1f tokens/s, decode %8.1f tokens/s (%d reps)"
-         % (shape[0], DEC_B * DEC_PROMPT / pre_s, DEC_B * steps / dec_s, len(pre)))
+           generate_tokens_per_s=DEC_B * DEC_NEW / (pre_s + dec_s), mem_bw_gb_per_s=None if bw_before is None else max(bw_before, bw_after),
+           mem_bw_before_gb_per_s=bw_before, mem_bw_after_gb_per_s=bw_after,
+           mem_bw_source=None if bw_before is None else "weights (torch sum)",
+           loadavg_1m=loadavg())
+    note("%-8s decode  prefill %8.1f tokens/s, decode %8.1f tokens/s (%d reps%s)"
+         % (shape[0], DEC_B * DEC_PROMPT / pre_s, DEC_B * steps / dec_s, len(pre),
+            "" if bw_before is None else "; weights read %.1f / %.1f GB/s before / after" % (bw_before, bw_after)))
 
 
 def bench_info(shape, tensors, args):
@@ -360,6 +396,8 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--what", default="train,decode")
     ap.add_argument("--no-check", action="store_true")
+    ap.add_argument("--round", type=int, default=0,
+                    help="tag the peer_decode record with this round (bench/run.sh's paired rounds)")
     args = ap.parse_args()
     whats = [w for w in args.what.split(",") if w]
     for w in whats:

@@ -3,12 +3,25 @@
 # keeps the JSON lines in BUILD/bench/results.jsonl (stdout shows them too;
 # human commentary goes to stderr). Extra arguments go to every program, e.g.
 #   bench/run.sh build --quick        bench/run.sh build --threads 1
-#   bench/run.sh build --shape small
+#   bench/run.sh build --shape small  bench/run.sh build --rounds 5
 # Order: the machine's limits first (bench/peak); then, shape by shape, our
-# model (bench/model) and the PyTorch peer (bench/peer.py) one after the
-# other, so that both see the same load on a shared machine; then any other
-# bench/*.c program in name order; last, bench/table.py prints the ratio
-# table (ours / peer, GEMM % of peak, decode vs the bandwidth bound).
+# training step (bench/model --what train) and the PyTorch peer's
+# (bench/peer.py --what train) one after the other, then the decoding
+# comparison in paired rounds (below); then any other bench/*.c program in
+# name order; last, bench/table.py prints the ratio table (ours / peer, GEMM
+# % of peak, decode vs the bandwidth bound).
+#
+# Paired decoding rounds (--rounds N, default 3): this host's memory
+# bandwidth moves 27-83 GB/s between processes and minutes, and decoding
+# follows it, so a ratio of two decodes measured minutes apart mostly
+# measures the host. Each round runs one short process of ours
+# (bench/model --what decode,decode_bf16 --quick --round k) and one of the
+# peer's (bench/peer.py --what decode --quick --round k) back to back, in
+# the order ours-peer, peer-ours, ours-peer, ... so a steady drift does not
+# favour one side; table.py divides within each round and reports the
+# median of the per-round ratios, their range and every round. --quick in
+# the rounds: the repeats move from inside one process to across rounds
+# (qwen0.5b decodes one repeat per process either way).
 #
 # The peer runs as a fair competitor would: LD_PRELOAD of jemalloc (Debian's
 # libjemalloc2; scripts/install-deps.sh --bench), OMP_WAIT_POLICY=PASSIVE,
@@ -25,9 +38,11 @@ mkdir -p "$BUILD/bench"
 : >"$OUT"
 status=0
 
-# --shape S picks the model shapes; everything else goes to every program
+# --shape S picks the model shapes, --rounds N the paired decoding rounds;
+# everything else goes to every program
 shapes="tiny small qwen0.5b"
 shape_arg=""
+rounds=3
 opts=""
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -35,6 +50,13 @@ while [ $# -gt 0 ]; do
 		[ $# -ge 2 ] || { echo "bench: --shape needs a value" >&2; exit 2; }
 		shape_arg="$2"
 		[ "$2" = all ] || shapes="$2"
+		shift 2
+		;;
+	--rounds)
+		case "${2:-}" in
+		[1-9] | [1-9][0-9]) rounds=$2 ;;
+		*) echo "bench: --rounds needs a count 1-99" >&2; exit 2 ;;
+		esac
 		shift 2
 		;;
 	*)
@@ -80,17 +102,31 @@ elif [ -z "$JEMALLOC" ]; then
 fi
 peer_check=""
 
+# peer ARGS...: the peer in its own environment (above)
+peer() {
+	# shellcheck disable=SC2086
+	run peer env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=PASSIVE \
+		${JEMALLOC:+LD_PRELOAD="$JEMALLOC"} "$PY" bench/peer.py $opts "$@" $peer_check
+	peer_check="--no-check" # the peer's self-check once per run
+}
+
 # shellcheck disable=SC2086
 built peak && run peak "$BUILD/bench/peak" $opts ${shape_arg:+--shape "$shape_arg"}
 for s in $shapes; do
 	# shellcheck disable=SC2086
-	built model && run model "$BUILD/bench/model" $opts --shape "$s"
-	if [ $peer_ok -eq 1 ]; then
+	built model && run model "$BUILD/bench/model" $opts --shape "$s" --what train
+	[ $peer_ok -eq 1 ] && peer --shape "$s" --what train
+	k=1
+	while [ $k -le "$rounds" ]; do
+		first=ours
+		[ $((k % 2)) -eq 0 ] && [ $peer_ok -eq 1 ] && first=peer
+		[ $first = peer ] && peer --shape "$s" --what decode --quick --round $k
 		# shellcheck disable=SC2086
-		run peer env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=PASSIVE \
-			${JEMALLOC:+LD_PRELOAD="$JEMALLOC"} "$PY" bench/peer.py $opts --shape "$s" $peer_check
-		peer_check="--no-check" # the peer's self-check once per run
-	fi
+		built model && run model "$BUILD/bench/model" $opts --shape "$s" --what decode,decode_bf16 \
+			--quick --round $k
+		[ $first = ours ] && [ $peer_ok -eq 1 ] && peer --shape "$s" --what decode --quick --round $k
+		k=$((k + 1))
+	done
 done
 for src in bench/*.c; do
 	name=$(basename "$src" .c)

@@ -10,11 +10,22 @@ stderr:
   decode    iapo's decode tokens/s over peer_decode's (G=8, 64-token prompt,
             128 new tokens), target 3x; dec-bf16 the same with iapo's bf16
             weight matrices (iapo_kv_use_bf16), which is how iapo_generate
-            samples by default (generate.h)
+            samples by default (generate.h). When the records carry "round"
+            (bench/run.sh's paired rounds: ours and the peer's decode back to
+            back in each round), the ratio is taken within each round and
+            the line reports the median of the per-round ratios (ratio, and
+            met by it), their least and most (ratio_min/max), the median
+            tokens/s of each side (iapo, peer) and every round (rounds: round,
+            iapo, peer, ratio, and the read bandwidth each process measured
+            next to its decode); paired: true. Without rounds (older files):
+            the last record of each side, paired: false.
   bw        iapo's decode tokens/s over the memory-bandwidth bound of the same
-            run (every weight read once per step, in the precision that run
-            multiplies by: fp32, or bf16 matrices for dec-bf16), target within
-            1.5x at qwen0.5b (>= 67%)
+            record (every weight read once per step, in the precision that run
+            multiplies by: fp32, or bf16 matrices for dec-bf16, at the read
+            bandwidth bench/model measured next to that decode), target within
+            1.5x at qwen0.5b (>= 67%); with rounds, the median over the
+            rounds of each round's percentage, with the least and most
+            (pct_bound_min/max) and every round
   gemm      iapo's GFLOP/s per product shape (bench/gemm) as a percentage of
             the fp32 FMA peak measured next to it on the same threads: the
             median over bench/gemm's rounds (pct_peak), with the least and
@@ -44,6 +55,21 @@ def last(records, bench, **match):
     for r in records:
         if r.get("bench") == bench and all(r.get(k) == v for k, v in match.items()):
             out = r
+    return out
+
+
+def median(v):
+    v = sorted(v)
+    n = len(v)
+    return None if n == 0 else (v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2]))
+
+
+def by_round(records, bench, shape):
+    """{round: the last record of this bench and shape with that round}."""
+    out = {}
+    for r in records:
+        if r.get("bench") == bench and r.get("shape") == shape and r.get("round"):
+            out[r["round"]] = r
     return out
 
 
@@ -88,34 +114,92 @@ def main():
             s, what, ours[key], peer[key], r, target, "ok" if r >= target else "BELOW",
             fmt(ob, ".1f"), fmt(pb, ".1f"), "-" if rb is None else "%.2fx" % rb))
 
+    paired_lines = []
+
+    def paired_row(what, s, bench):
+        """The decode comparison from paired rounds; False when there are none."""
+        ours, peer = by_round(records, bench, s), by_round(records, "peer_decode", s)
+        key, best_key = "decode_tokens_per_s", "best_decode_tokens_per_s"
+        ks = sorted(k for k in ours if k in peer and ours[k].get(key) and peer[k].get(key))
+        if not ks:
+            return False
+        rounds = []
+        for k in ks:
+            o, p = ours[k], peer[k]
+            rounds.append(dict(round=k, iapo=o[key], peer=p[key], ratio=round(o[key] / p[key], 3),
+                               iapo_mem_bw_gb_per_s=o.get("mem_bw_gb_per_s"),
+                               peer_mem_bw_gb_per_s=p.get("mem_bw_gb_per_s")))
+        ratios = [x["ratio"] for x in rounds]
+        r = median(ratios)
+        mi, mp = median([x["iapo"] for x in rounds]), median([x["peer"] for x in rounds])
+        ob = max(ours[k].get(best_key) or 0 for k in ks) or None
+        pb = max(peer[k].get(best_key) or 0 for k in ks) or None
+        rb = ob / pb if ob and pb else None
+        emit(what=what, shape=s, iapo=mi, peer=mp, ratio=round(r, 3), target=DECODE_TARGET, met=r >= DECODE_TARGET,
+             iapo_best=ob, peer_best=pb, ratio_best=None if rb is None else round(rb, 3), paired=True,
+             ratio_min=min(ratios), ratio_max=max(ratios), rounds=rounds)
+        w("%-9s %-7s %10.1f %10.1f %6.2fx %6.1fx %-6s %10s %10s %7s  rounds %.2f-%.2fx" % (
+            s, what, mi, mp, r, DECODE_TARGET, "ok" if r >= DECODE_TARGET else "BELOW",
+            fmt(ob, ".1f"), fmt(pb, ".1f"), "-" if rb is None else "%.2fx" % rb, min(ratios), max(ratios)))
+        paired_lines.append("%-9s %-8s %s" % (s, what, "  ".join(
+            "%d: %.1f/%.1f %.2fx (%s/%s GB/s)" % (x["round"], x["iapo"], x["peer"], x["ratio"],
+                                                  fmt(x["iapo_mem_bw_gb_per_s"]), fmt(x["peer_mem_bw_gb_per_s"]))
+            for x in rounds)))
+        return True
+
     for s in SHAPES:
         row("train", s, last(records, "train_step", shape=s), last(records, "peer_train", shape=s),
             "tokens_per_s", "best_tokens_per_s", TRAIN_TARGET[s])
-        row("decode", s, last(records, "decode", shape=s), last(records, "peer_decode", shape=s),
-            "decode_tokens_per_s", "best_decode_tokens_per_s", DECODE_TARGET)
-        row("dec-bf16", s, last(records, "decode_bf16", shape=s), last(records, "peer_decode", shape=s),
-            "decode_tokens_per_s", "best_decode_tokens_per_s", DECODE_TARGET)
+        if not paired_row("decode", s, "decode"):
+            row("decode", s, last(records, "decode", shape=s), last(records, "peer_decode", shape=s),
+                "decode_tokens_per_s", "best_decode_tokens_per_s", DECODE_TARGET)
+        if not paired_row("dec-bf16", s, "decode_bf16"):
+            row("dec-bf16", s, last(records, "decode_bf16", shape=s), last(records, "peer_decode", shape=s),
+                "decode_tokens_per_s", "best_decode_tokens_per_s", DECODE_TARGET)
+    if paired_lines:
+        w("")
+        w("decoding in paired rounds (bench/run.sh: ours and the peer back to back in each round; the ratio")
+        w("above is the median of the per-round ratios): round: iapo/peer tok/s, ratio (GB/s each process")
+        w("read next to its decode)")
+        lines.extend(paired_lines)
     w("")
     w("decoding vs the memory-bandwidth bound: the weights read once per step at the read")
-    w("bandwidth measured in the same run (fp32 bound; for bf16 also its own bound, bf16 matrices,")
-    w("which the target is judged by)")
+    w("bandwidth bench/model measured next to that decode (its own weights read before and after, the")
+    w("faster; tiny: the start-up 1 GiB read) (fp32 bound; for bf16 also its own bound, bf16 matrices,")
+    w("which the target is judged by); with rounds: medians over the rounds, the range of the % judged")
     w("%-9s %-8s %10s %9s %10s %8s %s" % ("shape", "weights", "decode", "GB/s", "bound", "% bound", "target"))
     for s in SHAPES:
         for name, bench in (("fp32", "decode"), ("bf16", "decode_bf16")):
-            d = last(records, bench, shape=s)
-            if not d or not d.get("bw_bound_tokens_per_s"):
+            rs = [r for _, r in sorted(by_round(records, bench, s).items()) if r.get("bw_bound_tokens_per_s")]
+            if not rs:
+                d = last(records, bench, shape=s)
+                rs = [d] if d and d.get("bw_bound_tokens_per_s") else []
+            if not rs:
                 continue
-            pct = d.get("pct_bw_bound")
-            own = d.get("pct_bw_bound_bf16")
+            pcts = [r.get("pct_bw_bound") or 0 for r in rs]
+            owns = [r.get("pct_bw_bound_bf16") for r in rs if r.get("pct_bw_bound_bf16") is not None]
+            pct, own = median(pcts), median(owns)
             judged = own if own is not None else pct
+            judged_all = owns if owns else pcts
             tgt = BW_TARGET if s == "qwen0.5b" else None
-            emit(what="bw", shape=s, weights=name, iapo=d["decode_tokens_per_s"], bound=d["bw_bound_tokens_per_s"],
-                 mem_bw_gb_per_s=d.get("mem_bw_gb_per_s"), pct_bound=pct, target_pct=tgt,
-                 met=None if tgt is None else judged >= tgt, pct_own_bound=own)
-            w("%-9s %-8s %10.1f %9.1f %10.1f %7.0f%% %s%s" % (
-                s, name, d["decode_tokens_per_s"], d.get("mem_bw_gb_per_s") or 0, d["bw_bound_tokens_per_s"],
-                pct or 0, "" if tgt is None else (">= %.0f%%: %s" % (tgt, "ok" if judged >= tgt else "BELOW")),
-                "" if own is None else "  (%.0f%% of its bf16 bound)" % own))
+            dec = median([r["decode_tokens_per_s"] for r in rs])
+            gbs = median([r.get("mem_bw_gb_per_s") or 0 for r in rs])
+            bound = median([r["bw_bound_tokens_per_s"] for r in rs])
+            extra = {}
+            if rs[0].get("round"):
+                extra = dict(paired=True, pct_bound_min=round(min(judged_all), 1), pct_bound_max=round(max(judged_all), 1),
+                             rounds=[dict(round=r["round"], iapo=r["decode_tokens_per_s"],
+                                          mem_bw_gb_per_s=r.get("mem_bw_gb_per_s"),
+                                          mem_bw_source=r.get("mem_bw_source"),
+                                          bound=r["bw_bound_tokens_per_s"], pct_bound=r.get("pct_bw_bound"),
+                                          pct_own_bound=r.get("pct_bw_bound_bf16")) for r in rs])
+            emit(what="bw", shape=s, weights=name, iapo=dec, bound=bound, mem_bw_gb_per_s=gbs, pct_bound=pct,
+                 target_pct=tgt, met=None if tgt is None else judged >= tgt, pct_own_bound=own, **extra)
+            w("%-9s %-8s %10.1f %9.1f %10.1f %7.0f%% %s%s%s" % (
+                s, name, dec, gbs, bound, pct or 0,
+                "" if tgt is None else (">= %.0f%%: %s" % (tgt, "ok" if judged >= tgt else "BELOW")),
+                "" if own is None else "  (%.0f%% of its bf16 bound)" % own,
+                "" if not extra else "  rounds %.0f-%.0f%%" % (min(judged_all), max(judged_all))))
     gem = [r for r in records if r.get("bench") in ("gemm", "gemm_qkv") and r.get("M", 0) > 16]
     for nthreads in sorted({r.get("threads", 1) for r in gem}, reverse=True):
         # The run's denominator (older records, and the run_peak column): the
