@@ -4,24 +4,29 @@
 installed (CPU, fp32; session 9 ran it with transformers 5.17, torch 2.11,
 safetensors 0.8, tokenizers 0.23; /work/helpers/notes/hf9.md has the figures):
 
-    CUDA_VISIBLE_DEVICES= python3 tests/oracle/hf_roundtrip.py WORK OUT
+    sh tests/oracle/hf_prepare.sh WORK      # here: the iapo side (no torch needed)
+    CUDA_VISIBLE_DEVICES= python3 tests/oracle/hf_roundtrip.py WORK OUT   # there
 
-WORK is prepared on the iapo side (any part may be missing; it is skipped):
+WORK, as hf_prepare.sh makes it (any part may be missing; it is skipped):
   WORK/a/NAME/         model directories written by iapo (iapo init, the
                        checkpoints of iapo sft / train, iapo_weights_save
                        sharded), with tokenizer files
   WORK/ameta/NAME.logits.bin   iapo's fp32 logits (B,T,V) for WORK/ids.txt
   WORK/ameta/NAME.greedy.txt   iapo's greedy continuation of each row of
                        ids.txt (fp32 weights, no end-of-sequence stop)
+  WORK/ameta/NAME.ids.txt      ids for this model instead of WORK/ids.txt
+  WORK/ameta/NAME.cli.json     [{system, prompt, text}]: what `iapo generate
+                       --temperature 0 --max-tokens 24` printed
   WORK/ids.txt         "B T" then B*T token ids
   WORK/texts.hex       one hex(UTF-8) text per line
   WORK/tmeta/NAME.tsv  for the tokenizer of a/NAME or tok/NAME: per line of
                        texts.hex, iapo's ids TAB hex(iapo chat render of the
                        text as the user turn) TAB the same with system
-                       "You are helpful." (the generation prompt added)
+                       "You are helpful." (the generation prompt added) TAB
+                       two conversations with <think> turns (compare_chat)
   WORK/tok/NAME/       tokenizer.json + tokenizer_config.json (+ golden.tsv:
                        hex(text) TAB ids, from tests/oracle/tokenizer_golden.js)
-Writes OUT/report.txt (also printed) and OUT/hf_models.tar.gz: tiny random
+Writes OUT/report.txt (also printed) and, unless HF_MAKE=0, OUT/hf_models.tar.gz: tiny random
 Llama / Qwen2 / Qwen3 models made and saved by transformers (save_pretrained),
 each with hf_case.json (ids, lengths, greedy tokens) and hf_logits.bin (the
 fp32 logits (B,T,V) of the saved directory loaded back by transformers), for
@@ -114,12 +119,13 @@ def check_iapo_dirs(work):
     if not os.path.isdir(adir):
         say("[a] no iapo model directories: skipped")
         return
-    ids = read_ids(os.path.join(work, "ids.txt"))
     texts = read_texts(work)
     for name in sorted(os.listdir(adir)):
         d = os.path.join(adir, name)
         say("\n[a] iapo -> HF: %s (%s)" % (name, ", ".join(sorted(os.listdir(d)))))
         try:
+            own = os.path.join(work, "ameta", name + ".ids.txt")
+            ids = read_ids(own if os.path.exists(own) else os.path.join(work, "ids.txt"))
             cfg, msgs = captured(lambda: AutoConfig.from_pretrained(d))
             say("  AutoConfig: %s; messages: %s" % (type(cfg).__name__, msgs or "none"))
             (model, info), msgs = captured(
@@ -164,6 +170,7 @@ def check_iapo_dirs(work):
                     ("; generate messages: %s" % msgs) if msgs else ""))
             if os.path.exists(os.path.join(d, "tokenizer.json")):
                 check_auto_tokenizer(d, name, work, texts)
+                check_cli_generate(model, d, name, work)
         except Exception:  # noqa: BLE001
             say("  FAILED:\n" + traceback.format_exc())
 
@@ -184,8 +191,7 @@ def tok_meta(work, name):
     rows = []
     for line in open(p, encoding="utf-8").read().split("\n")[:-1]:
         f = line.split("\t")
-        rows.append(([int(x) for x in f[0].split()], bytes.fromhex(f[1]).decode("utf-8"),
-                     bytes.fromhex(f[2]).decode("utf-8")))
+        rows.append([[int(x) for x in f[0].split()]] + [bytes.fromhex(x).decode("utf-8") for x in f[1:]])
     return rows
 
 
@@ -205,6 +211,33 @@ def check_auto_tokenizer(d, name, work, texts):
     say("  AutoTokenizer.decode(iapo ids) != text on %d of %d texts" % (bad, len(texts)))
 
 
+def check_cli_generate(model, d, name, work):
+    """`iapo generate --system S --prompt P --temperature 0` (bf16 weights,
+    its default) against transformers' greedy generate on the chat template
+    (fp32), stopping at generation_config's eos ids, decoded without special
+    tokens."""
+    p = os.path.join(work, "ameta", name + ".cli.json")
+    if not os.path.exists(p):
+        return
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(d)
+    same = 0
+    rows = json.load(open(p))
+    for r in rows:
+        msgs = [{"role": "system", "content": r["system"]}, {"role": "user", "content": r["prompt"]}]
+        ids = tok.apply_chat_template(msgs, tokenize=True, add_generation_prompt=True, return_tensors="pt")
+        if not torch.is_tensor(ids):
+            ids = ids["input_ids"]
+        with torch.no_grad():
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=24, do_sample=False)
+        text = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        if text == r["text"]:
+            same += 1
+        else:
+            say("    iapo generate %r vs HF %r" % (r["text"][:80], text[:80]))
+    say("  iapo generate (CLI, greedy, chat template) text == HF generate + decode: %d of %d" % (same, len(rows)))
+
+
 def compare_tok(enc, texts, meta, what):
     bad = []
     for i, (t, m) in enumerate(zip(texts, meta)):
@@ -217,20 +250,33 @@ def compare_tok(enc, texts, meta, what):
 
 
 def compare_chat(tok, texts, meta):
+    """Columns of tmeta: 1 user turn; 2 system + user; 3 user, assistant
+    with <think>, user (all with the generation prompt); 4 system, user,
+    final assistant with <think> (no generation prompt)."""
     bad = 0
     first = None
+    n = 0
+    think = "<think>\nsome reasoning\n</think>\n\nThe answer is 4."
     for t, m in zip(texts, meta):
-        for msgs, ours in (([{"role": "user", "content": t}], m[1]),
-                           ([{"role": "system", "content": "You are helpful."}, {"role": "user", "content": t}], m[2])):
+        if "\x00" in t:
+            continue  # iapo's chat API takes C strings: a NUL ends the text
+        convs = [([{"role": "user", "content": t}], True),
+                 ([{"role": "system", "content": "You are helpful."}, {"role": "user", "content": t}], True),
+                 ([{"role": "user", "content": t}, {"role": "assistant", "content": think},
+                   {"role": "user", "content": "And then?"}], True),
+                 ([{"role": "system", "content": "S."}, {"role": "user", "content": t},
+                   {"role": "assistant", "content": "<think>\nr\n</think>\n\nans"}], False)]
+        for (msgs, gen), ours in zip(convs, m[1:]):
+            n += 1
             try:
-                r = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+                r = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
             except Exception as e:  # noqa: BLE001
                 r = "EXC %r" % e
             if r != ours:
                 bad += 1
                 if first is None:
-                    first = (msgs[-1]["content"][:40], r[:200], ours[:200])
-    say("  apply_chat_template vs iapo's render: %d of %d differ%s" % (bad, 2 * len(texts),
+                    first = (len(msgs), t[:40], r[:300], ours[:300])
+    say("  apply_chat_template vs iapo's render: %d of %d differ%s" % (bad, n,
                                                                       (" first: %r" % (first,)) if first else ""))
 
 
@@ -376,7 +422,10 @@ def main():
     say("versions: transformers %s torch %s safetensors %s tokenizers %s python %s" % (
         transformers.__version__, torch.__version__, safetensors.__version__, tokenizers.__version__,
         sys.version.split()[0]))
-    for part in (lambda: make_hf_models(out), lambda: check_iapo_dirs(work), lambda: check_tokenizers(work)):
+    parts = [lambda: check_iapo_dirs(work), lambda: check_tokenizers(work)]
+    if os.environ.get("HF_MAKE", "1") != "0":
+        parts.insert(0, lambda: make_hf_models(out))
+    for part in parts:
         try:
             part()
         except Exception:  # noqa: BLE001
