@@ -603,6 +603,37 @@ static AVX512 void pack_cols_f2h2(float *dst, const float *src, long ld, int row
 	pack_cols_t(PK_F2H2, dst, src, ld, rows, kc, W);
 }
 
+/* A region of rows x bytes (stride ld bytes) whose cache lines are fetched a
+ * few at a time: by the fp32 micro-kernel, spread over its k loop (tile),
+ * or between the bf16 tiles. */
+struct prefetch {
+	const char *base;
+	long ld, row_bytes, lines; /* lines: total to fetch */
+	long r, off;
+	int rows;
+};
+
+/* rows x cols elements of es bytes at base (row stride ld elements). */
+static void prefetch_region(struct prefetch *p, const void *base, long ld, int rows, long cols, long es)
+{
+	uintptr_t a = (uintptr_t)base & ~(uintptr_t)63;
+	p->base = (const char *)a;
+	p->ld = ld * es;
+	p->row_bytes = (long)((uintptr_t)base + (uintptr_t)(cols * es) - a);
+	p->rows = rows;
+	p->r = p->off = 0;
+	p->lines = rows * ceil_div(p->row_bytes, 64);
+}
+
+static inline void prefetch_step(struct prefetch *p, int n)
+{
+	for (; n > 0 && p->r < p->rows; n--) {
+		_mm_prefetch(p->base + p->r * p->ld + p->off, _MM_HINT_T1);
+		p->off += 64;
+		if (p->off >= p->row_bytes) p->off = 0, p->r++;
+	}
+}
+
 /* What a tile's store adds to alpha*acc: the addend row r (row i at
  * r + i*ldr) or else beta*C, and the bias; r and bias point at the tile's
  * first column. beta == 0 and no r: C is not read. */
@@ -652,66 +683,88 @@ INLINE AVX512 void tile_end(const int mr, __m512 acc[MR][NV], float *c, long ldc
  * a(i,k) = a[i*ars + k*acs] and b(k,:) = b[k*brs ...]. packed: b is a
  * 64-byte aligned, zero-padded micro-panel; otherwise B's columns beyond the
  * masks are not read. C's columns beyond the masks are never touched. mr and
- * packed are constants in every caller, so the accumulators become registers. */
+ * packed are constants in every caller, so the accumulators become registers.
+ * pf_n lines of pf (the source of the next B micro-panel) are fetched
+ * during the k loop, one every kc / pf_n k. */
 INLINE AVX512 void tile(const int mr, const int packed, int kc, const float *a, long ars, long acs, const float *b, long brs,
-			float *c, long ldc, const struct epi *e, const __mmask16 *m)
+			float *c, long ldc, const struct epi *e, const __mmask16 *m, struct prefetch *pf, int pf_n)
 {
 	__m512 acc[MR][NV];
 	tile_begin(mr, acc, c, ldc);
-	for (int k = 0; k < kc; k++) {
-		__m512 bv[NV];
+	/* One prefetch every `gap` k rather than all of them in a burst
+	 * before the tile: the burst (48-95 lines for qwen0.5b's gate and
+	 * lm_head panels) stalls on the miss queue, and its lines arrive
+	 * later. 2 threads, M = 256, one process alternating (median of 7-9
+	 * rounds, % of the adjacent peak): qwen0.5b lm_head / gate / down
+	 * x W^T 82.7 -> 87.7 / 81.0 -> 83.8, 79.7 -> 85.1 / 80.8 -> 83.7,
+	 * small's lm_head x W^T 81.4 -> 84.6, 80.0 -> 83.8; the split-K dy W
+	 * 75.0 -> 79.1 (gate), 74.0 -> 80.6 (small's lm_head), 83.6 -> 85.1
+	 * (lm_head); 1 thread +1.5..+3.6; the same sums in the same order. */
+	int pf_left = pf ? pf_n : 0;
+	const int gap = pf_left ? (kc / pf_left > 0 ? kc / pf_left : 1) : kc;
+	for (int k = 0; k < kc;) {
+		const int k1 = kc - k > gap ? k + gap : kc;
+		for (; k < k1; k++) {
+			__m512 bv[NV];
 #pragma GCC unroll 4
-		for (int v = 0; v < NV; v++)
-			bv[v] = packed ? _mm512_load_ps(b + (size_t)k * brs + 16 * v)
-				       : _mm512_maskz_loadu_ps(m[v], b + (size_t)k * brs + 16 * v);
+			for (int v = 0; v < NV; v++)
+				bv[v] = packed ? _mm512_load_ps(b + (size_t)k * brs + 16 * v)
+					       : _mm512_maskz_loadu_ps(m[v], b + (size_t)k * brs + 16 * v);
 #pragma GCC unroll 16
-		for (int i = 0; i < mr; i++) {
-			__m512 ai = _mm512_set1_ps(a[i * ars + (size_t)k * acs]);
+			for (int i = 0; i < mr; i++) {
+				__m512 ai = _mm512_set1_ps(a[i * ars + (size_t)k * acs]);
 #pragma GCC unroll 4
-			for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+				for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+			}
 		}
+		if (pf_left > 0) prefetch_step(pf, 1), pf_left--;
 	}
+	if (pf_left > 0) prefetch_step(pf, pf_left);
 	tile_end(mr, acc, c, ldc, e, m);
 }
 
 typedef void (*tile_fn)(int kc, const float *a, long ars, long acs, const float *b, long brs, float *c, long ldc,
 			const struct epi *e, const __mmask16 *m);
+/* The fp32 packed path's tiles: B a packed micro-panel, and lines to
+ * prefetch (tile). */
+typedef void (*ptile_fn)(int kc, const float *a, long ars, long acs, const float *b, float *c, long ldc,
+			 const struct epi *e, const __mmask16 *m, struct prefetch *pf, int pf_n);
 
 /* Packed operands: A micro-panel k-major with stride MR, B with stride NR. */
 #define PACKED_TILE(R) \
-	static AVX512 void tile_p##R(int kc, const float *a, long ars, long acs, const float *b, long brs, float *c, \
-				     long ldc, const struct epi *e, const __mmask16 *m) \
+	static AVX512 void tile_p##R(int kc, const float *a, long ars, long acs, const float *b, float *c, long ldc, \
+				     const struct epi *e, const __mmask16 *m, struct prefetch *pf, int pf_n) \
 	{ \
-		(void)ars; (void)acs; (void)brs; \
-		tile(R, 1, kc, a, 1, MR, b, NR, c, ldc, e, m); \
+		(void)ars; (void)acs; \
+		tile(R, 1, kc, a, 1, MR, b, NR, c, ldc, e, m, pf, pf_n); \
 	} \
-	static AVX512 void tile_r##R(int kc, const float *a, long ars, long acs, const float *b, long brs, float *c, \
-				     long ldc, const struct epi *e, const __mmask16 *m) \
+	static AVX512 void tile_r##R(int kc, const float *a, long ars, long acs, const float *b, float *c, long ldc, \
+				     const struct epi *e, const __mmask16 *m, struct prefetch *pf, int pf_n) \
 	{ \
-		(void)acs; (void)brs; \
-		tile(R, 1, kc, a, ars, 1, b, NR, c, ldc, e, m); \
+		(void)acs; \
+		tile(R, 1, kc, a, ars, 1, b, NR, c, ldc, e, m, pf, pf_n); \
 	} \
-	static AVX512 void tile_t##R(int kc, const float *a, long ars, long acs, const float *b, long brs, float *c, \
-				     long ldc, const struct epi *e, const __mmask16 *m) \
+	static AVX512 void tile_t##R(int kc, const float *a, long ars, long acs, const float *b, float *c, long ldc, \
+				     const struct epi *e, const __mmask16 *m, struct prefetch *pf, int pf_n) \
 	{ \
-		(void)ars; (void)brs; \
-		tile(R, 1, kc, a, 1, acs, b, NR, c, ldc, e, m); \
+		(void)ars; \
+		tile(R, 1, kc, a, 1, acs, b, NR, c, ldc, e, m, pf, pf_n); \
 	} \
 	static AVX512 void tile_d##R(int kc, const float *a, long ars, long acs, const float *b, long brs, float *c, \
 				     long ldc, const struct epi *e, const __mmask16 *m) \
 	{ \
-		tile(R, 0, kc, a, ars, acs, b, brs, c, ldc, e, m); \
+		tile(R, 0, kc, a, ars, acs, b, brs, c, ldc, e, m, NULL, 0); \
 	}
 PACKED_TILE(1) PACKED_TILE(2) PACKED_TILE(3) PACKED_TILE(4) PACKED_TILE(5) PACKED_TILE(6) PACKED_TILE(7)
 PACKED_TILE(8) PACKED_TILE(9) PACKED_TILE(10) PACKED_TILE(11) PACKED_TILE(12) PACKED_TILE(13) PACKED_TILE(14)
 
-static const tile_fn tiles_packed[MR + 1] = {NULL, tile_p1, tile_p2, tile_p3, tile_p4, tile_p5, tile_p6, tile_p7,
+static const ptile_fn tiles_packed[MR + 1] = {NULL, tile_p1, tile_p2, tile_p3, tile_p4, tile_p5, tile_p6, tile_p7,
 					     tile_p8, tile_p9, tile_p10, tile_p11, tile_p12, tile_p13, tile_p14};
 /* A's rows in place (row stride ars), or op(A) = A^T in place (A's row
  * stride acs), B a packed micro-panel. */
-static const tile_fn tiles_rows[MR + 1] = {NULL, tile_r1, tile_r2, tile_r3, tile_r4, tile_r5, tile_r6, tile_r7,
+static const ptile_fn tiles_rows[MR + 1] = {NULL, tile_r1, tile_r2, tile_r3, tile_r4, tile_r5, tile_r6, tile_r7,
 					   tile_r8, tile_r9, tile_r10, tile_r11, tile_r12, tile_r13, tile_r14};
-static const tile_fn tiles_cols[MR + 1] = {NULL, tile_t1, tile_t2, tile_t3, tile_t4, tile_t5, tile_t6, tile_t7,
+static const ptile_fn tiles_cols[MR + 1] = {NULL, tile_t1, tile_t2, tile_t3, tile_t4, tile_t5, tile_t6, tile_t7,
 					   tile_t8, tile_t9, tile_t10, tile_t11, tile_t12, tile_t13, tile_t14};
 static const tile_fn tiles_direct[MR + 1] = {NULL, tile_d1, tile_d2, tile_d3, tile_d4, tile_d5, tile_d6, tile_d7,
 					     tile_d8, tile_d9, tile_d10, tile_d11, tile_d12, tile_d13, tile_d14};
@@ -755,36 +808,6 @@ BF_TILE(8) BF_TILE(9) BF_TILE(10) BF_TILE(11) BF_TILE(12) BF_TILE(13) BF_TILE(14
 
 static const tile_fn tiles_bf[MR + 1] = {NULL, tile_bf1, tile_bf2, tile_bf3, tile_bf4, tile_bf5, tile_bf6, tile_bf7,
 					 tile_bf8, tile_bf9, tile_bf10, tile_bf11, tile_bf12, tile_bf13, tile_bf14};
-
-/* A region of rows x bytes (stride ld bytes) whose cache lines are fetched a
- * few at a time between micro-kernel calls. */
-struct prefetch {
-	const char *base;
-	long ld, row_bytes, lines; /* lines: total to fetch */
-	long r, off;
-	int rows;
-};
-
-/* rows x cols elements of es bytes at base (row stride ld elements). */
-static void prefetch_region(struct prefetch *p, const void *base, long ld, int rows, long cols, long es)
-{
-	uintptr_t a = (uintptr_t)base & ~(uintptr_t)63;
-	p->base = (const char *)a;
-	p->ld = ld * es;
-	p->row_bytes = (long)((uintptr_t)base + (uintptr_t)(cols * es) - a);
-	p->rows = rows;
-	p->r = p->off = 0;
-	p->lines = rows * ceil_div(p->row_bytes, 64);
-}
-
-static inline void prefetch_step(struct prefetch *p, int n)
-{
-	for (; n > 0 && p->r < p->rows; n--) {
-		_mm_prefetch(p->base + p->r * p->ld + p->off, _MM_HINT_T1);
-		p->off += 64;
-		if (p->off >= p->row_bytes) p->off = 0, p->r++;
-	}
-}
 
 /* The source of B's micro-panel at depth [pc, pc+kc), columns [j0, j0+nr). */
 static void prefetch_b(struct prefetch *p, const struct job *J, long pc, long kc, long j0, long nr)
@@ -978,7 +1001,7 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 	float *const Cd = group ? J->skp + (size_t)(group - 1) * J->M * J->ldp : J->C;
 	const long ldcd = group ? J->ldp : J->ldc;
 	const long kc_step = J->kc_step;
-	const tile_fn *tiles = J->bf ? tiles_bf : J->a_rows ? (J->transA ? tiles_cols : tiles_rows) : tiles_packed;
+	const ptile_fn *tiles = J->a_rows ? (J->transA ? tiles_cols : tiles_rows) : tiles_packed;
 	long mc_step = round_up(ceil_div(m, ceil_div(m, J->mc)), MR);
 	long nc_step = round_up(ceil_div(n, ceil_div(n, J->nc)), NR);
 	int one_row_block = m <= mc_step;
@@ -1028,8 +1051,13 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 								first && J->R ? J->R + row * J->ldr + j0 : NULL,
 								first && J->bias ? J->bias + j0 : NULL, J->ldr};
 						if (group && first) e = (struct epi){J->alpha, 0.0f, NULL, NULL, 0};
-						prefetch_step(&pf, pf_per_tile);
-						tiles[mr]((int)kc, ap[ir / MR], J->lda, J->lda, bp, 0, c, ldcd, &e, msk);
+						if (J->bf) {
+							prefetch_step(&pf, pf_per_tile);
+							tiles_bf[mr]((int)kc, ap[ir / MR], 0, 0, bp, 0, c, ldcd, &e, msk);
+						} else {
+							tiles[mr]((int)kc, ap[ir / MR], J->lda, J->lda, bp, c, ldcd, &e, msk, &pf,
+								  pf_per_tile);
+						}
 					}
 					if (J->sk > 1 && pc + kc >= K)
 						sk_region_done(J, (m0 + ic) / mc_step, j0 / NR, m0 + ic, mc, j0, nr);
