@@ -103,7 +103,17 @@ int cmd_init(int argc, char **argv)
 		iapo_tokenizer_free(tok);
 		goto fail;
 	}
-	if (cfg.n_eos == 0) cfg.n_eos = iapo_tokenizer_eos_ids(tok, cfg.eos_ids, IAPO_MAX_EOS);
+	/* A Llama config that names no eos has HF's default 2 here, which is
+	 * a byte (0x02) of the byte-level tokenizer and a plain token of most
+	 * others: generation would never stop. The tokenizer knows its own. */
+	if (cfg.n_eos == 0 || !iapo_config_names_eos(config)) {
+		int eos[IAPO_MAX_EOS];
+		int n = iapo_tokenizer_eos_ids(tok, eos, IAPO_MAX_EOS);
+		if (n > 0) {
+			memcpy(cfg.eos_ids, eos, (size_t)n * sizeof eos[0]);
+			cfg.n_eos = n;
+		}
+	}
 	iapo_tokenizer_free(tok);
 
 	iapo_weights w;

@@ -320,15 +320,20 @@ static iapo_status load_both(int dirfd, const char *cfg_name, const char *cfg_pa
 	return IAPO_OK;
 }
 
+/* The generation_config.json beside the config.json at path, or 0 when the
+ * name does not fit in gen. */
+static int beside(const char *path, char *gen, size_t size)
+{
+	const char *slash = strrchr(path, '/');
+	int dirlen = slash ? (int)(slash - path) : 1;
+	int k = snprintf(gen, size, "%.*s/generation_config.json", dirlen, slash ? path : ".");
+	return k > 0 && (size_t)k < size;
+}
+
 iapo_status iapo_config_load(const char *path, iapo_config *cfg)
 {
 	char gen[4096];
-	/* generation_config.json lives beside config.json. */
-	const char *slash = strrchr(path, '/');
-	int dirlen = slash ? (int)(slash - path) : 1;
-	int k = snprintf(gen, sizeof gen, "%.*s/generation_config.json", dirlen, slash ? path : ".");
-	int fits = k > 0 && (size_t)k < sizeof gen;
-	return load_both(AT_FDCWD, path, path, fits ? gen : NULL, gen, cfg);
+	return load_both(AT_FDCWD, path, path, beside(path, gen, sizeof gen) ? gen : NULL, gen, cfg);
 }
 
 double iapo_config_init_std(const char *path)
@@ -339,6 +344,25 @@ double iapo_config_init_std(const char *path)
 	if (iapo_json_opt_num(root, "initializer_range", path, 0.02, &std) != IAPO_OK || !(std >= 0)) std = 0.02;
 	cJSON_Delete(root);
 	return std;
+}
+
+static int names_key(const char *path, const char *key)
+{
+	cJSON *root;
+	if (iapo_json_load(path, JSON_CAP, &root) != IAPO_OK) {
+		iapo_clear_error();
+		return 0;
+	}
+	int has = cJSON_IsObject(root) && cJSON_GetObjectItemCaseSensitive(root, key) != NULL;
+	cJSON_Delete(root);
+	return has;
+}
+
+int iapo_config_names_eos(const char *path)
+{
+	char gen[4096];
+	if (names_key(path, "eos_token_id")) return 1;
+	return beside(path, gen, sizeof gen) && iapo_fs_exists(gen) && names_key(gen, "eos_token_id");
 }
 
 iapo_status iapo_config_load_at(int dirfd, const char *dir, iapo_config *cfg)

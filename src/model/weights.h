@@ -33,6 +33,11 @@ iapo_status iapo_config_load_at(int dirfd, const char *dir, iapo_config *cfg);
  * weights), or HF's 0.02 when the file, the field or its value is missing or
  * bad. */
 double iapo_config_init_std(const char *config_json_path);
+/* Whether the config.json at path, or the generation_config.json beside it,
+ * names an eos_token_id. iapo_config_load gives Llama configs that name none
+ * HF's default eos 2, which a fresh model with another tokenizer should not
+ * keep (iapo init). A file that cannot be read names none. */
+int iapo_config_names_eos(const char *config_json_path);
 /* Writes config.json for cfg (every field needed to rebuild it, plus
  * architectures, model_type and torch_dtype, e.g. "bfloat16") to path. Not
  * atomic: meant for a file inside a directory made visible atomically. */
