@@ -533,33 +533,26 @@ enum {
 	PK_F32 = 0,  /* fp32 elements */
 	PK_H = 1,    /* bf16 elements, widened to fp32 */
 	PK_H2 = 2,   /* bf16, kept as pairs of consecutive elements (vdpbf16ps's operand) */
-	PK_F2H2 = 3, /* fp32 rounded to bf16 (nearest even), as pairs */
 };
 
 /* Units 16u..16u+15 of a row at src (element type as mode), n elements long. */
 INLINE AVX512 __m512 pack_load(const int mode, const void *src, long u, long n)
 {
-	static const uint16_t odd[32] = {1,  3,  5,  7,  9,  11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31,
-					 33, 35, 37, 39, 41, 43, 45, 47, 49, 51, 53, 55, 57, 59, 61, 63};
 	const float *f = src;
 	const uint16_t *h = src;
 	if (mode == PK_F32) return _mm512_maskz_loadu_ps(lanes(n - 16 * u), f + 16 * u);
 	if (mode == PK_H) return maskz_load_h(lanes(n - 16 * u), h + 16 * u);
-	if (mode == PK_H2) return _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(lanes32(n - 32 * u), h + 32 * u));
-	/* PK_F2H2: 32 floats rounded; their upper halves, in order, are 16 pairs */
-	__m512i lo = round_bf16_v(_mm512_maskz_loadu_epi32(lanes(n - 32 * u), f + 32 * u));
-	__m512i hi = round_bf16_v(_mm512_maskz_loadu_epi32(lanes(n - 32 * u - 16), f + 32 * u + 16));
-	return _mm512_castsi512_ps(_mm512_permutex2var_epi16(lo, _mm512_loadu_si512(odd), hi));
+	return _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(lanes32(n - 32 * u), h + 32 * u)); /* PK_H2 */
 }
 
 /* dst[k*W + r] = src[r*ld + k] for r < rows, 0 for rows <= r < W, over the
- * units k of kc elements (an element, or a pair of elements as PK_H2 and
- * PK_F2H2 read them, padded with a zero when kc is odd); ld in elements.
+ * units k of kc elements (an element, or a pair of elements as PK_H2 reads
+ * them, padded with a zero when kc is odd); ld in elements.
  * Packs a panel that must be transposed (A as stored, or B^T = W), 16x16
  * units at a time. */
 INLINE AVX512 void pack_cols_t(const int mode, float *dst, const void *src, long ld, int rows, int kc, int W)
 {
-	const int es = mode == PK_F32 || mode == PK_F2H2 ? 4 : 2; /* bytes per element */
+	const int es = mode == PK_F32 ? 4 : 2; /* bytes per element */
 	const int units = mode >= PK_H2 ? (kc + 1) / 2 : kc;
 	for (int r0 = 0; r0 < W; r0 += 16) {
 		int rg = rows - r0 < 0 ? 0 : rows - r0 > 16 ? 16 : rows - r0;
@@ -591,16 +584,80 @@ static AVX512 void pack_cols_h(float *dst, const uint16_t *src, long ld, int row
 	pack_cols_t(PK_H, dst, src, ld, rows, kc, W);
 }
 
-/* W in bf16, as K-pairs: unit k of column r holds elements 2k, 2k+1. */
-static AVX512 void pack_cols_h2(float *dst, const uint16_t *src, long ld, int rows, int kc, int W)
+/* Units 16u..16u+15 of an fp32 row, n elements long, rounded to bf16 pairs:
+ * vcvtne2ps2bf16 rounds 32 floats in one instruction with bf16_round_bits's
+ * rule (nearest even, a NaN stays a NaN with its quiet bit set), where two
+ * round_bf16_v and a permute took ~17 operations. It flushes denormals to
+ * (signed) zero, which bf16_round_bits does not; but these panels feed only
+ * vdpbf16ps, which reads a denormal bf16 as zero, so the products are the
+ * same to the bit. */
+INLINE AVX512BF __m512 f2h2_load(const float *f, long u, long n)
 {
-	pack_cols_t(PK_H2, dst, src, ld, rows, kc, W);
+	const __m512 lo = _mm512_maskz_loadu_ps(lanes(n - 32 * u), f + 32 * u);
+	const __m512 hi = _mm512_maskz_loadu_ps(lanes(n - 32 * u - 16), f + 32 * u + 16);
+	return (__m512)_mm512_cvtne2ps_pbh(hi, lo);
+}
+
+/* Rows [0, rg) of a K-pair panel's group of 16 columns (pack_cols_t's
+ * PK_H2 step, or fp32 rounded by f2h2_load when f32), kc elements deep,
+ * into dst (row stride W, lanes sm). Called with rg a constant for the
+ * full groups (16, and MR for A's panels): with a run-time rg the 16 loads
+ * became a chain of compares and the transpose's rows went through the
+ * stack (session 9, perf annotate). */
+INLINE AVX512BF void pair_group(const int f32, const int rg, float *dst, const void *src, long ld, int kc, int W,
+				__mmask16 sm)
+{
+	const int units = (kc + 1) / 2;
+	for (int k = 0; k < units; k += 16) {
+		const int kk = units - k < 16 ? units - k : 16;
+		__m512 r[16];
+#pragma GCC unroll 16
+		for (int i = 0; i < 16; i++)
+			r[i] = i >= rg ? _mm512_setzero_ps()
+			       : f32   ? f2h2_load((const float *)src + (size_t)i * ld, k / 16, kc)
+				       : pack_load(PK_H2, (const uint16_t *)src + (size_t)i * ld, k / 16, kc);
+		iapo_transpose16(r);
+		if (kk == 16) {
+#pragma GCC unroll 16
+			for (int j = 0; j < 16; j++) _mm512_mask_storeu_ps(dst + (size_t)(k + j) * W, sm, r[j]);
+		} else {
+			for (int j = 0; j < kk; j++) _mm512_mask_storeu_ps(dst + (size_t)(k + j) * W, sm, r[j]);
+		}
+	}
+}
+
+/* A K-pair panel (pack_cols_t's layout, ld in elements) from bf16 (f32 = 0)
+ * or fp32 rounded to bf16 (f32 = 1). */
+INLINE AVX512BF void pack_pairs(const int f32, float *dst, const void *src, long ld, int rows, int kc, int W)
+{
+	const int es = f32 ? 4 : 2;
+	for (int r0 = 0; r0 < W; r0 += 16) {
+		const int rg = rows - r0 < 0 ? 0 : rows - r0 > 16 ? 16 : rows - r0;
+		const __mmask16 sm = lanes(W - r0);
+		const void *s0 = (const char *)src + (size_t)r0 * ld * es;
+		float *d0 = dst + r0;
+		if (rg == 16)
+			pair_group(f32, 16, d0, s0, ld, kc, W, sm);
+		else if (rg == MR)
+			pair_group(f32, MR, d0, s0, ld, kc, W, sm);
+		else if (rg > 0)
+			pair_group(f32, rg, d0, s0, ld, kc, W, sm);
+		else
+			for (int k = 0; k < (kc + 1) / 2; k++) _mm512_mask_storeu_ps(d0 + (size_t)k * W, sm, _mm512_setzero_ps());
+	}
+}
+
+/* W in bf16, as K-pairs: unit k of column r holds elements 2k, 2k+1
+ * (CPUs with AVX512_BF16 only, as every K-pair panel). */
+static AVX512BF void pack_cols_h2(float *dst, const uint16_t *src, long ld, int rows, int kc, int W)
+{
+	pack_pairs(0, dst, src, ld, rows, kc, W);
 }
 
 /* A's rows rounded to bf16, as K-pairs. */
-static AVX512 void pack_cols_f2h2(float *dst, const float *src, long ld, int rows, int kc, int W)
+static AVX512BF void pack_cols_f2h2(float *dst, const float *src, long ld, int rows, int kc, int W)
 {
-	pack_cols_t(PK_F2H2, dst, src, ld, rows, kc, W);
+	pack_pairs(1, dst, src, ld, rows, kc, W);
 }
 
 /* A region of rows x bytes (stride ld bytes) whose cache lines are fetched a
