@@ -15,6 +15,10 @@
  *  - every position twice in one call (enough rows of few tokens for layer
  *    0 to compute q/k/v once per distinct token): the same bits again.
  * test_decode.c covers decoding and prefill through the same kernel.
+ * Also: the cached forward's own SwiGLU (iapo_kv_swiglu) gives the bits of
+ * iapo_swiglu_forward, the training forward's, on 1 and 2 threads, for
+ * gates over the whole float range (both clamps of its exponential, their
+ * edges, zeros, denormals, infinities, NaN) and lengths with every tail.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -172,9 +176,50 @@ static void test_head_dims(void)
 	one_shape(2, 2, 24);  /* not a multiple of 16: the plain path */
 }
 
+/* iapo_kv_swiglu against iapo_swiglu_forward, bit for bit. */
+static void test_swiglu_bits(void)
+{
+	enum { N = 70000 };
+	float *g = malloc(sizeof(float) * N), *u = malloc(sizeof(float) * N);
+	float *a = malloc(sizeof(float) * N), *b = malloc(sizeof(float) * N);
+	static const float edge[] = {0.0f, -0.0f, 1e-40f, -1e-40f, 87.3f, -87.3f, 88.3f, -88.3f, 87.2999f, -88.3001f,
+				     89.0f, -89.0f, 1e30f, -1e30f, INFINITY, -INFINITY, NAN, 0.5f, -0.5f, 20.0f, -20.0f};
+	const int ne = (int)(sizeof edge / sizeof edge[0]);
+	iapo_rng r;
+	iapo_rng_seed(&r, 11, 0, 0, 0);
+	for (int i = 0; i < N; i++) {
+		/* a fifth of the edges, the rest spread over [-100, 100] and [-4, 4] */
+		g[i] = i % 5 == 0 ? edge[(i / 5) % ne] : i % 2 ? 200.0f * iapo_rng_float(&r) - 100.0f
+								 : 8.0f * iapo_rng_float(&r) - 4.0f;
+		u[i] = i % 7 == 3 ? edge[(i / 7) % ne] : 4.0f * iapo_rng_float(&r) - 2.0f;
+	}
+	iapo_swiglu_forward(b, g, u, N);
+	static const int lens[] = {1, 15, 16, 17, 31, 8192, 8193, 16400, N};
+	int bad = 0;
+	for (int th = 1; th <= 2; th++) {
+		iapo_set_threads(th);
+		for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+			const int n = lens[l];
+			for (int i = 0; i < N; i++) a[i] = -777.0f;
+			iapo_kv_swiglu(a, g, u, (size_t)n);
+			for (int i = 0; i < n && bad < 5; i++)
+				if (memcmp(&a[i], &b[i], sizeof(float)) != 0) {
+					fprintf(stderr, "  n=%d threads=%d: act[%d] (gate %g, up %g) = %.9g, training's %.9g\n", n,
+						th, i, g[i], u[i], a[i], b[i]);
+					bad++;
+				}
+			for (int i = n; i < N && bad < 5; i++)
+				if (a[i] != -777.0f) fprintf(stderr, "  n=%d: wrote act[%d]\n", n, i), bad++;
+		}
+	}
+	CHECK(bad == 0, "iapo_kv_swiglu gives iapo_swiglu_forward's bits (%d differences shown)", bad);
+	free(g); free(u); free(a); free(b);
+}
+
 int main(void)
 {
 	(void)tiny_weights; /* the header's, for other tests */
 	RUN(test_head_dims);
+	RUN(test_swiglu_bits);
 	TEST_END();
 }
