@@ -1,6 +1,7 @@
 #!/bin/sh
-# Runs the whole suite against one or more build directories (build/, and
-# build-asan/ whose programs carry ASan+UBSan+LeakSanitizer):
+# Runs the whole suite against one or more build directories (build/,
+# build-asan/ whose programs carry ASan+UBSan+LeakSanitizer, build-portable/
+# built without AVX-512):
 #  1. oracle fixtures: every tests/oracle/make_*.sh OUTDIR (idempotent; they use
 #     Debian's python3-torch and npm's real Qwen tokenizer, never our code);
 #  2. every compiled test program BUILD/tests/test_*;
@@ -62,6 +63,9 @@ for BUILD in "$@"; do
 		record "$BUILD/$(basename "$t")" $rc "$out"
 	done
 
+	# build-portable holds only the programs of the code with compile-time
+	# AVX-512 paths (Makefile, PORTABLE_TESTS); the CLI runs in the others
+	[ "$BUILD" = build-portable ] && continue
 	for s in tests/cli_*.sh; do
 		[ -e "$s" ] || continue
 		out="$IAPO_TMP/$BUILD-$(basename "$s").log"
