@@ -751,12 +751,13 @@ INLINE AVX512 void tile(const int mr, const int packed, int kc, const float *a, 
 	/* One prefetch every `gap` k rather than all of them in a burst
 	 * before the tile: the burst (48-95 lines for qwen0.5b's gate and
 	 * lm_head panels) stalls on the miss queue, and its lines arrive
-	 * later. 2 threads, M = 256, one process alternating (median of 7-9
+	 * later. 2 threads, M = 256, one process alternating (median of 7
 	 * rounds, % of the adjacent peak): qwen0.5b lm_head / gate / down
-	 * x W^T 82.7 -> 87.7 / 81.0 -> 83.8, 79.7 -> 85.1 / 80.8 -> 83.7,
-	 * small's lm_head x W^T 81.4 -> 84.6, 80.0 -> 83.8; the split-K dy W
-	 * 75.0 -> 79.1 (gate), 74.0 -> 80.6 (small's lm_head), 83.6 -> 85.1
-	 * (lm_head); 1 thread +1.5..+3.6; the same sums in the same order. */
+	 * x W^T 82.7 -> 87.7 / 81.0 -> 83.8 / 80.8 -> 83.7, small's lm_head
+	 * x W^T 81.4 -> 84.6; the split-K dy W 75.0 -> 79.1 (gate),
+	 * 74.0 -> 80.6 (small's lm_head), 83.6 -> 85.1 (lm_head); dy^T x
+	 * within the noise; 1 thread +1.5..+3.7. The same sums in the same
+	 * order. */
 	int pf_left = pf ? pf_n : 0;
 	const int gap = pf_left ? (kc / pf_left > 0 ? kc / pf_left : 1) : kc;
 	for (int k = 0; k < kc;) {
