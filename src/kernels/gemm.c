@@ -907,6 +907,7 @@ struct iapo_gemm_wpack {
 	long npan;    /* NR-column panels */
 	float *buf;   /* NULL on CPUs without AVX-512 */
 	size_t floats;
+	int direct;   /* products of <= 8 rows read it too (iapo_gemm_wpack_set_direct; fp32 only) */
 };
 
 static long depth_step(long K, long N, int bf);
@@ -985,6 +986,11 @@ void iapo_gemm_wpack_free(iapo_gemm_wpack *p)
 }
 
 size_t iapo_gemm_wpack_bytes(const iapo_gemm_wpack *p) { return p && p->buf ? p->floats * sizeof(float) : 0; }
+
+void iapo_gemm_wpack_set_direct(iapo_gemm_wpack *p, int on)
+{
+	if (p) p->direct = on != 0;
+}
 
 /* A's micro-panels for row tiles [t_lo, t_hi) of depth slice s (at pc,
  * kc deep) into ap[]: shared panels already packed; panels no one has

@@ -65,8 +65,9 @@ void iapo_sgemm(int transA, int transB, int M, int N, int K, float alpha, const 
  * bit-identical result. It is a hint: B (or Bh) must still be given, since
  * the direct path (few rows), the portable path and a pack that no longer
  * fits (a depth-slice override, bf16 kernels switched, another shape) read
- * B itself, as if Bp were NULL. Zero-initialise and fill the fields you
- * need. */
+ * B itself, as if Bp were NULL (except for a pack opened to few-row
+ * products by iapo_gemm_wpack_set_direct). Zero-initialise and fill the
+ * fields you need. */
 typedef struct {
 	int transA, transB, M, N, K;
 	float alpha, beta;
@@ -109,6 +110,13 @@ void iapo_gemm_wpack_update(iapo_gemm_wpack *p);
 void iapo_gemm_wpack_free(iapo_gemm_wpack *p);
 /* Bytes of packed panels held. */
 size_t iapo_gemm_wpack_bytes(const iapo_gemm_wpack *p);
+/* on != 0: products of at most 8 rows (the direct path; x W^T from an fp32
+ * pack) read this pack too, W streaming as one sequence of panels instead
+ * of row by row (decoding qwen0.5b in fp32: +23%). Their results then differ
+ * in rounding from reading W (each column summed in k order, not in 16
+ * lanes), so it is off at creation; the packed path stays bit-identical
+ * either way. NULL is a no-op. */
+void iapo_gemm_wpack_set_direct(iapo_gemm_wpack *p, int on);
 
 /* ---- test hooks (not thread-safe; set them before calling, from one thread) ---- */
 

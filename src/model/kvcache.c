@@ -262,6 +262,7 @@ iapo_status iapo_kv_pack_weights(iapo_kv *kv, int on, size_t *bytes)
 			iapo_status st = iapo_gemm_wpack_create(&wp[i], N, K, W, Wh, K);
 			if (st != IAPO_OK) return iapo_fail_prefix(st, "kv cache: weight packs");
 		}
+		iapo_gemm_wpack_set_direct(wp[i], on == 2); /* decoding's few rows read them too */
 		total += iapo_gemm_wpack_bytes(wp[i]);
 	}
 	if (bytes) *bytes = total;
