@@ -5,13 +5,15 @@
  * decode steps, sequences idling (n = 0) while others advance or joining late,
  * multi-token appends mid-sequence, prefills larger than one chunk; the
  * two-span rows of the IAPO information pass (a cached prefix plus a postfix
- * stored in another slot); argument errors that must change nothing; no
- * allocation inside a forward.
+ * stored in another slot); decoding from the weight packs
+ * (iapo_kv_pack_weights(kv, 2)); argument errors that must change nothing;
+ * no allocation inside a forward.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/status.h"
+#include "kernels/gemm.h"
 #include "model/kvcache.h"
 #include "test.h"
 #include "test_decode_models.h"
@@ -172,6 +174,91 @@ static void test_chunked_prefill(void)
 	fixture_close(&x);
 }
 
+/* Decoding from the weight packs (iapo_kv_pack_weights(kv, 2)): products
+ * of at most 8 rows read the fp32 panels (gemm.c's dotp_*) instead of the
+ * weights' rows. Every step against the full forward, with 8 slots and 8,
+ * 7, ..., 1 rows a step (each row count its own kernel), under a depth-slice
+ * override of 32 (several slices a product, every thread, so pieces that
+ * start inside a panel) and under the default blocking; the vocabularies
+ * (97, 111) leave a partial last panel. The rows read the packs: their
+ * logits differ in rounding from a cache packed with on = 1. */
+static void packed_for(int kind, int kc)
+{
+	fixture x;
+	enum { B = 8, Tmax = 40 };
+	if (fixture_open(&x, kind, Tmax)) {
+		CHECK(0, "%s: setup: %s", tiny_names[kind], iapo_errmsg());
+		return;
+	}
+	iapo_sgemm_set_blocking(0, kc, 0);
+	iapo_kv *kv = NULL, *kv1 = NULL;
+	size_t bytes = 0;
+	CHECK(iapo_kv_new(&x.w, B, Tmax, &kv) == IAPO_OK && iapo_kv_new(&x.w, B, Tmax, &kv1) == IAPO_OK, "kv_new: %s",
+	      iapo_errmsg());
+	CHECK(kv && iapo_kv_pack_weights(kv, 2, &bytes) == IAPO_OK, "pack 2: %s", iapo_errmsg());
+	CHECK(kv1 && iapo_kv_pack_weights(kv1, 1, NULL) == IAPO_OK, "pack 1: %s", iapo_errmsg());
+	const int V = x.w.cfg.V;
+	float *logits = malloc(sizeof(float) * B * V), *l1 = malloc(sizeof(float) * B * V);
+	int *seq[B], len[B] = {0};
+	for (int b = 0; b < B; b++) seq[b] = malloc(sizeof(int) * Tmax);
+	iapo_rng r;
+	iapo_rng_seed(&r, 21, (uint64_t)kind, 0, 0);
+	char what[80];
+	int n[B] = {3, 5, 2, 4, 6, 1, 2, 3}; /* a ragged prefill of 26 rows: the packed path */
+	snprintf(what, sizeof what, "%s kc %d prefill", tiny_names[kind], kc);
+	double worst = kv ? step(&x, kv, seq, len, n, &r, logits, what) : 1;
+	for (int m = 8; m >= 1 && kv; m--) { /* m rows a step */
+		for (int b = 0; b < B; b++) n[b] = b < m;
+		snprintf(what, sizeof what, "%s kc %d, %d rows", tiny_names[kind], kc, m);
+		double e = step(&x, kv, seq, len, n, &r, logits, what);
+		worst = e > worst ? e : worst;
+	}
+	/* the same 8 sequences through the on = 1 cache, one step at a time */
+	int differ = 0;
+	if (kv && kv1) {
+		const int *tok[B];
+		for (int b = 0; b < B; b++) {
+			tok[b] = seq[b];
+			n[b] = len[b] - 1;
+		}
+		CHECK(iapo_kv_forward(kv1, tok, n, l1) == IAPO_OK, "on = 1 prefill: %s", iapo_errmsg());
+		for (int b = 0; b < B; b++) {
+			iapo_kv_reset(kv, b);
+			tok[b] = seq[b];
+		}
+		CHECK(iapo_kv_forward(kv, tok, n, logits) == IAPO_OK, "on = 2 prefill: %s", iapo_errmsg());
+		for (int b = 0; b < B; b++) {
+			tok[b] = seq[b] + len[b] - 1;
+			n[b] = 1;
+		}
+		CHECK(iapo_kv_forward(kv1, tok, n, l1) == IAPO_OK && iapo_kv_forward(kv, tok, n, logits) == IAPO_OK,
+		      "8-row step: %s", iapo_errmsg());
+		differ = memcmp(logits, l1, sizeof(float) * B * V) != 0;
+		double e = test_max_rel_err(logits, l1, (size_t)B * V);
+		CHECK(e <= TOL, "%s kc %d: on = 2 vs on = 1: max rel err %.3g", tiny_names[kind], kc, e);
+	}
+#if defined(__x86_64__)
+	if (__builtin_cpu_supports("avx512f"))
+		CHECK(differ, "%s kc %d: the 8-row step did not read the packs (same bits as on = 1)", tiny_names[kind], kc);
+#endif
+	fprintf(stderr, "  packed %s kc %d: %zu bytes of packs, max rel err %.2g\n", tiny_names[kind], kc, bytes, worst);
+	iapo_sgemm_set_blocking(0, 0, 0);
+	for (int b = 0; b < B; b++) free(seq[b]);
+	free(logits);
+	free(l1);
+	iapo_kv_free(kv);
+	iapo_kv_free(kv1);
+	fixture_close(&x);
+}
+
+static void test_packed_weights(void)
+{
+	for (int kind = 0; kind < TINY_NUM; kind++) {
+		packed_for(kind, 32);
+		packed_for(kind, 0);
+	}
+}
+
 /* The information-pass pattern: slot 0 holds prompt + completion; for
  * several cut points t, K postfix tokens at positions t..t+K-1 attend to
  * slot 0's first t keys plus their own postfix (stored in slot 1 at j*K..),
@@ -297,6 +384,7 @@ int main(void)
 	RUN(test_ragged_llama);
 	RUN(test_ragged_qwen3);
 	RUN(test_chunked_prefill);
+	RUN(test_packed_weights);
 	RUN(test_two_span_rows);
 	RUN(test_errors);
 	TEST_END();

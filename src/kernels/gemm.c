@@ -1618,9 +1618,111 @@ static AVX512BF void dotbf_8x1(int K, const float *a, const uint16_t *ah, long l
 	}
 }
 
+/* x W^T for mb <= 8 rows of A from W's panels packed ahead (iapo_gemm_wpack,
+ * fp32: per depth slice, NR-column panels, each kc deep with the NR floats
+ * of one k together): panels [q0, q1) of depth slice pc (kc deep), into C's
+ * columns q0*NR.. (those under N), the first slice with the epilogue and
+ * the others summed into C. Each k broadcasts one float of every row of A
+ * (from L1) against the panel's two vectors: W streams as one sequence, and
+ * A costs scalar loads instead of the 8 vector loads per 128 bytes of W
+ * that dot_8x2 issues. A /tmp kernel over 2 GB, 8 rows, K = 896 (08:16,
+ * alternating, 5 rounds): 2 threads 43.8-46.1 GB/s against dot_8x2's
+ * layout at 33.9-35.9 (a plain read 43.5-49.4); 1 thread 35.8-36.2 against
+ * 26.0-26.7. */
+INLINE AVX512 void dotp_rows(const int mb, const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, long q0,
+			     long q1, const float *Bp)
+{
+	const float *a = J->A + pc;
+	const long lda = J->lda;
+	const struct epi e0 = {J->alpha, J->beta, J->R, J->bias, J->ldr}, e1 = {J->alpha, 1.0f, NULL, NULL, 0};
+	const struct epi *e = pc == 0 ? &e0 : &e1;
+	for (long q = q0; q < q1; q++) {
+		const float *b = Bp + (size_t)q * NR * (size_t)kc;
+		const char *pf = (const char *)b + DOT_PF_BYTES;
+		__m512 acc[8][NV];
+#pragma GCC unroll 8
+		for (int i = 0; i < mb; i++)
+#pragma GCC unroll 2
+			for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+		for (long k = 0; k < kc; k++) {
+			__m512 w[NV];
+#pragma GCC unroll 2
+			for (int v = 0; v < NV; v++) {
+				w[v] = _mm512_load_ps(b + k * NR + 16 * v);
+				_mm_prefetch(pf + (k * NR + 16 * v) * 4, DOT_PF_HINT);
+			}
+#pragma GCC unroll 8
+			for (int i = 0; i < mb; i++) {
+				const __m512 av = _mm512_set1_ps(a[i * lda + k]);
+#pragma GCC unroll 2
+				for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(av, w[v], acc[i][v]);
+			}
+		}
+		const long j0 = q * NR;
+#pragma GCC unroll 2
+		for (int v = 0; v < NV; v++) {
+			const __mmask16 m = lanes(p->N - j0 - 16 * v);
+			if (!m) break;
+#pragma GCC unroll 8
+			for (int i = 0; i < mb; i++)
+				store_row(J->C + i * J->ldc + j0 + 16 * v, acc[i][v], m, e, i, (int)(j0 + 16 * v));
+		}
+	}
+}
+
+typedef void (*dotp_fn)(const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, long q0, long q1,
+			const float *Bp);
+#define DOTP(MB) \
+	static AVX512 void dotp_##MB(const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, long q0, long q1, \
+				     const float *Bp) \
+	{ \
+		dotp_rows(MB, J, p, pc, kc, q0, q1, Bp); \
+	}
+DOTP(1)
+DOTP(2)
+DOTP(3)
+DOTP(4)
+DOTP(5)
+DOTP(6)
+DOTP(7)
+DOTP(8)
+static const dotp_fn dotps[9] = {NULL, dotp_1, dotp_2, dotp_3, dotp_4, dotp_5, dotp_6, dotp_7, dotp_8};
+
+/* Whether the direct path reads J's W from its fp32 pack: x W^T, at most 8
+ * rows, a pack its creator opened to few-row products
+ * (iapo_gemm_wpack_set_direct: other bits than reading W, so never by
+ * default), made from this very W (same address, shape and stride) under
+ * the depth slice in force (as the packed path asks). */
+static int dotp_fits(const struct job *J)
+{
+	const iapo_gemm_wpack *p = J->wp;
+	return p && p->direct && p->buf && !p->bf && !p->Wh && J->transB && !J->transA && !J->Bh && J->M >= 1 &&
+	       J->M <= 8 && p->W == J->B && p->N == J->N && p->K == J->K && p->ldw == J->ldb &&
+	       p->kc_step == depth_step(p->K, p->N, 0);
+}
+
+/* Columns [n0,n1) of J from its pack. A piece takes the panels that start
+ * in it (the last may reach past n1 into the next piece's columns, which
+ * then starts at its first whole panel): every column once, whatever the
+ * split, and no panel read twice. */
+static AVX512 void dotp_cols(const struct job *J, long n0, long n1)
+{
+	const iapo_gemm_wpack *p = J->wp;
+	const long q0 = ceil_div(n0, NR), q1 = ceil_div(n1, NR);
+	if (q0 >= q1) return;
+	for (long pc = 0; pc < p->K; pc += p->kc_step) {
+		const long kc = min_l(p->kc_step, p->K - pc);
+		dotps[J->M](J, p, pc, kc, q0, q1, wpack_panel(p, pc, kc, 0));
+	}
+}
+
 /* Direct path, columns [n0,n1): C = alpha*op(A)*op(B) + beta*C for M <= DIRECT_M. */
 static AVX512 void direct_cols(const struct job *J, long n0, long n1)
 {
+	if (dotp_fits(J)) {
+		dotp_cols(J, n0, n1);
+		return;
+	}
 	/* mode 0: fp32; 1: bf16 A (J->Ah) and B widened; 2: the same by vdpbf16ps */
 	const int mode = J->Bh ? (has_bf16() ? 2 : 1) : 0;
 	/* W's rows (float or bf16) as byte addresses, for prefetching */
