@@ -17,6 +17,10 @@
  *             the decode, in this process: near_read_bw)
  *   decode_bf16  the same with the cache's bf16 copy of the weight matrices
  *             (iapo_kv_use_bf16): against the fp32 bound and its own
+ *   decode_packed  fp32 decode from the weights packed ahead for decoding
+ *             too (iapo_kv_pack_weights(kv, 2): a second fp32 copy of the
+ *             matrices, in panels; other rounding than "decode"), with the
+ *             packing's seconds and bytes
  *
  * FLOPs are counted analytically (useful work of the model, not of our
  * implementation; formulas in bench/README.md). Every measurement warms up
@@ -26,7 +30,8 @@
  * gradient clipping.
  *
  * Usage: model [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick]
- *              [--what train,decode,decode_bf16]   (default: all three)
+ *              [--what train,decode,decode_bf16,decode_packed]
+ *              (default: train,decode,decode_bf16)
  *              [--round N]   (tags the decode records with "round": N, for
  *                             bench/run.sh's paired rounds against the peer)
  */
@@ -154,7 +159,7 @@ typedef struct {
 	double peak, bw; /* GFLOP/s, GB/s measured in this run */
 	double budget;
 	int min_reps;
-	const char *what; /* --what: which of train, decode, decode_bf16 */
+	const char *what; /* --what: which of train, decode, decode_bf16, decode_packed */
 	int round;        /* --round: bench/run.sh's paired round (0: none) */
 } run_env;
 
@@ -386,10 +391,14 @@ static double near_read_bw(const iapo_weights *w, double startup_bw, int passes,
 	return best;
 }
 
-/* bf16: the cache multiplies by a bf16 copy of the weight matrices
- * (iapo_kv_use_bf16), record "decode_bf16". */
-static iapo_status bench_decode(const iapo_weights *w, const run_env *e, int bf16)
+/* mode 1: the cache multiplies by a bf16 copy of the weight matrices
+ * (iapo_kv_use_bf16), record "decode_bf16"; mode 2: fp32 from the weights
+ * packed for decoding too (iapo_kv_pack_weights(kv, 2)), "decode_packed". */
+static iapo_status bench_decode(const iapo_weights *w, const run_env *e, int mode)
 {
+	const int bf16 = mode == 1;
+	double pack_s = 0.0;
+	size_t pack_bytes = 0;
 	const iapo_config *c = &w->cfg;
 	iapo_status st = IAPO_OK;
 	dec_ctx x;
@@ -400,6 +409,11 @@ static iapo_status bench_decode(const iapo_weights *w, const run_env *e, int bf1
 	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.logits, sizeof(float) * DEC_B * (size_t)c->V, "bench logits"));
 	IAPO_CHECK(st, iapo_kv_new(w, DEC_B, DEC_PROMPT + DEC_NEW, &x.kv));
 	if (bf16) IAPO_CHECK(st, iapo_kv_use_bf16(x.kv, 1));
+	if (mode == 2) {
+		double t0 = bench_now();
+		IAPO_CHECK(st, iapo_kv_pack_weights(x.kv, 2, &pack_bytes));
+		pack_s = bench_now() - t0;
+	}
 	iapo_rng r;
 	iapo_rng_seed(&r, 11, (uint64_t)c->V, 0, 0);
 	for (int i = 0; i < DEC_B * DEC_PROMPT; i++) x.prompt[i] = (int)iapo_rng_below(&r, (uint64_t)c->V);
@@ -450,7 +464,7 @@ static iapo_status bench_decode(const iapo_weights *w, const run_env *e, int bf1
 
 	const double wbytes16 = weight_bytes_bf16(c);
 	const double bound16 = bw > 0 ? DEC_B * bw * 1e9 / wbytes16 : NAN;
-	bench_rec_begin(bf16 ? "decode_bf16" : "decode");
+	bench_rec_begin(bf16 ? "decode_bf16" : mode == 2 ? "decode_packed" : "decode");
 	bench_rec_str("shape", e->shape);
 	bench_rec_int("B", DEC_B);
 	bench_rec_int("prompt", DEC_PROMPT);
@@ -480,6 +494,10 @@ static iapo_status bench_decode(const iapo_weights *w, const run_env *e, int bf1
 	bench_rec_num("bw_bound_tokens_per_s", bound);
 	bench_rec_num("bw_bound_with_kv_tokens_per_s", bound_kv);
 	bench_rec_num("pct_bw_bound", 100.0 * dec_tps / bound);
+	if (mode == 2) {
+		bench_rec_num("pack_bytes", (double)pack_bytes);
+		bench_rec_num("pack_seconds", pack_s);
+	}
 	if (bf16) {
 		bench_rec_num("bf16_weight_bytes", wbytes16);
 		bench_rec_num("bw_bound_bf16_tokens_per_s", bound16);
@@ -492,7 +510,7 @@ static iapo_status bench_decode(const iapo_weights *w, const run_env *e, int bf1
 	bench_note("model: %-8s %s prefill %8.1f tokens/s, decode %8.1f tokens/s "
 		   "(fp32 bandwidth bound %.1f at %.1f GB/s (%s, before %.1f, after %.1f), %.0f%%%s), "
 		   "%.1f generated tokens/s (%d reps)\n",
-		   e->shape, bf16 ? "decode_bf16" : "decode ", DEC_B * DEC_PROMPT / pre_s, dec_tps, bound, bw,
+		   e->shape, bf16 ? "decode_bf16" : mode == 2 ? "decode_packed" : "decode ", DEC_B * DEC_PROMPT / pre_s, dec_tps, bound, bw,
 		   bw_source, bw_before, bw_after, 100.0 * dec_tps / bound, bf16 ? "; bf16 weights" : "", gen_tps,
 		   reps);
 fail:
@@ -533,6 +551,7 @@ static iapo_status bench_shape(const bench_model_shape *s, run_env *e)
 	iapo_status st = IAPO_OK;
 	if (strstr(e->what, "train")) st = bench_train(&w, e);
 	if (st == IAPO_OK && want(e->what, "decode")) st = bench_decode(&w, e, 0);
+	if (st == IAPO_OK && want(e->what, "decode_packed")) st = bench_decode(&w, e, 2);
 	if (st == IAPO_OK && strstr(e->what, "decode_bf16")) st = bench_decode(&w, e, 1);
 	iapo_weights_free(&w);
 	return st;
@@ -566,7 +585,7 @@ static void measure_peak(run_env *e, int quick, const char *shape)
 static int usage(void)
 {
 	fprintf(stderr, "usage: model [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick]\n"
-			"             [--what train,decode,decode_bf16] [--round N]\n");
+			"             [--what train,decode,decode_bf16,decode_packed] [--round N]\n");
 	return 2;
 }
 
