@@ -834,38 +834,47 @@ static const tile_fn tiles_direct[MR + 1] = {NULL, tile_d1, tile_d2, tile_d3, ti
  * lane in fp32, so a K-pair costs what one k costs the fp32 kernel. kc in
  * elements (an odd one's last pair is zero-padded). */
 INLINE AVX512BF void tile_bf(const int mr, int kc, const float *a, const float *b, float *c, long ldc,
-			     const struct epi *e, const __mmask16 *m)
+			     const struct epi *e, const __mmask16 *m, struct prefetch *pf, int pf_n)
 {
 	const int *ai32 = (const int *)a;
 	__m512 acc[MR][NV];
 	tile_begin(mr, acc, c, ldc);
 	const int kp = (kc + 1) / 2;
-	for (int k = 0; k < kp; k++) {
-		__m512bh bv[NV];
+	/* the next B panel's source fetched one line every `gap` K-pairs, as
+	 * tile does (a burst before the tile stalls on the miss queue) */
+	int pf_left = pf ? pf_n : 0;
+	const int gap = pf_left ? (kp / pf_left > 0 ? kp / pf_left : 1) : kp;
+	for (int k = 0; k < kp;) {
+		const int k1 = kp - k > gap ? k + gap : kp;
+		for (; k < k1; k++) {
+			__m512bh bv[NV];
 #pragma GCC unroll 4
-		for (int v = 0; v < NV; v++) bv[v] = (__m512bh)_mm512_load_ps(b + (size_t)k * NR + 16 * v);
+			for (int v = 0; v < NV; v++) bv[v] = (__m512bh)_mm512_load_ps(b + (size_t)k * NR + 16 * v);
 #pragma GCC unroll 16
-		for (int i = 0; i < mr; i++) {
-			__m512bh av = (__m512bh)_mm512_set1_epi32(ai32[(size_t)k * MR + i]);
+			for (int i = 0; i < mr; i++) {
+				__m512bh av = (__m512bh)_mm512_set1_epi32(ai32[(size_t)k * MR + i]);
 #pragma GCC unroll 4
-			for (int v = 0; v < NV; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], av, bv[v]);
+				for (int v = 0; v < NV; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], av, bv[v]);
+			}
 		}
+		if (pf_left > 0) prefetch_step(pf, 1), pf_left--;
 	}
+	if (pf_left > 0) prefetch_step(pf, pf_left);
 	tile_end(mr, acc, c, ldc, e, m);
 }
 
 #define BF_TILE(R) \
-	static AVX512BF void tile_bf##R(int kc, const float *a, long ars, long acs, const float *b, long brs, \
-					float *c, long ldc, const struct epi *e, const __mmask16 *m) \
+	static AVX512BF void tile_bf##R(int kc, const float *a, long ars, long acs, const float *b, float *c, long ldc, \
+					const struct epi *e, const __mmask16 *m, struct prefetch *pf, int pf_n) \
 	{ \
-		(void)ars; (void)acs; (void)brs; \
-		tile_bf(R, kc, a, b, c, ldc, e, m); \
+		(void)ars; (void)acs; \
+		tile_bf(R, kc, a, b, c, ldc, e, m, pf, pf_n); \
 	}
 BF_TILE(1) BF_TILE(2) BF_TILE(3) BF_TILE(4) BF_TILE(5) BF_TILE(6) BF_TILE(7)
 BF_TILE(8) BF_TILE(9) BF_TILE(10) BF_TILE(11) BF_TILE(12) BF_TILE(13) BF_TILE(14)
 
-static const tile_fn tiles_bf[MR + 1] = {NULL, tile_bf1, tile_bf2, tile_bf3, tile_bf4, tile_bf5, tile_bf6, tile_bf7,
-					 tile_bf8, tile_bf9, tile_bf10, tile_bf11, tile_bf12, tile_bf13, tile_bf14};
+static const ptile_fn tiles_bf[MR + 1] = {NULL, tile_bf1, tile_bf2, tile_bf3, tile_bf4, tile_bf5, tile_bf6, tile_bf7,
+					  tile_bf8, tile_bf9, tile_bf10, tile_bf11, tile_bf12, tile_bf13, tile_bf14};
 
 /* The source of B's micro-panel at depth [pc, pc+kc), columns [j0, j0+nr). */
 static void prefetch_b(struct prefetch *p, const struct job *J, long pc, long kc, long j0, long nr)
@@ -1115,13 +1124,11 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 								first && J->R ? J->R + row * J->ldr + j0 : NULL,
 								first && J->bias ? J->bias + j0 : NULL, J->ldr};
 						if (group && first) e = (struct epi){J->alpha, 0.0f, NULL, NULL, 0};
-						if (J->bf) {
-							prefetch_step(&pf, pf_per_tile);
-							tiles_bf[mr]((int)kc, ap[ir / MR], 0, 0, bp, 0, c, ldcd, &e, msk);
-						} else {
+						if (J->bf)
+							tiles_bf[mr]((int)kc, ap[ir / MR], 0, 0, bp, c, ldcd, &e, msk, &pf, pf_per_tile);
+						else
 							tiles[mr]((int)kc, ap[ir / MR], J->lda, J->lda, bp, c, ldcd, &e, msk, &pf,
 								  pf_per_tile);
-						}
 					}
 					if (J->sk > 1 && pc + kc >= K)
 						sk_region_done(J, (m0 + ic) / mc_step, j0 / NR, m0 + ic, mc, j0, nr);
