@@ -194,7 +194,9 @@ static inline float exp_approx(float x)
 	y = y * r + 1.6666665459e-1f;
 	y = y * r + 5.0000001201e-1f;
 	y = y * r * r + r + 1.0f;
-	fbits p = {.i = (t.i - 0x4B400000 + 127) << 23}; /* 2^n */
+	/* 2^n; unsigned, so a NaN x (clamps pass it through) gives NaN, not a
+	 * left shift of a negative int */
+	fbits p = {.i = (int32_t)(((uint32_t)t.i - 0x4B400000u + 127u) << 23)};
 	return y * p.f;
 }
 
