@@ -71,9 +71,13 @@ TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB      := $(BUILD)/libiapo.a
 BIN      := $(BUILD)/iapo
+# Programs of by-hand oracle checks (tests/oracle/hf_prepare.sh runs
+# hf_probe): built with everything else, so they cannot rot unseen.
+ORACLE_SRC  := $(sort $(wildcard tests/oracle/*.c))
+ORACLES  := $(ORACLE_SRC:tests/oracle/%.c=$(BUILD)/oracle/%)
 
 .PHONY: all test asan test-asan portable demo bench clean deps
-all: $(LIB) $(BIN) $(TESTS) $(BENCHES)
+all: $(LIB) $(BIN) $(TESTS) $(BENCHES) $(ORACLES)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -96,6 +100,10 @@ $(BUILD)/tests/%: tests/%.c $(LIB)
 	$(CC) $(CFLAGS) -MMD -MP $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 
 $(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+
+$(BUILD)/oracle/%: tests/oracle/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 

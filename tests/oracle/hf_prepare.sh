@@ -1,7 +1,7 @@
 #!/bin/sh
 # hf_prepare.sh WORK — the iapo side of tests/oracle/hf_roundtrip.py (see its
 # header for WORK's layout). Needs a built tree (make: build/iapo,
-# build/libiapo.a), the tokenizer fixtures of tests/oracle/make_tokenizer_golden.sh
+# build/oracle/hf_probe), the tokenizer fixtures of tests/oracle/make_tokenizer_golden.sh
 # in build/fixtures, /work/shared/data/gsm8k/test.jsonl (or GSM8K=FILE) and
 # /usr/bin/python3 (no torch needed). Makes, all small (~50 MB with the four
 # copies of the Qwen tokenizer):
@@ -29,12 +29,8 @@ cd "$W"
 rm -rf a ameta tmeta tok cfg run_* rl_* data bpe
 mkdir -p a ameta tmeta tok cfg
 
-PROBE=$W/hf_probe
-MPI_LINK=$(mpicc --showme:link 2>/dev/null || true)
-# shellcheck disable=SC2086
-cc -std=c11 -D_GNU_SOURCE -O2 -fopenmp -I"$ROOT/include" -I"$ROOT/src" $(pkg-config --cflags libcjson) \
-	"$ROOT/tests/oracle/hf_probe.c" "$ROOT/build/libiapo.a" \
-	$(pkg-config --libs libcjson libpcre2-8 libutf8proc openblas) $MPI_LINK -fopenmp -lm -lpthread -o "$PROBE"
+PROBE=$ROOT/build/oracle/hf_probe # built by make with everything else
+[ -x "$PROBE" ] || { echo "hf_prepare: $PROBE not built (run make first)" >&2; exit 1; }
 
 cat >cfg/llama.json <<'J'
 {"model_type": "llama", "vocab_size": 384, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512, "tie_word_embeddings": false, "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64}, "rms_norm_eps": 1e-5, "initializer_range": 0.05}

@@ -1,8 +1,8 @@
 /*
  * hf_probe.c — test-only helper of tests/oracle/hf_prepare.sh: writes what
  * iapo computes, for tests/oracle/hf_roundtrip.py to compare with the real
- * Hugging Face stack. Not built by the Makefile (hf_prepare.sh compiles it
- * against build/libiapo.a); not part of the suite.
+ * Hugging Face stack. Built by make (build/oracle/hf_probe) so it keeps
+ * compiling; not part of the suite, which cannot run transformers.
  *
  *   hf_probe logits DIR IDS LOGITS GREEDY N  IDS: "B T" then B*T ids; writes
  *       the fp32 logits (B,T,V) and, per row, N greedy tokens (fp32 weights,
