@@ -927,11 +927,18 @@ static float *wpack_panel(const iapo_gemm_wpack *p, long pc, long kc, long j0)
 	return p->buf + (size_t)p->npan * NR * (size_t)before + (size_t)(j0 / NR) * NR * (size_t)ku;
 }
 
+/* Whether p holds panels of product J's op(B): x W^T of its shape and
+ * precision (what both paths that read a pack ask first). */
+static int wpack_of(const iapo_gemm_wpack *p, const struct job *J)
+{
+	return p && p->buf && J->transB && !J->transA && p->N == J->N && p->K == J->K &&
+	       (p->Wh != NULL) == (J->Bh != NULL);
+}
+
 /* Whether product J (packed path, planned) can read its B from p. */
 static int wpack_fits(const iapo_gemm_wpack *p, const struct job *J)
 {
-	return p && p->buf && J->transB && !J->transA && p->N == J->N && p->K == J->K &&
-	       (p->Wh != NULL) == (J->Bh != NULL) && p->bf == J->bf && p->kc_step == J->kc_step;
+	return wpack_of(p, J) && p->bf == J->bf && p->kc_step == J->kc_step;
 }
 
 /* Panels per item of the packing job. */
@@ -1703,9 +1710,8 @@ static const dotp_fn dotps[9] = {NULL, dotp_1, dotp_2, dotp_3, dotp_4, dotp_5, d
 static int dotp_fits(const struct job *J)
 {
 	const iapo_gemm_wpack *p = J->wp;
-	return p && p->direct && p->buf && !p->bf && !p->Wh && J->transB && !J->transA && !J->Bh && J->M >= 1 &&
-	       J->M <= 8 && p->W == J->B && p->N == J->N && p->K == J->K && p->ldw == J->ldb &&
-	       p->kc_step == depth_step(p->K, p->N, 0);
+	return wpack_of(p, J) && p->direct && !p->bf && !J->Bh && J->M >= 1 && J->M <= 8 && p->W == J->B &&
+	       p->ldw == J->ldb && p->kc_step == depth_step(p->K, p->N, 0);
 }
 
 /* Columns [n0,n1) of J from its pack. A piece takes the panels that start
