@@ -33,6 +33,16 @@ static inline char *oracle_slurp(const char *path, size_t *n)
 	return buf;
 }
 
+/* The JSON file at path, parsed (cJSON_Delete it), or NULL when it cannot be
+ * read or parsed; the caller says which fixture script makes it. */
+static inline cJSON *oracle_json(const char *path)
+{
+	char *text = oracle_slurp(path, NULL);
+	cJSON *j = text ? cJSON_Parse(text) : NULL;
+	free(text);
+	return j;
+}
+
 /* DIR/NAME as float32 (malloc'd); a failed CHECK and NULL unless it holds
  * exactly n floats. */
 static inline float *oracle_read_bin(const char *dir, const char *name, size_t n)

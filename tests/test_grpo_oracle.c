@@ -27,9 +27,7 @@
 
 static cJSON *load_json(const char *path)
 {
-	char *text = oracle_slurp(path, NULL);
-	cJSON *j = text ? cJSON_Parse(text) : NULL;
-	free(text);
+	cJSON *j = oracle_json(path);
 	CHECK(j != NULL, "cannot read %s (run tests/oracle/make_grpo_fixtures.sh)", path);
 	return j;
 }

@@ -105,11 +105,9 @@ static void check_model(const expect *e)
 	char dir[2048], path[2100];
 	snprintf(dir, sizeof dir, "%s/%s", hf5_root(), e->name);
 	snprintf(path, sizeof path, "%s/hf_case.json", dir);
-	char *text = oracle_slurp(path, NULL);
-	CHECK(text != NULL, "cannot read %s", path);
-	if (!text) return;
-	cJSON *c = cJSON_Parse(text);
-	free(text);
+	cJSON *c = oracle_json(path);
+	CHECK(c != NULL, "cannot read %s", path);
+	if (!c) return;
 	int B = cJSON_GetObjectItem(c, "B")->valueint, T = cJSON_GetObjectItem(c, "T")->valueint;
 	int V = cJSON_GetObjectItem(c, "V")->valueint, ntok, nlens, ngreedy;
 	int *tok = int_list(cJSON_GetObjectItem(c, "tokens"), &ntok);
@@ -205,9 +203,7 @@ static void edited_copy(const char *name, const char *key, const char *value, lo
 	}
 	if (!key) return;
 	snprintf(from, sizeof from, "%s/config.json", dir);
-	char *text = oracle_slurp(from, NULL);
-	cJSON *c = text ? cJSON_Parse(text) : NULL;
-	free(text);
+	cJSON *c = oracle_json(from);
 	CHECK(c != NULL, "cannot parse %s", from);
 	if (!c) return;
 	cJSON_DeleteItemFromObjectCaseSensitive(c, key);

@@ -44,9 +44,7 @@ static void test_end_to_end(void)
 	char dir[1200], path[1300], mdir[1400];
 	snprintf(dir, sizeof dir, "%s/iapo/model", test_fixtures());
 	snprintf(path, sizeof path, "%s/manifest.json", dir);
-	char *text = oracle_slurp(path, NULL);
-	cJSON *m = text ? cJSON_Parse(text) : NULL;
-	free(text);
+	cJSON *m = oracle_json(path);
 	CHECK(m != NULL, "cannot read %s (run tests/oracle/make_iapo_fixtures.sh)", path);
 	if (!m) return;
 	snprintf(mdir, sizeof mdir, "%s/%s", dir, cJSON_GetObjectItem(m, "dir")->valuestring);

@@ -135,12 +135,10 @@ int main(void)
 	char path[1100];
 	snprintf(root, sizeof root, "%s/torch", test_fixtures());
 	snprintf(path, sizeof path, "%s/manifest.json", root);
-	char *text = oracle_slurp(path, NULL);
-	cJSON *j = text ? cJSON_Parse(text) : NULL;
+	cJSON *j = oracle_json(path);
 	if (!j) {
 		fprintf(stderr, "  FAIL cannot read %s (run tests/oracle/make_torch_fixtures.sh)\n", path);
 		printf("0 passed, 1 failed\n");
-		free(text);
 		return 1;
 	}
 	manifest_models = cJSON_GetObjectItem(j, "models");
@@ -148,6 +146,5 @@ int main(void)
 	RUN(llama);
 	RUN(qwen3);
 	cJSON_Delete(j);
-	free(text);
 	TEST_END();
 }
