@@ -299,7 +299,7 @@ static void test_a_rows(void)
  * for the first rows of a product with more rows, and with W packed ahead. */
 static void test_wide_c_slice(void)
 {
-	if (!__builtin_cpu_supports("avx512f")) return;
+	if (!iapo_sgemm_avx512()) return;
 	struct spec s = {0, 1, 20, 32800, 900, 0, 1.0f, 0.0f, IAPO_SGEMM_AUTO, 2};
 	CHECK(check_one(s), "wide C, K = 900");
 	const int M = 37, N = 32800, K = 900;
@@ -342,7 +342,7 @@ static void test_dispatch(void)
 	int p_small = iapo_sgemm_last_path();
 	iapo_sgemm(0, 1, 300, 300, 300, 1.0f, A, 300, B, 300, 0.0f, C, 300);
 	int p_big = iapo_sgemm_last_path();
-	if (__builtin_cpu_supports("avx512f")) {
+	if (iapo_sgemm_avx512()) {
 		CHECK(p_small == IAPO_SGEMM_DIRECT, "M=4 took path %d", p_small);
 		CHECK(p_big == IAPO_SGEMM_PACKED, "M=300 took path %d", p_big);
 	} else {

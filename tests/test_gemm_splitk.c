@@ -26,13 +26,6 @@
 
 static iapo_rng rng;
 
-static int avx512(void)
-{
-	__builtin_cpu_init();
-	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-	       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-}
-
 /* rows x ld floats, the gap beyond cols filled with gap */
 static float *mat(int rows, int cols, int ld, float gap)
 {
@@ -121,7 +114,7 @@ static int run_check(struct prod p, int threads, int want_split, int batch2)
  * slices), never on one thread nor with three slices on two threads. */
 static void test_rule(void)
 {
-	if (!avx512()) return;
+	if (!iapo_sgemm_avx512()) return;
 	struct prod kv = {0, 1, 64, 128, 1024, 0, 1.0f, 0.0f, 0, 0, 0};
 	CHECK(run_check(kv, 2, 2, 0), "k/v shape, 2 threads: split-K");
 	CHECK(run_check(kv, 1, 0, 0), "k/v shape, 1 thread: no split");
@@ -147,7 +140,7 @@ static void test_rule(void)
  * small depth slices (blocking override) for many slices at small sizes. */
 static void test_against_reference(void)
 {
-	if (!avx512()) return;
+	if (!iapo_sgemm_avx512()) return;
 	int old = iapo_sgemm_split_k(2), oldp = iapo_sgemm_force_path(IAPO_SGEMM_PACKED);
 	static const int Ms[] = {1, 15, 64, 131}, Ns[] = {1, 17, 33, 128, 200};
 	/* with slices of ~40: 2, 4, 8, 9 (>= 4 per thread), 10 slices, the last ragged */
@@ -204,7 +197,7 @@ static void product(int M, int N, int K, const float *A, const float *W, const u
  * packed ahead the same bits as without. */
 static void test_bits(void)
 {
-	if (!avx512()) return;
+	if (!iapo_sgemm_avx512()) return;
 	const int M = 50, N = 96, K = 3000; /* 6 slices of 500: partials differ from the sequential sum */
 	float *A = mat(M, K, K, 0), *W = mat(N, K, K, 0);
 	size_t cn = (size_t)M * N;

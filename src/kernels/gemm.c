@@ -216,6 +216,8 @@ static int has_avx512(void)
 	       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 }
 
+int iapo_sgemm_avx512(void) { return has_avx512(); }
+
 /* vdpbf16ps (AVX512_BF16: Zen 4/5, Sapphire Rapids and later), unless a
  * test turned it off */
 static int no_bf16;

@@ -137,6 +137,10 @@ void iapo_sgemm_set_blocking(int mc, int kc, int nc);
  * on CPUs without AVX512_BF16, instead of vdpbf16ps; returns the previous
  * setting. */
 int iapo_sgemm_no_bf16(int off);
+/* Whether this CPU runs the AVX-512 kernels (the packed and direct paths,
+ * weight packs holding panels): the rule gemm.c itself goes by, for tests
+ * that check a path was taken. */
+int iapo_sgemm_avx512(void);
 /* Which path the last call on this thread took (an IAPO_SGEMM_* value; 0 if
  * it had nothing to multiply). */
 int iapo_sgemm_last_path(void);
