@@ -6,9 +6,11 @@
  * multi-token appends mid-sequence, prefills larger than one chunk; the
  * two-span rows of the IAPO information pass (a cached prefix plus a postfix
  * stored in another slot); decoding from the weight packs
- * (iapo_kv_pack_weights(kv, 2)); argument errors that must change nothing;
- * no allocation inside a forward.
+ * (iapo_kv_pack_weights(kv, 2)); the fp32 decoding products' summation
+ * order, bit for bit; argument errors that must change nothing; no
+ * allocation inside a forward.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -258,6 +260,114 @@ static void test_packed_weights(void)
 	}
 }
 
+/* The order in which gemm.c's direct path sums x W^T for 8 rows of A (the
+ * decoding shape), modelled in scalar code: per depth slice, 16 lanes over
+ * k in steps of 16 (fused multiply-adds, the tail's missing lanes as 0 * 0),
+ * each lane group of 4 added (l0 + l2) + (l1 + l3), the four groups
+ * (g0 + g1) + (g2 + g3), times alpha, then the epilogue (the first slice)
+ * or the sum so far (the next ones). The slices are gemm.c's: at most 1024
+ * deep for 8 rows, 1024 * 8 / M rounded down to 32 for more, of equal
+ * length rounded up to 32. */
+static float rows_order_ref(const iapo_gemm_op *op, const float *C0, int i, int j)
+{
+	const int K = op->K, M = op->M;
+	const float *a = op->A + (long)i * op->lda, *w = op->B + (long)j * op->ldb;
+	const long k8 = M <= 8 ? 1024 : (1024 * 8 / M >= 64 ? 1024 * 8 / M / 32 * 32 : 32);
+	const long nslice = (K + k8 - 1) / k8, kc = ((K + nslice - 1) / nslice + 31) / 32 * 32;
+	float c = 0.0f;
+	for (long k0 = 0; k0 < K; k0 += kc) {
+		const long kk = K - k0 < kc ? K - k0 : kc;
+		float lane[16] = {0};
+		for (long k = 0; k < kk; k += 16)
+			for (int l = 0; l < 16; l++) {
+				const int in = k + l < kk;
+				lane[l] = fmaf(in ? a[k0 + k + l] : 0.0f, in ? w[k0 + k + l] : 0.0f, lane[l]);
+			}
+		float g[4];
+		for (int q = 0; q < 4; q++) g[q] = (lane[4 * q] + lane[4 * q + 2]) + (lane[4 * q + 1] + lane[4 * q + 3]);
+		float v = ((g[0] + g[1]) + (g[2] + g[3])) * op->alpha;
+		if (k0 > 0) {
+			v += c;
+		} else {
+			if (op->bias) v += op->bias[j];
+			if (op->R) v += op->R[(long)i * op->ldr + j];
+			else if (op->beta != 0.0f) v += op->beta * C0[(long)i * op->ldc + j];
+		}
+		c = v;
+	}
+	return c;
+}
+
+/* x W^T with 8-16 rows, the fp32 decoding products: the first 8 rows of C
+ * have rows_order_ref's bits, whichever block of W's rows (dot_8x3,
+ * dot_8x2, dot_8x1) took each column and however the columns were split
+ * between threads (except the last column of an odd N, which the 4-row
+ * kernel sums in another order, checked to a tolerance). Fails when a
+ * block kernel sums another way (checked: dot_8x3 with two of its third
+ * column's accumulators swapped, and with its tail dropped). */
+static void test_rows_order(void)
+{
+	if (!iapo_sgemm_avx512()) return; /* the portable path has its own order */
+	static const int Ms[] = {8, 12, 16}, Ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 97, 128, 301};
+	static const int Ks[] = {1, 15, 16, 17, 33, 100, 896, 1025, 2049};
+	const int saved = iapo_get_threads();
+	iapo_rng r;
+	iapo_rng_seed(&r, 5, 0, 0, 0);
+	long checked = 0;
+	for (int th = 1; th <= 4; th++) {
+		iapo_set_threads(th);
+		for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
+			for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
+				for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++)
+					for (int ep = 0; ep < 4; ep++) {
+						const int M = Ms[mi], N = Ns[ni], K = Ks[ki], lda = K + 3, ldb = K + 5, ldc = N + 2;
+						float *A = malloc(sizeof(float) * M * lda), *W = malloc(sizeof(float) * N * ldb);
+						float *C = malloc(sizeof(float) * M * ldc), *C0 = malloc(sizeof(float) * M * ldc);
+						float *R = malloc(sizeof(float) * M * ldc), *bias = malloc(sizeof(float) * N);
+						if (!A || !W || !C || !C0 || !R || !bias) {
+							CHECK(0, "out of memory");
+							return;
+						}
+						for (long i = 0; i < (long)M * lda; i++) A[i] = iapo_rng_float(&r) * 2.0f - 1.0f;
+						for (long i = 0; i < (long)N * ldb; i++) W[i] = iapo_rng_float(&r) * 2.0f - 1.0f;
+						for (long i = 0; i < (long)M * ldc; i++) {
+							C[i] = C0[i] = iapo_rng_float(&r) * 2.0f - 1.0f;
+							R[i] = iapo_rng_float(&r) * 2.0f - 1.0f;
+						}
+						for (int j = 0; j < N; j++) bias[j] = iapo_rng_float(&r) * 2.0f - 1.0f;
+						/* 0: alpha 1, beta 0; 1: beta 0.5; 2: R and bias; 3: alpha 0.75 and bias */
+						iapo_gemm_op op = {.transB = 1, .M = M, .N = N, .K = K, .alpha = ep == 3 ? 0.75f : 1.0f,
+								   .beta = ep == 1 ? 0.5f : 0.0f, .A = A, .lda = lda, .B = W, .ldb = ldb,
+								   .C = C, .ldc = ldc, .R = ep == 2 ? R : NULL, .ldr = ldc,
+								   .bias = ep >= 2 ? bias : NULL};
+						iapo_sgemm_batch(1, &op);
+						int bad = 0;
+						for (int i = 0; i < 8 && !bad; i++)
+							for (int j = 0; j < N && !bad; j++) {
+								const float want = rows_order_ref(&op, C0, i, j);
+								const float got = C[i * ldc + j];
+								if (j == N - 1 && (N & 1)) {
+									bad = !(fabsf(got - want) <= 1e-5f * (1.0f + fabsf(want)));
+								} else {
+									bad = memcmp(&got, &want, sizeof got) != 0;
+								}
+								if (bad)
+									CHECK(0, "threads %d M %d N %d K %d epilogue %d: C[%d][%d] = %.9g, order %.9g",
+									      th, M, N, K, ep, i, j, got, want);
+								checked++;
+							}
+						free(A);
+						free(W);
+						free(C);
+						free(C0);
+						free(R);
+						free(bias);
+					}
+	}
+	iapo_set_threads(saved);
+	fprintf(stderr, "  rows order: %ld sums checked\n", checked);
+}
+
 /* The information-pass pattern: slot 0 holds prompt + completion; for
  * several cut points t, K postfix tokens at positions t..t+K-1 attend to
  * slot 0's first t keys plus their own postfix (stored in slot 1 at j*K..),
@@ -384,6 +494,7 @@ int main(void)
 	RUN(test_ragged_qwen3);
 	RUN(test_chunked_prefill);
 	RUN(test_packed_weights);
+	RUN(test_rows_order);
 	RUN(test_two_span_rows);
 	RUN(test_errors);
 	TEST_END();
