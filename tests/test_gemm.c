@@ -8,7 +8,8 @@
  * threads, no allocation in steady state, the fallback when the
  * workspace cannot be allocated, op(A) read in place by the packed
  * path giving the same bits as A packed, and a very wide C (the lm_head's)
- * summed in one depth slice whatever M and the threads. No timing here: bench/gemm.c measures speed.
+ * summed in one depth slice whatever M and the threads, x W^T computed as
+ * C^T = W x^T giving the same bits. No timing here: bench/gemm.c measures speed.
  */
 #include <math.h>
 #include <omp.h>
@@ -427,6 +428,70 @@ static void test_concurrent_callers(void)
 	CHECK(bad == 0, "%d wrong elements with concurrent callers", bad);
 }
 
+/* x W^T as C^T = W x^T (iapo_sgemm_xt: W's rows in place, x^T packed, the
+ * tile stored transposed) gives the bits of the usual packed path (xt 0):
+ * ragged tiles in both directions, several depth slices, padded rows (NaN
+ * in the gap), rows 4 KB apart (forced), alpha, beta over C, R and bias
+ * (R also C itself), 1 and 2 threads; against the loop; and the tuned rule
+ * takes it for a deep, wide product (qwen0.5b's gate) and not for a
+ * narrow one (k/v). */
+static void test_xt(void)
+{
+	if (!iapo_sgemm_avx512()) return;
+	static const int shapes[][3] = {{256, 896, 896}, {45, 70, 1100}, {129, 65, 77}, {31, 257, 1024}, {17, 40, 33},
+					{200, 600, 900}};
+	for (int si = 0; si < 6; si++)
+		for (int ep = 0; ep < 4; ep++)
+			for (int th = 1; th <= 2; th++) {
+				const int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], pad = (si + ep) % 2 ? 3 : 0;
+				const int lda = K + pad, ldb = K + 2 * pad, ldc = N + pad;
+				float *A = make_mat(M, K, lda, NAN), *W = make_mat(N, K, ldb, NAN);
+				float *R = make_mat(M, N, ldc, 0), *bias = make_mat(1, N, N, 0);
+				float *C0 = make_mat(M, N, ldc, -777.0f);
+				float *C[2];
+				int took[2];
+				if (si == 2) iapo_sgemm_set_blocking(28, 20, 64);
+				iapo_set_threads(th);
+				for (int mode = 0; mode < 2; mode++) {
+					C[mode] = malloc(sizeof(float) * ((size_t)M * ldc + 1));
+					memcpy(C[mode], C0, sizeof(float) * (size_t)M * ldc);
+					/* ep: plain; alpha and beta over C; R and bias; R = C */
+					iapo_gemm_op o = {.transB = 1, .M = M, .N = N, .K = K, .alpha = ep == 1 ? -0.5f : 1.0f,
+							  .beta = ep == 1 ? 0.5f : 0.0f, .A = A, .lda = lda, .B = W, .ldb = ldb,
+							  .C = C[mode], .ldc = ldc, .R = ep == 2 ? R : ep == 3 ? C[mode] : NULL,
+							  .ldr = ldc, .bias = ep >= 2 ? bias : NULL};
+					int old = iapo_sgemm_xt(mode ? 2 : 0);
+					iapo_sgemm_force_path(IAPO_SGEMM_PACKED);
+					iapo_sgemm_batch(1, &o);
+					took[mode] = iapo_sgemm_last_xt();
+					iapo_sgemm_force_path(IAPO_SGEMM_AUTO);
+					iapo_sgemm_xt(old);
+				}
+				iapo_sgemm_set_blocking(0, 0, 0);
+				CHECK(!took[0] && took[1], "xt taken %d %d: M=%d N=%d K=%d", took[0], took[1], M, N, K);
+				CHECK(!memcmp(C[0], C[1], sizeof(float) * (size_t)M * ldc),
+				      "C^T = W x^T changed the bits: M=%d N=%d K=%d epilogue %d threads %d", M, N, K, ep, th);
+				for (int mode = 0; mode < 2; mode++) free(C[mode]);
+				free(A); free(W); free(R); free(bias); free(C0);
+			}
+	int old = iapo_sgemm_xt(2);
+	struct spec s = {0, 1, 61, 97, 600, 7, 1.5f, -1.0f, IAPO_SGEMM_PACKED, 2};
+	CHECK(check_one(s), "C^T = W x^T against the loop");
+	struct spec s1 = {0, 1, 256, 131, 1000, 1, 1.0f, 0.0f, IAPO_SGEMM_PACKED, 1};
+	CHECK(check_one(s1), "C^T = W x^T against the loop, 1 thread");
+	iapo_sgemm_xt(old);
+	const int M = 256, K = 896;
+	float *A = make_mat(M, K, K, 0), *W = make_mat(4864, K, K, 0), *C = malloc(sizeof(float) * (size_t)M * 4864);
+	for (int th = 1; th <= 2; th++) {
+		iapo_set_threads(th);
+		iapo_sgemm(0, 1, M, 4864, K, 1.0f, A, K, W, K, 0.0f, C, 4864);
+		CHECK(iapo_sgemm_last_xt(), "the rule: gate's x W^T on %d threads not as C^T = W x^T", th);
+		iapo_sgemm(0, 1, M, 128, K, 1.0f, A, K, W, K, 0.0f, C, 128);
+		CHECK(!iapo_sgemm_last_xt(), "the rule: k/v's x W^T on %d threads as C^T = W x^T", th);
+	}
+	free(A); free(W); free(C);
+}
+
 int main(void)
 {
 	RUN(test_degenerate);
@@ -438,6 +503,7 @@ int main(void)
 	RUN(test_small_blocking);
 	RUN(test_a_rows);
 	RUN(test_wide_c_slice);
+	RUN(test_xt);
 	RUN(test_dispatch);
 	RUN(test_no_steady_allocation);
 	RUN(test_allocation_failure);

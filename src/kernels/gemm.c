@@ -125,6 +125,11 @@
  * (depth_step). */
 #define WIDE_C_N 32768
 #define WIDE_C_KC 1024
+/* x W^T with at most this many rows of C may run as C^T = W x^T
+ * (xt_rect): x^T's depth slice, M x KC_DEF floats, stays in L2. */
+#define XT_M_MAX 256
+#define XT_N_MIN 512
+#define XT_K_MIN 896
 /* Largest row block a test override may ask for (iapo_sgemm_set_blocking). */
 #define MC_MAX 4096
 
@@ -174,7 +179,8 @@
 static int force_path;
 static int split_mode = 1;
 static int a_rows_mode = 1;
-static _Thread_local int last_split;
+static int xt_mode = 1;
+static _Thread_local int last_split, last_xt;
 static int blk_mc, blk_kc, blk_nc;
 static long min_fma_per_thread = MIN_FMA_PER_THREAD;
 static _Thread_local int last_path;
@@ -204,6 +210,15 @@ int iapo_sgemm_split_k(int mode)
 }
 
 int iapo_sgemm_last_split(void) { return last_split; }
+
+int iapo_sgemm_xt(int mode)
+{
+	int old = xt_mode;
+	xt_mode = mode;
+	return old;
+}
+
+int iapo_sgemm_last_xt(void) { return last_xt; }
 
 int iapo_sgemm_a_rows(int mode)
 {
@@ -368,6 +383,8 @@ struct job {
 	const iapo_gemm_wpack *wp;
 	/* the micro-kernel reads A's rows in place (tiles_rows), unpacked */
 	int a_rows;
+	/* x W^T as C^T = W x^T (xt_rect): W's rows in place, x^T packed */
+	int xt;
 	/* split-K (packed path): sk > 1 groups of depth slices, one item
 	 * each; group 0 sums into C with the epilogue, group g > 0 into its
 	 * partial skp + (g-1)*M*ldp; the group that finishes a region of C
@@ -741,18 +758,60 @@ INLINE AVX512 void tile_end(const int mr, __m512 acc[MR][NV], float *c, long ldc
 		for (int v = 0; v < NV; v++) store_row(c + i * ldc + 16 * v, acc[i][v], m[v], e, i, 16 * v);
 }
 
+/* tile_begin for a tile stored transposed (tile's packed == 2): the tile's
+ * NR columns are rows of C (tokens, those in m), its mr rows columns. */
+INLINE AVX512 void tile_begin_tr(const int mr, __m512 acc[MR][NV], const float *c, long ldc, const __mmask16 *m)
+{
+#pragma GCC unroll 16
+	for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
+		for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+	const int rows = __builtin_popcount(m[0]) + __builtin_popcount(m[1]);
+	for (int t = 0; t < rows; t++) {
+		_mm_prefetch((const char *)(c + t * ldc), _MM_HINT_T0);
+		_mm_prefetch((const char *)(c + t * ldc + mr - 1), _MM_HINT_T0);
+	}
+}
+
+/* The tile's mr x NR accumulators transposed 16 columns at a time, each
+ * column stored as a row of C (mr floats) with the epilogue: store_row's
+ * sums, in its order, on the transposed element (row j of the tile's
+ * columns is row j of C and of the addend; bias per column of C). */
+INLINE AVX512 void tile_end_tr(const int mr, __m512 acc[MR][NV], float *c, long ldc, const struct epi *e,
+			       const __mmask16 *m)
+{
+	const __mmask16 cm = lanes(mr);
+#pragma GCC unroll 4
+	for (int v = 0; v < NV; v++) {
+		const int rows = __builtin_popcount(m[v]);
+		if (!rows) break;
+		__m512 r[16];
+#pragma GCC unroll 16
+		for (int i = 0; i < 16; i++) r[i] = i < mr ? acc[i][v] : _mm512_setzero_ps();
+		iapo_transpose16(r);
+#pragma GCC unroll 16
+		for (int j = 0; j < 16; j++)
+			if (j < rows) store_row(c + (16 * v + j) * ldc, r[j], cm, e, 16 * v + j, 0);
+	}
+}
+
 /* The micro-kernel: C(mr, NR) = alpha * sum_k a(i,k) b(k,:) + beta*C, with
  * a(i,k) = a[i*ars + k*acs] and b(k,:) = b[k*brs ...]. packed: b is a
  * 64-byte aligned, zero-padded micro-panel; otherwise B's columns beyond the
  * masks are not read. C's columns beyond the masks are never touched. mr and
  * packed are constants in every caller, so the accumulators become registers.
+ * packed == 2: the tile is C^T's (x W^T as W x^T, xt_rect): stored
+ * transposed, m the lanes of the NR columns that exist (rows of C).
  * pf_n lines of pf (the source of the next B micro-panel) are fetched
  * during the k loop, one every kc / pf_n k. */
 INLINE AVX512 void tile(const int mr, const int packed, int kc, const float *a, long ars, long acs, const float *b, long brs,
 			float *c, long ldc, const struct epi *e, const __mmask16 *m, struct prefetch *pf, int pf_n)
 {
 	__m512 acc[MR][NV];
-	tile_begin(mr, acc, c, ldc);
+	if (packed == 2)
+		tile_begin_tr(mr, acc, c, ldc, m);
+	else
+		tile_begin(mr, acc, c, ldc);
 	/* One prefetch every `gap` k rather than all of them in a burst
 	 * before the tile: the burst (48-95 lines for qwen0.5b's gate and
 	 * lm_head panels) stalls on the miss queue, and its lines arrive
@@ -783,7 +842,10 @@ INLINE AVX512 void tile(const int mr, const int packed, int kc, const float *a, 
 		if (pf_left > 0) prefetch_step(pf, 1), pf_left--;
 	}
 	if (pf_left > 0) prefetch_step(pf, pf_left);
-	tile_end(mr, acc, c, ldc, e, m);
+	if (packed == 2)
+		tile_end_tr(mr, acc, c, ldc, e, m);
+	else
+		tile_end(mr, acc, c, ldc, e, m);
 }
 
 typedef void (*tile_fn)(int kc, const float *a, long ars, long acs, const float *b, long brs, float *c, long ldc,
@@ -813,6 +875,12 @@ typedef void (*ptile_fn)(int kc, const float *a, long ars, long acs, const float
 		(void)ars; \
 		tile(R, 1, kc, a, 1, acs, b, NR, c, ldc, e, m, pf, pf_n); \
 	} \
+	static AVX512 void tile_x##R(int kc, const float *a, long ars, long acs, const float *b, float *c, long ldc, \
+				     const struct epi *e, const __mmask16 *m, struct prefetch *pf, int pf_n) \
+	{ \
+		(void)acs; \
+		tile(R, 2, kc, a, ars, 1, b, NR, c, ldc, e, m, pf, pf_n); \
+	} \
 	static AVX512 void tile_d##R(int kc, const float *a, long ars, long acs, const float *b, long brs, float *c, \
 				     long ldc, const struct epi *e, const __mmask16 *m) \
 	{ \
@@ -829,6 +897,10 @@ static const ptile_fn tiles_rows[MR + 1] = {NULL, tile_r1, tile_r2, tile_r3, til
 					   tile_r8, tile_r9, tile_r10, tile_r11, tile_r12, tile_r13, tile_r14};
 static const ptile_fn tiles_cols[MR + 1] = {NULL, tile_t1, tile_t2, tile_t3, tile_t4, tile_t5, tile_t6, tile_t7,
 					   tile_t8, tile_t9, tile_t10, tile_t11, tile_t12, tile_t13, tile_t14};
+/* C^T = W x^T: W's rows in place (row stride ars), x^T a packed
+ * micro-panel, the tile stored transposed into C (xt_rect). */
+static const ptile_fn tiles_xt[MR + 1] = {NULL, tile_x1, tile_x2, tile_x3, tile_x4, tile_x5, tile_x6, tile_x7,
+					 tile_x8, tile_x9, tile_x10, tile_x11, tile_x12, tile_x13, tile_x14};
 static const tile_fn tiles_direct[MR + 1] = {NULL, tile_d1, tile_d2, tile_d3, tile_d4, tile_d5, tile_d6, tile_d7,
 					     tile_d8, tile_d9, tile_d10, tile_d11, tile_d12, tile_d13, tile_d14};
 
@@ -1150,6 +1222,49 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 	}
 }
 
+/* x W^T as C^T = W x^T for C's columns [f0, f1) (W's rows), all of its
+ * rows: W's rows are the micro-kernel's broadcast operand, read in place
+ * (never packed), and x^T, M columns, is packed once per depth slice into
+ * the thread's buffer. Each element of C sums the same products in the
+ * same order as packed_rect's (the same depth slices, k ascending within
+ * each, one FMA chain per element, the epilogue with the first slice), so
+ * the result is the same to the bit; only the tile is stored transposed.
+ * W streams from memory once, with the next tile's rows prefetched
+ * through the micro-kernel, where packed_rect packs (transposes) every
+ * panel of it. */
+static AVX512 void xt_rect(const struct job *J, float *xbuf, long f0, long f1)
+{
+	if (f1 <= f0) return;
+	const long M = J->M, K = J->K, kc_step = J->kc_step, np = ceil_div(M, NR), ldw = J->ldb;
+	for (long pc = 0; pc < K; pc += kc_step) {
+		const long kc = min_l(kc_step, K - pc);
+		const int first = pc == 0;
+		for (long p = 0; p < np; p++)
+			pack_cols(xbuf + p * NR * kc, J->A + p * NR * J->lda + pc, J->lda, (int)min_l(NR, M - p * NR), (int)kc,
+				  NR);
+		for (long f = f0; f < f1; f += MR) {
+			const int mr = (int)min_l(MR, f1 - f);
+			const float *w = J->B + f * ldw + pc;
+			struct prefetch pf = {0};
+			if (f + MR < f1)
+				prefetch_region(&pf, w + MR * ldw, ldw, (int)min_l(MR, f1 - f - MR), kc, 4);
+			else if (pc + kc < K)
+				prefetch_region(&pf, J->B + f0 * ldw + pc + kc, ldw, (int)min_l(MR, f1 - f0),
+						min_l(kc_step, K - pc - kc), 4);
+			const int pf_per_tile = (int)ceil_div(pf.lines, np);
+			for (long p = 0; p < np; p++) {
+				const long t0 = p * NR, nt = min_l(NR, M - t0);
+				__mmask16 msk[NV];
+				for (int v = 0; v < NV; v++) msk[v] = lanes(nt - 16 * v);
+				struct epi e = {J->alpha, first ? J->beta : 1.0f, first && J->R ? J->R + t0 * J->ldr + f : NULL,
+						first && J->bias ? J->bias + f : NULL, J->ldr};
+				tiles_xt[mr]((int)kc, w, ldw, 1, xbuf + p * NR * kc, J->C + t0 * J->ldc + f, J->ldc, &e, msk, &pf,
+					     pf_per_tile);
+			}
+		}
+	}
+}
+
 /* Rectangle `item` of the grid, with worker's slice of the workspace. */
 static void packed_item(void *ctx, long item, int worker)
 {
@@ -1157,6 +1272,11 @@ static void packed_item(void *ctx, long item, int worker)
 	float *abuf = J->ws + (size_t)worker * J->ws_stride;
 	float *bbuf = abuf + J->a_floats;
 	long m0, m1, n0, n1;
+	if (J->xt) {
+		split_range(J->N, MR, J->tn, (int)item, &n0, &n1);
+		xt_rect(J, abuf, n0, n1);
+		return;
+	}
 	if (J->sk > 1) {
 		/* group `item`: its share of the depth slices, all of C */
 		long ns = ceil_div(J->K, J->kc_step);
@@ -1324,6 +1444,40 @@ static int packed_plan(struct job *J, int nth)
 		J->ldp = round_up(J->N, 16);
 		J->sk_floats = (size_t)(J->sk - 1) * (size_t)J->M * (size_t)J->ldp +
 			       (size_t)ceil_div(J->sk_regions * (long)sizeof(atomic_int), (long)sizeof(float));
+	}
+	/* C^T = W x^T (xt_rect), each thread a range of W's rows: x W^T in
+	 * fp32 with W not packed ahead, W too large to stay in cache between
+	 * calls (N >= 512, K >= 896), M small enough for x^T's slice to stay
+	 * in L2, C not as wide as the lm_head's (which takes one deep slice),
+	 * W's rows not 4 KB apart, and no more of the tiles wasted on padding
+	 * (M in NR-column panels, N in MR-row tiles) than the other way round.
+	 * One process alternating per call, M = 256, % of the adjacent fp32
+	 * peak (median of 100-300 pairs): 1 thread qwen0.5b gate / down / q
+	 * 73.0 -> 78.1 / 82.5 -> 83.7 / 85.5 -> 88.4, 2 threads 82.8 -> 85.7 /
+	 * 84.0 -> 86.8 / 82.8 -> 85.7; gate at M = 64 / 128 on 2 threads
+	 * 68.2 -> 79.0 / 78.6 -> 86.1. Where W stays in cache (small's and
+	 * tiny's products) packing it costs little and each thread's packing
+	 * of all of x^T shows: forced, 2 threads, small q / down -2.8 / -3.2%,
+	 * tiny q / down -10 / -8%, qwen0.5b k/v (N = 128) -18%; M = 200 with
+	 * its ragged last panel, q -7%. Part of the tuned rule: a test hook
+	 * that forces split-K or op(A)'s packing (iapo_sgemm_split_k,
+	 * iapo_sgemm_a_rows) gets the formulation it asks for. */
+	J->xt = xwt && !J->Bh && !wpack_fits(J->wp, J) && J->M <= XT_M_MAX &&
+		(xt_mode == 2 || (xt_mode == 1 && split_mode == 1 && a_rows_mode == 1 && J->N >= XT_N_MIN &&
+				  J->N < WIDE_C_N && J->K >= XT_K_MIN && (J->ldb * (long)sizeof(float)) % 4096 != 0 &&
+				  (double)J->M / round_up(J->M, NR) * J->N / round_up(J->N, MR) >=
+					  (double)J->M / round_up(J->M, MR) * J->N / round_up(J->N, NR)));
+	if (J->xt) {
+		J->sk = 0;
+		J->sk_floats = 0;
+		J->a_rows = 0;
+		J->apack_floats = J->astate_floats = 0;
+		J->tm = 1;
+		J->tn = (int)min_l(nth, ceil_div(J->N, MR));
+		J->nth = J->tn;
+		J->a_floats = (size_t)round_up(round_up(J->M, NR) * kc_step, 16);
+		J->b_floats = 0;
+		J->ws_stride = J->a_floats;
 	}
 	return 1;
 }
@@ -2021,6 +2175,7 @@ static void run_jobs(struct job *jobs, int n, int nmax)
 		total += J->items;
 		last_path = J->path;
 		last_split = J->path == IAPO_SGEMM_PACKED ? J->sk : 0;
+		last_xt = J->path == IAPO_SGEMM_PACKED && J->xt;
 	}
 	struct batch b = {jobs, n};
 	if (nmax < 2 || total < 2) {
