@@ -1350,74 +1350,6 @@ iapo_status iapo_kv_attn_bf16(iapo_kv *kv, int on, const int *slots, int n)
 
 int iapo_kv_attn_bf16_on(const iapo_kv *kv) { return kv->ab_on; }
 
-/* SwiGLU, act = gate / (1 + exp(-gate)) * up, by the operations of
- * iapo_swiglu_forward (cpu.c's exp_approx: the clamps to [-87.3, 88.3],
- * Cephes' polynomial, no contraction under -std=c11) in the same order,
- * hence the same bits, but one division per 16 lanes: GCC's vectorisation of
- * that loop if-converts the two clamps into three masked divisions, and the
- * divider set the pace (perf annotate, session 9: the SwiGLU was 5% of
- * tiny's bf16 information pass and 3% of small's, ~16 cycles per vector). */
-#if defined(__AVX512F__)
-static inline __m512 swiglu16(__m512 g, __m512 u)
-{
-	/* x = -g clamped: vmaxps/vminps return their second operand on a NaN,
-	 * as the C comparisons leave x */
-	__m512 x = _mm512_max_ps(_mm512_set1_ps(-87.3f), _mm512_xor_ps(g, _mm512_set1_ps(-0.0f)));
-	x = _mm512_min_ps(_mm512_set1_ps(88.3f), x);
-	const __m512 big = _mm512_set1_ps(12582912.0f);
-	const __m512 t = _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), big);
-	const __m512 fx = _mm512_sub_ps(t, big);
-	const __m512 r = _mm512_add_ps(_mm512_sub_ps(x, _mm512_mul_ps(fx, _mm512_set1_ps(0.693359375f))),
-				       _mm512_mul_ps(fx, _mm512_set1_ps(2.12194440e-4f)));
-	__m512 y = _mm512_set1_ps(1.9875691500e-4f);
-	y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(1.3981999507e-3f));
-	y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(8.3334519073e-3f));
-	y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(4.1665795894e-2f));
-	y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(1.6666665459e-1f));
-	y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(5.0000001201e-1f));
-	y = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(y, r), r), r), _mm512_set1_ps(1.0f));
-	const __m512i e = _mm512_slli_epi32(
-		_mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(0x4B400000)),
-				 _mm512_set1_epi32(127)),
-		23);
-	const __m512 den = _mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_mul_ps(y, _mm512_castsi512_ps(e)));
-	return _mm512_mul_ps(_mm512_div_ps(g, den), u);
-}
-
-#define SWIGLU_ITEM 8192 /* elements per pool item */
-
-typedef struct {
-	float *out;
-	const float *gate, *up;
-	size_t n;
-} swiglu_job;
-
-static void swiglu_item(void *ctx, long i, int worker)
-{
-	(void)worker;
-	const swiglu_job *J = ctx;
-	const size_t lo = (size_t)i * SWIGLU_ITEM, hi = lo + SWIGLU_ITEM < J->n ? lo + SWIGLU_ITEM : J->n;
-	size_t k = lo;
-	for (; k + 16 <= hi; k += 16)
-		_mm512_storeu_ps(J->out + k, swiglu16(_mm512_loadu_ps(J->gate + k), _mm512_loadu_ps(J->up + k)));
-	if (k < hi) {
-		const __mmask16 m = (__mmask16)((1u << (hi - k)) - 1);
-		_mm512_mask_storeu_ps(J->out + k, m,
-				      swiglu16(_mm512_maskz_loadu_ps(m, J->gate + k), _mm512_maskz_loadu_ps(m, J->up + k)));
-	}
-}
-#endif
-
-void iapo_kv_swiglu(float *out, const float *gate, const float *up, size_t n)
-{
-#if defined(__AVX512F__)
-	swiglu_job J = {out, gate, up, n};
-	iapo_pool_for((long)((n + SWIGLU_ITEM - 1) / SWIGLU_ITEM), swiglu_item, &J);
-#else
-	iapo_swiglu_forward(out, gate, up, n);
-#endif
-}
-
 /* One chunk of R <= Rmax validated rows.
  * In the last layer a row that asks for no logits only has to leave its K/V
  * (later rows attend to them): nothing reads its attention output, MLP or
@@ -1525,7 +1457,7 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 			 .ldb = C, .C = kv->up, .ldc = F, .Bh = LH(IAPO_P_WUP), .Bp = LP(IAPO_P_WUP)},
 		};
 		iapo_matmul_batch(2, gu);
-		iapo_kv_swiglu(kv->act, kv->gate, kv->up, (size_t)R * F);
+		iapo_swiglu_forward(kv->act, kv->gate, kv->up, (size_t)R * F);
 		iapo_gemm_op d = {.transB = 1, .M = R, .N = C, .K = F, .alpha = 1.0f, .beta = 1.0f, .A = kv->act, .lda = F,
 				  .B = LW(IAPO_P_WDOWN), .ldb = F, .C = kv->x, .ldc = C, .Bh = LH(IAPO_P_WDOWN), .Bp = LP(IAPO_P_WDOWN)};
 		iapo_matmul_batch(1, &d); // x += (R,C)

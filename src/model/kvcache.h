@@ -152,11 +152,6 @@ iapo_status iapo_kv_pack_weights(iapo_kv *kv, int on, size_t *bytes);
 iapo_status iapo_kv_attn_bf16(iapo_kv *kv, int on, const int *slots, int n);
 int iapo_kv_attn_bf16_on(const iapo_kv *kv);
 
-/* out = SwiGLU(gate, up) over n floats, the same bits as
- * iapo_swiglu_forward (kernels.h) at about half its cost with AVX-512: the
- * cached forward's MLP (tests/test_info_attend.c compares the bits). */
-void iapo_kv_swiglu(float *out, const float *gate, const float *up, size_t n);
-
 /* Runs R rows through the model. Within a layer every row's K/V is stored
  * before any row attends, and chunks run one after another, so a row may read
  * keys written by itself, by earlier rows of the call, or by earlier calls —
