@@ -12,7 +12,11 @@
  * beta over a NaN C when 0, a residual R, R == C, a bias), 1 and 2 threads,
  * every forced path and the automatic choice (which must be the packed one).
  * Also decoding's shapes (M <= 16, the direct path's dot kernels): every K
- * tail, and the same bits whatever the thread count.
+ * tail, and the same bits whatever the thread count. And a batch of bf16
+ * products of one A (q, k, v; gate, up), which pack A's panels once between
+ * them, gives each product the bits it has alone, also beside a product of
+ * that A with another depth (other slices: it must not read those panels)
+ * and an fp32 one.
  * Speed is measured by bench/gemm.c (gemm_bf16 records), never here.
  */
 #include <math.h>
@@ -275,11 +279,48 @@ static void mixed_batch(void)
 	free(A); free(W); free(C1); free(C2); free(C3); free(C4); free(Wh);
 }
 
+/* Products of one A in a batch share its bf16 panels: the same bits as
+ * each alone (which packs its own), at 2 threads (shared panels need
+ * several rectangles). The third reads the same A over fewer columns of
+ * depth (K = 1000: two slices of 500, not three of 368), so it must pack
+ * its own; the fourth is fp32. */
+static void shared_a(void)
+{
+	enum { M = 200, LDA = 1100, NOPS = 4 };
+	static const int Ns[NOPS] = {96, 64, 160, 48}, Ks[NOPS] = {1100, 1100, 1000, 1100};
+	float *A = malloc(sizeof(float) * M * LDA);
+	for (int i = 0; i < M * LDA; i++) A[i] = urand();
+	float *W[NOPS], *Cb[NOPS], *Cs[NOPS];
+	uint16_t *Wh[NOPS];
+	iapo_gemm_op ops[NOPS];
+	for (int o = 0; o < NOPS; o++) {
+		W[o] = malloc(sizeof(float) * Ns[o] * Ks[o]);
+		Wh[o] = malloc(sizeof(uint16_t) * Ns[o] * Ks[o]);
+		Cb[o] = malloc(sizeof(float) * M * Ns[o]);
+		Cs[o] = malloc(sizeof(float) * M * Ns[o]);
+		for (int i = 0; i < Ns[o] * Ks[o]; i++) W[o][i] = urand();
+		iapo_f32_to_bf16(Wh[o], W[o], (size_t)Ns[o] * Ks[o]);
+		ops[o] = (iapo_gemm_op){.transB = 1, .M = M, .N = Ns[o], .K = Ks[o], .alpha = 1, .A = A, .lda = LDA,
+					.B = W[o], .Bh = o < 3 ? Wh[o] : NULL, .ldb = Ks[o], .C = Cb[o], .ldc = Ns[o]};
+	}
+	iapo_set_threads(2);
+	iapo_sgemm_batch(NOPS, ops);
+	for (int o = 0; o < NOPS; o++) {
+		iapo_gemm_op one = ops[o];
+		one.C = Cs[o];
+		iapo_sgemm_batch(1, &one);
+		CHECK(memcmp(Cb[o], Cs[o], sizeof(float) * M * Ns[o]) == 0, "product %d of the batch: its bits alone", o);
+	}
+	for (int o = 0; o < NOPS; o++) free(W[o]), free(Wh[o]), free(Cb[o]), free(Cs[o]);
+	free(A);
+}
+
 int main(void)
 {
 	RUN(shapes_and_epilogues);
 	RUN(block_edges);
 	RUN(decoding_shapes);
 	RUN(mixed_batch);
+	RUN(shared_a);
 	TEST_END();
 }
