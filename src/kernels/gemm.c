@@ -27,6 +27,10 @@
  * qwen0.5b's kv x W^T (N = 128) on one thread, and at 2 threads the shared
  * panels cost more again. A very wide C and split-K (an A from L3 or
  * memory) still pack A.
+ * A forward x W^T whose W is too large to stay in cache between calls
+ * (M <= 256) runs the other way round, as C^T = W x^T (xt_rect): W's rows
+ * are the broadcast operand, read in place and never packed, x^T is packed,
+ * and the tile is stored transposed; the same sums in the same order.
  *
  * Threads (kernels/pool.h) take independent rectangles of C from a shared
  * counter, each packing its own operands: no barriers inside a product, and
