@@ -432,6 +432,37 @@ static void test_two_span_rows(void)
 	}
 }
 
+/* A NaN in the weights comes out as NaN logits, not as undefined behaviour:
+ * every score of a NaN row is NaN, so attention's running-max correction
+ * exp(m - max) takes a NaN, whose bits once made a signed left shift
+ * overflow in kvcache.c's exp_nonpos (UBSan stops the ASan build on it). */
+static void test_nan_weights(void)
+{
+	fixture x;
+	if (fixture_open(&x, TINY_QWEN2, 16)) {
+		CHECK(0, "setup: %s", iapo_errmsg());
+		return;
+	}
+	const int V = x.w.cfg.V, C = x.w.cfg.C;
+	for (int j = 0; j < C; j++) x.w.p.t[IAPO_P_EMBED][(size_t)5 * C + j] = NAN;
+	iapo_kv *kv = NULL;
+	CHECK(iapo_kv_new(&x.w, 1, 8, &kv) == IAPO_OK, "kv_new: %s", iapo_errmsg());
+	if (!kv) {
+		fixture_close(&x);
+		return;
+	}
+	float *lg = malloc(sizeof(float) * V);
+	int a[4] = {1, 5, 2, 3}, n[1] = {4};
+	const int *tok[1] = {a};
+	CHECK(iapo_kv_forward(kv, tok, n, lg) == IAPO_OK, "%s", iapo_errmsg());
+	int nan = 0;
+	for (int v = 0; v < V; v++) nan += isnan(lg[v]) != 0;
+	CHECK(nan == V, "a NaN embedding read by attention: %d of %d logits NaN", nan, V);
+	free(lg);
+	iapo_kv_free(kv);
+	fixture_close(&x);
+}
+
 static void test_errors(void)
 {
 	fixture x;
@@ -496,6 +527,7 @@ int main(void)
 	RUN(test_packed_weights);
 	RUN(test_rows_order);
 	RUN(test_two_span_rows);
+	RUN(test_nan_weights);
 	RUN(test_errors);
 	TEST_END();
 }

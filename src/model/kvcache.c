@@ -385,7 +385,9 @@ static inline float exp_nonpos(float x)
 	y = y * r + 1.6666665459e-1f;
 	y = y * r + 5.0000001201e-1f;
 	y = y * r * r + r + 1.0f;
-	f32_bits p = {.i = (t.i - 0x4B400000 + 127) << 23};
+	/* 2^n in unsigned arithmetic: a NaN x (the clamp passes it through)
+	 * would make a signed left shift overflow, as cpu.c's exp_approx did */
+	f32_bits p = {.i = (int32_t)(((uint32_t)t.i - 0x4B400000u + 127u) << 23)};
 	return y * p.f;
 }
 
