@@ -1953,7 +1953,8 @@ static AVX512 void direct_cols(const struct job *J, long n0, long n1)
 	const long k8 = J->M <= 8 ? kmax : (kmax * 8 / J->M >= 64 ? kmax * 8 / J->M / 32 * 32 : 32);
 	const long pfr = wrow >= DOT_PF_BYTES / 2 ? 2 : DOT_PF_BYTES / wrow; /* rows ahead */
 	if (J->transB && J->M >= 8) {
-		/* x W^T, 8 rows of A at a time against pairs of W's rows. Longer
+		/* x W^T, 8 rows of A at a time against a few rows of W (fp32:
+		 * three, dot_8x3; bf16: pairs, or one in a single slice). Longer
 		 * rows are cut into k slices that the 8 rows of A fit L1 in, each
 		 * slice summed into C (the first with the epilogue): every element
 		 * of W is still read once and the prefetches stay ahead (two
