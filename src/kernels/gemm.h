@@ -161,7 +161,7 @@ int iapo_sgemm_last_split(void);
  * A); returns the previous setting. With the same split-K choice the
  * products are the same to the bit either way. */
 int iapo_sgemm_a_rows(int mode);
-/* Packed path, x W^T in fp32 without a weight pack, at most 512 rows:
+/* Packed path, x W^T in fp32 without a weight pack, at most 256 rows:
  * 0 never, 1 where the tuned rule picks it (the default; not while
  * iapo_sgemm_split_k or iapo_sgemm_a_rows force another choice), 2 always:
  * C^T = W x^T, W's rows read in place and x^T packed, the tile stored
