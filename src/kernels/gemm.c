@@ -1747,8 +1747,6 @@ static AVX512 void doth_8x2(int K, const float *a, const uint16_t *ah, long lda,
 	dot_8xn_t(2, 1, K, a, ah, lda, b, bh, ldb, c, ldc, e, pf);
 }
 
-INLINE AVX512 void store_8x2(__m512 s, float *c, long ldc, const struct epi *e) { store_8xn(2, 0, s, c, ldc, e); }
-
 /* dot_8x2 with vdpbf16ps (dotbf_block's operands). */
 static AVX512BF void dotbf_8x2(int K, const float *a, const uint16_t *ah, long lda, const float *b,
 			       const uint16_t *bh, long ldb, float *c, long ldc, const struct epi *e, const char *pf)
@@ -1772,7 +1770,7 @@ static AVX512BF void dotbf_8x2(int K, const float *a, const uint16_t *ah, long l
 			acc[8 + i] = _mm512_dpbf16_ps(acc[8 + i], av, (__m512bh)b1);
 		}
 	}
-	store_8x2(REDUCE16(acc), c, ldc, e);
+	store_8xn(2, 0, REDUCE16(acc), c, ldc, e);
 }
 
 /* Dot products of 8 rows of A with one row of B by vdpbf16ps: every row of
