@@ -21,6 +21,11 @@
  *             too (iapo_kv_pack_weights(kv, 2): a second fp32 copy of the
  *             matrices, in panels; other rounding than "decode"), with the
  *             packing's seconds and bytes
+ *   decode_bf16_packed  bf16 decode from the bf16 copy packed for decoding
+ *             too (iapo_kv_use_bf16, then iapo_kv_pack_weights(kv, 2): one
+ *             more bf16 copy of the matrices, in K-pair panels; other
+ *             rounding than "decode_bf16"), against both bounds, with the
+ *             packing's seconds and bytes
  *
  * FLOPs are counted analytically (useful work of the model, not of our
  * implementation; formulas in bench/README.md). Every measurement warms up
@@ -30,7 +35,7 @@
  * gradient clipping.
  *
  * Usage: model [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick]
- *              [--what train,decode,decode_bf16,decode_packed]
+ *              [--what train,decode,decode_bf16,decode_packed,decode_bf16_packed]
  *              (default: train,decode,decode_bf16)
  *              [--round N]   (tags the decode records with "round": N, for
  *                             bench/run.sh's paired rounds against the peer)
@@ -159,7 +164,7 @@ typedef struct {
 	double peak, bw; /* GFLOP/s, GB/s measured in this run */
 	double budget;
 	int min_reps;
-	const char *what; /* --what: which of train, decode, decode_bf16, decode_packed */
+	const char *what; /* --what: which of train, decode, decode_bf16, decode_packed, decode_bf16_packed */
 	int round;        /* --round: bench/run.sh's paired round (0: none) */
 } run_env;
 
@@ -393,10 +398,13 @@ static double near_read_bw(const iapo_weights *w, double startup_bw, int passes,
 
 /* mode 1: the cache multiplies by a bf16 copy of the weight matrices
  * (iapo_kv_use_bf16), record "decode_bf16"; mode 2: fp32 from the weights
- * packed for decoding too (iapo_kv_pack_weights(kv, 2)), "decode_packed". */
+ * packed for decoding too (iapo_kv_pack_weights(kv, 2)), "decode_packed";
+ * mode 3: bf16 from that copy packed for decoding too,
+ * "decode_bf16_packed". */
 static iapo_status bench_decode(const iapo_weights *w, const run_env *e, int mode)
 {
-	const int bf16 = mode == 1;
+	const int bf16 = mode == 1 || mode == 3;
+	const char *rec = mode == 3 ? "decode_bf16_packed" : bf16 ? "decode_bf16" : mode == 2 ? "decode_packed" : "decode";
 	double pack_s = 0.0;
 	size_t pack_bytes = 0;
 	const iapo_config *c = &w->cfg;
@@ -409,7 +417,7 @@ static iapo_status bench_decode(const iapo_weights *w, const run_env *e, int mod
 	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.logits, sizeof(float) * DEC_B * (size_t)c->V, "bench logits"));
 	IAPO_CHECK(st, iapo_kv_new(w, DEC_B, DEC_PROMPT + DEC_NEW, &x.kv));
 	if (bf16) IAPO_CHECK(st, iapo_kv_use_bf16(x.kv, 1));
-	if (mode == 2) {
+	if (mode >= 2) {
 		double t0 = bench_now();
 		IAPO_CHECK(st, iapo_kv_pack_weights(x.kv, 2, &pack_bytes));
 		pack_s = bench_now() - t0;
@@ -464,7 +472,7 @@ static iapo_status bench_decode(const iapo_weights *w, const run_env *e, int mod
 
 	const double wbytes16 = weight_bytes_bf16(c);
 	const double bound16 = bw > 0 ? DEC_B * bw * 1e9 / wbytes16 : NAN;
-	bench_rec_begin(bf16 ? "decode_bf16" : mode == 2 ? "decode_packed" : "decode");
+	bench_rec_begin(rec);
 	bench_rec_str("shape", e->shape);
 	bench_rec_int("B", DEC_B);
 	bench_rec_int("prompt", DEC_PROMPT);
@@ -494,7 +502,7 @@ static iapo_status bench_decode(const iapo_weights *w, const run_env *e, int mod
 	bench_rec_num("bw_bound_tokens_per_s", bound);
 	bench_rec_num("bw_bound_with_kv_tokens_per_s", bound_kv);
 	bench_rec_num("pct_bw_bound", 100.0 * dec_tps / bound);
-	if (mode == 2) {
+	if (mode >= 2) {
 		bench_rec_num("pack_bytes", (double)pack_bytes);
 		bench_rec_num("pack_seconds", pack_s);
 	}
@@ -510,7 +518,7 @@ static iapo_status bench_decode(const iapo_weights *w, const run_env *e, int mod
 	bench_note("model: %-8s %s prefill %8.1f tokens/s, decode %8.1f tokens/s "
 		   "(fp32 bandwidth bound %.1f at %.1f GB/s (%s, before %.1f, after %.1f), %.0f%%%s), "
 		   "%.1f generated tokens/s (%d reps)\n",
-		   e->shape, bf16 ? "decode_bf16" : mode == 2 ? "decode_packed" : "decode ", DEC_B * DEC_PROMPT / pre_s, dec_tps, bound, bw,
+		   e->shape, rec, DEC_B * DEC_PROMPT / pre_s, dec_tps, bound, bw,
 		   bw_source, bw_before, bw_after, 100.0 * dec_tps / bound, bf16 ? "; bf16 weights" : "", gen_tps,
 		   reps);
 fail:
@@ -552,7 +560,8 @@ static iapo_status bench_shape(const bench_model_shape *s, run_env *e)
 	if (strstr(e->what, "train")) st = bench_train(&w, e);
 	if (st == IAPO_OK && want(e->what, "decode")) st = bench_decode(&w, e, 0);
 	if (st == IAPO_OK && want(e->what, "decode_packed")) st = bench_decode(&w, e, 2);
-	if (st == IAPO_OK && strstr(e->what, "decode_bf16")) st = bench_decode(&w, e, 1);
+	if (st == IAPO_OK && want(e->what, "decode_bf16")) st = bench_decode(&w, e, 1);
+	if (st == IAPO_OK && want(e->what, "decode_bf16_packed")) st = bench_decode(&w, e, 3);
 	iapo_weights_free(&w);
 	return st;
 }
@@ -585,7 +594,7 @@ static void measure_peak(run_env *e, int quick, const char *shape)
 static int usage(void)
 {
 	fprintf(stderr, "usage: model [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick]\n"
-			"             [--what train,decode,decode_bf16,decode_packed] [--round N]\n");
+			"             [--what train,decode,decode_bf16,decode_packed,decode_bf16_packed] [--round N]\n");
 	return 2;
 }
 

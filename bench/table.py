@@ -12,7 +12,9 @@ stderr:
             weight matrices (iapo_kv_use_bf16), which is how iapo_generate
             samples by default (generate.h); dec-pack the same with fp32
             weights packed for decoding too (iapo_kv_pack_weights(kv, 2):
-            a second fp32 copy of the matrices, in panels). When the records
+            a second fp32 copy of the matrices, in panels); dec-bf16p the
+            same over the bf16 copy (one more bf16 copy, in K-pair panels).
+            When the records
             carry "round"
             (bench/run.sh's paired rounds: ours and the peer's decode back to
             back in each round), the ratio is taken within each round and
@@ -162,6 +164,9 @@ def main():
         if not paired_row("dec-bf16", s, "decode_bf16"):
             row("dec-bf16", s, last(records, "decode_bf16", shape=s), last(records, "peer_decode", shape=s),
                 "decode_tokens_per_s", "best_decode_tokens_per_s", DECODE_TARGET)
+        if not paired_row("dec-bf16p", s, "decode_bf16_packed"):
+            row("dec-bf16p", s, last(records, "decode_bf16_packed", shape=s), last(records, "peer_decode", shape=s),
+                "decode_tokens_per_s", "best_decode_tokens_per_s", DECODE_TARGET)
     if paired_lines:
         w("")
         w("decoding in paired rounds (bench/run.sh: ours and the peer back to back in each round; the ratio")
@@ -175,7 +180,8 @@ def main():
     w("which the target is judged by); with rounds: medians over the rounds, the range of the % judged")
     w("%-9s %-8s %10s %9s %10s %8s %s" % ("shape", "weights", "decode", "GB/s", "bound", "% bound", "target"))
     for s in SHAPES:
-        for name, bench in (("fp32", "decode"), ("fp32-pack", "decode_packed"), ("bf16", "decode_bf16")):
+        for name, bench in (("fp32", "decode"), ("fp32-pack", "decode_packed"), ("bf16", "decode_bf16"),
+                            ("bf16-pack", "decode_bf16_packed")):
             rs = [r for _, r in sorted(by_round(records, bench, s).items()) if r.get("bw_bound_tokens_per_s")]
             if not rs:
                 d = last(records, bench, shape=s)

@@ -17,6 +17,10 @@
  *    tolerance; measured 0.3-0.5%), and the greedy token is the fp32 one at
  *    every step whose fp32 top-two margin exceeds twice the largest logit
  *    difference seen (a token can differ only at near-ties);
+ *  - decoding from the bf16 copy's packs (iapo_kv_pack_weights(kv, 2)):
+ *    few-row products from a bf16 pack against the fp32 GEMM on the same
+ *    rounded numbers, and the pack shown to be read; a packed bf16 cache
+ *    against an unpacked one on the tiny models;
  *  - the copy is a snapshot: stale after the weights change until taken
  *    again; turning bf16 off gives the fp32 results bit for bit.
  */
@@ -104,6 +108,136 @@ static void gemm_bf16(void)
 		iapo_sgemm_force_path(old);
 		iapo_sgemm_no_bf16(oldbf);
 	}
+}
+
+/* Few-row products from a bf16 weight pack opened to them
+ * (iapo_gemm_wpack_set_direct: gemm.c's dotpbf_*, K-pair panels streamed by
+ * vdpbf16ps): M = 1..8 rows against the fp32 GEMM on the same numbers
+ * rounded to bf16 (relative 1e-5, as gemm_bf16), with and without an
+ * epilogue, N leaving a partial last panel, odd K (the last pair half
+ * padding), several depth slices (an override of 32) and one, 1 and 2
+ * threads (pieces starting inside panels). The products must read the pack:
+ * a NaN written into its panels must reach C. */
+static void gemm_bf16_pack(void)
+{
+	static const int shapes[][2] = {{37, 17}, {97, 130}, {130, 896}, {33, 1501}};
+	/* the bf16 packs are K-pair panels (read by this path) only with AVX512_BF16 */
+	const int bf = iapo_sgemm_avx512() && __builtin_cpu_supports("avx512bf16");
+	int nan_seen = 0, nan_tries = 0;
+	for (int kc = 0; kc <= 32; kc += 32)
+		for (int th = 1; th <= 2; th++)
+			for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+				for (int M = 1; M <= 8; M++) {
+					iapo_set_threads(th);
+					iapo_sgemm_set_blocking(0, kc, 0);
+					const int N = shapes[s][0], K = shapes[s][1], epi = M & 1;
+					float *A = malloc(sizeof(float) * M * K), *Ar = malloc(sizeof(float) * M * K);
+					float *Wr = malloc(sizeof(float) * N * K), *bias = malloc(sizeof(float) * N);
+					float *R = malloc(sizeof(float) * M * N), *C1 = malloc(sizeof(float) * M * N);
+					float *C2 = malloc(sizeof(float) * M * N);
+					uint16_t *Wh = malloc(sizeof(uint16_t) * N * K);
+					for (int i = 0; i < M * K; i++) Ar[i] = round_bf16(A[i] = iapo_rng_normal(&rng));
+					for (int i = 0; i < N * K; i++) Wr[i] = round_bf16(iapo_rng_normal(&rng));
+					iapo_f32_to_bf16(Wh, Wr, (size_t)N * K);
+					for (int i = 0; i < N; i++) bias[i] = iapo_rng_normal(&rng);
+					for (int i = 0; i < M * N; i++) R[i] = iapo_rng_normal(&rng);
+					iapo_gemm_op o = {.transB = 1, .M = M, .N = N, .K = K, .alpha = 0.5f, .A = Ar, .lda = K,
+							  .B = Wr, .ldb = K, .C = C1, .ldc = N};
+					if (epi) o.bias = bias, o.R = R, o.ldr = N;
+					iapo_sgemm_batch(1, &o);
+					iapo_gemm_wpack *p = NULL;
+					CHECK(iapo_gemm_wpack_create(&p, N, K, NULL, Wh, K) == IAPO_OK, "wpack: %s",
+					      iapo_errmsg());
+					iapo_gemm_wpack_set_direct(p, 1);
+					o.A = A, o.B = NULL, o.Bh = Wh, o.Bp = p, o.C = C2;
+					iapo_sgemm_batch(1, &o);
+					double e = test_max_rel_err(C2, C1, (size_t)M * N);
+					CHECK(e < 1e-5, "kc %d, %d threads, %dx%dx%d%s: bf16 pack vs rounded fp32 %g", kc, th, M, N,
+					      K, epi ? " +epilogue" : "", e);
+					/* NaN panels (repacked from NaN weights, then Wh restored): C is
+					 * all NaN only if the product read the pack */
+					if (p && bf) {
+						for (int i = 0; i < N * K; i++) Wh[i] = 0x7FC0; /* NaN */
+						iapo_gemm_wpack_update(p);
+						iapo_f32_to_bf16(Wh, Wr, (size_t)N * K);
+						iapo_sgemm_batch(1, &o);
+						int nan = 0;
+						for (int i = 0; i < M * N; i++) nan += isnan(C2[i]);
+						nan_tries++;
+						nan_seen += nan == M * N;
+					}
+					iapo_gemm_wpack_free(p);
+					free(A); free(Ar); free(Wr); free(bias); free(R); free(C1); free(C2); free(Wh);
+				}
+	iapo_sgemm_set_blocking(0, 0, 0);
+	iapo_set_threads(2);
+	CHECK(nan_seen == nan_tries, "the few-row products read the pack: %d of %d", nan_seen, nan_tries);
+}
+
+/* A bf16 cache with its packs opened to decoding (iapo_kv_use_bf16, then
+ * iapo_kv_pack_weights(kv, 2)) against a bf16 cache without packs, on the
+ * same tokens: a ragged prefill, then steps of 8, 7, ..., 1 rows (each row
+ * count its own kernel). The products are exact in both, only their order
+ * differs, but each layer rounds its inputs to bf16 again, so a last-bit
+ * difference can move an input by one bf16 step: logits within 1% of the
+ * largest |logit| (measured 0-0.3%), and the 8-row step must differ in
+ * bits (the packs are read). */
+static void decode_bf16_packed(int kind)
+{
+	iapo_weights w;
+	if (tiny_weights(kind, 5151 + kind, &w)) {
+		CHECK(0, "weights");
+		return;
+	}
+	enum { B = 8, T = 40 };
+	const int V = w.cfg.V;
+	iapo_kv *kp = NULL, *k16 = NULL;
+	size_t bytes = 0;
+	CHECK(iapo_kv_new(&w, B, T, &kp) == IAPO_OK && iapo_kv_new(&w, B, T, &k16) == IAPO_OK, "kv_new");
+	CHECK(iapo_kv_use_bf16(kp, 1) == IAPO_OK && iapo_kv_use_bf16(k16, 1) == IAPO_OK, "use_bf16: %s",
+	      iapo_errmsg());
+	CHECK(iapo_kv_pack_weights(kp, 2, &bytes) == IAPO_OK, "pack 2: %s", iapo_errmsg());
+	float *lp = malloc(sizeof(float) * B * V), *l16 = malloc(sizeof(float) * B * V);
+	int toks[B][T], n[B] = {3, 5, 2, 4, 6, 1, 2, 3}, len[B] = {0};
+	const int *tp[B];
+	double worst = 0, range = 0;
+	int differ8 = 0;
+	for (int m = 9; m >= 1; m--) { /* m = 9: the prefill */
+		for (int b = 0; b < B; b++) {
+			if (m < 9) n[b] = b < m;
+			for (int j = 0; j < n[b]; j++) toks[b][len[b] + j] = (int)iapo_rng_below(&rng, (uint64_t)V);
+			tp[b] = toks[b] + len[b];
+		}
+		CHECK(iapo_kv_forward(kp, tp, n, lp) == IAPO_OK && iapo_kv_forward(k16, tp, n, l16) == IAPO_OK,
+		      "forward: %s", iapo_errmsg());
+		for (int b = 0; b < B; b++) {
+			if (!n[b]) continue;
+			const float *a = lp + (size_t)b * V, *r = l16 + (size_t)b * V;
+			for (int v = 0; v < V; v++) {
+				double d = fabs((double)a[v] - r[v]);
+				worst = d > worst ? d : worst;
+				range = fabs((double)r[v]) > range ? fabs((double)r[v]) : range;
+			}
+			len[b] += n[b];
+		}
+		if (m == 8) differ8 = memcmp(lp, l16, sizeof(float) * B * V) != 0;
+	}
+	fprintf(stderr, "  %s bf16 packed: %zu bytes of packs, max |logit diff| %.3g (%.3f%% of max |logit|)\n",
+		tiny_names[kind], bytes, worst, 100 * worst / range);
+	CHECK(worst <= 0.01 * range, "%s: bf16 packed vs rows: logits differ by %.3g (max |logit| %.3g)",
+	      tiny_names[kind], worst, range);
+	if (iapo_sgemm_avx512() && __builtin_cpu_supports("avx512bf16"))
+		CHECK(differ8, "%s: the 8-row step did not read the bf16 packs", tiny_names[kind]);
+	iapo_kv_free(kp);
+	iapo_kv_free(k16);
+	free(lp);
+	free(l16);
+	iapo_free_aligned(w.block);
+}
+
+static void decode_tiny_packed(void)
+{
+	for (int kind = 0; kind < TINY_NUM; kind++) decode_bf16_packed(kind);
 }
 
 /* fp32 and bf16 caches decode the same tokens side by side. */
@@ -362,7 +496,9 @@ int main(void)
 	RUN(rounding);
 	RUN(real_shaped);
 	RUN(gemm_bf16);
+	RUN(gemm_bf16_pack);
 	RUN(decode_tiny_models);
+	RUN(decode_tiny_packed);
 	RUN(snapshot_and_off);
 	TEST_END();
 }

@@ -60,7 +60,9 @@
  * weights and 8 or more rows it takes one row of W at a time against 8 rows
  * of A (dotbf_8x1), so that W, whose rows follow each other, streams as one
  * sequence; rows too long for L1 are cut into k slices, two rows of W at a
- * time.
+ * time. A pack its creator opened to few-row products
+ * (iapo_gemm_wpack_set_direct) is read instead, in fp32 (dotp_*) or bf16
+ * K-pairs (dotpbf_*): W streams as one sequence of panels.
  *
  * bf16 weights (iapo_gemm_op.Bh, x W^T): on the packed path with
  * AVX512_BF16, A's rows are rounded to bf16 as they are packed and both
@@ -997,7 +999,7 @@ struct iapo_gemm_wpack {
 	long npan;    /* NR-column panels */
 	float *buf;   /* NULL on CPUs without AVX-512 */
 	size_t floats;
-	int direct;   /* products of <= 8 rows read it too (iapo_gemm_wpack_set_direct; fp32 only) */
+	int direct;   /* products of <= 8 rows read it too (iapo_gemm_wpack_set_direct) */
 };
 
 static long depth_step(long K, long N, int bf);
@@ -1882,6 +1884,54 @@ INLINE AVX512 void dotp_rows(const int mb, const struct job *J, const iapo_gemm_
 	}
 }
 
+/* dotp_rows from a bf16 pack (K-pair panels: unit u of column r holds W's
+ * elements 2u, 2u+1 of row r as bf16, the operand vdpbf16ps multiplies):
+ * each unit broadcasts one pair of every row of A (J->Ah, A rounded to bf16
+ * with a zero pad past K) against the panel's two vectors, one vdpbf16ps
+ * each. The bf16 weights stream as one sequence, as the fp32 packs do. */
+INLINE AVX512BF void dotpbf_rows(const int mb, const struct job *J, const iapo_gemm_wpack *p, long pc, long kc,
+				 long q0, long q1, const float *Bp)
+{
+	const uint16_t *a = J->Ah + pc;
+	const long lda = J->ldah, ku = (kc + 1) / 2;
+	const struct epi e0 = {J->alpha, J->beta, J->R, J->bias, J->ldr}, e1 = {J->alpha, 1.0f, NULL, NULL, 0};
+	const struct epi *e = pc == 0 ? &e0 : &e1;
+	for (long q = q0; q < q1; q++) {
+		const float *b = Bp + (size_t)q * NR * (size_t)ku;
+		const char *pf = (const char *)b + DOT_PF_BYTES;
+		__m512 acc[8][NV];
+#pragma GCC unroll 8
+		for (int i = 0; i < mb; i++)
+#pragma GCC unroll 2
+			for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+		for (long u = 0; u < ku; u++) {
+			__m512 w[NV];
+#pragma GCC unroll 2
+			for (int v = 0; v < NV; v++) {
+				w[v] = _mm512_load_ps(b + u * NR + 16 * v);
+				_mm_prefetch(pf + (u * NR + 16 * v) * 4, DOT_PF_HINT);
+			}
+#pragma GCC unroll 8
+			for (int i = 0; i < mb; i++) {
+				uint32_t pair;
+				memcpy(&pair, a + i * lda + 2 * u, sizeof pair);
+				const __m512bh av = (__m512bh)_mm512_set1_epi32((int)pair);
+#pragma GCC unroll 2
+				for (int v = 0; v < NV; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], av, (__m512bh)w[v]);
+			}
+		}
+		const long j0 = q * NR;
+#pragma GCC unroll 2
+		for (int v = 0; v < NV; v++) {
+			const __mmask16 m = lanes(p->N - j0 - 16 * v);
+			if (!m) break;
+#pragma GCC unroll 8
+			for (int i = 0; i < mb; i++)
+				store_row(J->C + i * J->ldc + j0 + 16 * v, acc[i][v], m, e, i, (int)(j0 + 16 * v));
+		}
+	}
+}
+
 typedef void (*dotp_fn)(const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, long q0, long q1,
 			const float *Bp);
 #define DOTP(MB) \
@@ -1889,6 +1939,11 @@ typedef void (*dotp_fn)(const struct job *J, const iapo_gemm_wpack *p, long pc, 
 				     const float *Bp) \
 	{ \
 		dotp_rows(MB, J, p, pc, kc, q0, q1, Bp); \
+	} \
+	static AVX512BF void dotpbf_##MB(const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, long q0, \
+					 long q1, const float *Bp) \
+	{ \
+		dotpbf_rows(MB, J, p, pc, kc, q0, q1, Bp); \
 	}
 DOTP(1)
 DOTP(2)
@@ -1899,17 +1954,22 @@ DOTP(6)
 DOTP(7)
 DOTP(8)
 static const dotp_fn dotps[9] = {NULL, dotp_1, dotp_2, dotp_3, dotp_4, dotp_5, dotp_6, dotp_7, dotp_8};
+static const dotp_fn dotpbfs[9] = {NULL, dotpbf_1, dotpbf_2, dotpbf_3, dotpbf_4, dotpbf_5, dotpbf_6, dotpbf_7,
+				     dotpbf_8};
 
-/* Whether the direct path reads J's W from its fp32 pack: x W^T, at most 8
+/* Whether the direct path reads J's W from its pack: x W^T, at most 8
  * rows, a pack its creator opened to few-row products
  * (iapo_gemm_wpack_set_direct: other bits than reading W, so never by
- * default), made from this very W (same address, shape and stride) under
- * the depth slice in force (as the packed path asks). */
+ * default), made from this very W or Wh (same address, shape and stride)
+ * under the depth slice in force (as the packed path asks); from Wh, only
+ * K-pair panels while the bf16 kernels are on (J->Ah is A in bf16 then). */
 static int dotp_fits(const struct job *J)
 {
 	const iapo_gemm_wpack *p = J->wp;
-	return wpack_of(p, J) && p->direct && !p->bf && !J->Bh && J->M >= 1 && J->M <= 8 && p->W == J->B &&
-	       p->ldw == J->ldb && p->kc_step == depth_step(p->K, p->N, 0);
+	if (!wpack_of(p, J) || !p->direct || J->M < 1 || J->M > 8 || p->ldw != J->ldb) return 0;
+	if (J->Bh) /* K-pair panels, read by vdpbf16ps: only while this CPU's bf16 kernels are on */
+		return p->bf && has_bf16() && J->Ah && p->Wh == J->Bh && p->kc_step == depth_step(p->K, p->N, 1);
+	return !p->bf && p->W == J->B && p->kc_step == depth_step(p->K, p->N, 0);
 }
 
 /* Columns [n0,n1) of J from its pack. A piece takes the panels that start
@@ -1923,7 +1983,7 @@ static AVX512 void dotp_cols(const struct job *J, long n0, long n1)
 	if (q0 >= q1) return;
 	for (long pc = 0; pc < p->K; pc += p->kc_step) {
 		const long kc = min_l(p->kc_step, p->K - pc);
-		dotps[J->M](J, p, pc, kc, q0, q1, wpack_panel(p, pc, kc, 0));
+		(J->Bh ? dotpbfs : dotps)[J->M](J, p, pc, kc, q0, q1, wpack_panel(p, pc, kc, 0));
 	}
 }
 

@@ -110,12 +110,13 @@ void iapo_gemm_wpack_update(iapo_gemm_wpack *p);
 void iapo_gemm_wpack_free(iapo_gemm_wpack *p);
 /* Bytes of packed panels held. */
 size_t iapo_gemm_wpack_bytes(const iapo_gemm_wpack *p);
-/* on != 0: products of at most 8 rows (the direct path; x W^T from an fp32
- * pack) read this pack too, W streaming as one sequence of panels instead
- * of row by row (decoding qwen0.5b in fp32: +23%). Their results then differ
- * in rounding from reading W (each column summed in k order, not in 16
- * lanes), so it is off at creation; the packed path stays bit-identical
- * either way. NULL is a no-op. */
+/* on != 0: products of at most 8 rows (the direct path, x W^T) read this
+ * pack too, W streaming as one sequence of panels instead of row by row
+ * (decoding qwen0.5b: fp32 +23%, bf16 +17-28%). A bf16 pack serves them
+ * only as K-pair panels (made and read with AVX512_BF16 on). Their results
+ * then differ in rounding from reading W (each column summed in k order,
+ * not in lanes), so it is off at creation; the packed path stays
+ * bit-identical either way. NULL is a no-op. */
 void iapo_gemm_wpack_set_direct(iapo_gemm_wpack *p, int on);
 
 /* ---- test hooks (not thread-safe; set them before calling, from one thread) ---- */
