@@ -112,12 +112,13 @@ static void gemm_bf16(void)
 
 /* Few-row products from a bf16 weight pack opened to them
  * (iapo_gemm_wpack_set_direct: gemm.c's dotpbf_*, K-pair panels streamed by
- * vdpbf16ps): M = 1..8 rows against the fp32 GEMM on the same numbers
+ * vdpbf16ps; 9-16 rows as two groups over each panel): M = 1..16 rows against the fp32 GEMM on the same numbers
  * rounded to bf16 (relative 1e-5, as gemm_bf16), with and without an
  * epilogue, N leaving a partial last panel, odd K (the last pair half
  * padding), several depth slices (an override of 32) and one, 1 and 2
- * threads (pieces starting inside panels). The products must read the pack:
- * a NaN written into its panels must reach C. */
+ * threads (pieces starting inside panels), and the same rows from an fp32
+ * pack (dotp_*) against the fp32 rows. The bf16 products must read the
+ * pack: a NaN written into its panels must reach C. */
 static void gemm_bf16_pack(void)
 {
 	static const int shapes[][2] = {{37, 17}, {97, 130}, {130, 896}, {33, 1501}};
@@ -127,7 +128,7 @@ static void gemm_bf16_pack(void)
 	for (int kc = 0; kc <= 32; kc += 32)
 		for (int th = 1; th <= 2; th++)
 			for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-				for (int M = 1; M <= 8; M++) {
+				for (int M = 1; M <= 16; M++) {
 					iapo_set_threads(th);
 					iapo_sgemm_set_blocking(0, kc, 0);
 					const int N = shapes[s][0], K = shapes[s][1], epi = M & 1;
@@ -166,6 +167,17 @@ static void gemm_bf16_pack(void)
 						nan_tries++;
 						nan_seen += nan == M * N;
 					}
+					iapo_gemm_wpack_free(p);
+					/* the same rows from an fp32 pack of the same numbers (dotp_*) */
+					p = NULL;
+					CHECK(iapo_gemm_wpack_create(&p, N, K, Wr, NULL, K) == IAPO_OK, "wpack fp32: %s",
+					      iapo_errmsg());
+					iapo_gemm_wpack_set_direct(p, 1);
+					o.A = Ar, o.B = Wr, o.Bh = NULL, o.Bp = p, o.C = C2;
+					iapo_sgemm_batch(1, &o);
+					e = test_max_rel_err(C2, C1, (size_t)M * N);
+					CHECK(e < 1e-5, "kc %d, %d threads, %dx%dx%d%s: fp32 pack vs fp32 rows %g", kc, th, M, N, K,
+					      epi ? " +epilogue" : "", e);
 					iapo_gemm_wpack_free(p);
 					free(A); free(Ar); free(Wr); free(bias); free(R); free(C1); free(C2); free(Wh);
 				}

@@ -62,7 +62,8 @@
  * sequence; rows too long for L1 are cut into k slices, two rows of W at a
  * time. A pack its creator opened to few-row products
  * (iapo_gemm_wpack_set_direct) is read instead, in fp32 (dotp_*) or bf16
- * K-pairs (dotpbf_*): W streams as one sequence of panels.
+ * K-pairs (dotpbf_*): W streams as one sequence of panels (9-16 rows: two
+ * groups of rows over each panel while it is in cache).
  *
  * bf16 weights (iapo_gemm_op.Bh, x W^T): on the packed path with
  * AVX512_BF16, A's rows are rounded to bf16 as they are packed and both
@@ -1006,7 +1007,7 @@ struct iapo_gemm_wpack {
 	long npan;    /* NR-column panels */
 	float *buf;   /* NULL on CPUs without AVX-512 */
 	size_t floats;
-	int direct;   /* products of <= 8 rows read it too (iapo_gemm_wpack_set_direct) */
+	int direct;   /* products of <= 16 rows read it too (iapo_gemm_wpack_set_direct) */
 };
 
 static long depth_step(long K, long N, int bf);
@@ -1839,7 +1840,7 @@ static AVX512BF void dotbf_8x1(int K, const float *a, const uint16_t *ah, long l
 	}
 }
 
-/* x W^T for mb <= 8 rows of A from W's panels packed ahead (iapo_gemm_wpack,
+/* x W^T for mb <= 8 rows of A (from row i0) from W's panels packed ahead (iapo_gemm_wpack,
  * fp32: per depth slice, NR-column panels, each kc deep with the NR floats
  * of one k together): panels [q0, q1) of depth slice pc (kc deep), into C's
  * columns q0*NR.. (those under N), the first slice with the epilogue and
@@ -1851,11 +1852,13 @@ static AVX512BF void dotbf_8x1(int K, const float *a, const uint16_t *ah, long l
  * layout at 33.9-35.9 (a plain read 43.5-49.4); 1 thread 35.8-36.2 against
  * 26.0-26.7. */
 INLINE AVX512 void dotp_rows(const int mb, const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, long q0,
-			     long q1, const float *Bp)
+			     long q1, const float *Bp, int i0)
 {
-	const float *a = J->A + pc;
 	const long lda = J->lda;
-	const struct epi e0 = {J->alpha, J->beta, J->R, J->bias, J->ldr}, e1 = {J->alpha, 1.0f, NULL, NULL, 0};
+	const float *a = J->A + i0 * lda + pc;
+	float *const C = J->C + (long)i0 * J->ldc;
+	const struct epi e0 = {J->alpha, J->beta, J->R ? J->R + (long)i0 * J->ldr : NULL, J->bias, J->ldr},
+			 e1 = {J->alpha, 1.0f, NULL, NULL, 0};
 	const struct epi *e = pc == 0 ? &e0 : &e1;
 	for (long q = q0; q < q1; q++) {
 		const float *b = Bp + (size_t)q * NR * (size_t)kc;
@@ -1886,7 +1889,7 @@ INLINE AVX512 void dotp_rows(const int mb, const struct job *J, const iapo_gemm_
 			if (!m) break;
 #pragma GCC unroll 8
 			for (int i = 0; i < mb; i++)
-				store_row(J->C + i * J->ldc + j0 + 16 * v, acc[i][v], m, e, i, (int)(j0 + 16 * v));
+				store_row(C + i * J->ldc + j0 + 16 * v, acc[i][v], m, e, i, (int)(j0 + 16 * v));
 		}
 	}
 }
@@ -1897,11 +1900,13 @@ INLINE AVX512 void dotp_rows(const int mb, const struct job *J, const iapo_gemm_
  * with a zero pad past K) against the panel's two vectors, one vdpbf16ps
  * each. The bf16 weights stream as one sequence, as the fp32 packs do. */
 INLINE AVX512BF void dotpbf_rows(const int mb, const struct job *J, const iapo_gemm_wpack *p, long pc, long kc,
-				 long q0, long q1, const float *Bp)
+				 long q0, long q1, const float *Bp, int i0)
 {
-	const uint16_t *a = J->Ah + pc;
 	const long lda = J->ldah, ku = (kc + 1) / 2;
-	const struct epi e0 = {J->alpha, J->beta, J->R, J->bias, J->ldr}, e1 = {J->alpha, 1.0f, NULL, NULL, 0};
+	const uint16_t *a = J->Ah + i0 * lda + pc;
+	float *const C = J->C + (long)i0 * J->ldc;
+	const struct epi e0 = {J->alpha, J->beta, J->R ? J->R + (long)i0 * J->ldr : NULL, J->bias, J->ldr},
+			 e1 = {J->alpha, 1.0f, NULL, NULL, 0};
 	const struct epi *e = pc == 0 ? &e0 : &e1;
 	for (long q = q0; q < q1; q++) {
 		const float *b = Bp + (size_t)q * NR * (size_t)ku;
@@ -1934,23 +1939,23 @@ INLINE AVX512BF void dotpbf_rows(const int mb, const struct job *J, const iapo_g
 			if (!m) break;
 #pragma GCC unroll 8
 			for (int i = 0; i < mb; i++)
-				store_row(J->C + i * J->ldc + j0 + 16 * v, acc[i][v], m, e, i, (int)(j0 + 16 * v));
+				store_row(C + i * J->ldc + j0 + 16 * v, acc[i][v], m, e, i, (int)(j0 + 16 * v));
 		}
 	}
 }
 
 typedef void (*dotp_fn)(const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, long q0, long q1,
-			const float *Bp);
+			const float *Bp, int i0);
 #define DOTP(MB) \
 	static AVX512 void dotp_##MB(const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, long q0, long q1, \
-				     const float *Bp) \
+				     const float *Bp, int i0) \
 	{ \
-		dotp_rows(MB, J, p, pc, kc, q0, q1, Bp); \
+		dotp_rows(MB, J, p, pc, kc, q0, q1, Bp, i0); \
 	} \
 	static AVX512BF void dotpbf_##MB(const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, long q0, \
-					 long q1, const float *Bp) \
+					 long q1, const float *Bp, int i0) \
 	{ \
-		dotpbf_rows(MB, J, p, pc, kc, q0, q1, Bp); \
+		dotpbf_rows(MB, J, p, pc, kc, q0, q1, Bp, i0); \
 	}
 DOTP(1)
 DOTP(2)
@@ -1964,8 +1969,8 @@ static const dotp_fn dotps[9] = {NULL, dotp_1, dotp_2, dotp_3, dotp_4, dotp_5, d
 static const dotp_fn dotpbfs[9] = {NULL, dotpbf_1, dotpbf_2, dotpbf_3, dotpbf_4, dotpbf_5, dotpbf_6, dotpbf_7,
 				     dotpbf_8};
 
-/* Whether the direct path reads J's W from its pack: x W^T, at most 8
- * rows, a pack its creator opened to few-row products
+/* Whether the direct path reads J's W from its pack: x W^T, at most 16
+ * rows (the direct path's; 9-16 as two groups over each panel), a pack its creator opened to few-row products
  * (iapo_gemm_wpack_set_direct: other bits than reading W, so never by
  * default), made from this very W or Wh (same address, shape and stride)
  * under the depth slice in force (as the packed path asks); from Wh, only
@@ -1973,7 +1978,7 @@ static const dotp_fn dotpbfs[9] = {NULL, dotpbf_1, dotpbf_2, dotpbf_3, dotpbf_4,
 static int dotp_fits(const struct job *J)
 {
 	const iapo_gemm_wpack *p = J->wp;
-	if (!wpack_of(p, J) || !p->direct || J->M < 1 || J->M > 8 || p->ldw != J->ldb) return 0;
+	if (!wpack_of(p, J) || !p->direct || J->M < 1 || J->M > 16 || p->ldw != J->ldb) return 0;
 	if (J->Bh) /* K-pair panels, read by vdpbf16ps: only while this CPU's bf16 kernels are on */
 		return p->bf && has_bf16() && J->Ah && p->Wh == J->Bh && p->kc_step == depth_step(p->K, p->N, 1);
 	return !p->bf && p->W == J->B && p->kc_step == depth_step(p->K, p->N, 0);
@@ -1990,7 +1995,17 @@ static AVX512 void dotp_cols(const struct job *J, long n0, long n1)
 	if (q0 >= q1) return;
 	for (long pc = 0; pc < p->K; pc += p->kc_step) {
 		const long kc = min_l(p->kc_step, p->K - pc);
-		(J->Bh ? dotpbfs : dotps)[J->M](J, p, pc, kc, q0, q1, wpack_panel(p, pc, kc, 0));
+		const dotp_fn *f = J->Bh ? dotpbfs : dotps;
+		const float *Bp = wpack_panel(p, pc, kc, 0);
+		if (J->M <= 8) {
+			f[J->M](J, p, pc, kc, q0, q1, Bp, 0);
+			continue;
+		}
+		/* 9-16 rows: both groups of rows over each panel while it is in cache */
+		for (long q = q0; q < q1; q++) {
+			f[8](J, p, pc, kc, q, q + 1, Bp, 0);
+			f[J->M - 8](J, p, pc, kc, q, q + 1, Bp, 8);
+		}
 	}
 }
 

@@ -128,11 +128,11 @@ int iapo_kv_bf16_snapshots(const iapo_kv *kv);
  * (the memory, one set per precision, is kept for the next call and freed
  * with the cache). *bytes (may be NULL): the packs' size, about one more
  * copy of the matrices. IAPO_ERR_NOMEM when they cannot be allocated (then
- * none are used). on == 2: as 1, and products of at most 8 rows (decoding
+ * none are used). on == 2: as 1, and products of at most 16 rows (decoding
  * steps) read the packs too (iapo_gemm_wpack_set_direct; bf16 packs only
  * on CPUs with AVX512_BF16): the weights stream as one sequence of panels,
- * qwen0.5b's decoding +23% in fp32, +17-28% in bf16 (one process, host
- * contended), but those rows' logits differ in rounding from on = 0 or 1
+ * qwen0.5b's decoding of 8 rows +23% in fp32, +17-30% in bf16, of 16 rows
+ * +57% in both (one process, host contended), but those rows' logits differ in rounding from on = 0 or 1
  * (not bit-identical; rows of larger products are as with 1). A repack
  * in place after a new bf16 copy took 0.1 s at qwen0.5b, the first packing
  * 7 s (the first touch of 1 GB of fresh memory on this VM). */
