@@ -1840,6 +1840,29 @@ static AVX512BF void dotbf_8x1(int K, const float *a, const uint16_t *ah, long l
 	}
 }
 
+/* The pack readers' epilogue for rows i0.. of J (the first depth slice's;
+ * later slices add with beta 1 and nothing else). */
+INLINE struct epi dotp_epi(const struct job *J, int i0)
+{
+	return (struct epi){J->alpha, J->beta, J->R ? J->R + (long)i0 * J->ldr : NULL, J->bias, J->ldr};
+}
+
+/* Stores the pack readers' mb x NR tile acc of panel q into C (row i0 of
+ * J's C), the columns under N only. */
+INLINE AVX512 void dotp_store(const int mb, const struct job *J, const iapo_gemm_wpack *p, float *C,
+			      const struct epi *e, long q, __m512 acc[8][NV])
+{
+	const long j0 = q * NR;
+#pragma GCC unroll 2
+	for (int v = 0; v < NV; v++) {
+		const __mmask16 m = lanes(p->N - j0 - 16 * v);
+		if (!m) break;
+#pragma GCC unroll 8
+		for (int i = 0; i < mb; i++)
+			store_row(C + i * J->ldc + j0 + 16 * v, acc[i][v], m, e, i, (int)(j0 + 16 * v));
+	}
+}
+
 /* x W^T for mb <= 8 rows of A (from row i0) from W's panels packed ahead (iapo_gemm_wpack,
  * fp32: per depth slice, NR-column panels, each kc deep with the NR floats
  * of one k together): panels [q0, q1) of depth slice pc (kc deep), into C's
@@ -1857,8 +1880,7 @@ INLINE AVX512 void dotp_rows(const int mb, const struct job *J, const iapo_gemm_
 	const long lda = J->lda;
 	const float *a = J->A + i0 * lda + pc;
 	float *const C = J->C + (long)i0 * J->ldc;
-	const struct epi e0 = {J->alpha, J->beta, J->R ? J->R + (long)i0 * J->ldr : NULL, J->bias, J->ldr},
-			 e1 = {J->alpha, 1.0f, NULL, NULL, 0};
+	const struct epi e0 = dotp_epi(J, i0), e1 = {J->alpha, 1.0f, NULL, NULL, 0};
 	const struct epi *e = pc == 0 ? &e0 : &e1;
 	for (long q = q0; q < q1; q++) {
 		const float *b = Bp + (size_t)q * NR * (size_t)kc;
@@ -1882,15 +1904,7 @@ INLINE AVX512 void dotp_rows(const int mb, const struct job *J, const iapo_gemm_
 				for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(av, w[v], acc[i][v]);
 			}
 		}
-		const long j0 = q * NR;
-#pragma GCC unroll 2
-		for (int v = 0; v < NV; v++) {
-			const __mmask16 m = lanes(p->N - j0 - 16 * v);
-			if (!m) break;
-#pragma GCC unroll 8
-			for (int i = 0; i < mb; i++)
-				store_row(C + i * J->ldc + j0 + 16 * v, acc[i][v], m, e, i, (int)(j0 + 16 * v));
-		}
+		dotp_store(mb, J, p, C, e, q, acc);
 	}
 }
 
@@ -1905,8 +1919,7 @@ INLINE AVX512BF void dotpbf_rows(const int mb, const struct job *J, const iapo_g
 	const long lda = J->ldah, ku = (kc + 1) / 2;
 	const uint16_t *a = J->Ah + i0 * lda + pc;
 	float *const C = J->C + (long)i0 * J->ldc;
-	const struct epi e0 = {J->alpha, J->beta, J->R ? J->R + (long)i0 * J->ldr : NULL, J->bias, J->ldr},
-			 e1 = {J->alpha, 1.0f, NULL, NULL, 0};
+	const struct epi e0 = dotp_epi(J, i0), e1 = {J->alpha, 1.0f, NULL, NULL, 0};
 	const struct epi *e = pc == 0 ? &e0 : &e1;
 	for (long q = q0; q < q1; q++) {
 		const float *b = Bp + (size_t)q * NR * (size_t)ku;
@@ -1932,15 +1945,7 @@ INLINE AVX512BF void dotpbf_rows(const int mb, const struct job *J, const iapo_g
 				for (int v = 0; v < NV; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], av, (__m512bh)w[v]);
 			}
 		}
-		const long j0 = q * NR;
-#pragma GCC unroll 2
-		for (int v = 0; v < NV; v++) {
-			const __mmask16 m = lanes(p->N - j0 - 16 * v);
-			if (!m) break;
-#pragma GCC unroll 8
-			for (int i = 0; i < mb; i++)
-				store_row(C + i * J->ldc + j0 + 16 * v, acc[i][v], m, e, i, (int)(j0 + 16 * v));
-		}
+		dotp_store(mb, J, p, C, e, q, acc);
 	}
 }
 
