@@ -110,10 +110,69 @@ static void gemm_bf16(void)
 	}
 }
 
+/* One case of gemm_bf16_pack: M x N x K under the threads and depth slice
+ * in force. */
+static void bf16_pack_case(int kc, int th, int M, int N, int K, int bf, int *nan_seen, int *nan_tries)
+{
+	const int epi = M & 1;
+	float *A = malloc(sizeof(float) * M * K), *Ar = malloc(sizeof(float) * M * K);
+	float *Wr = malloc(sizeof(float) * N * K), *bias = malloc(sizeof(float) * N);
+	float *R = malloc(sizeof(float) * M * N), *C1 = malloc(sizeof(float) * M * N);
+	float *C2 = malloc(sizeof(float) * M * N);
+	uint16_t *Wh = malloc(sizeof(uint16_t) * N * K);
+	if (!A || !Ar || !Wr || !bias || !R || !C1 || !C2 || !Wh) {
+		CHECK(0, "out of memory");
+		goto done;
+	}
+	for (int i = 0; i < M * K; i++) Ar[i] = round_bf16(A[i] = iapo_rng_normal(&rng));
+	for (int i = 0; i < N * K; i++) Wr[i] = round_bf16(iapo_rng_normal(&rng));
+	iapo_f32_to_bf16(Wh, Wr, (size_t)N * K);
+	for (int i = 0; i < N; i++) bias[i] = iapo_rng_normal(&rng);
+	for (int i = 0; i < M * N; i++) R[i] = iapo_rng_normal(&rng);
+	iapo_gemm_op o = {.transB = 1, .M = M, .N = N, .K = K, .alpha = 0.5f, .A = Ar, .lda = K,
+			  .B = Wr, .ldb = K, .C = C1, .ldc = N};
+	if (epi) o.bias = bias, o.R = R, o.ldr = N;
+	iapo_sgemm_batch(1, &o);
+	iapo_gemm_wpack *p = NULL;
+	CHECK(iapo_gemm_wpack_create(&p, N, K, NULL, Wh, K) == IAPO_OK, "wpack: %s", iapo_errmsg());
+	iapo_gemm_wpack_set_direct(p, 1);
+	o.A = A, o.B = NULL, o.Bh = Wh, o.Bp = p, o.C = C2;
+	iapo_sgemm_batch(1, &o);
+	double e = test_max_rel_err(C2, C1, (size_t)M * N);
+	CHECK(e < 1e-5, "kc %d, %d threads, %dx%dx%d%s: bf16 pack vs rounded fp32 %g", kc, th, M, N, K,
+	      epi ? " +epilogue" : "", e);
+	/* NaN panels (repacked from NaN weights, then Wh restored): C is all
+	 * NaN only if the product read the pack */
+	if (p && bf) {
+		for (int i = 0; i < N * K; i++) Wh[i] = 0x7FC0; /* NaN */
+		iapo_gemm_wpack_update(p);
+		iapo_f32_to_bf16(Wh, Wr, (size_t)N * K);
+		iapo_sgemm_batch(1, &o);
+		int nan = 0;
+		for (int i = 0; i < M * N; i++) nan += isnan(C2[i]);
+		(*nan_tries)++;
+		*nan_seen += nan == M * N;
+	}
+	iapo_gemm_wpack_free(p);
+	/* the same rows from an fp32 pack of the same numbers (dotp_*) */
+	p = NULL;
+	CHECK(iapo_gemm_wpack_create(&p, N, K, Wr, NULL, K) == IAPO_OK, "wpack fp32: %s", iapo_errmsg());
+	iapo_gemm_wpack_set_direct(p, 1);
+	o.A = Ar, o.B = Wr, o.Bh = NULL, o.Bp = p, o.C = C2;
+	iapo_sgemm_batch(1, &o);
+	e = test_max_rel_err(C2, C1, (size_t)M * N);
+	CHECK(e < 1e-5, "kc %d, %d threads, %dx%dx%d%s: fp32 pack vs fp32 rows %g", kc, th, M, N, K,
+	      epi ? " +epilogue" : "", e);
+	iapo_gemm_wpack_free(p);
+done:
+	free(A); free(Ar); free(Wr); free(bias); free(R); free(C1); free(C2); free(Wh);
+}
+
 /* Few-row products from a bf16 weight pack opened to them
  * (iapo_gemm_wpack_set_direct: gemm.c's dotpbf_*, K-pair panels streamed by
- * vdpbf16ps; 9-16 rows as two groups over each panel): M = 1..16 rows against the fp32 GEMM on the same numbers
- * rounded to bf16 (relative 1e-5, as gemm_bf16), with and without an
+ * vdpbf16ps; 9-16 rows as two groups over each panel): M = 1..16 rows
+ * against the fp32 GEMM on the same numbers rounded to bf16 (relative
+ * 1e-5, as gemm_bf16), with and without an
  * epilogue, N leaving a partial last panel, odd K (the last pair half
  * padding), several depth slices (an override of 32) and one, 1 and 2
  * threads (pieces starting inside panels), and the same rows from an fp32
@@ -131,55 +190,7 @@ static void gemm_bf16_pack(void)
 				for (int M = 1; M <= 16; M++) {
 					iapo_set_threads(th);
 					iapo_sgemm_set_blocking(0, kc, 0);
-					const int N = shapes[s][0], K = shapes[s][1], epi = M & 1;
-					float *A = malloc(sizeof(float) * M * K), *Ar = malloc(sizeof(float) * M * K);
-					float *Wr = malloc(sizeof(float) * N * K), *bias = malloc(sizeof(float) * N);
-					float *R = malloc(sizeof(float) * M * N), *C1 = malloc(sizeof(float) * M * N);
-					float *C2 = malloc(sizeof(float) * M * N);
-					uint16_t *Wh = malloc(sizeof(uint16_t) * N * K);
-					for (int i = 0; i < M * K; i++) Ar[i] = round_bf16(A[i] = iapo_rng_normal(&rng));
-					for (int i = 0; i < N * K; i++) Wr[i] = round_bf16(iapo_rng_normal(&rng));
-					iapo_f32_to_bf16(Wh, Wr, (size_t)N * K);
-					for (int i = 0; i < N; i++) bias[i] = iapo_rng_normal(&rng);
-					for (int i = 0; i < M * N; i++) R[i] = iapo_rng_normal(&rng);
-					iapo_gemm_op o = {.transB = 1, .M = M, .N = N, .K = K, .alpha = 0.5f, .A = Ar, .lda = K,
-							  .B = Wr, .ldb = K, .C = C1, .ldc = N};
-					if (epi) o.bias = bias, o.R = R, o.ldr = N;
-					iapo_sgemm_batch(1, &o);
-					iapo_gemm_wpack *p = NULL;
-					CHECK(iapo_gemm_wpack_create(&p, N, K, NULL, Wh, K) == IAPO_OK, "wpack: %s",
-					      iapo_errmsg());
-					iapo_gemm_wpack_set_direct(p, 1);
-					o.A = A, o.B = NULL, o.Bh = Wh, o.Bp = p, o.C = C2;
-					iapo_sgemm_batch(1, &o);
-					double e = test_max_rel_err(C2, C1, (size_t)M * N);
-					CHECK(e < 1e-5, "kc %d, %d threads, %dx%dx%d%s: bf16 pack vs rounded fp32 %g", kc, th, M, N,
-					      K, epi ? " +epilogue" : "", e);
-					/* NaN panels (repacked from NaN weights, then Wh restored): C is
-					 * all NaN only if the product read the pack */
-					if (p && bf) {
-						for (int i = 0; i < N * K; i++) Wh[i] = 0x7FC0; /* NaN */
-						iapo_gemm_wpack_update(p);
-						iapo_f32_to_bf16(Wh, Wr, (size_t)N * K);
-						iapo_sgemm_batch(1, &o);
-						int nan = 0;
-						for (int i = 0; i < M * N; i++) nan += isnan(C2[i]);
-						nan_tries++;
-						nan_seen += nan == M * N;
-					}
-					iapo_gemm_wpack_free(p);
-					/* the same rows from an fp32 pack of the same numbers (dotp_*) */
-					p = NULL;
-					CHECK(iapo_gemm_wpack_create(&p, N, K, Wr, NULL, K) == IAPO_OK, "wpack fp32: %s",
-					      iapo_errmsg());
-					iapo_gemm_wpack_set_direct(p, 1);
-					o.A = Ar, o.B = Wr, o.Bh = NULL, o.Bp = p, o.C = C2;
-					iapo_sgemm_batch(1, &o);
-					e = test_max_rel_err(C2, C1, (size_t)M * N);
-					CHECK(e < 1e-5, "kc %d, %d threads, %dx%dx%d%s: fp32 pack vs fp32 rows %g", kc, th, M, N, K,
-					      epi ? " +epilogue" : "", e);
-					iapo_gemm_wpack_free(p);
-					free(A); free(Ar); free(Wr); free(bias); free(R); free(C1); free(C2); free(Wh);
+					bf16_pack_case(kc, th, M, shapes[s][0], shapes[s][1], bf, &nan_seen, &nan_tries);
 				}
 	iapo_sgemm_set_blocking(0, 0, 0);
 	iapo_set_threads(2);
