@@ -1974,12 +1974,13 @@ static const dotp_fn dotps[9] = {NULL, dotp_1, dotp_2, dotp_3, dotp_4, dotp_5, d
 static const dotp_fn dotpbfs[9] = {NULL, dotpbf_1, dotpbf_2, dotpbf_3, dotpbf_4, dotpbf_5, dotpbf_6, dotpbf_7,
 				     dotpbf_8};
 
-/* Whether the direct path reads J's W from its pack: x W^T, at most 16
- * rows (the direct path's; 9-16 as two groups over each panel), a pack its creator opened to few-row products
- * (iapo_gemm_wpack_set_direct: other bits than reading W, so never by
- * default), made from this very W or Wh (same address, shape and stride)
- * under the depth slice in force (as the packed path asks); from Wh, only
- * K-pair panels while the bf16 kernels are on (J->Ah is A in bf16 then). */
+/* Whether the direct path reads J's W from its pack: x W^T, at most 16 rows
+ * (the direct path's; 9-16 as two groups over each panel), a pack its creator
+ * opened to few-row products (iapo_gemm_wpack_set_direct: other bits than
+ * reading W, so never by default), made from this very W or Wh (same address,
+ * shape and stride) under the depth slice in force (as the packed path asks);
+ * from Wh, only K-pair panels while the bf16 kernels are on (J->Ah is A in
+ * bf16 then). */
 static int dotp_fits(const struct job *J)
 {
 	const iapo_gemm_wpack *p = J->wp;

@@ -112,10 +112,10 @@ void iapo_gemm_wpack_free(iapo_gemm_wpack *p);
 size_t iapo_gemm_wpack_bytes(const iapo_gemm_wpack *p);
 /* on != 0: products of at most 16 rows (the direct path, x W^T) read this
  * pack too, W streaming as one sequence of panels instead of row by row
- * (decoding qwen0.5b, 8 rows: fp32 +23%, bf16 +17-30%; 16 rows: +57%). A bf16 pack serves them
- * only as K-pair panels (made and read with AVX512_BF16 on). Their results
- * then differ in rounding from reading W (each column summed in k order,
- * not in lanes), so it is off at creation; the packed path stays
+ * (decoding qwen0.5b, 8 rows: fp32 +23%, bf16 +17-30%; 16 rows: +57%). A bf16
+ * pack serves them only as K-pair panels (made and read with AVX512_BF16 on).
+ * Their results then differ in rounding from reading W (each column summed in
+ * k order, not in lanes), so it is off at creation; the packed path stays
  * bit-identical either way. NULL is a no-op. */
 void iapo_gemm_wpack_set_direct(iapo_gemm_wpack *p, int on);
 

@@ -118,24 +118,24 @@ int iapo_kv_bf16_made(const iapo_kv *kv, const int *slots, int n);
 /* How many bf16 copies this cache has taken (conversions of the weights). */
 int iapo_kv_bf16_snapshots(const iapo_kv *kv);
 
-/* With on != 0: packs every weight matrix a forward multiplies by (the
- * fp32 weights, or the bf16 copy while that is on) into the GEMM's panels
- * now (kernels/gemm.h, iapo_gemm_wpack), and products of many rows read
- * those instead of packing the weights again on every call (decoding's few
- * rows never pack). Results are bit-identical. The packs are of the weights
- * as they are now: call again after they change (the next call repacks in
+/* With on != 0: packs every weight matrix a forward multiplies by (the fp32
+ * weights, or the bf16 copy while that is on) into the GEMM's panels now
+ * (kernels/gemm.h, iapo_gemm_wpack), and products of many rows read those
+ * instead of packing the weights again on every call (decoding's few rows
+ * never pack). Results are bit-identical. The packs are of the weights as
+ * they are now: call again after they change (the next call repacks in
  * place); a new bf16 copy, the other precision or on == 0 stops their use
  * (the memory, one set per precision, is kept for the next call and freed
- * with the cache). *bytes (may be NULL): the packs' size, about one more
- * copy of the matrices. IAPO_ERR_NOMEM when they cannot be allocated (then
- * none are used). on == 2: as 1, and products of at most 16 rows (decoding
- * steps) read the packs too (iapo_gemm_wpack_set_direct; bf16 packs only
- * on CPUs with AVX512_BF16): the weights stream as one sequence of panels,
- * qwen0.5b's decoding of 8 rows +23% in fp32, +17-30% in bf16, of 16 rows
- * +57% in both (one process, host contended), but those rows' logits differ in rounding from on = 0 or 1
- * (not bit-identical; rows of larger products are as with 1). A repack
- * in place after a new bf16 copy took 0.1 s at qwen0.5b, the first packing
- * 7 s (the first touch of 1 GB of fresh memory on this VM). */
+ * with the cache). *bytes (may be NULL): the packs' size, about one more copy
+ * of the matrices. IAPO_ERR_NOMEM when they cannot be allocated (then none
+ * are used). on == 2: as 1, and products of at most 16 rows (decoding steps)
+ * read the packs too (iapo_gemm_wpack_set_direct; bf16 packs only on CPUs
+ * with AVX512_BF16): the weights stream as one sequence of panels, qwen0.5b's
+ * decoding of 8 rows +23% in fp32, +17-30% in bf16, of 16 rows +57% in both
+ * (one process, host contended), but those rows' logits differ in rounding
+ * from on = 0 or 1 (not bit-identical; rows of larger products are as with
+ * 1). A repack in place after a new bf16 copy took 0.1 s at qwen0.5b, the
+ * first packing 7 s (the first touch of 1 GB of fresh memory on this VM). */
 iapo_status iapo_kv_pack_weights(iapo_kv *kv, int on, size_t *bytes);
 
 /* With on != 0: the attention of later forwards multiplies in bf16 (an
