@@ -26,9 +26,11 @@ cached decoding against its own full forward, on a small random model
 (a mismatch is an error, exit status 1).
 
 Run it as a fair competitor would (bench/run.sh does): 2 threads,
-LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 (glibc's malloc returns
-large buffers to the kernel, and the page faults on fresh ones cost PyTorch
-2-3x here), OMP_WAIT_POLICY=PASSIVE, and OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE
+LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 with
+MALLOC_CONF=thp:always,dirty_decay_ms:-1,muzzy_decay_ms:-1 (an allocator that
+hands freed buffers back to the kernel makes the training step fault fresh
+pages in every step, which costs PyTorch 2-4x here), OMP_WAIT_POLICY=PASSIVE,
+and OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE
 unset so OpenBLAS picks its AVX-512 kernels. The script reports the
 environment it got; it changes none of it.
 
@@ -411,6 +413,7 @@ def main():
     blas = [l.split("=", 1)[1].strip(" ,") for l in cfg.replace(",", "\n").split("\n") if "BLAS_INFO" in l]
     record("peer_machine", torch=torch.__version__, threads=torch.get_num_threads(),
            blas=blas[0] if blas else None, ld_preload=os.environ.get("LD_PRELOAD", ""),
+           malloc_conf=os.environ.get("MALLOC_CONF", ""),
            omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", ""),
            openblas_coretype=os.environ.get("OPENBLAS_CORETYPE", ""),
            openblas_l2_size=os.environ.get("OPENBLAS_L2_SIZE", ""), loadavg_1m=loadavg())

@@ -26,10 +26,20 @@
 # (qwen0.5b decodes one repeat per process either way).
 #
 # The peer runs as a fair competitor would: LD_PRELOAD of jemalloc (Debian's
-# libjemalloc2; scripts/install-deps.sh --bench), OMP_WAIT_POLICY=PASSIVE,
-# and OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed for its command alone so
-# its OpenBLAS picks the AVX-512 kernels. Our programs run in the
-# environment as it is: iapo must be fast whatever it says.
+# libjemalloc2; scripts/install-deps.sh --bench) with MALLOC_CONF below,
+# OMP_WAIT_POLICY=PASSIVE, and OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed
+# for its command alone so its OpenBLAS picks the AVX-512 kernels. Our
+# programs run in the environment as it is: iapo must be fast whatever it
+# says.
+#
+# MALLOC_CONF: jemalloc's default decay hands freed pages back to the kernel
+# after a few seconds, and PyTorch's training step then faults its fresh
+# buffers in again every step; on this VM a fault is dear. Measured in
+# session 12, peer.py --what train: small 195 tokens/s with jemalloc's
+# defaults against 705-840 with decay off; qwen0.5b 8 (session 11's runs)
+# against 14.8 with decay off and 29.5 with decay off plus transparent huge
+# pages (thp:always; iapo's own large blocks are advised for them too,
+# src/core/mem.c). Decoding did not move. So the peer keeps its pages.
 set -u
 BUILD=${1:-build}
 [ $# -gt 0 ] && shift
@@ -92,6 +102,7 @@ built() {
 
 PY=/usr/bin/python3
 JEMALLOC=""
+PEER_MALLOC_CONF="thp:always,dirty_decay_ms:-1,muzzy_decay_ms:-1"
 for j in /usr/lib/*/libjemalloc.so.2 /usr/lib/libjemalloc.so.2; do
 	[ -e "$j" ] && { JEMALLOC=$j; break; }
 done
@@ -108,7 +119,8 @@ peer_check=""
 peer() {
 	# shellcheck disable=SC2086
 	run peer env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=PASSIVE \
-		${JEMALLOC:+LD_PRELOAD="$JEMALLOC"} "$PY" bench/peer.py $opts "$@" $peer_check
+		${JEMALLOC:+LD_PRELOAD="$JEMALLOC" MALLOC_CONF="$PEER_MALLOC_CONF"} \
+		"$PY" bench/peer.py $opts "$@" $peer_check
 	peer_check="--no-check" # the peer's self-check once per run
 }
 
