@@ -16,7 +16,9 @@
  * products of one A (q, k, v; gate, up), which pack A's panels once between
  * them, gives each product the bits it has alone, also beside a product of
  * that A with another depth (other slices: it must not read those panels)
- * and an fp32 one.
+ * and an fp32 one; and, over many rounds of the information pass's shapes,
+ * whichever thread packs a shared panel and whatever a_panels leaves for
+ * later.
  * Speed is measured by bench/gemm.c (gemm_bf16 records), never here.
  */
 #include <math.h>
@@ -315,6 +317,48 @@ static void shared_a(void)
 	free(A);
 }
 
+/* The information pass's shapes (tiny: gate and up of one A, then q, k and
+ * v), many times at 2 threads: rectangles that meet on a panel the other is
+ * packing come back to it later (a_panels), and every round must give each
+ * product its bits alone, whichever thread packed which panel and whatever
+ * was left for later. */
+static void shared_a_rounds(void)
+{
+	enum { M = 512, K = 256, NOPS = 5, ROUNDS = 30 };
+	static const int Ns[NOPS] = {768, 768, 128, 128, 256};
+	float *A = malloc(sizeof(float) * M * K);
+	for (int i = 0; i < M * K; i++) A[i] = urand();
+	float *W[NOPS], *Cb[NOPS], *Cs[NOPS];
+	uint16_t *Wh[NOPS];
+	iapo_gemm_op ops[NOPS];
+	for (int o = 0; o < NOPS; o++) {
+		W[o] = malloc(sizeof(float) * Ns[o] * K);
+		Wh[o] = malloc(sizeof(uint16_t) * Ns[o] * K);
+		Cb[o] = malloc(sizeof(float) * M * Ns[o]);
+		Cs[o] = malloc(sizeof(float) * M * Ns[o]);
+		for (int i = 0; i < Ns[o] * K; i++) W[o][i] = urand();
+		iapo_f32_to_bf16(Wh[o], W[o], (size_t)Ns[o] * K);
+		ops[o] = (iapo_gemm_op){.transB = 1, .M = M, .N = Ns[o], .K = K, .alpha = 1, .A = A, .lda = K,
+					.B = W[o], .Bh = Wh[o], .ldb = K, .C = Cb[o], .ldc = Ns[o]};
+	}
+	iapo_set_threads(1);
+	for (int o = 0; o < NOPS; o++) {
+		iapo_gemm_op one = ops[o];
+		one.C = Cs[o];
+		iapo_sgemm_batch(1, &one);
+	}
+	iapo_set_threads(2);
+	int bad = 0;
+	for (int r = 0; r < ROUNDS; r++) {
+		iapo_sgemm_batch(2, ops);
+		iapo_sgemm_batch(3, ops + 2);
+		for (int o = 0; o < NOPS; o++) bad += memcmp(Cb[o], Cs[o], sizeof(float) * M * Ns[o]) != 0;
+	}
+	CHECK(bad == 0, "%d of %d products in %d rounds: not the bits of one thread", bad, NOPS * ROUNDS, ROUNDS);
+	for (int o = 0; o < NOPS; o++) free(W[o]), free(Wh[o]), free(Cb[o]), free(Cs[o]);
+	free(A);
+}
+
 int main(void)
 {
 	RUN(shapes_and_epilogues);
@@ -322,5 +366,6 @@ int main(void)
 	RUN(decoding_shapes);
 	RUN(mixed_batch);
 	RUN(shared_a);
+	RUN(shared_a_rounds);
 	TEST_END();
 }

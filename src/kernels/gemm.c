@@ -1105,13 +1105,21 @@ void iapo_gemm_wpack_set_direct(iapo_gemm_wpack *p, int on)
  * thread is packing right now, packed again into this thread's own buffer
  * (never a wait: a descheduled packer must not stall the others). rot
  * rotates the order so that rectangles running at once start on different
- * tiles. */
+ * tiles. bf16 products leave a panel that another thread is packing for
+ * after the others, and pack their own copy only if it is not ready by
+ * then: packing it again at once, two rectangles that met on one tile went
+ * on in step, each packing the tiles the other was packing (the bf16
+ * information pass, one process alternating: tiny -0.8%, small -1.4% of its
+ * CPU time; the fp32 path is GEMM's to measure). */
 static AVX512 void a_panels(const struct job *J, float *abuf, long s, long pc, long kc, long t_lo, long t_hi, long rot,
 			    const float **ap)
 {
 	const long nt = t_hi - t_lo;
-	for (long q = 0; q < nt; q++) {
-		const long t = t_lo + (q + rot) % nt, i0 = t * MR;
+	long later[MC_MAX / MR + 1];
+	long nl = 0;
+	for (long q = 0; q < nt + nl; q++) {
+		const int again = q >= nt; /* a panel left for later */
+		const long t = again ? later[q - nt] : t_lo + (q + rot) % nt, i0 = t * MR;
 		const int mr = (int)min_l(MR, J->M - i0);
 		float *dst = abuf + (t - t_lo) * J->ku_step * MR;
 		atomic_uchar *st = J->apack ? &J->astate[s * J->mtiles + t] : NULL;
@@ -1123,10 +1131,14 @@ static AVX512 void a_panels(const struct job *J, float *abuf, long s, long pc, l
 				continue;
 			}
 			if (v == 0 && atomic_compare_exchange_strong_explicit(st, &zero, 1, memory_order_acquire,
-									      memory_order_relaxed))
+									      memory_order_relaxed)) {
 				dst = sh;
-			else
-				st = NULL; /* someone else is packing it: pack our own copy */
+			} else if (!again && J->bf) {
+				later[nl++] = t; /* someone else is packing it */
+				continue;
+			} else {
+				st = NULL; /* still being packed: pack our own copy */
+			}
 		}
 		if (J->bf)
 			pack_cols_f2h2(dst, J->A + i0 * J->lda + pc, J->lda, mr, (int)kc, MR);
