@@ -6,12 +6,19 @@
  * real byte-level tokenizer written by the tokenizer module); a seed gives the
  * same completions and another seed others; a sequence sampled alone equals
  * the same sequence in a batch of 4 with the same stream key, also when its
- * batch mates finish early; argument errors.
+ * batch mates finish early; argument errors. Decoding from weight packs
+ * (the default, iapo_gen_opts.pack): the same tokens as from the rows, the
+ * sampling entropies within 1e-4 (fp32) / 1e-2 (bf16) nats, taken by
+ * default only into a caller's cache with decoding steps; a caller's cache is left
+ * reading the rows (a few-row forward after the call has the bits of a cache
+ * that never packed).
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/status.h"
+#include "kernels/gemm.h"
 #include "model/generate.h"
 #include "test.h"
 #include "test_decode_models.h"
@@ -276,6 +283,181 @@ static void test_seed_and_batch_independence(void)
 	iapo_free_aligned(w.block);
 }
 
+/* Sequences 0..3 sampled (temperature 1, top-k/top-p on) through a caller's
+ * cache with the packs on and off, fp32 or bf16 weights: the tokens must be
+ * the same and the entropies of the distributions they were drawn from
+ * within tol (rounding only: each decoding product's sums in another order),
+ * and on CPUs whose packs hold panels the entropies must differ somewhere
+ * (the packs were read). */
+static void packs_for(int kind, int weights, double tol)
+{
+	iapo_weights w;
+	if (tiny_weights(kind, 60 + kind, &w)) {
+		CHECK(0, "setup: %s", iapo_errmsg());
+		return;
+	}
+	int a[] = {1, 2, 3}, b[] = {40, 41}, c[] = {7, 8, 9, 10, 11, 12, 13}, d[] = {50};
+	const int *prompts[4] = {a, b, c, d};
+	int lens[4] = {3, 2, 7, 1};
+	enum { NEW = 20 };
+	iapo_gen_opts o;
+	memset(&o, 0, sizeof o);
+	o.max_new_tokens = NEW;
+	o.sampler = (iapo_sampler){1.0f, 30, 0.95f};
+	o.seed = 99;
+	o.eos_ids = never;
+	o.n_eos = 1;
+	o.entropy_temperature = 1.0f;
+	o.weights = weights;
+	iapo_kv *kv[2] = {NULL, NULL};
+	iapo_gen_result r[2][4];
+	iapo_gen_stats st[2];
+	for (int p = 0; p < 2; p++) {
+		o.pack = p ? IAPO_GEN_PACK_ON : IAPO_GEN_PACK_OFF;
+		CHECK(iapo_kv_new(&w, 4, 7 + NEW, &kv[p]) == IAPO_OK, "%s", iapo_errmsg());
+		CHECK(kv[p] && iapo_generate(&w, prompts, lens, 4, &o, kv[p], r[p], &st[p]) == IAPO_OK, "%s",
+		      iapo_errmsg());
+	}
+	const char *wn = weights == IAPO_GEN_WEIGHTS_BF16 ? "bf16" : "fp32";
+	CHECK(st[0].packed == 0 && st[1].packed == 1, "%s %s: packed %d (off) / %d (on)", tiny_names[kind], wn,
+	      st[0].packed, st[1].packed);
+	double worst = 0;
+	int differ = 0;
+	for (int i = 0; i < 4; i++) {
+		CHECK(same_result(&r[0][i], &r[1][i]), "%s %s seq %d: other tokens from the packs", tiny_names[kind], wn,
+		      i);
+		const int n = r[0][i].n_tokens < r[1][i].n_tokens ? r[0][i].n_tokens : r[1][i].n_tokens;
+		for (int k = 0; k < n && r[0][i].entropy && r[1][i].entropy; k++) {
+			double e = fabs((double)r[0][i].entropy[k] - r[1][i].entropy[k]);
+			worst = e > worst ? e : worst;
+			differ |= r[0][i].entropy[k] != r[1][i].entropy[k];
+		}
+	}
+	CHECK(worst <= tol, "%s %s: entropies from packs vs rows differ by %.3g nats (tolerance %.0e)",
+	      tiny_names[kind], wn, worst, tol);
+	const int panels = iapo_sgemm_avx512() &&
+			   (weights != IAPO_GEN_WEIGHTS_BF16 || __builtin_cpu_supports("avx512bf16"));
+	if (panels)
+		CHECK(differ, "%s %s: the decoding steps did not read the packs (same bits as the rows)",
+		      tiny_names[kind], wn);
+	fprintf(stderr, "  packs %s %s: entropies within %.2g nats of the rows'\n", tiny_names[kind], wn, worst);
+	for (int p = 0; p < 2; p++) {
+		iapo_gen_results_free(r[p], 4);
+		iapo_kv_free(kv[p]);
+	}
+	iapo_free_aligned(w.block);
+}
+
+static void test_packs_match_rows(void)
+{
+	for (int kind = 0; kind < TINY_NUM; kind++) {
+		packs_for(kind, IAPO_GEN_WEIGHTS_FP32, 1e-4);
+		/* bf16: a last-bit difference in an fp32 activation can round it
+		 * to the neighbouring bf16 before the next product (measured up to
+		 * 0.0021 nats) */
+		packs_for(kind, IAPO_GEN_WEIGHTS_BF16, 1e-2);
+	}
+}
+
+/* The default packs into a caller's cache when there are decoding steps,
+ * never into its own (one-shot) cache; OFF never; ON into its own too. */
+static void test_packs_default(void)
+{
+	iapo_weights w;
+	if (tiny_weights(TINY_QWEN2, 5, &w)) return;
+	int a[] = {1, 2, 3};
+	const int *prompts[1] = {a};
+	int lens[1] = {3};
+	iapo_gen_opts o = opts_greedy(4);
+	iapo_gen_result r[1];
+	iapo_gen_stats st;
+	iapo_kv *kv = NULL;
+	CHECK(iapo_kv_new(&w, 1, 8, &kv) == IAPO_OK, "%s", iapo_errmsg());
+	CHECK(kv && iapo_generate(&w, prompts, lens, 1, &o, kv, r, &st) == IAPO_OK && st.packed == 1,
+	      "default, a caller's cache, 4 tokens: packed %d", st.packed);
+	iapo_gen_results_free(r, 1);
+	CHECK(iapo_generate(&w, prompts, lens, 1, &o, NULL, r, &st) == IAPO_OK && st.packed == 0,
+	      "default, its own cache: packed %d", st.packed);
+	iapo_gen_results_free(r, 1);
+	o.max_new_tokens = 1;
+	CHECK(kv && iapo_generate(&w, prompts, lens, 1, &o, kv, r, &st) == IAPO_OK && st.packed == 0,
+	      "default, 1 token (no decoding step): packed %d", st.packed);
+	iapo_gen_results_free(r, 1);
+	o.max_new_tokens = 4;
+	o.pack = IAPO_GEN_PACK_OFF;
+	CHECK(kv && iapo_generate(&w, prompts, lens, 1, &o, kv, r, &st) == IAPO_OK && st.packed == 0,
+	      "off: packed %d", st.packed);
+	iapo_gen_results_free(r, 1);
+	o.pack = IAPO_GEN_PACK_ON;
+	CHECK(iapo_generate(&w, prompts, lens, 1, &o, NULL, r, &st) == IAPO_OK && st.packed == 1,
+	      "on, its own cache: packed %d", st.packed);
+	iapo_gen_results_free(r, 1);
+	o.pack = 3;
+	CHECK(iapo_generate(&w, prompts, lens, 1, &o, NULL, r, &st) == IAPO_ERR_ARG, "pack 3: not an option");
+	iapo_kv_free(kv);
+	iapo_free_aligned(w.block);
+}
+
+/* After a packed call, a caller's cache reads the rows again: two caches
+ * with the same K/V (one token each: the prefill alone, whose many rows read
+ * packs to the bit), one of them packed by generate, then one step of 3
+ * rows through each must give the same bits. In bf16 the caller keeps the
+ * caches in bf16 (so the packs' precision still matches after the call). */
+static void left_for(int kind, int bf16)
+{
+	iapo_weights w;
+	if (tiny_weights(kind, 70 + kind, &w)) {
+		CHECK(0, "setup: %s", iapo_errmsg());
+		return;
+	}
+	int a[] = {1, 2, 3, 4, 5, 6, 7, 8}, b[] = {40, 41, 42, 43, 44}, c[] = {9, 8, 7, 6, 5, 4, 3, 2, 1};
+	const int *prompts[3] = {a, b, c};
+	int lens[3] = {8, 5, 9};
+	iapo_gen_opts o = opts_greedy(1);
+	o.weights = bf16 ? IAPO_GEN_WEIGHTS_BF16 : IAPO_GEN_WEIGHTS_FP32;
+	o.keep_bf16 = bf16;
+	iapo_kv *kv[2] = {NULL, NULL};
+	iapo_gen_result r[2][3];
+	const int V = w.cfg.V;
+	float *lg[2] = {malloc(sizeof(float) * 3 * V), malloc(sizeof(float) * 3 * V)};
+	for (int p = 0; p < 2; p++) {
+		o.pack = p ? IAPO_GEN_PACK_ON : IAPO_GEN_PACK_OFF;
+		CHECK(iapo_kv_new(&w, 3, 16, &kv[p]) == IAPO_OK, "%s", iapo_errmsg());
+		if (!kv[p]) continue;
+		if (bf16) CHECK(iapo_kv_use_bf16(kv[p], 1) == IAPO_OK, "%s", iapo_errmsg());
+		CHECK(iapo_generate(&w, prompts, lens, 3, &o, kv[p], r[p], NULL) == IAPO_OK, "%s", iapo_errmsg());
+		CHECK(iapo_kv_bf16(kv[p]) == bf16, "the cache back in its precision");
+		const int *tok[3];
+		int n[3];
+		for (int i = 0; i < 3; i++) {
+			tok[i] = r[p][i].tokens;
+			n[i] = 1;
+		}
+		CHECK(iapo_kv_forward(kv[p], tok, n, lg[p]) == IAPO_OK, "%s", iapo_errmsg());
+	}
+	int same = 1;
+	for (int i = 0; i < 3; i++) same &= same_result(&r[0][i], &r[1][i]);
+	CHECK(same, "%s %s: the prefill's tokens differ (its rows read the packs to the bit)", tiny_names[kind],
+	      bf16 ? "bf16" : "fp32");
+	CHECK(!memcmp(lg[0], lg[1], sizeof(float) * 3 * V),
+	      "%s %s: a 3-row step after a packed call did not read the rows (its logits differ from an unpacked cache's)",
+	      tiny_names[kind], bf16 ? "bf16" : "fp32");
+	for (int p = 0; p < 2; p++) {
+		iapo_gen_results_free(r[p], 3);
+		iapo_kv_free(kv[p]);
+		free(lg[p]);
+	}
+	iapo_free_aligned(w.block);
+}
+
+static void test_packs_left_unused(void)
+{
+	for (int kind = 0; kind < TINY_NUM; kind++) {
+		left_for(kind, 0);
+		left_for(kind, 1);
+	}
+}
+
 static void test_errors(void)
 {
 	iapo_weights w;
@@ -323,6 +505,9 @@ int main(void)
 	RUN(test_eos);
 	RUN(test_stop_strings);
 	RUN(test_seed_and_batch_independence);
+	RUN(test_packs_match_rows);
+	RUN(test_packs_default);
+	RUN(test_packs_left_unused);
 	RUN(test_errors);
 	TEST_END();
 }

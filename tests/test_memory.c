@@ -5,6 +5,10 @@
  *    without it the amount read is positive and at most MemTotal;
  *  - the activation arena formula equals iapo_fwd_bytes of real arenas
  *    (Llama, Qwen2, Qwen3 with q/k norms; with and without backward);
+ *  - the weight packs' formula (iapo_mem_packs: what iapo_generate decodes
+ *    from by default) equals the bytes iapo_kv_pack_weights packs, fp32 and
+ *    bf16, tied and untied (on CPUs whose packs hold panels), and a train
+ *    plan counts them unless --rollout-rows (fp32 ones under --rollout-fp32);
  *  - a plan over the limit is refused with the estimate, the amount
  *    available and the options of its largest parts; under it, accepted;
  *  - measured: the estimate is within 25% of the peak resident size
@@ -24,6 +28,8 @@
 #include "core/mem.h"
 #include "core/status.h"
 #include "io/fs.h"
+#include "kernels/gemm.h"
+#include "model/kvcache.h"
 #include "model/transformer.h"
 #include "model/weights.h"
 #include "rl/memory.h"
@@ -111,6 +117,41 @@ static void test_fwd_formula(void)
 				      cs[i].model_type, B, T, bw, iapo_mem_fwd(&cs[i], B, T, bw), want);
 				iapo_fwd_free(f);
 			}
+		iapo_weights_free(&w);
+	}
+}
+
+static void test_packs_formula(void)
+{
+	iapo_config cs[3];
+	memset(cs, 0, sizeof cs);
+	for (int i = 0; i < 3; i++) { /* odd K (bf16 K-pairs), N not a multiple of 32 */
+		iapo_config *c = &cs[i];
+		c->arch = i == 0 ? IAPO_ARCH_LLAMA : i == 1 ? IAPO_ARCH_QWEN2 : IAPO_ARCH_QWEN3;
+		strcpy(c->model_type, i == 0 ? "llama" : i == 1 ? "qwen2" : "qwen3");
+		c->V = 300 + 37 * i, c->C = 48 + i, c->L = 2 + i, c->NH = 6, c->NKV = i == 0 ? 6 : 2, c->HD = i == 2 ? 16 : 8;
+		c->F = 80 + 9 * i, c->max_pos = 512, c->rope_theta = 10000, c->rms_eps = 1e-6f;
+		c->tie_embeddings = i != 0, c->qkv_bias = i == 1, c->qk_norm = i == 2;
+		c->bos_id = c->pad_id = -1;
+	}
+	for (int i = 0; i < 3; i++) {
+		iapo_weights w;
+		iapo_kv *kv = NULL;
+		if (iapo_weights_init_random(&w, &cs[i], 1, 0.02f) != IAPO_OK || iapo_kv_new(&w, 1, 8, &kv) != IAPO_OK) {
+			CHECK(0, "setup: %s", iapo_errmsg());
+			continue;
+		}
+		for (int bf16 = 0; bf16 < 2; bf16++) {
+			size_t bytes = 0;
+			CHECK(iapo_kv_use_bf16(kv, bf16) == IAPO_OK && iapo_kv_pack_weights(kv, 2, &bytes) == IAPO_OK, "%s",
+			      iapo_errmsg());
+			/* bf16 K-pairs only with the bf16 kernels; without AVX-512 the packs hold nothing */
+			const int exact = iapo_sgemm_avx512() && (!bf16 || __builtin_cpu_supports("avx512bf16"));
+			if (exact)
+				CHECK(iapo_mem_packs(&cs[i], bf16) == (double)bytes, "%s %s: formula %g, packed %zu bytes",
+				      cs[i].model_type, bf16 ? "bf16" : "fp32", iapo_mem_packs(&cs[i], bf16), bytes);
+		}
+		iapo_kv_free(kv);
 		iapo_weights_free(&w);
 	}
 }
@@ -266,6 +307,26 @@ static void test_commands(void)
 				   "iapo",   "--beta",	     "0",	    "--micro-batch", "4", "--seed", "1"};
 	memcpy(a1 + 5, common, sizeof common);
 	memcpy(a2 + 13, common, sizeof common);
+	/* the rollout's packs: bf16 by default, fp32 under --rollout-fp32, none
+	 * under --rollout-rows */
+	{
+		char path[1300];
+		iapo_config c1;
+		snprintf(path, sizeof path, "%s/config.json", m1);
+		CHECK(iapo_config_load(path, &c1) == IAPO_OK, "%s", iapo_errmsg());
+		const char *rows[NC + 8], *fp32[NC + 8], *both[NC + 8];
+		memcpy(rows, a1, sizeof rows);
+		memcpy(fp32, a1, sizeof fp32);
+		memcpy(both, a1, sizeof both);
+		rows[5 + NC] = "--rollout-rows";
+		fp32[5 + NC] = "--rollout-fp32";
+		both[5 + NC] = "--rollout-fp32";
+		both[6 + NC] = "--rollout-rows";
+		const double d16 = train_estimate(a1) - train_estimate(rows), d32 = train_estimate(fp32) - train_estimate(both);
+		CHECK(d16 == iapo_mem_packs(&c1, 1) && d32 == iapo_mem_packs(&c1, 0) && d32 > d16 && d16 > 0,
+		      "train plan: the rollout's packs count %g (bf16) / %g (fp32) bytes, expected %g / %g", d16, d32,
+		      iapo_mem_packs(&c1, 1), iapo_mem_packs(&c1, 0));
+	}
 	double peak = 0;
 	char *e;
 	if (!SANITIZED) {
@@ -294,7 +355,7 @@ static void test_commands(void)
 		iapo_free(e);
 		iapo_mem_plan p;
 		iapo_mem_plan_init(&p);
-		CHECK(iapo_mem_plan_generate(&p, m2, 16, 452, 2, NULL) == IAPO_OK, "%s", iapo_errmsg());
+		CHECK(iapo_mem_plan_generate(&p, m2, 16, 452, 2, NULL, 0) == IAPO_OK, "%s", iapo_errmsg());
 		if (full) compare("generate -n 16: KV cache", p.total, peak);
 	} else {
 		printf("     (sanitizer build: peaks not compared)\n");
@@ -356,6 +417,7 @@ int main(void)
 	RUN(test_parsers);
 	RUN(test_available);
 	RUN(test_fwd_formula);
+	RUN(test_packs_formula);
 	RUN(test_check);
 	RUN(test_commands);
 	iapo_fs_remove_all(root);

@@ -228,7 +228,8 @@ static void test_args(void)
 
 /* Rollout precision: bf16 by default for every --algo, --rollout-fp32 the
  * way back; IAPO's pass follows its rollout (bf16 pass over a bf16 cache,
- * exact over an fp32 one), and contradictions are refused. */
+ * exact over an fp32 one), and contradictions are refused. --rollout-rows
+ * (decoding from the weights' rows, not packs) is off unless given. */
 typedef struct {
 	const char *argv[8];
 	int ok, bf16, info_bf16; /* expected after resolve; ok = 0: an ARG error naming `err` */
@@ -245,6 +246,8 @@ static void test_precision(void)
 		{{"--algo", "iapo", "--rollout-bf16", NULL}, 1, 1, 1, NULL},
 		{{"--algo", "iapo", "--rollout-fp32", NULL}, 1, 0, 0, NULL},
 		{{"--rollout-fp32", NULL}, 1, 0, 0, NULL},
+		/* decoding from the rows instead of packs changes no precision */
+		{{"--rollout-rows", "--algo", "iapo", NULL}, 1, 1, 1, NULL},
 		{{"--algo", "iapo", "--rollout-fp32", "--info-recompute", "--info-bf16", NULL}, 1, 0, 1, NULL},
 		{{"--algo", "iapo", "--info-recompute", NULL}, 1, 1, 0, NULL},
 		/* a config.json from before bf16 became the default resumes in fp32 */
@@ -263,7 +266,8 @@ static void test_precision(void)
 		iapo_status st = iapo_train_opts_from_args(&o, argc, argv, &help);
 		if (st == IAPO_OK) st = iapo_train_opts_resolve(&o);
 		if (c->ok)
-			CHECK(st == IAPO_OK && o.rollout_bf16 == c->bf16 && o.info_bf16 == c->info_bf16,
+			CHECK(st == IAPO_OK && o.rollout_bf16 == c->bf16 && o.info_bf16 == c->info_bf16 &&
+				      o.rollout_rows == (c->argv[0] && !strcmp(c->argv[0], "--rollout-rows")),
 			      "case %zu: %s; rollout_bf16 %d info_bf16 %d", i, st ? iapo_errmsg() : "ok", o.rollout_bf16,
 			      o.info_bf16);
 		else

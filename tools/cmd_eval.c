@@ -449,7 +449,7 @@ int cmd_eval(int argc, char **argv)
 			iapo_mem_plan_init(&plan);
 			st = iapo_mem_plan_generate(&plan, m[j].dir, seqs < 1 ? 1 : (int)seqs,
 						    longest > 1 << 30 ? 1 << 30 : (int)longest, threads,
-						    "--batch, --max-tokens");
+						    "--batch, --max-tokens", 1);
 			if ((st = iapo_dist_agree(iapo_mem_guard(st, &plan, "this evaluation"))) != IAPO_OK) cli_fail(CMD, st);
 		}
 		if ((st = iapo_dist_agree(iapo_weights_load(m[j].dir, &w))) != IAPO_OK) cli_fail(CMD, st);

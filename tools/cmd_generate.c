@@ -93,7 +93,7 @@ int cmd_generate(int argc, char **argv)
 		iapo_mem_plan plan;
 		iapo_mem_plan_init(&plan);
 		iapo_status ms = iapo_mem_plan_generate(&plan, po.model, n, len > 1 << 30 ? 1 << 30 : (int)len, po.threads,
-						  "-n, --max-tokens");
+						  "-n, --max-tokens", 0);
 		if ((ms = iapo_mem_guard(ms, &plan, "this generation")) != IAPO_OK) cli_fail(CMD, ms);
 	}
 	double t0 = cli_now();

@@ -110,6 +110,8 @@ static iapo_status check_opts(const iapo_weights *w, const int *const *prompts, 
 	if (o->weights < IAPO_GEN_WEIGHTS_AUTO || o->weights > IAPO_GEN_WEIGHTS_BF16)
 		return iapo_fail(IAPO_ERR_ARG, "generate: weights: expected 0 (auto), 1 (fp32) or 2 (bf16), found %d",
 				 o->weights);
+	if (o->pack < IAPO_GEN_PACK_AUTO || o->pack > IAPO_GEN_PACK_ON)
+		return iapo_fail(IAPO_ERR_ARG, "generate: pack: expected 0 (auto), 1 (off) or 2 (on), found %d", o->pack);
 	if (o->slots)
 		for (int b = 0; b < B; b++)
 			for (int c = 0; c < b; c++)
@@ -198,7 +200,7 @@ iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, cons
 	char *dec = NULL;
 	size_t dec_len = 0, dec_cap = 0;
 	iapo_kv *kv_set = NULL; /* the cache whose precision was set, restored at the end */
-	int kv_was16 = 0;
+	int kv_was16 = 0, packed = 0;
 	for (int b = 0; b < B; b++) {
 		memset(&res[b], 0, sizeof res[b]);
 		res[b].stop_index = -1;
@@ -240,7 +242,20 @@ iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, cons
 	if (want_ent) ent = iapo_malloc(sizeof(float) * (size_t)S);
 	if (!logits || (!greedy && !scratch) || (want_ent && !ent)) goto nomem;
 
+	/* The panels after every other allocation (a failure to allocate
+	 * them leaves the rows) and after the precision is set: they are
+	 * packed from the weights this call multiplies by. AUTO: only into a
+	 * caller's cache, which keeps their memory for its next calls; an own
+	 * cache would pay their first touch at every call (qwen0.5b: 5 s, more
+	 * than 128 steps of 8 rows save). */
+	const double tp = now();
+	if (o->pack == IAPO_GEN_PACK_ON || (o->pack == IAPO_GEN_PACK_AUTO && kv != own && max_new >= 2))
+		packed = iapo_kv_pack_weights(kv, 2, NULL) == IAPO_OK;
 	double t0 = now();
+	if (stats) {
+		stats->packed = packed;
+		stats->pack_seconds = t0 - tp;
+	}
 	/* rows of logits and entropies are slots; slots outside the map keep
 	 * their K/V, take no tokens and give finite zero logits */
 	memset(logits, 0, sizeof(float) * (size_t)S * V);
@@ -338,6 +353,9 @@ done:
 	iapo_free_aligned(scratch);
 	iapo_free(ent);
 	iapo_free(dec);
+	/* the caller's cache with no packs in use: its other users' few-row
+	 * products read the rows (their memory stays for the next call) */
+	if (packed && kv != own) iapo_kv_pack_weights(kv, 0, NULL);
 	/* the caller's cache back in its precision (its snapshot is fresh) */
 	if (kv_set && kv_set != own && iapo_kv_bf16(kv_set) != kv_was16) {
 		iapo_status s2 = iapo_kv_use_bf16(kv_set, kv_was16 && o->keep_bf16 ? IAPO_KV_BF16_KEEP : kv_was16);

@@ -45,6 +45,27 @@ typedef enum {
  * uses, is fp32 whatever this says. */
 enum { IAPO_GEN_WEIGHTS_AUTO = 0, IAPO_GEN_WEIGHTS_FP32 = 1, IAPO_GEN_WEIGHTS_BF16 = 2 };
 
+/* iapo_gen_opts.pack. ON: decoding reads the weight matrices it multiplies
+ * by (the call's bf16 copy, or the fp32 weights) from GEMM panels packed at
+ * this call (kvcache.h's iapo_kv_pack_weights(kv, 2)), streaming them as one
+ * sequence instead of row by row: qwen0.5b's bf16 decoding of 8 rows through
+ * a kept cache +32% (bench/README.md "Session 12, decoding"). Costs one more
+ * copy of the matrices (bf16: about half the fp32 weights' bytes; fp32: as
+ * many), kept in a caller's cache for its next call (their first touch once:
+ * 5 s at qwen0.5b on this VM; then a repack in place after each call's copy,
+ * 0.1 s), and other rounding than the rows in products of at most 16 rows
+ * (tests/test_generate.c states how close; the prefill's many rows read the
+ * panels to the bit). Panels that cannot be allocated leave the rows, which
+ * is never wrong. AUTO (0, the default): ON for a caller's cache when there
+ * are decoding steps (max_new_tokens >= 2: the trainer's rollouts, an
+ * evaluation's batches), OFF without one (the cache made here would pay
+ * the first touch at every call: at qwen0.5b more than 128 steps of 8 rows
+ * save). A caller's cache is left with no packs in use (iapo_kv_pack_weights
+ * (kv, 0); their memory stays), so its later few-row forwards (the IAPO
+ * pass) read the rows as before. OFF: the rows (the ablation, and callers
+ * short of memory). */
+enum { IAPO_GEN_PACK_AUTO = 0, IAPO_GEN_PACK_OFF = 1, IAPO_GEN_PACK_ON = 2 };
+
 /* "length", "eos", "stop". */
 const char *iapo_finish_str(iapo_finish f);
 
@@ -78,6 +99,8 @@ typedef struct {
 	 * its K/V for the IAPO pass). NULL: sequence b in slot b, and every
 	 * slot is reset. Needs a caller's cache. */
 	const int *slots;
+	/* Whether decoding reads the weights from panels (iapo_gen_pack). */
+	int pack;
 } iapo_gen_opts;
 
 /* One completion; arrays owned by the result (iapo_gen_results_free). */
@@ -99,6 +122,9 @@ typedef struct {
 	long prompt_tokens, generated_tokens;
 	double prefill_seconds, decode_seconds; /* wall clock */
 	int steps;                              /* batched decode steps */
+	double pack_seconds;                    /* wall clock of packing the weights (iapo_gen_pack) */
+	int packed;                             /* 1: the weights were packed and opened to decoding (iapo_gen_pack;
+						 * CPUs without AVX-512 read the rows all the same) */
 } iapo_gen_stats;
 
 /* Generates a completion for each of B prompts (prompts[i], prompt_lens[i] >=

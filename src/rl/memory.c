@@ -33,6 +33,7 @@
 #define KV_RMAX 512                 /* kvcache.c's RMAX_CAP */
 #define KV_OUTG 64                  /* kvcache.c's OUTG_CAP */
 #define KV_ROW_BYTES 48             /* an iapo_kv_row and its bookkeeping */
+#define PACK_NR 32                  /* gemm.c's NR: columns per panel of a weight pack */
 #define INFO_BUDGET (256.0 * MiB)   /* info.c's DEFAULT_BUDGET */
 #define INFO_ROWS 512               /* info.c's ROWS_TARGET and PREFILL_ROWS */
 #define POSTFIX_TOKENS 8            /* a typical --postfix ("</think>\n<answer>") before tokenising */
@@ -134,6 +135,20 @@ double iapo_mem_bf16_weights(const iapo_config *c)
 	double n = (double)iapo_param_count(c);
 	if (!c->tie_embeddings) n -= (double)c->V * c->C; /* the input embedding is only looked up */
 	return 2.0 * n;
+}
+
+double iapo_mem_packs(const iapo_config *c, int bf16)
+{
+	static const int mats[] = {IAPO_P_WQ, IAPO_P_WK, IAPO_P_WV, IAPO_P_WO, IAPO_P_WGATE, IAPO_P_WUP, IAPO_P_WDOWN};
+	double panels = 0; /* 4-byte elements: a float, or a bf16 K-pair */
+	for (int i = 0; i <= (int)(sizeof mats / sizeof *mats); i++) {
+		int64_t NK[2] = {0, 0}; /* (N, K) as x W^T multiplies; the head has the embedding's */
+		const int last = i == (int)(sizeof mats / sizeof *mats);
+		if (!iapo_param_shape(c, last ? IAPO_P_EMBED : mats[i], NK)) continue;
+		const double npan = (double)((NK[0] + PACK_NR - 1) / PACK_NR), k = bf16 ? (double)((NK[1] + 1) / 2) : (double)NK[1];
+		panels += npan * PACK_NR * k * (last ? 1 : c->L);
+	}
+	return 4.0 * panels;
 }
 
 double iapo_mem_info(const iapo_config *c, int Bmax, int Tmax, int n_postfix, int answer_tokens, int chunk,
@@ -245,7 +260,7 @@ iapo_status iapo_mem_plan_model(iapo_mem_plan *p, const char *model_dir, iapo_co
 }
 
 iapo_status iapo_mem_plan_generate(iapo_mem_plan *p, const char *model_dir, int seqs, int max_len, int threads,
-				   const char *lower)
+				   const char *lower, int packs)
 {
 	iapo_config c;
 	double load;
@@ -254,9 +269,13 @@ iapo_status iapo_mem_plan_generate(iapo_mem_plan *p, const char *model_dir, int 
 	if (seqs < 1) seqs = 1;
 	if (max_len < 1) max_len = 1;
 	double kv = iapo_mem_generate(&c, seqs, max_len, threads), h = iapo_mem_bf16_weights(&c);
+	/* generate's default into a caller's cache (iapo eval's): decoding
+	 * from packs of that copy */
+	double pk = packs ? iapo_mem_packs(&c, 1) : 0;
 	iapo_mem_add(p, "KV cache and logits", lower ? lower : "--max-tokens", kv);
 	iapo_mem_add(p, "bf16 copy of the weights (decoding)", NULL, h);
-	add_load(p, load, kv + h);
+	iapo_mem_add(p, "bf16 weight packs (decoding)", NULL, pk);
+	add_load(p, load, kv + h + pk);
 	return IAPO_OK;
 }
 
@@ -336,15 +355,26 @@ iapo_status iapo_mem_plan_train(iapo_mem_plan *p, const iapo_train_opts *o)
 	}
 	/* trainer.c samples with bf16 weights only under --rollout-bf16 (or
 	 * IAPO's --info-bf16) */
-	if (o->rollout_bf16 || (reuse && o->info_bf16)) {
+	const int roll16 = o->rollout_bf16 || (reuse && o->info_bf16);
+	if (roll16) {
 		x = iapo_mem_bf16_weights(&c);
 		iapo_mem_add(p, "bf16 copy of the weights (decoding)", NULL, x);
 		run += x;
 	}
+	/* the rollout decodes from packs of the weights it multiplies by
+	 * (generate's default; the cache keeps them across steps) unless
+	 * --rollout-rows */
+	if (!o->rollout_rows && Tc > 1) {
+		x = iapo_mem_packs(&c, roll16);
+		iapo_mem_add(p, roll16 ? "bf16 weight packs (rollout decoding)" : "fp32 weight packs (rollout decoding)",
+			     "--rollout-rows", x);
+		run += x;
+	}
 	const int evals = o->eval_steps > 0 && (o->eval_data || o->eval_fraction > 0 || o->eval_count > 0);
 	if (evals) {
-		/* its own cache, with its own bf16 snapshot */
-		x = iapo_mem_generate(&c, R, Tmax, threads) + iapo_mem_bf16_weights(&c);
+		/* its own cache, with its own bf16 snapshot and its packs
+		 * (generate's defaults) */
+		x = iapo_mem_generate(&c, R, Tmax, threads) + iapo_mem_bf16_weights(&c) + (Tc > 1 ? iapo_mem_packs(&c, 1) : 0);
 		iapo_mem_add(p, "evaluation KV cache", "--rollout-batch, --max-completion-tokens", x);
 		run += x;
 	}

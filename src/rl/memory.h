@@ -73,6 +73,11 @@ double iapo_mem_generate(const iapo_config *c, int B, int Tmax, int threads);
 /* The bf16 snapshot of the weight matrices a KV cache decodes with
  * (iapo_kv_use_bf16; generate's default when no entropies are asked for). */
 double iapo_mem_bf16_weights(const iapo_config *c);
+/* The weight packs iapo_generate decodes from by default (iapo_gen_opts.pack;
+ * kvcache.c's iapo_kv_pack_weights): every matrix a forward multiplies by in
+ * gemm.c's 32-column panels, from the bf16 copy (bf16 != 0: K-pairs) or the
+ * fp32 weights; kept by a cache that lives across calls. */
+double iapo_mem_packs(const iapo_config *c, int bf16);
 /* iapo_info_new(Bmax, Tmax) in answer mode with a postfix of n_postfix tokens
  * (next-token mode when n_postfix == 0), answer_tokens, chunk (0 = automatic
  * within the default budget); own_cache: with the KV cache it makes for
@@ -93,9 +98,11 @@ iapo_status iapo_mem_plan_model(iapo_mem_plan *p, const char *model_dir, iapo_co
  * trains through the same trainer). */
 iapo_status iapo_mem_plan_train(iapo_mem_plan *p, const iapo_train_opts *o);
 /* `iapo generate`/`iapo eval`: seqs sequences of up to max_len tokens;
- * lower: the command's options that shrink them (NULL: "--max-tokens"). */
+ * lower: the command's options that shrink them (NULL: "--max-tokens");
+ * packs: the weight packs too (generate's default into a caller's cache, as
+ * iapo eval's; `iapo generate` decodes through its own, without). */
 iapo_status iapo_mem_plan_generate(iapo_mem_plan *p, const char *model_dir, int seqs, int max_len, int threads,
-				   const char *lower);
+				   const char *lower, int packs);
 /* `iapo info`: one sequence of up to max_len tokens, the estimator's chunk. */
 iapo_status iapo_mem_plan_info(iapo_mem_plan *p, const char *model_dir, int max_len, int answer_tokens, int chunk);
 /* Supervised fine-tuning (iapo_sft_new): micro_batch sequences of up to

@@ -52,6 +52,7 @@ typedef struct {
 	double temperature, top_p;
 	long top_k;
 	int rollout_bf16, rollout_fp32;
+	int rollout_rows; /* decode the rollouts from the weights' rows, not from packs (generate.h's pack) */
 	/* optimiser */
 	double learning_rate;
 	long warmup_steps;

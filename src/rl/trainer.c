@@ -453,6 +453,12 @@ static iapo_status sample_seqs(iapo_trainer *tr, long g, const int *seqs, int n,
 	 * and GRPO in bf16. */
 	go.weights = tr->o.rollout_bf16 || (tr->kv_reuse && tr->o.info_bf16) ? IAPO_GEN_WEIGHTS_BF16
 									   : IAPO_GEN_WEIGHTS_FP32;
+	/* Decoding from weight packs (generate's default) unless --rollout-rows:
+	 * the cache keeps them across steps, so only the first rollout touches
+	 * their memory; each later one repacks from its new bf16 copy (0.1 s
+	 * at qwen0.5b) and generate leaves them unused after the call, so the
+	 * IAPO pass over this cache reads the rows as before. */
+	go.pack = tr->o.rollout_rows ? IAPO_GEN_PACK_OFF : IAPO_GEN_PACK_AUTO;
 	/* When every buffer sequence has a slot (no --rollout-batch), a
 	 * resampling round samples sequence i into slot i and generate resets
 	 * only those, so the other sequences' K/V stay for the IAPO pass. */
