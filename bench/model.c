@@ -11,21 +11,22 @@
  *             (what bench/peer.py's PyTorch step does)
  *   decode    batched greedy decoding through the KV cache: 8 sequences,
  *             64-token prompts, 128 new tokens each (EOS ignored, so every
- *             run does the same work); prefill and decode tokens/s, and the
+ *             run does the same work), the way iapo_generate decodes by
+ *             default (since session 12): from the weights packed for
+ *             decoding too (iapo_kv_pack_weights(kv, 2): one more copy of the
+ *             matrices, in panels); prefill and decode tokens/s, and the
  *             memory-bandwidth bound of a decode step (every weight read once
  *             per step at the read bandwidth measured right before and after
- *             the decode, in this process: near_read_bw)
+ *             the decode, in this process: near_read_bw), the packing's
+ *             seconds and bytes (first packing, and a repack in place: what
+ *             each later generate call on a kept cache pays)
  *   decode_bf16  the same with the cache's bf16 copy of the weight matrices
- *             (iapo_kv_use_bf16): against the fp32 bound and its own
- *   decode_packed  fp32 decode from the weights packed ahead for decoding
- *             too (iapo_kv_pack_weights(kv, 2): a second fp32 copy of the
- *             matrices, in panels; other rounding than "decode"), with the
- *             packing's seconds and bytes
- *   decode_bf16_packed  bf16 decode from the bf16 copy packed for decoding
- *             too (iapo_kv_use_bf16, then iapo_kv_pack_weights(kv, 2): one
- *             more bf16 copy of the matrices, in K-pair panels; other
- *             rounding than "decode_bf16"), against both bounds, with the
- *             packing's seconds and bytes
+ *             (iapo_kv_use_bf16; iapo_generate's default), packed as K-pair
+ *             panels: against the fp32 bound and its own
+ *   decode_rows, decode_bf16_rows  the ablation: the same decodes reading
+ *             the weights' rows (no packs; iapo_gen_opts.pack OFF, the
+ *             records "decode" and "decode_bf16" of sessions 1-11)
+ * Every decode record says which it read ("path": "packs" or "rows").
  *
  * FLOPs are counted analytically (useful work of the model, not of our
  * implementation; formulas in bench/README.md). Every measurement warms up
@@ -35,7 +36,7 @@
  * gradient clipping.
  *
  * Usage: model [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick]
- *              [--what train,decode,decode_bf16,decode_packed,decode_bf16_packed]
+ *              [--what train,decode,decode_bf16,decode_rows,decode_bf16_rows]
  *              (default: train,decode,decode_bf16)
  *              [--round N]   (tags the decode records with "round": N, for
  *                             bench/run.sh's paired rounds against the peer)
@@ -164,7 +165,7 @@ typedef struct {
 	double peak, bw; /* GFLOP/s, GB/s measured in this run */
 	double budget;
 	int min_reps;
-	const char *what; /* --what: which of train, decode, decode_bf16, decode_packed, decode_bf16_packed */
+	const char *what; /* --what: which of train, decode, decode_bf16, decode_rows, decode_bf16_rows */
 	int round;        /* --round: bench/run.sh's paired round (0: none) */
 } run_env;
 
@@ -396,16 +397,14 @@ static double near_read_bw(const iapo_weights *w, double startup_bw, int passes,
 	return best;
 }
 
-/* mode 1: the cache multiplies by a bf16 copy of the weight matrices
- * (iapo_kv_use_bf16), record "decode_bf16"; mode 2: fp32 from the weights
- * packed for decoding too (iapo_kv_pack_weights(kv, 2)), "decode_packed";
- * mode 3: bf16 from that copy packed for decoding too,
- * "decode_bf16_packed". */
-static iapo_status bench_decode(const iapo_weights *w, const run_env *e, int mode)
+/* bf16: the cache multiplies by a bf16 copy of the weight matrices
+ * (iapo_kv_use_bf16), records "decode_bf16*"; packs: the weights packed for
+ * decoding too (iapo_kv_pack_weights(kv, 2)), as iapo_generate decodes by
+ * default ("decode", "decode_bf16"); without: the rows ("*_rows"). */
+static iapo_status bench_decode(const iapo_weights *w, const run_env *e, int bf16, int packs)
 {
-	const int bf16 = mode == 1 || mode == 3;
-	const char *rec = mode == 3 ? "decode_bf16_packed" : bf16 ? "decode_bf16" : mode == 2 ? "decode_packed" : "decode";
-	double pack_s = 0.0;
+	const char *rec = bf16 ? (packs ? "decode_bf16" : "decode_bf16_rows") : (packs ? "decode" : "decode_rows");
+	double pack_s = 0.0, repack_s = 0.0;
 	size_t pack_bytes = 0;
 	const iapo_config *c = &w->cfg;
 	iapo_status st = IAPO_OK;
@@ -417,10 +416,13 @@ static iapo_status bench_decode(const iapo_weights *w, const run_env *e, int mod
 	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.logits, sizeof(float) * DEC_B * (size_t)c->V, "bench logits"));
 	IAPO_CHECK(st, iapo_kv_new(w, DEC_B, DEC_PROMPT + DEC_NEW, &x.kv));
 	if (bf16) IAPO_CHECK(st, iapo_kv_use_bf16(x.kv, 1));
-	if (mode >= 2) {
+	if (packs) {
 		double t0 = bench_now();
 		IAPO_CHECK(st, iapo_kv_pack_weights(x.kv, 2, &pack_bytes));
-		pack_s = bench_now() - t0;
+		double t1 = bench_now();
+		IAPO_CHECK(st, iapo_kv_pack_weights(x.kv, 2, NULL)); /* in place, as generate's later calls */
+		pack_s = t1 - t0;
+		repack_s = bench_now() - t1;
 	}
 	iapo_rng r;
 	iapo_rng_seed(&r, 11, (uint64_t)c->V, 0, 0);
@@ -502,9 +504,16 @@ static iapo_status bench_decode(const iapo_weights *w, const run_env *e, int mod
 	bench_rec_num("bw_bound_tokens_per_s", bound);
 	bench_rec_num("bw_bound_with_kv_tokens_per_s", bound_kv);
 	bench_rec_num("pct_bw_bound", 100.0 * dec_tps / bound);
-	if (mode >= 2) {
+	/* what the decode itself read per second (its weights in the precision
+	 * it multiplies by, and the K/V): a near read below it is no bound
+	 * (bench/table.py refuses such a round) */
+	const double streamed = ((bf16 ? wbytes16 : wbytes) + kv_bytes / steps) * steps / dec_s * 1e-9;
+	bench_rec_num("streamed_gb_per_s", streamed);
+	bench_rec_str("path", packs ? "packs" : "rows");
+	if (packs) {
 		bench_rec_num("pack_bytes", (double)pack_bytes);
 		bench_rec_num("pack_seconds", pack_s);
+		bench_rec_num("repack_seconds", repack_s);
 	}
 	if (bf16) {
 		bench_rec_num("bf16_weight_bytes", wbytes16);
@@ -516,11 +525,11 @@ static iapo_status bench_decode(const iapo_weights *w, const run_env *e, int mod
 	bench_rec_num("loadavg_1m", bench_loadavg());
 	bench_rec_end();
 	bench_note("model: %-8s %s prefill %8.1f tokens/s, decode %8.1f tokens/s "
-		   "(fp32 bandwidth bound %.1f at %.1f GB/s (%s, before %.1f, after %.1f), %.0f%%%s), "
+		   "(fp32 bandwidth bound %.1f at %.1f GB/s (%s, before %.1f, after %.1f), %.0f%%%s; streamed %.1f GB/s), "
 		   "%.1f generated tokens/s (%d reps)\n",
 		   e->shape, rec, DEC_B * DEC_PROMPT / pre_s, dec_tps, bound, bw,
-		   bw_source, bw_before, bw_after, 100.0 * dec_tps / bound, bf16 ? "; bf16 weights" : "", gen_tps,
-		   reps);
+		   bw_source, bw_before, bw_after, 100.0 * dec_tps / bound, bf16 ? "; bf16 weights" : "", streamed,
+		   gen_tps, reps);
 fail:
 	iapo_kv_free(x.kv);
 	iapo_free_aligned(x.prompt);
@@ -558,10 +567,10 @@ static iapo_status bench_shape(const bench_model_shape *s, run_env *e)
 	e->shape = s->name;
 	iapo_status st = IAPO_OK;
 	if (strstr(e->what, "train")) st = bench_train(&w, e);
-	if (st == IAPO_OK && want(e->what, "decode")) st = bench_decode(&w, e, 0);
-	if (st == IAPO_OK && want(e->what, "decode_packed")) st = bench_decode(&w, e, 2);
-	if (st == IAPO_OK && want(e->what, "decode_bf16")) st = bench_decode(&w, e, 1);
-	if (st == IAPO_OK && want(e->what, "decode_bf16_packed")) st = bench_decode(&w, e, 3);
+	if (st == IAPO_OK && want(e->what, "decode")) st = bench_decode(&w, e, 0, 1);
+	if (st == IAPO_OK && want(e->what, "decode_rows")) st = bench_decode(&w, e, 0, 0);
+	if (st == IAPO_OK && want(e->what, "decode_bf16")) st = bench_decode(&w, e, 1, 1);
+	if (st == IAPO_OK && want(e->what, "decode_bf16_rows")) st = bench_decode(&w, e, 1, 0);
 	iapo_weights_free(&w);
 	return st;
 }
@@ -594,7 +603,7 @@ static void measure_peak(run_env *e, int quick, const char *shape)
 static int usage(void)
 {
 	fprintf(stderr, "usage: model [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick]\n"
-			"             [--what train,decode,decode_bf16,decode_packed,decode_bf16_packed] [--round N]\n");
+			"             [--what train,decode,decode_bf16,decode_rows,decode_bf16_rows] [--round N]\n");
 	return 2;
 }
 

@@ -15,9 +15,10 @@
 # bandwidth moves 27-83 GB/s between processes and minutes, and decoding
 # follows it, so a ratio of two decodes measured minutes apart mostly
 # measures the host. Each round runs one short process of ours
-# (bench/model --what decode,decode_packed,decode_bf16,decode_bf16_packed
-# --quick --round k: fp32, fp32 from the weights packed for decoding too,
-# bf16, bf16 from its packs) and one of the
+# (bench/model --what decode,decode_rows,decode_bf16,decode_bf16_rows
+# --quick --round k: fp32 and bf16 as iapo_generate decodes by default, from
+# the weights packed for decoding too, each followed by its ablation from the
+# weights' rows) and one of the
 # peer's (bench/peer.py --what decode --quick --round k) back to back, in
 # the order ours-peer, peer-ours, ours-peer, ... so a steady drift does not
 # favour one side; table.py divides within each round and reports the
@@ -137,7 +138,7 @@ for s in $shapes; do
 		[ $first = peer ] && peer --shape "$s" --what decode --quick --round $k
 		# shellcheck disable=SC2086
 		built model && run model "$BUILD/bench/model" $opts --shape "$s" \
-			--what decode,decode_packed,decode_bf16,decode_bf16_packed --quick --round $k
+			--what decode,decode_rows,decode_bf16,decode_bf16_rows --quick --round $k
 		[ $first = ours ] && [ $peer_ok -eq 1 ] && peer --shape "$s" --what decode --quick --round $k
 		k=$((k + 1))
 	done

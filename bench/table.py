@@ -10,12 +10,13 @@ stderr:
   decode    iapo's decode tokens/s over peer_decode's (G=8, 64-token prompt,
             128 new tokens), target 3x; dec-bf16 the same with iapo's bf16
             weight matrices (iapo_kv_use_bf16), which is how iapo_generate
-            samples by default (generate.h); dec-pack the same with fp32
-            weights packed for decoding too (iapo_kv_pack_weights(kv, 2):
-            a second fp32 copy of the matrices, in panels); dec-bf16p the
-            same over the bf16 copy (one more bf16 copy, in K-pair panels).
-            When the records
-            carry "round"
+            samples by default (generate.h). Both decode as iapo_generate
+            does by default since session 12, from the weights packed for
+            decoding too (iapo_kv_pack_weights(kv, 2), "path": "packs");
+            dec-rows and dec-bf16r are the ablation from the weights' rows
+            (what "decode" and "dec-bf16" measured before session 12);
+            dec-pack and dec-bf16p: the opt-in packed records of sessions
+            9-11 (older files). When the records carry "round"
             (bench/run.sh's paired rounds: ours and the peer's decode back to
             back in each round), the ratio is taken within each round and
             the line reports the median of the per-round ratios (ratio, and
@@ -30,7 +31,11 @@ stderr:
             bandwidth bench/model measured next to that decode), target within
             1.5x at qwen0.5b (>= 67%); with rounds, the median over the
             rounds of each round's percentage, with the least and most
-            (pct_bound_min/max) and every round
+            (pct_bound_min/max) and every round. A round whose read next to
+            the decode is slower than the decode itself streamed (its
+            weights and K/V per step: streamed_gb_per_s) has no bound: it is
+            refused (REFUSED on stderr, left out of the median; "refused"
+            counts them, met null when every round was)
   gemm      iapo's GFLOP/s per product shape (bench/gemm) as a percentage of
             the fp32 FMA peak measured next to it on the same threads: the
             median over bench/gemm's rounds (pct_peak), with the least and
@@ -52,6 +57,30 @@ DECODE_TARGET = 3.0
 BW_TARGET = 100.0 / 1.5  # percent of the bound, at qwen0.5b
 GEMM_TARGET = 80.0
 SHAPES = ["tiny", "small", "qwen0.5b"]
+# (table label, bench/model record): the default paths, their ablations, and
+# the records of files written before session 12
+DECODE_ROWS = [("decode", "decode"), ("dec-rows", "decode_rows"), ("dec-bf16", "decode_bf16"),
+               ("dec-bf16r", "decode_bf16_rows"), ("dec-pack", "decode_packed"), ("dec-bf16p", "decode_bf16_packed")]
+BW_ROWS = [("fp32", "decode"), ("fp32-rows", "decode_rows"), ("bf16", "decode_bf16"), ("bf16-rows", "decode_bf16_rows"),
+           ("fp32-pack", "decode_packed"), ("bf16-pack", "decode_bf16_packed")]
+
+
+def streamed(r):
+    """GB/s the decode of record r read: its weights once per step (bf16
+    matrices when it multiplied by them) and its mean K/V per step."""
+    if r.get("streamed_gb_per_s"):
+        return r["streamed_gb_per_s"]
+    wb = r.get("bf16_weight_bytes") or r.get("weight_bytes")
+    if not (wb and r.get("decode_tokens_per_s") and r.get("B")):
+        return None
+    return r["decode_tokens_per_s"] / r["B"] * (wb + (r.get("kv_bytes_per_step_mean") or 0)) * 1e-9
+
+
+def bound_refused(r):
+    """A read next to the decode slower than the decode itself streamed is
+    no bound (the host changed between the two): such a round is refused."""
+    st, bw = streamed(r), r.get("mem_bw_gb_per_s")
+    return bool(st and bw and bw < st)
 
 
 def last(records, bench, **match):
@@ -155,18 +184,13 @@ def main():
     for s in SHAPES:
         row("train", s, last(records, "train_step", shape=s), last(records, "peer_train", shape=s),
             "tokens_per_s", "best_tokens_per_s", TRAIN_TARGET[s])
-        if not paired_row("decode", s, "decode"):
-            row("decode", s, last(records, "decode", shape=s), last(records, "peer_decode", shape=s),
-                "decode_tokens_per_s", "best_decode_tokens_per_s", DECODE_TARGET)
-        if not paired_row("dec-pack", s, "decode_packed"):
-            row("dec-pack", s, last(records, "decode_packed", shape=s), last(records, "peer_decode", shape=s),
-                "decode_tokens_per_s", "best_decode_tokens_per_s", DECODE_TARGET)
-        if not paired_row("dec-bf16", s, "decode_bf16"):
-            row("dec-bf16", s, last(records, "decode_bf16", shape=s), last(records, "peer_decode", shape=s),
-                "decode_tokens_per_s", "best_decode_tokens_per_s", DECODE_TARGET)
-        if not paired_row("dec-bf16p", s, "decode_bf16_packed"):
-            row("dec-bf16p", s, last(records, "decode_bf16_packed", shape=s), last(records, "peer_decode", shape=s),
-                "decode_tokens_per_s", "best_decode_tokens_per_s", DECODE_TARGET)
+        # decode, dec-bf16: the product's default path (since session 12 from
+        # the weight packs); dec-rows, dec-bf16r: the ablation from the rows;
+        # dec-pack, dec-bf16p: sessions 9-11's opt-in records (older files)
+        for what, bench in DECODE_ROWS:
+            if not paired_row(what, s, bench):
+                row(what, s, last(records, bench, shape=s), last(records, "peer_decode", shape=s),
+                    "decode_tokens_per_s", "best_decode_tokens_per_s", DECODE_TARGET)
     if paired_lines:
         w("")
         w("decoding in paired rounds (bench/run.sh: ours and the peer back to back in each round; the ratio")
@@ -180,13 +204,21 @@ def main():
     w("which the target is judged by); with rounds: medians over the rounds, the range of the % judged")
     w("%-9s %-8s %10s %9s %10s %8s %s" % ("shape", "weights", "decode", "GB/s", "bound", "% bound", "target"))
     for s in SHAPES:
-        for name, bench in (("fp32", "decode"), ("fp32-pack", "decode_packed"), ("bf16", "decode_bf16"),
-                            ("bf16-pack", "decode_bf16_packed")):
+        for name, bench in BW_ROWS:
             rs = [r for _, r in sorted(by_round(records, bench, s).items()) if r.get("bw_bound_tokens_per_s")]
             if not rs:
                 d = last(records, bench, shape=s)
                 rs = [d] if d and d.get("bw_bound_tokens_per_s") else []
             if not rs:
+                continue
+            refused = [r for r in rs if bound_refused(r)]
+            for r in refused:
+                w("%-9s %-8s REFUSED%s: the read next to it, %.1f GB/s, is below what the decode streamed, "
+                  "%.1f GB/s" % (s, name, " round %d" % r["round"] if r.get("round") else "", r["mem_bw_gb_per_s"],
+                                 streamed(r)))
+            rs = [r for r in rs if not bound_refused(r)]
+            if not rs:
+                emit(what="bw", shape=s, weights=name, refused=len(refused), met=None)
                 continue
             pcts = [r.get("pct_bw_bound") or 0 for r in rs]
             owns = [r.get("pct_bw_bound_bf16") for r in rs if r.get("pct_bw_bound_bf16") is not None]
@@ -205,7 +237,10 @@ def main():
                                           mem_bw_source=r.get("mem_bw_source"),
                                           bound=r["bw_bound_tokens_per_s"], pct_bound=r.get("pct_bw_bound"),
                                           pct_own_bound=r.get("pct_bw_bound_bf16")) for r in rs])
-            emit(what="bw", shape=s, weights=name, iapo=dec, bound=bound, mem_bw_gb_per_s=gbs, pct_bound=pct,
+            emit(what="bw", shape=s, weights=name, path=rs[0].get("path", "rows" if bench in ("decode", "decode_bf16")
+                                                                   else "packs"),
+                 iapo=dec, bound=bound, mem_bw_gb_per_s=gbs, pct_bound=pct, refused=len(refused),
+                 streamed_gb_per_s=median([streamed(r) or 0 for r in rs]),
                  target_pct=tgt, met=None if tgt is None else judged >= tgt, pct_own_bound=own, **extra)
             w("%-9s %-8s %10.1f %9.1f %10.1f %7.0f%% %s%s%s" % (
                 s, name, dec, gbs, bound, pct or 0,
