@@ -435,7 +435,11 @@ static void real_shaped(void)
 
 	/* iapo_generate: bf16 by default (the same tokens as asking for bf16),
 	 * fp32 when asked or when entropies are asked for; a caller's cache is
-	 * left in its precision */
+	 * left in its precision. The default decodes from weight packs in a
+	 * caller's cache (generate.h's pack), so the calls through their own
+	 * cache ask for packs too: the same products, the same bits (rows and
+	 * packs differ in rounding, which here flips greedy tokens at near
+	 * ties) */
 	iapo_gen_opts o;
 	memset(&o, 0, sizeof o);
 	o.max_new_tokens = 6;
@@ -449,12 +453,15 @@ static void real_shaped(void)
 	CHECK(iapo_generate(&w, pp, pl, B, &o, k32, g[0], NULL) == IAPO_OK, "default: %s", iapo_errmsg());
 	CHECK(!iapo_kv_bf16(k32), "the caller's fp32 cache is fp32 again");
 	o.weights = IAPO_GEN_WEIGHTS_BF16;
+	o.pack = IAPO_GEN_PACK_ON;
 	CHECK(iapo_generate(&w, pp, pl, B, &o, NULL, g[1], NULL) == IAPO_OK, "bf16");
+	o.pack = IAPO_GEN_PACK_AUTO;
 	o.weights = IAPO_GEN_WEIGHTS_FP32;
 	CHECK(iapo_generate(&w, pp, pl, B, &o, k16, g[2], NULL) == IAPO_OK, "fp32");
 	CHECK(iapo_kv_bf16(k16), "the caller's bf16 cache is bf16 again");
 	o.weights = IAPO_GEN_WEIGHTS_AUTO;
 	o.entropy_temperature = 1.0f;
+	o.pack = IAPO_GEN_PACK_ON;
 	CHECK(iapo_generate(&w, pp, pl, B, &o, NULL, g[3], NULL) == IAPO_OK, "auto with entropies");
 	for (int b = 0; b < B; b++) {
 		CHECK(g[0][b].n_tokens == g[1][b].n_tokens &&
