@@ -9,7 +9,9 @@
  * workspace cannot be allocated, op(A) read in place by the packed
  * path giving the same bits as A packed, and a very wide C (the lm_head's)
  * summed in one depth slice whatever M and the threads, x W^T computed as
- * C^T = W x^T giving the same bits. No timing here: bench/gemm.c measures speed.
+ * C^T = W x^T giving the same bits, rectangles sharing op(A)'s packed panels
+ * on 2 threads round after round giving the bits of one thread. No timing
+ * here: bench/gemm.c measures speed.
  */
 #include <math.h>
 #include <omp.h>
@@ -492,6 +494,41 @@ static void test_xt(void)
 	free(A); free(W); free(C);
 }
 
+/* Rectangles running side by side share op(A)'s packed panels, and a panel
+ * that another thread is packing is left for after the rectangle's others
+ * (a_panels): every product of many rounds on 2 threads has the bits of one
+ * thread. x W^T with A's rows 4 KB apart (K = 1024: A packed, not read in
+ * place, nor C^T = W x^T), alone and as a batch of two on the same A; the
+ * threads meet on 15-20 panels a call (two depth slices of 19 row tiles). */
+static void test_shared_a_rounds(void)
+{
+	if (!iapo_sgemm_avx512()) return;
+	enum { M = 256, N = 1024, K = 1024, ROUNDS = 30 };
+	float *A = make_mat(M, K, K, 0), *W = make_mat(2 * N, K, K, 0);
+	float *C1 = malloc(sizeof(float) * 2 * M * N), *C2 = malloc(sizeof(float) * 2 * M * N);
+	iapo_gemm_op ops[2];
+	for (int o = 0; o < 2; o++)
+		ops[o] = (iapo_gemm_op){.transB = 1, .M = M, .N = N, .K = K, .alpha = 1.0f, .A = A, .lda = K,
+					.B = W + (size_t)o * N * K, .ldb = K, .C = C2 + (size_t)o * M * N, .ldc = N};
+	iapo_set_threads(1);
+	for (int o = 0; o < 2; o++) {
+		iapo_gemm_op one = ops[o];
+		one.C = C1 + (size_t)o * M * N;
+		iapo_sgemm_batch(1, &one);
+	}
+	iapo_set_threads(2);
+	int bad = 0, shape = 1;
+	for (int r = 0; r < ROUNDS; r++) {
+		memset(C2, 0, sizeof(float) * 2 * M * N);
+		iapo_sgemm_batch(r % 2 ? 2 : 1, ops);
+		shape &= iapo_sgemm_last_path() == IAPO_SGEMM_PACKED && !iapo_sgemm_last_xt() && !iapo_sgemm_last_split();
+		bad += memcmp(C1, C2, sizeof(float) * (size_t)(r % 2 ? 2 : 1) * M * N) != 0;
+	}
+	CHECK(shape, "the product did not take the packed path with op(A) packed");
+	CHECK(bad == 0, "%d of %d rounds on 2 threads: not the bits of one thread", bad, ROUNDS);
+	free(A); free(W); free(C1); free(C2);
+}
+
 int main(void)
 {
 	RUN(test_degenerate);
@@ -504,6 +541,7 @@ int main(void)
 	RUN(test_a_rows);
 	RUN(test_wide_c_slice);
 	RUN(test_xt);
+	RUN(test_shared_a_rounds);
 	RUN(test_dispatch);
 	RUN(test_no_steady_allocation);
 	RUN(test_allocation_failure);
