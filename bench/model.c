@@ -26,7 +26,8 @@
  *   decode_rows, decode_bf16_rows  the ablation: the same decodes reading
  *             the weights' rows (no packs; iapo_gen_opts.pack OFF, the
  *             records "decode" and "decode_bf16" of sessions 1-11)
- * Every decode record says which it read ("path": "packs" or "rows").
+ * Every decode record says which it read ("path": "packs" or "rows"). The
+ * decodes run in --what's order (bench/run.sh alternates it by round).
  *
  * FLOPs are counted analytically (useful work of the model, not of our
  * implementation; formulas in bench/README.md). Every measurement warms up
@@ -540,19 +541,6 @@ fail:
 
 /* ------------------------------------------------------------------- main */
 
-/* Whether the comma-separated list has exactly this item. */
-static int want(const char *list, const char *item)
-{
-	size_t n = strlen(item);
-	for (const char *p = list; p && *p;) {
-		const char *end = strchr(p, ',');
-		size_t len = end ? (size_t)(end - p) : strlen(p);
-		if (len == n && strncmp(p, item, n) == 0) return 1;
-		p = end ? end + 1 : NULL;
-	}
-	return 0;
-}
-
 static iapo_status bench_shape(const bench_model_shape *s, run_env *e)
 {
 	iapo_config c;
@@ -567,10 +555,20 @@ static iapo_status bench_shape(const bench_model_shape *s, run_env *e)
 	e->shape = s->name;
 	iapo_status st = IAPO_OK;
 	if (strstr(e->what, "train")) st = bench_train(&w, e);
-	if (st == IAPO_OK && want(e->what, "decode")) st = bench_decode(&w, e, 0, 1);
-	if (st == IAPO_OK && want(e->what, "decode_rows")) st = bench_decode(&w, e, 0, 0);
-	if (st == IAPO_OK && want(e->what, "decode_bf16")) st = bench_decode(&w, e, 1, 1);
-	if (st == IAPO_OK && want(e->what, "decode_bf16_rows")) st = bench_decode(&w, e, 1, 0);
+	/* the decodes in --what's order (so that A/B runs can alternate which
+	 * goes first); each at most once */
+	static const char *const DEC[4] = {"decode", "decode_rows", "decode_bf16", "decode_bf16_rows"};
+	int done[4] = {0, 0, 0, 0};
+	for (const char *p = e->what; st == IAPO_OK && p && *p;) {
+		const char *end = strchr(p, ',');
+		const size_t len = end ? (size_t)(end - p) : strlen(p);
+		for (int d = 0; d < 4; d++)
+			if (!done[d] && len == strlen(DEC[d]) && !strncmp(p, DEC[d], len)) {
+				done[d] = 1;
+				st = bench_decode(&w, e, d >= 2, d % 2 == 0);
+			}
+		p = end ? end + 1 : NULL;
+	}
 	iapo_weights_free(&w);
 	return st;
 }

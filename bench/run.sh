@@ -17,8 +17,8 @@
 # measures the host. Each round runs one short process of ours
 # (bench/model --what decode,decode_rows,decode_bf16,decode_bf16_rows
 # --quick --round k: fp32 and bf16 as iapo_generate decodes by default, from
-# the weights packed for decoding too, each followed by its ablation from the
-# weights' rows) and one of the
+# the weights packed for decoding too, each next to its ablation from the
+# weights' rows, the ablation first in even rounds) and one of the
 # peer's (bench/peer.py --what decode --quick --round k) back to back, in
 # the order ours-peer, peer-ours, ours-peer, ... so a steady drift does not
 # favour one side; table.py divides within each round and reports the
@@ -136,9 +136,11 @@ for s in $shapes; do
 		first=ours
 		[ $((k % 2)) -eq 0 ] && [ $peer_ok -eq 1 ] && first=peer
 		[ $first = peer ] && peer --shape "$s" --what decode --quick --round $k
+		decs=decode,decode_rows,decode_bf16,decode_bf16_rows
+		[ $((k % 2)) -eq 0 ] && decs=decode_rows,decode,decode_bf16_rows,decode_bf16
 		# shellcheck disable=SC2086
 		built model && run model "$BUILD/bench/model" $opts --shape "$s" \
-			--what decode,decode_rows,decode_bf16,decode_bf16_rows --quick --round $k
+			--what $decs --quick --round $k
 		[ $first = ours ] && [ $peer_ok -eq 1 ] && peer --shape "$s" --what decode --quick --round $k
 		k=$((k + 1))
 	done
