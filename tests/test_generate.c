@@ -312,6 +312,8 @@ static void packs_for(int kind, int weights, double tol)
 	iapo_kv *kv[2] = {NULL, NULL};
 	iapo_gen_result r[2][4];
 	iapo_gen_stats st[2];
+	memset(r, 0, sizeof r); /* comparable and freeable after a failed call */
+	memset(st, 0, sizeof st);
 	for (int p = 0; p < 2; p++) {
 		o.pack = p ? IAPO_GEN_PACK_ON : IAPO_GEN_PACK_OFF;
 		CHECK(iapo_kv_new(&w, 4, 7 + NEW, &kv[p]) == IAPO_OK, "%s", iapo_errmsg());
@@ -419,13 +421,26 @@ static void left_for(int kind, int bf16)
 	iapo_kv *kv[2] = {NULL, NULL};
 	iapo_gen_result r[2][3];
 	const int V = w.cfg.V;
-	float *lg[2] = {malloc(sizeof(float) * 3 * V), malloc(sizeof(float) * 3 * V)};
+	/* zeroed, so that a cache that could not be made leaves comparable
+	 * (and freeable) results behind its failed CHECK */
+	memset(r, 0, sizeof r);
+	float *lg[2] = {calloc((size_t)3 * V, sizeof(float)), calloc((size_t)3 * V, sizeof(float))};
+	if (!lg[0] || !lg[1]) {
+		CHECK(0, "%s: out of memory for the logits", tiny_names[kind]);
+		free(lg[0]);
+		free(lg[1]);
+		iapo_free_aligned(w.block);
+		return;
+	}
 	for (int p = 0; p < 2; p++) {
 		o.pack = p ? IAPO_GEN_PACK_ON : IAPO_GEN_PACK_OFF;
 		CHECK(iapo_kv_new(&w, 3, 16, &kv[p]) == IAPO_OK, "%s", iapo_errmsg());
 		if (!kv[p]) continue;
 		if (bf16) CHECK(iapo_kv_use_bf16(kv[p], 1) == IAPO_OK, "%s", iapo_errmsg());
-		CHECK(iapo_generate(&w, prompts, lens, 3, &o, kv[p], r[p], NULL) == IAPO_OK, "%s", iapo_errmsg());
+		if (iapo_generate(&w, prompts, lens, 3, &o, kv[p], r[p], NULL) != IAPO_OK) {
+			CHECK(0, "%s", iapo_errmsg());
+			continue;
+		}
 		CHECK(iapo_kv_bf16(kv[p]) == bf16, "the cache back in its precision");
 		const int *tok[3];
 		int n[3];
