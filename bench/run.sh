@@ -39,8 +39,9 @@
 # session 12, peer.py --what train: small 195 tokens/s with jemalloc's
 # defaults against 705-840 with decay off; qwen0.5b 8 (session 11's runs)
 # against 14.8 with decay off and 29.5 with decay off plus transparent huge
-# pages (thp:always; iapo's own large blocks are advised for them too,
-# src/core/mem.c). Decoding did not move. So the peer keeps its pages.
+# pages (thp:always). Decoding did not move. So the peer keeps its pages.
+# (iapo allocates its large blocks once, on 4 KB pages unless
+# IAPO_HUGEPAGES=1, src/core/mem.c; these runs leave that unset.)
 set -u
 BUILD=${1:-build}
 [ $# -gt 0 ] && shift
