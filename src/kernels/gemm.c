@@ -1876,6 +1876,17 @@ INLINE AVX512 void dotp_store(const int mb, const struct job *J, const iapo_gemm
 	}
 }
 
+/* The step of a panel kc steps deep (NR floats a step) from which a
+ * prefetch dist bytes ahead would pass its end: the pack readers' last panel
+ * of a run turns their prefetch to `next` there, the same columns' panels in
+ * the next depth slice (npan panels further on: down's are 1.7 MB apart in
+ * fp32), which the run goes on with. */
+static inline long pf_switch(long kc, long dist)
+{
+	const long k = kc - dist / (NR * 4);
+	return k > 0 ? k : 0;
+}
+
 /* x W^T for mb <= 8 rows of A (from row i0) from W's panels packed ahead (iapo_gemm_wpack,
  * fp32: per depth slice, NR-column panels, each kc deep with the NR floats
  * of one k together): panels [q0, q1) of depth slice pc (kc deep), into C's
@@ -1888,7 +1899,7 @@ INLINE AVX512 void dotp_store(const int mb, const struct job *J, const iapo_gemm
  * layout at 33.9-35.9 (a plain read 43.5-49.4); 1 thread 35.8-36.2 against
  * 26.0-26.7. */
 INLINE AVX512 void dotp_rows(const int mb, const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, long q0,
-			     long q1, const float *Bp, int i0)
+			     long q1, const float *Bp, int i0, const float *next)
 {
 	const long lda = J->lda;
 	const float *a = J->A + i0 * lda + pc;
@@ -1898,17 +1909,19 @@ INLINE AVX512 void dotp_rows(const int mb, const struct job *J, const iapo_gemm_
 	for (long q = q0; q < q1; q++) {
 		const float *b = Bp + (size_t)q * NR * (size_t)kc;
 		const char *pf = (const char *)b + DOT_PF_BYTES;
+		const long ks = next && q == q1 - 1 ? pf_switch(kc, DOT_PF_BYTES) : kc;
 		__m512 acc[8][NV];
 #pragma GCC unroll 8
 		for (int i = 0; i < mb; i++)
 #pragma GCC unroll 2
 			for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
-		for (long k = 0; k < kc; k++) {
+		for (long k = 0; k < kc; k++, pf += NR * 4) {
+			if (k == ks) pf = (const char *)next;
 			__m512 w[NV];
 #pragma GCC unroll 2
 			for (int v = 0; v < NV; v++) {
 				w[v] = _mm512_load_ps(b + k * NR + 16 * v);
-				_mm_prefetch(pf + (k * NR + 16 * v) * 4, DOT_PF_HINT);
+				_mm_prefetch(pf + 16 * v * 4, DOT_PF_HINT);
 			}
 #pragma GCC unroll 8
 			for (int i = 0; i < mb; i++) {
@@ -1927,7 +1940,7 @@ INLINE AVX512 void dotp_rows(const int mb, const struct job *J, const iapo_gemm_
  * with a zero pad past K) against the panel's two vectors, one vdpbf16ps
  * each. The bf16 weights stream as one sequence, as the fp32 packs do. */
 INLINE AVX512BF void dotpbf_rows(const int mb, const struct job *J, const iapo_gemm_wpack *p, long pc, long kc,
-				 long q0, long q1, const float *Bp, int i0)
+				 long q0, long q1, const float *Bp, int i0, const float *next)
 {
 	const long lda = J->ldah, ku = (kc + 1) / 2;
 	const uint16_t *a = J->Ah + i0 * lda + pc;
@@ -1937,17 +1950,19 @@ INLINE AVX512BF void dotpbf_rows(const int mb, const struct job *J, const iapo_g
 	for (long q = q0; q < q1; q++) {
 		const float *b = Bp + (size_t)q * NR * (size_t)ku;
 		const char *pf = (const char *)b + DOTPBF_PF_BYTES;
+		const long us = next && q == q1 - 1 ? pf_switch(ku, DOTPBF_PF_BYTES) : ku;
 		__m512 acc[8][NV];
 #pragma GCC unroll 8
 		for (int i = 0; i < mb; i++)
 #pragma GCC unroll 2
 			for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
-		for (long u = 0; u < ku; u++) {
+		for (long u = 0; u < ku; u++, pf += NR * 4) {
+			if (u == us) pf = (const char *)next;
 			__m512 w[NV];
 #pragma GCC unroll 2
 			for (int v = 0; v < NV; v++) {
 				w[v] = _mm512_load_ps(b + u * NR + 16 * v);
-				_mm_prefetch(pf + (u * NR + 16 * v) * 4, DOT_PF_HINT);
+				_mm_prefetch(pf + 16 * v * 4, DOT_PF_HINT);
 			}
 #pragma GCC unroll 8
 			for (int i = 0; i < mb; i++) {
@@ -1963,17 +1978,17 @@ INLINE AVX512BF void dotpbf_rows(const int mb, const struct job *J, const iapo_g
 }
 
 typedef void (*dotp_fn)(const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, long q0, long q1,
-			const float *Bp, int i0);
+			const float *Bp, int i0, const float *next);
 #define DOTP(MB) \
 	static AVX512 void dotp_##MB(const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, long q0, long q1, \
-				     const float *Bp, int i0) \
+				     const float *Bp, int i0, const float *next) \
 	{ \
-		dotp_rows(MB, J, p, pc, kc, q0, q1, Bp, i0); \
+		dotp_rows(MB, J, p, pc, kc, q0, q1, Bp, i0, next); \
 	} \
 	static AVX512BF void dotpbf_##MB(const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, long q0, \
-					 long q1, const float *Bp, int i0) \
+					 long q1, const float *Bp, int i0, const float *next) \
 	{ \
-		dotpbf_rows(MB, J, p, pc, kc, q0, q1, Bp, i0); \
+		dotpbf_rows(MB, J, p, pc, kc, q0, q1, Bp, i0, next); \
 	}
 DOTP(1)
 DOTP(2)
@@ -2016,14 +2031,17 @@ static AVX512 void dotp_cols(const struct job *J, long n0, long n1)
 		const long kc = min_l(p->kc_step, p->K - pc);
 		const dotp_fn *f = J->Bh ? dotpbfs : dotps;
 		const float *Bp = wpack_panel(p, pc, kc, 0);
+		/* where this run of panels goes on: q0's panel in the next slice */
+		const long pn = pc + p->kc_step;
+		const float *next = pn < p->K ? wpack_panel(p, pn, min_l(p->kc_step, p->K - pn), q0 * NR) : NULL;
 		if (J->M <= 8) {
-			f[J->M](J, p, pc, kc, q0, q1, Bp, 0);
+			f[J->M](J, p, pc, kc, q0, q1, Bp, 0, next);
 			continue;
 		}
 		/* 9-16 rows: both groups of rows over each panel while it is in cache */
 		for (long q = q0; q < q1; q++) {
-			f[8](J, p, pc, kc, q, q + 1, Bp, 0);
-			f[J->M - 8](J, p, pc, kc, q, q + 1, Bp, 8);
+			f[8](J, p, pc, kc, q, q + 1, Bp, 0, q == q1 - 1 ? next : NULL);
+			f[J->M - 8](J, p, pc, kc, q, q + 1, Bp, 8, NULL);
 		}
 	}
 }
