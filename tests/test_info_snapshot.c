@@ -13,7 +13,14 @@
  *  - the IAPO pass over a bf16 rollout's cache with a bf16 estimator takes
  *    no second copy, and its E and C equal, bit for bit, those of the same
  *    pass with a freshly taken copy of the same weights; over an fp32
- *    rollout's cache it takes one.
+ *    rollout's cache it takes one;
+ *  - that pass reads the weight packs the rollout left (iapo_kv_pack_reopen)
+ *    only while they are of the copy it multiplies by: E and C bit for bit
+ *    those of a cache without packs, with packs of this copy and with packs
+ *    of an older one (after the weights changed); the pass leaves them
+ *    closed. Fault check (by hand, 2026-11-27): reopen without comparing
+ *    the snapshots failed the older-copy case for every family (the E/C
+ *    comparison too, not only the direct check).
  * No timing here: the cost saved is measured in bench/info.
  */
 #include <math.h>
@@ -228,11 +235,95 @@ static void test_info_reuses_copy(void)
 	}
 }
 
+/* The bf16 pass over a bf16 rollout's cache reads the packs the rollout
+ * made for its decoding (iapo_kv_pack_reopen) only while they are of the
+ * copy it multiplies by, and gets the bits of packing per call: two caches
+ * with the same rollout (rows, not packs, so the same K/V and tokens), one
+ * holding packs of that copy, the other none; then the weights change, both
+ * roll out again with a new copy, and the first still holds the old copy's
+ * packs, which the pass must not read. */
+static void test_info_reads_packs(void)
+{
+	for (int kind = 0; kind < TINY_NUM; kind++) {
+		setup x;
+		if (setup_make(&x, kind)) {
+			CHECK(0, "setup");
+			return;
+		}
+		const int Tmax = 6 + NEW, nscr = iapo_info_scratch_slots(Tmax);
+		iapo_kv *kv[2] = {NULL, NULL};
+		for (int k = 0; k < 2; k++)
+			CHECK(iapo_kv_new(&x.w, NSEQ + nscr, Tmax, &kv[k]) == IAPO_OK, "%s", iapo_errmsg());
+		int post[2] = {7, 8};
+		iapo_info_opts io = iapo_info_defaults();
+		io.postfix = post;
+		io.n_postfix = 2;
+		io.bf16 = 1;
+		iapo_info *e = NULL;
+		CHECK(iapo_info_new(&x.w, NSEQ, Tmax, &io, &e) == IAPO_OK, "%s", iapo_errmsg());
+		for (int round = 0; round < 2 && e && kv[0] && kv[1]; round++) {
+			if (round) { /* an optimizer step: the packs of kv[0] are of the old copy now */
+				size_t sizes[IAPO_NUM_PARAMS];
+				iapo_param_sizes(&x.w.cfg, sizes);
+				for (size_t i = 0; i < sizes[IAPO_P_WQ]; i++) x.w.p.t[IAPO_P_WQ][i] *= 1.5f;
+				for (size_t i = 0; i < sizes[IAPO_P_WUP]; i++) x.w.p.t[IAPO_P_WUP][i] *= -1.25f;
+			}
+			float E[2][NSEQ * (NEW + 1)], C[2][NSEQ * (NEW + 1)];
+			memset(E, 0, sizeof E), memset(C, 0, sizeof C);
+			for (int k = 0; k < 2; k++) {
+				iapo_gen_opts o = gen_opts(1, 0, kind);
+				o.pack = IAPO_GEN_PACK_OFF;
+				CHECK(gen(&x, kv[k], &o) == IAPO_OK, "%s", iapo_errmsg());
+				if (k == 0 && round == 0) { /* what a rollout from packs leaves */
+					CHECK(iapo_kv_use_bf16(kv[0], IAPO_KV_BF16_KEEP) == IAPO_OK &&
+						      iapo_kv_pack_weights(kv[0], 2, NULL) == IAPO_OK &&
+						      iapo_kv_pack_weights(kv[0], 0, NULL) == IAPO_OK,
+					      "%s", iapo_errmsg());
+					CHECK(iapo_kv_pack_reopen(kv[0]) == 1, "%s: the packs of this copy reopen",
+					      tiny_names[kind]);
+					iapo_kv_pack_weights(kv[0], 0, NULL);
+					iapo_kv_use_bf16(kv[0], 0);
+				}
+				if (k == 0 && round == 1) {
+					CHECK(iapo_kv_use_bf16(kv[0], IAPO_KV_BF16_KEEP) == IAPO_OK, "%s", iapo_errmsg());
+					CHECK(iapo_kv_pack_reopen(kv[0]) == 0, "%s: the old copy's packs reopened",
+					      tiny_names[kind]);
+					iapo_kv_use_bf16(kv[0], 0);
+				}
+				const int *cp[NSEQ], *pp[NSEQ];
+				const float *ent[NSEQ];
+				int cl[NSEQ];
+				for (int i = 0; i < NSEQ; i++) {
+					pp[i] = x.prompt[i];
+					cp[i] = x.res[i].tokens;
+					cl[i] = x.res[i].n_tokens;
+					ent[i] = x.res[i].entropy;
+				}
+				iapo_info_batch b = {.n = NSEQ, .prompts = pp, .plen = PL, .comps = cp, .clen = cl};
+				iapo_info_cache c = {.kv = kv[k], .slot = x.slot, .C = ent, .scratch0 = NSEQ, .nscratch = nscr};
+				CHECK(iapo_info_compute_cached(e, &c, &b, E[k], C[k], NEW + 1, NULL) == IAPO_OK, "%s",
+				      iapo_errmsg());
+			}
+			CHECK(!memcmp(E[0], E[1], sizeof E[0]) && !memcmp(C[0], C[1], sizeof C[0]),
+			      "%s, %s: the pass over a cache with packs = without, bit for bit", tiny_names[kind],
+			      round ? "packs of an older copy" : "packs of this copy");
+			CHECK(iapo_kv_use_bf16(kv[0], IAPO_KV_BF16_KEEP) == IAPO_OK && iapo_kv_pack_reopen(kv[0]) == !round,
+			      "%s: after the pass: the packs %s", tiny_names[kind], round ? "stay closed" : "reopen");
+			iapo_kv_pack_weights(kv[0], 0, NULL);
+			iapo_kv_use_bf16(kv[0], 0);
+		}
+		iapo_info_free(e);
+		for (int k = 0; k < 2; k++) iapo_kv_free(kv[k]);
+		setup_free(&x);
+	}
+}
+
 int main(void)
 {
 	(void)tiny_full_logits;
 	RUN(test_keep);
 	RUN(test_made_and_generate);
 	RUN(test_info_reuses_copy);
+	RUN(test_info_reads_packs);
 	TEST_END();
 }

@@ -137,6 +137,15 @@ int iapo_kv_bf16_snapshots(const iapo_kv *kv);
  * 1). A repack in place after a new bf16 copy took 0.1 s at qwen0.5b, the
  * first packing 7 s (the first touch of 1 GB of fresh memory on this VM). */
 iapo_status iapo_kv_pack_weights(iapo_kv *kv, int on, size_t *bytes);
+/* Puts the bf16 packs that iapo_kv_pack_weights last made or updated back
+ * in use, as on == 1 would (products of many rows read them; few-row
+ * products read the rows), without repacking: only while the bf16 copy is on
+ * and is the snapshot they were packed from (the IAPO pass over a bf16
+ * rollout's cache, which packed them for its decoding and closed them).
+ * Returns 1 when it put them in use; else 0, and nothing changes (packs
+ * already in use are left so; no bf16 packs; the copy is off; or it is a
+ * newer snapshot than theirs, whose products would then read stale panels). */
+int iapo_kv_pack_reopen(iapo_kv *kv);
 
 /* With on != 0: the attention of later forwards multiplies in bf16 (an
  * APPROXIMATION, for the IAPO pass in bf16; decoding never turns it on): q

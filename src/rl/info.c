@@ -54,6 +54,7 @@ struct iapo_info {
 	int bf16;       /* multiply by bf16 copies of the weight matrices */
 	int attn16;     /* and attend in bf16 (iapo_kv_attn_bf16) */
 	int pack;       /* pack the weight matrices once per call (iapo_kv_pack_weights) */
+	int opened;     /* this call reads the packs the caller's cache holds (iapo_kv_pack_reopen) */
 	size_t bytes;
 	/* the cache of the current call: e->kv, or the caller's (compute_cached) */
 	iapo_kv *ckv;
@@ -488,9 +489,22 @@ static iapo_status set_attn(iapo_info *e, int on, const int *slots, int n)
  * stale), or their use ended (the cache's other users pack per call). */
 static iapo_status set_pack(iapo_info *e, int on)
 {
+	if (!on && e->opened) {
+		e->opened = 0;
+		return iapo_kv_pack_weights(e->ckv, 0, NULL);
+	}
 	if (!e->pack) return IAPO_OK;
 	iapo_status st = iapo_kv_pack_weights(e->ckv, on, NULL);
 	return st == IAPO_OK ? st : iapo_fail_prefix(st, "information estimator: weight packs");
+}
+
+/* The bf16 pass over a bf16 rollout's cache reads the packs its decoding
+ * made (generate's default), when they are of the snapshot this call
+ * multiplies by: the same panels this call's products would pack, so the
+ * same bits, without packing every chunk's B again. */
+static void reopen_packs(iapo_info *e)
+{
+	e->opened = e->bf16 && !e->pack && iapo_kv_pack_reopen(e->ckv);
 }
 
 iapo_status iapo_info_compute(iapo_info *e, const iapo_info_batch *b, float *E, float *C, int ld,
@@ -587,6 +601,7 @@ iapo_status iapo_info_compute_cached(iapo_info *e, const iapo_info_cache *c, con
 	iapo_status st = set_bf16(e, iapo_kv_bf16_made(c->kv, c->slot, b->n) ? IAPO_KV_BF16_KEEP : 1);
 	if (st == IAPO_OK) st = set_attn(e, 1, c->slot, b->n);
 	if (st == IAPO_OK) st = set_pack(e, 1);
+	if (st == IAPO_OK) reopen_packs(e);
 	if (st == IAPO_OK) st = seq_rows(e, b, all_c ? ROWS_TAIL : ROWS_LAST, dst, ld, &s.rows_prefill);
 	if (st == IAPO_OK && dst && !all_c)
 		for (int i = 0; i < b->n; i++)
