@@ -1210,6 +1210,20 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 						  : one_row_block ? bbuf
 								  : bbuf + jr * (J->bf ? (kc + 1) / 2 : kc);
 					struct prefetch pf = {0};
+					if (ic == 0 && J->wp && J->bf) {
+						/* Pull the pack's next panel (in this depth slice,
+						 * or the next slice's first) towards L2 while this
+						 * one is multiplied: packing per call leaves each
+						 * panel in cache, a pack's comes from memory (the
+						 * bf16 pass over the rollout's packs: small -2.8%
+						 * with it, none saved without). */
+						const long ku = (kc + 1) / 2, nk = pc + kc < K ? min_l(kc_step, K - pc - kc) : 0;
+						if (jr + NR < nc)
+							prefetch_region(&pf, bp + NR * ku, 0, 1, NR * ku, 4);
+						else if (nk)
+							prefetch_region(&pf, wpack_panel(J->wp, pc + kc, nk, n0 + jc), 0, 1,
+									NR * ((nk + 1) / 2), 4);
+					}
 					if (ic == 0 && !J->wp) {
 						pack_b(J, bp, pc, kc, j0, nr);
 						/* While this panel is multiplied, pull the source of
