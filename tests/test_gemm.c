@@ -529,6 +529,81 @@ static void test_shared_a_rounds(void)
 	free(A); free(W); free(C1); free(C2);
 }
 
+/* Batches of equal small products run one product per thread
+ * (iapo_sgemm_batch): the attention backward's q/k/v batches at tiny's
+ * shape (dy W accumulating into one dx, dy^T x into each dW) on 2 threads
+ * give the bits of one thread, round after round; and a batch of products
+ * that split K on 2 threads keeps split-K's bits (planned for one thread
+ * they would sum in another order), which one thread's bits must differ
+ * from for the check to mean anything. */
+static void test_batch_one_per_thread(void)
+{
+	if (!iapo_sgemm_avx512()) return;
+	enum { T = 256, C = 256, Q = 256, KV = 128, ROUNDS = 20 };
+	float *x = make_mat(T, C, C, 0), *dy[3] = {make_mat(T, Q, Q, 0), make_mat(T, KV, KV, 0), make_mat(T, KV, KV, 0)};
+	float *W[3] = {make_mat(Q, C, C, 0), make_mat(KV, C, C, 0), make_mat(KV, C, C, 0)};
+	const int n[3] = {Q, KV, KV};
+	float *dx[2], *dW[2][3];
+	for (int v = 0; v < 2; v++) {
+		dx[v] = malloc(sizeof(float) * T * C);
+		for (int p = 0; p < 3; p++) dW[v][p] = malloc(sizeof(float) * (size_t)n[p] * C);
+	}
+	int bad = 0;
+	for (int r = 0; r < ROUNDS; r++)
+		for (int v = 0; v < 2; v++) {
+			/* v = 0: one thread, one product at a time; v = 1: 2 threads, batches */
+			iapo_set_threads(v ? 2 : 1);
+			for (int p = 0; p < 3; p++) memset(dW[v][p], 0, sizeof(float) * (size_t)n[p] * C);
+			for (int p = 0; p < 3; p++) {
+				iapo_gemm_op b[2] = {
+					{.M = T, .N = C, .K = n[p], .alpha = 1.0f, .beta = p ? 1.0f : 0.0f, .A = dy[p], .lda = n[p],
+					 .B = W[p], .ldb = C, .C = dx[v], .ldc = C},
+					{.transA = 1, .M = n[p], .N = C, .K = T, .alpha = 1.0f, .beta = 1.0f, .A = dy[p], .lda = n[p],
+					 .B = x, .ldb = C, .C = dW[v][p], .ldc = C}};
+				if (v)
+					iapo_sgemm_batch(2, b);
+				else
+					iapo_sgemm_batch(1, &b[0]), iapo_sgemm_batch(1, &b[1]);
+			}
+			if (v) {
+				int same = memcmp(dx[0], dx[1], sizeof(float) * T * C) == 0;
+				for (int p = 0; p < 3; p++) same &= memcmp(dW[0][p], dW[1][p], sizeof(float) * (size_t)n[p] * C) == 0;
+				bad += !same;
+			}
+		}
+	CHECK(bad == 0, "q/k/v backward batches: %d of %d rounds on 2 threads not the bits of one thread", bad, ROUNDS);
+
+	/* dy W with A's rows 4 KB apart (K = 2048: packed) and C 128 wide:
+	 * split-K on 2 threads, two slices each (one each would add the
+	 * partial in the sequential order); two of them in a batch */
+	enum { SM = 64, SN = 128, SK = 2048 };
+	float *A = make_mat(SM, SK, SK, 0), *B = make_mat(SK, SN, SN, 0);
+	float *C1 = malloc(sizeof(float) * SM * SN), *C2 = malloc(sizeof(float) * SM * SN),
+	      *C3 = malloc(sizeof(float) * 2 * SM * SN);
+	iapo_gemm_op o[2];
+	for (int i = 0; i < 2; i++)
+		o[i] = (iapo_gemm_op){.M = SM, .N = SN, .K = SK, .alpha = 1.0f, .A = A, .lda = SK, .B = B, .ldb = SN,
+				      .C = C3 + (size_t)i * SM * SN, .ldc = SN};
+	iapo_set_threads(1);
+	iapo_sgemm(0, 0, SM, SN, SK, 1.0f, A, SK, B, SN, 0.0f, C1, SN);
+	iapo_set_threads(2);
+	iapo_sgemm(0, 0, SM, SN, SK, 1.0f, A, SK, B, SN, 0.0f, C2, SN);
+	CHECK(iapo_sgemm_last_split() == 2, "expected split-K on 2 threads, found %d", iapo_sgemm_last_split());
+	CHECK(memcmp(C1, C2, sizeof(float) * SM * SN) != 0, "split-K gave one thread's bits: the check below sees nothing");
+	int kept = 1;
+	for (int r = 0; r < ROUNDS; r++) {
+		iapo_sgemm_batch(2, o);
+		kept &= memcmp(C2, C3, sizeof(float) * SM * SN) == 0 && memcmp(C2, C3 + SM * SN, sizeof(float) * SM * SN) == 0;
+	}
+	CHECK(kept, "a batch of split-K products lost split-K's bits");
+	free(A); free(B); free(C1); free(C2); free(C3); free(x);
+	for (int p = 0; p < 3; p++) free(dy[p]), free(W[p]);
+	for (int v = 0; v < 2; v++) {
+		free(dx[v]);
+		for (int p = 0; p < 3; p++) free(dW[v][p]);
+	}
+}
+
 int main(void)
 {
 	RUN(test_degenerate);
@@ -542,6 +617,7 @@ int main(void)
 	RUN(test_wide_c_slice);
 	RUN(test_xt);
 	RUN(test_shared_a_rounds);
+	RUN(test_batch_one_per_thread);
 	RUN(test_dispatch);
 	RUN(test_no_steady_allocation);
 	RUN(test_allocation_failure);
