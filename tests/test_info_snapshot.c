@@ -137,6 +137,24 @@ static iapo_status gen(setup *x, iapo_kv *kv, const iapo_gen_opts *o)
 	return iapo_generate(&x->w, (const int *const *)x->prompt, PL, NSEQ, o, kv, x->res, NULL);
 }
 
+/* The cached information pass over the last rollout in kv (E and C of
+ * NSEQ x (NEW + 1)), as the trainer runs it. */
+static iapo_status info_pass(setup *x, iapo_info *e, iapo_kv *kv, int nscr, float *E, float *C)
+{
+	const int *cp[NSEQ], *pp[NSEQ];
+	const float *ent[NSEQ];
+	int cl[NSEQ];
+	for (int i = 0; i < NSEQ; i++) {
+		pp[i] = x->prompt[i];
+		cp[i] = x->res[i].tokens;
+		cl[i] = x->res[i].n_tokens;
+		ent[i] = x->res[i].entropy;
+	}
+	iapo_info_batch b = {.n = NSEQ, .prompts = pp, .plen = PL, .comps = cp, .clen = cl};
+	iapo_info_cache c = {.kv = kv, .slot = x->slot, .C = ent, .scratch0 = NSEQ, .nscratch = nscr};
+	return iapo_info_compute_cached(e, &c, &b, E, C, NEW + 1, NULL);
+}
+
 static void test_made_and_generate(void)
 {
 	setup x;
@@ -204,28 +222,17 @@ static void test_info_reuses_copy(void)
 		for (int bf16 = 1; bf16 >= 0 && e; bf16--) {
 			iapo_gen_opts o = gen_opts(bf16, 0, kind);
 			CHECK(gen(&x, kv, &o) == IAPO_OK, "%s", iapo_errmsg());
-			const int *cp[NSEQ], *pp[NSEQ];
-			const float *ent[NSEQ];
-			int cl[NSEQ];
-			for (int i = 0; i < NSEQ; i++) {
-				pp[i] = x.prompt[i];
-				cp[i] = x.res[i].tokens;
-				cl[i] = x.res[i].n_tokens;
-				ent[i] = x.res[i].entropy;
-			}
-			iapo_info_batch b = {.n = NSEQ, .prompts = pp, .plen = PL, .comps = cp, .clen = cl};
-			iapo_info_cache c = {.kv = kv, .slot = x.slot, .C = ent, .scratch0 = NSEQ, .nscratch = nscr};
 			float E1[NSEQ * (NEW + 1)], C1[NSEQ * (NEW + 1)], E2[NSEQ * (NEW + 1)], C2[NSEQ * (NEW + 1)];
 			memset(E1, 0, sizeof E1), memset(C1, 0, sizeof C1), memset(E2, 0, sizeof E2), memset(C2, 0, sizeof C2);
 			const int n0 = iapo_kv_bf16_snapshots(kv);
-			CHECK(iapo_info_compute_cached(e, &c, &b, E1, C1, NEW + 1, NULL) == IAPO_OK, "%s", iapo_errmsg());
+			CHECK(info_pass(&x, e, kv, nscr, E1, C1) == IAPO_OK, "%s", iapo_errmsg());
 			const int taken = iapo_kv_bf16_snapshots(kv) - n0;
 			CHECK(taken == !bf16, "%s, %s rollout: the pass took %d copies (want %d)", tiny_names[kind],
 			      bf16 ? "bf16" : "fp32", taken, !bf16);
 			if (!bf16) continue;
 			/* again with a fresh copy of the same weights: the same numbers */
 			CHECK(iapo_kv_use_bf16(kv, 1) == IAPO_OK && iapo_kv_use_bf16(kv, 0) == IAPO_OK, "copy");
-			CHECK(iapo_info_compute_cached(e, &c, &b, E2, C2, NEW + 1, NULL) == IAPO_OK, "%s", iapo_errmsg());
+			CHECK(info_pass(&x, e, kv, nscr, E2, C2) == IAPO_OK, "%s", iapo_errmsg());
 			CHECK(!memcmp(E1, E2, sizeof E1) && !memcmp(C1, C2, sizeof C1),
 			      "%s: reused copy = fresh copy, bit for bit", tiny_names[kind]);
 		}
@@ -290,19 +297,7 @@ static void test_info_reads_packs(void)
 					      tiny_names[kind]);
 					iapo_kv_use_bf16(kv[0], 0);
 				}
-				const int *cp[NSEQ], *pp[NSEQ];
-				const float *ent[NSEQ];
-				int cl[NSEQ];
-				for (int i = 0; i < NSEQ; i++) {
-					pp[i] = x.prompt[i];
-					cp[i] = x.res[i].tokens;
-					cl[i] = x.res[i].n_tokens;
-					ent[i] = x.res[i].entropy;
-				}
-				iapo_info_batch b = {.n = NSEQ, .prompts = pp, .plen = PL, .comps = cp, .clen = cl};
-				iapo_info_cache c = {.kv = kv[k], .slot = x.slot, .C = ent, .scratch0 = NSEQ, .nscratch = nscr};
-				CHECK(iapo_info_compute_cached(e, &c, &b, E[k], C[k], NEW + 1, NULL) == IAPO_OK, "%s",
-				      iapo_errmsg());
+				CHECK(info_pass(&x, e, kv[k], nscr, E[k], C[k]) == IAPO_OK, "%s", iapo_errmsg());
 			}
 			CHECK(!memcmp(E[0], E[1], sizeof E[0]) && !memcmp(C[0], C[1], sizeof C[0]),
 			      "%s, %s: the pass over a cache with packs = without, bit for bit", tiny_names[kind],
