@@ -155,6 +155,20 @@ static iapo_status info_pass(setup *x, iapo_info *e, iapo_kv *kv, int nscr, floa
 	return iapo_info_compute_cached(e, &c, &b, E, C, NEW + 1, NULL);
 }
 
+/* The bf16 estimator both info tests run, postfix {7, 8}; NULL (and a
+ * failed check) on error. */
+static iapo_info *info_new(setup *x, int Tmax)
+{
+	int post[2] = {7, 8};
+	iapo_info_opts io = iapo_info_defaults();
+	io.postfix = post;
+	io.n_postfix = 2;
+	io.bf16 = 1;
+	iapo_info *e = NULL;
+	CHECK(iapo_info_new(&x->w, NSEQ, Tmax, &io, &e) == IAPO_OK, "%s", iapo_errmsg());
+	return e;
+}
+
 static void test_made_and_generate(void)
 {
 	setup x;
@@ -212,13 +226,7 @@ static void test_info_reuses_copy(void)
 		iapo_kv *kv = NULL;
 		CHECK(iapo_kv_new(&x.w, NSEQ + nscr, Tmax, &kv) == IAPO_OK, "%s", iapo_errmsg());
 		if (!kv) break;
-		int post[2] = {7, 8};
-		iapo_info_opts io = iapo_info_defaults();
-		io.postfix = post;
-		io.n_postfix = 2;
-		io.bf16 = 1;
-		iapo_info *e = NULL;
-		CHECK(iapo_info_new(&x.w, NSEQ, Tmax, &io, &e) == IAPO_OK, "%s", iapo_errmsg());
+		iapo_info *e = info_new(&x, Tmax);
 		for (int bf16 = 1; bf16 >= 0 && e; bf16--) {
 			iapo_gen_opts o = gen_opts(bf16, 0, kind);
 			CHECK(gen(&x, kv, &o) == IAPO_OK, "%s", iapo_errmsg());
@@ -261,13 +269,7 @@ static void test_info_reads_packs(void)
 		iapo_kv *kv[2] = {NULL, NULL};
 		for (int k = 0; k < 2; k++)
 			CHECK(iapo_kv_new(&x.w, NSEQ + nscr, Tmax, &kv[k]) == IAPO_OK, "%s", iapo_errmsg());
-		int post[2] = {7, 8};
-		iapo_info_opts io = iapo_info_defaults();
-		io.postfix = post;
-		io.n_postfix = 2;
-		io.bf16 = 1;
-		iapo_info *e = NULL;
-		CHECK(iapo_info_new(&x.w, NSEQ, Tmax, &io, &e) == IAPO_OK, "%s", iapo_errmsg());
+		iapo_info *e = info_new(&x, Tmax);
 		for (int round = 0; round < 2 && e && kv[0] && kv[1]; round++) {
 			if (round) { /* an optimizer step: the packs of kv[0] are of the old copy now */
 				size_t sizes[IAPO_NUM_PARAMS];
