@@ -436,7 +436,8 @@ static void test_concurrent_callers(void)
  * in the gap), rows 4 KB apart (forced), alpha, beta over C, R and bias
  * (R also C itself), 1 and 2 threads; against the loop; and the tuned rule
  * takes it for a deep, wide product (qwen0.5b's gate) and not for a
- * narrow one (k/v). */
+ * narrow one (k/v), nor for one whose W is no larger than x^T over the
+ * threads (small's down on 2 threads; on 1 it takes it). */
 static void test_xt(void)
 {
 	if (!iapo_sgemm_avx512()) return;
@@ -490,6 +491,10 @@ static void test_xt(void)
 		CHECK(iapo_sgemm_last_xt(), "the rule: gate's x W^T on %d threads not as C^T = W x^T", th);
 		iapo_sgemm(0, 1, M, 128, K, 1.0f, A, K, W, K, 0.0f, C, 128);
 		CHECK(!iapo_sgemm_last_xt(), "the rule: k/v's x W^T on %d threads as C^T = W x^T", th);
+		/* small's down: W (512 rows) no larger than x^T over 2 threads */
+		iapo_sgemm(0, 1, M, 512, 1536, 1.0f, W, 1536, W, 1536, 0.0f, C, 512);
+		CHECK(iapo_sgemm_last_xt() == (th == 1), "the rule: small's down x W^T on %d threads %s as C^T = W x^T",
+		      th, th == 1 ? "not" : "");
 	}
 	free(A); free(W); free(C);
 }
