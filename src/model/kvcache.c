@@ -109,7 +109,17 @@ struct iapo_kv {
 	int ab_on;   /* attention reads kb/vb, and every K/V store writes them too */
 	int *hw;     /* (S) keys [0, hw) of the slot written since its reset (what turning on converts) */
 	int *sidx, *slist; /* (S), (Rmax): store_kv's distinct slots (sidx -1 between calls) */
+	/* iapo_kv_forward_rows_split's second half: a copy of this struct with
+	 * its own chunk scratch (the fields of SCRATCH_FIELDS), made on first
+	 * use; NULL when none */
+	struct iapo_kv *twin;
 };
+
+/* The fields a chunk writes (scratch of one run_chunk at a time); the rest
+ * (the caches, weights, packs, per-slot state) a twin shares. */
+#define SCRATCH_FIELDS(X)                                                                                  \
+	X(sidx) X(slist) X(tok) X(pos) X(dst) X(rows) X(lrows) X(atask) X(uidx) X(uhash) X(cs) X(x) X(h) X(q) \
+	X(qn) X(k) X(kn) X(v) X(att) X(gate) X(up) X(act) X(hout) X(lbuf)
 
 #define NPACK 7
 static const int PACKED[NPACK] = {IAPO_P_WQ, IAPO_P_WK, IAPO_P_WV, IAPO_P_WO, IAPO_P_WGATE, IAPO_P_WUP, IAPO_P_WDOWN};
@@ -193,21 +203,12 @@ void iapo_kv_reset(iapo_kv *kv, int b)
 	}
 }
 
-void iapo_kv_free(iapo_kv *kv)
+/* Frees the chunk scratch of kv (SCRATCH_FIELDS). */
+static void scratch_free(iapo_kv *kv)
 {
-	if (!kv) return;
-	iapo_free(kv->len);
-	iapo_free(kv->made);
-	iapo_free(kv->hw);
 	iapo_free(kv->sidx);
 	iapo_free(kv->slist);
-	iapo_free_aligned(kv->kb);
-	iapo_free_aligned(kv->vb);
-	iapo_free_aligned(kv->kc);
-	iapo_free_aligned(kv->vc);
-	iapo_free(kv->inv_freq);
 	iapo_free_aligned(kv->cs);
-	iapo_free_aligned(kv->ropet);
 	iapo_free(kv->tok);
 	iapo_free(kv->pos);
 	float **bufs[] = {&kv->x, &kv->h, &kv->q, &kv->qn, &kv->k, &kv->kn, &kv->v, &kv->att,
@@ -219,6 +220,23 @@ void iapo_kv_free(iapo_kv *kv)
 	iapo_free(kv->atask);
 	iapo_free(kv->uidx);
 	iapo_free(kv->uhash);
+}
+
+void iapo_kv_free(iapo_kv *kv)
+{
+	if (!kv) return;
+	iapo_free(kv->len);
+	iapo_free(kv->made);
+	iapo_free(kv->hw);
+	iapo_free_aligned(kv->kb);
+	iapo_free_aligned(kv->vb);
+	iapo_free_aligned(kv->kc);
+	iapo_free_aligned(kv->vc);
+	iapo_free(kv->inv_freq);
+	iapo_free_aligned(kv->ropet);
+	scratch_free(kv);
+	if (kv->twin) scratch_free(kv->twin);
+	iapo_free(kv->twin);
 	iapo_free_aligned(kv->wh);
 	for (int b = 0; b < 2; b++) {
 		if (kv->wp[b])
@@ -289,6 +307,42 @@ static iapo_status alloc_f(float **p, size_t n, const char *what)
 	return IAPO_OK;
 }
 
+/* The chunk scratch of kv (SCRATCH_FIELDS) for its S, Rmax and OUTG. */
+static iapo_status scratch_new(iapo_kv *kv)
+{
+	const iapo_config *c = &kv->w->cfg;
+	const size_t R = (size_t)kv->Rmax, G = (size_t)kv->OUTG, C = (size_t)c->C, Q = (size_t)c->NH * c->HD;
+	const size_t KV = (size_t)c->NKV * c->HD, F = (size_t)c->F, V = (size_t)c->V;
+	kv->sidx = iapo_malloc(sizeof(int) * (size_t)kv->S);
+	kv->slist = iapo_malloc(sizeof(int) * R);
+	kv->tok = iapo_malloc(sizeof(int) * R);
+	kv->pos = iapo_malloc(sizeof(int) * R);
+	kv->dst = iapo_malloc(sizeof(float *) * G);
+	kv->rows = iapo_malloc(sizeof(iapo_kv_row) * R);
+	kv->lrows = iapo_malloc(sizeof(iapo_kv_row) * R);
+	kv->atask = iapo_malloc(sizeof(int) * 3 * R * (size_t)c->NH);
+	kv->uidx = iapo_malloc(sizeof(int) * R);
+	kv->uhash = iapo_malloc(sizeof(int) * UHASH);
+	if (!kv->sidx || !kv->slist || !kv->tok || !kv->pos || !kv->dst || !kv->rows || !kv->lrows || !kv->atask ||
+	    !kv->uidx || !kv->uhash)
+		return iapo_fail(IAPO_ERR_NOMEM, "kv cache: out of memory");
+	for (int b = 0; b < kv->S; b++) kv->sidx[b] = -1;
+	IAPO_TRY(alloc_f(&kv->cs, R * (size_t)c->HD, "rope table"));
+	IAPO_TRY(alloc_f(&kv->x, R * C, "activations"));
+	IAPO_TRY(alloc_f(&kv->h, R * C, "activations"));
+	IAPO_TRY(alloc_f(&kv->q, R * Q, "activations"));
+	IAPO_TRY(alloc_f(&kv->qn, R * Q, "activations"));
+	IAPO_TRY(alloc_f(&kv->k, R * KV, "activations"));
+	IAPO_TRY(alloc_f(&kv->kn, R * KV, "activations"));
+	IAPO_TRY(alloc_f(&kv->v, R * KV, "activations"));
+	IAPO_TRY(alloc_f(&kv->att, R * Q, "activations"));
+	IAPO_TRY(alloc_f(&kv->gate, R * F, "activations"));
+	IAPO_TRY(alloc_f(&kv->up, R * F, "activations"));
+	IAPO_TRY(alloc_f(&kv->act, R * F, "activations"));
+	IAPO_TRY(alloc_f(&kv->hout, G * C, "activations"));
+	return alloc_f(&kv->lbuf, G * V, "logits");
+}
+
 iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
 {
 	*out = NULL;
@@ -298,8 +352,7 @@ iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
 	if (c->HD > HD_MAX || c->HD % 2)
 		return iapo_fail(IAPO_ERR_UNSUPPORTED, "kv cache: head_dim: expected an even number <= %d, found %d",
 				 HD_MAX, c->HD);
-	size_t L = (size_t)c->L, C = (size_t)c->C, Q = (size_t)c->NH * c->HD, KV = (size_t)c->NKV * c->HD;
-	size_t F = (size_t)c->F, V = (size_t)c->V;
+	size_t L = (size_t)c->L, KV = (size_t)c->NKV * c->HD;
 	iapo_kv *kv = iapo_calloc(1, sizeof *kv);
 	if (!kv) return iapo_fail(IAPO_ERR_NOMEM, "kv cache: out of memory");
 	kv->w = w;
@@ -309,54 +362,29 @@ iapo_status iapo_kv_new(const iapo_weights *w, int B, int Tmax, iapo_kv **out)
 	long rows = (long)B * Tmax;
 	kv->Rmax = rows < RMAX_CAP ? (int)rows : RMAX_CAP;
 	kv->OUTG = kv->Rmax < OUTG_CAP ? kv->Rmax : OUTG_CAP;
-	size_t R = (size_t)kv->Rmax, G = (size_t)kv->OUTG;
 	size_t cache = L * (size_t)B * (size_t)kv->Tpad * KV;
 	iapo_status st = IAPO_OK;
 	kv->len = iapo_calloc((size_t)B, sizeof(int));
 	kv->made = iapo_malloc(sizeof(int) * (size_t)B);
 	kv->hw = iapo_calloc((size_t)B, sizeof(int));
-	kv->sidx = iapo_malloc(sizeof(int) * (size_t)B);
-	kv->slist = iapo_malloc(sizeof(int) * R);
 	kv->inv_freq = iapo_malloc(sizeof(float) * (size_t)(c->HD / 2));
-	kv->tok = iapo_malloc(sizeof(int) * R);
-	kv->pos = iapo_malloc(sizeof(int) * R);
-	kv->dst = iapo_malloc(sizeof(float *) * G);
-	kv->rows = iapo_malloc(sizeof(iapo_kv_row) * R);
-	kv->lrows = iapo_malloc(sizeof(iapo_kv_row) * R);
-	kv->atask = iapo_malloc(sizeof(int) * 3 * R * (size_t)c->NH);
-	kv->uidx = iapo_malloc(sizeof(int) * R);
-	kv->uhash = iapo_malloc(sizeof(int) * UHASH);
-	if (!kv->len || !kv->made || !kv->hw || !kv->sidx || !kv->slist || !kv->inv_freq || !kv->tok || !kv->pos || !kv->dst || !kv->rows || !kv->lrows || !kv->atask ||
-	    !kv->uidx || !kv->uhash) {
+	if (!kv->len || !kv->made || !kv->hw || !kv->inv_freq) {
 		st = iapo_fail(IAPO_ERR_NOMEM, "kv cache: out of memory");
 		goto fail;
 	}
+	IAPO_CHECK(st, scratch_new(kv));
 	IAPO_CHECK(st, alloc_f(&kv->kc, cache, "key cache"));
 	IAPO_CHECK(st, alloc_f(&kv->vc, cache, "value cache"));
-	IAPO_CHECK(st, alloc_f(&kv->cs, R * (size_t)c->HD, "rope table"));
 	/* positions past Tmax too: the IAPO pass's postfix rows run to Tmax + K + N - 2 */
 	kv->ntab = Tmax + 64 < ROPE_TAB_MAX ? Tmax + 64 : ROPE_TAB_MAX;
 	IAPO_CHECK(st, alloc_f(&kv->ropet, (size_t)kv->ntab * c->HD, "rope table"));
-	IAPO_CHECK(st, alloc_f(&kv->x, R * C, "activations"));
-	IAPO_CHECK(st, alloc_f(&kv->h, R * C, "activations"));
-	IAPO_CHECK(st, alloc_f(&kv->q, R * Q, "activations"));
-	IAPO_CHECK(st, alloc_f(&kv->qn, R * Q, "activations"));
-	IAPO_CHECK(st, alloc_f(&kv->k, R * KV, "activations"));
-	IAPO_CHECK(st, alloc_f(&kv->kn, R * KV, "activations"));
-	IAPO_CHECK(st, alloc_f(&kv->v, R * KV, "activations"));
-	IAPO_CHECK(st, alloc_f(&kv->att, R * Q, "activations"));
-	IAPO_CHECK(st, alloc_f(&kv->gate, R * F, "activations"));
-	IAPO_CHECK(st, alloc_f(&kv->up, R * F, "activations"));
-	IAPO_CHECK(st, alloc_f(&kv->act, R * F, "activations"));
-	IAPO_CHECK(st, alloc_f(&kv->hout, G * C, "activations"));
-	IAPO_CHECK(st, alloc_f(&kv->lbuf, G * V, "logits"));
 	iapo_rope_inv_freq(c, kv->inv_freq);
 	for (int t0 = 0; t0 < kv->ntab; t0 += kv->Rmax) {
 		const int n = kv->ntab - t0 < kv->Rmax ? kv->ntab - t0 : kv->Rmax;
 		for (int i = 0; i < n; i++) kv->tok[i] = t0 + i;
 		iapo_rope_table(kv->ropet + (size_t)t0 * c->HD, kv->tok, n, c->HD, kv->inv_freq);
 	}
-	for (int b = 0; b < B; b++) kv->made[b] = SLOT_EMPTY, kv->sidx[b] = -1;
+	for (int b = 0; b < B; b++) kv->made[b] = SLOT_EMPTY;
 	*out = kv;
 	return IAPO_OK;
 fail:
@@ -1492,7 +1520,7 @@ static iapo_status check_range(const iapo_kv *kv, int seq, int start, int len, i
 	return IAPO_OK;
 }
 
-iapo_status iapo_kv_forward_rows(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits)
+static iapo_status check_rows(const iapo_kv *kv, const iapo_kv_row *rows, int R, const float *logits)
 {
 	const int V = kv->w->cfg.V;
 	if (R < 0) return iapo_fail(IAPO_ERR_ARG, "kv cache: rows: expected >= 0, found %d", R);
@@ -1511,10 +1539,120 @@ iapo_status iapo_kv_forward_rows(iapo_kv *kv, const iapo_kv_row *rows, int R, fl
 		if (x->out >= 0 && !logits)
 			return iapo_fail(IAPO_ERR_ARG, "kv cache: row %d: asks for logits but no buffer was given", r);
 	}
+	return IAPO_OK;
+}
+
+/* R checked rows, Rmax at a time. */
+static void run_rows(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits)
+{
 	for (int r0 = 0; r0 < R; r0 += kv->Rmax) {
 		int n = R - r0 < kv->Rmax ? R - r0 : kv->Rmax;
 		run_chunk(kv, rows + r0, n, logits);
 	}
+}
+
+iapo_status iapo_kv_forward_rows(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits)
+{
+	IAPO_TRY(check_rows(kv, rows, R, logits));
+	run_rows(kv, rows, R, logits);
+	return IAPO_OK;
+}
+
+/* Whether rows [0, split) and [split, R) are independent: neither half
+ * writes a slot that the other writes or reads (kv->sidx, -1 between calls,
+ * marks the first half's written slots 1, its read ones 2, both 3). */
+static int halves_apart(iapo_kv *kv, const iapo_kv_row *rows, int R, int split)
+{
+	int ok = 1;
+	for (int r = 0; r < split; r++) {
+		const iapo_kv_row *x = &rows[r];
+		kv->sidx[x->seq] = kv->sidx[x->seq] < 0 ? 1 : kv->sidx[x->seq] | 1;
+		kv->sidx[x->keys.seq0] = kv->sidx[x->keys.seq0] < 0 ? 2 : kv->sidx[x->keys.seq0] | 2;
+		if (x->keys.len1 > 0) kv->sidx[x->keys.seq1] = kv->sidx[x->keys.seq1] < 0 ? 2 : kv->sidx[x->keys.seq1] | 2;
+	}
+	for (int r = split; r < R && ok; r++) {
+		const iapo_kv_row *x = &rows[r];
+		const int s = kv->sidx[x->seq];
+		ok = s < 0 && (kv->sidx[x->keys.seq0] < 0 || !(kv->sidx[x->keys.seq0] & 1)) &&
+		     (x->keys.len1 <= 0 || kv->sidx[x->keys.seq1] < 0 || !(kv->sidx[x->keys.seq1] & 1));
+	}
+	for (int r = 0; r < split; r++) {
+		const iapo_kv_row *x = &rows[r];
+		kv->sidx[x->seq] = kv->sidx[x->keys.seq0] = -1;
+		if (x->keys.len1 > 0) kv->sidx[x->keys.seq1] = -1;
+	}
+	return ok;
+}
+
+/* The twin of kv, its shared fields as kv's now; NULL when it cannot be
+ * allocated. */
+static iapo_kv *twin_of(iapo_kv *kv)
+{
+	if (!kv->twin) {
+		iapo_kv *t = iapo_calloc(1, sizeof *t);
+		if (!t) return NULL;
+		t->w = kv->w, t->S = kv->S, t->Rmax = kv->Rmax, t->OUTG = kv->OUTG;
+		if (scratch_new(t) != IAPO_OK) {
+			scratch_free(t);
+			iapo_free(t);
+			iapo_clear_error();
+			return NULL;
+		}
+		kv->twin = t;
+	}
+	iapo_kv *t = kv->twin, own = *t;
+	*t = *kv;
+	t->twin = NULL;
+#define KEEP(f) t->f = own.f;
+	SCRATCH_FIELDS(KEEP)
+#undef KEEP
+	return t;
+}
+
+typedef struct {
+	iapo_kv *kv[2];
+	const iapo_kv_row *rows[2];
+	int n[2];
+	float *logits;
+} halves_job;
+
+static void halves_item(void *ctx, long i, int worker)
+{
+	(void)worker;
+	const halves_job *J = ctx;
+	run_rows(J->kv[i], J->rows[i], J->n[i], J->logits);
+}
+
+/* Whether every product of the halves takes the path it takes for all R
+ * rows in one chunk, so that every row's sums are the same bits: the
+ * packed path's do not depend on the rows beside a row, the direct path's
+ * (up to 16 rows) differ from them. So each half has HALF_MIN_ROWS rows at
+ * least, in all layers and in the last one (rows that ask for logits), and
+ * the vocabulary products' groups of OUTG rows are the whole's (the first
+ * half's logits rows a multiple of OUTG). */
+#define HALF_MIN_ROWS 32
+static int halves_same_paths(const iapo_kv *kv, const iapo_kv_row *rows, int R, int split)
+{
+	if (R > kv->Rmax || split < HALF_MIN_ROWS || R - split < HALF_MIN_ROWS) return 0;
+	int m0 = 0, m1 = 0;
+	for (int r = 0; r < R; r++)
+		if (rows[r].out >= 0) *(r < split ? &m0 : &m1) += 1;
+	if (m0 + m1 == 0) return 1;
+	return m0 >= HALF_MIN_ROWS && m1 >= HALF_MIN_ROWS && m0 % kv->OUTG == 0;
+}
+
+iapo_status iapo_kv_forward_rows_split(iapo_kv *kv, const iapo_kv_row *rows, int R, int split, float *logits)
+{
+	IAPO_TRY(check_rows(kv, rows, R, logits));
+	iapo_kv *t = NULL;
+	if (iapo_pool_threads() > 1 && halves_same_paths(kv, rows, R, split) && halves_apart(kv, rows, R, split))
+		t = twin_of(kv);
+	if (!t) {
+		run_rows(kv, rows, R, logits);
+		return IAPO_OK;
+	}
+	halves_job J = {{kv, t}, {rows, rows + split}, {split, R - split}, logits};
+	iapo_pool_for(2, halves_item, &J);
 	return IAPO_OK;
 }
 

@@ -172,4 +172,13 @@ int iapo_kv_attn_bf16_on(const iapo_kv *kv);
  * IAPO_ERR_ARG before anything is computed. */
 iapo_status iapo_kv_forward_rows(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits);
 
+/* iapo_kv_forward_rows(kv, rows, R, logits) with rows [0, split) and
+ * [split, R) side by side, each on one thread of the pool, when it has two
+ * and the halves are independent: neither writes a slot that the other
+ * writes or reads keys of. Otherwise (or when the second half's scratch,
+ * about what iapo_kv_new allocates besides the cache, cannot be had) one
+ * after the other. Every row's results are those of iapo_kv_forward_rows:
+ * a row's arithmetic does not depend on the rows beside it. */
+iapo_status iapo_kv_forward_rows_split(iapo_kv *kv, const iapo_kv_row *rows, int R, int split, float *logits);
+
 #endif

@@ -351,6 +351,16 @@ static void argmax_item(void *ctx, long j, int worker)
 	e->cur[j] = iapo_sample_argmax(e->logits + (size_t)j * e->V, e->V);
 }
 
+/* Where a chunk of c positions splits into two halves that share no
+ * scratch slot (iapo_kv_forward_rows_split): the whole slot nearest the
+ * middle; 0 when the chunk lies in one slot. */
+static int split_at(const iapo_info *e, int c)
+{
+	int j = (c / 2 + e->pslot / 2) / e->pslot * e->pslot;
+	if (j >= c) j -= e->pslot;
+	return j > 0 ? j : 0;
+}
+
 /* One chunk of c positions (e->ob, e->ot): postfix rows, then N − 1 greedy
  * answer steps; E of each position is the sum of its steps' entropies. */
 static iapo_status run_chunk(iapo_info *e, const iapo_info_batch *b, int c, float *E, int ld, long *rows)
@@ -359,7 +369,8 @@ static iapo_status run_chunk(iapo_info *e, const iapo_info_batch *b, int c, floa
 	int R = 0;
 	for (int j = 0; j < c; j++)
 		for (int i = 0; i < K; i++) position_row(e, b, j, i, e->postfix[i], i == K - 1 ? j : -1, &e->rows[R++]);
-	IAPO_TRY(iapo_kv_forward_rows(e->ckv, e->rows, R, e->logits));
+	const int half = split_at(e, c);
+	IAPO_TRY(iapo_kv_forward_rows_split(e->ckv, e->rows, R, half * K, e->logits));
 	*rows += R;
 	IAPO_TRY(entropies(e, c));
 	for (int j = 0; j < c; j++) E[(size_t)e->ob[j] * ld + e->ot[j]] = e->ent[j];
@@ -373,7 +384,7 @@ static iapo_status run_chunk(iapo_info *e, const iapo_info_batch *b, int c, floa
 					 "information estimator: sequence %d, position %d: no greedy answer token (NaN logits)",
 					 e->ob[bad], e->ot[bad]);
 		for (int j = 0; j < c; j++) position_row(e, b, j, K + s - 1, e->cur[j], j, &e->rows[j]);
-		IAPO_TRY(iapo_kv_forward_rows(e->ckv, e->rows, c, e->logits));
+		IAPO_TRY(iapo_kv_forward_rows_split(e->ckv, e->rows, c, half, e->logits));
 		*rows += c;
 		IAPO_TRY(entropies(e, c));
 		for (int j = 0; j < c; j++) E[(size_t)e->ob[j] * ld + e->ot[j]] += e->ent[j];

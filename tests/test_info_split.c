@@ -1,0 +1,147 @@
+/*
+ * test_info_split.c — iapo_kv_forward_rows_split (model/kvcache.c), which
+ * the IAPO information pass runs: the two halves of a chunk side by side,
+ * one per thread, the second through a copy of the cache's chunk scratch.
+ * On a tiny Qwen2 cache with two prefilled sequences, 64 positions of
+ * K = 2 postfix rows in scratch slot 2 and 64 in slot 3 (each half 128 rows,
+ * 64 of them asking for logits):
+ *  - split on 2 threads, the logits have the bits of iapo_kv_forward_rows
+ *    on 1 thread: fp32, then bf16 weights and attention (the copy follows the
+ *    cache's state: a copy left in fp32 gives other bits), then fp32 again;
+ *  - halves that are not independent (each half's rows read keys the other
+ *    half writes in the same call) run one after the other: the bits
+ *    of iapo_kv_forward_rows again, 10 times, with postfix tokens changed
+ *    every call, so that keys left from an earlier call would show;
+ *  - halves that cannot keep every product on its path give the whole's
+ *    bits too: a first half whose logits rows end in a group of 8 (the
+ *    whole's groups hold 64), and one of 8 positions.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/mem.h"
+#include "core/rng.h"
+#include "core/status.h"
+#include "kernels/kernels.h"
+#include "model/kvcache.h"
+#include "test.h"
+#include "test_decode_models.h"
+
+#define K 2     /* postfix rows per position */
+#define NPH 64  /* positions per half */
+#define TMAX 200
+
+/* Row i of position j: its K/V in scratch slot `slot`, entry K e + i; the
+ * prefix 3 + (j * 7) % 60 of sequence j % 2, then the position's rows
+ * 0..i; logits row j. */
+static void make_row(iapo_kv_row *w, int slot, int e, int j, int i, const int *post)
+{
+	const int base = K * e, len0 = 3 + (j * 7) % 60;
+	w->token = post[i];
+	w->pos = len0 + i;
+	w->seq = slot;
+	w->slot = base + i;
+	w->keys = (iapo_kv_keys){.seq0 = j % 2, .len0 = len0, .seq1 = slot, .start1 = base, .len1 = i + 1};
+	w->out = i == K - 1 ? j : -1;
+}
+
+/* Positions [0, n0) in slot 2, then [n0, n0 + n1) in slot 3, rows of one
+ * position together; returns the rows. */
+static int two_slots(iapo_kv_row *rows, int n0, int n1, const int *post)
+{
+	int x = 0;
+	for (int j = 0; j < n0 + n1; j++)
+		for (int i = 0; i < K; i++) make_row(&rows[x++], j < n0 ? 2 : 3, j < n0 ? j : j - n0, j, i, post);
+	return x;
+}
+
+/* Logits of rows (R of them) through iapo_kv_forward_rows on 1 thread (a)
+ * and split at `split` on 2 threads (b): the same bits. */
+static void same_bits(iapo_kv *kv, const iapo_kv_row *rows, int R, int split, float *a, float *b, size_t n,
+		      const char *what)
+{
+	memset(a, 0, sizeof(float) * n);
+	memset(b, 0, sizeof(float) * n);
+	iapo_set_threads(1);
+	CHECK(iapo_kv_forward_rows(kv, rows, R, a) == IAPO_OK, "%s: rows: %s", what, iapo_errmsg());
+	iapo_set_threads(2);
+	CHECK(iapo_kv_forward_rows_split(kv, rows, R, split, b) == IAPO_OK, "%s: split: %s", what, iapo_errmsg());
+	CHECK(!memcmp(a, b, sizeof(float) * n), "%s: split on 2 threads: other bits than 1 thread in one piece", what);
+}
+
+static void test_split(void)
+{
+	iapo_weights w;
+	iapo_kv *kv = NULL;
+	iapo_config cfg = tiny_config(TINY_QWEN2);
+	if (tiny_weights_cfg(&cfg, 611, 79, &w)) {
+		CHECK(0, "setup: out of memory");
+		return;
+	}
+	CHECK(iapo_kv_new(&w, 4, TMAX, &kv) == IAPO_OK, "kv_new: %s", iapo_errmsg());
+	const int V = w.cfg.V, R = 2 * NPH * K, NO = 2 * NPH;
+	int seq[2][TMAX], post[K], post2[K];
+	iapo_rng r;
+	iapo_rng_seed(&r, 43, 1, 2, 0);
+	for (int s = 0; s < 2; s++)
+		for (int t = 0; t < TMAX; t++) seq[s][t] = (int)iapo_rng_below(&r, (uint64_t)V);
+	for (int i = 0; i < K; i++) post[i] = (int)iapo_rng_below(&r, (uint64_t)V), post2[i] = (post[i] + 1 + i) % V;
+	iapo_kv_row *rows = malloc(sizeof(iapo_kv_row) * (R + 8 * K));
+	float *a = malloc(sizeof(float) * (size_t)(NO + 8) * V), *b = malloc(sizeof(float) * (size_t)(NO + 8) * V);
+	float *lg = malloc(sizeof(float) * 4 * V);
+	if (!kv || !rows || !a || !b || !lg) {
+		CHECK(0, "setup: %s", iapo_errmsg());
+		goto done;
+	}
+	const int *tok[4] = {seq[0], seq[1], NULL, NULL};
+	int n[4] = {140, 70, 0, 0};
+	CHECK(iapo_kv_forward(kv, tok, n, lg) == IAPO_OK, "prefill: %s", iapo_errmsg());
+	const size_t nl = (size_t)NO * V;
+
+	/* independent halves: NPH positions in slot 2, NPH in slot 3 */
+	two_slots(rows, NPH, NPH, post);
+	same_bits(kv, rows, R, NPH * K, a, b, nl, "fp32");
+	CHECK(iapo_kv_use_bf16(kv, 1) == IAPO_OK, "bf16: %s", iapo_errmsg());
+	const int slots[4] = {0, 1, 2, 3};
+	CHECK(iapo_kv_attn_bf16(kv, 1, slots, 4) == IAPO_OK, "bf16 attention: %s", iapo_errmsg());
+	same_bits(kv, rows, R, NPH * K, a, b, nl, "bf16 weights and attention");
+	CHECK(iapo_kv_attn_bf16(kv, 0, NULL, 0) == IAPO_OK, "fp32 attention: %s", iapo_errmsg());
+	CHECK(iapo_kv_use_bf16(kv, 0) == IAPO_OK, "fp32: %s", iapo_errmsg());
+	same_bits(kv, rows, R, NPH * K, a, b, nl, "fp32 again");
+
+	/* dependent halves: the first half holds the second row of positions
+	 * [0, NPH) and the first of the others, the second half the rest, so
+	 * each half reads a key the other writes (a chunk stores every row's
+	 * K/V before any row attends); new postfix tokens every call, so that a
+	 * key left from the call before would show */
+	for (int round = 0; round < 10; round++) {
+		for (int j = 0; j < NO; j++)
+			for (int i = 0; i < K; i++)
+				make_row(&rows[(i == (j < NPH)) ? j : NO + j], j < NPH ? 2 : 3, j % NPH, j, i,
+					 round % 2 ? post : post2);
+		same_bits(kv, rows, R, NO, a, b, nl, "dependent halves");
+	}
+
+	/* a first half of 72 positions: in one piece its last 8 logits rows
+	 * would be a vocabulary product of their own (direct path), where the
+	 * whole puts them in a group of 64: one piece */
+	int x = two_slots(rows, 72, NPH, post);
+	same_bits(kv, rows, x, 72 * K, a, b, (size_t)(72 + NPH) * V, "72 positions in the first half");
+	/* too few rows in the first half (8 positions): one piece */
+	x = two_slots(rows, 8, NPH, post);
+	same_bits(kv, rows, x, 8 * K, a, b, (size_t)(8 + NPH) * V, "a short first half");
+done:
+	free(rows);
+	free(a);
+	free(b);
+	free(lg);
+	iapo_kv_free(kv);
+	iapo_free_aligned(w.block);
+}
+
+int main(void)
+{
+	(void)tiny_weights, (void)tiny_full_logits; /* the header's, for other tests */
+	RUN(test_split);
+	TEST_END();
+}
