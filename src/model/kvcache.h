@@ -12,7 +12,8 @@
  *    go and which cached keys it attends to (a prefix of one slot plus an
  *    optional range of another). The IAPO information pass uses it to let
  *    many postfix rows attend to different-length prefixes of one sequence
- *    without copying the cache.
+ *    without copying the cache; iapo_kv_forward_rows_split runs two
+ *    independent halves of such rows side by side, one per thread.
  * Either way every row of a call goes through each weight matrix in one GEMM
  * (in chunks of at most iapo_kv_max_rows rows), and only rows that ask for
  * logits are projected to the vocabulary; in the last layer a row that asks
