@@ -8,8 +8,8 @@
  *  - split on 2 threads, the logits have the bits of iapo_kv_forward_rows
  *    on 1 thread: fp32, then bf16 weights and attention (the copy follows the
  *    cache's state: a copy left in fp32 gives other bits), then fp32 again;
- *  - halves that are not independent (each half's rows read keys the other
- *    half writes in the same call) run one after the other: the bits
+ *  - halves that are not independent (the first half's rows read keys the
+ *    second half writes in the same call) run one after the other: the bits
  *    of iapo_kv_forward_rows again, 10 times, with postfix tokens changed
  *    every call, so that keys left from an earlier call would show;
  *  - halves that cannot keep every product on its path give the whole's
@@ -55,17 +55,18 @@ static int two_slots(iapo_kv_row *rows, int n0, int n1, const int *post)
 	return x;
 }
 
-/* Logits of rows (R of them) through iapo_kv_forward_rows on 1 thread (a)
- * and split at `split` on 2 threads (b): the same bits. */
+/* Logits of rows (R of them) split at `split` on 2 threads (b), then
+ * through iapo_kv_forward_rows on 1 thread (a): the same bits. The split
+ * call comes first, so that it meets the keys of the call before. */
 static void same_bits(iapo_kv *kv, const iapo_kv_row *rows, int R, int split, float *a, float *b, size_t n,
 		      const char *what)
 {
 	memset(a, 0, sizeof(float) * n);
 	memset(b, 0, sizeof(float) * n);
-	iapo_set_threads(1);
-	CHECK(iapo_kv_forward_rows(kv, rows, R, a) == IAPO_OK, "%s: rows: %s", what, iapo_errmsg());
 	iapo_set_threads(2);
 	CHECK(iapo_kv_forward_rows_split(kv, rows, R, split, b) == IAPO_OK, "%s: split: %s", what, iapo_errmsg());
+	iapo_set_threads(1);
+	CHECK(iapo_kv_forward_rows(kv, rows, R, a) == IAPO_OK, "%s: rows: %s", what, iapo_errmsg());
 	CHECK(!memcmp(a, b, sizeof(float) * n), "%s: split on 2 threads: other bits than 1 thread in one piece", what);
 }
 
@@ -109,17 +110,21 @@ static void test_split(void)
 	CHECK(iapo_kv_use_bf16(kv, 0) == IAPO_OK, "fp32: %s", iapo_errmsg());
 	same_bits(kv, rows, R, NPH * K, a, b, nl, "fp32 again");
 
-	/* dependent halves: the first half holds the second row of positions
-	 * [0, NPH) and the first of the others, the second half the rest, so
-	 * each half reads a key the other writes (a chunk stores every row's
-	 * K/V before any row attends); new postfix tokens every call, so that a
-	 * key left from the call before would show */
+	/* dependent halves: the first half holds the second rows of positions
+	 * [0, NPH), which read the first rows' keys (a chunk stores every row's
+	 * K/V before any row attends), the second half those first rows and
+	 * both rows of [NPH, 2 NPH). Run side by side, the short first half
+	 * (the caller's item, started first) would attend before the long
+	 * second one stored them; new postfix tokens every call, so that a key
+	 * left from the call before would show */
 	for (int round = 0; round < 10; round++) {
-		for (int j = 0; j < NO; j++)
-			for (int i = 0; i < K; i++)
-				make_row(&rows[(i == (j < NPH)) ? j : NO + j], j < NPH ? 2 : 3, j % NPH, j, i,
-					 round % 2 ? post : post2);
-		same_bits(kv, rows, R, NO, a, b, nl, "dependent halves");
+		const int *p = round % 2 ? post : post2;
+		int y = 0;
+		for (int j = 0; j < NPH; j++) make_row(&rows[y++], 2, j, j, 1, p);
+		for (int j = NPH; j < NO; j++)
+			for (int i = 0; i < K; i++) make_row(&rows[y++], 3, j - NPH, j, i, p);
+		for (int j = 0; j < NPH; j++) make_row(&rows[y++], 2, j, j, 0, p);
+		same_bits(kv, rows, R, NPH, a, b, nl, "dependent halves");
 	}
 
 	/* a first half of 72 positions: in one piece its last 8 logits rows
