@@ -116,6 +116,16 @@ double iapo_mem_kv(const iapo_config *c, int B, int Tmax)
 	return 4.0 * (cache + scratch) + R * KV_ROW_BYTES + 4.0 * B;
 }
 
+double iapo_mem_kv_half(const iapo_config *c, int B, int Tmax)
+{
+	const double C = c->C, Q = (double)c->NH * c->HD, KV = (double)c->NKV * c->HD, F = c->F;
+	double R = (double)B * Tmax;
+	if (R > KV_RMAX) R = KV_RMAX;
+	const double G = R < KV_OUTG ? R : KV_OUTG;
+	const double scratch = R * c->HD + 2 * R * C + 3 * R * Q + 3 * R * KV + 3 * R * F + G * C + G * c->V;
+	return 4.0 * scratch + R * KV_ROW_BYTES + 4.0 * B;
+}
+
 double iapo_mem_kv_bf16(const iapo_config *c, int B, int Tmax)
 {
 	if (c->HD % 16) return 0; /* kvcache.c attends in fp32 then */
@@ -152,7 +162,7 @@ double iapo_mem_packs(const iapo_config *c, int bf16)
 }
 
 double iapo_mem_info(const iapo_config *c, int Bmax, int Tmax, int n_postfix, int answer_tokens, int chunk,
-		     int own_cache, int attn_bf16)
+		     int own_cache, int attn_bf16, int threads)
 {
 	const int answer = n_postfix > 0;
 	const double K = answer ? n_postfix : 0, Na = answer ? (answer_tokens > 0 ? answer_tokens : 1) : 1;
@@ -182,7 +192,13 @@ double iapo_mem_info(const iapo_config *c, int Bmax, int Tmax, int n_postfix, in
 	const int slots = Bmax + (int)nscratch;
 	const double kv = own_cache ? iapo_mem_kv(c, slots, (int)Tkv) + (attn_bf16 ? iapo_mem_kv_bf16(c, slots, (int)Tkv) : 0)
 				    : 0;
-	return kv + nrows * KV_ROW_BYTES + nlog * (V4 + 12.0) + 4.0 * ch;
+	/* on 2 threads or more a chunk that spans two scratch slots runs its
+	 * halves side by side, the second in a twin's scratch of the cache the
+	 * pass works in; counted at its own cache's size (the rollout's, where
+	 * it works in that one, has as many rows at any real size: both cap at
+	 * KV_RMAX) */
+	const double twin = answer && threads > 1 && ch > per_slot ? iapo_mem_kv_half(c, slots, (int)Tkv) : 0;
+	return kv + twin + nrows * KV_ROW_BYTES + nlog * (V4 + 12.0) + 4.0 * ch;
 }
 
 double iapo_mem_dir_bytes(const char *dir, const char *suffix)
@@ -287,7 +303,7 @@ iapo_status iapo_mem_plan_info(iapo_mem_plan *p, const char *model_dir, int max_
 	IAPO_TRY(plan_model(p, model_dir, &c, threads, &load));
 	if (max_len < 1) max_len = 1;
 	double gen = iapo_mem_generate(&c, 1, max_len, threads) + iapo_mem_bf16_weights(&c);
-	double info = iapo_mem_info(&c, 1, max_len, POSTFIX_TOKENS, answer_tokens, chunk, 1, 0);
+	double info = iapo_mem_info(&c, 1, max_len, POSTFIX_TOKENS, answer_tokens, chunk, 1, 0, threads);
 	iapo_mem_add(p, "KV cache and logits", "--max-tokens", gen);
 	iapo_mem_add(p, "information estimator", "--chunk, --max-tokens", info);
 	add_load(p, load, gen + info);
@@ -382,10 +398,10 @@ iapo_status iapo_mem_plan_train(iapo_mem_plan *p, const iapo_train_opts *o)
 	x = 0;
 	if (iapo)
 		x = iapo_mem_info(&c, batch, Tmax, POSTFIX_TOKENS, (int)o->answer_tokens, (int)o->info_chunk, !reuse,
-				  attn_bf16) +
+				  attn_bf16, threads) +
 		    8.0 * n_loc * (Tmax + 1);
 	else if (!strcmp(o->algo, "gtpo"))
-		x = iapo_mem_info(&c, batch, Tmax, 0, 1, 0, 1, 0) + 4.0 * n_loc * (Tc + 1);
+		x = iapo_mem_info(&c, batch, Tmax, 0, 1, 0, 1, 0, threads) + 4.0 * n_loc * (Tc + 1);
 	iapo_mem_add(p, "information estimator", "--info-chunk, --max-completion-tokens", x);
 	run += x;
 	/* trainer.c: 4 per-token arrays of the step, 9 of the micro-batch,

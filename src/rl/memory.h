@@ -63,6 +63,10 @@ double iapo_mem_weights(const iapo_config *c);
 double iapo_mem_fwd(const iapo_config *c, int B, int T, int with_backward);
 /* iapo_kv_new(B, Tmax): the caches, a chunk's scratch, its logits rows. */
 double iapo_mem_kv(const iapo_config *c, int B, int Tmax);
+/* The chunk scratch (not the caches) of a cache's twin: what
+ * iapo_kv_forward_rows_split allocates on its first split, for the second
+ * half's rows. */
+double iapo_mem_kv_half(const iapo_config *c, int B, int Tmax);
 /* The bf16 copy of the K/V that a bf16 information pass attends over
  * (iapo_kv_attn_bf16, allocated on its first call and kept): half the fp32
  * cache; 0 for head dims that keep fp32 attention. */
@@ -82,9 +86,10 @@ double iapo_mem_packs(const iapo_config *c, int bf16);
  * (next-token mode when n_postfix == 0), answer_tokens, chunk (0 = automatic
  * within the default budget); own_cache: with the KV cache it makes for
  * itself (0 when it works in the rollout's, as IAPO's hook does), and then
- * attn_bf16: with that cache's bf16 copy (a bf16 pass attends in bf16). */
+ * attn_bf16: with that cache's bf16 copy (a bf16 pass attends in bf16);
+ * on `threads` threads (2 or more: a twin's scratch for split chunks). */
 double iapo_mem_info(const iapo_config *c, int Bmax, int Tmax, int n_postfix, int answer_tokens, int chunk,
-		     int own_cache, int attn_bf16);
+		     int own_cache, int attn_bf16, int threads);
 /* Sum of the sizes of the regular files in dir whose names end in suffix
  * (e.g. ".safetensors"); 0 when dir cannot be read. */
 double iapo_mem_dir_bytes(const char *dir, const char *suffix);
