@@ -14,7 +14,13 @@
  *    every call, so that keys left from an earlier call would show;
  *  - halves that cannot keep every product on its path give the whole's
  *    bits too: a first half whose logits rows end in a group of 8 (the
- *    whole's groups hold 64), and one of 8 positions.
+ *    whole's groups hold 64), one of 8 positions, and halves of 40 and 40
+ *    logits rows (the whole's second group holds 16); halves of 32 and 32
+ *    (the whole one group of 64) split, with the same bits.
+ * And the information pass over a cache whose slots hold more positions
+ * than a chunk (the trainer's lengths): with two scratch slots, each chunk's
+ * halves go one to each and split (K = 3 and K = 8 postfix tokens, fp32 and
+ * bf16), with the bits of one scratch slot (no split) and of 1 thread.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +30,7 @@
 #include "core/status.h"
 #include "kernels/kernels.h"
 #include "model/kvcache.h"
+#include "rl/info.h"
 #include "test.h"
 #include "test_decode_models.h"
 
@@ -135,6 +142,17 @@ static void test_split(void)
 	/* too few rows in the first half (8 positions): one piece */
 	x = two_slots(rows, 8, NPH, post);
 	same_bits(kv, rows, x, 8 * K, a, b, (size_t)(8 + NPH) * V, "a short first half");
+	/* 40 and 40 logits rows: the whole's last 16 take the direct path, the
+	 * second half's the packed one: one piece */
+	long s0 = iapo_kv_splits(kv);
+	x = two_slots(rows, 40, 40, post);
+	same_bits(kv, rows, x, 40 * K, a, b, (size_t)80 * V, "40 and 40 logits rows");
+	CHECK(iapo_kv_splits(kv) == s0, "40 and 40 logits rows: split");
+	/* 32 and 32: every group of the whole and of the halves packed: split */
+	x = two_slots(rows, 32, 32, post);
+	same_bits(kv, rows, x, 32 * K, a, b, (size_t)64 * V, "32 and 32 logits rows");
+	CHECK(iapo_kv_splits(kv) == s0 + 1, "32 and 32 logits rows: expected a split, found %ld",
+	      iapo_kv_splits(kv) - s0);
 done:
 	free(rows);
 	free(a);
@@ -144,9 +162,77 @@ done:
 	iapo_free_aligned(w.block);
 }
 
+#define PT 520 /* positions per slot: 65..173 chunk positions fit one */
+#define PP 8
+#define PC 150
+
+/* The pass with K postfix tokens (automatic chunk) over sequences 0 and 1
+ * of kv, scratch slots 2 and 3 (both, or slot 2 only), on `threads`. */
+static void pass(const iapo_weights *w, iapo_kv *kv, int K_, int bf16, int nscratch, int threads, const int *const *pr,
+		 const int *const *co, float *E, float *C)
+{
+	int post[8], plen[2] = {PP, PP}, clen[2] = {PC, PC}, slot[2] = {0, 1};
+	for (int i = 0; i < K_; i++) post[i] = (13 * i + 5) % w->cfg.V;
+	iapo_info_opts o = iapo_info_defaults();
+	o.postfix = post;
+	o.n_postfix = K_;
+	o.bf16 = bf16;
+	iapo_info *e = NULL;
+	CHECK(iapo_info_new(w, 2, PT, &o, &e) == IAPO_OK, "info_new: %s", iapo_errmsg());
+	if (!e) return;
+	iapo_info_batch b = {.n = 2, .prompts = pr, .plen = plen, .comps = co, .clen = clen};
+	iapo_info_cache c = {.kv = kv, .slot = slot, .scratch0 = 2, .nscratch = nscratch};
+	iapo_set_threads(threads);
+	CHECK(iapo_info_compute_cached(e, &c, &b, E, C, PC + 1, NULL) == IAPO_OK, "pass: %s", iapo_errmsg());
+	iapo_set_threads(1);
+	iapo_info_free(e);
+}
+
+static void test_pass_halves(void)
+{
+	iapo_weights w;
+	iapo_kv *kv = NULL;
+	iapo_config cfg = tiny_config(TINY_QWEN2);
+	if (tiny_weights_cfg(&cfg, 611, 79, &w)) {
+		CHECK(0, "setup: out of memory");
+		return;
+	}
+	CHECK(iapo_kv_new(&w, 4, PT, &kv) == IAPO_OK, "kv_new: %s", iapo_errmsg());
+	static int seq[2][PP + PC];
+	static float E[3][2 * (PC + 1)], C[3][2 * (PC + 1)];
+	iapo_rng r;
+	iapo_rng_seed(&r, 47, 1, 2, 0);
+	for (int s = 0; s < 2; s++)
+		for (int t = 0; t < PP + PC; t++) seq[s][t] = (int)iapo_rng_below(&r, (uint64_t)w.cfg.V);
+	const int *tok[4] = {seq[0], seq[1], NULL, NULL}, *pr[2] = {seq[0], seq[1]}, *co[2] = {seq[0] + PP, seq[1] + PP};
+	int n[4] = {PP + PC - 1, PP + PC - 1, 0, 0};
+	float *lg = malloc(sizeof(float) * 4 * (size_t)w.cfg.V);
+	if (!kv || !lg || iapo_kv_forward(kv, tok, n, lg) != IAPO_OK) {
+		CHECK(0, "setup: %s", iapo_errmsg());
+		goto done;
+	}
+	for (int k = 0; k < 4; k++) {
+		const int K_ = k < 2 ? 3 : 8, bf16 = k % 2;
+		const long s0 = iapo_kv_splits(kv);
+		pass(&w, kv, K_, bf16, 2, 2, pr, co, E[0], C[0]);
+		CHECK(iapo_kv_splits(kv) > s0, "K = %d, bf16 %d: two scratch slots on 2 threads: no split", K_, bf16);
+		pass(&w, kv, K_, bf16, 1, 2, pr, co, E[1], C[1]);
+		pass(&w, kv, K_, bf16, 2, 1, pr, co, E[2], C[2]);
+		CHECK(!memcmp(E[0], E[1], sizeof E[0]) && !memcmp(C[0], C[1], sizeof C[0]),
+		      "K = %d, bf16 %d: two scratch slots: other bits than one", K_, bf16);
+		CHECK(!memcmp(E[0], E[2], sizeof E[0]) && !memcmp(C[0], C[2], sizeof C[0]),
+		      "K = %d, bf16 %d: 2 threads: other bits than 1", K_, bf16);
+	}
+done:
+	free(lg);
+	iapo_kv_free(kv);
+	iapo_free_aligned(w.block);
+}
+
 int main(void)
 {
 	(void)tiny_weights, (void)tiny_full_logits; /* the header's, for other tests */
 	RUN(test_split);
+	RUN(test_pass_halves);
 	TEST_END();
 }

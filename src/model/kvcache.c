@@ -47,7 +47,7 @@
 #include "kernels/pool.h"
 
 #define HD_MAX 512   /* head dims in use are 64..256; HD_MAX <= VB_FLOATS */
-#define KT 64        /* keys per attention tile; the K cache stores each tile as (HD, KT) */
+#define KT IAPO_KV_KEY_TILE /* keys per attention tile; the K cache stores each tile as (HD, KT) */
 #define RMAX_CAP 512 /* rows per chunk: enough for GEMM efficiency, bounded scratch */
 #define OUTG_CAP 64  /* rows per vocabulary GEMM */
 #define UHASH (4 * RMAX_CAP) /* share_rows' table: a power of two, at least twice Rmax */
@@ -113,6 +113,7 @@ struct iapo_kv {
 	 * its own chunk scratch (the fields of SCRATCH_FIELDS), made on first
 	 * use; NULL when none */
 	struct iapo_kv *twin;
+	long nsplit; /* calls that ran as two halves (iapo_kv_splits) */
 };
 
 /* The fields a chunk writes (scratch of one run_chunk at a time); the rest
@@ -1628,9 +1629,19 @@ static void halves_item(void *ctx, long i, int worker)
  * packed path's do not depend on the rows beside a row, the direct path's
  * (up to 16 rows) differ from them. So each half has HALF_MIN_ROWS rows at
  * least, in all layers and in the last one (rows that ask for logits), and
- * the vocabulary products' groups of OUTG rows are the whole's (the first
- * half's logits rows a multiple of OUTG). */
+ * each logits row's vocabulary product (OUTG rows at a time) takes the
+ * packed path in its half as in the whole, or both take the direct path
+ * with the same rows: the halves' groups are the whole's (the first half's
+ * logits rows a multiple of OUTG), or no group of the whole or of either
+ * half is short (HALF_MIN_ROWS at least: 32 and 32 logits rows, the
+ * information pass's chunk of 64 positions at 8 postfix tokens, whose
+ * whole is one group of 64). */
 #define HALF_MIN_ROWS 32
+static int groups_packed(const iapo_kv *kv, int m)
+{
+	return m % kv->OUTG == 0 || m % kv->OUTG >= HALF_MIN_ROWS;
+}
+
 static int halves_same_paths(const iapo_kv *kv, const iapo_kv_row *rows, int R, int split)
 {
 	if (R > kv->Rmax || split < HALF_MIN_ROWS || R - split < HALF_MIN_ROWS) return 0;
@@ -1638,7 +1649,8 @@ static int halves_same_paths(const iapo_kv *kv, const iapo_kv_row *rows, int R, 
 	for (int r = 0; r < R; r++)
 		if (rows[r].out >= 0) *(r < split ? &m0 : &m1) += 1;
 	if (m0 + m1 == 0) return 1;
-	return m0 >= HALF_MIN_ROWS && m1 >= HALF_MIN_ROWS && m0 % kv->OUTG == 0;
+	return m0 >= HALF_MIN_ROWS && m1 >= HALF_MIN_ROWS &&
+	       (m0 % kv->OUTG == 0 || (groups_packed(kv, m0) && groups_packed(kv, m1) && groups_packed(kv, m0 + m1)));
 }
 
 iapo_status iapo_kv_forward_rows_split(iapo_kv *kv, const iapo_kv_row *rows, int R, int split, float *logits)
@@ -1653,8 +1665,11 @@ iapo_status iapo_kv_forward_rows_split(iapo_kv *kv, const iapo_kv_row *rows, int
 	}
 	halves_job J = {{kv, t}, {rows, rows + split}, {split, R - split}, logits};
 	iapo_pool_for(2, halves_item, &J);
+	kv->nsplit++;
 	return IAPO_OK;
 }
+
+long iapo_kv_splits(const iapo_kv *kv) { return kv->nsplit; }
 
 iapo_status iapo_kv_forward(iapo_kv *kv, const int *const *tokens, const int *n, float *logits)
 {

@@ -182,4 +182,12 @@ iapo_status iapo_kv_forward_rows(iapo_kv *kv, const iapo_kv_row *rows, int R, fl
  * a row's arithmetic does not depend on the rows beside it. */
 iapo_status iapo_kv_forward_rows_split(iapo_kv *kv, const iapo_kv_row *rows, int R, int split, float *logits);
 
+/* How many iapo_kv_forward_rows_split calls on kv ran as two halves. */
+long iapo_kv_splits(const iapo_kv *kv);
+
+/* Keys per attention tile: a row's attention sums its keys in the order
+ * their offsets within tiles of this many entries of the slot give, so
+ * rows whose second span moves by a multiple of it keep their bits. */
+#define IAPO_KV_KEY_TILE 64
+
 #endif

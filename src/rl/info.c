@@ -6,9 +6,10 @@
  * completion at their true positions); slots Bmax.. are scratch. Position j
  * of a chunk owns W = K + N − 1 consecutive scratch entries (its postfix
  * rows, then its greedy answer rows) at slot Bmax + j / per_slot, offset
- * (j % per_slot) · W. Rows of one position are issued in order, so each reads
- * the K/V its predecessors stored (kvcache.h: a row sees keys written by
- * earlier rows of the same call).
+ * (j % per_slot) · W (per_slot smaller, a chunk's half, where the chunk fits
+ * one slot and the cache has two: halves_pslot). Rows of one position are
+ * issued in order, so each reads the K/V its predecessors stored
+ * (kvcache.h: a row sees keys written by earlier rows of the same call).
  */
 #include "rl/info.h"
 
@@ -351,6 +352,25 @@ static void argmax_item(void *ctx, long j, int worker)
 	e->cur[j] = iapo_sample_argmax(e->logits + (size_t)j * e->V, e->V);
 }
 
+static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
+
+/* Positions per scratch slot for this call's chunks (e->cap positions, pslot
+ * of them fit one slot, ns slots free). A chunk that fits one slot puts its
+ * first half in one slot and its second in the next when there are two, so
+ * that split_at finds a slot boundary at its middle and the halves run side
+ * by side (the trainer's lengths: a slot holds thousands of positions, a
+ * chunk 512 / K). The half is rounded up to whole tiles of keys: every
+ * position's entries keep their offsets within a tile, so its attention
+ * sums in the same order as in one slot (the same bits, one slot or two,
+ * any thread count); no split where that leaves no second half. */
+static int halves_pslot(const iapo_info *e, int pslot, int ns)
+{
+	if (ns < 2 || e->cap > pslot) return pslot;
+	const int u = IAPO_KV_KEY_TILE / gcd(e->W, IAPO_KV_KEY_TILE);
+	const int h = ((e->cap + 1) / 2 + u - 1) / u * u;
+	return h < e->cap ? h : pslot;
+}
+
 /* Where a chunk of c positions splits into two halves that share no
  * scratch slot (iapo_kv_forward_rows_split): the whole slot nearest the
  * middle; 0 when the chunk lies in one slot. */
@@ -601,6 +621,7 @@ iapo_status iapo_info_compute_cached(iapo_info *e, const iapo_info_cache *c, con
 	e->S0 = c->scratch0;
 	e->pslot = next ? 1 : iapo_kv_tmax(c->kv) / e->W;
 	e->cap = next ? e->chunk : (e->chunk < c->nscratch * e->pslot ? e->chunk : c->nscratch * e->pslot);
+	if (!next) e->pslot = halves_pslot(e, e->pslot, c->nscratch);
 	/* C_t (t < L) from the rollout when it gave them, else recomputed */
 	float *dst = next ? E : C;
 	const int all_c = dst && !c->C;
