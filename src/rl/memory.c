@@ -192,12 +192,13 @@ double iapo_mem_info(const iapo_config *c, int Bmax, int Tmax, int n_postfix, in
 	const int slots = Bmax + (int)nscratch;
 	const double kv = own_cache ? iapo_mem_kv(c, slots, (int)Tkv) + (attn_bf16 ? iapo_mem_kv_bf16(c, slots, (int)Tkv) : 0)
 				    : 0;
-	/* on 2 threads or more a chunk that spans two scratch slots runs its
-	 * halves side by side, the second in a twin's scratch of the cache the
-	 * pass works in; counted at its own cache's size (the rollout's, where
-	 * it works in that one, has as many rows at any real size: both cap at
-	 * KV_RMAX) */
-	const double twin = answer && threads > 1 && ch > per_slot ? iapo_mem_kv_half(c, slots, (int)Tkv) : 0;
+	/* on 2 threads or more a chunk runs its halves side by side, the
+	 * second in a twin's scratch of the cache the pass works in: in its own
+	 * cache when a chunk spans two scratch slots, in the rollout's (two
+	 * scratch slots at least, one half in each) at any length. Counted at
+	 * its own cache's size (the rollout's has as many rows at any real
+	 * size: both cap at KV_RMAX). */
+	const double twin = answer && threads > 1 && (ch > per_slot || !own_cache) ? iapo_mem_kv_half(c, slots, (int)Tkv) : 0;
 	return kv + twin + nrows * KV_ROW_BYTES + nlog * (V4 + 12.0) + 4.0 * ch;
 }
 
