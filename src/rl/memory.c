@@ -104,18 +104,8 @@ double iapo_mem_fwd(const iapo_config *c, int B, int T, int with_backward)
 	return 4.0 * floats + 4.0 * (2.0 * B + 4.0 * N);
 }
 
-double iapo_mem_kv(const iapo_config *c, int B, int Tmax)
-{
-	const double L = c->L, C = c->C, Q = (double)c->NH * c->HD, KV = (double)c->NKV * c->HD, F = c->F;
-	double R = (double)B * Tmax;
-	if (R > KV_RMAX) R = KV_RMAX;
-	const double G = R < KV_OUTG ? R : KV_OUTG;
-	const double cache = 2.0 * L * B * (double)Tmax * KV;
-	/* the scratch begins with the RoPE table of positions [0, Tmax + 64) */
-	const double scratch = ((double)Tmax + 64) * c->HD + R * c->HD + 2 * R * C + 3 * R * Q + 3 * R * KV + 3 * R * F + G * C + G * c->V;
-	return 4.0 * (cache + scratch) + R * KV_ROW_BYTES + 4.0 * B;
-}
-
+/* A cache's chunk scratch without the RoPE table: part of what
+ * iapo_kv_new allocates, and all of what a twin of the cache does. */
 double iapo_mem_kv_half(const iapo_config *c, int B, int Tmax)
 {
 	const double C = c->C, Q = (double)c->NH * c->HD, KV = (double)c->NKV * c->HD, F = c->F;
@@ -124,6 +114,14 @@ double iapo_mem_kv_half(const iapo_config *c, int B, int Tmax)
 	const double G = R < KV_OUTG ? R : KV_OUTG;
 	const double scratch = R * c->HD + 2 * R * C + 3 * R * Q + 3 * R * KV + 3 * R * F + G * C + G * c->V;
 	return 4.0 * scratch + R * KV_ROW_BYTES + 4.0 * B;
+}
+
+double iapo_mem_kv(const iapo_config *c, int B, int Tmax)
+{
+	const double cache = 2.0 * c->L * B * (double)Tmax * c->NKV * c->HD;
+	/* the RoPE table of positions [0, Tmax + 64), then the chunk scratch */
+	const double rope = ((double)Tmax + 64) * c->HD;
+	return 4.0 * (cache + rope) + iapo_mem_kv_half(c, B, Tmax);
 }
 
 double iapo_mem_kv_bf16(const iapo_config *c, int B, int Tmax)
