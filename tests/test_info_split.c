@@ -62,6 +62,20 @@ static int two_slots(iapo_kv_row *rows, int n0, int n1, const int *post)
 	return x;
 }
 
+/* Both tests' model (a tiny Qwen2) and its cache of 4 slots of tmax
+ * positions; -1 (a failed check) when the weights cannot be had, *kv NULL
+ * (a failed check) when the cache cannot. */
+static int tiny_cache(iapo_weights *w, int tmax, iapo_kv **kv)
+{
+	iapo_config cfg = tiny_config(TINY_QWEN2);
+	if (tiny_weights_cfg(&cfg, 611, 79, w)) {
+		CHECK(0, "setup: out of memory");
+		return -1;
+	}
+	CHECK(iapo_kv_new(w, 4, tmax, kv) == IAPO_OK, "kv_new: %s", iapo_errmsg());
+	return 0;
+}
+
 /* Logits of rows (R of them) split at `split` on 2 threads (b), then
  * through iapo_kv_forward_rows on 1 thread (a): the same bits. The split
  * call comes first, so that it meets the keys of the call before. */
@@ -81,12 +95,7 @@ static void test_split(void)
 {
 	iapo_weights w;
 	iapo_kv *kv = NULL;
-	iapo_config cfg = tiny_config(TINY_QWEN2);
-	if (tiny_weights_cfg(&cfg, 611, 79, &w)) {
-		CHECK(0, "setup: out of memory");
-		return;
-	}
-	CHECK(iapo_kv_new(&w, 4, TMAX, &kv) == IAPO_OK, "kv_new: %s", iapo_errmsg());
+	if (tiny_cache(&w, TMAX, &kv)) return;
 	const int V = w.cfg.V, R = 2 * NPH * K, NO = 2 * NPH;
 	int seq[2][TMAX], post[K], post2[K];
 	iapo_rng r;
@@ -192,12 +201,7 @@ static void test_pass_halves(void)
 {
 	iapo_weights w;
 	iapo_kv *kv = NULL;
-	iapo_config cfg = tiny_config(TINY_QWEN2);
-	if (tiny_weights_cfg(&cfg, 611, 79, &w)) {
-		CHECK(0, "setup: out of memory");
-		return;
-	}
-	CHECK(iapo_kv_new(&w, 4, PT, &kv) == IAPO_OK, "kv_new: %s", iapo_errmsg());
+	if (tiny_cache(&w, PT, &kv)) return;
 	static int seq[2][PP + PC];
 	static float E[3][2 * (PC + 1)], C[3][2 * (PC + 1)];
 	iapo_rng r;
