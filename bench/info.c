@@ -34,6 +34,20 @@
  *               GRPO step without reference log-probs) and of fwd_bwd; the
  *               speed-up over the naive pass
  *
+ *   info_trainer the same batch at the trainer's lengths (64 + 960 tokens,
+ *               T = 1024): the bf16 rollout, the bf16 pass over its cache
+ *               (what `iapo train --algo iapo` runs by default) and fwd+bwd,
+ *               nothing else. Why: the pass's rows attend to their whole
+ *               prefix, so its cost per position grows with T faster than
+ *               fwd+bwd's, and the 64 + 192 batch understates what training
+ *               pays (session 14: 0.43x fwd+bwd there, 0.58x at 64 + 960).
+ *               The trainer caps completions at 2048 tokens
+ *               (--max-completion-tokens) after a prompt of up to 512; 960
+ *               new tokens is a middle of that range that keeps the record
+ *               under a minute at 2 threads (small: ~13 s a round), and K = 4
+ *               is the Qwen3 tokenizer's "</think><answer>". Its rounds are
+ *               taken as below, up to 3.
+ *
  * rollout, info_cached, info and fwd_bwd (and the bf16 rollout and pass) warm
  * up once, then run in turn for up to 5 rounds within a time budget (1 with
  * --quick) and report medians of wall and of CPU seconds (cpu_*: at 1 thread
@@ -55,7 +69,11 @@
  * --pack: the estimators pack the weight matrices into GEMM panels once per
  * call (iapo_info_opts.pack_weights) rather than in every chunk's product.
  *
- * Usage: info [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick] [--no-naive] [--pack]
+ * --length bench|trainer|both (default both): bench/info's own lengths, the
+ * trainer's (info_trainer), or both, shape by shape.
+ *
+ * Usage: info [--shape tiny|small|qwen0.5b|all] [--length both|bench|trainer] [--threads N] [--quick]
+ *        [--no-naive] [--pack]
  *        info --model DIR --data FILE [--prompts N] [--max-new N] [--threads N]
  * ("all" = tiny and small).
  */
@@ -73,11 +91,15 @@
 #include "rl/info.h"
 #include "rl/prompt.h"
 
-enum { G = 8, PROMPT = 64, COMP = 192, T = PROMPT + COMP, KPOST = 4, MAX_REPS = 3, ROUNDS = 5 };
+enum { G = 8, KPOST = 4, MAX_REPS = 3, ROUNDS = 5 };
+
+/* The batch's lengths: bench/info's own (64 + 192), or the trainer's (--length). */
+enum { PROMPT = 64, COMP = 192, TRAIN_PROMPT = 64, TRAIN_COMP = 960 };
+static int prompt_len = PROMPT, comp_len = COMP, seq_len = PROMPT + COMP;
 
 typedef struct {
 	const iapo_weights *w;
-	int *tokens;                 /* (G, T): prompt then completion */
+	int *tokens;                 /* (G, seq_len): prompt then completion */
 	const int *prompts[G], *comps[G];
 	int plen[G], clen[G], slot[G];
 	const float *ent[G];         /* the rollout's sampling entropies */
@@ -86,38 +108,41 @@ typedef struct {
 	iapo_info *info16;           /* the bf16 estimator (--info-bf16) */
 	int bf16;                    /* the rollout decodes with bf16 weights (as --info-bf16 trains) */
 	iapo_info_opts io;
-	float *E, *C;                /* (G, COMP+1) */
+	float *E, *C;                /* (G, comp_len+1) */
 	iapo_info_stats stats;
 	iapo_fwd *f;
-	int lens[G], *targets;       /* (G, T) */
+	int lens[G], *targets;       /* (G, seq_len) */
 	float *logp, *dlogp, *grad;
 	iapo_kv *kv;                 /* the rollout's: G slots + scratch */
 	int nscratch;
 	iapo_gen_result res[G];
-	float *adv_exact; /* (G, COMP) */
+	float *adv_exact; /* (G, comp_len) */
 	int reps;
 } ctx;
 
 typedef iapo_status (*fn)(ctx *x);
 
-static iapo_status run_info(ctx *x) { return iapo_info_compute(x->info, &x->batch, x->E, x->C, COMP + 1, &x->stats); }
+static iapo_status run_info(ctx *x)
+{
+	return iapo_info_compute(x->info, &x->batch, x->E, x->C, comp_len + 1, &x->stats);
+}
 
 static iapo_status run_cached(ctx *x)
 {
 	iapo_info_cache c = {.kv = x->kv, .slot = x->slot, .C = x->ent, .scratch0 = G, .nscratch = x->nscratch};
-	return iapo_info_compute_cached(x->bf16 ? x->info16 : x->info, &c, &x->batch, x->E, x->C, COMP + 1, &x->stats);
+	return iapo_info_compute_cached(x->bf16 ? x->info16 : x->info, &c, &x->batch, x->E, x->C, comp_len + 1, &x->stats);
 }
 
 static iapo_status run_naive(ctx *x)
 {
 	iapo_info_batch one = x->batch;
 	one.n = 1;
-	return iapo_info_naive(x->w, &x->io, &one, x->E, x->C, COMP + 1);
+	return iapo_info_naive(x->w, &x->io, &one, x->E, x->C, comp_len + 1);
 }
 
 static iapo_status run_fwd_bwd(ctx *x)
 {
-	IAPO_TRY(iapo_fwd_forward(x->f, x->tokens, x->lens, x->targets, G, T, x->logp, NULL, NULL));
+	IAPO_TRY(iapo_fwd_forward(x->f, x->tokens, x->lens, x->targets, G, seq_len, x->logp, NULL, NULL));
 	return iapo_fwd_backward(x->f, x->dlogp, NULL, x->grad);
 }
 
@@ -126,12 +151,12 @@ static iapo_status run_fwd_bwd(ctx *x)
 static iapo_status run_rollout(ctx *x)
 {
 	int eos = -1;
-	iapo_gen_opts o = {.max_new_tokens = COMP, .sampler = {1.0f, 0, 1.0f}, .seed = 5, .eos_ids = &eos, .n_eos = 1,
+	iapo_gen_opts o = {.max_new_tokens = comp_len, .sampler = {1.0f, 0, 1.0f}, .seed = 5, .eos_ids = &eos, .n_eos = 1,
 			   .entropy_temperature = 1.0f, .weights = x->bf16 ? IAPO_GEN_WEIGHTS_BF16 : IAPO_GEN_WEIGHTS_FP32};
 	iapo_gen_results_free(x->res, G);
 	IAPO_TRY(iapo_generate(x->w, x->prompts, x->plen, G, &o, x->kv, x->res, NULL));
 	for (int g = 0; g < G; g++) {
-		memcpy(x->tokens + (size_t)g * T + PROMPT, x->res[g].tokens, sizeof(int) * COMP);
+		memcpy(x->tokens + (size_t)g * seq_len + prompt_len, x->res[g].tokens, sizeof(int) * comp_len);
 		x->ent[g] = x->res[g].entropy;
 	}
 	return IAPO_OK;
@@ -204,7 +229,7 @@ static iapo_status variant(ctx *x, const char *name, int K, int stride, int bf16
 	io.stride = stride;
 	io.bf16 = bf16 != 0;
 	io.attn_fp32 = bf16 == 2;
-	IAPO_TRY(iapo_info_new(x->w, G, T, &io, &x->info));
+	IAPO_TRY(iapo_info_new(x->w, G, seq_len, &io, &x->info));
 	double secs, pre, pass;
 	iapo_status st = time_it(run_cached, x, 1, budget, reps, &secs, &pre, &pass);
 	iapo_info_stats is = x->stats;
@@ -213,10 +238,10 @@ static iapo_status variant(ctx *x, const char *name, int K, int stride, int bf16
 	IAPO_TRY(st);
 	deviation d = {0, 0, 0, NAN};
 	if (adv_exact) {
-		float *adv = iapo_malloc(sizeof(float) * G * COMP);
+		float *adv = iapo_malloc(sizeof(float) * G * comp_len);
 		if (!adv) return iapo_fail(IAPO_ERR_NOMEM, "bench: advantages");
-		st = token_adv(G, x->clen, x->E, x->C, COMP + 1, adv, NULL, COMP);
-		if (st == IAPO_OK) d = deviate(adv_exact, adv, G, x->clen, COMP);
+		st = token_adv(G, x->clen, x->E, x->C, comp_len + 1, adv, NULL, comp_len);
+		if (st == IAPO_OK) d = deviate(adv_exact, adv, G, x->clen, comp_len);
 		iapo_free(adv);
 		IAPO_TRY(st);
 	}
@@ -256,7 +281,7 @@ static double entropy_cost(int V)
 	if (!lg) return NAN;
 	for (size_t i = 0; i < (size_t)G * V; i++) lg[i] = (float)((i * 2654435761u) % 1000) * 0.01f;
 	double t0 = bench_now();
-	for (int s = 0; s < COMP; s++) iapo_logprob_entropy_forward(NULL, ent, lg, NULL, G, V, 1.0f);
+	for (int s = 0; s < comp_len; s++) iapo_logprob_entropy_forward(NULL, ent, lg, NULL, G, V, 1.0f);
 	double t = bench_now() - t0;
 	iapo_free_aligned(lg);
 	return t;
@@ -264,7 +289,10 @@ static double entropy_cost(int V)
 
 static int pack_weights; /* --pack: every estimator packs the weight matrices once per call */
 
-static iapo_status bench_shape(const bench_model_shape *s, int threads, int quick, int naive)
+/* trainer: the trainer's lengths (prompt_len, comp_len set so): the bf16
+ * rollout, the bf16 pass over its cache and fwd+bwd only, as one
+ * "info_trainer" record. */
+static iapo_status bench_shape(const bench_model_shape *s, int threads, int quick, int naive, int trainer)
 {
 	iapo_config c;
 	bench_qwen2_config(s, &c);
@@ -276,14 +304,15 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 	memset(&x, 0, sizeof x);
 	x.w = &w;
 	iapo_status st = IAPO_OK;
-	const double budget = quick ? 2.0 : 20.0;
-	const int reps = quick ? 1 : MAX_REPS, rounds = quick ? 1 : ROUNDS;
-	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.tokens, sizeof(int) * G * T, "tokens"));
-	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.targets, sizeof(int) * G * T, "targets"));
-	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.logp, sizeof(float) * G * T, "logp"));
-	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.dlogp, sizeof(float) * G * T, "dlogp"));
-	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.E, sizeof(float) * G * (COMP + 1), "E"));
-	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.C, sizeof(float) * G * (COMP + 1), "C"));
+	/* the trainer's lengths: 3 rounds (small's take ~13 s each at 2 threads) */
+	const double budget = quick ? 2.0 : trainer ? 30.0 : 20.0;
+	const int reps = quick ? 1 : MAX_REPS, rounds = quick ? 1 : trainer ? 3 : ROUNDS;
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.tokens, sizeof(int) * G * seq_len, "tokens"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.targets, sizeof(int) * G * seq_len, "targets"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.logp, sizeof(float) * G * seq_len, "logp"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.dlogp, sizeof(float) * G * seq_len, "dlogp"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.E, sizeof(float) * G * (comp_len + 1), "E"));
+	IAPO_CHECK(st, iapo_alloc_or_fail((void **)&x.C, sizeof(float) * G * (comp_len + 1), "C"));
 	x.grad = iapo_alloc_aligned(sizeof(float) * iapo_param_count(&c));
 	if (!x.grad) {
 		st = iapo_fail(IAPO_ERR_NOMEM, "bench: gradient block");
@@ -291,15 +320,16 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 	}
 	iapo_rng r;
 	iapo_rng_seed(&r, 3, (uint64_t)c.V, 0, 0);
-	for (int i = 0; i < G * T; i++) x.tokens[i] = (int)iapo_rng_below(&r, (uint64_t)(c.V - 1));
+	for (int i = 0; i < G * seq_len; i++) x.tokens[i] = (int)iapo_rng_below(&r, (uint64_t)(c.V - 1));
 	for (int g = 0; g < G; g++) {
-		x.prompts[g] = x.tokens + (size_t)g * T;
-		x.comps[g] = x.tokens + (size_t)g * T + PROMPT;
-		x.plen[g] = PROMPT;
-		x.clen[g] = COMP;
+		x.prompts[g] = x.tokens + (size_t)g * seq_len;
+		x.comps[g] = x.tokens + (size_t)g * seq_len + prompt_len;
+		x.plen[g] = prompt_len;
+		x.clen[g] = comp_len;
 		x.slot[g] = g;
-		x.lens[g] = T;
-		for (int t = 0; t < T; t++) x.dlogp[g * T + t] = t >= PROMPT - 1 && t + 1 < T ? -1.0f / (G * COMP) : 0.0f;
+		x.lens[g] = seq_len;
+		for (int t = 0; t < seq_len; t++)
+			x.dlogp[g * seq_len + t] = t >= prompt_len - 1 && t + 1 < seq_len ? -1.0f / (G * comp_len) : 0.0f;
 	}
 	x.batch = (iapo_info_batch){.n = G, .prompts = x.prompts, .plen = x.plen, .comps = x.comps, .clen = x.clen};
 	int postfix[KPOST] = {10, 20, 30, 40};
@@ -310,27 +340,30 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 
 	double info_s, pre_s, pass_s, cached_s, cpre_s, cpass_s, naive_s, fb_s, roll_s, ent_s, cached16_s, roll16_s;
 	double cpu_info, cpu_cached, cpu_fb, cpu_roll, cpu_cached16, cpu_roll16;
-	x.nscratch = iapo_info_scratch_slots(T);
-	IAPO_CHECK(st, iapo_info_new(&w, G, T, &x.io, &x.info));
+	x.nscratch = iapo_info_scratch_slots(seq_len);
+	if (!trainer) IAPO_CHECK(st, iapo_info_new(&w, G, seq_len, &x.io, &x.info));
 	{
 		iapo_info_opts io16 = x.io;
 		io16.bf16 = 1;
-		IAPO_CHECK(st, iapo_info_new(&w, G, T, &io16, &x.info16));
+		IAPO_CHECK(st, iapo_info_new(&w, G, seq_len, &io16, &x.info16));
 	}
-	IAPO_CHECK(st, iapo_fwd_new(&w, G, T, 1, &x.f));
-	IAPO_CHECK(st, iapo_kv_new(&w, G + x.nscratch, T, &x.kv));
+	IAPO_CHECK(st, iapo_fwd_new(&w, G, seq_len, 1, &x.f));
+	IAPO_CHECK(st, iapo_kv_new(&w, G + x.nscratch, seq_len, &x.kv));
+	x.bf16 = trainer; /* the trainer's lengths: bf16 only, as `iapo train` samples and estimates by default */
 	IAPO_CHECK(st, run_rollout(&x)); /* the batch's completions: the rollout's samples */
 	for (int g = 0; g < G; g++)
-		for (int t = 0; t < T; t++)
-			x.targets[g * T + t] = t >= PROMPT - 1 && t + 1 < T ? x.tokens[g * T + t + 1] : -1;
+		for (int t = 0; t < seq_len; t++)
+			x.targets[g * seq_len + t] = t >= prompt_len - 1 && t + 1 < seq_len ? x.tokens[g * seq_len + t + 1] : -1;
 	IAPO_CHECK(st, run_cached(&x));
-	IAPO_CHECK(st, run_info(&x));
+	if (!trainer) IAPO_CHECK(st, run_info(&x));
 	IAPO_CHECK(st, run_fwd_bwd(&x));
-	x.bf16 = 1; /* warm the bf16 pair too */
-	IAPO_CHECK(st, run_rollout(&x));
-	IAPO_CHECK(st, run_cached(&x));
-	x.bf16 = 0;
-	IAPO_CHECK(st, run_rollout(&x));
+	if (!trainer) {
+		x.bf16 = 1; /* warm the bf16 pair too */
+		IAPO_CHECK(st, run_rollout(&x));
+		IAPO_CHECK(st, run_cached(&x));
+		x.bf16 = 0;
+		IAPO_CHECK(st, run_rollout(&x));
+	}
 	{
 		/* in turn, round after round, so that a load change on a shared
 		 * machine hits them alike; medians over the rounds, of wall and of
@@ -341,13 +374,22 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 		 * differ, their lengths do not: EOS is ignored). The fp32 rollout
 		 * comes last, so the cache ends with its K/V. */
 		enum { ROLL, CACHED, INFO, FB, ROLL16, CACHED16, NTIMED };
+		static const int order[NTIMED] = {ROLL16, CACHED16, ROLL, CACHED, INFO, FB};
+		static const int order_trainer[] = {ROLL16, CACHED16, FB};
+		const int *ord = trainer ? order_trainer : order;
+		const int nord = trainer ? 3 : NTIMED;
 		double v[NTIMED][ROUNDS], u[NTIMED][ROUNDS], vp[ROUNDS], vq[ROUNDS], vcp[ROUNDS], vcq[ROUNDS];
 		double spent = 0;
 		int n = 0;
+		memset(v, 0, sizeof v);
+		memset(u, 0, sizeof u);
+		memset(vp, 0, sizeof vp);
+		memset(vq, 0, sizeof vq);
+		memset(vcp, 0, sizeof vcp);
+		memset(vcq, 0, sizeof vcq);
 		while (n < rounds && (n == 0 || spent <= budget)) {
-			for (int k = 0; k < NTIMED; k++) {
-				static const int order[NTIMED] = {ROLL16, CACHED16, ROLL, CACHED, INFO, FB};
-				const int what = order[k];
+			for (int k = 0; k < nord; k++) {
+				const int what = ord[k];
 				const fn f = what == ROLL || what == ROLL16 ? run_rollout
 					     : what == CACHED || what == CACHED16 ? run_cached
 					     : what == INFO ? run_info
@@ -387,14 +429,42 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 		cpu_roll16 = bench_median(u[ROLL16], n);
 		x.reps = n;
 	}
+	if (trainer) {
+		const double cpu_ratio = cpu_cached16 / cpu_fb;
+		bench_rec_begin("info_trainer");
+		bench_rec_str("shape", s->name);
+		bench_rec_int("threads", threads);
+		bench_rec_int("G", G);
+		bench_rec_int("prompt", prompt_len);
+		bench_rec_int("completion", comp_len);
+		bench_rec_int("postfix", KPOST);
+		bench_rec_int("chunk", iapo_info_chunk(x.info16));
+		bench_rec_int("rounds", x.reps);
+		bench_rec_num("cached_bf16_seconds", cached16_s);
+		bench_rec_num("cached_bf16_cpu_seconds", cpu_cached16);
+		bench_rec_num("fwd_bwd_seconds", fb_s);
+		bench_rec_num("fwd_bwd_cpu_seconds", cpu_fb);
+		bench_rec_num("rollout_bf16_seconds", roll16_s);
+		bench_rec_num("rollout_bf16_cpu_seconds", cpu_roll16);
+		bench_rec_num("cpu_info_cached_bf16_over_fwd_bwd", cpu_ratio);
+		bench_rec_num("info_cached_bf16_over_fwd_bwd", cached16_s / fb_s);
+		bench_rec_num("cpu_info_cached_bf16_over_step", cpu_cached16 / (cpu_roll16 + cpu_fb));
+		bench_rec_num("loadavg_1m", bench_loadavg());
+		bench_rec_end();
+		bench_note("info: %-6s %d + %d tokens: CPU s: bf16 pass %.3f = %.2fx fwd+bwd (%.3f); bf16 rollout %.3f; "
+			   "wall: pass %.3f, fwd+bwd %.3f, rollout %.3f\n",
+			   s->name, prompt_len, comp_len, cpu_cached16, cpu_ratio, cpu_fb, cpu_roll16, cached16_s, fb_s,
+			   roll16_s);
+		goto fail;
+	}
 	ent_s = entropy_cost(c.V);
 	iapo_info_stats is = x.stats;
 	bench_rec_begin("info");
 	bench_rec_str("shape", s->name);
 	bench_rec_int("threads", threads);
 	bench_rec_int("G", G);
-	bench_rec_int("prompt", PROMPT);
-	bench_rec_int("completion", COMP);
+	bench_rec_int("prompt", prompt_len);
+	bench_rec_int("completion", comp_len);
 	bench_rec_int("postfix", KPOST);
 	bench_rec_int("chunk", iapo_info_chunk(x.info));
 	bench_rec_int("rounds", x.reps);
@@ -424,7 +494,7 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 	bench_rec_str("shape", s->name);
 	bench_rec_int("threads", threads);
 	bench_rec_int("B", G);
-	bench_rec_int("T", T);
+	bench_rec_int("T", seq_len);
 	bench_rec_int("rounds", x.reps);
 	bench_rec_num("seconds", fb_s);
 	bench_rec_num("cpu_seconds", cpu_fb);
@@ -433,8 +503,8 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 	bench_rec_str("shape", s->name);
 	bench_rec_int("threads", threads);
 	bench_rec_int("B", G);
-	bench_rec_int("prompt", PROMPT);
-	bench_rec_int("new_tokens", COMP);
+	bench_rec_int("prompt", prompt_len);
+	bench_rec_int("new_tokens", comp_len);
 	bench_rec_int("rounds", x.reps);
 	bench_rec_num("seconds", roll_s);
 	bench_rec_num("cpu_seconds", cpu_roll);
@@ -447,13 +517,13 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 	const double step = roll_s + fb_s;
 
 	/* the exact advantages (from the last cached pass), then the variants */
-	x.adv_exact = iapo_malloc(sizeof(float) * G * COMP);
+	x.adv_exact = iapo_malloc(sizeof(float) * G * comp_len);
 	if (!x.adv_exact) {
 		st = iapo_fail(IAPO_ERR_NOMEM, "bench: advantages");
 		goto fail;
 	}
 	IAPO_CHECK(st, run_cached(&x));
-	IAPO_CHECK(st, token_adv(G, x.clen, x.E, x.C, COMP + 1, x.adv_exact, NULL, COMP));
+	IAPO_CHECK(st, token_adv(G, x.clen, x.E, x.C, comp_len + 1, x.adv_exact, NULL, comp_len));
 	iapo_info_free(x.info);
 	x.info = NULL;
 	IAPO_CHECK(st, variant(&x, "postfix1", 1, 1, 0, NULL, budget, reps, threads, s->name, step));
@@ -723,7 +793,8 @@ fail:
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: info [--shape tiny|small|qwen0.5b|all] [--threads N] [--quick] [--no-naive] [--pack]\n"
+	fprintf(stderr, "usage: info [--shape tiny|small|qwen0.5b|all] [--length both|bench|trainer] [--threads N] [--quick]\n"
+			"            [--no-naive] [--pack]\n"
 			"       info --model DIR --data FILE [--prompts N] [--max-new N] [--threads N]\n");
 	return 2;
 }
@@ -731,6 +802,7 @@ static int usage(void)
 int main(int argc, char **argv)
 {
 	int threads = omp_get_num_procs(), quick = 0, naive = 1, nprompts = 8, max_new = 200;
+	int lengths = 0; /* 0 both, 1 bench/info's own (64 + 192), 2 the trainer's (64 + 960) */
 	const char *shape = "all", *model = NULL, *data = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
@@ -745,6 +817,12 @@ int main(int argc, char **argv)
 			pack_weights = 1;
 		} else if (strcmp(argv[i], "--no-naive") == 0) {
 			naive = 0;
+		} else if (strcmp(argv[i], "--length") == 0 && i + 1 < argc) {
+			i++;
+			lengths = strcmp(argv[i], "both") == 0 ? 0 : strcmp(argv[i], "bench") == 0 ? 1
+							      : strcmp(argv[i], "trainer") == 0 ? 2
+												 : -1;
+			if (lengths < 0) return usage();
 		} else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc) {
 			shape = argv[++i];
 		} else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) {
@@ -769,7 +847,13 @@ int main(int argc, char **argv)
 	if (!found) return usage();
 	for (int s = 0; s < BENCH_NSHAPES; s++) {
 		if (strcmp(shape, BENCH_SHAPES[s].name) && (strcmp(shape, "all") || s == 2)) continue;
-		iapo_status st = bench_shape(&BENCH_SHAPES[s], threads, quick, naive);
+		iapo_status st = IAPO_OK;
+		if (lengths != 2) st = bench_shape(&BENCH_SHAPES[s], threads, quick, naive, 0);
+		if (st == IAPO_OK && lengths != 1) {
+			prompt_len = TRAIN_PROMPT, comp_len = TRAIN_COMP, seq_len = TRAIN_PROMPT + TRAIN_COMP;
+			st = bench_shape(&BENCH_SHAPES[s], threads, quick, 0, 1);
+			prompt_len = PROMPT, comp_len = COMP, seq_len = PROMPT + COMP;
+		}
 		if (st != IAPO_OK) {
 			bench_note("info: %s: %s\n", BENCH_SHAPES[s].name, iapo_errmsg());
 			return 1;

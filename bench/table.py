@@ -46,6 +46,12 @@ stderr:
             target >= 80% for the large ones
   gemm_qkv  the same for the q/k/v batches as the model issues them (fwd,
             bwd)
+  info      target 4: the bf16 information pass over the rollout's cache
+            (bench/info, as `iapo train --algo iapo` runs it by default) over
+            one fp32 forward + backward of the same batch, in CPU seconds
+            (medians over bench/info's rounds), target <= 0.5x; one line per
+            length: bench/info's own batch (64 + 192 tokens: "info" and
+            "fwd_bwd" records) and the trainer's (64 + 960: "info_trainer")
 Missing records (a shape not run, the peer not installed) give no line.
 Reads only; changes nothing. Usage: table.py RESULTS.jsonl
 """
@@ -56,6 +62,7 @@ TRAIN_TARGET = {"tiny": 1.3, "small": 1.5, "qwen0.5b": 1.5}
 DECODE_TARGET = 3.0
 BW_TARGET = 100.0 / 1.5  # percent of the bound, at qwen0.5b
 GEMM_TARGET = 80.0
+INFO_TARGET = 0.5  # the information pass over fwd+bwd, at most
 SHAPES = ["tiny", "small", "qwen0.5b"]
 # (table label, bench/model record): the default paths, their ablations, and
 # the records of files written before session 12
@@ -247,6 +254,29 @@ def main():
                 "" if tgt is None else (">= %.0f%%: %s" % (tgt, "ok" if judged >= tgt else "BELOW")),
                 "" if own is None else "  (%.0f%% of its bf16 bound)" % own,
                 "" if not extra else "  rounds %.0f-%.0f%%" % (min(judged_all), max(judged_all))))
+    info_rows = []
+    for s in SHAPES:
+        i, f = last(records, "info", shape=s), last(records, "fwd_bwd", shape=s)
+        t = last(records, "info_trainer", shape=s)
+        if i and f and i.get("cached_bf16_cpu_seconds") and f.get("cpu_seconds"):
+            info_rows.append((s, i["prompt"], i["completion"], i.get("postfix"), i["cached_bf16_cpu_seconds"],
+                              f["cpu_seconds"], i.get("rounds")))
+        if t and t.get("cached_bf16_cpu_seconds") and t.get("fwd_bwd_cpu_seconds"):
+            info_rows.append((s, t["prompt"], t["completion"], t.get("postfix"), t["cached_bf16_cpu_seconds"],
+                              t["fwd_bwd_cpu_seconds"], t.get("rounds")))
+    if info_rows:
+        w("")
+        w("information pass (target 4): the bf16 pass over the rollout's cache / one fp32 forward+backward of the")
+        w("same batch (G = 8), CPU seconds, medians over bench/info's rounds; 64 + 192 is bench/info's own batch,")
+        w("64 + 960 the trainer's lengths (info_trainer)")
+        w("%-9s %-10s %7s %10s %13s %7s %s" % ("shape", "tokens", "postfix", "pass CPU s", "fwd+bwd CPU s", "ratio",
+                                              "target"))
+        for s, p, c, k, pc, fc, n in info_rows:
+            r = pc / fc
+            emit(what="info", shape=s, prompt=p, completion=c, postfix=k, pass_cpu_seconds=pc,
+                 fwd_bwd_cpu_seconds=fc, rounds=n, ratio=round(r, 3), target=INFO_TARGET, met=r <= INFO_TARGET)
+            w("%-9s %-10s %7s %10.3f %13.3f %6.2fx <= %.1fx %s" % (
+                s, "%d + %d" % (p, c), fmt(k, "d"), pc, fc, r, INFO_TARGET, "ok" if r <= INFO_TARGET else "ABOVE"))
     gem = [r for r in records if r.get("bench") in ("gemm", "gemm_qkv") and r.get("M", 0) > 16]
     for nthreads in sorted({r.get("threads", 1) for r in gem}, reverse=True):
         # The run's denominator (older records, and the run_peak column): the
