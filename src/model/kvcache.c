@@ -791,8 +791,50 @@ static void scores_any_bf(qvec *const *v, int nb, int g0, int ng, const uint16_t
  * and fp32 and bf16 hold them easily. Most tiles then need no horizontal
  * max and no rescaling of the accumulator. */
 #define LAZY_MAX 8.0f
+
+/* softmax_vec_bf over a whole tile (lanes [0, KT): most tiles of a long
+ * prefix): the same operations in the same order without the lane masks
+ * (all ones there), and the groups' exponentials in one straight run so
+ * their polynomial chains interleave. The same bits. */
+static void softmax_full_bf(qvec *v, int HD)
+{
+	__m512 s[KT / 16];
+	for (int g = 0; g < KT / 16; g++) s[g] = _mm512_loadu_ps(v->p + 16 * g);
+	__mmask16 over = 0;
+	if (v->m != -INFINITY) {
+		const __m512 lim = _mm512_set1_ps(v->m + LAZY_MAX);
+		for (int g = 0; g < KT / 16; g++) over |= _mm512_cmp_ps_mask(s[g], lim, _CMP_GT_OQ);
+	}
+	if (v->m == -INFINITY || over) {
+		__m512 vmx = _mm512_set1_ps(-INFINITY);
+		for (int g = 0; g < KT / 16; g++) vmx = _mm512_max_ps(vmx, s[g]);
+		const float mx = _mm512_reduce_max_ps(vmx);
+		if (v->m != -INFINITY) {
+			const __m512 c = _mm512_set1_ps(exp_nonpos(v->m - mx));
+			_mm512_storeu_ps(v->ls, _mm512_mul_ps(_mm512_loadu_ps(v->ls), c));
+			for (int d = 0; d < HD; d += 16)
+				_mm512_storeu_ps(v->acc + d, _mm512_mul_ps(_mm512_loadu_ps(v->acc + d), c));
+		}
+		v->m = mx;
+	}
+	const __m512 vm = _mm512_set1_ps(v->m);
+	__m512 e[KT / 16];
+	for (int g = 0; g < KT / 16; g++) e[g] = exp_nonpos16(_mm512_sub_ps(s[g], vm));
+	__m512 sum = _mm512_loadu_ps(v->ls);
+	uint32_t *ph = v->ph;
+	for (int g = 0; g < KT / 16; g++) {
+		sum = _mm512_add_ps(sum, e[g]);
+		_mm256_storeu_si256((__m256i *)(ph + 8 * g), (__m256i)_mm512_cvtneps_pbh(e[g]));
+	}
+	_mm512_storeu_ps(v->ls, sum);
+}
+
 static void softmax_vec_bf(qvec *v, int a, int b, int G0, int G1, int HD)
 {
+	if (a == 0 && b == KT) {
+		softmax_full_bf(v, HD);
+		return;
+	}
 	const int ga = a / 16, gb = (b + 15) / 16;
 	__m512 s[KT / 16];
 	__mmask16 mk[KT / 16];
