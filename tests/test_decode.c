@@ -183,7 +183,10 @@ static void test_chunked_prefill(void)
  * override of 32 (several slices a product, every thread, so pieces that
  * start inside a panel) and under the default blocking; the vocabularies
  * (97, 111) leave a partial last panel. The rows read the packs: their
- * logits differ in rounding from a cache packed with on = 1. */
+ * logits differ in rounding from a cache packed with on = 1. The 8-row step
+ * reads gate's and up's packs as one pair with the SwiGLU fused
+ * (iapo_sgemm_swiglu_pair): the same bits as two products and a SwiGLU
+ * pass (iapo_kv_pair_swiglu(0)). */
 static void packed_for(int kind, int kc)
 {
 	fixture x;
@@ -238,6 +241,23 @@ static void packed_for(int kind, int kc)
 		differ = memcmp(logits, l1, sizeof(float) * B * V) != 0;
 		double e = test_max_rel_err(logits, l1, (size_t)B * V);
 		CHECK(e <= TOL, "%s kc %d: on = 2 vs on = 1: max rel err %.3g", tiny_names[kind], kc, e);
+		/* the step again with gate and up as two products and a SwiGLU
+		 * pass (not one stream): the same bits */
+		const int was = iapo_kv_pair_swiglu(0);
+		for (int b = 0; b < B; b++) {
+			iapo_kv_reset(kv, b);
+			tok[b] = seq[b];
+			n[b] = len[b] - 1;
+		}
+		CHECK(iapo_kv_forward(kv, tok, n, l1) == IAPO_OK, "two products: prefill: %s", iapo_errmsg());
+		for (int b = 0; b < B; b++) {
+			tok[b] = seq[b] + len[b] - 1;
+			n[b] = 1;
+		}
+		CHECK(iapo_kv_forward(kv, tok, n, l1) == IAPO_OK, "two products: 8-row step: %s", iapo_errmsg());
+		iapo_kv_pair_swiglu(was);
+		CHECK(memcmp(logits, l1, sizeof(float) * B * V) == 0, "%s kc %d: gate/up as one stream vs two products: "
+		      "other bits (max rel err %.3g)", tiny_names[kind], kc, test_max_rel_err(logits, l1, (size_t)B * V));
 	}
 	/* the packs hold panels only on gemm.c's AVX-512 paths */
 	if (iapo_sgemm_avx512())

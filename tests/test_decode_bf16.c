@@ -21,6 +21,10 @@
  *    few-row products from a bf16 pack against the fp32 GEMM on the same
  *    rounded numbers, and the pack shown to be read; a packed bf16 cache
  *    against an unpacked one on the tiny models;
+ *  - gate and up packed as one pair (iapo_gemm_wpack_create_pair): each
+ *    half read to a plain pack's bits, and both as one stream with the
+ *    SwiGLU fused (iapo_sgemm_swiglu_pair) to the bits of two products
+ *    and a SwiGLU pass;
  *  - the copy is a snapshot: stale after the weights change until taken
  *    again; turning bf16 off gives the fp32 results bit for bit.
  */
@@ -195,6 +199,99 @@ static void gemm_bf16_pack(void)
 	iapo_sgemm_set_blocking(0, 0, 0);
 	iapo_set_threads(2);
 	CHECK(nan_seen == nan_tries, "the few-row products read the pack: %d of %d", nan_seen, nan_tries);
+}
+
+/* One case of gemm_pair: gate and up (N x K each) from a pair of packs
+ * against plain packs of the same weights, M rows, fp32 or bf16 (h). */
+static void pair_case(int M, int N, int K, int h, int *fused, int *tries)
+{
+	const size_t nk = (size_t)N * K, mn = (size_t)M * N;
+	float *A = malloc(sizeof(float) * M * K), *W = malloc(sizeof(float) * 2 * nk);
+	float *C = malloc(sizeof(float) * 6 * mn), *act = malloc(sizeof(float) * 2 * mn);
+	uint16_t *Wh = malloc(sizeof(uint16_t) * 2 * nk);
+	iapo_gemm_wpack *one[2] = {NULL, NULL}, *two[2] = {NULL, NULL};
+	if (!A || !W || !C || !act || !Wh) {
+		CHECK(0, "out of memory");
+		goto done;
+	}
+	for (int i = 0; i < M * K; i++) A[i] = iapo_rng_normal(&rng);
+	for (size_t i = 0; i < 2 * nk; i++) W[i] = round_bf16(iapo_rng_normal(&rng));
+	iapo_f32_to_bf16(Wh, W, 2 * nk);
+	const float *Wf[2] = {h ? NULL : W, h ? NULL : W + nk};
+	const uint16_t *Whh[2] = {h ? Wh : NULL, h ? Wh + nk : NULL};
+	for (int k = 0; k < 2; k++) {
+		CHECK(iapo_gemm_wpack_create(&one[k], N, K, Wf[k], Whh[k], K) == IAPO_OK, "wpack: %s", iapo_errmsg());
+		iapo_gemm_wpack_set_direct(one[k], 1);
+	}
+	CHECK(iapo_gemm_wpack_create_pair(two, N, K, Wf, Whh, K) == IAPO_OK, "pair: %s", iapo_errmsg());
+	CHECK(iapo_gemm_wpack_bytes(two[0]) + iapo_gemm_wpack_bytes(two[1]) ==
+		      iapo_gemm_wpack_bytes(one[0]) + iapo_gemm_wpack_bytes(one[1]),
+	      "a pair holds the bytes of two packs");
+	for (int k = 0; k < 2; k++) iapo_gemm_wpack_set_direct(two[k], 1);
+	/* C: [0] [1] from plain packs, [2] [3] the pair's halves as two
+	 * products, [4] [5] the pair as one stream */
+	iapo_gemm_op o[2];
+	for (int k = 0; k < 2; k++)
+		o[k] = (iapo_gemm_op){.transB = 1, .M = M, .N = N, .K = K, .alpha = 1.0f, .A = A, .lda = K,
+				      .B = Wf[k] ? Wf[k] : W + k * nk, .ldb = K, .Bh = Whh[k], .C = C + k * mn, .ldc = N,
+				      .Bp = one[k]};
+	iapo_sgemm_batch(2, o);
+	iapo_swiglu_forward(act, C, C + mn, mn);
+	for (int k = 0; k < 2; k++) o[k].C = C + (2 + k) * mn, o[k].Bp = two[k];
+	iapo_sgemm_batch(2, o);
+	CHECK(memcmp(C, C + 2 * mn, sizeof(float) * 2 * mn) == 0, "%dx%dx%d %s: the pair's halves vs two packs", M,
+	      N, K, h ? "bf16" : "fp32");
+	for (int k = 0; k < 2; k++) o[k].C = C + (4 + k) * mn;
+	const int done1 = iapo_sgemm_swiglu_pair(o, act + mn, N);
+	if (done1) {
+		CHECK(memcmp(C, C + 4 * mn, sizeof(float) * 2 * mn) == 0, "%dx%dx%d %s: one stream: products", M, N, K,
+		      h ? "bf16" : "fp32");
+		CHECK(memcmp(act, act + mn, sizeof(float) * mn) == 0, "%dx%dx%d %s: one stream: SwiGLU", M, N, K,
+		      h ? "bf16" : "fp32");
+	}
+	*fused += done1;
+	(*tries)++;
+	/* not a pair (the same pack twice, plain packs): declined */
+	o[1].Bp = one[1], o[0].Bp = one[0];
+	CHECK(!iapo_sgemm_swiglu_pair(o, act + mn, N), "plain packs are no pair");
+done:
+	for (int k = 0; k < 2; k++) {
+		iapo_gemm_wpack_free(one[k]);
+		iapo_gemm_wpack_free(two[k]);
+	}
+	free(A); free(W); free(C); free(act); free(Wh);
+}
+
+/* Gate and up packed as one pair (iapo_gemm_wpack_create_pair: their panels
+ * alternate in one allocation). Each half is a pack like any other: the
+ * packed path (32 and 40 rows) and the direct path (1-16 rows) read it to
+ * the same bits as a plain pack; and iapo_sgemm_swiglu_pair, both halves as
+ * one stream with the SwiGLU fused, gives the bits of the two products and
+ * iapo_swiglu_forward, for 1-16 rows (it declines more, or plain packs). N
+ * leaves a partial last panel, K odd (a bf16 pair half padding), several
+ * depth slices (an override of 32) and one, 1 and 2 threads; fp32, and bf16
+ * where the CPU's bf16 kernels read K-pair panels. */
+static void gemm_pair(void)
+{
+	static const int shapes[][2] = {{37, 17}, {97, 130}, {130, 896}, {33, 1501}};
+	static const int rows[] = {1, 2, 3, 5, 7, 8, 9, 12, 16, 32, 40};
+	const int bf = iapo_sgemm_avx512() && __builtin_cpu_supports("avx512bf16");
+	int fused[2] = {0, 0}, tries[2] = {0, 0};
+	for (int kc = 0; kc <= 32; kc += 32)
+		for (int th = 1; th <= 2; th++)
+			for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+				for (size_t m = 0; m < sizeof rows / sizeof rows[0]; m++)
+					for (int h = 0; h < 2; h++) {
+						iapo_set_threads(th);
+						iapo_sgemm_set_blocking(0, kc, 0);
+						pair_case(rows[m], shapes[s][0], shapes[s][1], h, &fused[h], &tries[h]);
+					}
+	iapo_sgemm_set_blocking(0, 0, 0);
+	iapo_set_threads(2);
+	/* 9 of the 11 row counts are few rows (the direct path) */
+	if (iapo_sgemm_avx512())
+		CHECK(fused[0] == tries[0] * 9 / 11, "fp32: one stream ran %d of %d times", fused[0], tries[0]);
+	if (bf) CHECK(fused[1] == tries[1] * 9 / 11, "bf16: one stream ran %d of %d times", fused[1], tries[1]);
 }
 
 /* A bf16 cache with its packs opened to decoding (iapo_kv_use_bf16, then
@@ -527,6 +624,7 @@ int main(void)
 	RUN(real_shaped);
 	RUN(gemm_bf16);
 	RUN(gemm_bf16_pack);
+	RUN(gemm_pair);
 	RUN(decode_tiny_models);
 	RUN(decode_tiny_packed);
 	RUN(snapshot_and_off);

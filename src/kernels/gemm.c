@@ -97,6 +97,7 @@
 #include "core/mem.h"
 #include "core/status.h"
 #include "iapo.h"
+#include "kernels/kernels.h"
 #include "kernels/pool.h"
 #include "kernels/simd.h"
 
@@ -395,6 +396,12 @@ struct job {
 	long ku_step;
 	/* op(B) packed ahead (iapo_gemm_op.Bp), when it fits this product */
 	const iapo_gemm_wpack *wp;
+	/* a pair's one stream (iapo_sgemm_swiglu_pair): wp and wp->mate read
+	 * together, the mate's product into Cu (same ldc), then act = SwiGLU
+	 * of the two (rows of ldact) */
+	int pair;
+	float *Cu, *act;
+	long ldact;
 	/* the micro-kernel reads A's rows in place (tiles_rows), unpacked */
 	int a_rows;
 	/* x W^T as C^T = W x^T (xt_rect): W's rows in place, x^T packed */
@@ -1020,8 +1027,14 @@ struct iapo_gemm_wpack {
 	long kc_step; /* the depth slice the panels were cut with */
 	long npan;    /* NR-column panels */
 	float *buf;   /* NULL on CPUs without AVX-512 */
-	size_t floats;
+	size_t floats; /* this pack's own panels */
 	int direct;   /* products of <= 16 rows read it too (iapo_gemm_wpack_set_direct) */
+	/* one of a pair (iapo_gemm_wpack_create_pair): within each depth slice
+	 * the two matrices' panels alternate, this one's panel q at 2q + half;
+	 * mate: the other (same N, K, precision), owns: buf is this one's to
+	 * free. A plain pack: ilv 1, half 0, no mate, owns. */
+	int ilv, half, owns;
+	const struct iapo_gemm_wpack *mate;
 };
 
 static long depth_step(long K, long N, int bf);
@@ -1029,7 +1042,8 @@ static long depth_step(long K, long N, int bf);
 static float *wpack_panel(const iapo_gemm_wpack *p, long pc, long kc, long j0)
 {
 	long before = p->bf ? pc / 2 : pc, ku = p->bf ? (kc + 1) / 2 : kc;
-	return p->buf + (size_t)p->npan * NR * (size_t)before + (size_t)(j0 / NR) * NR * (size_t)ku;
+	return p->buf + (size_t)p->npan * p->ilv * NR * (size_t)before +
+	       (size_t)((j0 / NR) * p->ilv + p->half) * NR * (size_t)ku;
 }
 
 /* Whether p holds panels of product J's op(B): x W^T of its shape and
@@ -1064,31 +1078,73 @@ static void wpack_item(void *ctx, long item, int worker)
 	}
 }
 
-iapo_status iapo_gemm_wpack_create(iapo_gemm_wpack **out, int N, int K, const float *W, const uint16_t *Wh, int ldw)
+static iapo_status wpack_args(int N, int K, const float *W, const uint16_t *Wh, int ldw)
 {
-	if (!out) return iapo_fail(IAPO_ERR_ARG, "gemm.c: wpack out: expected a pointer, found NULL");
-	*out = NULL;
 	if (N <= 0 || K <= 0 || ldw < K)
 		return iapo_fail(IAPO_ERR_ARG, "gemm.c: wpack shape: expected N, K > 0 and ldw >= K, found %d, %d, %d", N,
 				 K, ldw);
 	if (!W == !Wh)
 		return iapo_fail(IAPO_ERR_ARG, "gemm.c: wpack weights: expected exactly one of W and Wh, found %s",
 				 W ? "both" : "neither");
+	return IAPO_OK;
+}
+
+static iapo_gemm_wpack wpack_init(int N, int K, const float *W, const uint16_t *Wh, int ldw)
+{
+	iapo_gemm_wpack p = {.N = N, .K = K, .ldw = ldw, .W = W, .Wh = Wh, .bf = Wh && has_bf16(), .ilv = 1, .owns = 1};
+	p.npan = ceil_div(N, NR);
+	if (has_avx512()) p.floats = (size_t)p.npan * NR * (size_t)(p.bf ? ceil_div(K, 2) : K);
+	return p;
+}
+
+iapo_status iapo_gemm_wpack_create(iapo_gemm_wpack **out, int N, int K, const float *W, const uint16_t *Wh, int ldw)
+{
+	if (!out) return iapo_fail(IAPO_ERR_ARG, "gemm.c: wpack out: expected a pointer, found NULL");
+	*out = NULL;
+	IAPO_TRY(wpack_args(N, K, W, Wh, ldw));
 	iapo_gemm_wpack *p = iapo_calloc(1, sizeof *p);
 	if (!p) return iapo_fail(IAPO_ERR_NOMEM, "gemm.c: wpack: out of memory");
-	*p = (iapo_gemm_wpack){.N = N, .K = K, .ldw = ldw, .W = W, .Wh = Wh, .bf = Wh && has_bf16()};
-	p->npan = ceil_div(N, NR);
-	if (has_avx512()) {
-		p->floats = (size_t)p->npan * NR * (size_t)(p->bf ? ceil_div(K, 2) : K);
-		p->buf = iapo_alloc_aligned(p->floats * sizeof(float));
-		if (!p->buf) {
-			size_t bytes = p->floats * sizeof(float);
-			iapo_free(p);
-			return iapo_fail(IAPO_ERR_NOMEM, "gemm.c: wpack: out of memory for %zu panel bytes", bytes);
-		}
+	*p = wpack_init(N, K, W, Wh, ldw);
+	if (p->floats && !(p->buf = iapo_alloc_aligned(p->floats * sizeof(float)))) {
+		size_t bytes = p->floats * sizeof(float);
+		iapo_free(p);
+		return iapo_fail(IAPO_ERR_NOMEM, "gemm.c: wpack: out of memory for %zu panel bytes", bytes);
 	}
 	iapo_gemm_wpack_update(p);
 	*out = p;
+	return IAPO_OK;
+}
+
+iapo_status iapo_gemm_wpack_create_pair(iapo_gemm_wpack *out[2], int N, int K, const float *const W[2],
+					const uint16_t *const Wh[2], int ldw)
+{
+	if (!out) return iapo_fail(IAPO_ERR_ARG, "gemm.c: wpack pair out: expected a pointer, found NULL");
+	out[0] = out[1] = NULL;
+	if (!W || !Wh) return iapo_fail(IAPO_ERR_ARG, "gemm.c: wpack pair weights: expected two arrays, found NULL");
+	for (int h = 0; h < 2; h++) IAPO_TRY(wpack_args(N, K, W[h], Wh[h], ldw));
+	if (!W[0] != !W[1])
+		return iapo_fail(IAPO_ERR_ARG, "gemm.c: wpack pair weights: expected one precision for both, found fp32 and bf16");
+	iapo_gemm_wpack *p[2] = {iapo_calloc(1, sizeof *p[0]), iapo_calloc(1, sizeof *p[1])};
+	if (!p[0] || !p[1]) {
+		iapo_free(p[0]);
+		iapo_free(p[1]);
+		return iapo_fail(IAPO_ERR_NOMEM, "gemm.c: wpack pair: out of memory");
+	}
+	for (int h = 0; h < 2; h++) {
+		*p[h] = wpack_init(N, K, W[h], Wh[h], ldw);
+		p[h]->ilv = 2, p[h]->half = h, p[h]->owns = h == 0, p[h]->mate = p[1 - h];
+	}
+	if (p[0]->floats && !(p[0]->buf = iapo_alloc_aligned(2 * p[0]->floats * sizeof(float)))) {
+		size_t bytes = 2 * p[0]->floats * sizeof(float);
+		iapo_free(p[0]);
+		iapo_free(p[1]);
+		return iapo_fail(IAPO_ERR_NOMEM, "gemm.c: wpack pair: out of memory for %zu panel bytes", bytes);
+	}
+	p[1]->buf = p[0]->buf;
+	for (int h = 0; h < 2; h++) {
+		iapo_gemm_wpack_update(p[h]);
+		out[h] = p[h];
+	}
 	return IAPO_OK;
 }
 
@@ -1102,7 +1158,7 @@ void iapo_gemm_wpack_update(iapo_gemm_wpack *p)
 void iapo_gemm_wpack_free(iapo_gemm_wpack *p)
 {
 	if (!p) return;
-	iapo_free_aligned(p->buf);
+	if (p->owns) iapo_free_aligned(p->buf);
 	iapo_free(p);
 }
 
@@ -1232,8 +1288,8 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 						 * bf16 pass over the rollout's packs: small -2.8%
 						 * with it, none saved without). */
 						const long ku = (kc + 1) / 2, nk = pc + kc < K ? min_l(kc_step, K - pc - kc) : 0;
-						if (jr + NR < nc)
-							prefetch_region(&pf, bp + NR * ku, 0, 1, NR * ku, 4);
+						if (jr + NR < nc) /* (a pair's next own panel is one further) */
+							prefetch_region(&pf, wpack_panel(J->wp, pc, kc, j0 + NR), 0, 1, NR * ku, 4);
 						else if (nk)
 							prefetch_region(&pf, wpack_panel(J->wp, pc + kc, nk, n0 + jc), 0, 1,
 									NR * ((nk + 1) / 2), 4);
@@ -1897,12 +1953,28 @@ INLINE struct epi dotp_epi(const struct job *J, int i0)
 	return (struct epi){J->alpha, J->beta, J->R ? J->R + (long)i0 * J->ldr : NULL, J->bias, J->ldr};
 }
 
+/* The panel a pack reader's slot q (of a run from Bp) holds: its first
+ * column *j0, and the row i0 of the C it goes to. One pack (or one of a
+ * pair read alone) has its panel q there, every ilv-th; a pair's stream
+ * has both: slot 2q is wp's panel q, 2q + 1 its mate's. */
+INLINE float *dotp_dest(const struct job *J, long q, int i0, long *j0)
+{
+	if (J->pair) {
+		*j0 = (q >> 1) * NR;
+		return (q & 1 ? J->Cu : J->C) + (long)i0 * J->ldc;
+	}
+	*j0 = q * NR;
+	return J->C + (long)i0 * J->ldc;
+}
+
+/* Floats from one slot of a run to the next, for ku-deep panels. */
+INLINE long dotp_step(const struct job *J, long ku) { return NR * ku * (J->pair ? 1 : J->wp->ilv); }
+
 /* Stores the pack readers' mb x NR tile acc of panel q into C (row i0 of
  * J's C), the columns under N only. */
 INLINE AVX512 void dotp_store(const int mb, const struct job *J, const iapo_gemm_wpack *p, float *C,
-			      const struct epi *e, long q, __m512 acc[8][NV])
+			      const struct epi *e, long j0, __m512 acc[8][NV])
 {
-	const long j0 = q * NR;
 #pragma GCC unroll 2
 	for (int v = 0; v < NV; v++) {
 		const __mmask16 m = lanes(p->N - j0 - 16 * v);
@@ -1938,13 +2010,12 @@ static inline long pf_switch(long kc, long dist)
 INLINE AVX512 void dotp_rows(const int mb, const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, long q0,
 			     long q1, const float *Bp, int i0, const float *next)
 {
-	const long lda = J->lda;
+	const long lda = J->lda, step = dotp_step(J, kc);
 	const float *a = J->A + i0 * lda + pc;
-	float *const C = J->C + (long)i0 * J->ldc;
 	const struct epi e0 = dotp_epi(J, i0), e1 = {J->alpha, 1.0f, NULL, NULL, 0};
 	const struct epi *e = pc == 0 ? &e0 : &e1;
 	for (long q = q0; q < q1; q++) {
-		const float *b = Bp + (size_t)q * NR * (size_t)kc;
+		const float *b = Bp + (size_t)q * (size_t)step;
 		const char *pf = (const char *)b + DOT_PF_BYTES;
 		const long ks = next && q == q1 - 1 ? pf_switch(kc, DOT_PF_BYTES) : kc;
 		__m512 acc[8][NV];
@@ -1967,7 +2038,9 @@ INLINE AVX512 void dotp_rows(const int mb, const struct job *J, const iapo_gemm_
 				for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(av, w[v], acc[i][v]);
 			}
 		}
-		dotp_store(mb, J, p, C, e, q, acc);
+		long j0;
+		float *C = dotp_dest(J, q, i0, &j0);
+		dotp_store(mb, J, p, C, e, j0, acc);
 	}
 }
 
@@ -1979,13 +2052,12 @@ INLINE AVX512 void dotp_rows(const int mb, const struct job *J, const iapo_gemm_
 INLINE AVX512BF void dotpbf_rows(const int mb, const struct job *J, const iapo_gemm_wpack *p, long pc, long kc,
 				 long q0, long q1, const float *Bp, int i0, const float *next)
 {
-	const long lda = J->ldah, ku = (kc + 1) / 2;
+	const long lda = J->ldah, ku = (kc + 1) / 2, step = dotp_step(J, ku);
 	const uint16_t *a = J->Ah + i0 * lda + pc;
-	float *const C = J->C + (long)i0 * J->ldc;
 	const struct epi e0 = dotp_epi(J, i0), e1 = {J->alpha, 1.0f, NULL, NULL, 0};
 	const struct epi *e = pc == 0 ? &e0 : &e1;
 	for (long q = q0; q < q1; q++) {
-		const float *b = Bp + (size_t)q * NR * (size_t)ku;
+		const float *b = Bp + (size_t)q * (size_t)step;
 		const char *pf = (const char *)b + DOTPBF_PF_BYTES;
 		const long us = next && q == q1 - 1 ? pf_switch(ku, DOTPBF_PF_BYTES) : ku;
 		__m512 acc[8][NV];
@@ -2010,7 +2082,9 @@ INLINE AVX512BF void dotpbf_rows(const int mb, const struct job *J, const iapo_g
 				for (int v = 0; v < NV; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], av, (__m512bh)w[v]);
 			}
 		}
-		dotp_store(mb, J, p, C, e, q, acc);
+		long j0;
+		float *C = dotp_dest(J, q, i0, &j0);
+		dotp_store(mb, J, p, C, e, j0, acc);
 	}
 }
 
@@ -2055,22 +2129,20 @@ static int dotp_fits(const struct job *J)
 	return !p->bf && p->W == J->B && p->kc_step == depth_step(p->K, p->N, 0);
 }
 
-/* Columns [n0,n1) of J from its pack. A piece takes the panels that start
- * in it (the last may reach past n1 into the next piece's columns, which
- * then starts at its first whole panel): every column once, whatever the
- * split, and no panel read twice. */
-static AVX512 void dotp_cols(const struct job *J, long n0, long n1)
+/* Slots [q0, q1) of J's pack (dotp_dest), every depth slice, the rows of A
+ * in groups of at most 8. */
+static AVX512 void dotp_run(const struct job *J, long q0, long q1)
 {
 	const iapo_gemm_wpack *p = J->wp;
-	const long q0 = ceil_div(n0, NR), q1 = ceil_div(n1, NR);
 	if (q0 >= q1) return;
 	for (long pc = 0; pc < p->K; pc += p->kc_step) {
 		const long kc = min_l(p->kc_step, p->K - pc);
 		const dotp_fn *f = J->Bh ? dotpbfs : dotps;
 		const float *Bp = wpack_panel(p, pc, kc, 0);
-		/* where this run of panels goes on: q0's panel in the next slice */
-		const long pn = pc + p->kc_step;
-		const float *next = pn < p->K ? wpack_panel(p, pn, min_l(p->kc_step, p->K - pn), q0 * NR) : NULL;
+		/* where this run of panels goes on: slot q0 in the next slice */
+		const long pn = pc + p->kc_step, kn = min_l(p->kc_step, p->K - pn);
+		const float *next =
+			pn < p->K ? wpack_panel(p, pn, kn, 0) + q0 * dotp_step(J, p->bf ? (kn + 1) / 2 : kn) : NULL;
 		if (J->M <= 8) {
 			f[J->M](J, p, pc, kc, q0, q1, Bp, 0, next);
 			continue;
@@ -2081,6 +2153,24 @@ static AVX512 void dotp_cols(const struct job *J, long n0, long n1)
 			f[J->M - 8](J, p, pc, kc, q, q + 1, Bp, 8, NULL);
 		}
 	}
+}
+
+/* Columns [n0,n1) of J from its pack. A piece takes the panels that start
+ * in it (the last may reach past n1 into the next piece's columns, which
+ * then starts at its first whole panel): every column once, whatever the
+ * split, and no panel read twice. */
+static AVX512 void dotp_cols(const struct job *J, long n0, long n1) { dotp_run(J, ceil_div(n0, NR), ceil_div(n1, NR)); }
+
+/* Panels [u0, u1) of a pair (J->pair) as one stream, both products, then
+ * their columns' SwiGLU while they are in cache. */
+static AVX512 void dotp_pair(const struct job *J, long u0, long u1)
+{
+	dotp_run(J, 2 * u0, 2 * u1);
+	const long c0 = u0 * NR, c1 = min_l(J->N, u1 * NR);
+	if (c0 >= c1) return;
+	for (long i = 0; i < J->M; i++)
+		iapo_swiglu_forward(J->act + i * J->ldact + c0, J->C + i * J->ldc + c0, J->Cu + i * J->ldc + c0,
+				    (size_t)(c1 - c0));
 }
 
 /* Direct path, columns [n0,n1): C = alpha*op(A)*op(B) + beta*C for M <= DIRECT_M. */
@@ -2203,6 +2293,11 @@ static void run_item(const struct job *J, long item, int worker)
 		packed_item((void *)J, item, worker);
 		break;
 	case IAPO_SGEMM_DIRECT:
+		if (J->pair) {
+			split_range(J->wp->npan, 1, J->tn, (int)item, &n0, &n1);
+			dotp_pair(J, n0, n1);
+			break;
+		}
 		split_range(J->N, direct_unit(J), J->tn, (int)item, &n0, &n1);
 		direct_cols(J, n0, n1);
 		break;
@@ -2427,6 +2522,42 @@ void iapo_sgemm_batch(int n, const iapo_gemm_op *ops)
 		}
 		if (m) run_jobs(jobs, m, nmax);
 	}
+}
+
+int iapo_sgemm_swiglu_pair(const iapo_gemm_op ops[2], float *act, int ldact)
+{
+	struct job g = make_job(&ops[0]), u = make_job(&ops[1]);
+	const iapo_gemm_wpack *p = g.wp;
+	/* the same A and rows into two C of one stride, each C = alpha A W^T */
+	if (!p || p->ilv != 2 || p->half != 0 || p->mate != u.wp || !act || ldact < g.N || g.M != u.M || g.A != u.A ||
+	    g.lda != u.lda || g.ldc != u.ldc || g.alpha != u.alpha || g.beta != 0.0f || u.beta != 0.0f || g.R || u.R ||
+	    g.bias || u.bias || !g.Bh != !u.Bh)
+		return 0;
+	const int nmax = iapo_pool_threads();
+	if (!plan(&g, nmax) || !plan(&u, nmax) || g.path != IAPO_SGEMM_DIRECT || u.path != IAPO_SGEMM_DIRECT) return 0;
+	if (g.Bh) { /* A rounded to bf16 once (as run_jobs does) */
+		g.ldah = u.ldah = round_up(g.K, 32);
+		float *ws = ws_get((size_t)g.M * (size_t)g.ldah / 2);
+		if (!ws) return 0;
+		g.Ah = u.Ah = (uint16_t *)ws;
+		rows_to_bf16(g.Ah, g.ldah, g.A, g.lda, g.M, g.K);
+	}
+	if (!dotp_fits(&g) || !dotp_fits(&u)) return 0;
+	g.pair = 1;
+	g.Cu = u.C;
+	g.act = act;
+	g.ldact = ldact;
+	g.tn = (int)min_l(p->npan, (long)g.tn + u.tn); /* pieces of the same bytes as the two products' */
+	g.items = g.tn;
+	g.first = 0;
+	last_path = IAPO_SGEMM_DIRECT;
+	struct batch b = {&g, 1};
+	if (nmax < 2 || g.items < 2) {
+		for (long i = 0; i < g.items; i++) batch_item(&b, i, 0);
+		return 1;
+	}
+	iapo_pool_for(g.items, batch_item, &b);
+	return 1;
 }
 
 void iapo_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,

@@ -104,6 +104,15 @@ void iapo_sgemm_batch(int n, const iapo_gemm_op *ops);
  * built into the layout: while another one is set, products ignore the
  * pack until _update repacks it under the new one. */
 iapo_status iapo_gemm_wpack_create(iapo_gemm_wpack **out, int N, int K, const float *W, const uint16_t *Wh, int ldw);
+/* Two matrices of one shape and precision (W[h] or Wh[h], h = 0, 1: as in
+ * iapo_gemm_wpack_create, both with stride ldw) packed as one allocation
+ * in which their panels alternate within each depth slice: out[0] and
+ * out[1] are packs of W[0] and W[1] that products use as any other (the
+ * same panels, the same bits), and iapo_sgemm_swiglu_pair reads both as one
+ * stream. Free both (out[0] holds the memory; neither is used after it is
+ * freed); _update and _set_direct each one. Errors as _create (out[] NULL). */
+iapo_status iapo_gemm_wpack_create_pair(iapo_gemm_wpack *out[2], int N, int K, const float *const W[2],
+					const uint16_t *const Wh[2], int ldw);
 /* Repacks from the W or Wh given at creation (the current depth slice). */
 void iapo_gemm_wpack_update(iapo_gemm_wpack *p);
 /* NULL is a no-op. Not while a product that uses it runs. */
@@ -118,6 +127,18 @@ size_t iapo_gemm_wpack_bytes(const iapo_gemm_wpack *p);
  * k order, not in lanes), so it is off at creation; the packed path stays
  * bit-identical either way. NULL is a no-op. */
 void iapo_gemm_wpack_set_direct(iapo_gemm_wpack *p, int on);
+
+/* act = SwiGLU(C0, C1) (silu(C0) * C1, iapo_swiglu_forward's bits; rows of
+ * ldact floats) for the products ops[0], ops[1] (C0, C1: their C, which
+ * are written too) when they are the two halves of a pair
+ * (iapo_gemm_wpack_create_pair; ops[h].Bp = out[h]) opened to few-row
+ * products and read on the direct path: the same A, M, lda, ldc and alpha,
+ * beta 0, no R or bias. Then both products read the pair as one stream,
+ * each piece both matrices' panels for its columns in turn, and its
+ * columns' SwiGLU runs as they finish; the bits are those of the two
+ * products and iapo_swiglu_forward. Returns 1 when done, 0 when the pair
+ * cannot be read so (nothing written; run the products and the SwiGLU). */
+int iapo_sgemm_swiglu_pair(const iapo_gemm_op ops[2], float *act, int ldact);
 
 /* ---- test hooks (not thread-safe; set them before calling, from one thread) ---- */
 

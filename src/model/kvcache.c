@@ -97,7 +97,9 @@ struct iapo_kv {
 		      * snapshot number */
 	/* weight panels packed ahead (iapo_kv_pack_weights), or NULL: wp[b16][NPACK l + i]
 	 * for layer l's matrix PACKED[i], wp[b16][NPACK L] the lm_head; b16 = 1: packed
-	 * from the bf16 copy (both kept, for callers that alternate precisions) */
+	 * from the bf16 copy (both kept, for callers that alternate precisions);
+	 * a layer's gate and up are the two halves of one pair (one allocation,
+	 * their panels alternating: decoding reads them as one stream) */
 	iapo_gemm_wpack **wp[2];
 	int wp_on;   /* 1 + b16: products read wp[b16] while bf16_on == b16; 0: none */
 	int wp_snap; /* the bf16 snapshot (snap) wp[1] was last packed from; 0: none */
@@ -247,6 +249,16 @@ void iapo_kv_free(iapo_kv *kv)
 	iapo_free(kv);
 }
 
+/* iapo_kv_pair_swiglu's switch (1: gate and up read as one pair). */
+static int pair_swiglu = 1;
+
+int iapo_kv_pair_swiglu(int on)
+{
+	const int was = pair_swiglu;
+	pair_swiglu = on != 0;
+	return was;
+}
+
 /* Where layer l's matrix `which` (one of PACKED) sits in a pack table. */
 static int pack_slot(int l, int which)
 {
@@ -273,6 +285,18 @@ iapo_status iapo_kv_pack_weights(iapo_kv *kv, int on, size_t *bytes)
 		const int which = i < NPACK * L ? PACKED[i % NPACK] : IAPO_P_LMHEAD, l = i < NPACK * L ? i / NPACK : 0;
 		if (wp[i]) {
 			iapo_gemm_wpack_update(wp[i]);
+		} else if (which == IAPO_P_WGATE && PACKED[(i + 1) % NPACK] == IAPO_P_WUP) {
+			/* gate and up as one pair: decoding reads both as one stream
+			 * (iapo_sgemm_swiglu_pair); wp[i + 1] is up's half */
+			int64_t NK[2];
+			iapo_param_shape(c, which, NK);
+			const size_t off = (size_t)l * iapo_param_layer_size(c, which);
+			const float *W[2] = {b16 ? NULL : kv->w->p.t[IAPO_P_WGATE] + off,
+					     b16 ? NULL : kv->w->p.t[IAPO_P_WUP] + off};
+			const uint16_t *Wh[2] = {b16 ? kv->wh_t[IAPO_P_WGATE] + off : NULL,
+						 b16 ? kv->wh_t[IAPO_P_WUP] + off : NULL};
+			iapo_status st = iapo_gemm_wpack_create_pair(wp + i, (int)NK[0], (int)NK[1], W, Wh, (int)NK[1]);
+			if (st != IAPO_OK) return iapo_fail_prefix(st, "kv cache: weight packs");
 		} else {
 			int64_t NK[2]; /* (N, K) as x W^T multiplies by it; a tied lm_head has the embedding's */
 			iapo_param_shape(c, which == IAPO_P_LMHEAD ? IAPO_P_EMBED : which, NK);
@@ -1541,8 +1565,13 @@ static void run_chunk(iapo_kv *kv, const iapo_kv_row *rows, int R, float *logits
 			{.transB = 1, .M = R, .N = F, .K = C, .alpha = 1.0f, .A = kv->h, .lda = C, .B = LW(IAPO_P_WUP),
 			 .ldb = C, .C = kv->up, .ldc = F, .Bh = LH(IAPO_P_WUP), .Bp = LP(IAPO_P_WUP)},
 		};
-		iapo_matmul_batch(2, gu);
-		iapo_swiglu_forward(kv->act, kv->gate, kv->up, (size_t)R * F);
+		/* few rows, as decoding has: gate's and up's packs as one stream,
+		 * SwiGLU as its pieces finish (same bits) */
+		if (!(pair_swiglu && packs && strcmp(iapo_matmul_backend(), "openblas") &&
+		      iapo_sgemm_swiglu_pair(gu, kv->act, F))) {
+			iapo_matmul_batch(2, gu);
+			iapo_swiglu_forward(kv->act, kv->gate, kv->up, (size_t)R * F);
+		}
 		iapo_gemm_op d = {.transB = 1, .M = R, .N = C, .K = F, .alpha = 1.0f, .beta = 1.0f, .A = kv->act, .lda = F,
 				  .B = LW(IAPO_P_WDOWN), .ldb = F, .C = kv->x, .ldc = C, .Bh = LH(IAPO_P_WDOWN), .Bp = LP(IAPO_P_WDOWN)};
 		iapo_matmul_batch(1, &d); // x += (R,C)

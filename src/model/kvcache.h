@@ -135,8 +135,13 @@ int iapo_kv_bf16_snapshots(const iapo_kv *kv);
  * decoding of 8 rows +23% in fp32, +17-30% in bf16, of 16 rows +57% in both
  * (one process, host contended), but those rows' logits differ in rounding
  * from on = 0 or 1 (not bit-identical; rows of larger products are as with
- * 1). A repack in place after a new bf16 copy took 0.1 s at qwen0.5b, the
- * first packing 7 s (the first touch of 1 GB of fresh memory on this VM). */
+ * 1). Each layer's gate and up are one pair of packs (their panels
+ * alternating, iapo_gemm_wpack_create_pair), so that with on == 2 those rows
+ * read both as one stream with the SwiGLU fused (iapo_sgemm_swiglu_pair: the
+ * same bits as two products; qwen0.5b's 8-row decode step +8% in bf16, +5-9%
+ * in fp32, in one process alternating step by step). A repack in place after
+ * a new bf16 copy took 0.1 s at qwen0.5b, the first packing 7 s (the first
+ * touch of 1 GB of fresh memory on this VM). */
 iapo_status iapo_kv_pack_weights(iapo_kv *kv, int on, size_t *bytes);
 /* Puts the bf16 packs that iapo_kv_pack_weights last made or updated back
  * in use, as on == 1 would (products of many rows read them; few-row
@@ -181,6 +186,13 @@ iapo_status iapo_kv_forward_rows(iapo_kv *kv, const iapo_kv_row *rows, int R, fl
  * after the other. Every row's results are those of iapo_kv_forward_rows:
  * a row's arithmetic does not depend on the rows beside it. */
 iapo_status iapo_kv_forward_rows_split(iapo_kv *kv, const iapo_kv_row *rows, int R, int split, float *logits);
+
+/* Test hook (not thread-safe; set it between calls): on != 0 (the default)
+ * lets a forward over few rows read layer l's gate and up packs (kept as
+ * one pair, iapo_gemm_wpack_create_pair) as one stream with the SwiGLU
+ * fused (iapo_sgemm_swiglu_pair); 0: two products and a SwiGLU pass. The
+ * bits are the same. Returns the previous setting. */
+int iapo_kv_pair_swiglu(int on);
 
 /* How many iapo_kv_forward_rows_split calls on kv ran as two halves. */
 long iapo_kv_splits(const iapo_kv *kv);

@@ -148,6 +148,8 @@ double iapo_mem_bf16_weights(const iapo_config *c)
 double iapo_mem_packs(const iapo_config *c, int bf16)
 {
 	static const int mats[] = {IAPO_P_WQ, IAPO_P_WK, IAPO_P_WV, IAPO_P_WO, IAPO_P_WGATE, IAPO_P_WUP, IAPO_P_WDOWN};
+	/* (a layer's gate and up are one pair, iapo_gemm_wpack_create_pair:
+	 * one allocation of the same panels as two packs) */
 	double panels = 0; /* 4-byte elements: a float, or a bf16 K-pair */
 	for (int i = 0; i <= (int)(sizeof mats / sizeof *mats); i++) {
 		int64_t NK[2] = {0, 0}; /* (N, K) as x W^T multiplies; the head has the embedding's */
