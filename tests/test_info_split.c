@@ -19,8 +19,9 @@
  *    (the whole one group of 64) split, with the same bits.
  * And the information pass over a cache whose slots hold more positions
  * than a chunk (the trainer's lengths): with two scratch slots, each chunk's
- * halves go one to each and split (K = 3 and K = 8 postfix tokens, fp32 and
- * bf16), with the bits of one scratch slot (no split) and of 1 thread.
+ * halves go one to each and split (K = 3, 8 and 6 postfix tokens, fp32 and
+ * bf16; K = 6 in chunks of 64 positions, whose halves hold 32 each), with
+ * the bits of one scratch slot (no split) and of 1 thread.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -215,8 +216,10 @@ static void test_pass_halves(void)
 		CHECK(0, "setup: %s", iapo_errmsg());
 		goto done;
 	}
-	for (int k = 0; k < 4; k++) {
-		const int K_ = k < 2 ? 3 : 8, bf16 = k % 2;
+	/* K = 6: its rounded half (64 of 85 positions) would leave the second
+	 * 21, so the pass takes chunks of 64 (32 + 32), in one slot too */
+	for (int k = 0; k < 6; k++) {
+		const int K_ = k < 2 ? 3 : k < 4 ? 8 : 6, bf16 = k % 2;
 		const long s0 = iapo_kv_splits(kv);
 		pass(&w, kv, K_, bf16, 2, 2, pr, co, E[0], C[0]);
 		CHECK(iapo_kv_splits(kv) > s0, "K = %d, bf16 %d: two scratch slots on 2 threads: no split", K_, bf16);
