@@ -496,6 +496,30 @@ static void test_xt(void)
 		CHECK(iapo_sgemm_last_xt() == (th == 1), "the rule: small's down x W^T on %d threads %s as C^T = W x^T",
 		      th, th == 1 ? "not" : "");
 	}
+	/* 2 threads claim W's rows chunk by chunk (xt_claim), counters reset
+	 * every call: qwen0.5b's gate and q in deep slices (many slices, each
+	 * chunk's in order) have one thread's bits, call after call */
+	static const int cl[][3] = {{4864, 896, 0}, {896, 896, 0}, {4864, 896, 40}, {896, 4864, 120}};
+	float *C1 = malloc(sizeof(float) * (size_t)M * 4864);
+	for (int ci = 0; ci < 4; ci++) {
+		const int N = cl[ci][0], Kc = cl[ci][1];
+		float *Ac = make_mat(M, Kc, Kc, 0);
+		iapo_sgemm_set_blocking(0, cl[ci][2], 0);
+		iapo_set_threads(1);
+		iapo_sgemm(0, 1, M, N, Kc, 1.0f, Ac, Kc, W, Kc, 0.0f, C1, N);
+		CHECK(iapo_sgemm_last_xt() == 1, "1 thread: xt without claiming, N=%d K=%d", N, Kc);
+		iapo_set_threads(2);
+		for (int r = 0; r < 8; r++) {
+			for (size_t i = 0; i < (size_t)M * N; i++) C[i] = NAN;
+			iapo_sgemm(0, 1, M, N, Kc, 1.0f, Ac, Kc, W, Kc, 0.0f, C, N);
+			CHECK(iapo_sgemm_last_xt() == 2, "2 threads: W's rows not claimed, N=%d K=%d", N, Kc);
+			CHECK(!memcmp(C, C1, sizeof(float) * (size_t)M * N),
+			      "claimed chunks changed the bits: N=%d K=%d kc=%d call %d", N, Kc, cl[ci][2], r);
+		}
+		iapo_sgemm_set_blocking(0, 0, 0);
+		free(Ac);
+	}
+	free(C1);
 	free(A); free(W); free(C);
 }
 

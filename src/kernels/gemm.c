@@ -93,6 +93,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/mem.h"
 #include "core/status.h"
@@ -138,6 +139,11 @@
 #define XT_M_MAX 256
 #define XT_N_MIN 512
 #define XT_K_MIN 896
+/* Chunks of W's rows per thread that xt_claim hands out (about; whole
+ * lines of C). */
+#ifndef XT_CLAIM_CHUNKS
+#define XT_CLAIM_CHUNKS 8
+#endif
 /* Largest row block a test override may ask for (iapo_sgemm_set_blocking). */
 #define MC_MAX 4096
 
@@ -406,6 +412,14 @@ struct job {
 	int a_rows;
 	/* x W^T as C^T = W x^T (xt_rect): W's rows in place, x^T packed */
 	int xt;
+	/* xt on 2 threads (xt_claim): W's rows in chunks of xt_chunk, claimed
+	 * slice by slice from both ends (xtnext[s]: chunks taken from the
+	 * front | from the back << 32), a chunk's next slice only after its
+	 * last one (xtdone[c]: slices done) */
+	long xt_chunk, xt_nchunks;
+	_Atomic uint64_t *xtnext;
+	atomic_int *xtdone;
+	size_t xt_floats;
 	/* split-K (packed path): sk > 1 groups of depth slices, one item
 	 * each; group 0 sums into C with the epilogue, group g > 0 into its
 	 * partial skp + (g-1)*M*ldp; the group that finishes a region of C
@@ -1343,35 +1357,132 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
  * W streams from memory once, with the next tile's rows prefetched
  * through the micro-kernel, where packed_rect packs (transposes) every
  * panel of it. */
+/* x^T's depth slice [pc, pc+kc) packed into xbuf: NR-column panels. */
+static AVX512 void xt_pack(const struct job *J, float *xbuf, long pc, long kc)
+{
+	const long M = J->M, np = ceil_div(M, NR);
+	for (long p = 0; p < np; p++)
+		pack_cols(xbuf + p * NR * kc, J->A + p * NR * J->lda + pc, J->lda, (int)min_l(NR, M - p * NR), (int)kc, NR);
+}
+
+/* C's columns [f0, f1) (W's rows) for the depth slice [pc, pc+kc), x^T's
+ * slice packed in xbuf; [n0, n1) at depth [pc1, pc1+kc1) is what comes
+ * next (its first tile's rows are prefetched during the last tile). */
+static AVX512 void xt_rows(const struct job *J, const float *xbuf, long pc, long kc, long f0, long f1, long n0,
+			   long n1, long pc1, long kc1)
+{
+	const long M = J->M, np = ceil_div(M, NR), ldw = J->ldb;
+	const int first = pc == 0;
+	for (long f = f0; f < f1; f += MR) {
+		const int mr = (int)min_l(MR, f1 - f);
+		const float *w = J->B + f * ldw + pc;
+		struct prefetch pf = {0};
+		if (f + MR < f1)
+			prefetch_region(&pf, w + MR * ldw, ldw, (int)min_l(MR, f1 - f - MR), kc, 4);
+		else if (n1 > n0)
+			prefetch_region(&pf, J->B + n0 * ldw + pc1, ldw, (int)min_l(MR, n1 - n0), kc1, 4);
+		const int pf_per_tile = (int)ceil_div(pf.lines, np);
+		for (long p = 0; p < np; p++) {
+			const long t0 = p * NR, nt = min_l(NR, M - t0);
+			__mmask16 msk[NV];
+			for (int v = 0; v < NV; v++) msk[v] = lanes(nt - 16 * v);
+			struct epi e = {J->alpha, first ? J->beta : 1.0f, first && J->R ? J->R + t0 * J->ldr + f : NULL,
+					first && J->bias ? J->bias + f : NULL, J->ldr};
+			tiles_xt[mr]((int)kc, w, ldw, 1, xbuf + p * NR * kc, J->C + t0 * J->ldc + f, J->ldc, &e, msk, &pf,
+				     pf_per_tile);
+		}
+	}
+}
+
+/* x W^T as C^T = W x^T for C's columns [f0, f1) (W's rows), all of its
+ * rows: W's rows are the micro-kernel's broadcast operand, read in place
+ * (never packed), and x^T, M columns, is packed once per depth slice into
+ * the thread's buffer. Each element of C sums the same products in the
+ * same order as packed_rect's (the same depth slices, k ascending within
+ * each, one FMA chain per element, the epilogue with the first slice), so
+ * the result is the same to the bit; only the tile is stored transposed.
+ * W streams from memory once, with the next tile's rows prefetched
+ * through the micro-kernel, where packed_rect packs (transposes) every
+ * panel of it. */
 static AVX512 void xt_rect(const struct job *J, float *xbuf, long f0, long f1)
 {
 	if (f1 <= f0) return;
-	const long M = J->M, K = J->K, kc_step = J->kc_step, np = ceil_div(M, NR), ldw = J->ldb;
+	const long K = J->K, kc_step = J->kc_step;
 	for (long pc = 0; pc < K; pc += kc_step) {
+		const long kc = min_l(kc_step, K - pc), nk = pc + kc < K ? min_l(kc_step, K - pc - kc) : 0;
+		xt_pack(J, xbuf, pc, kc);
+		xt_rows(J, xbuf, pc, kc, f0, f1, nk ? f0 : 0, nk ? f1 : 0, pc + kc, nk);
+	}
+}
+
+/* Until *done reaches s: a short spin, then sleeps, so that a CPU whose
+ * thread waits on one that was descheduled goes idle and the scheduler can
+ * move that one there (a spin would hold the CPU it needs). */
+static void xt_wait(atomic_int *done, int s)
+{
+	for (int i = 0; atomic_load_explicit(done, memory_order_acquire) < s; i++) {
+		if (i < 512) {
+			_mm_pause();
+		} else {
+			struct timespec ts = {0, 20000};
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
+/* xt_rect on 2 threads with W's rows claimed chunk by chunk: a thread
+ * packs x^T's slice (as each does in xt_rect) and takes chunks of that
+ * slice while any are left, one thread from the front and the other from
+ * the back, so each keeps mostly the same rows (and their lines of C)
+ * slice after slice, and one held up (another process on its CPU, a
+ * slower minute for its cache) leaves its last chunks to the other instead
+ * of making it wait at the end of the call. A chunk's slice s starts once
+ * its slice s-1 is stored (xtdone), so every element of C sums its slices
+ * in order, in the same tiles: the same bits as xt_rect's. A slice with no
+ * chunk left is not packed. 2 threads, one process alternating call by
+ * call with the static halves (bench/gemm's buffers, % of the adjacent
+ * peak, median of 30 rounds, rounds won; three runs): qwen0.5b gate
+ * x W^T (256 x 4864 x 896) 80.5 -> 83.9 (28/30), 79.1 -> 82.2 (26/30),
+ * 79.0 -> 81.9 (30/30); down (256 x 896 x 4864) 78.7 -> 82.5 (30/30),
+ * 76.5 -> 80.2 (29/30), 86.1 -> 86.2 (20/30); q and o (256 x 896 x 896)
+ * -0.3..-0.4 (13-14/30); gate at M = 64 +5.0 / +1.8 (30/30 twice), at
+ * M = 128 0.0 / +2.9 / -1.6. One shared counter instead of the two ends
+ * (chunks change threads from slice to slice, and their lines of C with
+ * them) read -2.2..+3.2 on down and gate, not steady. */
+/* The next chunk of slice s for side `back` (0: from the front, 1: from
+ * the back), or -1 when none is left: one word holds both sides' counts
+ * (low: front, high: back), so the two never take the same chunk. */
+static long xt_take(_Atomic uint64_t *w, long nch, int back)
+{
+	uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
+	for (;;) {
+		const long f = (long)(v & 0xFFFFFFFFu), b = (long)(v >> 32);
+		if (f + b >= nch) return -1;
+		if (atomic_compare_exchange_weak_explicit(w, &v, v + (back ? (uint64_t)1 << 32 : 1), memory_order_relaxed,
+							  memory_order_relaxed))
+			return back ? nch - 1 - b : f;
+	}
+}
+
+static AVX512 void xt_claim(const struct job *J, float *xbuf, int back)
+{
+	const long K = J->K, kc_step = J->kc_step, nch = J->xt_nchunks, ch = J->xt_chunk;
+	for (long pc = 0, s = 0; pc < K; pc += kc_step, s++) {
 		const long kc = min_l(kc_step, K - pc);
-		const int first = pc == 0;
-		for (long p = 0; p < np; p++)
-			pack_cols(xbuf + p * NR * kc, J->A + p * NR * J->lda + pc, J->lda, (int)min_l(NR, M - p * NR), (int)kc,
-				  NR);
-		for (long f = f0; f < f1; f += MR) {
-			const int mr = (int)min_l(MR, f1 - f);
-			const float *w = J->B + f * ldw + pc;
-			struct prefetch pf = {0};
-			if (f + MR < f1)
-				prefetch_region(&pf, w + MR * ldw, ldw, (int)min_l(MR, f1 - f - MR), kc, 4);
-			else if (pc + kc < K)
-				prefetch_region(&pf, J->B + f0 * ldw + pc + kc, ldw, (int)min_l(MR, f1 - f0),
-						min_l(kc_step, K - pc - kc), 4);
-			const int pf_per_tile = (int)ceil_div(pf.lines, np);
-			for (long p = 0; p < np; p++) {
-				const long t0 = p * NR, nt = min_l(NR, M - t0);
-				__mmask16 msk[NV];
-				for (int v = 0; v < NV; v++) msk[v] = lanes(nt - 16 * v);
-				struct epi e = {J->alpha, first ? J->beta : 1.0f, first && J->R ? J->R + t0 * J->ldr + f : NULL,
-						first && J->bias ? J->bias + f : NULL, J->ldr};
-				tiles_xt[mr]((int)kc, w, ldw, 1, xbuf + p * NR * kc, J->C + t0 * J->ldc + f, J->ldc, &e, msk, &pf,
-					     pf_per_tile);
-			}
+		_Atomic uint64_t *w = &J->xtnext[s];
+		/* the next chunk is claimed before this one is multiplied, so that
+		 * its first tile's rows are prefetched during this one's last */
+		long c = xt_take(w, nch, back);
+		if (c < 0) continue;
+		xt_pack(J, xbuf, pc, kc);
+		while (c >= 0) {
+			const long c1 = xt_take(w, nch, back);
+			if (s > 0) xt_wait(&J->xtdone[c], (int)s);
+			const long f0 = c * ch, f1 = min_l(J->N, f0 + ch);
+			const long n0 = c1 >= 0 ? c1 * ch : 0, n1 = c1 >= 0 ? min_l(J->N, n0 + ch) : 0;
+			xt_rows(J, xbuf, pc, kc, f0, f1, n0, n1, pc, kc);
+			atomic_store_explicit(&J->xtdone[c], (int)s + 1, memory_order_release);
+			c = c1;
 		}
 	}
 }
@@ -1384,6 +1495,10 @@ static void packed_item(void *ctx, long item, int worker)
 	float *bbuf = abuf + J->a_floats;
 	long m0, m1, n0, n1;
 	if (J->xt) {
+		if (J->xtnext) {
+			xt_claim(J, abuf, item & 1);
+			return;
+		}
 		split_range(J->N, MR, J->tn, (int)item, &n0, &n1);
 		xt_rect(J, abuf, n0, n1);
 		return;
@@ -1598,6 +1713,17 @@ static int packed_plan(struct job *J, int nth)
 		J->a_floats = (size_t)round_up(round_up(J->M, NR) * kc_step, 16);
 		J->b_floats = 0;
 		J->ws_stride = J->a_floats;
+		J->xt_floats = 0;
+		if (J->tn == 2 && XT_CLAIM_CHUNKS > 0) {
+			/* whole tiles and whole lines of C (8 tiles: 112 columns,
+			 * 448 bytes): two threads' chunks never share a line of C */
+			J->xt_chunk = round_up(ceil_div(J->N, (long)J->tn * XT_CLAIM_CHUNKS), 8 * MR);
+			J->xt_nchunks = ceil_div(J->N, J->xt_chunk);
+			/* + 16: run_jobs aligns the counters to a line */
+			J->xt_floats = 16 + (size_t)ceil_div(nslices * (long)sizeof(uint64_t) +
+								    J->xt_nchunks * (long)sizeof(atomic_int),
+							    (long)sizeof(float));
+		}
 	}
 	return 1;
 }
@@ -2395,7 +2521,7 @@ static void run_jobs(struct job *jobs, int n, int nmax)
 	size_t stride = 0, shared = 0, ah = 0;
 	for (int i = 0; i < n; i++) {
 		stride = jobs[i].ws_stride > stride ? jobs[i].ws_stride : stride;
-		shared += jobs[i].apack_floats + jobs[i].astate_floats + jobs[i].sk_floats;
+		shared += jobs[i].apack_floats + jobs[i].astate_floats + jobs[i].sk_floats + jobs[i].xt_floats;
 		if (jobs[i].path == IAPO_SGEMM_DIRECT && jobs[i].Bh) {
 			jobs[i].ldah = round_up(jobs[i].K, 32);
 			ah += (size_t)jobs[i].M * (size_t)jobs[i].ldah / 2; /* floats */
@@ -2439,6 +2565,14 @@ static void run_jobs(struct job *jobs, int n, int nmax)
 					memset(J->skcnt, 0, (size_t)J->sk_regions * sizeof(atomic_int));
 					next += J->sk_floats - (size_t)(J->sk - 1) * (size_t)J->M * (size_t)J->ldp;
 				}
+				if (J->xt_floats) {
+					const long ns = ceil_div(J->K, J->kc_step);
+					float *at = ws + round_up(next - ws, 16);
+					J->xtnext = (_Atomic uint64_t *)at;
+					J->xtdone = (atomic_int *)(J->xtnext + ns);
+					memset(next, 0, J->xt_floats * sizeof(float));
+					next += J->xt_floats;
+				}
 			} else {
 				/* No workspace: finish the product without one. */
 				int dot = J->transB && !J->transA;
@@ -2453,7 +2587,7 @@ static void run_jobs(struct job *jobs, int n, int nmax)
 		total += J->items;
 		last_path = J->path;
 		last_split = J->path == IAPO_SGEMM_PACKED ? J->sk : 0;
-		last_xt = J->path == IAPO_SGEMM_PACKED && J->xt;
+		last_xt = J->path == IAPO_SGEMM_PACKED && J->xt ? (J->xtnext ? 2 : 1) : 0;
 	}
 	struct batch b = {jobs, n};
 	if (nmax < 2 || total < 2) {

@@ -190,7 +190,8 @@ int iapo_sgemm_a_rows(int mode);
  * transposed, no split-K. The same bits either way; returns the previous
  * setting. */
 int iapo_sgemm_xt(int mode);
-/* Whether the last call's last product on this thread ran as C^T = W x^T. */
+/* Whether the last call's last product on this thread ran as C^T = W x^T:
+ * 0 no, 1 yes, 2 yes with W's rows claimed chunk by chunk by the threads. */
 int iapo_sgemm_last_xt(void);
 
 #endif
