@@ -1707,7 +1707,7 @@ static void halves_item(void *ctx, long i, int worker)
  * half is short (HALF_MIN_ROWS at least: 32 and 32 logits rows, the
  * information pass's chunk of 64 positions at 8 postfix tokens, whose
  * whole is one group of 64). */
-#define HALF_MIN_ROWS 32
+#define HALF_MIN_ROWS IAPO_KV_HALF_MIN_ROWS
 static int groups_packed(const iapo_kv *kv, int m)
 {
 	return m % kv->OUTG == 0 || m % kv->OUTG >= HALF_MIN_ROWS;

@@ -202,4 +202,9 @@ long iapo_kv_splits(const iapo_kv *kv);
  * rows whose second span moves by a multiple of it keep their bits. */
 #define IAPO_KV_KEY_TILE 64
 
+/* Rows each half of iapo_kv_forward_rows_split needs (and logits rows, where
+ * it asks for any) to run as two halves; fewer and the call runs as one
+ * piece. The information pass sizes its chunks by it. */
+#define IAPO_KV_HALF_MIN_ROWS 32
+
 #endif

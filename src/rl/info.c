@@ -354,10 +354,6 @@ static void argmax_item(void *ctx, long j, int worker)
 
 static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
 
-/* Logits rows (one a position) that each half of a split chunk needs
- * (kvcache.c's HALF_MIN_ROWS). */
-#define HALF_MIN 32
-
 /* Positions per scratch slot for this call's chunks (e->cap positions, pslot
  * of them fit one slot, ns slots free). A chunk that fits one slot puts its
  * first half in one slot and its second in the next when there are two, so
@@ -373,12 +369,12 @@ static int halves_pslot(iapo_info *e, int pslot, int ns)
 	const int u = IAPO_KV_KEY_TILE / gcd(e->W, IAPO_KV_KEY_TILE);
 	int h = ((e->cap + 1) / 2 + u - 1) / u * u;
 	/* a rounded half that leaves the second too few positions to run
-	 * beside it (kvcache wants HALF_MIN logits rows, one a position, in
+	 * beside it (kvcache wants IAPO_KV_HALF_MIN_ROWS logits rows, one a position, in
 	 * each): shorter chunks of two whole halves, where they fit (K = 6: 64
 	 * positions, 32 + 32, rather than 85 in one piece). With one scratch
 	 * slot too, so that one slot and two give the same bits. */
-	const int h2 = (HALF_MIN + u - 1) / u * u;
-	if (e->cap - h < HALF_MIN && 2 * h2 <= e->cap) {
+	const int h2 = (IAPO_KV_HALF_MIN_ROWS + u - 1) / u * u;
+	if (e->cap - h < IAPO_KV_HALF_MIN_ROWS && 2 * h2 <= e->cap) {
 		e->cap = 2 * h2;
 		h = h2;
 	}
