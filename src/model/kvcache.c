@@ -816,6 +816,19 @@ static void scores_any_bf(qvec *const *v, int nb, int g0, int ng, const uint16_t
  * max and no rescaling of the accumulator. */
 #define LAZY_MAX 8.0f
 
+/* A tile's scores raised the running max to mx: the sums so far (ls, acc)
+ * were taken against the old one, so they scale by exp(old - mx). */
+static void raise_max(qvec *v, float mx, int HD)
+{
+	if (v->m != -INFINITY) {
+		const __m512 c = _mm512_set1_ps(exp_nonpos(v->m - mx));
+		_mm512_storeu_ps(v->ls, _mm512_mul_ps(_mm512_loadu_ps(v->ls), c));
+		for (int d = 0; d < HD; d += 16)
+			_mm512_storeu_ps(v->acc + d, _mm512_mul_ps(_mm512_loadu_ps(v->acc + d), c));
+	}
+	v->m = mx;
+}
+
 /* softmax_vec_bf over a whole tile (lanes [0, KT): most tiles of a long
  * prefix): the same operations in the same order without the lane masks
  * (all ones there), and the groups' exponentials in one straight run so
@@ -832,14 +845,7 @@ static void softmax_full_bf(qvec *v, int HD)
 	if (v->m == -INFINITY || over) {
 		__m512 vmx = _mm512_set1_ps(-INFINITY);
 		for (int g = 0; g < KT / 16; g++) vmx = _mm512_max_ps(vmx, s[g]);
-		const float mx = _mm512_reduce_max_ps(vmx);
-		if (v->m != -INFINITY) {
-			const __m512 c = _mm512_set1_ps(exp_nonpos(v->m - mx));
-			_mm512_storeu_ps(v->ls, _mm512_mul_ps(_mm512_loadu_ps(v->ls), c));
-			for (int d = 0; d < HD; d += 16)
-				_mm512_storeu_ps(v->acc + d, _mm512_mul_ps(_mm512_loadu_ps(v->acc + d), c));
-		}
-		v->m = mx;
+		raise_max(v, _mm512_reduce_max_ps(vmx), HD);
 	}
 	const __m512 vm = _mm512_set1_ps(v->m);
 	__m512 e[KT / 16];
@@ -875,14 +881,7 @@ static void softmax_vec_bf(qvec *v, int a, int b, int G0, int G1, int HD)
 		const __m512 ninf = _mm512_set1_ps(-INFINITY);
 		__m512 vmx = ninf;
 		for (int g = ga; g < gb; g++) vmx = _mm512_max_ps(vmx, _mm512_mask_mov_ps(ninf, mk[g], s[g]));
-		const float mx = _mm512_reduce_max_ps(vmx);
-		if (v->m != -INFINITY) {
-			const __m512 c = _mm512_set1_ps(exp_nonpos(v->m - mx));
-			_mm512_storeu_ps(v->ls, _mm512_mul_ps(_mm512_loadu_ps(v->ls), c));
-			for (int d = 0; d < HD; d += 16)
-				_mm512_storeu_ps(v->acc + d, _mm512_mul_ps(_mm512_loadu_ps(v->acc + d), c));
-		}
-		v->m = mx;
+		raise_max(v, _mm512_reduce_max_ps(vmx), HD);
 	}
 	const __m512 vm = _mm512_set1_ps(v->m);
 	__m512 sum = _mm512_loadu_ps(v->ls);
