@@ -292,6 +292,21 @@ static int pack_weights; /* --pack: every estimator packs the weight matrices on
 /* trainer: the trainer's lengths (prompt_len, comp_len set so): the bf16
  * rollout, the bf16 pass over its cache and fwd+bwd only, as one
  * "info_trainer" record. */
+/* Opens record `what` with the batch it measured: shape, threads, G, the
+ * lengths, the postfix, the estimator's chunk and the rounds taken. */
+static void batch_rec(const char *what, const char *shape, int threads, const iapo_info *info, int reps)
+{
+	bench_rec_begin(what);
+	bench_rec_str("shape", shape);
+	bench_rec_int("threads", threads);
+	bench_rec_int("G", G);
+	bench_rec_int("prompt", prompt_len);
+	bench_rec_int("completion", comp_len);
+	bench_rec_int("postfix", KPOST);
+	bench_rec_int("chunk", iapo_info_chunk(info));
+	bench_rec_int("rounds", reps);
+}
+
 static iapo_status bench_shape(const bench_model_shape *s, int threads, int quick, int naive, int trainer)
 {
 	iapo_config c;
@@ -431,15 +446,7 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 	}
 	if (trainer) {
 		const double cpu_ratio = cpu_cached16 / cpu_fb;
-		bench_rec_begin("info_trainer");
-		bench_rec_str("shape", s->name);
-		bench_rec_int("threads", threads);
-		bench_rec_int("G", G);
-		bench_rec_int("prompt", prompt_len);
-		bench_rec_int("completion", comp_len);
-		bench_rec_int("postfix", KPOST);
-		bench_rec_int("chunk", iapo_info_chunk(x.info16));
-		bench_rec_int("rounds", x.reps);
+		batch_rec("info_trainer", s->name, threads, x.info16, x.reps);
 		bench_rec_num("cached_bf16_seconds", cached16_s);
 		bench_rec_num("cached_bf16_cpu_seconds", cpu_cached16);
 		bench_rec_num("fwd_bwd_seconds", fb_s);
@@ -459,15 +466,7 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 	}
 	ent_s = entropy_cost(c.V);
 	iapo_info_stats is = x.stats;
-	bench_rec_begin("info");
-	bench_rec_str("shape", s->name);
-	bench_rec_int("threads", threads);
-	bench_rec_int("G", G);
-	bench_rec_int("prompt", prompt_len);
-	bench_rec_int("completion", comp_len);
-	bench_rec_int("postfix", KPOST);
-	bench_rec_int("chunk", iapo_info_chunk(x.info));
-	bench_rec_int("rounds", x.reps);
+	batch_rec("info", s->name, threads, x.info, x.reps);
 	bench_rec_num("mbytes", (double)iapo_info_bytes(x.info) / 1048576.0);
 	if (pack_weights) { /* the packs the cached pass keeps in the rollout's cache (fp32 here) */
 		size_t pb = 0;
