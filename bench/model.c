@@ -17,7 +17,9 @@
  *             matrices, in panels); prefill and decode tokens/s, and the
  *             memory-bandwidth bound of a decode step (every weight read once
  *             per step at the read bandwidth measured right before and after
- *             the decode, in this process: near_read_bw), the packing's
+ *             the decode, in this process: near_read_bw; and, paired, the
+ *             same read between every 16 steps, each segment of steps over
+ *             the bound at the reads on its two sides), the packing's
  *             seconds and bytes (first packing, and a repack in place: what
  *             each later generate call on a kept cache pays)
  *   decode_bf16  the same with the cache's bf16 copy of the weight matrices
@@ -258,6 +260,13 @@ fail:
 
 /* --------------------------------------------------------------- decoding */
 
+/* Paired reads: the weight block read between segments of SEG_STEPS steps
+ * of a timed decode, so that each segment has the bound's read right before
+ * and right after it (within ~0.1-1 s) instead of reads before the warm-up
+ * and after every repeat (10-20 s apart at qwen0.5b, while the host's read
+ * moves 27-83 GB/s between minutes). */
+enum { SEG_STEPS = 16, MAX_SEG = (DEC_NEW + SEG_STEPS - 1) / SEG_STEPS, SEG_PASSES = 2 };
+
 typedef struct {
 	iapo_kv *kv;
 	int V;
@@ -266,6 +275,12 @@ typedef struct {
 	float *logits;       /* (DEC_B, V) */
 	int prompt_len, new_tokens;
 	double prefill_s, decode_s, decode_cpu_s;
+	/* paired reads (w set): segment k's seconds and batched steps, and the
+	 * reads (GB/s, best of SEG_PASSES) before it (seg_bw[k]) and after it
+	 * (seg_bw[k + 1]); their time is left out of decode_s */
+	const iapo_weights *w;
+	int nseg, seg_steps[MAX_SEG];
+	double seg_s[MAX_SEG], seg_bw[MAX_SEG + 1];
 } dec_ctx;
 
 /* The greedy tokens of one step (iapo_sample_argmax, the library's own),
@@ -289,8 +304,11 @@ static void argmax_item(void *ctx, long b, int worker)
 	J->gen[(size_t)b * DEC_NEW + J->step] = g < 0 ? 0 : g;
 }
 
+static double near_read_bw(const iapo_weights *w, double startup_bw, int passes, const char **source);
+
 /* Prefill every prompt in one call, then new_tokens greedy tokens: the first
- * from the prefill's logits, each next one after feeding the previous. */
+ * from the prefill's logits, each next one after feeding the previous. With
+ * x->w, the paired reads between segments (above), untimed. */
 static iapo_status run_decode(void *p)
 {
 	dec_ctx *x = p;
@@ -304,9 +322,20 @@ static iapo_status run_decode(void *p)
 	double t0 = bench_now();
 	IAPO_TRY(iapo_kv_forward(x->kv, toks, n, x->logits));
 	double t1 = bench_now(), c1 = bench_cpu_now();
+	double read_s = 0.0, read_cpu_s = 0.0, seg_t0 = t1;
+	const char *src;
+	x->nseg = 0;
 	argmax_job J = {.logits = x->logits, .V = x->V, .gen = x->gen};
 	atomic_init(&J.bad, 0);
 	for (int i = 0; i < x->new_tokens; i++) {
+		if (x->w && i % SEG_STEPS == 0) {
+			const double r0 = bench_now(), rc0 = bench_cpu_now();
+			if (i > 0) x->seg_s[x->nseg++] = r0 - seg_t0;
+			x->seg_bw[x->nseg] = near_read_bw(x->w, 0.0, SEG_PASSES, &src);
+			seg_t0 = bench_now();
+			read_s += seg_t0 - r0;
+			read_cpu_s += bench_cpu_now() - rc0;
+		}
 		J.step = i;
 		iapo_pool_for(DEC_B, argmax_item, &J);
 		for (int b = 0; b < DEC_B; b++) {
@@ -317,9 +346,19 @@ static iapo_status run_decode(void *p)
 	}
 	if (atomic_load(&J.bad)) return iapo_fail(IAPO_ERR_NUMERIC, "bench: decode: no greedy token (NaN or infinite logits)");
 	double t2 = bench_now();
-	x->decode_cpu_s = bench_cpu_now() - c1;
+	x->decode_cpu_s = bench_cpu_now() - c1 - read_cpu_s;
 	x->prefill_s = t1 - t0;
-	x->decode_s = t2 - t1;
+	x->decode_s = t2 - t1 - read_s;
+	if (x->w) {
+		x->seg_s[x->nseg++] = t2 - seg_t0;
+		x->seg_bw[x->nseg] = near_read_bw(x->w, 0.0, SEG_PASSES, &src);
+		/* segment k ran iterations k*SEG_STEPS.. of the loop, each a batched
+		 * step but the last (its token is only sampled) */
+		for (int k = 0; k < x->nseg; k++) {
+			const int lo = k * SEG_STEPS, hi = lo + SEG_STEPS < x->new_tokens - 1 ? lo + SEG_STEPS : x->new_tokens - 1;
+			x->seg_steps[k] = hi - lo;
+		}
+	}
 	return IAPO_OK;
 }
 
@@ -398,6 +437,19 @@ static double near_read_bw(const iapo_weights *w, double startup_bw, int passes,
 	return best;
 }
 
+/* A field holding a JSON array of numbers (non-finite as null). */
+static void rec_nums(const char *k, const double *v, int n)
+{
+	bench_rec_key(k);
+	putchar('[');
+	for (int i = 0; i < n; i++) {
+		if (i) putchar(',');
+		if (isfinite(v[i])) printf("%.4g", v[i]);
+		else fputs("null", stdout);
+	}
+	putchar(']');
+}
+
 /* bf16: the cache multiplies by a bf16 copy of the weight matrices
  * (iapo_kv_use_bf16), records "decode_bf16*"; packs: the weights packed for
  * decoding too (iapo_kv_pack_weights(kv, 2)), as iapo_generate decodes by
@@ -440,7 +492,12 @@ static iapo_status bench_decode(const iapo_weights *w, const run_env *e, int bf1
 
 	x.prompt_len = DEC_PROMPT;
 	x.new_tokens = DEC_NEW;
+	/* paired reads where the weights' own read is the bound's (not tiny's
+	 * cache-resident block) */
+	x.w = !strcmp(bw_source, "weights") ? w : NULL;
 	double pre[MAX_REPS], dec[MAX_REPS], cpu_best = 1e30, spent = 0.0;
+	double seg_s[MAX_REPS * MAX_SEG], seg_bw[MAX_REPS * MAX_SEG];
+	int seg_steps[MAX_REPS * MAX_SEG], nseg = 0;
 	int reps = 0;
 	while (reps < MAX_REPS && (reps < 1 || spent + pre[reps - 1] + dec[reps - 1] <= e->budget)) {
 		IAPO_CHECK(st, run_decode(&x));
@@ -449,6 +506,12 @@ static iapo_status bench_decode(const iapo_weights *w, const run_env *e, int bf1
 		cpu_best = x.decode_cpu_s < cpu_best ? x.decode_cpu_s : cpu_best;
 		spent += x.prefill_s + x.decode_s;
 		reps++;
+		for (int k = 0; x.w && k < x.nseg; k++, nseg++) {
+			seg_s[nseg] = x.seg_s[k];
+			seg_steps[nseg] = x.seg_steps[k];
+			/* the faster of the reads on its two sides: the stricter bound */
+			seg_bw[nseg] = x.seg_bw[k] > x.seg_bw[k + 1] ? x.seg_bw[k] : x.seg_bw[k + 1];
+		}
 	}
 	const double bw_after = near_read_bw(w, e->bw, 3, &bw_source);
 	/* the bound takes the faster of the two: the stricter bound for us */
@@ -510,6 +573,40 @@ static iapo_status bench_decode(const iapo_weights *w, const run_env *e, int bf1
 	 * (bench/table.py refuses such a round) */
 	const double streamed = ((bf16 ? wbytes16 : wbytes) + kv_bytes / steps) * steps / dec_s * 1e-9;
 	bench_rec_num("streamed_gb_per_s", streamed);
+	if (nseg > 0) {
+		/* The paired bound: each segment's tokens/s over the bound at the
+		 * faster of the reads right before and right after it, in the
+		 * precision the decode multiplies by (bf16: its own bound); a
+		 * segment whose read is below what it streamed is refused. */
+		const double seg_bytes = (bf16 ? wbytes16 : wbytes), step_bytes = seg_bytes + kv_bytes / steps;
+		double pct[MAX_REPS * MAX_SEG], tps[MAX_REPS * MAX_SEG], kept[MAX_REPS * MAX_SEG];
+		int nkept = 0, refused = 0;
+		for (int k = 0; k < nseg; k++) {
+			tps[k] = DEC_B * seg_steps[k] / seg_s[k];
+			pct[k] = 100.0 * tps[k] / (DEC_B * seg_bw[k] * 1e9 / seg_bytes);
+			if (seg_bw[k] < step_bytes * seg_steps[k] / seg_s[k] * 1e-9) refused++;
+			else kept[nkept++] = pct[k];
+		}
+		double lo = nkept ? kept[0] : NAN, hi = lo;
+		for (int k = 1; k < nkept; k++) {
+			lo = kept[k] < lo ? kept[k] : lo;
+			hi = kept[k] > hi ? kept[k] : hi;
+		}
+		bench_rec_int("paired_segment_steps", SEG_STEPS);
+		bench_rec_int("paired_read_passes", SEG_PASSES);
+		bench_rec_str("paired_bound", bf16 ? "bf16_weight_bytes" : "weight_bytes");
+		bench_rec_int("paired_segments", nseg);
+		bench_rec_int("paired_refused", refused);
+		bench_rec_num("paired_pct_bound", nkept ? bench_median(kept, nkept) : NAN);
+		bench_rec_num("paired_pct_bound_min", lo);
+		bench_rec_num("paired_pct_bound_max", hi);
+		rec_nums("paired_segment_tokens_per_s", tps, nseg);
+		rec_nums("paired_segment_gb_per_s", seg_bw, nseg);
+		rec_nums("paired_segment_pct_bound", pct, nseg);
+		bench_note("model: %-8s %s paired bound: median %.1f%% of the %s bound over %d segments of %d steps "
+			   "(%.1f-%.1f%%, %d refused)\n", e->shape, rec, nkept ? bench_median(kept, nkept) : NAN,
+			   bf16 ? "bf16" : "fp32", nkept, SEG_STEPS, lo, hi, refused);
+	}
 	bench_rec_str("path", packs ? "packs" : "rows");
 	if (packs) {
 		bench_rec_num("pack_bytes", (double)pack_bytes);

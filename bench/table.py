@@ -31,11 +31,18 @@ stderr:
             bandwidth bench/model measured next to that decode), target within
             1.5x at qwen0.5b (>= 67%); with rounds, the median over the
             rounds of each round's percentage, with the least and most
-            (pct_bound_min/max) and every round. A round whose read next to
+            (pct_bound_min/max) and every round. Since session 16 the
+            percentage judged (judged: "paired") is the record's
+            paired_pct_bound: the decode's 16-step segments, each over the
+            bound at the faster of the weight reads right before and right
+            after it, median over the segments (pct_paired_bound); the whole
+            decode against the reads before and after all of it stays as
+            pct_bound / pct_own_bound. A round whose read next to
             the decode is slower than the decode itself streamed (its
             weights and K/V per step: streamed_gb_per_s) has no bound: it is
             refused (REFUSED on stderr, left out of the median; "refused"
-            counts them, met null when every round was)
+            counts them, met null when every round was); bench/model refuses
+            such segments itself (paired_refused)
   gemm      iapo's GFLOP/s per product shape (bench/gemm) as a percentage of
             the fp32 FMA peak measured next to it on the same threads: the
             median over bench/gemm's rounds (pct_peak), with the least and
@@ -206,10 +213,14 @@ def main():
         lines.extend(paired_lines)
     w("")
     w("decoding vs the memory-bandwidth bound: the weights read once per step at the read")
-    w("bandwidth bench/model measured next to that decode (its own weights read before and after, the")
-    w("faster; tiny: the start-up 1 GiB read) (fp32 bound; for bf16 also its own bound, bf16 matrices,")
-    w("which the target is judged by); with rounds: medians over the rounds, the range of the % judged")
-    w("%-9s %-8s %10s %9s %10s %8s %s" % ("shape", "weights", "decode", "GB/s", "bound", "% bound", "target"))
+    w("bandwidth bench/model measured next to that decode. % bound: the whole decode's tokens/s over the")
+    w("fp32 weights' bound at the faster of its own weights read before the warm-up and after the repeats")
+    w("(tiny: the start-up 1 GiB read). paired (judged, small and qwen0.5b): each 16-step segment's tokens/s")
+    w("over the bound of the weights it multiplies by (fp32, or bf16 matrices) at the faster of the reads")
+    w("right before and right after that segment, median over the segments; a segment whose read is below")
+    w("what it streamed is refused. With rounds: medians over the rounds, the range of the judged %")
+    w("%-9s %-8s %10s %9s %10s %8s %8s %s" % ("shape", "weights", "decode", "GB/s", "bound", "% bound", "paired",
+                                               "target"))
     for s in SHAPES:
         for name, bench in BW_ROWS:
             rs = [r for _, r in sorted(by_round(records, bench, s).items()) if r.get("bw_bound_tokens_per_s")]
@@ -232,6 +243,13 @@ def main():
             pct, own = median(pcts), median(owns)
             judged = own if own is not None else pct
             judged_all = owns if owns else pcts
+            # since session 16: the paired bound (each 16-step segment against
+            # the reads right before and after it) is the one judged, where
+            # the records have it
+            paired_all = [r["paired_pct_bound"] for r in rs if r.get("paired_pct_bound") is not None]
+            paired = median(paired_all)
+            if paired is not None:
+                judged, judged_all = paired, paired_all
             tgt = BW_TARGET if s == "qwen0.5b" else None
             dec = median([r["decode_tokens_per_s"] for r in rs])
             gbs = median([r.get("mem_bw_gb_per_s") or 0 for r in rs])
@@ -243,16 +261,22 @@ def main():
                                           mem_bw_gb_per_s=r.get("mem_bw_gb_per_s"),
                                           mem_bw_source=r.get("mem_bw_source"),
                                           bound=r["bw_bound_tokens_per_s"], pct_bound=r.get("pct_bw_bound"),
-                                          pct_own_bound=r.get("pct_bw_bound_bf16")) for r in rs])
+                                          pct_own_bound=r.get("pct_bw_bound_bf16"),
+                                          pct_paired_bound=r.get("paired_pct_bound"),
+                                          pct_paired_bound_min=r.get("paired_pct_bound_min"),
+                                          pct_paired_bound_max=r.get("paired_pct_bound_max"),
+                                          paired_refused=r.get("paired_refused")) for r in rs])
             emit(what="bw", shape=s, weights=name, path=rs[0].get("path", "rows" if bench in ("decode", "decode_bf16")
                                                                    else "packs"),
                  iapo=dec, bound=bound, mem_bw_gb_per_s=gbs, pct_bound=pct, refused=len(refused),
                  streamed_gb_per_s=median([streamed(r) or 0 for r in rs]),
-                 target_pct=tgt, met=None if tgt is None else judged >= tgt, pct_own_bound=own, **extra)
-            w("%-9s %-8s %10.1f %9.1f %10.1f %7.0f%% %s%s%s" % (
-                s, name, dec, gbs, bound, pct or 0,
+                 target_pct=tgt, met=None if tgt is None else judged >= tgt, pct_own_bound=own,
+                 pct_paired_bound=paired, judged="paired" if paired is not None else ("own" if own is not None
+                                                                                       else "whole"), **extra)
+            w("%-9s %-8s %10.1f %9.1f %10.1f %7.0f%% %8s %s%s%s" % (
+                s, name, dec, gbs, bound, pct or 0, "-" if paired is None else "%.0f%%" % paired,
                 "" if tgt is None else (">= %.0f%%: %s" % (tgt, "ok" if judged >= tgt else "BELOW")),
-                "" if own is None else "  (%.0f%% of its bf16 bound)" % own,
+                "" if own is None else "  (whole: %.0f%% of its bf16 bound)" % own,
                 "" if not extra else "  rounds %.0f-%.0f%%" % (min(judged_all), max(judged_all))))
     info_rows = []
     for s in SHAPES:
