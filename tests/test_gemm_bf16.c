@@ -19,11 +19,17 @@
  * and an fp32 one; and, over many rounds of the information pass's shapes,
  * whichever thread packs a shared panel and whatever a_panels leaves for
  * later.
+ * The packed path's choice of kernels: the start-up probe's ratio and
+ * verdict, the test hook, IAPO_BF16_DOT (on, off, auto, a bad value) read
+ * by child processes; and under the "does not pay" verdict the bits of
+ * iapo_sgemm_no_bf16(1)'s product, from bf16 W unpacked and from a weight
+ * pack's K-pair panels (tile_bw).
  * Speed is measured by bench/gemm.c (gemm_bf16 records), never here.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "iapo.h"
 #include "kernels/gemm.h"
@@ -359,8 +365,153 @@ static void shared_a_rounds(void)
 	free(A);
 }
 
-int main(void)
+/* The packed path's choice of bf16 kernels (gemm.h, iapo_sgemm_bf16_dot):
+ * the probe's ratio is a rate ratio a CPU can have, the verdict follows it
+ * (auto), the test hook forces either verdict and no_bf16 wins over both;
+ * IAPO_BF16_DOT, read once per process, is checked in child processes of
+ * this program (--bf16-dot prints what they read), a bad value included. */
+static void bf16_verdict(void)
 {
+	double ratio;
+	int mode, pays = iapo_sgemm_bf16_dot(&ratio, &mode);
+	__builtin_cpu_init();
+	const int has = iapo_sgemm_avx512() && __builtin_cpu_supports("avx512bf16");
+	if (has)
+		CHECK(ratio > 0.05 && ratio < 8, "probe ratio %g", ratio);
+	else
+		CHECK(ratio == 0 && pays == 0, "no AVX512_BF16: ratio %g, verdict %d", ratio, pays);
+	if (mode == IAPO_BF16_DOT_AUTO) CHECK(pays == (has && ratio >= 1.0), "auto: verdict %d at ratio %g", pays, ratio);
+	fprintf(stderr, "  probe: bf16 / fp32 multiply-adds per second %.3f, verdict %d, IAPO_BF16_DOT mode %d\n", ratio,
+		pays, mode);
+	int old = iapo_sgemm_force_bf16_dot(0);
+	CHECK(iapo_sgemm_bf16_dot(NULL, NULL) == 0, "hook 0");
+	iapo_sgemm_force_bf16_dot(1);
+	CHECK(iapo_sgemm_bf16_dot(NULL, NULL) == has, "hook 1");
+	int old_nb = iapo_sgemm_no_bf16(1);
+	CHECK(iapo_sgemm_bf16_dot(NULL, NULL) == 0, "no_bf16 over the hook");
+	iapo_sgemm_no_bf16(old_nb);
+	CHECK(iapo_sgemm_force_bf16_dot(-1) == 1, "the hook's previous setting");
+	CHECK(iapo_sgemm_bf16_dot(NULL, NULL) == pays, "hook -1: back to the verdict");
+	iapo_sgemm_force_bf16_dot(old);
+
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	CHECK(n > 0, "readlink /proc/self/exe");
+	if (n <= 0) return;
+	self[n] = 0;
+	static const struct {
+		const char *env;
+		int mode, pays; /* pays -1: the probe's */
+		const char *warn;
+	} cases[] = {{"on", IAPO_BF16_DOT_ON, 1, NULL},
+		     {"off", IAPO_BF16_DOT_OFF, 0, NULL},
+		     {"auto", IAPO_BF16_DOT_AUTO, -1, NULL},
+		     {"", IAPO_BF16_DOT_AUTO, -1, NULL},
+		     {"fast", IAPO_BF16_DOT_AUTO, -1, "IAPO_BF16_DOT=fast: expected auto, on or off"}};
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		char cmd[4200], out[1024] = "";
+		snprintf(cmd, sizeof cmd, "IAPO_BF16_DOT='%s' '%s' --bf16-dot 2>&1", cases[c].env, self);
+		FILE *f = popen(cmd, "r");
+		CHECK(f != NULL, "popen %s", cmd);
+		if (!f) continue;
+		size_t got = fread(out, 1, sizeof out - 1, f);
+		out[got] = 0;
+		int st = pclose(f);
+		const char *line = strstr(out, "bf16_dot ");
+		int cp = -2, cm = -2;
+		double cr = -1;
+		CHECK(st == 0 && line && sscanf(line, "bf16_dot %d mode %d ratio %lf", &cp, &cm, &cr) == 3,
+		      "IAPO_BF16_DOT=%s: child said '%s'", cases[c].env, out);
+		CHECK(cm == cases[c].mode, "IAPO_BF16_DOT=%s: mode %d", cases[c].env, cm);
+		int want = cases[c].pays < 0 ? (has && cr >= 1.0) : has && cases[c].pays;
+		CHECK(cp == want, "IAPO_BF16_DOT=%s: verdict %d, want %d (ratio %g)", cases[c].env, cp, want, cr);
+		if (cases[c].warn)
+			CHECK(strstr(out, cases[c].warn) != NULL, "IAPO_BF16_DOT=%s: no warning in '%s'", cases[c].env, out);
+		else
+			CHECK(strstr(out, "IAPO_BF16_DOT=") == NULL, "IAPO_BF16_DOT=%s: a warning: '%s'", cases[c].env, out);
+	}
+}
+
+/* Where vdpbf16ps does not pay, the packed path multiplies the same bf16
+ * values with fp32 FMAs: the bits of iapo_sgemm_no_bf16(1)'s product (same
+ * panels' values, depth slices and order of sums), from bf16 W unpacked and
+ * from a weight pack (K-pair panels, read as they are), over odd M, N, K,
+ * the epilogues, 1 and 2 threads, with the default blocking and small
+ * blocks (odd depth slices). */
+static void slow_verdict_bits(void)
+{
+	static const int shapes[][3] = {{17, 33, 3},    {29, 64, 31},  {45, 70, 33}, {100, 97, 129}, {130, 40, 257},
+					{300, 65, 1027}, {64, 96, 4870}, {33, 50, 1}, {200, 33, 896}};
+	static const int blocks[][3] = {{0, 0, 0}, {14, 5, 32}, {28, 34, 64}};
+	int bad = 0, cases = 0;
+	for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++)
+		for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
+			for (int th = 1; th <= 2; th++) {
+				const int M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2];
+				const int lda = K + 3, ldb = K + (int)(sh % 2), ldc = N + 1;
+				if (b && (long)M * N * K > 3000000) continue;
+				float *A = malloc(sizeof(float) * (size_t)M * lda), *R = malloc(sizeof(float) * (size_t)M * ldc);
+				float *bias = malloc(sizeof(float) * N), *C[4];
+				uint16_t *Wh = malloc(sizeof(uint16_t) * (size_t)N * ldb);
+				for (size_t i = 0; i < (size_t)M * lda; i++) A[i] = urand();
+				for (size_t i = 0; i < (size_t)M * ldc; i++) R[i] = urand();
+				for (int j = 0; j < N; j++) bias[j] = urand();
+				for (size_t i = 0; i < (size_t)N * ldb; i++) {
+					float w = urand();
+					iapo_f32_to_bf16(&Wh[i], &w, 1);
+				}
+				iapo_set_threads(th);
+				iapo_sgemm_set_blocking(blocks[b][0], blocks[b][1], blocks[b][2]);
+				iapo_gemm_wpack *wp = NULL;
+				CHECK(iapo_gemm_wpack_create(&wp, N, K, NULL, Wh, ldb) == IAPO_OK, "wpack");
+				iapo_gemm_op o = {.transB = 1, .M = M, .N = N, .K = K, .alpha = 0.75f, .A = A, .lda = lda,
+						  .Bh = Wh, .ldb = ldb, .ldc = ldc, .R = (sh % 3) ? R : NULL, .ldr = ldc,
+						  .bias = (sh % 2) ? bias : NULL};
+				int old_path = iapo_sgemm_force_path(IAPO_SGEMM_PACKED);
+				for (int v = 0; v < 4; v++) {
+					/* 0: no_bf16; 1, 2: the slow verdict, W unpacked / packed;
+					 * 3: the slow verdict through the automatic path choice */
+					C[v] = malloc(sizeof(float) * (size_t)M * ldc);
+					for (size_t i = 0; i < (size_t)M * ldc; i++) C[v][i] = (float)i;
+					int old_nb = iapo_sgemm_no_bf16(v == 0), old_h = iapo_sgemm_force_bf16_dot(v ? 0 : -1);
+					if (v == 3) iapo_sgemm_force_path(IAPO_SGEMM_AUTO);
+					o.C = C[v];
+					o.Bp = v >= 2 ? wp : NULL;
+					iapo_sgemm_batch(1, &o);
+					if (M > 16) CHECK(iapo_sgemm_last_path() == IAPO_SGEMM_PACKED, "packed path");
+					iapo_sgemm_force_path(IAPO_SGEMM_PACKED);
+					iapo_sgemm_no_bf16(old_nb);
+					iapo_sgemm_force_bf16_dot(old_h);
+				}
+				iapo_sgemm_force_path(old_path);
+				for (int v = 1; v < 4; v++) {
+					cases++;
+					if (v == 3 && M <= 16) continue;
+					if (memcmp(C[0], C[v], sizeof(float) * (size_t)M * ldc) != 0) {
+						bad++;
+						fprintf(stderr, "  differs from no_bf16: M=%d N=%d K=%d threads=%d blocking %d,%d,%d variant %d\n",
+							M, N, K, th, blocks[b][0], blocks[b][1], blocks[b][2], v);
+					}
+				}
+				iapo_gemm_wpack_free(wp);
+				for (int v = 0; v < 4; v++) free(C[v]);
+				free(A); free(R); free(bias); free(Wh);
+			}
+	iapo_sgemm_set_blocking(0, 0, 0);
+	CHECK(bad == 0, "%d of %d products differ from no_bf16's bits", bad, cases);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && !strcmp(argv[1], "--bf16-dot")) {
+		/* a child of bf16_verdict: what this process read */
+		double r;
+		int mode, pays = iapo_sgemm_bf16_dot(&r, &mode);
+		printf("bf16_dot %d mode %d ratio %.4f\n", pays, mode, r);
+		return 0;
+	}
+	RUN(bf16_verdict);
+	RUN(slow_verdict_bits);
 	RUN(shapes_and_epilogues);
 	RUN(block_edges);
 	RUN(decoding_shapes);

@@ -92,6 +92,8 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -524,6 +526,172 @@ static void portable_row(const struct job *P, long row)
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,prfchw")))
 #define AVX512BF __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,prfchw")))
 #define INLINE static inline __attribute__((always_inline))
+
+/* Whether vdpbf16ps pays for compute-bound products (the packed path), as
+ * gemm.h describes: the verdict of a probe at first use, unless
+ * IAPO_BF16_DOT or the test hook says otherwise. */
+#define BF16_PAYS_RATIO 1.0
+/* Independent chains per instruction in the probe: enough to cover a
+ * latency of 8 cycles at 2 instructions a cycle. */
+#define PROBE_CHAINS 16
+#define PROBE_ITERS 512
+#define PROBE_ROUNDS 12
+
+static pthread_once_t bf16_once = PTHREAD_ONCE_INIT;
+static int bf16_env = IAPO_BF16_DOT_AUTO; /* IAPO_BF16_DOT, read once */
+static int bf16_probe_pays;
+static double bf16_probe_ratio;
+static int bf16_hook = -1; /* iapo_sgemm_force_bf16_dot */
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* zmm0-15 = 0 (a VEX xmm write clears the upper lanes) */
+#define ZERO_ZMM0_15 \
+	"vxorps %%xmm0, %%xmm0, %%xmm0\n\t" \
+	"vxorps %%xmm1, %%xmm1, %%xmm1\n\t" \
+	"vxorps %%xmm2, %%xmm2, %%xmm2\n\t" \
+	"vxorps %%xmm3, %%xmm3, %%xmm3\n\t" \
+	"vxorps %%xmm4, %%xmm4, %%xmm4\n\t" \
+	"vxorps %%xmm5, %%xmm5, %%xmm5\n\t" \
+	"vxorps %%xmm6, %%xmm6, %%xmm6\n\t" \
+	"vxorps %%xmm7, %%xmm7, %%xmm7\n\t" \
+	"vxorps %%xmm8, %%xmm8, %%xmm8\n\t" \
+	"vxorps %%xmm9, %%xmm9, %%xmm9\n\t" \
+	"vxorps %%xmm10, %%xmm10, %%xmm10\n\t" \
+	"vxorps %%xmm11, %%xmm11, %%xmm11\n\t" \
+	"vxorps %%xmm12, %%xmm12, %%xmm12\n\t" \
+	"vxorps %%xmm13, %%xmm13, %%xmm13\n\t" \
+	"vxorps %%xmm14, %%xmm14, %%xmm14\n\t" \
+	"vxorps %%xmm15, %%xmm15, %%xmm15\n\t"
+/* Seconds for PROBE_ITERS rounds of PROBE_CHAINS independent chains of
+ * vdpbf16ps (bf) or vfmadd231ps, in zmm0-15 from zero. Written in asm: a
+ * compiler folds an FMA of two constants into an add, and spills arrays of
+ * accumulators. The sums stay small normal numbers (n * 2^-20 or 2^-19),
+ * so no denormal or overflow slows either. */
+static AVX512 double probe_run(const int bf)
+{
+	const __m512 x = bf ? _mm512_castsi512_ps(_mm512_set1_epi32(0x3A803A80)) /* bf16 pairs of 2^-10 */
+			    : _mm512_set1_ps(0x1p-10f);
+	const __m512 y = x;
+	long n = PROBE_ITERS;
+	const double t0 = now_s();
+	if (bf)
+		__asm__ volatile(ZERO_ZMM0_15 "1:\n\t"
+		"vdpbf16ps %g[y], %g[x], %%zmm0\n\t"
+		"vdpbf16ps %g[y], %g[x], %%zmm1\n\t"
+		"vdpbf16ps %g[y], %g[x], %%zmm2\n\t"
+		"vdpbf16ps %g[y], %g[x], %%zmm3\n\t"
+		"vdpbf16ps %g[y], %g[x], %%zmm4\n\t"
+		"vdpbf16ps %g[y], %g[x], %%zmm5\n\t"
+		"vdpbf16ps %g[y], %g[x], %%zmm6\n\t"
+		"vdpbf16ps %g[y], %g[x], %%zmm7\n\t"
+		"vdpbf16ps %g[y], %g[x], %%zmm8\n\t"
+		"vdpbf16ps %g[y], %g[x], %%zmm9\n\t"
+		"vdpbf16ps %g[y], %g[x], %%zmm10\n\t"
+		"vdpbf16ps %g[y], %g[x], %%zmm11\n\t"
+		"vdpbf16ps %g[y], %g[x], %%zmm12\n\t"
+		"vdpbf16ps %g[y], %g[x], %%zmm13\n\t"
+		"vdpbf16ps %g[y], %g[x], %%zmm14\n\t"
+		"vdpbf16ps %g[y], %g[x], %%zmm15\n\t"
+		"dec %[n]\n\t"
+		"jnz 1b\n\t"
+		: [n] "+r"(n)
+		: [x] "v"(x), [y] "v"(y)
+		: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc");
+	else
+		__asm__ volatile(ZERO_ZMM0_15 "1:\n\t"
+		"vfmadd231ps %g[y], %g[x], %%zmm0\n\t"
+		"vfmadd231ps %g[y], %g[x], %%zmm1\n\t"
+		"vfmadd231ps %g[y], %g[x], %%zmm2\n\t"
+		"vfmadd231ps %g[y], %g[x], %%zmm3\n\t"
+		"vfmadd231ps %g[y], %g[x], %%zmm4\n\t"
+		"vfmadd231ps %g[y], %g[x], %%zmm5\n\t"
+		"vfmadd231ps %g[y], %g[x], %%zmm6\n\t"
+		"vfmadd231ps %g[y], %g[x], %%zmm7\n\t"
+		"vfmadd231ps %g[y], %g[x], %%zmm8\n\t"
+		"vfmadd231ps %g[y], %g[x], %%zmm9\n\t"
+		"vfmadd231ps %g[y], %g[x], %%zmm10\n\t"
+		"vfmadd231ps %g[y], %g[x], %%zmm11\n\t"
+		"vfmadd231ps %g[y], %g[x], %%zmm12\n\t"
+		"vfmadd231ps %g[y], %g[x], %%zmm13\n\t"
+		"vfmadd231ps %g[y], %g[x], %%zmm14\n\t"
+		"vfmadd231ps %g[y], %g[x], %%zmm15\n\t"
+		"dec %[n]\n\t"
+		"jnz 1b\n\t"
+		: [n] "+r"(n)
+		: [x] "v"(x), [y] "v"(y)
+		: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc");
+	return now_s() - t0;
+}
+
+/* bf16 multiply-adds per second over fp32 ones (32 vs 16 per instruction),
+ * each the best of PROBE_ROUNDS runs taken in turn, so that a slower
+ * minute, a frequency change or another thread's turn on the core falls
+ * on both; a first round of each warms the 512-bit units up. ~0.1-0.3 ms. */
+static double probe_ratio(void)
+{
+	double best_bf = 1e30, best_fp = 1e30;
+	(void)probe_run(0);
+	(void)probe_run(1);
+	for (int r = 0; r < PROBE_ROUNDS; r++) {
+		double f = probe_run(0), b = probe_run(1);
+		if (f < best_fp) best_fp = f;
+		if (b < best_bf) best_bf = b;
+	}
+	return best_bf > 0 ? 2.0 * best_fp / best_bf : 0;
+}
+
+static void bf16_init(void)
+{
+	const char *s = getenv("IAPO_BF16_DOT");
+	if (s && *s) {
+		if (!strcmp(s, "auto"))
+			bf16_env = IAPO_BF16_DOT_AUTO;
+		else if (!strcmp(s, "on"))
+			bf16_env = IAPO_BF16_DOT_ON;
+		else if (!strcmp(s, "off"))
+			bf16_env = IAPO_BF16_DOT_OFF;
+		else
+			fprintf(stderr, "iapo: IAPO_BF16_DOT=%s: expected auto, on or off; using auto\n", s);
+	}
+	__builtin_cpu_init();
+	if (has_avx512() && __builtin_cpu_supports("avx512bf16")) {
+		bf16_probe_ratio = probe_ratio();
+		bf16_probe_pays = bf16_probe_ratio >= BF16_PAYS_RATIO;
+	}
+}
+
+/* has_bf16(), and vdpbf16ps worth its multiply-adds: the packed path's
+ * choice (memory-bound products go by has_bf16 alone). */
+static int bf16_pays(void)
+{
+	if (!has_bf16()) return 0;
+	pthread_once(&bf16_once, bf16_init);
+	if (bf16_hook >= 0) return bf16_hook;
+	if (bf16_env != IAPO_BF16_DOT_AUTO) return bf16_env == IAPO_BF16_DOT_ON;
+	return bf16_probe_pays;
+}
+
+int iapo_sgemm_bf16_dot(double *ratio, int *mode)
+{
+	pthread_once(&bf16_once, bf16_init);
+	if (ratio) *ratio = bf16_probe_ratio;
+	if (mode) *mode = bf16_env;
+	return bf16_pays();
+}
+
+int iapo_sgemm_force_bf16_dot(int pays)
+{
+	int old = bf16_hook;
+	bf16_hook = pays < 0 ? -1 : pays != 0;
+	return old;
+}
+
 
 /* Mask of the first n lanes (n clamped to [0,16]). */
 static inline __mmask16 lanes(long n) { return n <= 0 ? 0 : n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1); }
@@ -1002,6 +1170,68 @@ BF_TILE(8) BF_TILE(9) BF_TILE(10) BF_TILE(11) BF_TILE(12) BF_TILE(13) BF_TILE(14
 static const ptile_fn tiles_bf[MR + 1] = {NULL, tile_bf1, tile_bf2, tile_bf3, tile_bf4, tile_bf5, tile_bf6, tile_bf7,
 					  tile_bf8, tile_bf9, tile_bf10, tile_bf11, tile_bf12, tile_bf13, tile_bf14};
 
+/* The bf16 product where vdpbf16ps does not pay (iapo_sgemm_bf16_dot), B a
+ * weight pack's K-pair panel (tile_bf's) and A an fp32 micro-panel of
+ * bf16-rounded values (tile's packed layout): each K-pair's B vector is
+ * widened in registers, the even element by a shift (bits << 16), the odd
+ * one by a mask (bits & 0xffff0000), one ALU operation per B vector per k
+ * against mr FMAs, and multiplied as tile does, k by k in order: the same
+ * sums as B's panel widened by pack_cols_h (no_bf16's bits). The decoding
+ * readers keep the pack's format, half the bytes of a widened one. An odd
+ * kc's last pair has no odd half to multiply (it is padding). */
+INLINE AVX512 void tile_bw(const int mr, int kc, const float *a, const float *b, float *c, long ldc,
+			   const struct epi *e, const __mmask16 *m, struct prefetch *pf, int pf_n)
+{
+	__m512 acc[MR][NV];
+	tile_begin(mr, acc, c, ldc, 1);
+	const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
+	const int kp = (kc + 1) / 2;
+	int pf_left = pf ? pf_n : 0;
+	const int gap = pf_left ? (kp / pf_left > 0 ? kp / pf_left : 1) : kp;
+	for (int p = 0; p < kp;) {
+		const int p1 = kp - p > gap ? p + gap : kp;
+		for (; p < p1; p++) {
+			const float *ak = a + (size_t)(2 * p) * MR;
+			__m512 bv[NV];
+#pragma GCC unroll 4
+			for (int v = 0; v < NV; v++)
+				bv[v] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_load_si512(b + (size_t)p * NR + 16 * v), 16));
+#pragma GCC unroll 16
+			for (int i = 0; i < mr; i++) {
+				__m512 ai = _mm512_set1_ps(ak[i]);
+#pragma GCC unroll 4
+				for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+			}
+			if (2 * p + 1 == kc) continue; /* (the last p) */
+#pragma GCC unroll 4
+			for (int v = 0; v < NV; v++)
+				bv[v] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_load_si512(b + (size_t)p * NR + 16 * v), hi));
+#pragma GCC unroll 16
+			for (int i = 0; i < mr; i++) {
+				__m512 ai = _mm512_set1_ps(ak[MR + i]);
+#pragma GCC unroll 4
+				for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+			}
+		}
+		if (pf_left > 0) prefetch_step(pf, 1), pf_left--;
+	}
+	if (pf_left > 0) prefetch_step(pf, pf_left);
+	tile_end(mr, acc, c, ldc, e, m);
+}
+
+#define BW_TILE(R) \
+	static AVX512 void tile_bw##R(int kc, const float *a, long ars, long acs, const float *b, float *c, long ldc, \
+				      const struct epi *e, const __mmask16 *m, struct prefetch *pf, int pf_n) \
+	{ \
+		(void)ars; (void)acs; \
+		tile_bw(R, kc, a, b, c, ldc, e, m, pf, pf_n); \
+	}
+BW_TILE(1) BW_TILE(2) BW_TILE(3) BW_TILE(4) BW_TILE(5) BW_TILE(6) BW_TILE(7)
+BW_TILE(8) BW_TILE(9) BW_TILE(10) BW_TILE(11) BW_TILE(12) BW_TILE(13) BW_TILE(14)
+
+static const ptile_fn tiles_bw[MR + 1] = {NULL, tile_bw1, tile_bw2, tile_bw3, tile_bw4, tile_bw5, tile_bw6, tile_bw7,
+					  tile_bw8, tile_bw9, tile_bw10, tile_bw11, tile_bw12, tile_bw13, tile_bw14};
+
 /* The source of B's micro-panel at depth [pc, pc+kc), columns [j0, j0+nr). */
 static void prefetch_b(struct prefetch *p, const struct job *J, long pc, long kc, long j0, long nr)
 {
@@ -1071,7 +1301,9 @@ static int wpack_of(const iapo_gemm_wpack *p, const struct job *J)
 /* Whether product J (packed path, planned) can read its B from p. */
 static int wpack_fits(const iapo_gemm_wpack *p, const struct job *J)
 {
-	return wpack_of(p, J) && p->bf == J->bf && p->kc_step == J->kc_step;
+	/* K-pair panels serve the fp32 FMAs too (tile_bw), fp32 panels never
+	 * vdpbf16ps */
+	return wpack_of(p, J) && (p->bf || !J->bf) && p->kc_step == J->kc_step;
 }
 
 /* Panels per item of the packing job. */
@@ -1165,7 +1397,7 @@ iapo_status iapo_gemm_wpack_create_pair(iapo_gemm_wpack *out[2], int N, int K, c
 void iapo_gemm_wpack_update(iapo_gemm_wpack *p)
 {
 	if (!p || !p->buf) return;
-	p->kc_step = depth_step(p->K, p->N, p->bf);
+	p->kc_step = depth_step(p->K, p->N, p->Wh != NULL);
 	iapo_pool_for(ceil_div(p->npan, WPACK_CHUNK), wpack_item, p);
 }
 
@@ -1270,6 +1502,8 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 	const long ldcd = group ? J->ldp : J->ldc;
 	const long kc_step = J->kc_step;
 	const ptile_fn *tiles = J->a_rows ? (J->transA ? tiles_cols : tiles_rows) : tiles_packed;
+	/* a weight pack's K-pair panels multiplied with fp32 FMAs (tile_bw) */
+	const int bw = J->wp && J->wp->bf && !J->bf;
 	long mc_step = round_up(ceil_div(m, ceil_div(m, J->mc)), MR);
 	long nc_step = round_up(ceil_div(n, ceil_div(n, J->nc)), NR);
 	int one_row_block = m <= mc_step;
@@ -1294,7 +1528,7 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 						  : one_row_block ? bbuf
 								  : bbuf + jr * (J->bf ? (kc + 1) / 2 : kc);
 					struct prefetch pf = {0};
-					if (ic == 0 && J->wp && J->bf) {
+					if (ic == 0 && J->wp && J->wp->bf) {
 						/* Pull the pack's next panel (in this depth slice,
 						 * or the next slice's first) towards L2 while this
 						 * one is multiplied: packing per call leaves each
@@ -1335,6 +1569,8 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 						if (group && first) e = (struct epi){J->alpha, 0.0f, NULL, NULL, 0};
 						if (J->bf)
 							tiles_bf[mr]((int)kc, ap[ir / MR], 0, 0, bp, c, ldcd, &e, msk, &pf, pf_per_tile);
+						else if (bw)
+							tiles_bw[mr]((int)kc, ap[ir / MR], 0, 0, bp, c, ldcd, &e, msk, &pf, pf_per_tile);
 						else
 							tiles[mr]((int)kc, ap[ir / MR], J->lda, J->lda, bp, c, ldcd, &e, msk, &pf,
 								  pf_per_tile);
@@ -1552,7 +1788,7 @@ static int packed_plan(struct job *J, int nth)
 	    (double)J->M * J->K * sizeof(float) <= OVERSUB_A_MAX)
 		items = nth * OVERSUB;
 	/* the same slices as the weight packs, which depend on it */
-	long kc_step = depth_step(J->K, J->N, J->bf);
+	long kc_step = depth_step(J->K, J->N, J->Bh != NULL);
 	long nslices = ceil_div(J->K, kc_step), ku_step = J->bf ? kc_step / 2 : kc_step;
 	/* A's rows read in place where op(A) = A in fp32 (bf16 products
 	 * round A as they pack it), MR rows do not share one L1 set, and
@@ -2472,7 +2708,7 @@ static int plan(struct job *J, int nmax)
 		nth = by_bytes > nth ? by_bytes : nth;
 	}
 	J->ws_stride = 0;
-	J->bf = path == IAPO_SGEMM_PACKED && J->Bh && has_bf16();
+	J->bf = path == IAPO_SGEMM_PACKED && J->Bh && bf16_pays();
 	if (path == IAPO_SGEMM_PACKED) {
 		packed_plan(J, nth);
 		J->items = J->sk ? J->sk : (long)J->tm * J->tn;

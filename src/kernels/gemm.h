@@ -19,7 +19,8 @@
  * bf16: a product whose B is given in bf16 (iapo_gemm_op.Bh) rounds A to bf16
  * as well and sums the exact products in fp32: with vdpbf16ps (AVX512_BF16)
  * on the direct (decoding) and packed (prefill) paths, by widening both to
- * fp32 on CPUs without it.
+ * fp32 on CPUs without it, and on the packed path also where vdpbf16ps is
+ * slower than fp32 FMAs (a start-up probe: iapo_sgemm_bf16_dot).
  *
  * Left out: complex and double precision, column-major, bf16 outputs or
  * activations kept in bf16 between calls, and GPUs.
@@ -159,6 +160,37 @@ void iapo_sgemm_set_blocking(int mc, int kc, int nc);
  * on CPUs without AVX512_BF16, instead of vdpbf16ps; returns the previous
  * setting. */
 int iapo_sgemm_no_bf16(int off);
+/* Compute-bound bf16 products (the packed path: prefill, the information
+ * pass, the bf16 forward) use vdpbf16ps only where it pays: its rate is not
+ * the same on every CPU with AVX512_BF16. bench/peak, multiply-adds per
+ * second per thread: AMD EPYC (Zen 4, this project's host) vdpbf16ps zmm
+ * 32 MACs at fp32 FMA's instruction rate (ratio 2.0: 446-452 vs 215-226
+ * GFLOP/s), a 16-core Intel Xeon (family 6 model 207, KVM) at a quarter of
+ * it (ratio 0.5: 82 vs 161 GFLOP/s; bench/gemm's bf16 products there ran at
+ * 0.55-0.74x its fp32 ones). So the first bf16 product of a process times
+ * both instructions (independent chains, taken in turn, best of 12 rounds
+ * each, ~0.1-0.3 ms) and runs vdpbf16ps where bf16 MACs/s >= 1.0 x fp32
+ * MACs/s: at 1.0 both tiles do the same multiply-adds per second and
+ * vdpbf16ps's panels are half the bytes; the two CPUs measured sit a factor
+ * 2 either side, margin for a probe taken on a busy core. Otherwise the
+ * packed path multiplies the same bf16 values with fp32 FMAs (A rounded to
+ * bf16, B widened, exact products summed in fp32: iapo_sgemm_no_bf16(1)'s
+ * numbers, the same bits), reading a bf16 weight pack's K-pair panels as
+ * they are. Memory-bound products (decoding's direct path, few rows) keep
+ * vdpbf16ps wherever the CPU has it: they gain from reading half the bytes.
+ * IAPO_BF16_DOT (environment, read once): auto (the probe, the default),
+ * on, off; another value is warned about on stderr and read as auto. */
+enum { IAPO_BF16_DOT_AUTO = 0, IAPO_BF16_DOT_ON = 1, IAPO_BF16_DOT_OFF = 2 };
+/* Whether compute-bound bf16 products use vdpbf16ps now (0 also on CPUs
+ * without AVX512_BF16 or under iapo_sgemm_no_bf16); *ratio (if not NULL):
+ * the probe's bf16 / fp32 multiply-adds per second (0 where not measured:
+ * no AVX512_BF16); *mode (if not NULL): IAPO_BF16_DOT as read. Runs the
+ * probe on first use. Thread-safe. */
+int iapo_sgemm_bf16_dot(double *ratio, int *mode);
+/* Test hook: pays 1 or 0 forces the verdict (over IAPO_BF16_DOT), -1 goes
+ * back to it; returns the previous hook. Weight packs keep their format
+ * (K-pair panels wherever the CPU has AVX512_BF16). */
+int iapo_sgemm_force_bf16_dot(int pays);
 /* Whether this CPU runs the AVX-512 kernels (the packed and direct paths,
  * weight packs holding panels): the rule gemm.c itself goes by, for tests
  * that check a path was taken. */
