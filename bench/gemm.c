@@ -22,7 +22,11 @@
  *                  with the same threads) and by CPU time (the process's,
  *                  all threads, over all repeats: the steady number on a
  *                  shared machine; % of peak_cpu times the threads), for
- *                  the bf16 dot peak and the fp32 peak
+ *                  the bf16 dot peak and the fp32 peak; bf16_kernel: the
+ *                  packed kernel the start-up verdict chose (vdpbf16ps or
+ *                  fp32 FMAs on the bf16 values), bf16_other_gflops the
+ *                  same product with the other one, speedup_bf16_vs_other
+ *                  what the choice gained (wall, median)
  *
  *   decode_stream  one decoding step's products at qwen0.5b, M = 8 rows:
  *                  every matrix of the 24 layers (q, k, v batched, o, gate
@@ -357,6 +361,16 @@ static void bench_bf16_one(const char *shape, const char *layer, int M, int N, i
 	int path32 = iapo_sgemm_last_path();
 	time_nt(1, M, N, K, quick, &w16, &c16);
 	int path16 = iapo_sgemm_last_path();
+	/* the same bf16 product with the other packed kernel than the start-up
+	 * verdict chose (gemm.h, iapo_sgemm_bf16_dot): what the choice gained,
+	 * in the same run; CPUs with AVX512_BF16 only */
+	const int pays = iapo_sgemm_bf16_dot(NULL, NULL);
+	double wo = NAN, co = NAN;
+	if (bench_has_avx512bf16()) {
+		int old = iapo_sgemm_force_bf16_dot(!pays);
+		time_nt(1, M, N, K, quick, &wo, &co);
+		iapo_sgemm_force_bf16_dot(old);
+	}
 	double g32 = flop / w32 * 1e-9, g16 = flop / w16 * 1e-9;
 	/* by CPU time: GFLOP/s per CPU-second (all threads' seconds) times the
 	 * threads, against one thread's peak by CPU time times the threads;
@@ -383,13 +397,17 @@ static void bench_bf16_one(const char *shape, const char *layer, int M, int N, i
 	bench_rec_num("speedup_bf16_vs_fp32", w32 / w16);
 	bench_rec_num("speedup_bf16_vs_fp32_cpu", c32 / c16);
 	bench_rec_int("bf16_path", path16);
+	bench_rec_str("bf16_kernel", pays ? "vdpbf16ps" : "fp32 fma");
+	bench_rec_num("bf16_other_gflops", flop / wo * 1e-9);
+	bench_rec_num("speedup_bf16_vs_other", wo / w16);
 	bench_rec_int("fp32_path", path32);
 	bench_rec_num("loadavg_1m", bench_loadavg());
 	bench_rec_end();
 	bench_note("gemm_bf16 %-8s %-8s M=%-4d N=%-6d K=%-5d t=%d  bf16 %6.1f GFLOP/s (%3.0f%% of bf16 peak; cpu %6.1f, "
-		   "%3.0f%%)  fp32 %6.1f (%3.0f%%; cpu %6.1f)  x%.2f (cpu x%.2f)\n",
+		   "%3.0f%%)  fp32 %6.1f (%3.0f%%; cpu %6.1f)  x%.2f (cpu x%.2f)  %s, x%.2f the other\n",
 		   shape, layer, M, N, K, threads, g16, pkb > 0 ? 100.0 * g16 / pkb : 0.0, gc16,
-		   pkbc > 0 ? 100.0 * gc16 / pkbc : 0.0, g32, pk > 0 ? 100.0 * g32 / pk : 0.0, gc32, w32 / w16, c32 / c16);
+		   pkbc > 0 ? 100.0 * gc16 / pkbc : 0.0, g32, pk > 0 ? 100.0 * g32 / pk : 0.0, gc32, w32 / w16, c32 / c16,
+		   pays ? "vdpbf16ps" : "fp32 fma", wo / w16);
 }
 
 /* x W^T packed on every call against the same product reading W's panels
