@@ -394,11 +394,18 @@ static void bf16_verdict(void)
 	CHECK(iapo_sgemm_bf16_dot(NULL, NULL) == pays, "hook -1: back to the verdict");
 	iapo_sgemm_force_bf16_dot(old);
 
-	char self[4096];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-	CHECK(n > 0, "readlink /proc/self/exe");
-	if (n <= 0) return;
-	self[n] = 0;
+	/* this process's own command line again (/proc/self/cmdline, each word
+	 * single-quoted), so that a run through a carried loader (ld.so
+	 * --library-path DIR prog) starts its child the same way */
+	char self[4096] = "", raw[4096];
+	FILE *cl = fopen("/proc/self/cmdline", "rb");
+	size_t n = cl ? fread(raw, 1, sizeof raw - 1, cl) : 0;
+	if (cl) fclose(cl);
+	CHECK(n > 0, "read /proc/self/cmdline");
+	if (n == 0) return;
+	raw[n] = 0;
+	for (size_t i = 0, len = 0; i < n && len + 8 < sizeof self; i += strlen(raw + i) + 1)
+		len += (size_t)snprintf(self + len, sizeof self - len, "%s'%s'", len ? " " : "", raw + i);
 	static const struct {
 		const char *env;
 		int mode, pays; /* pays -1: the probe's */
@@ -410,7 +417,7 @@ static void bf16_verdict(void)
 		     {"fast", IAPO_BF16_DOT_AUTO, -1, "IAPO_BF16_DOT=fast: expected auto, on or off"}};
 	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
 		char cmd[4200], out[1024] = "";
-		snprintf(cmd, sizeof cmd, "IAPO_BF16_DOT='%s' '%s' --bf16-dot 2>&1", cases[c].env, self);
+		snprintf(cmd, sizeof cmd, "IAPO_BF16_DOT='%s' %s --bf16-dot 2>&1", cases[c].env, self);
 		FILE *f = popen(cmd, "r");
 		CHECK(f != NULL, "popen %s", cmd);
 		if (!f) continue;
