@@ -918,7 +918,8 @@ static void softmax_vec_bf(qvec *v, int a, int b, int G0, int G1, int HD)
  * of the bf16 weights (p[2j], p[2j+1]) . rows (2j, 2j+1) of the tile's
  * values, for NB vectors; ma / mb mask the first / last pair's lanes (a row
  * outside [ta, tb) may hold anything: its weight 0 must not meet a NaN).
- * Two partial sums per 16 columns (even and odd pairs). */
+ * Two partial sums per 16 columns (even and odd pairs). Head dims that are
+ * not multiples of 64 (pv_blk4_bf takes the rest). */
 static inline __attribute__((always_inline)) void pv_blk_bf(qvec *const *v, const int NB, const int NR, int c0,
 							   const uint16_t *Vt, int ja, int jb, __mmask32 ma,
 							   __mmask32 mb, int HD)
@@ -949,10 +950,52 @@ static inline __attribute__((always_inline)) void pv_blk_bf(qvec *const *v, cons
 		for (int c = 0; c < NR; c++) _mm512_storeu_ps(v[i]->acc + c0 + 16 * c, _mm512_add_ps(a[i][c], b[i][c]));
 }
 
+/* pv_blk_bf for 64 columns (four blocks of 16) of NB <= 4 vectors with one
+ * partial sum per 16 columns: 16 accumulators, each taking one FMA in 16
+ * (enough for vdpbf16ps's latency), a pair's four value loads serving four
+ * vectors (two there), and lane masks on the first and last pairs only.
+ * Head dims that are multiples of 64 (the models in use). */
+static inline __attribute__((always_inline)) void pv_blk4_bf(qvec *const *v, const int NB, int c0, const uint16_t *Vt,
+							    int ja, int jb, __mmask32 ma, __mmask32 mb, int HD)
+{
+	__m512 a[4][4];
+	const uint32_t *p[4];
+	for (int i = 0; i < NB; i++) {
+		p[i] = v[i]->ph;
+		for (int c = 0; c < 4; c++) a[i][c] = _mm512_loadu_ps(v[i]->acc + c0 + 16 * c);
+	}
+#define PV4_STEP(j, LOAD)                                                                                        \
+	do {                                                                                                     \
+		const uint16_t *r = Vt + (size_t)(j) * 2 * HD + 2 * c0;                                          \
+		__m512i x[4];                                                                                    \
+		for (int c = 0; c < 4; c++) x[c] = LOAD;                                                         \
+		for (int i = 0; i < NB; i++) {                                                                   \
+			const __m512i w = _mm512_set1_epi32((int)p[i][j]);                                       \
+			for (int c = 0; c < 4; c++) a[i][c] = _mm512_dpbf16_ps(a[i][c], (__m512bh)w, (__m512bh)x[c]); \
+		}                                                                                                \
+	} while (0)
+	PV4_STEP(ja, _mm512_maskz_loadu_epi16(jb - ja == 1 ? ma & mb : ma, r + 32 * c));
+	for (int j = ja + 1; j < jb - 1; j++) PV4_STEP(j, _mm512_loadu_si512(r + 32 * c));
+	if (jb - ja > 1) PV4_STEP(jb - 1, _mm512_maskz_loadu_epi16(mb, r + 32 * c));
+#undef PV4_STEP
+	for (int i = 0; i < NB; i++)
+		for (int c = 0; c < 4; c++) _mm512_storeu_ps(v[i]->acc + c0 + 16 * c, a[i][c]);
+}
+
 static void pv_any_bf(qvec *const *v, int na, const uint16_t *Vt, int ta, int tb, int HD)
 {
 	const int ja = ta / 2, jb = (tb + 1) / 2;
 	const __mmask32 ma = ta & 1 ? 0xAAAAAAAAu : 0xFFFFFFFFu, mb = tb & 1 ? 0x55555555u : 0xFFFFFFFFu;
+	if (HD % 64 == 0) {
+		for (int c0 = 0; c0 < HD; c0 += 64)
+			for (int i = 0; i < na; i += 4) switch (na - i < 4 ? na - i : 4) {
+				case 1: pv_blk4_bf(v + i, 1, c0, Vt, ja, jb, ma, mb, HD); break;
+				case 2: pv_blk4_bf(v + i, 2, c0, Vt, ja, jb, ma, mb, HD); break;
+				case 3: pv_blk4_bf(v + i, 3, c0, Vt, ja, jb, ma, mb, HD); break;
+				default: pv_blk4_bf(v + i, 4, c0, Vt, ja, jb, ma, mb, HD); break;
+				}
+		return;
+	}
 	for (int c0 = 0; c0 < HD; c0 += 64) {
 		const int nr = (HD - c0) / 16 < 4 ? (HD - c0) / 16 : 4, per = nr == 4 ? 2 : nr == 3 ? 3 : 6;
 		for (int i = 0; i < na; i += per) {
