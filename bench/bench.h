@@ -36,6 +36,7 @@
 #endif
 
 #include "core/mem.h"
+#include "kernels/gemm.h"
 #include "model/model.h"
 
 /* ---------------------------------------------------------------- clock */
@@ -175,6 +176,18 @@ static inline double bench_loadavg(void)
 {
 	double l[1];
 	return getloadavg(l, 1) == 1 ? l[0] : -1.0;
+}
+
+/* Which bf16 kernels the packed GEMM path runs (gemm.h, iapo_sgemm_bf16_dot:
+ * the start-up probe's verdict and ratio, and IAPO_BF16_DOT as read), as
+ * fields of the current machine record. */
+static inline void bench_rec_bf16_dot(void)
+{
+	double ratio;
+	int mode, on = iapo_sgemm_bf16_dot(&ratio, &mode);
+	bench_rec_bool("bf16_dot_packed", on);
+	bench_rec_num("bf16_dot_ratio", ratio);
+	bench_rec_str("bf16_dot_env", mode == IAPO_BF16_DOT_ON ? "on" : mode == IAPO_BF16_DOT_OFF ? "off" : "auto");
 }
 
 /* ------------------------------------------------------- machine limits */

@@ -754,12 +754,7 @@ int main(int argc, char **argv)
 	bench_rec_str("caches", caches);
 	bench_rec_str("openblas_corename", openblas_get_corename());
 	bench_rec_str("env_openblas_coretype", bench_env_coretype());
-	/* which bf16 kernels the packed path runs (gemm.h, iapo_sgemm_bf16_dot) */
-	double bf_ratio;
-	int bf_mode, bf_on = iapo_sgemm_bf16_dot(&bf_ratio, &bf_mode);
-	bench_rec_bool("bf16_dot_packed", bf_on);
-	bench_rec_num("bf16_dot_ratio", bf_ratio);
-	bench_rec_str("bf16_dot_env", bf_mode == IAPO_BF16_DOT_ON ? "on" : bf_mode == IAPO_BF16_DOT_OFF ? "off" : "auto");
+	bench_rec_bf16_dot();
 	bench_rec_end();
 	bench_note("gemm: caches %s; OpenBLAS core %s (OPENBLAS_CORETYPE=%s)\n", caches, openblas_get_corename(),
 		   bench_env_coretype());

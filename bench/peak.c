@@ -25,7 +25,6 @@
 #include "bench.h"
 #include "core/mem.h"
 #include "core/rng.h"
-#include "kernels/gemm.h"
 
 static const char *cpu_model(char *buf, size_t n)
 {
@@ -216,12 +215,7 @@ int main(int argc, char **argv)
 	bench_rec_str("env_openblas_coretype", bench_env_coretype());
 	bench_rec_str("build", iapo_build_info());
 	bench_rec_num("loadavg_1m", bench_loadavg());
-	/* which bf16 kernels the packed path runs (gemm.h, iapo_sgemm_bf16_dot) */
-	double bf_ratio;
-	int bf_mode, bf_on = iapo_sgemm_bf16_dot(&bf_ratio, &bf_mode);
-	bench_rec_bool("bf16_dot_packed", bf_on);
-	bench_rec_num("bf16_dot_ratio", bf_ratio);
-	bench_rec_str("bf16_dot_env", bf_mode == IAPO_BF16_DOT_ON ? "on" : bf_mode == IAPO_BF16_DOT_OFF ? "off" : "auto");
+	bench_rec_bf16_dot();
 	bench_rec_end();
 	bench_note("peak: %s, %d threads, OpenBLAS core %s (OPENBLAS_CORETYPE=%s)\n", cpu, threads,
 		   corename, bench_env_coretype());
