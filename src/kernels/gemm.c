@@ -580,52 +580,25 @@ static AVX512 double probe_run(const int bf)
 	const __m512 y = x;
 	long n = PROBE_ITERS;
 	const double t0 = now_s();
+	/* the same loop for either instruction: asm strings are literals */
+#define PROBE_LOOP(ins) \
+	__asm__ volatile(ZERO_ZMM0_15 "1:\n\t" \
+		PROBE_INS(ins, 0) PROBE_INS(ins, 1) PROBE_INS(ins, 2) PROBE_INS(ins, 3) PROBE_INS(ins, 4) PROBE_INS(ins, 5) \
+		PROBE_INS(ins, 6) PROBE_INS(ins, 7) PROBE_INS(ins, 8) PROBE_INS(ins, 9) PROBE_INS(ins, 10) PROBE_INS(ins, 11) \
+		PROBE_INS(ins, 12) PROBE_INS(ins, 13) PROBE_INS(ins, 14) PROBE_INS(ins, 15) \
+		"dec %[n]\n\t" \
+		"jnz 1b\n\t" \
+		: [n] "+r"(n) \
+		: [x] "v"(x), [y] "v"(y) \
+		: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", \
+		  "xmm13", "xmm14", "xmm15", "cc")
+#define PROBE_INS(ins, r) ins " %g[y], %g[x], %%zmm" #r "\n\t"
 	if (bf)
-		__asm__ volatile(ZERO_ZMM0_15 "1:\n\t"
-		"vdpbf16ps %g[y], %g[x], %%zmm0\n\t"
-		"vdpbf16ps %g[y], %g[x], %%zmm1\n\t"
-		"vdpbf16ps %g[y], %g[x], %%zmm2\n\t"
-		"vdpbf16ps %g[y], %g[x], %%zmm3\n\t"
-		"vdpbf16ps %g[y], %g[x], %%zmm4\n\t"
-		"vdpbf16ps %g[y], %g[x], %%zmm5\n\t"
-		"vdpbf16ps %g[y], %g[x], %%zmm6\n\t"
-		"vdpbf16ps %g[y], %g[x], %%zmm7\n\t"
-		"vdpbf16ps %g[y], %g[x], %%zmm8\n\t"
-		"vdpbf16ps %g[y], %g[x], %%zmm9\n\t"
-		"vdpbf16ps %g[y], %g[x], %%zmm10\n\t"
-		"vdpbf16ps %g[y], %g[x], %%zmm11\n\t"
-		"vdpbf16ps %g[y], %g[x], %%zmm12\n\t"
-		"vdpbf16ps %g[y], %g[x], %%zmm13\n\t"
-		"vdpbf16ps %g[y], %g[x], %%zmm14\n\t"
-		"vdpbf16ps %g[y], %g[x], %%zmm15\n\t"
-		"dec %[n]\n\t"
-		"jnz 1b\n\t"
-		: [n] "+r"(n)
-		: [x] "v"(x), [y] "v"(y)
-		: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc");
+		PROBE_LOOP("vdpbf16ps");
 	else
-		__asm__ volatile(ZERO_ZMM0_15 "1:\n\t"
-		"vfmadd231ps %g[y], %g[x], %%zmm0\n\t"
-		"vfmadd231ps %g[y], %g[x], %%zmm1\n\t"
-		"vfmadd231ps %g[y], %g[x], %%zmm2\n\t"
-		"vfmadd231ps %g[y], %g[x], %%zmm3\n\t"
-		"vfmadd231ps %g[y], %g[x], %%zmm4\n\t"
-		"vfmadd231ps %g[y], %g[x], %%zmm5\n\t"
-		"vfmadd231ps %g[y], %g[x], %%zmm6\n\t"
-		"vfmadd231ps %g[y], %g[x], %%zmm7\n\t"
-		"vfmadd231ps %g[y], %g[x], %%zmm8\n\t"
-		"vfmadd231ps %g[y], %g[x], %%zmm9\n\t"
-		"vfmadd231ps %g[y], %g[x], %%zmm10\n\t"
-		"vfmadd231ps %g[y], %g[x], %%zmm11\n\t"
-		"vfmadd231ps %g[y], %g[x], %%zmm12\n\t"
-		"vfmadd231ps %g[y], %g[x], %%zmm13\n\t"
-		"vfmadd231ps %g[y], %g[x], %%zmm14\n\t"
-		"vfmadd231ps %g[y], %g[x], %%zmm15\n\t"
-		"dec %[n]\n\t"
-		"jnz 1b\n\t"
-		: [n] "+r"(n)
-		: [x] "v"(x), [y] "v"(y)
-		: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc");
+		PROBE_LOOP("vfmadd231ps");
+#undef PROBE_INS
+#undef PROBE_LOOP
 	return now_s() - t0;
 }
 
