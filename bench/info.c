@@ -48,6 +48,14 @@
  *               is the Qwen3 tokenizer's "</think><answer>". Its rounds are
  *               taken as below, up to 3.
  *
+ *   pass_bf16_pool_* (in info and info_trainer) what the bf16 pass's last
+ *               round offered the pool's threads (pool.h, iapo_pool_stats):
+ *               its calls and items, those with an item for every thread
+ *               (full) and the share of the pass's wall inside them, calls
+ *               run nested (on one thread), and pass_bf16_splits, its chunks
+ *               run as two halves (2 threads only). Counts, not timings, so
+ *               they read the same on any machine at the same --threads.
+ *
  * rollout, info_cached, info and fwd_bwd (and the bf16 rollout and pass) warm
  * up once, then run in turn for up to 5 rounds within a time budget (1 with
  * --quick) and report medians of wall and of CPU seconds (cpu_*: at 1 thread
@@ -82,7 +90,9 @@
 #include "core/rng.h"
 #include "core/status.h"
 #include "kernels/kernels.h"
+#include "kernels/pool.h"
 #include "model/generate.h"
+#include "model/kvcache.h"
 #include "model/transformer.h"
 #include "model/weights.h"
 #include "rl/dataset.h"
@@ -307,6 +317,39 @@ static void batch_rec(const char *what, const char *shape, int threads, const ia
 	bench_rec_int("rounds", reps);
 }
 
+/* What the bf16 pass offered the pool's threads, in its last round: its
+ * pool calls (iapo_pool_stats), the share of its wall inside them and
+ * inside those that had an item for every thread, the calls that ran
+ * nested (on one thread), and its chunks run as two halves (on 2 threads
+ * only). A plan's property: it reads the same on any machine at the same
+ * --threads, so a 2-core host shows what a 16-core one would leave idle. */
+typedef struct {
+	iapo_pool_stats d;
+	double wall;
+	long splits;
+} pass_pool;
+
+static void pass_pool_rec(const pass_pool *p)
+{
+	bench_rec_int("pass_bf16_pool_calls", p->d.calls);
+	bench_rec_int("pass_bf16_pool_items", p->d.items);
+	bench_rec_int("pass_bf16_pool_full_calls", p->d.full_calls);
+	bench_rec_int("pass_bf16_pool_full_items", p->d.full_items);
+	bench_rec_int("pass_bf16_pool_nested_calls", p->d.nested_calls);
+	bench_rec_int("pass_bf16_pool_nested_items", p->d.nested_items);
+	bench_rec_num("pass_bf16_pool_share", p->wall > 0 ? p->d.seconds / p->wall : NAN);
+	bench_rec_num("pass_bf16_pool_full_share", p->wall > 0 ? p->d.full_seconds / p->wall : NAN);
+	bench_rec_int("pass_bf16_splits", p->splits);
+}
+
+static void pass_pool_note(const char *shape, int threads, const pass_pool *p)
+{
+	bench_note("info: %-6s bf16 pass on %d threads: %ld pool calls (%ld items), %ld with an item for every thread "
+		   "(%.0f%% of the pass's wall; all calls %.0f%%), %ld nested (%ld items), %ld chunks in halves\n",
+		   shape, threads, p->d.calls, p->d.items, p->d.full_calls, 100 * p->d.full_seconds / p->wall,
+		   100 * p->d.seconds / p->wall, p->d.nested_calls, p->d.nested_items, p->splits);
+}
+
 static iapo_status bench_shape(const bench_model_shape *s, int threads, int quick, int naive, int trainer)
 {
 	iapo_config c;
@@ -355,6 +398,7 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 
 	double info_s, pre_s, pass_s, cached_s, cpre_s, cpass_s, naive_s, fb_s, roll_s, ent_s, cached16_s, roll16_s;
 	double cpu_info, cpu_cached, cpu_fb, cpu_roll, cpu_cached16, cpu_roll16;
+	pass_pool pp;
 	x.nscratch = iapo_info_scratch_slots(seq_len);
 	if (!trainer) IAPO_CHECK(st, iapo_info_new(&w, G, seq_len, &x.io, &x.info));
 	{
@@ -396,6 +440,7 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 		double v[NTIMED][ROUNDS], u[NTIMED][ROUNDS], vp[ROUNDS], vq[ROUNDS], vcp[ROUNDS], vcq[ROUNDS];
 		double spent = 0;
 		int n = 0;
+		pp = (pass_pool){{0}, 0, 0};
 		memset(v, 0, sizeof v);
 		memset(u, 0, sizeof u);
 		memset(vp, 0, sizeof vp);
@@ -410,10 +455,28 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 					     : what == INFO ? run_info
 							    : run_fwd_bwd;
 				x.bf16 = what == ROLL16 || what == CACHED16;
+				iapo_pool_stats p0, p1;
+				const long s0 = iapo_kv_splits(x.kv);
+				iapo_pool_stats_get(&p0);
 				const double t0 = bench_now(), c0 = bench_cpu_now();
 				IAPO_CHECK(st, f(&x));
 				v[what][n] = bench_now() - t0;
 				u[what][n] = bench_cpu_now() - c0;
+				if (what == CACHED16) {
+					iapo_pool_stats_get(&p1);
+					pp.d = (iapo_pool_stats){p1.calls - p0.calls,
+								 p1.items - p0.items,
+								 p1.full_calls - p0.full_calls,
+								 p1.full_items - p0.full_items,
+								 p1.seconds - p0.seconds,
+								 p1.full_seconds - p0.full_seconds,
+								 p1.nested_calls - p0.nested_calls,
+								 p1.nested_items - p0.nested_items,
+								 p1.busy_calls - p0.busy_calls,
+								 p1.busy_items - p0.busy_items};
+					pp.wall = v[what][n];
+					pp.splits = iapo_kv_splits(x.kv) - s0;
+				}
 				spent += v[what][n];
 				if (what == CACHED) {
 					vcp[n] = x.stats.seconds_prefill;
@@ -457,11 +520,13 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 		bench_rec_num("info_cached_bf16_over_fwd_bwd", cached16_s / fb_s);
 		bench_rec_num("cpu_info_cached_bf16_over_step", cpu_cached16 / (cpu_roll16 + cpu_fb));
 		bench_rec_num("loadavg_1m", bench_loadavg());
+		pass_pool_rec(&pp);
 		bench_rec_end();
 		bench_note("info: %-6s %d + %d tokens: CPU s: bf16 pass %.3f = %.2fx fwd+bwd (%.3f); bf16 rollout %.3f; "
 			   "wall: pass %.3f, fwd+bwd %.3f, rollout %.3f\n",
 			   s->name, prompt_len, comp_len, cpu_cached16, cpu_ratio, cpu_fb, cpu_roll16, cached16_s, fb_s,
 			   roll16_s);
+		pass_pool_note(s->name, threads, &pp);
 		goto fail;
 	}
 	ent_s = entropy_cost(c.V);
@@ -488,7 +553,9 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 	bench_rec_int("rows_pass", is.rows_pass);
 	bench_rec_num("positions_per_s", (double)is.positions / info_s);
 	bench_rec_num("cached_positions_per_s", (double)is.positions / cached_s);
+	pass_pool_rec(&pp);
 	bench_rec_end();
+	pass_pool_note(s->name, threads, &pp);
 	bench_rec_begin("fwd_bwd");
 	bench_rec_str("shape", s->name);
 	bench_rec_int("threads", threads);

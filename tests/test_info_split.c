@@ -22,6 +22,10 @@
  * halves go one to each and split (K = 3, 8 and 6 postfix tokens, fp32 and
  * bf16; K = 6 in chunks of 64 positions, whose halves hold 32 each), with
  * the bits of one scratch slot (no split) and of 1 thread.
+ * On 3, 4 and 8 threads the pass splits no chunk and makes no nested pool
+ * call (whose items would run on one thread), with the bits of 1 and 2
+ * threads (fp32 and bf16). Injected: the halves at any thread count (the
+ * code before session 17) failed both checks at 3, 4 and 8 threads.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +34,7 @@
 #include "core/rng.h"
 #include "core/status.h"
 #include "kernels/kernels.h"
+#include "kernels/pool.h"
 #include "model/kvcache.h"
 #include "rl/info.h"
 #include "test.h"
@@ -236,10 +241,68 @@ done:
 	iapo_free_aligned(w.block);
 }
 
+/* More threads than the halves' two: the pass runs each chunk whole on
+ * all of them (the halves would run each half's products and attention
+ * inside a pool item, on one thread: session 16's 16-thread Xeon kept ~2
+ * cores busy). The property is the plan's, not a timing: at 3, 4 and 8
+ * threads no pool call of the pass runs nested (inline on one thread) and
+ * no chunk splits; at 2 the halves run. E and C keep their bits at 1, 2,
+ * 3, 4 and 8 threads (fp32 and bf16, K = 4 at a chunk that splits on 2). */
+static void test_pass_threads(void)
+{
+	iapo_weights w;
+	iapo_kv *kv = NULL;
+	if (tiny_cache(&w, PT, &kv)) return;
+	static int seq[2][PP + PC];
+	static float E0[2 * (PC + 1)], C0[2 * (PC + 1)], E[2 * (PC + 1)], C[2 * (PC + 1)];
+	iapo_rng r;
+	iapo_rng_seed(&r, 53, 1, 2, 0);
+	for (int s = 0; s < 2; s++)
+		for (int t = 0; t < PP + PC; t++) seq[s][t] = (int)iapo_rng_below(&r, (uint64_t)w.cfg.V);
+	const int *tok[4] = {seq[0], seq[1], NULL, NULL}, *pr[2] = {seq[0], seq[1]}, *co[2] = {seq[0] + PP, seq[1] + PP};
+	int n[4] = {PP + PC - 1, PP + PC - 1, 0, 0};
+	float *lg = malloc(sizeof(float) * 4 * (size_t)w.cfg.V);
+	if (!kv || !lg || iapo_kv_forward(kv, tok, n, lg) != IAPO_OK) {
+		CHECK(0, "setup: %s", iapo_errmsg());
+		goto done;
+	}
+	static const int threads[] = {1, 2, 3, 4, 8};
+	for (int bf16 = 0; bf16 < 2; bf16++)
+		for (size_t k = 0; k < sizeof threads / sizeof *threads; k++) {
+			const int th = threads[k];
+			iapo_pool_stats a, b;
+			const long s0 = iapo_kv_splits(kv);
+			iapo_pool_stats_get(&a);
+			pass(&w, kv, 4, bf16, 2, th, pr, co, th == 1 ? E0 : E, th == 1 ? C0 : C);
+			iapo_pool_stats_get(&b);
+			const long splits = iapo_kv_splits(kv) - s0, nested = b.nested_calls - a.nested_calls;
+			fprintf(stderr,
+				"  bf16 %d, %d threads: %ld splits; pool calls %ld (%ld items), %ld offering an item to every "
+				"thread (%ld items), %ld nested (%ld items)\n",
+				bf16, th, splits, b.calls - a.calls, b.items - a.items, b.full_calls - a.full_calls,
+				b.full_items - a.full_items, nested, b.nested_items - a.nested_items);
+			if (th == 1) continue;
+			CHECK(!memcmp(E0, E, sizeof E) && !memcmp(C0, C, sizeof C), "bf16 %d: %d threads: other bits than 1",
+			      bf16, th);
+			if (th == 2) {
+				CHECK(splits > 0, "bf16 %d: 2 threads: no split", bf16);
+			} else {
+				CHECK(splits == 0, "bf16 %d: %d threads: %ld chunks split into halves", bf16, th, splits);
+				CHECK(nested == 0, "bf16 %d: %d threads: %ld pool calls ran nested, on one thread", bf16, th,
+				      nested);
+			}
+		}
+done:
+	free(lg);
+	iapo_kv_free(kv);
+	iapo_free_aligned(w.block);
+}
+
 int main(void)
 {
 	(void)tiny_weights, (void)tiny_full_logits; /* the header's, for other tests */
 	RUN(test_split);
 	RUN(test_pass_halves);
+	RUN(test_pass_threads);
 	TEST_END();
 }

@@ -71,6 +71,34 @@ static struct {
 
 static _Thread_local int in_item; /* this thread is a worker or runs items */
 
+/* iapo_pool_stats; the wall times in ns. Relaxed adds: nested calls count
+ * from any thread at once. */
+static struct {
+	atomic_long calls, items, full_calls, full_items, ns, full_ns, nested_calls, nested_items, busy_calls, busy_items;
+} S;
+
+void iapo_pool_stats_get(iapo_pool_stats *s)
+{
+#define LD(f) atomic_load_explicit(&S.f, memory_order_relaxed)
+	*s = (iapo_pool_stats){.calls = LD(calls),
+			       .items = LD(items),
+			       .full_calls = LD(full_calls),
+			       .full_items = LD(full_items),
+			       .seconds = 1e-9 * (double)LD(ns),
+			       .full_seconds = 1e-9 * (double)LD(full_ns),
+			       .nested_calls = LD(nested_calls),
+			       .nested_items = LD(nested_items),
+			       .busy_calls = LD(busy_calls),
+			       .busy_items = LD(busy_items)};
+#undef LD
+}
+
+static void count(atomic_long *calls, atomic_long *items, long n)
+{
+	atomic_fetch_add_explicit(calls, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(items, n, memory_order_relaxed);
+}
+
 static long now_ns(void)
 {
 	struct timespec ts;
@@ -244,16 +272,23 @@ void iapo_pool_for(long n, iapo_pool_fn fn, void *ctx)
 {
 	if (n <= 0) return;
 	int nth = iapo_pool_threads();
-	if (n < 2 || nth < 2 || n > INT_MAX || pthread_mutex_trylock(&P.lock) != 0) {
+	int busy = 0;
+	if (n < 2 || nth < 2 || n > INT_MAX || (busy = pthread_mutex_trylock(&P.lock) != 0)) {
+		if (busy)
+			count(&S.busy_calls, &S.busy_items, n);
+		else if (n >= 2 && (in_item || omp_in_parallel()))
+			count(&S.nested_calls, &S.nested_items, n);
 		int was = in_item;
 		in_item = 1;
 		for (long i = 0; i < n; i++) fn(ctx, i, 0);
 		in_item = was;
 		return;
 	}
+	const long t_in = now_ns();
 	if (!placed) place(nth);
 	int have = grow(nth - 1) + 1;
 	if (nth > have) nth = have;
+	const int full = n >= nth;
 	if (nth > n) nth = (int)n;
 	const uint32_t g = (uint32_t)(atomic_load(&P.state) >> 32) + 1;
 	job_slot *j = &P.slot[g & 1];
@@ -285,6 +320,13 @@ void iapo_pool_for(long n, iapo_pool_fn fn, void *ctx)
 		atomic_store(&P.caller_asleep, 1);
 		if ((long)atomic_load(&P.done) != n) wait_on(&P.done, d);
 		atomic_store(&P.caller_asleep, 0);
+	}
+	const long dt = now_ns() - t_in;
+	count(&S.calls, &S.items, n);
+	atomic_fetch_add_explicit(&S.ns, dt, memory_order_relaxed);
+	if (full) {
+		count(&S.full_calls, &S.full_items, n);
+		atomic_fetch_add_explicit(&S.full_ns, dt, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&P.lock);
 }

@@ -22,7 +22,9 @@
  * Placement: IAPO_PIN=1 in the environment pins the first caller and the
  * workers one to a CPU when the threads fit the process's CPUs; off by
  * default (pool.c says why).
- * Left out: priorities, nested parallelism, task graphs.
+ * Left out: priorities, nested parallelism (a nested call's items run on
+ * one thread, whatever the thread count: iapo_pool_stats counts them), task
+ * graphs.
  */
 #ifndef IAPO_KERNELS_POOL_H
 #define IAPO_KERNELS_POOL_H
@@ -43,6 +45,24 @@ int iapo_pool_threads(void);
 /* 1 when the pool pinned its threads to CPUs (IAPO_PIN=1 and the threads
  * fit), 0 when not, or not decided yet (no call with 2+ threads). */
 int iapo_pool_pinned(void);
+
+/* What the pool's calls offered, counted since the process started (read
+ * two snapshots and subtract). Why: on a machine with more cores than this
+ * project's 2, a kernel that offers fewer items than threads, or runs inside
+ * another call's item, leaves threads idle, and this shows it on any
+ * machine as a property of the plan, not of a timing. Calls of fewer than 2
+ * items are not counted, nor calls of a thread whose count is 1 (outside an
+ * item). */
+typedef struct {
+	long calls, items;           /* run on the pool's threads */
+	long full_calls, full_items; /* of them, calls that offered an item to every thread */
+	double seconds;              /* wall time inside the pool's calls */
+	double full_seconds;         /* of it, inside calls that offered an item to every thread */
+	long nested_calls, nested_items; /* from inside an item or an OpenMP region: run on the caller alone */
+	long busy_calls, busy_items;     /* the pool busy with another application thread's call: likewise */
+} iapo_pool_stats;
+
+void iapo_pool_stats_get(iapo_pool_stats *s);
 
 /* Upper bound of the worker index over every call (scratch sized by it is
  * always enough): the most threads any call may use. */

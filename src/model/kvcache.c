@@ -1784,11 +1784,21 @@ static int halves_same_paths(const iapo_kv *kv, const iapo_kv_row *rows, int R, 
 	       (m0 % kv->OUTG == 0 || (groups_packed(kv, m0) && groups_packed(kv, m1) && groups_packed(kv, m0 + m1)));
 }
 
+/* Threads at which the halves run. They are two pool items, and a call from
+ * inside an item runs on its thread alone (pool.h), so each half has one
+ * thread for all its products and attention. On 2 threads that pays (no
+ * barriers inside a half: session 14, -10..-19% of the pass's CPU, 0.77-0.96x
+ * its wall); on more, every thread but two would idle (session 16's 16-thread
+ * Xeon: ~2 cores busy), so the whole chunk runs on all of them. 3 threads
+ * take the whole chunk too: a third thread should give more than the halves
+ * save (not measured on 3 cores). */
+#define HALVES_THREADS 2
+
 iapo_status iapo_kv_forward_rows_split(iapo_kv *kv, const iapo_kv_row *rows, int R, int split, float *logits)
 {
 	IAPO_TRY(check_rows(kv, rows, R, logits));
 	iapo_kv *t = NULL;
-	if (iapo_pool_threads() > 1 && halves_same_paths(kv, rows, R, split) && halves_apart(kv, rows, R, split))
+	if (iapo_pool_threads() == HALVES_THREADS && halves_same_paths(kv, rows, R, split) && halves_apart(kv, rows, R, split))
 		t = twin_of(kv);
 	if (!t) {
 		run_rows(kv, rows, R, logits);

@@ -13,7 +13,8 @@
  *    optional range of another). The IAPO information pass uses it to let
  *    many postfix rows attend to different-length prefixes of one sequence
  *    without copying the cache; iapo_kv_forward_rows_split runs two
- *    independent halves of such rows side by side, one per thread.
+ *    independent halves of such rows side by side, one per thread (on 2
+ *    threads; on more, the whole chunk on all of them).
  * Either way every row of a call goes through each weight matrix in one GEMM
  * (in chunks of at most iapo_kv_max_rows rows), and only rows that ask for
  * logits are projected to the vocabulary; in the last layer a row that asks
@@ -180,7 +181,8 @@ iapo_status iapo_kv_forward_rows(iapo_kv *kv, const iapo_kv_row *rows, int R, fl
 
 /* iapo_kv_forward_rows(kv, rows, R, logits) with rows [0, split) and
  * [split, R) side by side, each on one thread of the pool, when it has two
- * and the halves are independent: neither writes a slot that the other
+ * (exactly: with more, the whole chunk runs on all of them) and the halves
+ * are independent: neither writes a slot that the other
  * writes or reads keys of. Otherwise (or when the second half's scratch,
  * about what iapo_kv_new allocates besides the cache, cannot be had) one
  * after the other. Every row's results are those of iapo_kv_forward_rows:
