@@ -11,7 +11,8 @@
  * sampling entropies within 1e-4 (fp32) / 1e-2 (bf16) nats, taken by
  * default only into a caller's cache with decoding steps; a caller's cache is left
  * reading the rows (a few-row forward after the call has the bits of a cache
- * that never packed).
+ * that never packed). keep_packs: a later call of the same weights keeps the
+ * packs with a fresh cache's bits; a call after the weights changed repacks.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -473,6 +474,111 @@ static void test_packs_left_unused(void)
 	}
 }
 
+/* One half (sequences 2h, 2h + 1) of four prompts through cache kv (NULL: a
+ * fresh caller's cache, which packs afresh), sampling with entropies. */
+static iapo_status kept_half(const iapo_weights *w, iapo_kv *kv, int h, iapo_gen_opts *o, iapo_gen_result *r,
+			     iapo_gen_stats *st)
+{
+	static const int a[] = {1, 2, 3}, b[] = {40, 41}, c[] = {7, 8, 9, 10, 11, 12, 13}, d[] = {50};
+	static const int *const prompts[4] = {a, b, c, d};
+	static const int lens[4] = {3, 2, 7, 1};
+	static const uint64_t keys[4] = {11, 12, 13, 14};
+	o->keys = keys + 2 * h;
+	iapo_kv *own = NULL;
+	if (!kv) {
+		iapo_status s = iapo_kv_new(w, 2, 7 + o->max_new_tokens, &own);
+		if (s != IAPO_OK) return s;
+		kv = own;
+	}
+	iapo_status s = iapo_generate(w, (const int *const *)prompts + 2 * h, lens + 2 * h, 2, o, kv, r, st);
+	iapo_kv_free(own);
+	return s;
+}
+
+/* Same tokens and the same entropy bits. */
+static int same_bits(const iapo_gen_result *a, const iapo_gen_result *b)
+{
+	return same_result(a, b) && a->entropy && b->entropy &&
+	       !memcmp(a->entropy, b->entropy, sizeof(float) * (size_t)a->n_tokens);
+}
+
+/* keep_packs, as the trainer's rollout batches of one step use it: through
+ * a 2-slot cache, the first half packs and the second keeps those packs,
+ * with the bits of a fresh cache that packs for that half alone. Then the
+ * weights change (an optimizer update) and the next step's first call,
+ * without the promise, repacks: the new weights' bits, which differ from
+ * the old ones'. In bf16, a call that takes a new copy (no keep_bf16)
+ * cannot keep the packs of the older copy even with keep_packs. */
+static void kept_for(int kind, int bf16)
+{
+	iapo_weights w;
+	if (tiny_weights(kind, 80 + kind, &w)) {
+		CHECK(0, "setup: %s", iapo_errmsg());
+		return;
+	}
+	const char *nm = tiny_names[kind], *wn = bf16 ? "bf16" : "fp32";
+	iapo_gen_opts o;
+	memset(&o, 0, sizeof o);
+	o.max_new_tokens = 12;
+	o.sampler = (iapo_sampler){1.0f, 30, 0.95f};
+	o.seed = 5;
+	o.eos_ids = never;
+	o.n_eos = 1;
+	o.entropy_temperature = 1.0f;
+	o.weights = bf16 ? IAPO_GEN_WEIGHTS_BF16 : IAPO_GEN_WEIGHTS_FP32;
+	iapo_kv *kv = NULL;
+	CHECK(iapo_kv_new(&w, 2, 7 + o.max_new_tokens, &kv) == IAPO_OK, "%s", iapo_errmsg());
+	iapo_gen_result r[2], f[2], old0[2];
+	iapo_gen_stats st, sf;
+	memset(r, 0, sizeof r);
+	memset(f, 0, sizeof f);
+	memset(old0, 0, sizeof old0);
+	const size_t np = (size_t)iapo_param_count(&w.cfg);
+	for (int step = 0; step < 3 && kv; step++) {
+		if (step) /* an update: every weight moves */
+			for (size_t i = 0; i < np; i++) w.block[i] *= i % 3 ? 1.08f : 0.93f;
+		for (int h = 0; h < 2; h++) {
+			/* step 2 (bf16): the first call promises the packs but takes a new copy */
+			o.keep_packs = h || (bf16 && step == 2);
+			o.keep_bf16 = h;
+			if (kept_half(&w, kv, h, &o, r, &st) != IAPO_OK || kept_half(&w, NULL, h, &o, f, &sf) != IAPO_OK) {
+				CHECK(0, "%s %s step %d half %d: %s", nm, wn, step, h, iapo_errmsg());
+				iapo_gen_results_free(r, 2);
+				iapo_gen_results_free(f, 2);
+				continue;
+			}
+			CHECK(st.packed == 1 && st.packs_kept == h, "%s %s step %d half %d: packed %d, kept %d", nm, wn, step,
+			      h, st.packed, st.packs_kept);
+			CHECK(sf.packed == 1 && sf.packs_kept == 0, "%s %s: the fresh cache packed %d, kept %d", nm, wn,
+			      sf.packed, sf.packs_kept);
+			for (int i = 0; i < 2; i++)
+				CHECK(same_bits(&r[i], &f[i]), "%s %s step %d seq %d: other bits than a fresh cache's", nm, wn,
+				      step, 2 * h + i);
+			if (h == 0 && step == 0) {
+				memcpy(old0, r, sizeof r); /* kept for the comparison below */
+				memset(r, 0, sizeof r);
+			} else if (h == 0 && step == 1) {
+				CHECK(!same_bits(&r[0], &old0[0]) || !same_bits(&r[1], &old0[1]),
+				      "%s %s: the update did not change the samples' bits (the test cannot see stale packs)",
+				      nm, wn);
+			}
+			iapo_gen_results_free(r, 2);
+			iapo_gen_results_free(f, 2);
+		}
+	}
+	iapo_gen_results_free(old0, 2);
+	iapo_kv_free(kv);
+	iapo_free_aligned(w.block);
+}
+
+static void test_packs_kept(void)
+{
+	for (int kind = 0; kind < TINY_NUM; kind++) {
+		kept_for(kind, 0);
+		kept_for(kind, 1);
+	}
+}
+
 static void test_errors(void)
 {
 	iapo_weights w;
@@ -523,6 +629,7 @@ int main(void)
 	RUN(test_packs_match_rows);
 	RUN(test_packs_default);
 	RUN(test_packs_left_unused);
+	RUN(test_packs_kept);
 	RUN(test_errors);
 	TEST_END();
 }

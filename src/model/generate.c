@@ -249,11 +249,15 @@ iapo_status iapo_generate(const iapo_weights *w, const int *const *prompts, cons
 	 * cache would pay their first touch at every call (qwen0.5b: 5 s, more
 	 * than 128 steps of 8 rows save). */
 	const double tp = now();
-	if (o->pack == IAPO_GEN_PACK_ON || (o->pack == IAPO_GEN_PACK_AUTO && kv != own && max_new >= 2))
-		packed = iapo_kv_pack_weights(kv, 2, NULL) == IAPO_OK;
+	int kept = 0;
+	if (o->pack == IAPO_GEN_PACK_ON || (o->pack == IAPO_GEN_PACK_AUTO && kv != own && max_new >= 2)) {
+		packed = kept = kv != own && o->keep_packs && iapo_kv_pack_keep(kv, 2);
+		if (!packed) packed = iapo_kv_pack_weights(kv, 2, NULL) == IAPO_OK;
+	}
 	double t0 = now();
 	if (stats) {
 		stats->packed = packed;
+		stats->packs_kept = kept;
 		stats->pack_seconds = t0 - tp;
 	}
 	/* rows of logits and entropies are slots; slots outside the map keep

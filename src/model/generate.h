@@ -53,7 +53,7 @@ enum { IAPO_GEN_WEIGHTS_AUTO = 0, IAPO_GEN_WEIGHTS_FP32 = 1, IAPO_GEN_WEIGHTS_BF
  * copy of the matrices (bf16: about half the fp32 weights' bytes; fp32: as
  * many), kept in a caller's cache for its next call (their first touch once:
  * 5 s at qwen0.5b on this VM; then a repack in place after each call's copy,
- * 0.1 s), and other rounding than the rows in products of at most 16 rows
+ * 0.1 s, unless keep_packs reuses them), and other rounding than the rows in products of at most 16 rows
  * (tests/test_generate.c states how close; the prefill's many rows read the
  * panels to the bit). Panels that cannot be allocated leave the rows, which
  * is never wrong. AUTO (0, the default): ON for a caller's cache when there
@@ -101,6 +101,13 @@ typedef struct {
 	const int *slots;
 	/* Whether decoding reads the weights from panels (iapo_gen_pack). */
 	int pack;
+	/* A promise as keep_bf16's: the weights have not changed since an
+	 * earlier call packed them into the caller's cache (the rollout batches
+	 * of one training step), so a packed call reuses those packs when they
+	 * are of this call's precision (and bf16 snapshot: with keep_bf16 too)
+	 * instead of repacking (kvcache.h's iapo_kv_pack_keep; 0.1 s a call at
+	 * qwen0.5b). Ignored without a caller's cache. */
+	int keep_packs;
 } iapo_gen_opts;
 
 /* One completion; arrays owned by the result (iapo_gen_results_free). */
@@ -125,6 +132,7 @@ typedef struct {
 	double pack_seconds;                    /* wall clock of packing the weights (iapo_gen_pack) */
 	int packed;                             /* 1: the weights were packed and opened to decoding (iapo_gen_pack;
 						 * CPUs without AVX-512 read the rows all the same) */
+	int packs_kept;                         /* 1: those packs were an earlier call's, reused (keep_packs) */
 } iapo_gen_stats;
 
 /* Generates a completion for each of B prompts (prompts[i], prompt_lens[i] >=

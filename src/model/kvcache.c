@@ -103,6 +103,7 @@ struct iapo_kv {
 	iapo_gemm_wpack **wp[2];
 	int wp_on;   /* 1 + b16: products read wp[b16] while bf16_on == b16; 0: none */
 	int wp_snap; /* the bf16 snapshot (snap) wp[1] was last packed from; 0: none */
+	int wp_full[2]; /* wp[b16] holds every pack, all made or updated by one call (iapo_kv_pack_keep) */
 	/* bf16 attention (iapo_kv_attn_bf16): a bf16 copy of kc and vc in the
 	 * layouts vdpbf16ps multiplies, allocated on first use; kb's tiles are
 	 * (HD/2, KT, 2): keys t of dims 2i and 2i+1 side by side; vb is
@@ -277,6 +278,7 @@ iapo_status iapo_kv_pack_weights(iapo_kv *kv, int on, size_t *bytes)
 	if (!on) return IAPO_OK;
 	const int b16 = kv->bf16_on;
 	if (b16) kv->wp_snap = 0; /* until every pack is of this snapshot */
+	kv->wp_full[b16] = 0;
 	if (!kv->wp[b16] && !(kv->wp[b16] = iapo_calloc((size_t)n, sizeof *kv->wp[b16])))
 		return iapo_fail(IAPO_ERR_NOMEM, "kv cache: out of memory: weight pack table");
 	iapo_gemm_wpack **wp = kv->wp[b16];
@@ -312,8 +314,19 @@ iapo_status iapo_kv_pack_weights(iapo_kv *kv, int on, size_t *bytes)
 	}
 	if (bytes) *bytes = total;
 	kv->wp_on = 1 + b16;
+	kv->wp_full[b16] = 1;
 	if (b16) kv->wp_snap = kv->snap;
 	return IAPO_OK;
+}
+
+int iapo_kv_pack_keep(iapo_kv *kv, int on)
+{
+	const int b16 = kv->bf16_on;
+	if (!on || !kv->wp[b16] || !kv->wp_full[b16] || (b16 && kv->wp_snap != kv->snap)) return 0;
+	const int n = NPACK * kv->w->cfg.L + 1;
+	for (int i = 0; i < n; i++) iapo_gemm_wpack_set_direct(kv->wp[b16][i], on == 2);
+	kv->wp_on = 1 + b16;
+	return 1;
 }
 
 int iapo_kv_pack_reopen(iapo_kv *kv)

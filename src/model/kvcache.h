@@ -144,6 +144,16 @@ int iapo_kv_bf16_snapshots(const iapo_kv *kv);
  * a new bf16 copy took 0.1 s at qwen0.5b, the first packing 7 s (the first
  * touch of 1 GB of fresh memory on this VM). */
 iapo_status iapo_kv_pack_weights(iapo_kv *kv, int on, size_t *bytes);
+/* Puts the packs of the current precision that iapo_kv_pack_weights last
+ * made or updated back in use as `on` (1 or 2) would, without repacking
+ * (a repack in place reads and writes about two copies of the matrices:
+ * 0.1 s at qwen0.5b). The caller vouches that the fp32 weights have not
+ * changed since they were packed (e.g. the rollout batches of one training
+ * step); bf16 packs are used only while the bf16 copy is the snapshot they
+ * were packed from. Returns 1 when it put them in use; else 0 (on == 0, no
+ * complete set of packs of this precision, or a newer bf16 snapshot), and
+ * nothing changes. */
+int iapo_kv_pack_keep(iapo_kv *kv, int on);
 /* Puts the bf16 packs that iapo_kv_pack_weights last made or updated back
  * in use, as on == 1 would (products of many rows read them; few-row
  * products read the rows), without repacking: only while the bf16 copy is on

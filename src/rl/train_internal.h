@@ -81,6 +81,10 @@ struct iapo_trainer {
 	uint64_t *keys;                                      /* (R) */
 	iapo_gen_result *res;                                /* (R) */
 	double rollout_secs, scoring_secs, reference_secs;   /* of the buffer's rollout */
+	/* set by a rollout's first iapo_generate call: the cache's bf16 copy and
+	 * weight packs are of the weights this rollout samples with, so its later
+	 * calls (--rollout-batch slices, resampling rounds) keep them */
+	int roll_keep;
 
 	/* micro-batch scratch, (mb, T) */
 	int *mtok, *mlen, *mtgt;

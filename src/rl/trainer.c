@@ -457,8 +457,12 @@ static iapo_status sample_seqs(iapo_trainer *tr, long g, const int *seqs, int n,
 	 * the cache keeps them across steps, so only the first rollout touches
 	 * their memory; each later one repacks from its new bf16 copy (0.1 s
 	 * at qwen0.5b) and generate leaves them unused after the call, so the
-	 * IAPO pass over this cache reads the rows as before. */
+	 * IAPO pass over this cache reads the rows as before. The weights do
+	 * not change within a rollout: its first call takes the bf16 copy and
+	 * packs, the later ones (--rollout-batch slices, resampling rounds)
+	 * keep both, the same bits without converting and repacking again. */
 	go.pack = tr->o.rollout_rows ? IAPO_GEN_PACK_OFF : IAPO_GEN_PACK_AUTO;
+	go.keep_bf16 = go.keep_packs = tr->roll_keep;
 	/* When every buffer sequence has a slot (no --rollout-batch), a
 	 * resampling round samples sequence i into slot i and generate resets
 	 * only those, so the other sequences' K/V stay for the IAPO pass. */
@@ -479,6 +483,7 @@ static iapo_status sample_seqs(iapo_trainer *tr, long g, const int *seqs, int n,
 			for (int b = 0; b < (mapped ? B : tr->R); b++) tr->kv_clen[mapped ? tr->gen_slot[b] : b] = -1;
 		IAPO_TRY(iapo_generate(&tr->w, tr->gen_ptr, tr->gen_len, B, &go, tr->kv, tr->res, NULL));
 		double t1 = iapo_now();
+		go.keep_bf16 = go.keep_packs = tr->roll_keep = 1;
 		if (tr->kv_reuse) record_slots(tr, B);
 		for (int b = 0; b < B; b++) {
 			int i = seqs ? seqs[k0 + b] : k0 + b;
@@ -524,6 +529,7 @@ static iapo_status rollout(iapo_trainer *tr, long g)
 		tr->pptr[i] = tr->pool + tr->prompt_off[r];
 	}
 	tr->rollout_secs = tr->scoring_secs = 0;
+	tr->roll_keep = 0; /* the weights changed since the last rollout */
 	IAPO_TRY(sample_seqs(tr, g, NULL, n, 0));
 	iapo_algo_buffer b = buffer_view(tr, g, n, Gs);
 	resample_ctx rc = {tr, g};
