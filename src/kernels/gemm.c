@@ -2358,6 +2358,12 @@ INLINE AVX512 void dotp_rows(const int mb, const struct job *J, const iapo_gemm_
 		for (int i = 0; i < mb; i++)
 #pragma GCC unroll 2
 			for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+		/* Two k per trip (the same sums in the same order): session 17 in one
+		 * process, switched per decode step, qwen0.5b 8 rows: fp32 step
+		 * -8 to -10% (49 -> 45 ms), bf16 -12% (26.2 -> 23.0 ms); the loop's
+		 * own work (counter, prefetch switch test) per 16 FMAs kept the
+		 * loads fewer in flight. */
+#pragma GCC unroll 2
 		for (long k = 0; k < kc; k++, pf += NR * 4) {
 			if (k == ks) pf = (const char *)next;
 			__m512 w[NV];
@@ -2400,6 +2406,8 @@ INLINE AVX512BF void dotpbf_rows(const int mb, const struct job *J, const iapo_g
 		for (int i = 0; i < mb; i++)
 #pragma GCC unroll 2
 			for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+		/* Two units per trip, as dotp_rows. */
+#pragma GCC unroll 2
 		for (long u = 0; u < ku; u++, pf += NR * 4) {
 			if (u == us) pf = (const char *)next;
 			__m512 w[NV];
