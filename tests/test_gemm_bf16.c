@@ -508,6 +508,82 @@ static void slow_verdict_bits(void)
 	CHECK(bad == 0, "%d of %d products differ from no_bf16's bits", bad, cases);
 }
 
+/* iapo_sgemm_bf_rows: one row range per thread for bf16 products with
+ * narrow C (the tuned rule, or forced) gives the bits of the grid / split-K
+ * plans (same depth slices): odd M, N, K, 1-3 threads, both packed-path
+ * kernels, B unpacked and packed ahead, with R/bias epilogues, one product
+ * and a q/k/v-like batch over one A (shared A panels where the plan keeps
+ * them). */
+static void bf_rows_bits(void)
+{
+	static const int shapes[][3] = {{17, 33, 3},   {29, 64, 31},  {45, 70, 33},  {100, 97, 129}, {130, 40, 257},
+					{300, 65, 1027}, {200, 128, 896}, {257, 256, 513}, {64, 250, 1536}, {99, 300, 77}};
+	int bad = 0, cases = 0;
+	for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
+		for (int th = 1; th <= 3; th++)
+			for (int pays = 0; pays <= 1; pays++) {
+				const int M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2];
+				const int lda = K + 3, ldb = K + (int)(sh % 2), ldc = N + 1;
+				float *A = malloc(sizeof(float) * (size_t)M * lda), *R = malloc(sizeof(float) * (size_t)M * ldc);
+				float *bias = malloc(sizeof(float) * N), *C[3][3];
+				uint16_t *Wh = malloc(sizeof(uint16_t) * (size_t)N * ldb);
+				for (size_t i = 0; i < (size_t)M * lda; i++) A[i] = urand();
+				for (size_t i = 0; i < (size_t)M * ldc; i++) R[i] = urand();
+				for (int j = 0; j < N; j++) bias[j] = urand();
+				for (size_t i = 0; i < (size_t)N * ldb; i++) {
+					float w = urand();
+					iapo_f32_to_bf16(&Wh[i], &w, 1);
+				}
+				iapo_set_threads(th);
+				iapo_gemm_wpack *wp = NULL;
+				CHECK(iapo_gemm_wpack_create(&wp, N, K, NULL, Wh, ldb) == IAPO_OK, "wpack");
+				int old_h = iapo_sgemm_force_bf16_dot(pays);
+				for (int mode = 0; mode <= 2; mode++) {
+					int old_m = iapo_sgemm_bf_rows(mode);
+					for (int v = 0; v < 3; v++) {
+						/* 0: W unpacked, 1: packed ahead, 2: a batch of three
+						 * products of one A (the second packed ahead) */
+						C[mode][v] = malloc(sizeof(float) * (size_t)M * ldc * 3);
+						for (size_t i = 0; i < (size_t)M * ldc * 3; i++) C[mode][v][i] = (float)(i % ((size_t)M * ldc));
+						iapo_gemm_op o[3];
+						for (int q = 0; q < 3; q++)
+							o[q] = (iapo_gemm_op){.transB = 1, .M = M, .N = N, .K = K, .alpha = 0.75f,
+									      .A = A, .lda = lda, .Bh = Wh, .ldb = ldb,
+									      .C = C[mode][v] + (size_t)q * M * ldc, .ldc = ldc,
+									      .R = (sh % 3) ? R : NULL, .ldr = ldc,
+									      .bias = (sh % 2) ? bias : NULL,
+									      .Bp = (v == 1 || (v == 2 && q == 1)) ? wp : NULL};
+						iapo_sgemm_batch(v == 2 ? 3 : 1, o);
+					}
+					iapo_sgemm_bf_rows(old_m);
+				}
+				iapo_sgemm_force_bf16_dot(old_h);
+				for (int mode = 1; mode <= 2; mode++)
+					for (int v = 0; v < 3; v++) {
+						cases++;
+						if (memcmp(C[0][v], C[mode][v], sizeof(float) * (size_t)M * ldc * (v == 2 ? 3 : 1)) != 0) {
+							bad++;
+							fprintf(stderr, "  bf_rows %d differs: M=%d N=%d K=%d threads=%d vdpbf16ps %d variant %d\n",
+								mode, M, N, K, th, pays, v);
+						}
+					}
+				/* and the batch's three products equal the single ones */
+				for (int q = 0; q < 3; q++) {
+					cases++;
+					if (memcmp(C[1][2] + (size_t)q * M * ldc, C[1][q == 1 ? 1 : 0], sizeof(float) * (size_t)M * ldc) != 0) {
+						bad++;
+						fprintf(stderr, "  batch product %d differs: M=%d N=%d K=%d threads=%d vdpbf16ps %d\n", q,
+							M, N, K, th, pays);
+					}
+				}
+				iapo_gemm_wpack_free(wp);
+				for (int mode = 0; mode <= 2; mode++)
+					for (int v = 0; v < 3; v++) free(C[mode][v]);
+				free(A); free(R); free(bias); free(Wh);
+			}
+	CHECK(bad == 0, "%d of %d products differ", bad, cases);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], "--bf16-dot")) {
@@ -519,6 +595,7 @@ int main(int argc, char **argv)
 	}
 	RUN(bf16_verdict);
 	RUN(slow_verdict_bits);
+	RUN(bf_rows_bits);
 	RUN(shapes_and_epilogues);
 	RUN(block_edges);
 	RUN(decoding_shapes);

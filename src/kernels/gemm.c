@@ -203,6 +203,7 @@ static int force_path;
 static int split_mode = 1;
 static int a_rows_mode = 1;
 static int xt_mode = 1;
+static int bf_rows_mode = 1;
 static _Thread_local int last_split, last_xt;
 static int blk_mc, blk_kc, blk_nc;
 static long min_fma_per_thread = MIN_FMA_PER_THREAD;
@@ -242,6 +243,13 @@ int iapo_sgemm_xt(int mode)
 }
 
 int iapo_sgemm_last_xt(void) { return last_xt; }
+
+int iapo_sgemm_bf_rows(int mode)
+{
+	int old = bf_rows_mode;
+	bf_rows_mode = mode;
+	return old;
+}
 
 int iapo_sgemm_a_rows(int mode)
 {
@@ -412,6 +420,9 @@ struct job {
 	long ldact;
 	/* the micro-kernel reads A's rows in place (tiles_rows), unpacked */
 	int a_rows;
+	/* another product of the same call reads the same A (q, k and v;
+	 * gate and up): their bf16 A panels are shared (same_a) */
+	int a_mates;
 	/* x W^T as C^T = W x^T (xt_rect): W's rows in place, x^T packed */
 	int xt;
 	/* xt on 2 threads (xt_claim): W's rows in chunks of xt_chunk, claimed
@@ -1810,6 +1821,32 @@ static int packed_plan(struct job *J, int nth)
 		if (best_tm) break;
 	}
 	if (!best_tm) items = best_tm = 1;
+	/* bf16 B packed ahead (a weight pack: the information pass, the bf16
+	 * rollouts) with C at most 256 columns (k/v, tiny's q/o, small's k/v):
+	 * one row range per thread, each packing (rounding) only its own rows
+	 * of A, where the grid above takes column rectangles over A's panels
+	 * shared between the threads (fp32 reads A's rows in place there, bf16
+	 * must round them as it packs) or split-K. Either way the same depth
+	 * slices, so the same bits. 2 threads, one process alternating call by
+	 * call, 16 rounds each, 16/16 faster unless noted: M = 128 / 256 / 512,
+	 * tiny q/o x1.30 / 1.29 / 1.29, k/v x1.50 / 1.47 / 1.49, down x1.28 /
+	 * 1.22 / 1.06 (13/16), small k/v x1.29 / 1.37 / 1.31, qwen0.5b k/v
+	 * (split-K before) x1.23 / 1.17 / 1.24; small q/o (N = 512) x1.00;
+	 * a later run, M = 256: x1.19, 1.36, 1.04, 1.22, 1.14 (15/16). With B
+	 * unpacked (each thread then packs all of B) mixed: tiny k/v x1.14-1.37,
+	 * small k/v x1.10-1.23 in one run and x0.98 (1/16) in the next, tiny's
+	 * down x0.93, qwen0.5b's k/v x0.95-1.0: not taken. Not while a test
+	 * hook forces split-K or A's packing. Nor where another product of
+	 * the call reads the same A (same_a shares its panels): q, k and v
+	 * with packs, one call, the same measure: tiny x0.975-0.979 (0-1/16),
+	 * small x0.959-0.989 (0-3/16), qwen0.5b x1.02-1.08 (13-16/16). */
+	const int bf_rows = bf_rows_mode && J->Bh && nth > 1 && mt >= nth && split_mode == 1 && a_rows_mode == 1 &&
+			    (bf_rows_mode == 2 || (J->N <= 8 * NR && !J->a_mates && wpack_of(J->wp, J) && (J->wp->bf || !J->bf) &&
+						   J->wp->kc_step == kc_step));
+	if (bf_rows) {
+		items = best_tm = nth;
+		share = 0;
+	}
 	/* Split-K: each thread a share of the depth slices over all of C,
 	 * partial sums added region by region (sk_region_done), when the
 	 * grid would pack op(A) once per column rectangle (too large to
@@ -1834,7 +1871,8 @@ static int packed_plan(struct job *J, int nth)
 	 * 68 -> 86%). */
 	J->sk = 0;
 	J->sk_floats = 0;
-	int want_sk = split_mode == 2 || (split_mode == 1 && ((best_tm == 1 && items > 1 && !a_once) || (J->N <= 4 * NR && !J->a_rows)));
+	int want_sk = !bf_rows && (split_mode == 2 || (split_mode == 1 && ((best_tm == 1 && items > 1 && !a_once) ||
+									   (J->N <= 4 * NR && !J->a_rows))));
 	int xwt = J->transB && !J->transA;
 	if (nth > 1 && want_sk && nslices >= nth &&
 	    (xwt ? nslices == nth : nslices % nth == 0 || nslices >= 4 * nth)) {
@@ -2862,6 +2900,8 @@ void iapo_sgemm_batch(int n, const iapo_gemm_op *ops)
 		int m = 0;
 		for (int i = i0; i < n && i < i0 + CAP; i++) {
 			jobs[m] = make_job(&ops[i]);
+			for (int k = i0; k < n && k < i0 + CAP; k++)
+				if (k != i && ops[k].A == ops[i].A && ops[k].lda == ops[i].lda) jobs[m].a_mates = 1;
 			if (plan(&jobs[m], nmax)) m++;
 		}
 		if (one_per_thread(jobs, m, nmax)) {

@@ -215,6 +215,13 @@ int iapo_sgemm_last_split(void);
  * A); returns the previous setting. With the same split-K choice the
  * products are the same to the bit either way. */
 int iapo_sgemm_a_rows(int mode);
+/* Packed path with bf16 B (x W^T): 0 never, 1 where the tuned rule picks
+ * it (the default; not while iapo_sgemm_split_k or iapo_sgemm_a_rows force
+ * another choice), 2 whenever there are 2+ threads and a tile of rows for
+ * each: one row range per thread, each packing its own rows of A, no
+ * split-K. The same depth slices, so the same bits either way; returns the
+ * previous setting. */
+int iapo_sgemm_bf_rows(int mode);
 /* Packed path, x W^T in fp32 without a weight pack, at most 256 rows:
  * 0 never, 1 where the tuned rule picks it (the default; not while
  * iapo_sgemm_split_k or iapo_sgemm_a_rows force another choice), 2 always:
