@@ -181,6 +181,24 @@ done:
 #define PP 8
 #define PC 150
 
+/* Sequences 0 and 1 of kv: PP + PC tokens each, drawn from seed, all but
+ * the last cached (the pass's prompts and completions). 0, or -1 after a
+ * failed check. */
+static int prefill_pair(const iapo_weights *w, iapo_kv *kv, uint64_t seed, int seq[2][PP + PC])
+{
+	iapo_rng r;
+	iapo_rng_seed(&r, seed, 1, 2, 0);
+	for (int s = 0; s < 2; s++)
+		for (int t = 0; t < PP + PC; t++) seq[s][t] = (int)iapo_rng_below(&r, (uint64_t)w->cfg.V);
+	const int *tok[4] = {seq[0], seq[1], NULL, NULL};
+	int n[4] = {PP + PC - 1, PP + PC - 1, 0, 0};
+	float *lg = malloc(sizeof(float) * 4 * (size_t)w->cfg.V);
+	const int ok = kv && lg && iapo_kv_forward(kv, tok, n, lg) == IAPO_OK;
+	free(lg);
+	CHECK(ok, "setup: %s", iapo_errmsg());
+	return ok ? 0 : -1;
+}
+
 /* The pass with K postfix tokens (automatic chunk) over sequences 0 and 1
  * of kv, scratch slots 2 and 3 (both, or slot 2 only), on `threads`. */
 static void pass(const iapo_weights *w, iapo_kv *kv, int K_, int bf16, int nscratch, int threads, const int *const *pr,
@@ -210,17 +228,8 @@ static void test_pass_halves(void)
 	if (tiny_cache(&w, PT, &kv)) return;
 	static int seq[2][PP + PC];
 	static float E[3][2 * (PC + 1)], C[3][2 * (PC + 1)];
-	iapo_rng r;
-	iapo_rng_seed(&r, 47, 1, 2, 0);
-	for (int s = 0; s < 2; s++)
-		for (int t = 0; t < PP + PC; t++) seq[s][t] = (int)iapo_rng_below(&r, (uint64_t)w.cfg.V);
-	const int *tok[4] = {seq[0], seq[1], NULL, NULL}, *pr[2] = {seq[0], seq[1]}, *co[2] = {seq[0] + PP, seq[1] + PP};
-	int n[4] = {PP + PC - 1, PP + PC - 1, 0, 0};
-	float *lg = malloc(sizeof(float) * 4 * (size_t)w.cfg.V);
-	if (!kv || !lg || iapo_kv_forward(kv, tok, n, lg) != IAPO_OK) {
-		CHECK(0, "setup: %s", iapo_errmsg());
-		goto done;
-	}
+	const int *pr[2] = {seq[0], seq[1]}, *co[2] = {seq[0] + PP, seq[1] + PP};
+	if (prefill_pair(&w, kv, 47, seq)) goto done;
 	/* K = 6: its rounded half (64 of 85 positions) would leave the second
 	 * 21, so the pass takes chunks of 64 (32 + 32), in one slot too */
 	for (int k = 0; k < 6; k++) {
@@ -236,7 +245,6 @@ static void test_pass_halves(void)
 		      "K = %d, bf16 %d: 2 threads: other bits than 1", K_, bf16);
 	}
 done:
-	free(lg);
 	iapo_kv_free(kv);
 	iapo_free_aligned(w.block);
 }
@@ -255,17 +263,8 @@ static void test_pass_threads(void)
 	if (tiny_cache(&w, PT, &kv)) return;
 	static int seq[2][PP + PC];
 	static float E0[2 * (PC + 1)], C0[2 * (PC + 1)], E[2 * (PC + 1)], C[2 * (PC + 1)];
-	iapo_rng r;
-	iapo_rng_seed(&r, 53, 1, 2, 0);
-	for (int s = 0; s < 2; s++)
-		for (int t = 0; t < PP + PC; t++) seq[s][t] = (int)iapo_rng_below(&r, (uint64_t)w.cfg.V);
-	const int *tok[4] = {seq[0], seq[1], NULL, NULL}, *pr[2] = {seq[0], seq[1]}, *co[2] = {seq[0] + PP, seq[1] + PP};
-	int n[4] = {PP + PC - 1, PP + PC - 1, 0, 0};
-	float *lg = malloc(sizeof(float) * 4 * (size_t)w.cfg.V);
-	if (!kv || !lg || iapo_kv_forward(kv, tok, n, lg) != IAPO_OK) {
-		CHECK(0, "setup: %s", iapo_errmsg());
-		goto done;
-	}
+	const int *pr[2] = {seq[0], seq[1]}, *co[2] = {seq[0] + PP, seq[1] + PP};
+	if (prefill_pair(&w, kv, 53, seq)) goto done;
 	static const int threads[] = {1, 2, 3, 4, 8};
 	for (int bf16 = 0; bf16 < 2; bf16++)
 		for (size_t k = 0; k < sizeof threads / sizeof *threads; k++) {
@@ -293,7 +292,6 @@ static void test_pass_threads(void)
 			}
 		}
 done:
-	free(lg);
 	iapo_kv_free(kv);
 	iapo_free_aligned(w.block);
 }
