@@ -439,6 +439,23 @@ static void bf16_verdict(void)
 	}
 }
 
+/* Random operands of a bf16 x W^T (A: M x lda, R: M x ldc, bias: N, W as
+ * bf16: N x ldb), in fresh buffers the caller frees. */
+static void xwt_operands(int M, int N, int lda, int ldb, int ldc, float **A, float **R, float **bias, uint16_t **Wh)
+{
+	*A = malloc(sizeof(float) * (size_t)M * lda);
+	*R = malloc(sizeof(float) * (size_t)M * ldc);
+	*bias = malloc(sizeof(float) * N);
+	*Wh = malloc(sizeof(uint16_t) * (size_t)N * ldb);
+	for (size_t i = 0; i < (size_t)M * lda; i++) (*A)[i] = urand();
+	for (size_t i = 0; i < (size_t)M * ldc; i++) (*R)[i] = urand();
+	for (int j = 0; j < N; j++) (*bias)[j] = urand();
+	for (size_t i = 0; i < (size_t)N * ldb; i++) {
+		float w = urand();
+		iapo_f32_to_bf16(&(*Wh)[i], &w, 1);
+	}
+}
+
 /* Where vdpbf16ps does not pay, the packed path multiplies the same bf16
  * values with fp32 FMAs: the bits of iapo_sgemm_no_bf16(1)'s product (same
  * panels' values, depth slices and order of sums), from bf16 W unpacked and
@@ -457,16 +474,9 @@ static void slow_verdict_bits(void)
 				const int M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2];
 				const int lda = K + 3, ldb = K + (int)(sh % 2), ldc = N + 1;
 				if (b && (long)M * N * K > 3000000) continue;
-				float *A = malloc(sizeof(float) * (size_t)M * lda), *R = malloc(sizeof(float) * (size_t)M * ldc);
-				float *bias = malloc(sizeof(float) * N), *C[4];
-				uint16_t *Wh = malloc(sizeof(uint16_t) * (size_t)N * ldb);
-				for (size_t i = 0; i < (size_t)M * lda; i++) A[i] = urand();
-				for (size_t i = 0; i < (size_t)M * ldc; i++) R[i] = urand();
-				for (int j = 0; j < N; j++) bias[j] = urand();
-				for (size_t i = 0; i < (size_t)N * ldb; i++) {
-					float w = urand();
-					iapo_f32_to_bf16(&Wh[i], &w, 1);
-				}
+				float *A, *R, *bias, *C[4];
+				uint16_t *Wh;
+				xwt_operands(M, N, lda, ldb, ldc, &A, &R, &bias, &Wh);
 				iapo_set_threads(th);
 				iapo_sgemm_set_blocking(blocks[b][0], blocks[b][1], blocks[b][2]);
 				iapo_gemm_wpack *wp = NULL;
@@ -524,16 +534,9 @@ static void bf_rows_bits(void)
 			for (int pays = 0; pays <= 1; pays++) {
 				const int M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2];
 				const int lda = K + 3, ldb = K + (int)(sh % 2), ldc = N + 1;
-				float *A = malloc(sizeof(float) * (size_t)M * lda), *R = malloc(sizeof(float) * (size_t)M * ldc);
-				float *bias = malloc(sizeof(float) * N), *C[3][3];
-				uint16_t *Wh = malloc(sizeof(uint16_t) * (size_t)N * ldb);
-				for (size_t i = 0; i < (size_t)M * lda; i++) A[i] = urand();
-				for (size_t i = 0; i < (size_t)M * ldc; i++) R[i] = urand();
-				for (int j = 0; j < N; j++) bias[j] = urand();
-				for (size_t i = 0; i < (size_t)N * ldb; i++) {
-					float w = urand();
-					iapo_f32_to_bf16(&Wh[i], &w, 1);
-				}
+				float *A, *R, *bias, *C[3][3];
+				uint16_t *Wh;
+				xwt_operands(M, N, lda, ldb, ldc, &A, &R, &bias, &Wh);
 				iapo_set_threads(th);
 				iapo_gemm_wpack *wp = NULL;
 				CHECK(iapo_gemm_wpack_create(&wp, N, K, NULL, Wh, ldb) == IAPO_OK, "wpack");
