@@ -26,6 +26,8 @@
 
 static const int never[1] = {-1}; /* an eos list nothing matches */
 
+/* Greedy decoding of max_new tokens that no eos stops; sampling tests set
+ * a sampler and seed on top. */
 static iapo_gen_opts opts_greedy(int max_new)
 {
 	iapo_gen_opts o;
@@ -222,13 +224,9 @@ static void test_seed_and_batch_independence(void)
 	int a[] = {1, 2, 3}, b[] = {40, 41}, c[] = {7, 8, 9, 10, 11, 12, 13}, d[] = {99};
 	const int *prompts[4] = {a, b, c, d};
 	int lens[4] = {3, 2, 7, 1};
-	iapo_gen_opts o;
-	memset(&o, 0, sizeof o);
-	o.max_new_tokens = 24;
+	iapo_gen_opts o = opts_greedy(24);
 	o.sampler = (iapo_sampler){1.0f, 30, 0.95f};
 	o.seed = 1234;
-	o.eos_ids = never;
-	o.n_eos = 1;
 	iapo_gen_result r1[4], r2[4], r3[4], solo[1];
 	CHECK(iapo_generate(&w, prompts, lens, 4, &o, NULL, r1, NULL) == IAPO_OK, "%s", iapo_errmsg());
 	CHECK(iapo_generate(&w, prompts, lens, 4, &o, NULL, r2, NULL) == IAPO_OK, "%s", iapo_errmsg());
@@ -301,13 +299,9 @@ static void packs_for(int kind, int weights, double tol)
 	const int *prompts[4] = {a, b, c, d};
 	int lens[4] = {3, 2, 7, 1};
 	enum { NEW = 20 };
-	iapo_gen_opts o;
-	memset(&o, 0, sizeof o);
-	o.max_new_tokens = NEW;
+	iapo_gen_opts o = opts_greedy(NEW);
 	o.sampler = (iapo_sampler){1.0f, 30, 0.95f};
 	o.seed = 99;
-	o.eos_ids = never;
-	o.n_eos = 1;
 	o.entropy_temperature = 1.0f;
 	o.weights = weights;
 	iapo_kv *kv[2] = {NULL, NULL};
@@ -517,13 +511,9 @@ static void kept_for(int kind, int bf16)
 		return;
 	}
 	const char *nm = tiny_names[kind], *wn = bf16 ? "bf16" : "fp32";
-	iapo_gen_opts o;
-	memset(&o, 0, sizeof o);
-	o.max_new_tokens = 12;
+	iapo_gen_opts o = opts_greedy(12);
 	o.sampler = (iapo_sampler){1.0f, 30, 0.95f};
 	o.seed = 5;
-	o.eos_ids = never;
-	o.n_eos = 1;
 	o.entropy_temperature = 1.0f;
 	o.weights = bf16 ? IAPO_GEN_WEIGHTS_BF16 : IAPO_GEN_WEIGHTS_FP32;
 	iapo_kv *kv = NULL;
