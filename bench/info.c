@@ -455,7 +455,7 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 					     : what == INFO ? run_info
 							    : run_fwd_bwd;
 				x.bf16 = what == ROLL16 || what == CACHED16;
-				iapo_pool_stats p0, p1;
+				iapo_pool_stats p0;
 				const long s0 = iapo_kv_splits(x.kv);
 				iapo_pool_stats_get(&p0);
 				const double t0 = bench_now(), c0 = bench_cpu_now();
@@ -463,17 +463,7 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 				v[what][n] = bench_now() - t0;
 				u[what][n] = bench_cpu_now() - c0;
 				if (what == CACHED16) {
-					iapo_pool_stats_get(&p1);
-					pp.d = (iapo_pool_stats){p1.calls - p0.calls,
-								 p1.items - p0.items,
-								 p1.full_calls - p0.full_calls,
-								 p1.full_items - p0.full_items,
-								 p1.seconds - p0.seconds,
-								 p1.full_seconds - p0.full_seconds,
-								 p1.nested_calls - p0.nested_calls,
-								 p1.nested_items - p0.nested_items,
-								 p1.busy_calls - p0.busy_calls,
-								 p1.busy_items - p0.busy_items};
+					pp.d = iapo_pool_stats_since(&p0);
 					pp.wall = v[what][n];
 					pp.splits = iapo_kv_splits(x.kv) - s0;
 				}

@@ -93,6 +93,18 @@ void iapo_pool_stats_get(iapo_pool_stats *s)
 #undef LD
 }
 
+iapo_pool_stats iapo_pool_stats_since(const iapo_pool_stats *then)
+{
+	iapo_pool_stats s;
+	iapo_pool_stats_get(&s);
+	s.calls -= then->calls, s.items -= then->items;
+	s.full_calls -= then->full_calls, s.full_items -= then->full_items;
+	s.seconds -= then->seconds, s.full_seconds -= then->full_seconds;
+	s.nested_calls -= then->nested_calls, s.nested_items -= then->nested_items;
+	s.busy_calls -= then->busy_calls, s.busy_items -= then->busy_items;
+	return s;
+}
+
 static void count(atomic_long *calls, atomic_long *items, long n)
 {
 	atomic_fetch_add_explicit(calls, 1, memory_order_relaxed);

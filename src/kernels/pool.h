@@ -46,8 +46,8 @@ int iapo_pool_threads(void);
  * fit), 0 when not, or not decided yet (no call with 2+ threads). */
 int iapo_pool_pinned(void);
 
-/* What the pool's calls offered, counted since the process started (read
- * two snapshots and subtract). Why: on a machine with more cores than this
+/* What the pool's calls offered, counted since the process started (take a
+ * snapshot, then iapo_pool_stats_since for what came after it). Why: on a machine with more cores than this
  * project's 2, a kernel that offers fewer items than threads, or runs inside
  * another call's item, leaves threads idle, and this shows it on any
  * machine as a property of the plan, not of a timing. Calls of fewer than 2
@@ -63,6 +63,10 @@ typedef struct {
 } iapo_pool_stats;
 
 void iapo_pool_stats_get(iapo_pool_stats *s);
+
+/* The counts since an earlier snapshot of iapo_pool_stats_get: now - then,
+ * field by field. */
+iapo_pool_stats iapo_pool_stats_since(const iapo_pool_stats *then);
 
 /* Upper bound of the worker index over every call (scratch sized by it is
  * always enough): the most threads any call may use. */
