@@ -28,7 +28,9 @@
  * latency, and each value row loaded once for several vectors). The bf16
  * IAPO pass turns on bf16 attention (iapo_kv_attn_bf16): the same tiles
  * over a bf16 copy of the cache in vdpbf16ps's pair layouts, written beside
- * the fp32 cache by every store while on; decoding always attends in fp32.
+ * the fp32 cache by every store while on (by fp32 FMAs on the same bf16
+ * values where vdpbf16ps is the slower: attend_span_bw); decoding always
+ * attends in fp32.
  */
 #include "model/kvcache.h"
 
@@ -110,6 +112,7 @@ struct iapo_kv {
 	 * (Tpad/2, HD, 2): rows 2j and 2j+1 of each dim side by side */
 	uint16_t *kb, *vb;
 	int ab_on;   /* attention reads kb/vb, and every K/V store writes them too */
+	int ab_fma;  /* and multiplies them by fp32 FMAs (attend_span_bw), not vdpbf16ps */
 	int *hw;     /* (S) keys [0, hw) of the slot written since its reset (what turning on converts) */
 	int *sidx, *slist; /* (S), (Rmax): store_kv's distinct slots (sidx -1 between calls) */
 	/* iapo_kv_forward_rows_split's second half: a copy of this struct with
@@ -494,6 +497,7 @@ typedef struct {
 	float *acc;     /* (HD) */
 	float *p;       /* (KT) the current tile's scores, then weights */
 	const uint32_t *qh; /* bf16 attention: q as HD / 2 pairs of bf16 */
+	const float *qf; /* bf16 attention by fp32 FMAs: q rounded to bf16, as floats */
 	uint32_t *ph;   /* bf16 attention: (KT / 2) the tile's weights as pairs of bf16 */
 	float *ls;      /* bf16 attention: (16) the running sum by lane (l unused) */
 } qvec;
@@ -860,11 +864,23 @@ static void raise_max(qvec *v, float mx, int HD)
 	v->m = mx;
 }
 
+/* A tile's weights (16 lanes, group g) rounded to bf16, as P.V multiplies
+ * them: into v->ph for vdpbf16ps, or (W: attend_span_bw) the same values as
+ * floats into v->p (over its scores, all read by then). */
+static inline __attribute__((always_inline)) void put_weights(qvec *v, int g, __m512 e, const int W)
+{
+	const __m256i h = (__m256i)_mm512_cvtneps_pbh(e);
+	if (W)
+		_mm512_storeu_ps(v->p + 16 * g, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+	else
+		_mm256_storeu_si256((__m256i *)(v->ph + 8 * g), h);
+}
+
 /* softmax_vec_bf over a whole tile (lanes [0, KT): most tiles of a long
  * prefix): the same operations in the same order without the lane masks
  * (all ones there), and the groups' exponentials in one straight run so
  * their polynomial chains interleave. The same bits. */
-static void softmax_full_bf(qvec *v, int HD)
+static inline __attribute__((always_inline)) void softmax_full_b(qvec *v, int HD, const int W)
 {
 	__m512 s[KT / 16];
 	for (int g = 0; g < KT / 16; g++) s[g] = _mm512_loadu_ps(v->p + 16 * g);
@@ -882,18 +898,18 @@ static void softmax_full_bf(qvec *v, int HD)
 	__m512 e[KT / 16];
 	for (int g = 0; g < KT / 16; g++) e[g] = exp_bf16(_mm512_sub_ps(s[g], vm));
 	__m512 sum = _mm512_loadu_ps(v->ls);
-	uint32_t *ph = v->ph;
 	for (int g = 0; g < KT / 16; g++) {
 		sum = _mm512_add_ps(sum, e[g]);
-		_mm256_storeu_si256((__m256i *)(ph + 8 * g), (__m256i)_mm512_cvtneps_pbh(e[g]));
+		put_weights(v, g, e[g], W);
 	}
 	_mm512_storeu_ps(v->ls, sum);
 }
 
-static void softmax_vec_bf(qvec *v, int a, int b, int G0, int G1, int HD)
+static inline __attribute__((always_inline)) void softmax_vec_b(qvec *v, int a, int b, int G0, int G1, int HD,
+							       const int W)
 {
 	if (a == 0 && b == KT) {
-		softmax_full_bf(v, HD);
+		softmax_full_b(v, HD, W);
 		return;
 	}
 	const int ga = a / 16, gb = (b + 15) / 16;
@@ -922,10 +938,12 @@ static void softmax_vec_bf(qvec *v, int a, int b, int G0, int G1, int HD)
 			e = _mm512_maskz_mov_ps(mk[g], exp_bf16(_mm512_sub_ps(s[g], vm)));
 			sum = _mm512_add_ps(sum, e);
 		}
-		_mm256_storeu_si256((__m256i *)(v->ph + 8 * g), (__m256i)_mm512_cvtneps_pbh(e));
+		put_weights(v, g, e, W);
 	}
 	_mm512_storeu_ps(v->ls, sum);
 }
+
+static void softmax_vec_bf(qvec *v, int a, int b, int G0, int G1, int HD) { softmax_vec_b(v, a, b, G0, G1, HD, 0); }
 
 /* Columns [c0, c0 + 16 NR) of v[i]->acc += sum over row pairs j in [ja, jb)
  * of the bf16 weights (p[2j], p[2j+1]) . rows (2j, 2j+1) of the tile's
@@ -1056,6 +1074,148 @@ static void attend_span_bf(qvec *v, int nv, const uint16_t *Kb, const uint16_t *
 		pv_any_bf(act, na, Vt, ua, ub, HD);
 	}
 }
+
+/* The bf16 attention by fp32 FMAs (kv->ab_fma), for CPUs whose vdpbf16ps
+ * does fewer multiply-adds per second than their fp32 FMAs: the packed
+ * products' verdict (iapo_sgemm_bf16_dot; an Intel Xeon measured 0.5x, where
+ * this takes 8-10% off the pass). The same bf16 values (q, K, V, the
+ * weights) widened to fp32 (exact: a bf16 is a float's upper half; the even
+ * element of a pair by a shift, the odd by a mask), each vdpbf16ps lane
+ * taken as two FMAs, the odd element's product first: Intel's definition of
+ * the instruction, so on such a CPU the results are vdpbf16ps's to the bit
+ * (tests/test_info_bf16.c checks it where the CPU's vdpbf16ps rounds so).
+ * Each tile's keys (groups [G0, G1)) and the value rows P.V reads are
+ * widened once into kw and vw (KT x HD floats each) for all the tile's
+ * vectors, not in every register block. Head dims that are multiples of 64
+ * up to HD_BW. */
+#define HD_BW 128
+
+/* scores_blk over a widened tile (kw: (HD, KT)), each pair of dims odd first. */
+static inline __attribute__((always_inline)) void scores_blk_bw(qvec *const *v, const int NB, const int NG, int g0,
+							       const float *kw, int HD, __m512 vs)
+{
+	__m512 acc[SB][4];
+	const float *q[SB];
+	for (int i = 0; i < NB; i++) {
+		q[i] = v[i]->qf;
+		for (int g = 0; g < NG; g++) acc[i][g] = _mm512_setzero_ps();
+	}
+	const float *kt = kw + 16 * g0;
+	for (int dp = 0; dp < HD / 2; dp++, kt += 2 * KT)
+		for (int h = 1; h >= 0; h--) {
+			__m512 k[4];
+			for (int g = 0; g < NG; g++) {
+				k[g] = _mm512_loadu_ps(kt + h * KT + 16 * g);
+				__asm__("" : "+v"(k[g])); /* as in scores_blk */
+			}
+			for (int i = 0; i < NB; i++) {
+				const __m512 qb = _mm512_set1_ps(q[i][2 * dp + h]);
+				for (int g = 0; g < NG; g++) acc[i][g] = _mm512_fmadd_ps(qb, k[g], acc[i][g]);
+			}
+		}
+	for (int i = 0; i < NB; i++)
+		for (int g = 0; g < NG; g++) _mm512_storeu_ps(v[i]->p + 16 * (g0 + g), _mm512_mul_ps(acc[i][g], vs));
+}
+
+static void scores_any_bw(qvec *const *v, int nb, int g0, int ng, const float *kw, int HD, float scale)
+{
+	const __m512 vs = _mm512_set1_ps(scale);
+	switch (nb * 8 + ng) {
+#define SC(NB, NG) \
+	case (NB) * 8 + (NG): scores_blk_bw(v, NB, NG, g0, kw, HD, vs); break;
+#define SC4(NB) SC(NB, 1) SC(NB, 2) SC(NB, 3) SC(NB, 4)
+		SC4(1) SC4(2) SC4(3) SC4(4) SC4(5) SC4(6)
+#undef SC4
+#undef SC
+	default: break;
+	}
+}
+
+/* pv_blk4_bf over widened value rows (vw: (KT, HD), rows [2 ja, 2 jb)):
+ * columns [c0, c0 + 64) of NB <= 4 vectors, each pair of rows odd first
+ * into one sum per 16 columns, as vdpbf16ps sums them. */
+static inline __attribute__((always_inline)) void pv_blk4_bw(qvec *const *v, const int NB, int c0, const float *vw,
+							    int ja, int jb, int HD)
+{
+	__m512 a[4][4];
+	const float *p[4];
+	for (int i = 0; i < NB; i++) {
+		p[i] = v[i]->p;
+		for (int c = 0; c < 4; c++) a[i][c] = _mm512_loadu_ps(v[i]->acc + c0 + 16 * c);
+	}
+	for (int j = ja; j < jb; j++)
+		for (int h = 1; h >= 0; h--) {
+			const float *r = vw + (size_t)(2 * j + h) * HD + c0;
+			__m512 y[4];
+			for (int c = 0; c < 4; c++) {
+				y[c] = _mm512_loadu_ps(r + 16 * c);
+				__asm__("" : "+v"(y[c]));
+			}
+			for (int i = 0; i < NB; i++) {
+				const __m512 w = _mm512_set1_ps(p[i][2 * j + h]);
+				for (int c = 0; c < 4; c++) a[i][c] = _mm512_fmadd_ps(w, y[c], a[i][c]);
+			}
+		}
+	for (int i = 0; i < NB; i++)
+		for (int c = 0; c < 4; c++) _mm512_storeu_ps(v[i]->acc + c0 + 16 * c, a[i][c]);
+}
+
+/* attend_span_bf by fp32 FMAs; kw, vw: room for KT x HD floats each. */
+static void attend_span_bw(qvec *v, int nv, const uint16_t *Kb, const uint16_t *Vb, int HD, float scale, float *kw,
+			   float *vw)
+{
+	const __m512i odd = _mm512_set1_epi32((int)0xFFFF0000u);
+	int lo, hi;
+	span_union(v, nv, &lo, &hi);
+	for (int t0 = hi > lo ? lo / KT * KT : hi; t0 < hi; t0 += KT) {
+		const uint16_t *Kt = Kb + (size_t)t0 * HD, *Vt = Vb + (size_t)t0 * HD;
+		qvec *act[VB_MAX];
+		int ua, ub;
+		const int na = tile_active(v, nv, t0, act, &ua, &ub);
+		if (na == 0) continue;
+		const int G0 = ua / 16, G1 = (ub + 15) / 16, ja = ua / 2, jb = (ub + 1) / 2;
+		const int nn = hi - t0 - KT < KT ? hi - t0 - KT : KT, pkn = nn > 0 ? (nn + 15) / 16 : 0;
+		/* widen the keys, fetching the next tile's keys and (a 1 / (HD / 2)
+		 * share per step) the value rows P.V reads ahead, as the first
+		 * score block does in attend_span_bf */
+		for (int dp = 0; dp < HD / 2; dp++) {
+			const uint16_t *kt = Kt + (size_t)dp * 2 * KT;
+			for (int g = G0; g < G1; g++) {
+				const __m512i x = _mm512_loadu_si512(kt + 32 * g);
+				_mm512_storeu_ps(kw + (size_t)(2 * dp + 1) * KT + 16 * g, _mm512_castsi512_ps(_mm512_and_si512(x, odd)));
+				_mm512_storeu_ps(kw + (size_t)(2 * dp) * KT + 16 * g, _mm512_castsi512_ps(_mm512_slli_epi32(x, 16)));
+			}
+			for (int x = 0; x < pkn; x++) _mm_prefetch((const char *)(kt + (size_t)KT * HD) + 64 * x, _MM_HINT_T0);
+			for (int j = ja + dp; j < jb; j += HD / 2)
+				for (int c = 0; c < HD; c += 32) _mm_prefetch((const char *)(Vt + (size_t)j * 2 * HD + 2 * c), _MM_HINT_T0);
+		}
+		for (int i = 0; i < na; i += SB) scores_any_bw(act + i, na - i < SB ? na - i : SB, G0, G1 - G0, kw, HD, scale);
+		for (int i = 0; i < na; i++) {
+			qvec *x = act[i];
+			const int a = x->lo - t0 > 0 ? x->lo - t0 : 0, b = x->hi - t0 < KT ? x->hi - t0 : KT;
+			softmax_vec_b(x, a, b, G0, G1, HD, 1);
+		}
+		/* the value rows; a row of the first or last pair outside [ua, ub)
+		 * may hold anything, and its weight 0 must not meet a NaN: it is
+		 * widened as 0 (pv_any_bf's masks) */
+		const __mmask32 ma = ua & 1 ? 0xAAAAAAAAu : 0xFFFFFFFFu, mb = ub & 1 ? 0x55555555u : 0xFFFFFFFFu;
+		for (int j = ja; j < jb; j++) {
+			const __mmask32 m = (j == ja ? ma : 0xFFFFFFFFu) & (j == jb - 1 ? mb : 0xFFFFFFFFu);
+			for (int c = 0; c < HD; c += 16) {
+				const __m512i x = _mm512_maskz_loadu_epi16(m, Vt + (size_t)j * 2 * HD + 2 * c);
+				_mm512_storeu_ps(vw + (size_t)(2 * j + 1) * HD + c, _mm512_castsi512_ps(_mm512_and_si512(x, odd)));
+				_mm512_storeu_ps(vw + (size_t)(2 * j) * HD + c, _mm512_castsi512_ps(_mm512_slli_epi32(x, 16)));
+			}
+		}
+		for (int c0 = 0; c0 < HD; c0 += 64)
+			for (int i = 0; i < na; i += 4) switch (na - i < 4 ? na - i : 4) {
+				case 1: pv_blk4_bw(act + i, 1, c0, vw, ja, jb, HD); break;
+				case 2: pv_blk4_bw(act + i, 2, c0, vw, ja, jb, HD); break;
+				case 3: pv_blk4_bw(act + i, 3, c0, vw, ja, jb, HD); break;
+				default: pv_blk4_bw(act + i, 4, c0, vw, ja, jb, HD); break;
+				}
+	}
+}
 #endif
 #endif
 
@@ -1176,20 +1336,31 @@ static void attend_task(void *ctx, long i, int worker)
 	uint16_t qh[VB_FLOATS] __attribute__((aligned(64)));
 	uint32_t ph[VB_MAX * KT / 2] __attribute__((aligned(64)));
 	float ls[VB_MAX * 16] __attribute__((aligned(64)));
+	/* attend_span_bw's: q rounded to bf16 as floats, the tile widened */
+	float qf[VB_FLOATS] __attribute__((aligned(64)));
+	float kw[KT * HD_BW] __attribute__((aligned(64))), vw[KT * HD_BW] __attribute__((aligned(64)));
+	const int bw = kv->ab_on && kv->ab_fma;
 	if (kv->ab_on)
 		for (int k = 0; k < nv; k++) {
 			v[k].ls = ls + 16 * k;
 			_mm512_storeu_ps(v[k].ls, _mm512_setzero_ps());
-			for (int d = 0; d < HD; d += 16)
-				_mm256_storeu_si256((__m256i *)(qh + (size_t)k * HD + d),
-						    (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(v[k].q + d)));
+			for (int d = 0; d < HD; d += 16) {
+				const __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(v[k].q + d));
+				_mm256_storeu_si256((__m256i *)(qh + (size_t)k * HD + d), h);
+				if (bw)
+					_mm512_storeu_ps(qf + (size_t)k * HD + d,
+							 _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+			}
 			v[k].qh = (const uint32_t *)(qh + (size_t)k * HD);
+			v[k].qf = qf + (size_t)k * HD;
 			v[k].ph = ph + (size_t)k * KT / 2;
 		}
 #define SPAN(vv, n, seq)                                                                                         \
-	(kv->ab_on ? attend_span_bf(vv, n, kv->kb + (cache_at(kv, kv->kc, l, seq, g) - kv->kc),                   \
-				    kv->vb + (cache_at(kv, kv->kc, l, seq, g) - kv->kc), HD, scale)                \
-		   : attend_span(vv, n, cache_at(kv, kv->kc, l, seq, g), cache_at(kv, kv->vc, l, seq, g), HD, scale))
+	(bw ? attend_span_bw(vv, n, kv->kb + (cache_at(kv, kv->kc, l, seq, g) - kv->kc),                           \
+			     kv->vb + (cache_at(kv, kv->kc, l, seq, g) - kv->kc), HD, scale, kw, vw)                  \
+	: kv->ab_on ? attend_span_bf(vv, n, kv->kb + (cache_at(kv, kv->kc, l, seq, g) - kv->kc),                  \
+				     kv->vb + (cache_at(kv, kv->kc, l, seq, g) - kv->kc), HD, scale)               \
+		    : attend_span(vv, n, cache_at(kv, kv->kc, l, seq, g), cache_at(kv, kv->vc, l, seq, g), HD, scale))
 #else
 #define SPAN(vv, n, seq) attend_span(vv, n, cache_at(kv, kv->kc, l, seq, g), cache_at(kv, kv->vc, l, seq, g), HD, scale)
 #endif
@@ -1522,6 +1693,9 @@ iapo_status iapo_kv_attn_bf16(iapo_kv *kv, int on, const int *slots, int n)
 	iapo_pool_for((long)n * c->L * c->NKV, convert_item, &J);
 	for (int i = 0; i < n; i++) kv->sidx[slots[i]] = -1;
 	kv->ab_on = 1;
+	/* vdpbf16ps or the same products by fp32 FMAs, as the packed products
+	 * choose (the probe runs once a process) */
+	kv->ab_fma = c->HD % 64 == 0 && c->HD <= HD_BW && !iapo_sgemm_bf16_dot(NULL, NULL);
 #else
 	(void)on;
 	(void)slots;
@@ -1531,6 +1705,7 @@ iapo_status iapo_kv_attn_bf16(iapo_kv *kv, int on, const int *slots, int n)
 }
 
 int iapo_kv_attn_bf16_on(const iapo_kv *kv) { return kv->ab_on; }
+int iapo_kv_attn_bf16_fma(const iapo_kv *kv) { return kv->ab_on && kv->ab_fma; }
 
 /* One chunk of R <= Rmax validated rows.
  * In the last layer a row that asks for no logits only has to leave its K/V

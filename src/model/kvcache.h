@@ -180,6 +180,13 @@ int iapo_kv_pack_reopen(iapo_kv *kv);
  * the copy cannot be allocated, IAPO_ERR_ARG for a bad slot (then it is off). */
 iapo_status iapo_kv_attn_bf16(iapo_kv *kv, int on, const int *slots, int n);
 int iapo_kv_attn_bf16_on(const iapo_kv *kv);
+/* Whether the bf16 attention, when on, multiplies by fp32 FMAs on the same
+ * bf16 values instead of vdpbf16ps: where the packed products do
+ * (iapo_sgemm_bf16_dot's verdict at turn-on: vdpbf16ps slower than fp32
+ * FMAs), for head dims that are multiples of 64 up to 128. The same sums in
+ * the same order as Intel defines vdpbf16ps (two FMAs a lane, the odd
+ * element's product first), so on such a CPU the same bits. */
+int iapo_kv_attn_bf16_fma(const iapo_kv *kv);
 
 /* Runs R rows through the model. Within a layer every row's K/V is stored
  * before any row attends, and chunks run one after another, so a row may read
