@@ -28,6 +28,8 @@
  *  - the copy is a snapshot: stale after the weights change until taken
  *    again; turning bf16 off gives the fp32 results bit for bit.
  */
+#include <immintrin.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,9 +116,50 @@ static void gemm_bf16(void)
 	}
 }
 
+/* Whether this CPU's vdpbf16ps rounds as Intel defines it: per lane two
+ * fp32 FMAs, the odd element's product first (test_info_bf16's probe). Then
+ * the bf16 packs' FMA reader (dotpbw_*), which sums that way, gives the
+ * vdpbf16ps reader's bits. Random bf16 operands over 2^-8..2^8 and sums,
+ * some made to nearly cancel. */
+__attribute__((target("avx512f,avx512bf16"))) static int dot_is_two_fmas_bf(void)
+{
+	iapo_rng r;
+	iapo_rng_seed(&r, 97, 5, 0, 0);
+	for (int n = 0; n < 2048; n++) {
+		uint16_t a[32], b[32];
+		float c[16], got[16], fa[32], fb[32];
+		for (int i = 0; i < 32; i++) {
+			a[i] = (uint16_t)((iapo_rng_below(&r, 2) << 15) | ((119 + iapo_rng_below(&r, 17)) << 7) |
+					  iapo_rng_below(&r, 128));
+			b[i] = (uint16_t)((iapo_rng_below(&r, 2) << 15) | ((119 + iapo_rng_below(&r, 17)) << 7) |
+					  iapo_rng_below(&r, 128));
+			const uint32_t ua = (uint32_t)a[i] << 16, ub = (uint32_t)b[i] << 16;
+			memcpy(fa + i, &ua, 4);
+			memcpy(fb + i, &ub, 4);
+		}
+		for (int j = 0; j < 16; j++)
+			c[j] = j % 4 == 0 ? -(fa[2 * j + 1] * fb[2 * j + 1]) * 1.0009765625f
+				       : (float)((int)iapo_rng_below(&r, 2001) - 1000) * 0.013f;
+		const __m512 acc = _mm512_dpbf16_ps(_mm512_loadu_ps(c), (__m512bh)_mm512_loadu_si512(a),
+						    (__m512bh)_mm512_loadu_si512(b));
+		_mm512_storeu_ps(got, acc);
+		for (int j = 0; j < 16; j++) {
+			const float want = fmaf(fa[2 * j], fb[2 * j], fmaf(fa[2 * j + 1], fb[2 * j + 1], c[j]));
+			if (memcmp(&want, got + j, 4)) return 0;
+		}
+	}
+	return 1;
+}
+
+static int dot_is_two_fmas(void)
+{
+	return iapo_sgemm_avx512() && __builtin_cpu_supports("avx512bf16") && dot_is_two_fmas_bf();
+}
+
 /* One case of gemm_bf16_pack: M x N x K under the threads and depth slice
- * in force. */
-static void bf16_pack_case(int kc, int th, int M, int N, int K, int bf, int *nan_seen, int *nan_tries)
+ * in force; with bits, C also under the vdpbf16ps reader, which must give
+ * the same bits. */
+static void bf16_pack_case(int kc, int th, int M, int N, int K, int bf, int bits, int *nan_seen, int *nan_tries)
 {
 	const int epi = M & 1;
 	float *A = malloc(sizeof(float) * M * K), *Ar = malloc(sizeof(float) * M * K);
@@ -145,6 +188,15 @@ static void bf16_pack_case(int kc, int th, int M, int N, int K, int bf, int *nan
 	double e = test_max_rel_err(C2, C1, (size_t)M * N);
 	CHECK(e < 1e-5, "kc %d, %d threads, %dx%dx%d%s: bf16 pack vs rounded fp32 %g", kc, th, M, N, K,
 	      epi ? " +epilogue" : "", e);
+	if (bits) {
+		const int old = iapo_sgemm_force_bf16_dot(1);
+		o.C = C1; /* C1 is done with */
+		iapo_sgemm_batch(1, &o);
+		iapo_sgemm_force_bf16_dot(old);
+		o.C = C2;
+		CHECK(!memcmp(C1, C2, sizeof(float) * M * N), "kc %d, %d threads, %dx%dx%d%s: the FMA reader's bits "
+		      "are not vdpbf16ps'", kc, th, M, N, K, epi ? " +epilogue" : "");
+	}
 	/* NaN panels (repacked from NaN weights, then Wh restored): C is all
 	 * NaN only if the product read the pack */
 	if (p && bf) {
@@ -181,21 +233,36 @@ done:
  * padding), several depth slices (an override of 32) and one, 1 and 2
  * threads (pieces starting inside panels), and the same rows from an fp32
  * pack (dotp_*) against the fp32 rows. The bf16 products must read the
- * pack: a NaN written into its panels must reach C. */
+ * pack: a NaN written into its panels must reach C. Both bf16 readers:
+ * vdpbf16ps (dotpbf_*) and fp32 FMAs on the widened pairs (dotpbw_*, where
+ * the start-up probe finds vdpbf16ps slower), each forced by the hook; where
+ * this CPU's vdpbf16ps is two FMAs (odd element first), the two give the
+ * same bits. */
 static void gemm_bf16_pack(void)
 {
 	static const int shapes[][2] = {{37, 17}, {97, 130}, {130, 896}, {33, 1501}};
 	/* the bf16 packs are K-pair panels (read by this path) only with AVX512_BF16 */
 	const int bf = iapo_sgemm_avx512() && __builtin_cpu_supports("avx512bf16");
 	int nan_seen = 0, nan_tries = 0;
-	for (int kc = 0; kc <= 32; kc += 32)
-		for (int th = 1; th <= 2; th++)
-			for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-				for (int M = 1; M <= 16; M++) {
-					iapo_set_threads(th);
-					iapo_sgemm_set_blocking(0, kc, 0);
-					bf16_pack_case(kc, th, M, shapes[s][0], shapes[s][1], bf, &nan_seen, &nan_tries);
-				}
+	/* both readers of a bf16 pack on every CPU with AVX512_BF16: vdpbf16ps
+	 * (where the start-up probe says it pays) and fp32 FMAs on the widened
+	 * pairs (elsewhere), by the probe's hook */
+	const int two = bf && dot_is_two_fmas();
+	fprintf(stderr, "  this CPU's vdpbf16ps %s two FMAs a lane: the FMA reader's bits %s\n", two ? "is" : "is not",
+		two ? "checked against it" : "held to the tolerance only");
+	for (int dot = 1; dot >= 0; dot--) {
+		const int old = iapo_sgemm_force_bf16_dot(dot);
+		for (int kc = 0; kc <= 32; kc += 32)
+			for (int th = 1; th <= 2; th++)
+				for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+					for (int M = 1; M <= 16; M++) {
+						iapo_set_threads(th);
+						iapo_sgemm_set_blocking(0, kc, 0);
+						bf16_pack_case(kc, th, M, shapes[s][0], shapes[s][1], bf, two && !dot,
+							       &nan_seen, &nan_tries);
+					}
+		iapo_sgemm_force_bf16_dot(old);
+	}
 	iapo_sgemm_set_blocking(0, 0, 0);
 	iapo_set_threads(2);
 	CHECK(nan_seen == nan_tries, "the few-row products read the pack: %d of %d", nan_seen, nan_tries);
@@ -355,9 +422,16 @@ static void decode_bf16_packed(int kind)
 	iapo_free_aligned(w.block);
 }
 
+/* Both readers of the bf16 packs (vdpbf16ps; fp32 FMAs on the widened
+ * pairs, where the start-up probe finds vdpbf16ps slower), by the probe's
+ * hook. */
 static void decode_tiny_packed(void)
 {
-	for (int kind = 0; kind < TINY_NUM; kind++) decode_bf16_packed(kind);
+	for (int dot = 1; dot >= 0; dot--) {
+		const int old = iapo_sgemm_force_bf16_dot(dot);
+		for (int kind = 0; kind < TINY_NUM; kind++) decode_bf16_packed(kind);
+		iapo_sgemm_force_bf16_dot(old);
+	}
 }
 
 /* fp32 and bf16 caches decode the same tokens side by side. */

@@ -2369,6 +2369,33 @@ static inline long pf_switch(long kc, long dist)
 	return k > 0 ? k : 0;
 }
 
+/* The pack readers' prefetch, t1 (a constant in each reader) choosing the
+ * hint: T0 (to L1) or T1 (to L2). */
+INLINE void dotp_pf(const int t1, const char *a)
+{
+	if (t1) _mm_prefetch(a, _MM_HINT_T1);
+	else _mm_prefetch(a, DOT_PF_HINT);
+}
+
+/* One k of dotp_rows: panel b's NR floats of step k against one float of
+ * every row of A, prefetching at pf. */
+INLINE AVX512 void dotp_k(const int mb, __m512 acc[8][NV], const float *b, const float *a, long lda, long k,
+			  const char *pf, const int t1)
+{
+	__m512 w[NV];
+#pragma GCC unroll 2
+	for (int v = 0; v < NV; v++) {
+		w[v] = _mm512_load_ps(b + k * NR + 16 * v);
+		dotp_pf(t1, pf + 16 * v * 4);
+	}
+#pragma GCC unroll 8
+	for (int i = 0; i < mb; i++) {
+		const __m512 av = _mm512_set1_ps(a[i * lda + k]);
+#pragma GCC unroll 2
+		for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(av, w[v], acc[i][v]);
+	}
+}
+
 /* x W^T for mb <= 8 rows of A (from row i0) from W's panels packed ahead (iapo_gemm_wpack,
  * fp32: per depth slice, NR-column panels, each kc deep with the NR floats
  * of one k together): panels [q0, q1) of depth slice pc (kc deep), into C's
@@ -2381,7 +2408,7 @@ static inline long pf_switch(long kc, long dist)
  * layout at 33.9-35.9 (a plain read 43.5-49.4); 1 thread 35.8-36.2 against
  * 26.0-26.7. */
 INLINE AVX512 void dotp_rows(const int mb, const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, long q0,
-			     long q1, const float *Bp, int i0, const float *next)
+			     long q1, const float *Bp, int i0, const float *next, const int t1)
 {
 	const long lda = J->lda, step = dotp_step(J, kc);
 	const float *a = J->A + i0 * lda + pc;
@@ -2389,7 +2416,6 @@ INLINE AVX512 void dotp_rows(const int mb, const struct job *J, const iapo_gemm_
 	const struct epi *e = pc == 0 ? &e0 : &e1;
 	for (long q = q0; q < q1; q++) {
 		const float *b = Bp + (size_t)q * (size_t)step;
-		const char *pf = (const char *)b + DOT_PF_BYTES;
 		const long ks = next && q == q1 - 1 ? pf_switch(kc, DOT_PF_BYTES) : kc;
 		__m512 acc[8][NV];
 #pragma GCC unroll 8
@@ -2400,26 +2426,37 @@ INLINE AVX512 void dotp_rows(const int mb, const struct job *J, const iapo_gemm_
 		 * process, switched per decode step, qwen0.5b 8 rows: fp32 step
 		 * -8 to -10% (49 -> 45 ms), bf16 -12% (26.2 -> 23.0 ms); the loop's
 		 * own work (counter, prefetch switch test) per 16 FMAs kept the
-		 * loads fewer in flight. */
+		 * loads fewer in flight. Session 18 split the loop at the prefetch's
+		 * turn to `next` instead of a test and a pointer of its own each k:
+		 * before the turn the prefetch is an offset from the panel's loads. */
 #pragma GCC unroll 2
-		for (long k = 0; k < kc; k++, pf += NR * 4) {
-			if (k == ks) pf = (const char *)next;
-			__m512 w[NV];
+		for (long k = 0; k < ks; k++) dotp_k(mb, acc, b, a, lda, k, (const char *)(b + k * NR) + DOT_PF_BYTES, t1);
 #pragma GCC unroll 2
-			for (int v = 0; v < NV; v++) {
-				w[v] = _mm512_load_ps(b + k * NR + 16 * v);
-				_mm_prefetch(pf + 16 * v * 4, DOT_PF_HINT);
-			}
-#pragma GCC unroll 8
-			for (int i = 0; i < mb; i++) {
-				const __m512 av = _mm512_set1_ps(a[i * lda + k]);
-#pragma GCC unroll 2
-				for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(av, w[v], acc[i][v]);
-			}
-		}
+		for (long k = ks; k < kc; k++) dotp_k(mb, acc, b, a, lda, k, (const char *)next + (k - ks) * NR * 4, t1);
 		long j0;
 		float *C = dotp_dest(J, q, i0, &j0);
 		dotp_store(mb, J, p, C, e, j0, acc);
+	}
+}
+
+/* One unit of dotpbf_rows: panel b's NR K-pairs of unit u against one pair
+ * of every row of A, prefetching at pf. */
+INLINE AVX512BF void dotpbf_u(const int mb, __m512 acc[8][NV], const float *b, const uint16_t *a, long lda, long u,
+			      const char *pf, const int t1)
+{
+	__m512 w[NV];
+#pragma GCC unroll 2
+	for (int v = 0; v < NV; v++) {
+		w[v] = _mm512_load_ps(b + u * NR + 16 * v);
+		dotp_pf(t1, pf + 16 * v * 4);
+	}
+#pragma GCC unroll 8
+	for (int i = 0; i < mb; i++) {
+		uint32_t pair;
+		memcpy(&pair, a + i * lda + 2 * u, sizeof pair);
+		const __m512bh av = (__m512bh)_mm512_set1_epi32((int)pair);
+#pragma GCC unroll 2
+		for (int v = 0; v < NV; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], av, (__m512bh)w[v]);
 	}
 }
 
@@ -2429,7 +2466,7 @@ INLINE AVX512 void dotp_rows(const int mb, const struct job *J, const iapo_gemm_
  * with a zero pad past K) against the panel's two vectors, one vdpbf16ps
  * each. The bf16 weights stream as one sequence, as the fp32 packs do. */
 INLINE AVX512BF void dotpbf_rows(const int mb, const struct job *J, const iapo_gemm_wpack *p, long pc, long kc,
-				 long q0, long q1, const float *Bp, int i0, const float *next)
+				 long q0, long q1, const float *Bp, int i0, const float *next, const int t1)
 {
 	const long lda = J->ldah, ku = (kc + 1) / 2, step = dotp_step(J, ku);
 	const uint16_t *a = J->Ah + i0 * lda + pc;
@@ -2437,51 +2474,121 @@ INLINE AVX512BF void dotpbf_rows(const int mb, const struct job *J, const iapo_g
 	const struct epi *e = pc == 0 ? &e0 : &e1;
 	for (long q = q0; q < q1; q++) {
 		const float *b = Bp + (size_t)q * (size_t)step;
-		const char *pf = (const char *)b + DOTPBF_PF_BYTES;
 		const long us = next && q == q1 - 1 ? pf_switch(ku, DOTPBF_PF_BYTES) : ku;
 		__m512 acc[8][NV];
 #pragma GCC unroll 8
 		for (int i = 0; i < mb; i++)
 #pragma GCC unroll 2
 			for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
-		/* Two units per trip, as dotp_rows. */
+		/* Two units per trip, the loop split at the prefetch's turn, as
+		 * dotp_rows. */
 #pragma GCC unroll 2
-		for (long u = 0; u < ku; u++, pf += NR * 4) {
-			if (u == us) pf = (const char *)next;
-			__m512 w[NV];
+		for (long u = 0; u < us; u++)
+			dotpbf_u(mb, acc, b, a, lda, u, (const char *)(b + u * NR) + DOTPBF_PF_BYTES, t1);
 #pragma GCC unroll 2
-			for (int v = 0; v < NV; v++) {
-				w[v] = _mm512_load_ps(b + u * NR + 16 * v);
-				_mm_prefetch(pf + 16 * v * 4, DOT_PF_HINT);
-			}
-#pragma GCC unroll 8
-			for (int i = 0; i < mb; i++) {
-				uint32_t pair;
-				memcpy(&pair, a + i * lda + 2 * u, sizeof pair);
-				const __m512bh av = (__m512bh)_mm512_set1_epi32((int)pair);
-#pragma GCC unroll 2
-				for (int v = 0; v < NV; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], av, (__m512bh)w[v]);
-			}
-		}
+		for (long u = us; u < ku; u++) dotpbf_u(mb, acc, b, a, lda, u, (const char *)next + (u - us) * NR * 4, t1);
 		long j0;
 		float *C = dotp_dest(J, q, i0, &j0);
 		dotp_store(mb, J, p, C, e, j0, acc);
 	}
 }
 
-typedef void (*dotp_fn)(const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, long q0, long q1,
-			const float *Bp, int i0, const float *next);
-#define DOTP(MB) \
-	static AVX512 void dotp_##MB(const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, long q0, long q1, \
-				     const float *Bp, int i0, const float *next) \
-	{ \
-		dotp_rows(MB, J, p, pc, kc, q0, q1, Bp, i0, next); \
-	} \
-	static AVX512BF void dotpbf_##MB(const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, long q0, \
-					 long q1, const float *Bp, int i0, const float *next) \
-	{ \
-		dotpbf_rows(MB, J, p, pc, kc, q0, q1, Bp, i0, next); \
+/* One unit of dotpbw_rows: panel b's NR K-pairs of unit u widened in
+ * registers (the odd element by a mask, the even one by a shift, as
+ * tile_bw) against A's elements 2u + 1, then 2u, as floats (af, ldf): one
+ * vdpbf16ps lane as Intel defines it, the odd product first, each rounded. */
+INLINE AVX512 void dotpbw_u(const int mb, __m512 acc[8][NV], const float *b, const float *af, long ldf, long u,
+			    const char *pf, const int t1)
+{
+	__m512i raw[NV];
+	__m512 w[NV];
+#pragma GCC unroll 2
+	for (int v = 0; v < NV; v++) {
+		raw[v] = _mm512_load_si512(b + u * NR + 16 * v);
+		dotp_pf(t1, pf + 16 * v * 4);
+		w[v] = _mm512_castsi512_ps(_mm512_and_si512(raw[v], _mm512_set1_epi32((int)0xffff0000u)));
 	}
+#pragma GCC unroll 8
+	for (int i = 0; i < mb; i++) {
+		const __m512 av = _mm512_set1_ps(af[i * ldf + 2 * u + 1]);
+#pragma GCC unroll 2
+		for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(av, w[v], acc[i][v]);
+	}
+#pragma GCC unroll 2
+	for (int v = 0; v < NV; v++) w[v] = _mm512_castsi512_ps(_mm512_slli_epi32(raw[v], 16));
+#pragma GCC unroll 8
+	for (int i = 0; i < mb; i++) {
+		const __m512 av = _mm512_set1_ps(af[i * ldf + 2 * u]);
+#pragma GCC unroll 2
+		for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(av, w[v], acc[i][v]);
+	}
+}
+
+/* dotpbf_rows with fp32 FMAs, for CPUs whose vdpbf16ps does not pay
+ * (bf16_pays, the start-up probe: on session 16's and 18's Xeons a
+ * vdpbf16ps ran at about a quarter of an FMA's instruction rate, so the 16
+ * per 128 bytes of W held a core under what memory gave it). Two FMAs per
+ * pair instead of one vdpbf16ps, on A's rounded rows as floats (dotp_run's
+ * af, a row of A every ldf floats from depth pc, its pad past K zero as
+ * J->Ah's): each lane's odd product, then its even one, as Intel defines
+ * vdpbf16ps, so where this CPU's vdpbf16ps is that (session 18's Xeon) the
+ * bits are dotpbf_rows'. Session 18's 2-vCPU Xeon, qwen0.5b bf16 decode
+ * switched per step in one process: with the T1 prefetch +12.0..+12.8% a
+ * step against main's reader (8 of 8 rounds), the T1 prefetch alone
+ * +4.9..+6.6% (4 of 4). */
+INLINE AVX512 void dotpbw_rows(const int mb, const struct job *J, const iapo_gemm_wpack *p, long pc, long kc,
+			       long q0, long q1, const float *Bp, int i0, const float *next, const float *af, long ldf,
+			       const int t1)
+{
+	const long ku = (kc + 1) / 2, step = dotp_step(J, ku);
+	const float *a = af + i0 * ldf;
+	const struct epi e0 = dotp_epi(J, i0), e1 = {J->alpha, 1.0f, NULL, NULL, 0};
+	const struct epi *e = pc == 0 ? &e0 : &e1;
+	for (long q = q0; q < q1; q++) {
+		const float *b = Bp + (size_t)q * (size_t)step;
+		const long us = next && q == q1 - 1 ? pf_switch(ku, DOTPBF_PF_BYTES) : ku;
+		__m512 acc[8][NV];
+#pragma GCC unroll 8
+		for (int i = 0; i < mb; i++)
+#pragma GCC unroll 2
+			for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+		/* the loop split at the prefetch's turn, as dotpbf_rows */
+#pragma GCC unroll 2
+		for (long u = 0; u < us; u++)
+			dotpbw_u(mb, acc, b, a, ldf, u, (const char *)(b + u * NR) + DOTPBF_PF_BYTES, t1);
+#pragma GCC unroll 2
+		for (long u = us; u < ku; u++) dotpbw_u(mb, acc, b, a, ldf, u, (const char *)next + (u - us) * NR * 4, t1);
+		long j0;
+		float *C = dotp_dest(J, q, i0, &j0);
+		dotp_store(mb, J, p, C, e, j0, acc);
+	}
+}
+
+/* A pack reader: slots [q0, q1) of depth slice pc (kc deep) from Bp, rows
+ * i0.. of A (bf16 FMAs: af, ldf, A's rounded slice as floats). */
+typedef void (*dotp_fn)(const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, long q0, long q1,
+			const float *Bp, int i0, const float *next, const float *af, long ldf);
+#define DOTP_T(MB, T1) \
+	static AVX512 void dotp_##MB##_##T1(const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, long q0, \
+					    long q1, const float *Bp, int i0, const float *next, const float *af, long ldf) \
+	{ \
+		(void)af, (void)ldf; \
+		dotp_rows(MB, J, p, pc, kc, q0, q1, Bp, i0, next, T1); \
+	} \
+	static AVX512BF void dotpbf_##MB##_##T1(const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, \
+						long q0, long q1, const float *Bp, int i0, const float *next, \
+						const float *af, long ldf) \
+	{ \
+		(void)af, (void)ldf; \
+		dotpbf_rows(MB, J, p, pc, kc, q0, q1, Bp, i0, next, T1); \
+	} \
+	static AVX512 void dotpbw_##MB##_##T1(const struct job *J, const iapo_gemm_wpack *p, long pc, long kc, \
+					      long q0, long q1, const float *Bp, int i0, const float *next, \
+					      const float *af, long ldf) \
+	{ \
+		dotpbw_rows(MB, J, p, pc, kc, q0, q1, Bp, i0, next, af, ldf, T1); \
+	}
+#define DOTP(MB) DOTP_T(MB, 0) DOTP_T(MB, 1)
 DOTP(1)
 DOTP(2)
 DOTP(3)
@@ -2490,9 +2597,30 @@ DOTP(5)
 DOTP(6)
 DOTP(7)
 DOTP(8)
-static const dotp_fn dotps[9] = {NULL, dotp_1, dotp_2, dotp_3, dotp_4, dotp_5, dotp_6, dotp_7, dotp_8};
-static const dotp_fn dotpbfs[9] = {NULL, dotpbf_1, dotpbf_2, dotpbf_3, dotpbf_4, dotpbf_5, dotpbf_6, dotpbf_7,
-				     dotpbf_8};
+#define DOTP_TAB(K, T1) {NULL, K##_1_##T1, K##_2_##T1, K##_3_##T1, K##_4_##T1, K##_5_##T1, K##_6_##T1, K##_7_##T1, K##_8_##T1}
+/* [kind: fp32, vdpbf16ps, bf16 by FMAs][hint: T0, T1][rows] */
+static const dotp_fn dotp_fns[3][2][9] = {
+	{DOTP_TAB(dotp, 0), DOTP_TAB(dotp, 1)},
+	{DOTP_TAB(dotpbf, 0), DOTP_TAB(dotpbf, 1)},
+	{DOTP_TAB(dotpbw, 0), DOTP_TAB(dotpbw, 1)},
+};
+
+/* The pack readers' prefetch hint: T1 (to L2) on Intel CPUs, T0
+ * elsewhere. Session 18, a 2-vCPU Xeon (AVX512_BF16, AMX), qwen0.5b decode
+ * switched per step in one process: T1 against T0 at the same distances,
+ * fp32 step +13.5..+17% (2 of 2 rounds), bf16 +3.9..+4.8% (3 of 3); T1 at
+ * twice the distance no better, no software prefetch -33%, NTA -24%. On
+ * Zen 5 (sessions 13-17) T0 was measured and T1 alone not, so it stays
+ * there. A prefetch changes no result. */
+static int dotp_t1(void)
+{
+	static int known = -1;
+	if (known < 0) {
+		__builtin_cpu_init();
+		known = __builtin_cpu_is("intel") != 0;
+	}
+	return known;
+}
 
 /* Whether the direct path reads J's W from its pack: x W^T, at most 16 rows
  * (the direct path's; 9-16 as two groups over each panel), a pack its creator
@@ -2510,28 +2638,45 @@ static int dotp_fits(const struct job *J)
 	return !p->bf && p->W == J->B && p->kc_step == depth_step(p->K, p->N, 0);
 }
 
+/* Deepest slice whose rows of A dotp_run widens on its stack for the FMA
+ * reader (16 rows: 32 KB); bf16 packs are KC_BF_DEF deep unless a test sets
+ * the blocking, and deeper slices keep vdpbf16ps. */
+#define DOTPBW_KC_MAX 512
+
 /* Slots [q0, q1) of J's pack (dotp_dest), every depth slice, the rows of A
- * in groups of at most 8. */
+ * in groups of at most 8. A bf16 pack is read by vdpbf16ps where the
+ * packed path's probe says it pays (bf16_pays), by FMAs on the widened
+ * values elsewhere, with A's slice widened here once for all its panels. */
 static AVX512 void dotp_run(const struct job *J, long q0, long q1)
 {
 	const iapo_gemm_wpack *p = J->wp;
 	if (q0 >= q1) return;
+	const int bw = J->Bh && p->kc_step <= DOTPBW_KC_MAX && !bf16_pays();
+	const dotp_fn *f = dotp_fns[J->Bh ? 1 + bw : 0][dotp_t1()];
+	float af[16 * DOTPBW_KC_MAX] __attribute__((aligned(64)));
+	const long ldf = DOTPBW_KC_MAX;
 	for (long pc = 0; pc < p->K; pc += p->kc_step) {
 		const long kc = min_l(p->kc_step, p->K - pc);
-		const dotp_fn *f = J->Bh ? dotpbfs : dotps;
 		const float *Bp = wpack_panel(p, pc, kc, 0);
 		/* where this run of panels goes on: slot q0 in the next slice */
 		const long pn = pc + p->kc_step, kn = min_l(p->kc_step, p->K - pn);
 		const float *next =
 			pn < p->K ? wpack_panel(p, pn, kn, 0) + q0 * dotp_step(J, p->bf ? (kn + 1) / 2 : kn) : NULL;
+		if (bw) /* the slice's pairs of A as floats (its zero pad past K included) */
+			for (long i = 0; i < J->M; i++)
+				for (long k = 0, k1 = 2 * ((kc + 1) / 2); k < k1; k += 16) {
+					const __mmask16 m = k1 - k >= 16 ? 0xFFFF : (__mmask16)((1u << (k1 - k)) - 1);
+					const __m256i h = _mm256_maskz_loadu_epi16(m, J->Ah + i * J->ldah + pc + k);
+					_mm512_store_si512(af + i * ldf + k, _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+				}
 		if (J->M <= 8) {
-			f[J->M](J, p, pc, kc, q0, q1, Bp, 0, next);
+			f[J->M](J, p, pc, kc, q0, q1, Bp, 0, next, af, ldf);
 			continue;
 		}
 		/* 9-16 rows: both groups of rows over each panel while it is in cache */
 		for (long q = q0; q < q1; q++) {
-			f[8](J, p, pc, kc, q, q + 1, Bp, 0, q == q1 - 1 ? next : NULL);
-			f[J->M - 8](J, p, pc, kc, q, q + 1, Bp, 8, NULL);
+			f[8](J, p, pc, kc, q, q + 1, Bp, 0, q == q1 - 1 ? next : NULL, af, ldf);
+			f[J->M - 8](J, p, pc, kc, q, q + 1, Bp, 8, NULL, af, ldf);
 		}
 	}
 }
