@@ -6,6 +6,8 @@
  *   fp32_fma_peak   vfmadd231ps on zmm, 16 independent chains per thread,
  *                   one thread and all threads
  *   bf16_dot_peak   vdpbf16ps on zmm (AVX512_BF16), 64 FLOP per instruction
+ *   amx_bf16_peak   tdpbf16ps on tiles (AMX-BF16), 16384 FLOP per instruction,
+ *                   4 accumulator tiles, operands already in tiles
  *   mem_read_bw     sum over a 1 GiB buffer, all threads
  *   sgemm           cblas_sgemm for each linear layer of the tiny, small and
  *                   qwen0.5b shapes at M = 256 tokens: the forward product
@@ -23,6 +25,10 @@
 #include <cblas.h>
 
 #include "bench.h"
+#if BENCH_X86
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #include "core/mem.h"
 #include "core/rng.h"
 
@@ -173,6 +179,178 @@ static int bench_shape(const bench_model_shape *s, int threads, int quick, const
 	return 1;
 }
 
+/* ------------------------------------------------------------ AMX bf16 */
+
+/* Linux keeps the 8 KiB tile data out of a thread's saved state until the
+ * process asks for it (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA;
+ * kernel 5.16 on); without the grant the first tile instruction faults with
+ * SIGILL. The grant is per process, but each thread asks again (it costs a
+ * syscall) so a kernel that answered otherwise would be seen, not crash. */
+#define PEAK_ARCH_REQ_XCOMP_PERM 0x1023
+#define PEAK_XFEATURE_XTILEDATA 18
+
+static int amx_request(void)
+{
+#if BENCH_X86 && defined(SYS_arch_prctl)
+	return syscall(SYS_arch_prctl, PEAK_ARCH_REQ_XCOMP_PERM, PEAK_XFEATURE_XTILEDATA) == 0;
+#else
+	return 0;
+#endif
+}
+
+/* AMX-BF16 and AMX-TILE in CPUID (leaf 7 EDX bits 22 and 24). */
+static int amx_cpu(void)
+{
+#if BENCH_X86 && defined(__GNUC__) && (__GNUC__ >= 12 || defined(__clang__))
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16");
+#else
+	return 0;
+#endif
+}
+
+#if BENCH_X86 && defined(__GNUC__) && (__GNUC__ >= 12 || defined(__clang__))
+#define PEAK_HAVE_AMX_KERNEL 1
+/* LDTILECFG's 64-byte operand: palette 1, then bytes per row and rows of each
+ * of the 16 tile slots (8 used here). */
+typedef struct {
+	uint8_t palette, start_row, reserved[14];
+	uint16_t colsb[16];
+	uint8_t rows[16];
+} __attribute__((packed, aligned(64))) peak_tilecfg;
+
+/* iters x 4 tdpbf16ps, each C(16,16) += A(16,32 bf16) B(16 pairs,16 x 2):
+ * 16*16*32*2 = 16384 FLOP, so 65536 FLOP per iteration. Four accumulators
+ * (tmm0-3) over two A tiles (tmm4-5) and two B tiles (tmm6-7), the 2x2 block
+ * a GEMM micro-kernel would use; the operands stay in tiles, so this is the
+ * unit's rate, not what loads from L1 allow. 1.0 x 2^-10 products keep the
+ * sums far from overflow for 2^40 iterations. Returns one sum to keep the
+ * work alive, or NAN when the thread could not have the tile state. */
+__attribute__((target("amx-tile,amx-bf16"), noinline))
+static double amx_kernel(long iters)
+{
+	if (!amx_request()) return NAN;
+	peak_tilecfg cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cfg.palette = 1;
+	for (int t = 0; t < 8; t++) {
+		cfg.colsb[t] = 64;
+		cfg.rows[t] = 16;
+	}
+	static const uint16_t one = 0x3f80, small = 0x3a80; /* bf16 1.0, 2^-10 */
+	uint16_t a[16 * 32] __attribute__((aligned(64))), b[16 * 32] __attribute__((aligned(64)));
+	float c[16 * 16] __attribute__((aligned(64)));
+	for (int i = 0; i < 16 * 32; i++) {
+		a[i] = one;
+		b[i] = small;
+	}
+	_tile_loadconfig(&cfg);
+	_tile_zero(0);
+	_tile_zero(1);
+	_tile_zero(2);
+	_tile_zero(3);
+	_tile_loadd(4, a, 64);
+	_tile_loadd(5, a, 64);
+	_tile_loadd(6, b, 64);
+	_tile_loadd(7, b, 64);
+	for (long i = 0; i < iters; i++) {
+		_tile_dpbf16ps(0, 4, 6);
+		_tile_dpbf16ps(1, 4, 7);
+		_tile_dpbf16ps(2, 5, 6);
+		_tile_dpbf16ps(3, 5, 7);
+	}
+	double s = 0.0;
+	_tile_stored(0, c, 64);
+	s += c[0];
+	_tile_stored(3, c, 64);
+	s += c[255];
+	_tile_release(); /* gives the tile state back: the next context switch saves less */
+	return s;
+}
+#else
+#define PEAK_HAVE_AMX_KERNEL 0
+#endif
+
+/* Seconds for every one of `threads` threads to run `iters` iterations;
+ * *ok = 0 when some thread was refused the tile state. */
+static double amx_time(long iters, int threads, int *ok)
+{
+	double acc = 0.0;
+	int bad = 0;
+	double t0 = bench_now();
+#pragma omp parallel num_threads(threads) reduction(+ : acc) reduction(| : bad)
+	{
+#if PEAK_HAVE_AMX_KERNEL
+		double s = amx_kernel(iters);
+#else
+		double s = NAN;
+#endif
+		if (isnan(s)) bad = 1;
+		else acc += s;
+	}
+	double t = bench_now() - t0;
+	bench_sink_ += acc;
+	*ok = !bad;
+	return t;
+}
+
+/* Best GFLOP/s over runs of about `seconds` (bench_kernel_gflops' way:
+ * calibrate, then the best of `reps`); 0 when a thread was refused. */
+static double amx_gflops(int threads, double seconds, int reps)
+{
+	const double flop_per_iter = 4 * 16384.0;
+	long iters = 1L << 10;
+	int ok;
+	amx_time(iters, threads, &ok); /* wake the threads, raise clocks */
+	if (!ok) return 0.0;
+	for (;;) {
+		double t = amx_time(iters, threads, &ok);
+		if (!ok) return 0.0;
+		if (t >= 0.02 || iters >= (1L << 40)) {
+			double scale = seconds / (t > 1e-9 ? t : 1e-9);
+			if (scale > 1.0) iters = (long)((double)iters * scale);
+			break;
+		}
+		iters *= 8;
+	}
+	double best = 0.0;
+	for (int r = 0; r < reps; r++) {
+		double t = amx_time(iters, threads, &ok);
+		if (!ok) return 0.0;
+		double g = flop_per_iter * (double)iters * threads / t * 1e-9;
+		if (g > best) best = g;
+	}
+	return best;
+}
+
+/* The amx_bf16_peak records, 1 thread and all threads: emit_peak's fields
+ * plus the tile count and, where unsupported, why. */
+static void amx_peaks(const int *t_list, int nt, int quick)
+{
+	const char *reason = NULL;
+	if (!amx_cpu() || !PEAK_HAVE_AMX_KERNEL) reason = "no amx";
+	else if (!amx_request()) reason = "kernel refused XTILEDATA";
+	double one = 0.0;
+	for (int i = 0; i < nt; i++) {
+		double g = reason ? 0.0 : amx_gflops(t_list[i], quick ? 0.04 : 0.1, quick ? 6 : 10);
+		if (!reason && g == 0.0) reason = "kernel refused XTILEDATA"; /* in a worker thread */
+		if (i == 0) one = g;
+		bench_rec_begin("amx_bf16_peak");
+		bench_rec_bool("supported", reason == NULL);
+		if (reason) bench_rec_str("reason", reason);
+		bench_rec_str("instruction", "tdpbf16ps tmm");
+		bench_rec_int("flop_per_instruction", 16 * 16 * 32 * 2);
+		bench_rec_int("accumulator_tiles", 4);
+		bench_rec_int("threads", t_list[i]);
+		if (!reason) bench_rec_num("gflops", g);
+		else bench_rec_str("gflops", NULL);
+		if (!reason && t_list[i] > 1) bench_rec_bool("contended", g < 0.75 * t_list[i] * one);
+		bench_rec_end();
+		if (reason) bench_note("peak: AMX bf16 %d thread(s): unsupported (%s)\n", t_list[i], reason);
+		else bench_note("peak: AMX bf16 %d thread(s): %.1f GFLOP/s\n", t_list[i], g);
+	}
+}
+
 static int usage(void)
 {
 	fprintf(stderr, "usage: peak [--threads N] [--quick] [--shape tiny|small|qwen0.5b|all] "
@@ -237,6 +415,7 @@ int main(int argc, char **argv)
 		emit_peak("bf16_dot_peak", ok, t_list[i], g, one, "vdpbf16ps zmm", 64);
 		bench_note("peak: bf16 dot %d thread(s): %.1f GFLOP/s\n", t_list[i], g);
 	}
+	amx_peaks(t_list, nt, quick);
 
 	bench_bw bw;
 	size_t bytes = (size_t)1 << 30;
