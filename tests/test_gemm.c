@@ -523,6 +523,84 @@ static void test_xt(void)
 	free(A); free(W); free(C);
 }
 
+/* A 1 x tn grid on 2 threads claims C's columns chunk by chunk, slice by
+ * slice, from both ends (grid_claim): every element sums the same depth
+ * slices in the same tiles in order, so the bits are the static grid's and
+ * one thread's. Transposes nn / nt / tn; A's rows in place and A packed
+ * (rows 4 KB apart: shared panels); ragged N; one slice and many (kc 40:
+ * a chunk's slice waits for its previous one); epilogues (alpha and beta
+ * over C, an addend R, R = C, a bias); the counters reset every call (8
+ * calls); the rule: qwen0.5b's k/v dy W claims on 2 threads, not on one,
+ * nor with more rows than one block (M = 512), nor at claim 0. */
+static void test_grid_claim(void)
+{
+	if (!iapo_sgemm_avx512()) return;
+	/* ta, tb, M, N, K, kc (0: default) */
+	static const int sh[][6] = {{0, 0, 256, 896, 128, 0}, {1, 0, 128, 896, 256, 0}, {0, 1, 256, 512, 1536, 0},
+				    {0, 1, 200, 1024, 1024, 0}, {0, 0, 256, 333, 600, 40}, {1, 0, 70, 333, 300, 40},
+				    {0, 1, 37, 520, 300, 24}};
+	for (int si = 0; si < 7; si++)
+		for (int ep = 0; ep < 4; ep++) {
+			const int ta = sh[si][0], tb = sh[si][1], M = sh[si][2], N = sh[si][3], K = sh[si][4];
+			const int pad = (si + ep) % 2 ? 3 : 0;
+			const int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+			const int lda = ac + (si == 3 ? 0 : pad), ldb = bc + 2 * pad, ldc = N + pad;
+			float *A = make_mat(ar, ac, lda, NAN), *B = make_mat(br, bc, ldb, NAN);
+			float *R = make_mat(M, N, ldc, 0), *bias = make_mat(1, N, N, 0);
+			float *C0 = make_mat(M, N, ldc, -777.0f), *C[3];
+			int took[3];
+			iapo_sgemm_set_blocking(0, sh[si][5], 0);
+			/* one thread; 2 threads static; 2 threads claimed (the
+			 * default chunks, then 3 a thread), 8 calls */
+			for (int v = 0; v < 3; v++) {
+				C[v] = malloc(sizeof(float) * ((size_t)M * ldc + 1));
+				iapo_set_threads(v ? 2 : 1);
+				int old = iapo_sgemm_claim(v == 2 ? 1 : 0);
+				for (int r = 0; r < (v == 2 ? 8 : 1); r++) {
+					memcpy(C[v], C0, sizeof(float) * (size_t)M * ldc);
+					if (v == 2 && r >= 4) iapo_sgemm_claim(3);
+					iapo_gemm_op o = {.transA = ta, .transB = tb, .M = M, .N = N, .K = K,
+							  .alpha = ep == 1 ? -0.5f : 1.0f, .beta = ep == 1 ? 0.5f : 0.0f, .A = A,
+							  .lda = lda, .B = B, .ldb = ldb, .C = C[v], .ldc = ldc,
+							  .R = ep == 2 ? R : ep == 3 ? C[v] : NULL, .ldr = ldc,
+							  .bias = ep >= 2 ? bias : NULL};
+					iapo_sgemm_force_path(IAPO_SGEMM_PACKED);
+					iapo_sgemm_batch(1, &o);
+					iapo_sgemm_force_path(IAPO_SGEMM_AUTO);
+					took[v] = iapo_sgemm_last_claim();
+					if (v == 2)
+						CHECK(!memcmp(C[0], C[2], sizeof(float) * (size_t)M * ldc),
+						      "claimed columns changed the bits: ta=%d tb=%d M=%d N=%d K=%d epilogue %d "
+						      "call %d", ta, tb, M, N, K, ep, r);
+				}
+				iapo_sgemm_claim(old);
+			}
+			iapo_sgemm_set_blocking(0, 0, 0);
+			CHECK(!took[0] && !took[1] && took[2], "claim taken %d %d %d: ta=%d tb=%d M=%d N=%d K=%d", took[0],
+			      took[1], took[2], ta, tb, M, N, K);
+			CHECK(!memcmp(C[0], C[1], sizeof(float) * (size_t)M * ldc), "static grid: other bits than one thread");
+			for (int v = 0; v < 3; v++) free(C[v]);
+			free(A); free(B); free(R); free(bias); free(C0);
+		}
+	struct spec s = {0, 0, 100, 300, 700, 5, 1.5f, -1.0f, IAPO_SGEMM_PACKED, 2};
+	CHECK(check_one(s), "claimed columns against the loop");
+	/* the rule */
+	float *A = make_mat(512, 896, 896, 0), *W = make_mat(128, 896, 896, 0), *C = malloc(sizeof(float) * 512 * 896);
+	for (int th = 1; th <= 2; th++) {
+		iapo_set_threads(th);
+		iapo_sgemm(0, 0, 256, 896, 128, 1.0f, A, 128, W, 896, 0.0f, C, 896);
+		CHECK(iapo_sgemm_last_claim() == (th == 2), "the rule: k/v dy W on %d threads claimed %d", th,
+		      iapo_sgemm_last_claim());
+		iapo_sgemm(0, 0, 512, 896, 128, 1.0f, A, 128, W, 896, 0.0f, C, 896);
+		CHECK(!iapo_sgemm_last_claim(), "the rule: M = 512 (two row blocks) claimed on %d threads", th);
+	}
+	int old = iapo_sgemm_claim(0);
+	iapo_sgemm(0, 0, 256, 896, 128, 1.0f, A, 128, W, 896, 0.0f, C, 896);
+	CHECK(!iapo_sgemm_last_claim(), "claim 0: claimed");
+	iapo_sgemm_claim(old);
+	free(A); free(W); free(C);
+}
+
 /* Rectangles running side by side share op(A)'s packed panels, and a panel
  * that another thread is packing is left for after the rectangle's others
  * (a_panels): every product of many rounds on 2 threads has the bits of one
@@ -645,6 +723,7 @@ int main(void)
 	RUN(test_a_rows);
 	RUN(test_wide_c_slice);
 	RUN(test_xt);
+	RUN(test_grid_claim);
 	RUN(test_shared_a_rounds);
 	RUN(test_batch_one_per_thread);
 	RUN(test_dispatch);

@@ -146,6 +146,11 @@
 #ifndef XT_CLAIM_CHUNKS
 #define XT_CLAIM_CHUNKS 8
 #endif
+/* Column chunks per thread that grid_claim hands out (about; whole
+ * micro-panels). */
+#ifndef GRID_CLAIM_CHUNKS
+#define GRID_CLAIM_CHUNKS 4
+#endif
 /* Largest row block a test override may ask for (iapo_sgemm_set_blocking). */
 #define MC_MAX 4096
 
@@ -204,7 +209,8 @@ static int split_mode = 1;
 static int a_rows_mode = 1;
 static int xt_mode = 1;
 static int bf_rows_mode = 1;
-static _Thread_local int last_split, last_xt;
+static int claim_mode = 1;
+static _Thread_local int last_split, last_xt, last_claim;
 static int blk_mc, blk_kc, blk_nc;
 static long min_fma_per_thread = MIN_FMA_PER_THREAD;
 static _Thread_local int last_path;
@@ -243,6 +249,15 @@ int iapo_sgemm_xt(int mode)
 }
 
 int iapo_sgemm_last_xt(void) { return last_xt; }
+
+int iapo_sgemm_claim(int mode)
+{
+	int old = claim_mode;
+	claim_mode = mode;
+	return old;
+}
+
+int iapo_sgemm_last_claim(void) { return last_claim; }
 
 int iapo_sgemm_bf_rows(int mode)
 {
@@ -430,6 +445,9 @@ struct job {
 	 * front | from the back << 32), a chunk's next slice only after its
 	 * last one (xtdone[c]: slices done) */
 	long xt_chunk, xt_nchunks;
+	/* the same counters claim a 1 x tn grid's columns on 2 threads
+	 * (grid_claim): xt_nchunks chunks of whole micro-panels */
+	int claim;
 	_Atomic uint64_t *xtnext;
 	atomic_int *xtdone;
 	size_t xt_floats;
@@ -1495,7 +1513,10 @@ static AVX512 void packed_rect(const struct job *J, float *abuf, float *bbuf, lo
 		long nc = min_l(nc_step, n - jc);
 		for (long pc = k0; pc < K; pc += kc_step) {
 			long kc = min_l(kc_step, K - pc);
-			const int first = pc == k0;
+			/* (a split-K group > 0 starts its partial at k0; C's
+			 * epilogue goes with depth 0, also where grid_claim
+			 * passes one slice at a time) */
+			const int first = group ? pc == k0 : pc == 0;
 			for (long ic = 0; ic < m; ic += mc_step) {
 				long mc = min_l(mc_step, m - ic);
 				const float *ap[MC_MAX / MR + 1];
@@ -1707,6 +1728,32 @@ static AVX512 void xt_claim(const struct job *J, float *xbuf, int back)
 	}
 }
 
+/* A 1 x tn grid on 2 threads with C's columns claimed chunk by chunk,
+ * slice by slice, as xt_claim claims W's rows: one thread from the front,
+ * the other from the back, a chunk's slice s only once its slice s-1 is
+ * stored (xtdone). Each element of C sums the same depth slices in the
+ * same tiles in the same order as in the static grid (packed_rect over one
+ * slice at a time, the epilogue with the first), so the same bits. A
+ * thread held up leaves its last chunks of each slice to the other instead
+ * of making it wait at the end of the call: the static grid's 2 items
+ * (an op(A) over L2: small's down x W^T, gate dy W) had no slack at all,
+ * and its 4 (k/v, N = 128 or K = 128) one item each. */
+static AVX512 void grid_claim(const struct job *J, float *abuf, float *bbuf, int back)
+{
+	const long K = J->K, kc_step = J->kc_step, nch = J->xt_nchunks;
+	const long rot = back ? ceil_div(ceil_div(J->M, MR), 2) : 0;
+	for (long pc = 0, s = 0; pc < K; pc += kc_step, s++) {
+		const long kc = min_l(kc_step, K - pc);
+		for (long c; (c = xt_take(&J->xtnext[s], nch, back)) >= 0;) {
+			long n0, n1;
+			split_range(J->N, NR, (int)nch, (int)c, &n0, &n1);
+			if (s > 0) xt_wait(&J->xtdone[c], (int)s);
+			packed_rect(J, abuf, bbuf, 0, J->M, n0, n1, rot, pc, pc + kc, 0);
+			atomic_store_explicit(&J->xtdone[c], (int)s + 1, memory_order_release);
+		}
+	}
+}
+
 /* Rectangle `item` of the grid, with worker's slice of the workspace. */
 static void packed_item(void *ctx, long item, int worker)
 {
@@ -1721,6 +1768,10 @@ static void packed_item(void *ctx, long item, int worker)
 		}
 		split_range(J->N, MR, J->tn, (int)item, &n0, &n1);
 		xt_rect(J, abuf, n0, n1);
+		return;
+	}
+	if (J->claim) {
+		grid_claim(J, abuf, bbuf, item & 1);
 		return;
 	}
 	if (J->sk > 1) {
@@ -1971,6 +2022,36 @@ static int packed_plan(struct job *J, int nth)
 								    J->xt_nchunks * (long)sizeof(atomic_int),
 							    (long)sizeof(float));
 		}
+	}
+	/* fp32, no split-K, one row range and one row block (M <= mc): on 2
+	 * threads the columns are claimed (grid_claim) instead of cut into tn
+	 * static rectangles. 2 threads, bench/gemm's products at M = 256, one
+	 * process alternating call by call, % of the adjacent peak, median of
+	 * 25 rounds, two runs: the 34 products it takes +0.7 / +0.8 points at
+	 * the median (rounds won 16.6 / 16.4 of 25 on average; the 8 it does
+	 * not take, the same code on both sides: 11.5 / 11.6), e.g. tiny gate
+	 * dy W 67.7 -> 71.4 / 66.7 -> 70.3, qwen0.5b o dy W 59.5 -> 63.2 /
+	 * 64.1 -> 65.4, k/v dy W 59.9 -> 60.3 / 58.2 -> 60.6. With more than
+	 * one row block each chunk streams all of A's rows again: qwen0.5b's
+	 * q and o dy^T x (M = 896) claimed read -3.5..+0.6 (1-6 of 10-12
+	 * rounds won, three runs), so those keep the static grid. */
+	J->claim = 0;
+	const long nchunks = 2L * (claim_mode > 1 ? claim_mode : GRID_CLAIM_CHUNKS);
+	if (claim_mode && nchunks >= J->tn && nt >= nchunks && !J->xt && !J->sk && !J->Bh && nth == 2 && J->tm == 1 &&
+	    J->tn >= 2 && (claim_mode > 1 || J->M <= J->mc)) {
+		/* whole micro-panels, as even as they go (split_range): the two
+		 * ends meet in the middle with equal shares (equal-width chunks,
+		 * 7 of them for N = 896, left one thread 4: k/v dy W -5 points) */
+		J->claim = 1;
+		J->xt_nchunks = nchunks;
+		J->tn = 2;
+		J->nth = 2;
+		/* a chunk is no wider than the static grid's rectangles (nchunks
+		 * >= tn), so the buffers sized for those serve; + 16: run_jobs
+		 * aligns the counters to a line */
+		J->xt_floats = 16 + (size_t)ceil_div(nslices * (long)sizeof(uint64_t) +
+							    J->xt_nchunks * (long)sizeof(atomic_int),
+						    (long)sizeof(float));
 	}
 	return 1;
 }
@@ -2988,6 +3069,7 @@ static void run_jobs(struct job *jobs, int n, int nmax)
 		last_path = J->path;
 		last_split = J->path == IAPO_SGEMM_PACKED ? J->sk : 0;
 		last_xt = J->path == IAPO_SGEMM_PACKED && J->xt ? (J->xtnext ? 2 : 1) : 0;
+		last_claim = J->path == IAPO_SGEMM_PACKED && J->claim && J->xtnext;
 	}
 	struct batch b = {jobs, n};
 	if (nmax < 2 || total < 2) {
@@ -3039,6 +3121,7 @@ void iapo_sgemm_batch(int n, const iapo_gemm_op *ops)
 	enum { CAP = 16 };
 	last_path = 0;
 	last_split = 0;
+	last_claim = 0;
 	int nmax = iapo_pool_threads();
 	for (int i0 = 0; i0 < n; i0 += CAP) {
 		struct job jobs[CAP];

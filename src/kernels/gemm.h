@@ -232,5 +232,14 @@ int iapo_sgemm_xt(int mode);
 /* Whether the last call's last product on this thread ran as C^T = W x^T:
  * 0 no, 1 yes, 2 yes with W's rows claimed chunk by chunk by the threads. */
 int iapo_sgemm_last_xt(void);
+/* Packed path, fp32, a grid of one row range and column rectangles, no
+ * split-K, on exactly 2 threads: 0 static rectangles, 1 C's columns
+ * claimed chunk by chunk from both ends, slice by slice (the default), n >= 2
+ * the same with n chunks per thread (a tuning hook). The same bits either
+ * way; returns the previous setting. */
+int iapo_sgemm_claim(int mode);
+/* Whether the last call's last product on this thread claimed its columns
+ * (iapo_sgemm_claim): 0 or 1. */
+int iapo_sgemm_last_claim(void);
 
 #endif
