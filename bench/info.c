@@ -342,6 +342,16 @@ static void pass_pool_rec(const pass_pool *p)
 	bench_rec_int("pass_bf16_splits", p->splits);
 }
 
+/* How the bf16 pass's attention multiplies on this machine (kvcache.h):
+ * vdpbf16ps, fp32 FMAs on the same bf16 values where vdpbf16ps is the
+ * slower (the products' verdict), and AMX's tiles for most of those where
+ * usable. The pass's speed and its ratio to fwd+bwd depend on it. */
+static void pass_attn_rec(const iapo_config *c)
+{
+	const int fma = c->HD % 64 == 0 && c->HD <= 128 && !iapo_sgemm_bf16_dot(NULL, NULL);
+	bench_rec_str("pass_bf16_attention", !fma ? "vdpbf16ps" : iapo_kv_amx_usable() ? "amx" : "fp32_fma");
+}
+
 static void pass_pool_note(const char *shape, int threads, const pass_pool *p)
 {
 	bench_note("info: %-6s bf16 pass on %d threads: %ld pool calls (%ld items), %ld with an item for every thread "
@@ -511,6 +521,7 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 		bench_rec_num("cpu_info_cached_bf16_over_step", cpu_cached16 / (cpu_roll16 + cpu_fb));
 		bench_rec_num("loadavg_1m", bench_loadavg());
 		pass_pool_rec(&pp);
+		pass_attn_rec(&c);
 		bench_rec_end();
 		bench_note("info: %-6s %d + %d tokens: CPU s: bf16 pass %.3f = %.2fx fwd+bwd (%.3f); bf16 rollout %.3f; "
 			   "wall: pass %.3f, fwd+bwd %.3f, rollout %.3f\n",
@@ -544,6 +555,7 @@ static iapo_status bench_shape(const bench_model_shape *s, int threads, int quic
 	bench_rec_num("positions_per_s", (double)is.positions / info_s);
 	bench_rec_num("cached_positions_per_s", (double)is.positions / cached_s);
 	pass_pool_rec(&pp);
+	pass_attn_rec(&c);
 	bench_rec_end();
 	pass_pool_note(s->name, threads, &pp);
 	bench_rec_begin("fwd_bwd");

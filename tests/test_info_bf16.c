@@ -22,7 +22,9 @@
  *    and 128 attend by fp32 FMAs on the same bf16 values
  *    (iapo_kv_attn_bf16_fma), and where this CPU's vdpbf16ps is two FMAs a
  *    lane, odd element first (dot_is_two_fmas: Intel's definition), they
- *    give its bits; elsewhere the same tolerance;
+ *    give its bits; elsewhere the same tolerance; with AMX usable
+ *    (iapo_kv_amx) its tiles take those products: other bits, the same
+ *    tolerance (measured: as vdpbf16ps's);
  *  - the whole pass over a bf16 rollout's cache (tiny Qwen2/Llama/Qwen3, and
  *    an HD 64 model like bench/info's): the token advantages within
  *    PASS_ADV_TOL (0.1, the bf16 pass's contract in test_info_reuse;
@@ -150,6 +152,8 @@ static int dot_is_two_fmas(void)
 #endif
 }
 
+static int amx_shapes; /* shapes whose logits AMX changed */
+
 static void attention_shape(int NH, int NKV, int HD, double *worst)
 {
 	iapo_config c = tiny_config(TINY_QWEN2);
@@ -176,9 +180,9 @@ static void attention_shape(int NH, int NKV, int HD, double *worst)
 	iapo_kv_row *rows = malloc(sizeof(iapo_kv_row) * R);
 	float *a32 = malloc(sizeof(float) * NP * V), *a16 = malloc(sizeof(float) * NP * V);
 	float *again = malloc(sizeof(float) * NP * V), *ref = malloc(sizeof(float) * V);
-	float *a16w = malloc(sizeof(float) * NP * V);
+	float *a16w = malloc(sizeof(float) * NP * V), *a16x = malloc(sizeof(float) * NP * V);
 	float *all = malloc(sizeof(float) * TMAX * V), *lg = malloc(sizeof(float) * 3 * V);
-	if (!f || !kv || !rows || !a32 || !a16 || !a16w || !again || !ref || !all || !lg) goto done;
+	if (!f || !kv || !rows || !a32 || !a16 || !a16w || !a16x || !again || !ref || !all || !lg) goto done;
 	const int *tok[3] = {seq[0], seq[1], NULL};
 	int n[3] = {150, 90, 0};
 	CHECK(iapo_kv_forward(kv, tok, n, lg) == IAPO_OK, "prefill: %s", iapo_errmsg()); /* fp32 attention */
@@ -198,8 +202,18 @@ static void attention_shape(int NH, int NKV, int HD, double *worst)
 	CHECK(iapo_kv_attn_bf16(kv, 1, slots, 2) == IAPO_OK, "attn_bf16: %s", iapo_errmsg());
 	const int fma = iapo_kv_attn_bf16_fma(kv);
 	CHECK(fma == (BF16_ATTN && HD % 64 == 0 && HD <= 128), "HD %d: bf16 attention by fp32 FMAs: %d", HD, fma);
+	const int amx = iapo_kv_amx(0);
 	CHECK(iapo_kv_forward_rows(kv, rows, R, a16w) == IAPO_OK, "rows: %s", iapo_errmsg());
+	iapo_kv_amx(1); /* and with AMX's tiles where this CPU has them */
+	CHECK(iapo_kv_forward_rows(kv, rows, R, a16x) == IAPO_OK, "rows: %s", iapo_errmsg());
+	iapo_kv_amx(amx);
 	iapo_sgemm_force_bf16_dot(hook);
+	/* AMX takes blocks of 16 query vectors all active in a tile: not every
+	 * shape's rows make one (test_attention asks that some do) */
+	if (fma && iapo_kv_amx_usable())
+		amx_shapes += memcmp(a16w, a16x, sizeof(float) * (size_t)NP * V) != 0;
+	else
+		CHECK(!memcmp(a16w, a16x, sizeof(float) * (size_t)NP * V), "HD %d: no AMX path: other bits", HD);
 	if (!fma || dot_is_two_fmas())
 		CHECK(!memcmp(a16, a16w, sizeof(float) * (size_t)NP * V), "HD %d: bf16 attention by %s: other bits", HD,
 		      fma ? "fp32 FMAs than by vdpbf16ps" : "vdpbf16ps after turning on again");
@@ -220,8 +234,12 @@ static void attention_shape(int NH, int NKV, int HD, double *worst)
 		const double e32 = test_max_rel_err(a32 + (size_t)j * V, ref, (size_t)V);
 		const double e16 = test_max_rel_err(a16 + (size_t)j * V, ref, (size_t)V);
 		const double e16w = test_max_rel_err(a16w + (size_t)j * V, ref, (size_t)V);
+		const double e16x = test_max_rel_err(a16x + (size_t)j * V, ref, (size_t)V);
 		*worst = e16 > *worst ? e16 : *worst;
 		*worst = e16w > *worst ? e16w : *worst;
+		*worst = e16x > *worst ? e16x : *worst;
+		CHECK(e16x <= ATT_TOL, "NH %d NKV %d HD %d: prefix %d/%d: bf16 attention by AMX: max rel err %.3g", NH, NKV,
+		      HD, PRE[j][0], PRE[j][1], e16x);
 		CHECK(e16w <= ATT_TOL, "NH %d NKV %d HD %d: prefix %d/%d: bf16 attention by fp32 FMAs: max rel err %.3g", NH,
 		      NKV, HD, PRE[j][0], PRE[j][1], e16w);
 		CHECK(e32 <= 1e-4, "NH %d NKV %d HD %d: prefix %d/%d: fp32 attention: max rel err %.3g", NH, NKV, HD,
@@ -234,6 +252,7 @@ done:
 	free(a32);
 	free(a16);
 	free(a16w);
+	free(a16x);
 	free(again);
 	free(ref);
 	free(all);
@@ -251,9 +270,12 @@ static void test_attention(void)
 	attention_shape(4, 1, 64, &worst); /* GQA 4 */
 	attention_shape(2, 2, 128, &worst);
 	attention_shape(4, 4, 64, &worst);
+	CHECK(!iapo_kv_amx_usable() || amx_shapes >= 2, "AMX usable, changed the logits of %d shapes (HD 64 GQA 4, HD 128)",
+	      amx_shapes);
 	fprintf(stderr, "  bf16 attention vs the fp32 forward: logits max rel err %.3g (tolerance %g)\n", worst, ATT_TOL);
-	fprintf(stderr, "  this CPU's vdpbf16ps %s two FMAs a lane: the fp32-FMA attention checked %s\n",
-		dot_is_two_fmas() ? "is" : "is not", dot_is_two_fmas() ? "for its bits" : "by the tolerance");
+	fprintf(stderr, "  this CPU's vdpbf16ps %s two FMAs a lane: the fp32-FMA attention checked %s; AMX %s\n",
+		dot_is_two_fmas() ? "is" : "is not", dot_is_two_fmas() ? "for its bits" : "by the tolerance",
+		iapo_kv_amx_usable() ? "usable (checked by the tolerance)" : "not usable here");
 }
 
 /* ---- the whole pass over a bf16 rollout's cache ---- */

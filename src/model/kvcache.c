@@ -1083,7 +1083,8 @@ static void attend_span_bf(qvec *v, int nv, const uint16_t *Kb, const uint16_t *
  * element of a pair by a shift, the odd by a mask), each vdpbf16ps lane
  * taken as two FMAs, the odd element's product first: Intel's definition of
  * the instruction, so on such a CPU the results are vdpbf16ps's to the bit
- * (tests/test_info_bf16.c checks it where the CPU's vdpbf16ps rounds so).
+ * (tests/test_info_bf16.c checks it where the CPU's vdpbf16ps rounds so),
+ * unless AMX takes the products (below; then within the same tolerance).
  * Each tile's keys (groups [G0, G1)) and the value rows P.V reads are
  * widened once into kw and vw (KT x HD floats each) for all the tile's
  * vectors, not in every register block. Head dims that are multiples of 64
@@ -1160,13 +1161,134 @@ static inline __attribute__((always_inline)) void pv_blk4_bw(qvec *const *v, con
 		for (int c = 0; c < 4; c++) _mm512_storeu_ps(v[i]->acc + c0 + 16 * c, a[i][c]);
 }
 
-/* attend_span_bf by fp32 FMAs; kw, vw: room for KT x HD floats each. */
+/* AMX (Intel's tile unit, where the build targets it and the kernel grants
+ * the process its tile state): attend_span_bw's scores and whole tiles' P.V
+ * as small matrix products by tdpbf16ps over the same bf16 operands, in the
+ * layouts the bf16 copy already has (kb's tiles are the B operand of a
+ * score product, vb's row pairs that of P.V; a block's qh, ph, p and acc
+ * rows are contiguous). On the Xeon of session 18, whose vdpbf16ps does half
+ * the fp32 FMAs' work, tdpbf16ps ran 3.15 TFLOP/s on one core (13.6x its
+ * fp32 FMAs): the pass took 0.81x (tiny) / 0.88x (small) the CPU of the
+ * FMA path. Its sums are fp32 but not rounded as the FMA chains are: E moved
+ * by up to 1.1e-4 (|E| <= 8.9; tests/test_info_bf16.c checks the tolerance). */
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#define AMX_ON 1
+static int amx_state; /* 0: not asked yet, 1: the process may use the tiles, -1: not */
+
+static int amx_usable_now(void)
+{
+	int s = __atomic_load_n(&amx_state, __ATOMIC_ACQUIRE);
+	if (s == 0) {
+		/* Linux hands out the tile data state on request, per process
+		 * (ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA); asking twice is harmless */
+		s = syscall(SYS_arch_prctl, 0x1023, 18) == 0 ? 1 : -1;
+		__atomic_store_n(&amx_state, s, __ATOMIC_RELEASE);
+	}
+	return s > 0;
+}
+
+typedef struct {
+	uint8_t palette, start;
+	uint8_t res[14];
+	uint16_t colsb[16];
+	uint8_t rows[16];
+} amx_cfg;
+
+/* Every tile 16 rows of 64 bytes (a thread's configuration: set per span). */
+static void amx_config(void)
+{
+	amx_cfg c;
+	memset(&c, 0, sizeof c);
+	c.palette = 1;
+	for (int i = 0; i < 8; i++) {
+		c.colsb[i] = 64;
+		c.rows[i] = 16;
+	}
+	_tile_loadconfig(&c);
+}
+
+/* Scores of vectors v[0..nv) (nv a multiple of 16, all active in the tile,
+ * their rows contiguous) for groups [G0, G1): each 16 x 16 block a sum over
+ * HD / 32 products of q's rows by the tile's pairs, stored into p, then
+ * scaled as scores_blk_bw's. */
+static void scores_amx(qvec *v, int nv, int G0, int G1, const uint16_t *Kt, int HD, float scale)
+{
+	/* tiles: 0 the sums, 4 q's rows, 6 the keys */
+	const __m512 vs = _mm512_set1_ps(scale);
+	for (int i0 = 0; i0 < nv; i0 += 16) {
+		const uint16_t *qa = (const uint16_t *)v[i0].qh;
+		float *pc = v[i0].p;
+		for (int g = G0; g < G1; g++) {
+			_tile_zero(0);
+			for (int s0 = 0; s0 < HD / 32; s0++) {
+				_tile_loadd(4, qa + 32 * s0, HD * 2);
+				_tile_loadd(6, Kt + (size_t)s0 * 16 * 2 * KT + 32 * g, 4 * KT);
+				_tile_dpbf16ps(0, 4, 6);
+			}
+			_tile_stored(0, pc + 16 * g, KT * 4);
+		}
+		for (int i = i0; i < i0 + 16; i++)
+			for (int g = G0; g < G1; g++)
+				_mm512_storeu_ps(v[i].p + 16 * g, _mm512_mul_ps(_mm512_loadu_ps(v[i].p + 16 * g), vs));
+	}
+}
+
+/* P.V of a whole tile (keys [0, KT), every value row written, so finite)
+ * for vectors v[0..nv) as scores_amx: acc (each 16 vectors x 16 columns a
+ * tile, loaded and stored back) += the weights (ph: bf16 pairs, 0 outside
+ * each vector's keys) . the value row pairs. */
+static void pv_amx(qvec *v, int nv, const uint16_t *Vt, int HD)
+{
+	for (int i0 = 0; i0 < nv; i0 += 16) {
+		float *ac = v[i0].acc;
+		const uint32_t *pa = v[i0].ph;
+		for (int c = 0; c < HD / 16; c++) {
+			_tile_loadd(0, ac + 16 * c, HD * 4);
+			for (int s0 = 0; s0 < KT / 32; s0++) {
+				_tile_loadd(4, pa + 16 * s0, KT * 2);
+				_tile_loadd(6, Vt + (size_t)s0 * 16 * 2 * HD + 32 * c, HD * 4);
+				_tile_dpbf16ps(0, 4, 6);
+			}
+			_tile_stored(0, ac + 16 * c, HD * 4);
+		}
+	}
+}
+#endif
+
+static int amx_allow = 1; /* iapo_kv_amx's test hook */
+
+int iapo_kv_amx(int on)
+{
+	const int was = amx_allow;
+	amx_allow = on != 0;
+	return was;
+}
+
+int iapo_kv_amx_usable(void)
+{
+#if defined(AMX_ON)
+	return amx_usable_now();
+#else
+	return 0;
+#endif
+}
+
+/* attend_span_bf by fp32 FMAs (scores and whole tiles' P.V by AMX where
+ * usable); kw, vw: room for KT x HD floats each. */
 static void attend_span_bw(qvec *v, int nv, const uint16_t *Kb, const uint16_t *Vb, int HD, float scale, float *kw,
 			   float *vw)
 {
 	const __m512i odd = _mm512_set1_epi32((int)0xFFFF0000u);
 	int lo, hi;
 	span_union(v, nv, &lo, &hi);
+#if defined(AMX_ON)
+	/* blocks of 16 vectors: a prefix's block (64 vectors), not the second
+	 * spans of one position's rows (K x grp, 8 at K = 4) */
+	const int amx_any = amx_allow && nv % 16 == 0 && amx_usable_now();
+	if (amx_any) amx_config();
+#endif
 	for (int t0 = hi > lo ? lo / KT * KT : hi; t0 < hi; t0 += KT) {
 		const uint16_t *Kt = Kb + (size_t)t0 * HD, *Vt = Vb + (size_t)t0 * HD;
 		qvec *act[VB_MAX];
@@ -1175,12 +1297,18 @@ static void attend_span_bw(qvec *v, int nv, const uint16_t *Kb, const uint16_t *
 		if (na == 0) continue;
 		const int G0 = ua / 16, G1 = (ub + 15) / 16, ja = ua / 2, jb = (ub + 1) / 2;
 		const int nn = hi - t0 - KT < KT ? hi - t0 - KT : KT, pkn = nn > 0 ? (nn + 15) / 16 : 0;
-		/* widen the keys, fetching the next tile's keys and (a 1 / (HD / 2)
-		 * share per step) the value rows P.V reads ahead, as the first
-		 * score block does in attend_span_bf */
+#if defined(AMX_ON)
+		const int amx = amx_any && na == nv;
+		if (amx) scores_amx(v, nv, G0, G1, Kt, HD, scale);
+#else
+		const int amx = 0;
+#endif
+		/* widen the keys (unless AMX took the scores), fetching the next
+		 * tile's keys and (a 1 / (HD / 2) share per step) the value rows
+		 * P.V reads ahead, as the first score block does in attend_span_bf */
 		for (int dp = 0; dp < HD / 2; dp++) {
 			const uint16_t *kt = Kt + (size_t)dp * 2 * KT;
-			for (int g = G0; g < G1; g++) {
+			for (int g = G0; g < G1 && !amx; g++) {
 				const __m512i x = _mm512_loadu_si512(kt + 32 * g);
 				_mm512_storeu_ps(kw + (size_t)(2 * dp + 1) * KT + 16 * g, _mm512_castsi512_ps(_mm512_and_si512(x, odd)));
 				_mm512_storeu_ps(kw + (size_t)(2 * dp) * KT + 16 * g, _mm512_castsi512_ps(_mm512_slli_epi32(x, 16)));
@@ -1189,12 +1317,20 @@ static void attend_span_bw(qvec *v, int nv, const uint16_t *Kb, const uint16_t *
 			for (int j = ja + dp; j < jb; j += HD / 2)
 				for (int c = 0; c < HD; c += 32) _mm_prefetch((const char *)(Vt + (size_t)j * 2 * HD + 2 * c), _MM_HINT_T0);
 		}
-		for (int i = 0; i < na; i += SB) scores_any_bw(act + i, na - i < SB ? na - i : SB, G0, G1 - G0, kw, HD, scale);
+		for (int i = 0; i < na && !amx; i += SB) scores_any_bw(act + i, na - i < SB ? na - i : SB, G0, G1 - G0, kw, HD, scale);
+		const int amxpv = amx && ua == 0 && ub == KT; /* weights to ph, for pv_amx */
 		for (int i = 0; i < na; i++) {
 			qvec *x = act[i];
 			const int a = x->lo - t0 > 0 ? x->lo - t0 : 0, b = x->hi - t0 < KT ? x->hi - t0 : KT;
-			softmax_vec_b(x, a, b, G0, G1, HD, 1);
+			if (amxpv) softmax_vec_b(x, a, b, G0, G1, HD, 0);
+			else softmax_vec_b(x, a, b, G0, G1, HD, 1);
 		}
+#if defined(AMX_ON)
+		if (amxpv) {
+			pv_amx(v, nv, Vt, HD);
+			continue;
+		}
+#endif
 		/* the value rows; a row of the first or last pair outside [ua, ub)
 		 * may hold anything, and its weight 0 must not meet a NaN: it is
 		 * widened as 0 (pv_any_bf's masks) */
@@ -1215,6 +1351,9 @@ static void attend_span_bw(qvec *v, int nv, const uint16_t *Kb, const uint16_t *
 				default: pv_blk4_bw(act + i, 4, c0, vw, ja, jb, HD); break;
 				}
 	}
+#if defined(AMX_ON)
+	if (amx_any) _tile_release();
+#endif
 }
 #endif
 #endif

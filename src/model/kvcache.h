@@ -185,8 +185,17 @@ int iapo_kv_attn_bf16_on(const iapo_kv *kv);
  * (iapo_sgemm_bf16_dot's verdict at turn-on: vdpbf16ps slower than fp32
  * FMAs), for head dims that are multiples of 64 up to 128. The same sums in
  * the same order as Intel defines vdpbf16ps (two FMAs a lane, the odd
- * element's product first), so on such a CPU the same bits. */
+ * element's product first), so on such a CPU the same bits (AMX aside:
+ * iapo_kv_amx). */
 int iapo_kv_attn_bf16_fma(const iapo_kv *kv);
+/* Where the build targets AMX (AMX-BF16) and the kernel grants the process
+ * its tile state (iapo_kv_amx_usable: asks once), that fp32-FMA attention
+ * runs its scores (blocks of 16 query vectors) and its whole tiles' P.V as
+ * tdpbf16ps products of the same bf16 operands: fp32 sums, not rounded as
+ * the FMA chains are (E moves by ~1e-4). iapo_kv_amx(0) keeps it off (a
+ * test hook, process-wide; 1 again allows it); returns the previous one. */
+int iapo_kv_amx(int on);
+int iapo_kv_amx_usable(void);
 
 /* Runs R rows through the model. Within a layer every row's K/V is stored
  * before any row attends, and chunks run one after another, so a row may read
