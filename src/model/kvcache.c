@@ -1215,45 +1215,66 @@ static void amx_config(void)
  * scaled as scores_blk_bw's. */
 static void scores_amx(qvec *v, int nv, int G0, int G1, const uint16_t *Kt, int HD, float scale)
 {
-	/* tiles: 0 the sums, 4 q's rows, 6 the keys */
+	/* tiles: 0-3 the sums of groups 0-3 (four independent chains: one
+	 * tdpbf16ps's latency is several of its issue intervals), 4 q's rows for
+	 * 32 dims, 6 and 7 the keys, alternating */
 	const __m512 vs = _mm512_set1_ps(scale);
+#define SC_G(g, b)                                                                                              \
+	if (G0 <= (g) && (g) < G1) {                                                                             \
+		_tile_loadd(b, Kt + (size_t)s0 * 16 * 2 * KT + 32 * (g), 4 * KT);                                \
+		_tile_dpbf16ps(g, 4, b);                                                                         \
+	}
 	for (int i0 = 0; i0 < nv; i0 += 16) {
 		const uint16_t *qa = (const uint16_t *)v[i0].qh;
 		float *pc = v[i0].p;
-		for (int g = G0; g < G1; g++) {
-			_tile_zero(0);
-			for (int s0 = 0; s0 < HD / 32; s0++) {
-				_tile_loadd(4, qa + 32 * s0, HD * 2);
-				_tile_loadd(6, Kt + (size_t)s0 * 16 * 2 * KT + 32 * g, 4 * KT);
-				_tile_dpbf16ps(0, 4, 6);
-			}
-			_tile_stored(0, pc + 16 * g, KT * 4);
+		_tile_zero(0);
+		_tile_zero(1);
+		_tile_zero(2);
+		_tile_zero(3);
+		for (int s0 = 0; s0 < HD / 32; s0++) {
+			_tile_loadd(4, qa + 32 * s0, HD * 2);
+			SC_G(0, 6) SC_G(1, 7) SC_G(2, 6) SC_G(3, 7)
 		}
+		if (G0 <= 0 && 0 < G1) _tile_stored(0, pc, KT * 4);
+		if (G0 <= 1 && 1 < G1) _tile_stored(1, pc + 16, KT * 4);
+		if (G0 <= 2 && 2 < G1) _tile_stored(2, pc + 32, KT * 4);
+		if (G0 <= 3 && 3 < G1) _tile_stored(3, pc + 48, KT * 4);
 		for (int i = i0; i < i0 + 16; i++)
 			for (int g = G0; g < G1; g++)
 				_mm512_storeu_ps(v[i].p + 16 * g, _mm512_mul_ps(_mm512_loadu_ps(v[i].p + 16 * g), vs));
 	}
+#undef SC_G
 }
 
 /* P.V of a whole tile (keys [0, KT), every value row written, so finite)
  * for vectors v[0..nv) as scores_amx: acc (each 16 vectors x 16 columns a
  * tile, loaded and stored back) += the weights (ph: bf16 pairs, 0 outside
- * each vector's keys) . the value row pairs. */
+ * each vector's keys) . the value row pairs; four column blocks at a time
+ * (tiles 0-3), the weights in 4, the values in 6 and 7. */
 static void pv_amx(qvec *v, int nv, const uint16_t *Vt, int HD)
 {
+#define PV_C(c, b)                                                                                              \
+	_tile_loadd(b, Vt + (size_t)s0 * 16 * 2 * HD + 32 * (c0 + (c)), HD * 4);                                 \
+	_tile_dpbf16ps(c, 4, b);
 	for (int i0 = 0; i0 < nv; i0 += 16) {
-		float *ac = v[i0].acc;
 		const uint32_t *pa = v[i0].ph;
-		for (int c = 0; c < HD / 16; c++) {
-			_tile_loadd(0, ac + 16 * c, HD * 4);
+		for (int c0 = 0; c0 < HD / 16; c0 += 4) {
+			float *ac = v[i0].acc + 16 * c0;
+			_tile_loadd(0, ac, HD * 4);
+			_tile_loadd(1, ac + 16, HD * 4);
+			_tile_loadd(2, ac + 32, HD * 4);
+			_tile_loadd(3, ac + 48, HD * 4);
 			for (int s0 = 0; s0 < KT / 32; s0++) {
 				_tile_loadd(4, pa + 16 * s0, KT * 2);
-				_tile_loadd(6, Vt + (size_t)s0 * 16 * 2 * HD + 32 * c, HD * 4);
-				_tile_dpbf16ps(0, 4, 6);
+				PV_C(0, 6) PV_C(1, 7) PV_C(2, 6) PV_C(3, 7)
 			}
-			_tile_stored(0, ac + 16 * c, HD * 4);
+			_tile_stored(0, ac, HD * 4);
+			_tile_stored(1, ac + 16, HD * 4);
+			_tile_stored(2, ac + 32, HD * 4);
+			_tile_stored(3, ac + 48, HD * 4);
 		}
 	}
+#undef PV_C
 }
 #endif
 
