@@ -529,6 +529,8 @@ static int tile_active(qvec *v, int nv, int t0, qvec **act, int *ua, int *ub)
 	return na;
 }
 
+static int amx_allow = 1; /* iapo_kv_amx's test hook */
+
 #if defined(__AVX512F__)
 #define SB 6 /* query vectors per register block of scores: 6 x 4 accumulators */
 
@@ -1278,24 +1280,6 @@ static void pv_amx(qvec *v, int nv, const uint16_t *Vt, int HD)
 }
 #endif
 
-static int amx_allow = 1; /* iapo_kv_amx's test hook */
-
-int iapo_kv_amx(int on)
-{
-	const int was = amx_allow;
-	amx_allow = on != 0;
-	return was;
-}
-
-int iapo_kv_amx_usable(void)
-{
-#if defined(AMX_ON)
-	return amx_usable_now();
-#else
-	return 0;
-#endif
-}
-
 /* attend_span_bf by fp32 FMAs (scores and whole tiles' P.V by AMX where
  * usable); kw, vw: room for KT x HD floats each. */
 static void attend_span_bw(qvec *v, int nv, const uint16_t *Kb, const uint16_t *Vb, int HD, float scale, float *kw,
@@ -1378,6 +1362,23 @@ static void attend_span_bw(qvec *v, int nv, const uint16_t *Kb, const uint16_t *
 }
 #endif
 #endif
+
+/* In every build (the tests call them where AMX is compiled out too). */
+int iapo_kv_amx(int on)
+{
+	const int was = amx_allow;
+	amx_allow = on != 0;
+	return was;
+}
+
+int iapo_kv_amx_usable(void)
+{
+#if defined(AMX_ON)
+	return amx_usable_now();
+#else
+	return 0;
+#endif
+}
 
 /* The same steps for one vector and one tile in plain C (no AVX-512, or a
  * head dim that is not a multiple of 16). */
