@@ -57,6 +57,7 @@
 #include "model/kvcache.h"
 #include "rl/iapo_adv.h"
 #include "rl/info.h"
+#include "bf16_probe.h"
 #include "test.h"
 #include "test_decode_models.h"
 
@@ -113,44 +114,10 @@ static void make_rows(iapo_kv_row *rows, const int *post)
 		}
 }
 
-/* Whether this CPU's vdpbf16ps rounds as Intel defines it: per lane two fp32
- * FMAs, the odd element's product first. Then the bf16 attention by fp32
- * FMAs (iapo_kv_attn_bf16_fma), which sums that way, gives its bits. Random
- * bf16 operands over 2^-8..2^8 and sums, some made to nearly cancel. */
-static int dot_is_two_fmas(void)
-{
-#if BF16_ATTN
-	iapo_rng r;
-	iapo_rng_seed(&r, 97, 5, 0, 0);
-	for (int n = 0; n < 2048; n++) {
-		uint16_t a[32], b[32];
-		float c[16], got[16];
-		for (int i = 0; i < 32; i++) {
-			a[i] = (uint16_t)((iapo_rng_below(&r, 2) << 15) | ((119 + iapo_rng_below(&r, 17)) << 7) | iapo_rng_below(&r, 128));
-			b[i] = (uint16_t)((iapo_rng_below(&r, 2) << 15) | ((119 + iapo_rng_below(&r, 17)) << 7) | iapo_rng_below(&r, 128));
-		}
-		float fa[32], fb[32];
-		for (int i = 0; i < 32; i++) {
-			const uint32_t ua = (uint32_t)a[i] << 16, ub = (uint32_t)b[i] << 16;
-			memcpy(fa + i, &ua, 4);
-			memcpy(fb + i, &ub, 4);
-		}
-		for (int j = 0; j < 16; j++)
-			c[j] = j % 4 == 0 ? -(fa[2 * j + 1] * fb[2 * j + 1]) * 1.0009765625f
-				       : (float)((int)iapo_rng_below(&r, 2001) - 1000) * 0.013f;
-		const __m512 acc = _mm512_dpbf16_ps(_mm512_loadu_ps(c), (__m512bh)_mm512_loadu_si512(a),
-						    (__m512bh)_mm512_loadu_si512(b));
-		_mm512_storeu_ps(got, acc);
-		for (int j = 0; j < 16; j++) {
-			const float want = fmaf(fa[2 * j], fb[2 * j], fmaf(fa[2 * j + 1], fb[2 * j + 1], c[j]));
-			if (memcmp(&want, got + j, 4)) return 0;
-		}
-	}
-	return 1;
-#else
-	return 0;
-#endif
-}
+/* The bf16 attention by fp32 FMAs (iapo_kv_attn_bf16_fma) sums as
+ * bf16_probe.h's Intel definition of vdpbf16ps, so where the CPU's
+ * vdpbf16ps does, it gives its bits. */
+static int dot_is_two_fmas(void) { return BF16_ATTN && dpbf16_is_two_fmas(); }
 
 static int amx_shapes; /* shapes whose logits AMX changed */
 
